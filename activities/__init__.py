@@ -1,0 +1,1 @@
+"""Activities: every side effect a workflow causes (store writes, rule evaluation, sends)."""

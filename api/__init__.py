@@ -1,0 +1,1 @@
+"""Duly's HTTP API: FastAPI app, auth and one router per domain."""

@@ -1,0 +1,78 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.routers import assignments, audit, health, notifications, obligations, people
+from duly import __version__
+from duly.settings import Settings, get_settings
+from duly.temporal import connect
+from store.db import Database
+
+log = logging.getLogger("duly.api")
+
+
+class TemporalHolder:
+    """Connects to Temporal on first use and reconnects after a failure.
+
+    The API must start (and answer /healthz) while Temporal is still coming up.
+    """
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self._settings = settings
+        self._client = client
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Client:
+        """Return a connected client."""
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                self._client = await connect(self._settings)
+            return self._client
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    temporal_client: Client | None = None,
+) -> FastAPI:
+    """Build the API.
+
+    Args:
+        settings: Configuration; read from the environment when omitted.
+        database: An existing database (tests); one is created from settings otherwise.
+        temporal_client: An existing Temporal client (tests); connected lazily otherwise.
+    """
+    settings = settings or get_settings()
+    owns_db = database is None
+    db = database or Database(settings.resolved_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_db:
+            db.dispose()
+
+    app = FastAPI(
+        title="Duly",
+        version=__version__,
+        description="Training & certification compliance. Authenticate with "
+        "`Authorization: Bearer <token>` (create one with `duly tokens create --role ROLE`).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = db
+    app.state.temporal = TemporalHolder(settings, temporal_client)
+    for module in (health, people, assignments, obligations, notifications, audit):
+        app.include_router(module.router)
+    return app

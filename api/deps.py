@@ -1,0 +1,124 @@
+"""Request dependencies: database session, Temporal client, the authenticated principal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from temporalio.client import Client
+
+from duly.domain import Role
+from duly.settings import Settings
+from store.db import Database
+from store.models import Person
+from store.tokens import Principal, authenticate
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `duly tokens create`.")
+
+
+def get_database(request: Request) -> Database:
+    """The process-wide database."""
+    db: Database = request.app.state.database
+    return db
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session per request, committed when the handler returns normally."""
+    with get_database(request).session() as session:
+        yield session
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_temporal(request: Request) -> Client:
+    """The Temporal client, connected on first use (503 while Temporal is unreachable)."""
+    holder = request.app.state.temporal
+    try:
+        return await holder.get()
+    except Exception as exc:  # noqa: BLE001 - connection errors vary by transport
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"Temporal is unreachable ({type(exc).__name__}); try again shortly",
+        ) from exc
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_principal(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Authenticate the bearer token (401 when missing, unknown or revoked)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="missing bearer token: send `Authorization: Bearer <token>` "
+            "(create one with `duly tokens create --role ROLE`)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = authenticate(session, credentials.credentials)
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="unknown or revoked token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency that admits only the given roles (403 otherwise)."""
+    allowed = frozenset(roles)
+
+    def _check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"role {principal.role.value} may not do this; allowed: {names}",
+            )
+        return principal
+
+    return _check
+
+
+def visible_person_ids(session: Session, principal: Principal) -> set[int] | None:
+    """Row-level scope: the person ids this principal may see, or None for everyone.
+
+    A learner sees themself; a manager sees themself and every report, transitively; HR,
+    auditors and integrations see everyone.
+    """
+    if principal.role in (Role.HR_ADMIN, Role.AUDITOR, Role.INTEGRATION):
+        return None
+    if principal.person_id is None:
+        return set()
+    if principal.role is Role.LEARNER:
+        return {principal.person_id}
+    seen = {principal.person_id}
+    frontier = {principal.person_id}
+    while frontier:
+        reports = set(session.scalars(select(Person.id).where(Person.manager_id.in_(frontier))))
+        frontier = reports - seen
+        seen |= frontier
+    return seen
+
+
+def ensure_visible(session: Session, principal: Principal, person_id: int) -> None:
+    """404 (not 403, so ids are not probed) when the principal may not see this person."""
+    scope = visible_person_ids(session, principal)
+    if scope is not None and person_id not in scope:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")

@@ -1,0 +1,234 @@
+"""Domain types shared by the API, the workflows and the activities.
+
+Everything here is pure (no I/O) so workflows may import it inside the Temporal sandbox.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, timezone
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+#: External ids end up in workflow ids and URLs, so they stay URL- and path-safe.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+ExternalId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+#: The skeleton's fixed reminder ladder, in days before the due date (0 = the due day).
+DEFAULT_LADDER_DAYS: tuple[int, ...] = (90, 60, 30, 14, 7, 0)
+
+#: Reminders land at this local hour in the learner's time zone.
+REMINDER_HOUR = 9
+
+#: Marks decisions made before a rules pack is deployed (the skeleton's built-in ladder).
+BUILTIN_PACK = "builtin"
+
+
+class Role(StrEnum):
+    """API roles; a token carries exactly one."""
+
+    HR_ADMIN = "hr_admin"
+    MANAGER = "manager"
+    LEARNER = "learner"
+    AUDITOR = "auditor"
+    INTEGRATION = "integration"
+
+
+class ObligationKind(StrEnum):
+    """The kinds of obligation Duly tracks."""
+
+    TRAINING = "training"
+    CERTIFICATION = "certification"
+    APPRENTICESHIP = "apprenticeship"
+    MENTORSHIP = "mentorship"
+
+
+class ObligationStatus(StrEnum):
+    """An obligation's compliance status as shown to people."""
+
+    ASSIGNED = "assigned"
+    DUE_SOON = "due_soon"
+    OVERDUE = "overdue"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class EmploymentStatus(StrEnum):
+    """A person's employment status from the HRIS."""
+
+    ACTIVE = "active"
+    LEAVE = "leave"
+    TERMINATED = "terminated"
+
+
+def slugify(text: str) -> str:
+    """Turn a requirement title into a stable, id-safe slug (``HIPAA Privacy`` → ``hipaa-privacy``)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:64] or "requirement"
+
+
+def assignment_workflow_id(person: str, requirement: str, cycle: int) -> str:
+    """The business key of a training assignment: one workflow per person, requirement and cycle."""
+    return f"assignment/{person}/{requirement}/{cycle}"
+
+
+def stage_label(days_before: int) -> str:
+    """Name a ladder stage by its offset from the due date (``-30d``, ``0d``, ``+7d``)."""
+    if days_before == 0:
+        return "0d"
+    return f"-{days_before}d" if days_before > 0 else f"+{-days_before}d"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LadderStage(_Model):
+    """One planned reminder: its label, offset and the instant it fires (UTC)."""
+
+    label: str
+    days_before_due: int
+    fire_at: datetime
+
+
+def plan_ladder(
+    due_date: date,
+    utc_offset_minutes: int,
+    days: tuple[int, ...] = DEFAULT_LADDER_DAYS,
+) -> list[LadderStage]:
+    """Plan the reminder ladder for a due date.
+
+    Args:
+        due_date: The calendar day the obligation is due.
+        utc_offset_minutes: The learner's UTC offset on the due date, so reminders land at
+            :data:`REMINDER_HOUR` local time. Resolved by the caller (time-zone data is I/O).
+        days: Offsets in days before the due date.
+
+    Returns:
+        Stages ordered by firing time.
+    """
+    tz = timezone(timedelta(minutes=utc_offset_minutes))
+    due_at = datetime.combine(due_date, time(REMINDER_HOUR), tzinfo=tz).astimezone(timezone.utc)
+    stages = [
+        LadderStage(label=stage_label(d), days_before_due=d, fire_at=due_at - timedelta(days=d))
+        for d in sorted(days, reverse=True)
+    ]
+    return stages
+
+
+def due_instant(due_date: date, utc_offset_minutes: int) -> datetime:
+    """The instant an obligation becomes overdue: the end of its due day, learner's local time."""
+    tz = timezone(timedelta(minutes=utc_offset_minutes))
+    return datetime.combine(due_date + timedelta(days=1), time(0), tzinfo=tz).astimezone(
+        timezone.utc
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Assignment workflow contract (one input model per workflow, signal, query and activity).
+# ---------------------------------------------------------------------------------------------
+
+
+class AssignmentInput(_Model):
+    """Starts an :class:`~workflows.assignment.AssignmentWorkflow`."""
+
+    person: ExternalId
+    requirement_id: ExternalId
+    requirement_title: str = Field(min_length=1, max_length=200)
+    due_date: date
+    cycle: int = Field(default=1, ge=1)
+    utc_offset_minutes: int = Field(default=0, ge=-14 * 60, le=14 * 60)
+    assigned_by: str = "system"
+    pack_hash: str = BUILTIN_PACK
+
+    @property
+    def workflow_id(self) -> str:
+        """The business-key workflow id for this assignment."""
+        return assignment_workflow_id(self.person, self.requirement_id, self.cycle)
+
+
+class CompleteSignal(_Model):
+    """Evidence that the learner completed the training."""
+
+    completed_at: datetime
+    source: str = Field(default="api", max_length=64)
+    actor: str = Field(max_length=128)
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class AcknowledgeSignal(_Model):
+    """The learner (or someone on their behalf) acknowledged the reminders."""
+
+    acknowledged_at: datetime
+    actor: str = Field(max_length=128)
+    channel: str = Field(default="api", max_length=32)
+
+
+class AssignmentEvent(_Model):
+    """One line of the workflow's own readable timeline."""
+
+    at: datetime
+    kind: str
+    detail: str
+
+
+class AssignmentState(_Model):
+    """What the workflow's ``state`` query answers."""
+
+    workflow_id: str
+    person: str
+    requirement_id: str
+    requirement_title: str
+    cycle: int
+    due_date: date
+    status: ObligationStatus
+    stage: str | None
+    stages: list[LadderStage]
+    stages_sent: list[str]
+    acknowledged_at: datetime | None
+    completed_at: datetime | None
+    pack_hash: str
+    events: list[AssignmentEvent]
+
+
+class ObligationUpdate(_Model):
+    """Activity input: upsert the obligation read model from the workflow's state."""
+
+    workflow_id: str
+    person: str
+    kind: ObligationKind
+    requirement_id: str
+    requirement_title: str
+    cycle: int
+    due_date: date | None
+    stage: str | None
+    status: ObligationStatus
+    pack_hash: str
+    acknowledged_at: datetime | None = None
+    completed_at: datetime | None = None
+    as_of: datetime
+
+
+class ReminderRequest(_Model):
+    """Activity input: send one reminder for one stage to the learner."""
+
+    workflow_id: str
+    person: str
+    kind: ObligationKind
+    requirement_title: str
+    due_date: date
+    stage: str
+    days_before_due: int
+    pack_hash: str
+    fired_at: datetime
+    channel: str = "email"
+
+
+class ReminderResult(_Model):
+    """Activity output: what the ledger holds for this reminder."""
+
+    idempotency_key: str
+    status: str
+    duplicate: bool

@@ -1,0 +1,108 @@
+"""Runtime configuration: one pydantic-settings class fed by ``DULY_*`` environment variables."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The secret shipped for local development. Production refuses to start with it.
+DEV_SECRET_KEY = "duly-dev-secret-change-me"
+
+
+class Environment(StrEnum):
+    """Where Duly runs; production enforces real secrets."""
+
+    DEV = "dev"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class SettingsError(ValueError):
+    """Raised when the configuration cannot be used; the message says which variable to fix."""
+
+
+class Settings(BaseSettings):
+    """All of Duly's configuration.
+
+    Every field maps to an environment variable named ``DULY_<FIELD>`` (for example
+    ``DULY_DATABASE_URL``). Secrets are :class:`SecretStr` so they never appear in ``repr`` or logs.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DULY_", env_file=None, extra="ignore")
+
+    env: Environment = Environment.DEV
+    data_dir: Path = Field(default=Path(".duly"), description="Local state for `duly dev`.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; SQLite file under data_dir when unset. "
+        "PostgreSQL: postgresql+psycopg://user:pass@host:5432/db",
+    )
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "duly"
+    temporal_ui_port: int = 8233
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str | None = Field(
+        default=None, description="Base URL used in links sent to people (defaults to the API)."
+    )
+
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    log_level: str = "INFO"
+
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_from_email: str = "compliance@duly.example"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env is Environment.PRODUCTION:
+            secret = self.secret_key.get_secret_value()
+            if secret == DEV_SECRET_KEY or len(secret) < 32:
+                raise SettingsError(
+                    "DULY_SECRET_KEY is missing, is the development default, or is shorter than "
+                    "32 characters; production refuses to start with it. Generate one with "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` and set "
+                    "DULY_SECRET_KEY."
+                )
+            if self.database_url is None:
+                raise SettingsError(
+                    "DULY_DATABASE_URL must be set in production (for example "
+                    "postgresql+psycopg://duly:secret@db:5432/duly); the embedded SQLite default is "
+                    "for development only."
+                )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in :attr:`data_dir`."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'duly.db').resolve()}"
+
+    @property
+    def api_base_url(self) -> str:
+        """The base URL people use to reach the API and pages."""
+        return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        """The Temporal Web UI URL of the embedded dev server."""
+        host = self.temporal_address.rsplit(":", 1)[0]
+        return f"http://{host}:{self.temporal_ui_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Duly's own tables: SQLAlchemy 2 models, repositories and Alembic migrations."""

@@ -1,0 +1,193 @@
+"""SQLAlchemy 2 models for Duly's tables.
+
+Temporal holds each obligation's truth; these tables are the directory, read models, the
+notification ledger, the audit log, API tokens and rules pack versions.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from store.types import UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with deterministic constraint names (Alembic needs them on SQLite)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Person(Base):
+    """A person from the HRIS directory, keyed by their external id."""
+
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    slack_user_id: Mapped[str | None] = mapped_column(String(32))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    department: Mapped[str | None] = mapped_column(String(100))
+    location: Mapped[str | None] = mapped_column(String(100))
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    employer: Mapped[str | None] = mapped_column(String(200))
+    manager_id: Mapped[int | None] = mapped_column(
+        ForeignKey("people.id", ondelete="SET NULL")
+    )
+    employment_status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow
+    )
+
+    manager: Mapped[Person | None] = relationship(
+        remote_side=[id], lazy="joined", join_depth=1
+    )
+
+    __table_args__ = (Index("ix_people_manager_id", "manager_id"),)
+
+
+class Obligation(Base):
+    """Read model of one obligation workflow (what dashboards and lists read)."""
+
+    __tablename__ = "obligations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(255), unique=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    requirement_id: Mapped[str] = mapped_column(String(64))
+    requirement_title: Mapped[str] = mapped_column(String(200))
+    cycle: Mapped[int] = mapped_column(Integer, default=1)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    expiry_date: Mapped[date | None] = mapped_column(Date)
+    stage: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(32))
+    pack_hash: Mapped[str] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Workflow time of the update this row reflects; older updates never overwrite newer ones.
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow
+    )
+
+    person: Mapped[Person] = relationship(lazy="joined")
+
+    __table_args__ = (
+        Index("ix_obligations_person_id", "person_id"),
+        Index("ix_obligations_status", "status"),
+    )
+
+
+class Notification(Base):
+    """The notification ledger: one row per (workflow, pack, stage, recipient, channel)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(400), unique=True)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("people.id", ondelete="SET NULL")
+    )
+    recipient_address: Mapped[str | None] = mapped_column(String(320))
+    channel: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    stage: Mapped[str] = mapped_column(String(16))
+    pack_hash: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    provider_message_id: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    #: Workflow time at which the stage fired (simulated time in tests, real time in production).
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_notifications_workflow_id", "workflow_id"),
+        Index("ix_notifications_person_id", "person_id"),
+    )
+
+
+class AuditEntry(Base):
+    """Append-only, hash-chained record of every API action (database triggers forbid edits)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    actor_role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class ApiToken(Base):
+    """A bearer token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(32))
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE")
+    )
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    person: Mapped[Person | None] = relationship(lazy="joined")
+
+
+class RulesPackVersion(Base):
+    """A deployed rules pack, identified by the hash of its content."""
+
+    __tablename__ = "rules_pack_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    author: Mapped[str] = mapped_column(String(200))
+    message: Mapped[str | None] = mapped_column(Text)
+    migration: Mapped[str] = mapped_column(String(16), default="grandfather")
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("name", "deployed_at"),)

@@ -1,0 +1,1 @@
+"""Temporal workflows: deterministic; they sleep, wait for signals and call activities."""
