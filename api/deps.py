@@ -42,12 +42,13 @@ async def get_temporal(request: Request) -> Client:
     """The Temporal client, connected on first use (503 while Temporal is unreachable)."""
     holder = request.app.state.temporal
     try:
-        return await holder.get()
-    except Exception as exc:  # noqa: BLE001 - connection errors vary by transport
+        client: Client = await holder.get()
+    except Exception as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             detail=f"Temporal is unreachable ({type(exc).__name__}); try again shortly",
         ) from exc
+    return client
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

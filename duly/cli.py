@@ -97,8 +97,98 @@ def dev(
 def people_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
 ) -> None:
-    """Upsert people from a CSV or JSON file, keyed by external id."""
-    raise NotImplementedError  # filled in by the people-directory work
+    """Upsert people from a CSV or JSON file, keyed by external id.
+
+    Exit codes: 0 everything landed, 1 some rows were rejected (the good ones are saved),
+    2 the file cannot be imported at all.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from store.db import Database
+    from store.people import PeopleFileError, import_people, parse_csv, parse_json
+
+    suffix = file.suffix.lower()
+    if suffix not in {".csv", ".json"}:
+        err.print(f"[red]{file.name}: name the file .csv or .json so Duly knows how to read it[/]")
+        raise typer.Exit(2)
+    try:
+        if suffix == ".csv":
+            rows, errors = parse_csv(file.read_text(encoding="utf-8-sig"))
+        else:
+            rows, errors = parse_json(file.read_bytes())
+    except UnicodeDecodeError as exc:
+        err.print(f"[red]{file.name} is not UTF-8 text[/] (byte {exc.start}); export as CSV UTF-8")
+        raise typer.Exit(2) from exc
+    except PeopleFileError as exc:
+        err.print(f"[bold red]{file.name} cannot be imported:[/]")
+        for error in exc.errors:
+            where = f"row {error.row}: " if error.row else ""
+            err.print(f"  {where}{error.message}", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            report = import_people(session, rows, errors)
+    finally:
+        db.dispose()
+
+    summary = Table(title=f"people import: {file.name}")
+    for label in ("created", "updated", "unchanged", "rejected"):
+        summary.add_column(label, justify="right")
+    summary.add_row(
+        str(report.created), str(report.updated), str(report.unchanged), str(report.rejected)
+    )
+    console.print(summary)
+    if report.errors:
+        problems = Table(title="errors (fix these rows and import the file again)")
+        problems.add_column("row", justify="right")
+        problems.add_column("column")
+        problems.add_column("message", overflow="fold")
+        for error in report.errors:
+            # Text(), not markup: messages quote user data that may contain [brackets].
+            problems.add_row(str(error.row), Text(error.column or ""), Text(error.message))
+        console.print(problems)
+        raise typer.Exit(1)
+
+
+@people_app.command("list")
+def people_list(
+    department: Annotated[str | None, typer.Option(help="Only this department")] = None,
+) -> None:
+    """List the directory (no contact details) with each person's manager."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from store.db import Database
+    from store.models import Person
+
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            query = select(Person).order_by(Person.external_id)
+            if department:
+                query = query.where(Person.department == department)
+            people = list(session.scalars(query))
+    finally:
+        db.dispose()
+    table = Table(title=f"{len(people)} people")
+    for column in ("external_id", "name", "roles", "department", "location", "manager", "status"):
+        table.add_column(column)
+    for p in people:
+        table.add_row(
+            p.external_id,
+            p.name,
+            ", ".join(p.roles),
+            p.department or "",
+            p.location or "",
+            p.manager.external_id if p.manager else "",
+            p.employment_status,
+        )
+    console.print(table)
 
 
 @tokens_app.command("create")

@@ -6,7 +6,7 @@ Everything here is pure (no I/O) so workflows may import it inside the Temporal 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated
 
@@ -64,7 +64,7 @@ class EmploymentStatus(StrEnum):
 
 
 def slugify(text: str) -> str:
-    """Turn a requirement title into a stable, id-safe slug (``HIPAA Privacy`` → ``hipaa-privacy``)."""
+    """Turn a title into a stable, id-safe slug (``HIPAA Privacy`` → ``hipaa-privacy``)."""
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug[:64] or "requirement"
 
@@ -110,7 +110,7 @@ def plan_ladder(
         Stages ordered by firing time.
     """
     tz = timezone(timedelta(minutes=utc_offset_minutes))
-    due_at = datetime.combine(due_date, time(REMINDER_HOUR), tzinfo=tz).astimezone(timezone.utc)
+    due_at = datetime.combine(due_date, time(REMINDER_HOUR), tzinfo=tz).astimezone(UTC)
     stages = [
         LadderStage(label=stage_label(d), days_before_due=d, fire_at=due_at - timedelta(days=d))
         for d in sorted(days, reverse=True)
@@ -121,9 +121,7 @@ def plan_ladder(
 def due_instant(due_date: date, utc_offset_minutes: int) -> datetime:
     """The instant an obligation becomes overdue: the end of its due day, learner's local time."""
     tz = timezone(timedelta(minutes=utc_offset_minutes))
-    return datetime.combine(due_date + timedelta(days=1), time(0), tzinfo=tz).astimezone(
-        timezone.utc
-    )
+    return datetime.combine(due_date + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +221,7 @@ class ReminderRequest(_Model):
     days_before_due: int
     pack_hash: str
     fired_at: datetime
+    late_notice: bool = False
     channel: str = "email"
 
 

@@ -78,8 +78,8 @@ class Settings(BaseSettings):
             if self.database_url is None:
                 raise SettingsError(
                     "DULY_DATABASE_URL must be set in production (for example "
-                    "postgresql+psycopg://duly:secret@db:5432/duly); the embedded SQLite default is "
-                    "for development only."
+                    "postgresql+psycopg://duly:secret@db:5432/duly); the embedded SQLite "
+                    "default is for development only."
                 )
         return self
 

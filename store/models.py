@@ -56,18 +56,12 @@ class Person(Base):
     location: Mapped[str | None] = mapped_column(String(100))
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     employer: Mapped[str | None] = mapped_column(String(200))
-    manager_id: Mapped[int | None] = mapped_column(
-        ForeignKey("people.id", ondelete="SET NULL")
-    )
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
     employment_status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    manager: Mapped[Person | None] = relationship(
-        remote_side=[id], lazy="joined", join_depth=1
-    )
+    manager: Mapped[Person | None] = relationship(remote_side=[id], lazy="joined", join_depth=1)
 
     __table_args__ = (Index("ix_people_manager_id", "manager_id"),)
 
@@ -94,9 +88,7 @@ class Obligation(Base):
     #: Workflow time of the update this row reflects; older updates never overwrite newer ones.
     as_of: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     person: Mapped[Person] = relationship(lazy="joined")
 
@@ -114,9 +106,7 @@ class Notification(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(400), unique=True)
     workflow_id: Mapped[str] = mapped_column(String(255))
-    person_id: Mapped[int | None] = mapped_column(
-        ForeignKey("people.id", ondelete="SET NULL")
-    )
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
     recipient_address: Mapped[str | None] = mapped_column(String(320))
     channel: Mapped[str] = mapped_column(String(16))
     provider: Mapped[str] = mapped_column(String(32))
@@ -165,9 +155,7 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
     role: Mapped[str] = mapped_column(String(32))
-    person_id: Mapped[int | None] = mapped_column(
-        ForeignKey("people.id", ondelete="CASCADE")
-    )
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     label: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -51,7 +51,9 @@ def create_token(
     """
     person_id: int | None = None
     if role in (Role.LEARNER, Role.MANAGER) and not person_external_id:
-        raise TokenError(f"role {role.value} needs --person: the external id of the person it acts as")
+        raise TokenError(
+            f"role {role.value} needs --person: the external id of the person it acts as"
+        )
     if person_external_id:
         person = session.scalar(select(Person).where(Person.external_id == person_external_id))
         if person is None:

@@ -2,6 +2,279 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from pathlib import PurePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import BaseModel
+from sqlalchemy import String, cast, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from api.deps import (
+    CurrentPrincipal,
+    SessionDep,
+    ensure_visible,
+    require_roles,
+    visible_person_ids,
+)
+from duly.domain import Role
+from store import audit
+from store.models import Person
+from store.people import (
+    CSV_COLUMNS,
+    REQUIRED_COLUMNS,
+    ImportReport,
+    PeopleFileError,
+    PersonRow,
+    RowError,
+    import_people,
+    parse_csv,
+    parse_json,
+)
+from store.tokens import Principal
 
 router = APIRouter(prefix="/people", tags=["people"])
+
+#: Refuse bodies above this size (a 100,000-person CSV is ~15 MB).
+MAX_IMPORT_BYTES = 50 * 1024 * 1024
+
+_CSV_TYPES = frozenset({"text/csv", "application/csv", "application/vnd.ms-excel"})
+_JSON_TYPES = frozenset({"application/json"})
+
+#: The JSON import shape for the OpenAPI document (validation itself is :class:`PersonRow`).
+_JSON_PERSON: dict[str, Any] = {
+    "type": "object",
+    "required": list(REQUIRED_COLUMNS),
+    "properties": {
+        **{column: {"type": "string"} for column in CSV_COLUMNS},
+        "roles": {
+            "oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}],
+            "description": "A list, or one string separated by ';' or '|'.",
+        },
+        "manager": {"type": "string", "description": "The manager's external_id."},
+    },
+}
+
+ImporterDep = Annotated[Principal, Depends(require_roles(Role.HR_ADMIN, Role.INTEGRATION))]
+
+
+class PersonRead(BaseModel):
+    """A person as the directory holds them; ``manager`` is the manager's external id."""
+
+    external_id: str
+    name: str
+    email: str | None
+    phone: str | None
+    slack_user_id: str | None
+    roles: list[str]
+    department: str | None
+    location: str | None
+    time_zone: str
+    employer: str | None
+    manager: str | None
+    employment_status: str
+
+    @classmethod
+    def of(cls, person: Person) -> PersonRead:
+        """Build from the model (the manager relationship is joined-loaded)."""
+        return cls(
+            external_id=person.external_id,
+            name=person.name,
+            email=person.email,
+            phone=person.phone,
+            slack_user_id=person.slack_user_id,
+            roles=list(person.roles or []),
+            department=person.department,
+            location=person.location,
+            time_zone=person.time_zone,
+            employer=person.employer,
+            manager=person.manager.external_id if person.manager else None,
+            employment_status=person.employment_status,
+        )
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _unusable(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=message)
+
+
+def _decode_csv(body: bytes) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _unusable(
+            f"the CSV is not UTF-8 (byte {exc.start} is invalid); export it as "
+            "'CSV UTF-8' and upload again"
+        ) from None
+
+
+def _parse(kind: str, body: bytes) -> tuple[list[PersonRow], list[RowError]]:
+    """Parse a body as ``csv`` or ``json``; 422 when the file as a whole is unusable."""
+    if len(body) > MAX_IMPORT_BYTES:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=f"the file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB; "
+            "split it and import the parts",
+        )
+    try:
+        if kind == "csv":
+            return parse_csv(_decode_csv(body))
+        return parse_json(body)
+    except PeopleFileError as exc:
+        raise _unusable(str(exc)) from None
+
+
+async def _read_upload(request: Request) -> tuple[str, bytes]:
+    """The (kind, content) of a multipart upload's ``file`` field."""
+    form = await request.form(max_files=1, max_fields=10)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise _unusable("multipart upload needs a `file` field holding the CSV or JSON file")
+    try:
+        content = await upload.read()
+    finally:
+        await upload.close()
+    suffix = PurePath(upload.filename or "").suffix.lower()
+    media = _media_type(upload.content_type)
+    if suffix == ".csv" or media in _CSV_TYPES:
+        return "csv", content
+    if suffix == ".json" or media in _JSON_TYPES:
+        return "json", content
+    raise HTTPException(
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        detail=f"cannot tell whether {upload.filename or 'the upload'!r} is CSV or JSON: "
+        "name it .csv or .json (or send Content-Type text/csv or application/json)",
+    )
+
+
+@router.post(
+    "/import",
+    response_model=ImportReport,
+    summary="Upsert people from a CSV or JSON file",
+    responses={
+        413: {"description": "The file is too large."},
+        415: {"description": "Neither CSV nor JSON."},
+        422: {"description": "The file cannot be imported at all; `detail` says what to fix."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"type": "array", "items": _JSON_PERSON},
+                            {
+                                "type": "object",
+                                "properties": {"people": {"type": "array", "items": _JSON_PERSON}},
+                                "required": ["people"],
+                            },
+                        ]
+                    }
+                },
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                },
+            },
+        }
+    },
+)
+async def import_directory(
+    request: Request, session: SessionDep, principal: ImporterDep
+) -> ImportReport:
+    """Upsert people by external id from a CSV (header row first) or JSON body, or an upload.
+
+    Answers 200 with the report even when some rows are rejected: each error names the row
+    (CSV: header is row 1), the column and what to fix; every other row is written. Email and
+    phone values never appear in errors.
+    """
+    media = _media_type(request.headers.get("content-type"))
+    if media == "multipart/form-data":
+        kind, body = await _read_upload(request)
+    elif media in _CSV_TYPES or media == "text/plain":
+        kind, body = "csv", await request.body()
+    elif media in _JSON_TYPES or media.endswith("+json"):
+        kind, body = "json", await request.body()
+    else:
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            detail=f"unsupported Content-Type {media or '(none)'!r}: send text/csv, "
+            "application/json, or multipart/form-data with a `file` field",
+        )
+    return await run_in_threadpool(_import, session, principal, kind, body)
+
+
+def _import(session: Session, principal: Principal, kind: str, body: bytes) -> ImportReport:
+    rows, errors = _parse(kind, body)
+    report = import_people(session, rows, errors)
+    after: dict[str, Any] = {"format": kind, **report.counts}
+    audit.record(
+        session,
+        actor=principal.actor,
+        actor_role=principal.role.value,
+        action="people.import",
+        target="people",
+        after=after,
+    )
+    # Commit here, not in the session dependency's exit: that runs after the response is sent,
+    # and a 200 report must describe people that are really saved.
+    session.commit()
+    return report
+
+
+@router.get("", response_model=list[PersonRead], summary="List the people you may see")
+def list_people(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    department: Annotated[str | None, Query(max_length=100)] = None,
+    role: Annotated[str | None, Query(max_length=64, description="e.g. nurse")] = None,
+    manager: Annotated[
+        str | None, Query(max_length=64, description="Direct reports of this external id.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[PersonRead]:
+    """People ordered by external id: learners see themselves, managers their whole chain."""
+    query = select(Person).order_by(Person.external_id)
+    scope = visible_person_ids(session, principal)
+    if scope is not None:
+        query = query.where(Person.id.in_(scope))
+    if department is not None:
+        query = query.where(Person.department == department)
+    if role is not None:
+        # Roles are a JSON list of id-safe strings; matching the quoted element in the JSON
+        # text is exact and works the same on SQLite and PostgreSQL.
+        needle = role.strip().lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+        query = query.where(cast(Person.roles, String).like(f'%"{needle}"%', escape="\\"))
+    if manager is not None:
+        boss = session.scalar(select(Person.id).where(Person.external_id == manager))
+        if boss is None:
+            return []
+        query = query.where(Person.manager_id == boss)
+    people = session.scalars(query.limit(limit).offset(offset)).unique()
+    return [PersonRead.of(p) for p in people]
+
+
+@router.get(
+    "/{external_id}",
+    response_model=PersonRead,
+    summary="One person",
+    responses={404: {"description": "Unknown, or not visible to you."}},
+)
+def get_person(external_id: str, session: SessionDep, principal: CurrentPrincipal) -> PersonRead:
+    """One person by external id (404 when unknown or outside your scope)."""
+    person = session.scalar(select(Person).where(Person.external_id == external_id))
+    if person is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    ensure_visible(session, principal, person.id)
+    return PersonRead.of(person)

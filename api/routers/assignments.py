@@ -1,0 +1,319 @@
+"""Training assignments: start, read, complete and acknowledge ``AssignmentWorkflow`` runs."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import (
+    CurrentPrincipal,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    ensure_visible,
+    require_roles,
+)
+from api.schemas import (
+    Accepted,
+    AcknowledgeRequest,
+    AssignmentCreate,
+    AssignmentRead,
+    CompleteRequest,
+    ObligationRead,
+)
+from duly.assignments import assignment_input, start_assignment
+from duly.domain import (
+    ID_PATTERN,
+    AcknowledgeSignal,
+    AssignmentInput,
+    AssignmentState,
+    CompleteSignal,
+    EmploymentStatus,
+    Role,
+)
+from store import audit
+from store.models import Obligation, Person
+from store.tokens import Principal
+from workflows.assignment import AssignmentWorkflow
+
+router = APIRouter(prefix="/assignments", tags=["assignments"])
+
+QUERY_TIMEOUT = 5.0
+
+Assigner = Annotated[
+    Principal, Depends(require_roles(Role.HR_ADMIN, Role.MANAGER, Role.INTEGRATION))
+]
+Completer = Annotated[
+    Principal, Depends(require_roles(Role.HR_ADMIN, Role.MANAGER, Role.INTEGRATION))
+]
+Acknowledger = Annotated[
+    Principal, Depends(require_roles(Role.LEARNER, Role.MANAGER, Role.HR_ADMIN))
+]
+
+
+def obligation_read(row: Obligation) -> ObligationRead:
+    """Map a read-model row to its schema."""
+    return ObligationRead(
+        workflow_id=row.workflow_id,
+        person=row.person.external_id,
+        kind=row.kind,
+        requirement_id=row.requirement_id,
+        requirement_title=row.requirement_title,
+        cycle=row.cycle,
+        due_date=row.due_date,
+        stage=row.stage,
+        status=row.status,
+        pack_hash=row.pack_hash,
+        acknowledged_at=row.acknowledged_at,
+        completed_at=row.completed_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _person_of(session: Session, principal: Principal, assignment_id: str) -> Person:
+    """Resolve the person an assignment id belongs to, enforcing row-level visibility."""
+    import re
+
+    parts = assignment_id.split("/")
+    if len(parts) != 4 or parts[0] != "assignment" or not re.match(ID_PATTERN, parts[1]):
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail="unknown assignment id; ids look like assignment/{person}/{requirement}/{cycle}",
+        )
+    person = session.scalar(select(Person).where(Person.external_id == parts[1]))
+    if person is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    ensure_visible(session, principal, person.id)
+    return person
+
+
+async def _live_state(client: Client, workflow_id: str) -> AssignmentState | None:
+    try:
+        handle = client.get_workflow_handle_for(AssignmentWorkflow.run, workflow_id)
+        return await asyncio.wait_for(handle.query(AssignmentWorkflow.state), QUERY_TIMEOUT)
+    except (RPCError, TimeoutError):
+        return None
+    except Exception:  # noqa: BLE001 - a failed query (e.g. no worker yet) falls back to the store
+        return None
+
+
+def _read(
+    session: Session,
+    state: AssignmentState | None,
+    workflow_id: str,
+    fallback: AssignmentInput | None,
+) -> AssignmentRead | None:
+    row = session.scalar(select(Obligation).where(Obligation.workflow_id == workflow_id))
+    read_model = obligation_read(row) if row is not None else None
+    if state is not None:
+        return AssignmentRead(
+            id=workflow_id,
+            person=state.person,
+            requirement_id=state.requirement_id,
+            requirement_title=state.requirement_title,
+            cycle=state.cycle,
+            due_date=state.due_date,
+            status=state.status.value,
+            stage=state.stage,
+            live=True,
+            stages=state.stages,
+            stages_sent=state.stages_sent,
+            acknowledged_at=state.acknowledged_at,
+            completed_at=state.completed_at,
+            pack_hash=state.pack_hash,
+            events=state.events,
+            read_model=read_model,
+        )
+    if row is not None:
+        assert row.due_date is not None
+        return AssignmentRead(
+            id=workflow_id,
+            person=row.person.external_id,
+            requirement_id=row.requirement_id,
+            requirement_title=row.requirement_title,
+            cycle=row.cycle,
+            due_date=row.due_date,
+            status=row.status,
+            stage=row.stage,
+            live=False,
+            acknowledged_at=row.acknowledged_at,
+            completed_at=row.completed_at,
+            pack_hash=row.pack_hash,
+            read_model=read_model,
+        )
+    if fallback is not None:
+        return AssignmentRead(
+            id=workflow_id,
+            person=fallback.person,
+            requirement_id=fallback.requirement_id,
+            requirement_title=fallback.requirement_title,
+            cycle=fallback.cycle,
+            due_date=fallback.due_date,
+            status="assigned",
+            stage=None,
+            live=False,
+            pack_hash=fallback.pack_hash,
+        )
+    return None
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AssignmentRead,
+    responses={200: {"description": "The assignment already existed; nothing new was started."}},
+)
+async def create_assignment(
+    body: AssignmentCreate,
+    response: Response,
+    session: SessionDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    principal: Assigner,
+) -> AssignmentRead:
+    """Assign a training to a person.
+
+    Idempotent: the workflow id is the business key ``assignment/{person}/{requirement}/{cycle}``.
+    A new assignment answers **201**; the same assignment again answers **200** with the
+    existing id and ``created: false`` and starts nothing.
+    """
+    person = session.scalar(select(Person).where(Person.external_id == body.person))
+    if person is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"unknown person {body.person!r}; import them first (POST /people/import)",
+        )
+    ensure_visible(session, principal, person.id)
+    if person.employment_status == EmploymentStatus.TERMINATED:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"person {body.person!r} has left (employment_status=terminated)",
+        )
+    inp = assignment_input(
+        person,
+        title=body.requirement,
+        due_date=body.due_date,
+        requirement_id=body.requirement_id,
+        cycle=body.cycle,
+        assigned_by=principal.actor,
+    )
+    created = await start_assignment(client, settings.temporal_task_queue, inp)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    if created:
+        audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action="assignment.create",
+            target=inp.workflow_id,
+            after=inp.model_dump(mode="json"),
+        )
+    state = await _live_state(client, inp.workflow_id) if not created else None
+    result = _read(session, state, inp.workflow_id, inp)
+    assert result is not None
+    return result.model_copy(update={"created": created})
+
+
+@router.get("/{assignment_id:path}", response_model=AssignmentRead)
+async def get_assignment(
+    assignment_id: str, session: SessionDep, client: TemporalDep, principal: CurrentPrincipal
+) -> AssignmentRead:
+    """An assignment, answered by the running workflow (``live: true``) or the read model."""
+    _person_of(session, principal, assignment_id)
+    state = await _live_state(client, assignment_id)
+    result = _read(session, state, assignment_id, None)
+    if result is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    return result
+
+
+async def _signal(client: Client, assignment_id: str, name: str, arg: object) -> None:
+    handle = client.get_workflow_handle(assignment_id)
+    try:
+        await handle.signal(name, arg)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        try:
+            description = await handle.describe()
+        except RPCError:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found") from exc
+        state = description.status.name.lower() if description.status else "closed"
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, detail=f"assignment is already closed ({state})"
+            ) from exc
+        raise
+
+
+@router.post(
+    "/{assignment_id:path}/complete",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+)
+async def complete_assignment(
+    assignment_id: str,
+    body: CompleteRequest,
+    session: SessionDep,
+    client: TemporalDep,
+    principal: Completer,
+) -> Accepted:
+    """Record completion evidence (LMS, HR or the learner's manager)."""
+    person = _person_of(session, principal, assignment_id)
+    if principal.role is Role.MANAGER and principal.person_id == person.id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail="managers cannot complete their own assignments"
+        )
+    signal = CompleteSignal(
+        completed_at=body.completed_at or datetime.now(UTC),
+        source=body.source,
+        actor=principal.actor,
+        note=body.note,
+    )
+    await _signal(client, assignment_id, "complete", signal)
+    audit.record(
+        session,
+        actor=principal.actor,
+        actor_role=principal.role.value,
+        action="assignment.complete",
+        target=assignment_id,
+        after=signal.model_dump(mode="json"),
+    )
+    return Accepted(id=assignment_id, detail="completion recorded; GET shows the new status")
+
+
+@router.post(
+    "/{assignment_id:path}/acknowledge",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+)
+async def acknowledge_assignment(
+    assignment_id: str,
+    body: AcknowledgeRequest,
+    session: SessionDep,
+    client: TemporalDep,
+    principal: Acknowledger,
+) -> Accepted:
+    """Acknowledge the reminders (the learner themself, their manager or HR)."""
+    _person_of(session, principal, assignment_id)
+    signal = AcknowledgeSignal(
+        acknowledged_at=datetime.now(UTC), actor=principal.actor, channel=body.channel
+    )
+    await _signal(client, assignment_id, "acknowledge", signal)
+    audit.record(
+        session,
+        actor=principal.actor,
+        actor_role=principal.role.value,
+        action="assignment.acknowledge",
+        target=assignment_id,
+        after=signal.model_dump(mode="json"),
+    )
+    return Accepted(id=assignment_id, detail="acknowledgement recorded")

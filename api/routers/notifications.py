@@ -1,0 +1,60 @@
+"""The notification ledger (the outbox when no provider is configured)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from api.deps import CurrentPrincipal, SessionDep, visible_person_ids
+from api.schemas import NotificationRead
+from store.models import Notification, Person
+
+router = APIRouter(prefix="/notifications", tags=["notifications"])
+
+
+@router.get("", response_model=list[NotificationRead])
+def list_notifications(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    status: Annotated[str | None, Query(description="sent, failed, …")] = None,
+    workflow_id: Annotated[str | None, Query()] = None,
+    person: Annotated[str | None, Query(description="A person's external id")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[NotificationRead]:
+    """Messages Duly sent or queued, newest first, scoped like obligations."""
+    stmt = select(Notification, Person.external_id).outerjoin(
+        Person, Notification.person_id == Person.id
+    )
+    scope = visible_person_ids(session, principal)
+    if scope is not None:
+        stmt = stmt.where(Notification.person_id.in_(scope))
+    if status:
+        stmt = stmt.where(Notification.status == status)
+    if workflow_id:
+        stmt = stmt.where(Notification.workflow_id == workflow_id)
+    if person:
+        stmt = stmt.where(Person.external_id == person)
+    stmt = stmt.order_by(Notification.id.desc()).limit(limit).offset(offset)
+    return [
+        NotificationRead(
+            id=n.id,
+            workflow_id=n.workflow_id,
+            person=external_id,
+            channel=n.channel,
+            provider=n.provider,
+            kind=n.kind,
+            stage=n.stage,
+            pack_hash=n.pack_hash,
+            subject=n.subject,
+            body=n.body,
+            status=n.status,
+            provider_message_id=n.provider_message_id,
+            error_code=n.error_code,
+            fired_at=n.fired_at,
+            created_at=n.created_at,
+        )
+        for n, external_id in session.execute(stmt)
+    ]

@@ -1,0 +1,40 @@
+"""Obligations: the read model, scoped to what the caller may see."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from api.deps import CurrentPrincipal, SessionDep, visible_person_ids
+from api.routers.assignments import obligation_read
+from api.schemas import ObligationRead
+from store.models import Obligation, Person
+
+router = APIRouter(prefix="/obligations", tags=["obligations"])
+
+
+@router.get("", response_model=list[ObligationRead])
+def list_obligations(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    status: Annotated[str | None, Query(description="assigned, due_soon, overdue, …")] = None,
+    person: Annotated[str | None, Query(description="A person's external id")] = None,
+    requirement: Annotated[str | None, Query(description="A requirement id")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[ObligationRead]:
+    """List obligations: a learner sees their own, a manager their reports', HR and auditors all."""
+    stmt = select(Obligation).join(Person, Obligation.person_id == Person.id)
+    scope = visible_person_ids(session, principal)
+    if scope is not None:
+        stmt = stmt.where(Obligation.person_id.in_(scope))
+    if status:
+        stmt = stmt.where(Obligation.status == status)
+    if person:
+        stmt = stmt.where(Person.external_id == person)
+    if requirement:
+        stmt = stmt.where(Obligation.requirement_id == requirement)
+    stmt = stmt.order_by(Obligation.due_date, Obligation.id).limit(limit).offset(offset)
+    return [obligation_read(row) for row in session.scalars(stmt).unique()]

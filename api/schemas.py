@@ -1,0 +1,133 @@
+"""Request and response schemas shared by the routers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from duly.domain import AssignmentEvent, ExternalId, LadderStage
+
+
+class AssignmentCreate(BaseModel):
+    """Assign a training to one person."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    person: ExternalId = Field(description="The person's external id (from the HRIS import).")
+    requirement: str = Field(min_length=1, max_length=200, description="The training's title.")
+    requirement_id: ExternalId | None = Field(
+        default=None, description="Stable id; derived from the title when omitted."
+    )
+    due_date: date
+    cycle: int = Field(default=1, ge=1)
+
+
+class CompleteRequest(BaseModel):
+    """Completion evidence."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    completed_at: datetime | None = Field(default=None, description="Defaults to now.")
+    source: str = Field(default="api", max_length=64, description="lms, xapi, manual, api…")
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class AcknowledgeRequest(BaseModel):
+    """An acknowledgement of the reminders."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str = Field(default="api", max_length=32)
+
+
+class ObligationRead(BaseModel):
+    """The read model of an obligation."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    workflow_id: str
+    person: str
+    kind: str
+    requirement_id: str
+    requirement_title: str
+    cycle: int
+    due_date: date | None
+    stage: str | None
+    status: str
+    pack_hash: str
+    acknowledged_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+
+
+class AssignmentRead(BaseModel):
+    """An assignment: the live workflow state plus the read model."""
+
+    id: str = Field(description="The workflow id (business key).")
+    created: bool | None = Field(
+        default=None, description="On POST: true when this call started it, false when it existed."
+    )
+    person: str
+    requirement_id: str
+    requirement_title: str
+    cycle: int
+    due_date: date
+    status: str
+    stage: str | None
+    live: bool = Field(description="True when answered by the running workflow (query).")
+    stages: list[LadderStage] = []
+    stages_sent: list[str] = []
+    acknowledged_at: datetime | None = None
+    completed_at: datetime | None = None
+    pack_hash: str
+    events: list[AssignmentEvent] = []
+    read_model: ObligationRead | None = None
+
+
+class Accepted(BaseModel):
+    """A signal was delivered to the workflow; the change shows up in GET shortly."""
+
+    id: str
+    accepted: bool = True
+    detail: str
+
+
+class NotificationRead(BaseModel):
+    """One ledger row."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    workflow_id: str
+    person: str | None
+    channel: str
+    provider: str
+    kind: str
+    stage: str
+    pack_hash: str
+    subject: str
+    body: str
+    status: str
+    provider_message_id: str | None
+    error_code: str | None
+    fired_at: datetime
+    created_at: datetime
+
+
+class AuditRead(BaseModel):
+    """One audit log entry."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor: str
+    actor_role: str
+    action: str
+    target: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    prev_hash: str
+    hash: str

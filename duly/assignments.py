@@ -1,0 +1,63 @@
+"""Starting assignments: the one code path used by the API, the demo and (later) bulk jobs."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from duly.domain import REMINDER_HOUR, AssignmentInput, slugify
+from store.models import Person
+from workflows.assignment import AssignmentWorkflow
+
+
+def utc_offset_minutes(time_zone: str, day: date) -> int:
+    """The zone's UTC offset at reminder time on ``day`` (DST-correct for that date)."""
+    local = datetime.combine(day, time(REMINDER_HOUR), tzinfo=ZoneInfo(time_zone))
+    offset = local.utcoffset()
+    return int(offset.total_seconds() // 60) if offset else 0
+
+
+def assignment_input(
+    person: Person,
+    *,
+    title: str,
+    due_date: date,
+    requirement_id: str | None = None,
+    cycle: int = 1,
+    assigned_by: str,
+) -> AssignmentInput:
+    """Build the workflow input for assigning ``title`` to ``person``."""
+    return AssignmentInput(
+        person=person.external_id,
+        requirement_id=requirement_id or slugify(title),
+        requirement_title=title,
+        due_date=due_date,
+        cycle=cycle,
+        utc_offset_minutes=utc_offset_minutes(person.time_zone, due_date),
+        assigned_by=assigned_by,
+    )
+
+
+async def start_assignment(client: Client, task_queue: str, inp: AssignmentInput) -> bool:
+    """Start the assignment workflow unless it already exists.
+
+    Returns:
+        True when this call started it, False when a workflow with the same business key
+        exists (running or closed): a second start is a no-op, enforced by Temporal.
+    """
+    try:
+        await client.start_workflow(
+            AssignmentWorkflow.run,
+            inp,
+            id=inp.workflow_id,
+            task_queue=task_queue,
+            # A closed assignment keeps its id too: a second start never begins a second chain.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True

@@ -1,0 +1,296 @@
+"""``duly dev``: Temporal dev server, migrations, worker and API as one supervised group.
+
+The supervisor owns its children: Ctrl-C (or SIGTERM) stops the API and worker first, then the
+Temporal server; if any child dies, the rest are stopped and ``duly dev`` exits non-zero. State
+lives under ``DULY_DATA_DIR`` (``.duly/`` by default), so a second start resumes every workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.panel import Panel
+from sqlalchemy import select
+
+from duly.settings import Settings
+from duly.temporal import temporal_cli
+
+if TYPE_CHECKING:
+    from store.models import Person
+
+console = Console()
+
+#: The demo's assignments: (requirement title, days until due). Several are due soon, so the
+#: learner's current stage fires immediately and the outbox fills within seconds of start-up.
+DEMO_ASSIGNMENTS: tuple[tuple[str, int], ...] = (
+    ("HIPAA Privacy & Security", 3),
+    ("HIPAA Privacy & Security", 7),
+    ("HIPAA Privacy & Security", 12),
+    ("HIPAA Privacy & Security", 25),
+    ("HIPAA Privacy & Security", 45),
+    ("HIPAA Privacy & Security", 75),
+    ("HIPAA Privacy & Security", 120),
+    ("OSHA Bloodborne Pathogens", -2),
+    ("OSHA Bloodborne Pathogens", 0),
+    ("OSHA Bloodborne Pathogens", 14),
+    ("OSHA Bloodborne Pathogens", 30),
+    ("Fire Safety", 60),
+)
+
+
+@dataclass
+class Child:
+    """A supervised child process."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    # Linux: if the supervisor is killed outright, the kernel sends the child SIGTERM, so no
+    # orphaned Temporal server keeps the port and the SQLite file.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    os.setpgrp()
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _spawn(name: str, args: list[str], *, log: Path | None = None) -> Child:
+    stdout = open(log, "ab") if log else None  # noqa: SIM115 - the child owns the handle
+    process = subprocess.Popen(
+        args,
+        stdout=stdout,
+        stderr=subprocess.STDOUT if log else None,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        start_new_session=sys.platform != "linux",
+    )
+    return Child(name, process)
+
+
+def _stop(children: list[Child], timeout: float = 15.0) -> None:
+    """Stop children in reverse start order: SIGINT, then SIGKILL after ``timeout``."""
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGINT)
+            try:
+                child.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                console.print(f"[yellow]{child.name} did not stop in {timeout:.0f}s; killing it[/]")
+                child.process.kill()
+                child.process.wait()
+
+
+async def _wait_for_temporal(settings: Settings, process: subprocess.Popen[bytes]) -> None:
+    from duly.temporal import connect
+
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the Temporal dev server exited with code {process.returncode}; "
+                f"see {settings.data_dir / 'temporal.log'}"
+            )
+        try:
+            client = await connect(settings)
+            await client.service_client.check_health()
+            return
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Temporal did not come up in 60s ({exc})") from exc
+            await asyncio.sleep(0.5)
+
+
+def load_demo(settings: Settings) -> dict[str, str]:
+    """Import the demo org, create demo tokens and assign training; returns tokens by role."""
+    from duly.demo import load_demo_people
+    from duly.domain import Role
+    from store.db import Database
+    from store.models import Person
+    from store.tokens import create_token
+
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            report = load_demo_people(session)
+        console.print(
+            f"demo org: {report.created} people created, {report.updated} updated, "
+            f"{report.unchanged} unchanged"
+        )
+        with db.session() as session:
+            people = list(session.scalars(select(Person).order_by(Person.external_id)))
+            managers = [p for p in people if any(q.manager_id == p.id for q in people)]
+            staff = [p for p in people if p not in managers]
+            learner = staff[0]
+            manager = next(p for p in managers if any(q.manager_id == p.id for q in staff))
+            tokens = {
+                "hr_admin": create_token(session, role=Role.HR_ADMIN, label="demo hr_admin"),
+                "manager": create_token(
+                    session,
+                    role=Role.MANAGER,
+                    person_external_id=manager.external_id,
+                    label="demo manager",
+                ),
+                "learner": create_token(
+                    session,
+                    role=Role.LEARNER,
+                    person_external_id=learner.external_id,
+                    label="demo learner",
+                ),
+                "auditor": create_token(session, role=Role.AUDITOR, label="demo auditor"),
+            }
+            tokens["manager_person"] = manager.external_id
+            tokens["learner_person"] = learner.external_id
+        asyncio.run(_assign_demo(settings, staff))
+    finally:
+        db.dispose()
+    return tokens
+
+
+async def _assign_demo(settings: Settings, staff: list[Person]) -> None:
+    from duly.assignments import assignment_input, start_assignment
+    from duly.temporal import connect
+
+    client = await connect(settings)
+    today = date.today()
+    started = 0
+    people = staff
+    for index, (title, days) in enumerate(DEMO_ASSIGNMENTS):
+        person = people[index % len(people)]
+        inp = assignment_input(
+            person, title=title, due_date=today + timedelta(days=days), assigned_by="demo"
+        )
+        started += await start_assignment(client, settings.temporal_task_queue, inp)
+    console.print(
+        f"demo training: {started} assignments started, "
+        f"{len(DEMO_ASSIGNMENTS) - started} already running from an earlier start"
+    )
+
+
+def run_dev_stack(settings: Settings, *, demo: bool) -> int:
+    """Run the whole stack until Ctrl-C; returns the process exit code."""
+    from store.migrate import upgrade
+
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    host, port_text = settings.temporal_address.rsplit(":", 1)
+    for what, h, p in (
+        ("Temporal", host, int(port_text)),
+        ("the Temporal UI", host, settings.temporal_ui_port),
+        ("the API", settings.api_host, settings.api_port),
+    ):
+        if _port_in_use(h, p):
+            console.print(
+                f"[red]{h}:{p} (for {what}) is already in use.[/] Stop what uses it (an earlier "
+                "`duly dev`?) or choose other ports with DULY_TEMPORAL_ADDRESS, "
+                "DULY_TEMPORAL_UI_PORT and DULY_API_PORT."
+            )
+            return 2
+
+    upgrade(settings.resolved_database_url)
+    console.print(f"database ready: {_safe_url(settings.resolved_database_url)}")
+
+    children: list[Child] = []
+    stopping = False
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        temporal = _spawn(
+            "temporal",
+            [
+                temporal_cli(),
+                "server",
+                "start-dev",
+                "--ip",
+                host,
+                "--port",
+                port_text,
+                "--ui-port",
+                str(settings.temporal_ui_port),
+                "--db-filename",
+                str(data_dir / "temporal.db"),
+                "--namespace",
+                settings.temporal_namespace,
+                "--log-level",
+                "warn",
+            ],
+            log=data_dir / "temporal.log",
+        )
+        children.append(temporal)
+        asyncio.run(_wait_for_temporal(settings, temporal.process))
+        console.print(f"Temporal dev server ready on {settings.temporal_address}")
+
+        tokens = load_demo(settings) if demo else {}
+
+        duly = [sys.executable, "-m", "duly.cli"]
+        children.append(_spawn("worker", [*duly, "worker"]))
+        children.append(_spawn("api", [*duly, "api"]))
+        _banner(settings, tokens)
+
+        while not stopping:
+            for child in children:
+                code = child.process.poll()
+                if code is not None:
+                    console.print(f"[red]{child.name} exited with code {code}; stopping Duly[/]")
+                    return 1
+            time.sleep(0.3)
+        console.print("stopping Duly…")
+        return 0
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 1
+    finally:
+        _stop(children)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        console.print("Duly stopped; data kept in " + str(data_dir))
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _banner(settings: Settings, tokens: dict[str, str]) -> None:
+    api = settings.api_base_url
+    lines = [
+        f"API            {api}",
+        f"API docs       {api}/docs",
+        f"Temporal UI    {settings.temporal_ui_url}",
+        f"data           {settings.data_dir.resolve()}",
+    ]
+    if tokens:
+        lines += [
+            "",
+            f"hr_admin token {tokens['hr_admin']}",
+            f"manager token  {tokens['manager']}  (person {tokens['manager_person']})",
+            f"learner token  {tokens['learner']}  (person {tokens['learner_person']})",
+            f"auditor token  {tokens['auditor']}",
+            "",
+            "try: curl -H 'Authorization: Bearer <hr_admin token>' " + api + "/notifications",
+        ]
+    lines += ["", "Ctrl-C stops everything; workflows resume on the next start."]
+    console.print(Panel("\n".join(lines), title="Duly is running", expand=False))

@@ -1,0 +1,75 @@
+"""Worker bootstrap: which workflows and activities a Duly worker runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.assignment import AssignmentActivities
+from duly.settings import Settings
+from duly.temporal import connect
+from store.db import Database
+from workflows.assignment import AssignmentWorkflow
+
+log = logging.getLogger("duly.worker")
+
+WORKFLOWS: list[type] = [AssignmentWorkflow]
+
+
+def build_worker(client: Client, *, task_queue: str, db: Database, max_threads: int = 16) -> Worker:
+    """A worker for all of Duly's workflows and activities on ``task_queue``.
+
+    Activities are synchronous (SQLAlchemy), so they run on a bounded thread pool.
+    """
+    activities = AssignmentActivities(db)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=activities.all(),
+        activity_executor=ThreadPoolExecutor(max_workers=max_threads),
+        max_concurrent_activities=max_threads,
+    )
+
+
+async def connect_with_retry(settings: Settings, *, attempts: int = 60) -> Client:
+    """Connect to Temporal, waiting for it to come up (the dev server takes a few seconds)."""
+    last: Exception | None = None
+    for attempt in range(attempts):
+        try:
+            return await connect(settings)
+        except Exception as exc:  # noqa: BLE001 - connection errors vary by transport
+            last = exc
+            if attempt == 0:
+                log.info("waiting for Temporal at %s", settings.temporal_address)
+            await asyncio.sleep(1)
+    raise RuntimeError(
+        f"Temporal is unreachable at {settings.temporal_address} after {attempts}s "
+        f"({type(last).__name__}); check DULY_TEMPORAL_ADDRESS"
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    """Run a worker until SIGINT/SIGTERM, then finish in-flight tasks and exit."""
+    client = await connect_with_retry(settings)
+    db = Database(settings.resolved_database_url)
+    worker = build_worker(client, task_queue=settings.temporal_task_queue, db=db)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker polling task queue %r on %s (namespace %s)",
+        settings.temporal_task_queue,
+        settings.temporal_address,
+        settings.temporal_namespace,
+    )
+    async with worker:
+        await stop.wait()
+        log.info("worker shutting down")
+    db.dispose()

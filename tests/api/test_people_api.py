@@ -1,0 +1,296 @@
+"""The people API: import (CSV, JSON, upload), listing and row-level visibility."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from api.app import create_app
+from duly.demo import DEMO_PEOPLE_CSV, load_demo_people
+from duly.domain import Role
+from duly.settings import Settings
+from store.db import Database
+from store.models import AuditEntry
+from store.tokens import create_token
+
+# p-1001 CEO -> p-1002 (Nursing director) -> p-1010 (Boston nursing manager) -> p-1020..p-1024;
+# p-1011 (Chicago nursing manager) is p-1010's peer.
+NURSING_DIRECTOR = "p-1002"
+BOSTON_MANAGER = "p-1010"
+BOSTON_NURSES = {"p-1020", "p-1021", "p-1022", "p-1023", "p-1024"}
+PEER_MANAGER = "p-1011"
+LEARNER = "p-1020"
+
+
+@pytest.fixture
+def client(db: Database) -> Iterator[TestClient]:
+    app = create_app(Settings(env="test"), database=db)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def token(db: Database, role: Role, person: str | None = None) -> dict[str, str]:
+    with db.session() as session:
+        value = create_token(session, role=role, person_external_id=person, label=f"test {role}")
+    return {"Authorization": f"Bearer {value}"}
+
+
+@pytest.fixture
+def demo(db: Database) -> None:
+    with db.session() as session:
+        assert load_demo_people(session).errors == []
+
+
+def listed(client: TestClient, headers: dict[str, str], **params: str) -> set[str]:
+    response = client.get("/people", headers=headers, params=params)
+    assert response.status_code == 200, response.text
+    return {p["external_id"] for p in response.json()}
+
+
+def test_import_without_a_token_is_401(client: TestClient) -> None:
+    response = client.post(
+        "/people/import",
+        content="external_id,name\np-1,Ann\n",
+        headers={"content-type": "text/csv"},
+    )
+    assert response.status_code == 401
+    assert "bearer token" in response.json()["detail"]
+    assert client.get("/people").status_code == 401
+
+
+def test_a_learner_may_not_import(client: TestClient, db: Database, demo: None) -> None:
+    response = client.post(
+        "/people/import",
+        content="external_id,name\np-1,Ann\n",
+        headers={**token(db, Role.LEARNER, LEARNER), "content-type": "text/csv"},
+    )
+    assert response.status_code == 403
+    assert "hr_admin" in response.json()["detail"]
+
+
+def test_hr_admin_imports_csv_and_gets_a_report_with_row_errors(
+    client: TestClient, db: Database
+) -> None:
+    hr = token(db, Role.HR_ADMIN)
+    body = (
+        "external_id,name,email,phone,roles,manager\n"
+        "p-1,Ann Boss,ann@demo.duly.example,+15550100001,manager,\n"
+        "p-2,Bo Report,bo@demo.duly.example,,nurse;technician,p-1\n"
+        "p-3,Cy Broken,cy-at-nowhere,+15550100003,nurse,p-1\n"
+    )
+
+    response = client.post(
+        "/people/import", content=body, headers={**hr, "content-type": "text/csv; charset=utf-8"}
+    )
+
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["created"], report["updated"], report["unchanged"], report["rejected"]) == (
+        2,
+        0,
+        0,
+        1,
+    )
+    assert report["errors"] == [
+        {
+            "row": 4,
+            "column": "email",
+            "value": "<redacted>",
+            "message": "email must look like name@example.org",
+            "file_level": False,
+        }
+    ]
+    assert "cy-at-nowhere" not in response.text
+
+    bo = client.get("/people/p-2", headers=hr).json()
+    assert bo["manager"] == "p-1"
+    assert bo["roles"] == ["nurse", "technician"]
+    assert bo["time_zone"] == "UTC"
+    assert bo["employment_status"] == "active"
+
+    with db.session() as session:
+        entry = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+    assert entry is not None
+    assert (entry.action, entry.target, entry.actor_role) == ("people.import", "people", "hr_admin")
+    assert entry.after == {
+        "format": "csv",
+        "created": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 1,
+        "errors": 1,
+    }
+    assert "demo.duly.example" not in json.dumps(entry.after)
+
+
+def test_multipart_upload_of_the_demo_csv(client: TestClient, db: Database) -> None:
+    hr = token(db, Role.HR_ADMIN)
+    content = DEMO_PEOPLE_CSV.read_bytes()
+
+    response = client.post(
+        "/people/import",
+        headers=hr,
+        files={"file": ("directory.csv", content, "application/octet-stream")},
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["created"] == 36
+    assert response.json()["errors"] == []
+    again = client.post("/people/import", headers=hr, files={"file": ("d.csv", content)})
+    assert again.json()["unchanged"] == 36
+
+
+def test_multipart_upload_of_json_and_a_missing_file_field(
+    client: TestClient, db: Database
+) -> None:
+    integration = token(db, Role.INTEGRATION)
+    people = [{"external_id": "u-1", "name": "Up Loaded"}]
+
+    response = client.post(
+        "/people/import",
+        headers=integration,
+        files={"file": ("people.json", json.dumps(people).encode(), "application/json")},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["created"] == 1
+
+    missing = client.post("/people/import", headers=integration, files={"other": ("x.csv", b"")})
+    assert missing.status_code == 422
+    assert "`file` field" in missing.json()["detail"]
+
+
+def test_integration_imports_json(client: TestClient, db: Database) -> None:
+    integration = token(db, Role.INTEGRATION)
+    payload = {
+        "people": [
+            {
+                "external_id": "j-1",
+                "name": "Jay",
+                "roles": ["pharmacist"],
+                "time_zone": "Europe/London",
+            },
+            {"external_id": "j-2", "name": "Jo", "manager": "j-1", "phone": "+447700900123"},
+            {"external_id": "j-3", "name": "Ju", "manager": "j-3"},
+        ]
+    }
+
+    response = client.post("/people/import", json=payload, headers=integration)
+
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["created"], report["rejected"]) == (2, 1)
+    [error] = report["errors"]
+    assert (error["row"], error["column"]) == (3, "manager")
+    assert error["message"].startswith("manager cycle: j-3 -> j-3")
+    assert client.get("/people/j-2", headers=integration).json()["manager"] == "j-1"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "needle"),
+    [
+        ("application/json", b'{"people": [', "not valid JSON"),
+        ("text/csv", b"id,full_name\n1,Ann\n", "missing required column(s): external_id, name"),
+        ("text/csv", "external_id,name\np-1,Zoë\n".encode("latin-1"), "not UTF-8"),
+    ],
+)
+def test_an_unusable_file_is_422_saying_what_to_fix(
+    client: TestClient, db: Database, content_type: str, body: bytes, needle: str
+) -> None:
+    response = client.post(
+        "/people/import",
+        content=body,
+        headers={**token(db, Role.HR_ADMIN), "content-type": content_type},
+    )
+    assert response.status_code == 422
+    assert needle in response.json()["detail"]
+
+
+def test_an_unsupported_content_type_is_415(client: TestClient, db: Database) -> None:
+    response = client.post(
+        "/people/import",
+        content=b"<people/>",
+        headers={**token(db, Role.HR_ADMIN), "content-type": "application/xml"},
+    )
+    assert response.status_code == 415
+    assert "text/csv" in response.json()["detail"]
+
+
+def test_a_learner_sees_only_themself(client: TestClient, db: Database, demo: None) -> None:
+    learner = token(db, Role.LEARNER, LEARNER)
+
+    assert listed(client, learner) == {LEARNER}
+    me = client.get(f"/people/{LEARNER}", headers=learner)
+    assert me.status_code == 200
+    assert me.json()["manager"] == BOSTON_MANAGER
+    assert client.get(f"/people/{BOSTON_MANAGER}", headers=learner).status_code == 404
+
+
+def test_a_manager_sees_transitive_reports_but_not_peers(
+    client: TestClient, db: Database, demo: None
+) -> None:
+    director = token(db, Role.MANAGER, NURSING_DIRECTOR)
+    chicago_nurses = {f"p-{n}" for n in range(1025, 1030)}
+    assert listed(client, director) == (
+        {NURSING_DIRECTOR, BOSTON_MANAGER, PEER_MANAGER} | BOSTON_NURSES | chicago_nurses
+    )  # not their own boss p-1001, not the peer directors p-1003/p-1004 or their chains
+
+    manager = token(db, Role.MANAGER, BOSTON_MANAGER)
+    assert listed(client, manager) == {BOSTON_MANAGER} | BOSTON_NURSES
+    assert client.get(f"/people/{PEER_MANAGER}", headers=manager).status_code == 404
+    assert client.get("/people/p-1025", headers=manager).status_code == 404  # a peer's report
+    assert client.get("/people/p-1020", headers=manager).status_code == 200
+
+
+def test_unknown_and_invisible_people_are_both_404(
+    client: TestClient, db: Database, demo: None
+) -> None:
+    hr = token(db, Role.HR_ADMIN)
+    learner = token(db, Role.LEARNER, LEARNER)
+
+    unknown = client.get("/people/p-9999", headers=hr)
+    invisible = client.get("/people/p-1001", headers=learner)
+    assert unknown.status_code == invisible.status_code == 404
+    assert unknown.json() == invisible.json() == {"detail": "not found"}
+
+
+def test_listing_filters_by_department_role_and_manager(
+    client: TestClient, db: Database, demo: None
+) -> None:
+    auditor = token(db, Role.AUDITOR)
+
+    assert len(listed(client, auditor)) == 36
+    pharmacy = listed(client, auditor, department="Pharmacy")
+    assert pharmacy == {"p-1013", "p-1035", "p-1036", "p-1037", "p-1038"}
+    pharmacists = listed(client, auditor, role="pharmacist")
+    assert pharmacists == {"p-1013", "p-1035", "p-1036", "p-1037"}
+    front_desk = listed(client, auditor, role="front_desk")
+    assert "p-1014" in front_desk  # manager;front_desk
+    assert all(p["roles"] for p in client.get("/people", headers=auditor).json())
+    assert listed(client, auditor, manager=BOSTON_MANAGER) == BOSTON_NURSES
+    assert listed(client, auditor, manager="nobody") == set()
+
+    person = client.get("/people/p-1024", headers=auditor).json()
+    assert person == {
+        "external_id": "p-1024",
+        "name": person["name"],
+        "email": person["email"],
+        "phone": person["phone"],
+        "slack_user_id": "U0D1024",
+        "roles": ["nurse"],
+        "department": "Nursing",
+        "location": "Boston",
+        "time_zone": "America/New_York",
+        "employer": "Acme Staffing",
+        "manager": BOSTON_MANAGER,
+        "employment_status": "active",
+    }
+    assert person["email"].endswith("@demo.duly.example")
+    assert person["phone"].startswith("+1555")
+
+    # The manager filter is still scoped: a learner asking for their manager's reports sees self.
+    learner = token(db, Role.LEARNER, LEARNER)
+    assert listed(client, learner, manager=BOSTON_MANAGER) == {LEARNER}

@@ -1,0 +1,223 @@
+"""docker-compose.yml and the Dockerfile agree with Duly's settings and CLI (no Docker needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import typer
+import yaml
+from pydantic import ValidationError
+
+import duly.cli
+from duly.settings import DEV_SECRET_KEY, Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_SECRET = "t" * 48
+DULY_SERVICES = ("duly-migrate", "duly-api", "duly-worker")
+
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:[-?])(?P<arg>[^}]*))?\}")
+
+
+class MissingVariable(LookupError):
+    """A ``${VAR:?message}`` reference with VAR unset or empty (Compose refuses to start)."""
+
+
+def interpolate(value: str, env: Mapping[str, str]) -> str:
+    """Resolve Compose's ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}`` against ``env``."""
+
+    def resolve(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        current = env.get(name, "")
+        if current:
+            return current
+        if op == ":?":
+            raise MissingVariable(f"{name}: {arg}")
+        return arg if op == ":-" else ""
+
+    return _VAR.sub(resolve, value)
+
+
+def service_env(service: Mapping[str, Any], host: Mapping[str, str]) -> dict[str, str]:
+    """A service's container environment as Compose would build it from the ``host`` env.
+
+    A key without a value is taken from the host when set there and left out otherwise.
+    """
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.split("=", 1) if "=" in item else (item, None) for item in raw)
+    resolved: dict[str, str] = {}
+    for key, value in raw.items():
+        if value is None:
+            if host.get(key):
+                resolved[key] = host[key]
+            continue
+        resolved[key] = interpolate(str(value), host)
+    return resolved
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    svc = compose["services"]
+    assert isinstance(svc, dict)
+    return svc
+
+
+def test_expected_services(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) >= {"postgresql", "temporal", "temporal-ui", *DULY_SERVICES}
+
+
+def test_every_duly_variable_is_a_settings_field(services: dict[str, dict[str, Any]]) -> None:
+    fields = set(Settings.model_fields)
+    seen = 0
+    for name, service in services.items():
+        for key in service.get("environment") or {}:
+            if key.startswith("DULY_"):
+                seen += 1
+                assert key.removeprefix("DULY_").lower() in fields, f"{name}: {key} is unknown"
+    assert seen >= len(DULY_SERVICES) * 5, "the shared DULY_* environment went missing"
+
+
+def test_duly_commands_exist_in_the_cli(services: dict[str, dict[str, Any]]) -> None:
+    group = typer.main.get_command(duly.cli.app)
+    commands = set(getattr(group, "commands", {}))
+    for name in DULY_SERVICES:
+        command = services[name]["command"]
+        first = command[0] if isinstance(command, list) else command.split()[0]
+        assert first in commands, f"{name} runs `duly {first}`, which the CLI does not have"
+
+
+def test_worker_is_scalable(services: dict[str, dict[str, Any]]) -> None:
+    worker = services["duly-worker"]
+    assert "container_name" not in worker and "ports" not in worker
+    assert int(worker["deploy"]["replicas"]) >= 2
+
+
+def test_depends_on_targets_exist(services: dict[str, dict[str, Any]]) -> None:
+    conditions = {"service_started", "service_healthy", "service_completed_successfully"}
+    for name, service in services.items():
+        deps = service.get("depends_on") or {}
+        for target in deps:
+            assert target in services, f"{name} depends on unknown service {target}"
+            if isinstance(deps, dict):
+                condition = deps[target]["condition"]
+                assert condition in conditions
+                if condition == "service_healthy":
+                    assert "healthcheck" in services[target], f"{target} has no healthcheck"
+
+
+def test_database_url_points_at_the_postgresql_service(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    host = {"DULY_SECRET_KEY": TEST_SECRET, "POSTGRES_PASSWORD": "s3cret"}
+    pg = service_env(services["postgresql"], host)
+    for name in DULY_SERVICES:
+        url = sa.make_url(service_env(services[name], host)["DULY_DATABASE_URL"])
+        assert url.drivername == "postgresql+psycopg"
+        assert (url.host, url.port) == ("postgresql", 5432)
+        assert url.username == pg["POSTGRES_USER"]
+        assert url.password == pg["POSTGRES_PASSWORD"] == "s3cret"
+        assert url.database == pg["POSTGRES_DB"]
+    temporal = service_env(services["temporal"], host)
+    assert temporal["POSTGRES_SEEDS"] == "postgresql"
+    assert temporal["POSTGRES_PWD"] == "s3cret"
+
+
+def test_temporal_address_is_the_temporal_service(services: dict[str, dict[str, Any]]) -> None:
+    for name in (*DULY_SERVICES, "temporal-ui"):
+        env = service_env(services[name], {"DULY_SECRET_KEY": TEST_SECRET})
+        address = env.get("DULY_TEMPORAL_ADDRESS") or env["TEMPORAL_ADDRESS"]
+        assert address.rsplit(":", 1)[0] in services
+
+
+def _apply(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]) -> None:
+    for key in [k for k in os.environ if k.startswith("DULY_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.mark.parametrize("name", DULY_SERVICES)
+def test_compose_environment_is_valid_production_settings(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    _apply(monkeypatch, service_env(services[name], {"DULY_SECRET_KEY": TEST_SECRET}))
+    settings = Settings()
+    assert settings.env == "production"
+    assert settings.secret_key.get_secret_value() == TEST_SECRET
+    assert settings.sendgrid_api_key is None  # unset on the host -> unset, not ""
+    if name == "duly-api":
+        assert settings.api_host == "0.0.0.0"
+
+
+def test_compose_requires_a_secret(services: dict[str, dict[str, Any]]) -> None:
+    with pytest.raises(MissingVariable, match="DULY_SECRET_KEY"):
+        service_env(services["duly-api"], {})
+
+
+def test_dev_secret_is_refused_in_production(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _apply(monkeypatch, service_env(services["duly-api"], {"DULY_SECRET_KEY": DEV_SECRET_KEY}))
+    with pytest.raises((SettingsError, ValidationError), match="DULY_SECRET_KEY"):
+        Settings()
+
+
+def _stages(dockerfile: str) -> list[list[str]]:
+    """Dockerfile instructions (continuations joined) grouped by FROM stage."""
+    text = re.sub(r"\\\n", " ", dockerfile)
+    stages: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(line)
+    return stages
+
+
+def test_dockerfile_builds_with_gcc_and_runs_duly_as_non_root() -> None:
+    stages = _stages((ROOT / "Dockerfile").read_text())
+    assert len(stages) >= 2, "expected a builder and a runtime stage"
+    builder, runtime = stages[0], stages[-1]
+    assert builder[0].split()[1] == "python:3.11-slim-bookworm"
+    assert any(i.startswith("RUN") and "apt-get install" in i and " gcc" in i for i in builder)
+    assert not any("gcc" in i for i in runtime), "compilers belong in the builder only"
+    users = [i.split()[1] for i in runtime if i.upper().startswith("USER ")]
+    assert users, "runtime stage must set USER"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    entrypoints = [i for i in runtime if i.upper().startswith("ENTRYPOINT ")]
+    assert json.loads(entrypoints[-1].split(None, 1)[1]) == ["duly"]
+
+
+def test_dockerfile_copies_every_package_and_ignores_local_state() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = {
+        part.rstrip("/")
+        for line in dockerfile.splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+        for part in line.split()[1:-1]
+    }
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert packages | {"pyproject.toml", project["project"]["readme"]} <= copied
+    missing = sorted(path for path in copied if not (ROOT / path).exists())
+    assert not missing, f"the Dockerfile copies {missing}, which the repo does not have"
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", ".duly", ".git", "tests"} <= ignored

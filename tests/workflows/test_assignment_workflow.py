@@ -1,0 +1,187 @@
+"""AssignmentWorkflow on the time-skipping test server: the whole ladder in simulated time."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from duly.domain import (
+    AcknowledgeSignal,
+    AssignmentInput,
+    AssignmentState,
+    CompleteSignal,
+    ObligationStatus,
+)
+from duly.worker import build_worker
+from store.db import Database
+from store.models import Notification, Obligation, Person
+from tests.conftest import wheel_binary
+from workflows.assignment import AssignmentWorkflow
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=wheel_binary("temporal-test-server"),
+    )
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+
+
+@pytest.fixture
+def people(sqlite_db: Database) -> Database:
+    with sqlite_db.session() as session:
+        session.add(
+            Person(
+                external_id="p-1",
+                name="Ada Lovelace",
+                email="ada@example.com",
+                roles=["nurse"],
+                time_zone="America/New_York",
+            )
+        )
+    return sqlite_db
+
+
+async def start(
+    client: Client, task_queue: str, due: date, offset_minutes: int = 0
+) -> WorkflowHandle[AssignmentWorkflow, AssignmentState]:
+    inp = AssignmentInput(
+        person="p-1",
+        requirement_id="hipaa",
+        requirement_title="HIPAA Privacy",
+        due_date=due,
+        utc_offset_minutes=offset_minutes,
+        assigned_by="test",
+    )
+    return await client.start_workflow(
+        AssignmentWorkflow.run, inp, id=inp.workflow_id, task_queue=task_queue
+    )
+
+
+def ledger(db: Database) -> list[Notification]:
+    with db.session() as session:
+        return list(session.scalars(select(Notification).order_by(Notification.fired_at)))
+
+
+def obligation(db: Database) -> Obligation:
+    with db.session() as session:
+        row = session.scalar(select(Obligation))
+        assert row is not None
+        return row
+
+
+async def test_whole_ladder_fires_on_the_right_days_then_completes(
+    env: WorkflowEnvironment, people: Database
+) -> None:
+    task_queue = f"tq-{uuid.uuid4()}"
+    now = await env.get_current_time()
+    due = (now + timedelta(days=120)).date()
+    offset = -300  # UTC-5: reminders at 09:00 local = 14:00 UTC
+    async with build_worker(env.client, task_queue=task_queue, db=people):
+        handle = await start(env.client, task_queue, due, offset)
+        await env.sleep(timedelta(days=125))
+
+        sent = ledger(people)
+        assert [n.stage for n in sent] == ["-90d", "-60d", "-30d", "-14d", "-7d", "0d"]
+        for n, days in zip(sent, (90, 60, 30, 14, 7, 0), strict=True):
+            expected = datetime.combine(due - timedelta(days=days), datetime.min.time()).replace(
+                hour=14, tzinfo=UTC
+            )
+            assert abs(n.fired_at - expected) < timedelta(minutes=1), (n.stage, n.fired_at)
+            assert n.channel == "email" and n.recipient_address == "ada@example.com"
+        assert "due in 90 days" in sent[0].subject
+        assert sent[-1].subject.startswith("Due today")
+        assert obligation(people).status == ObligationStatus.OVERDUE
+
+        await handle.signal(
+            AssignmentWorkflow.complete,
+            CompleteSignal(completed_at=await env.get_current_time(), source="lms", actor="lms"),
+        )
+        state = await handle.result()
+        assert state.status is ObligationStatus.COMPLETED
+        assert state.stages_sent == ["-90d", "-60d", "-30d", "-14d", "-7d", "0d"]
+        row = obligation(people)
+        assert row.status == ObligationStatus.COMPLETED and row.completed_at is not None
+        assert len(ledger(people)) == 6  # completion sends nothing more
+
+
+async def test_completion_stops_the_ladder(env: WorkflowEnvironment, people: Database) -> None:
+    task_queue = f"tq-{uuid.uuid4()}"
+    now = await env.get_current_time()
+    due = (now + timedelta(days=100)).date()
+    async with build_worker(env.client, task_queue=task_queue, db=people):
+        handle = await start(env.client, task_queue, due)
+        await env.sleep(timedelta(days=45))  # past -90d and -60d only
+        assert [n.stage for n in ledger(people)] == ["-90d", "-60d"]
+        assert obligation(people).status == ObligationStatus.ASSIGNED
+
+        await handle.signal(
+            AssignmentWorkflow.acknowledge,
+            AcknowledgeSignal(acknowledged_at=await env.get_current_time(), actor="p-1"),
+        )
+        await handle.signal(
+            AssignmentWorkflow.complete,
+            CompleteSignal(completed_at=await env.get_current_time(), source="api", actor="hr"),
+        )
+        state = await handle.result()
+        assert state.status is ObligationStatus.COMPLETED
+        assert state.acknowledged_at is not None
+        await env.sleep(timedelta(days=90))
+        assert [n.stage for n in ledger(people)] == ["-90d", "-60d"]
+
+
+async def test_late_assignment_gets_one_immediate_notice(
+    env: WorkflowEnvironment, people: Database
+) -> None:
+    task_queue = f"tq-{uuid.uuid4()}"
+    now = await env.get_current_time()
+    due = (now + timedelta(days=10)).date()  # -90d, -60d, -30d, -14d are already past
+    async with build_worker(env.client, task_queue=task_queue, db=people):
+        handle = await start(env.client, task_queue, due)
+        await env.sleep(timedelta(minutes=1))
+        sent = ledger(people)
+        assert [n.stage for n in sent] == ["-14d"]
+        assert "just been assigned" in sent[0].body
+        state = await handle.query(AssignmentWorkflow.state)
+        assert state.status is ObligationStatus.DUE_SOON
+        assert [e.kind for e in state.events].count("stage_skipped") == 3
+        await env.sleep(timedelta(days=11))
+        assert [n.stage for n in ledger(people)] == ["-14d", "-7d", "0d"]
+
+
+async def test_retried_send_is_a_no_op(env: WorkflowEnvironment, people: Database) -> None:
+    """The ledger key makes a repeated activity call harmless."""
+    from activities.assignment import AssignmentActivities
+    from duly.domain import ObligationKind, ReminderRequest
+
+    acts = AssignmentActivities(people)
+    req = ReminderRequest(
+        workflow_id="assignment/p-1/hipaa/1",
+        person="p-1",
+        kind=ObligationKind.TRAINING,
+        requirement_title="HIPAA Privacy",
+        due_date=date(2030, 1, 1),
+        stage="-7d",
+        days_before_due=7,
+        pack_hash="builtin",
+        fired_at=datetime(2029, 12, 25, tzinfo=UTC),
+    )
+    first = acts.send_reminder(req)
+    second = acts.send_reminder(req)
+    assert not first.duplicate and second.duplicate
+    assert len(ledger(people)) == 1
+
