@@ -51,7 +51,8 @@ async def get_temporal(request: Request) -> Client:
     return client
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, so a 2xx always means "saved".
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -105,6 +106,7 @@ def people_import(
     from rich.table import Table
     from rich.text import Text
 
+    from store import audit
     from store.db import Database
     from store.people import PeopleFileError, import_people, parse_csv, parse_json
 
@@ -132,6 +134,14 @@ def people_import(
     try:
         with db.session() as session:
             report = import_people(session, rows, errors)
+            audit.record(
+                session,
+                actor=f"cli:{getpass.getuser()}",
+                actor_role="cli",
+                action="people.import",
+                target="people",
+                after={"file": file.name, **report.counts},
+            )
     finally:
         db.dispose()
 

@@ -218,6 +218,7 @@ class ReminderRequest(_Model):
     requirement_title: str
     due_date: date
     stage: str
+    #: Days from the learner's local today to the due date when the stage fires (< 0: overdue).
     days_before_due: int
     pack_hash: str
     fired_at: datetime

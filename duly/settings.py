@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     ``DULY_DATABASE_URL``). Secrets are :class:`SecretStr` so they never appear in ``repr`` or logs.
     """
 
-    model_config = SettingsConfigDict(env_prefix="DULY_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="DULY_", env_file=None, extra="ignore", env_ignore_empty=True
+    )
 
     env: Environment = Environment.DEV
     data_dir: Path = Field(default=Path(".duly"), description="Local state for `duly dev`.")

@@ -154,6 +154,11 @@ class AssignmentWorkflow:
             except TimeoutError:
                 return True
 
+    def _days_left(self) -> int:
+        """Whole days from the learner's local today to the due date (negative when overdue)."""
+        local_now = workflow.now() + timedelta(minutes=self._input.utc_offset_minutes)
+        return (self._input.due_date - local_now.date()).days
+
     async def _send(self, stage: LadderStage, *, late_notice: bool = False) -> None:
         self._stage = stage.label
         result = await workflow.execute_activity_method(
@@ -165,7 +170,9 @@ class AssignmentWorkflow:
                 requirement_title=self._input.requirement_title,
                 due_date=self._input.due_date,
                 stage=stage.label,
-                days_before_due=stage.days_before_due,
+                # The real days left, not the stage's offset: a late notice for a stage of
+                # -7d may go out with 3 days left, and the learner must read "3 days".
+                days_before_due=self._days_left(),
                 pack_hash=self._input.pack_hash,
                 fired_at=workflow.now(),
                 late_notice=late_notice,

@@ -59,9 +59,10 @@ def people(sqlite_db: Database) -> Database:
 async def start(
     client: Client, task_queue: str, due: date, offset_minutes: int = 0
 ) -> WorkflowHandle[AssignmentWorkflow, AssignmentState]:
+    # The test server outlives each test, so every test gets its own business key.
     inp = AssignmentInput(
         person="p-1",
-        requirement_id="hipaa",
+        requirement_id=f"hipaa-{uuid.uuid4().hex[:8]}",
         requirement_title="HIPAA Privacy",
         due_date=due,
         utc_offset_minutes=offset_minutes,
@@ -156,6 +157,9 @@ async def test_late_assignment_gets_one_immediate_notice(
         sent = ledger(people)
         assert [n.stage for n in sent] == ["-14d"]
         assert "just been assigned" in sent[0].body
+        # The notice states the real days left, not the -14d stage's offset.
+        days_left = (due - now.date()).days
+        assert f"due in {days_left} days" in sent[0].subject, sent[0].subject
         state = await handle.query(AssignmentWorkflow.state)
         assert state.status is ObligationStatus.DUE_SOON
         assert [e.kind for e in state.events].count("stage_skipped") == 3
@@ -185,3 +189,19 @@ async def test_retried_send_is_a_no_op(env: WorkflowEnvironment, people: Databas
     assert not first.duplicate and second.duplicate
     assert len(ledger(people)) == 1
 
+
+async def test_assignment_created_after_its_due_date_says_overdue(
+    env: WorkflowEnvironment, people: Database
+) -> None:
+    task_queue = f"tq-{uuid.uuid4()}"
+    now = await env.get_current_time()
+    due = (now - timedelta(days=2)).date()
+    async with build_worker(env.client, task_queue=task_queue, db=people):
+        handle = await start(env.client, task_queue, due)
+        await env.sleep(timedelta(minutes=1))
+        sent = ledger(people)
+        assert [n.stage for n in sent] == ["0d"]
+        assert sent[0].subject == 'Overdue: "HIPAA Privacy" was due 2 days ago'
+        state = await handle.query(AssignmentWorkflow.state)
+        assert state.status is ObligationStatus.OVERDUE
+        assert obligation(people).status == ObligationStatus.OVERDUE

@@ -1,0 +1,121 @@
+"""`duly dev --demo` as a newcomer runs it: reminders flow, Ctrl-C stops it, a restart resumes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class DevStack:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.api_port = free_port()
+        self.env = {
+            **os.environ,
+            "DULY_DATA_DIR": str(data_dir),
+            "DULY_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+            "DULY_TEMPORAL_UI_PORT": str(free_port()),
+            "DULY_API_PORT": str(self.api_port),
+            "COLUMNS": "200",
+        }
+        self.env.pop("DULY_DATABASE_URL", None)
+        self.log = data_dir / "dev-out.log"
+
+    def start(self) -> subprocess.Popen[bytes]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.out = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
+        return subprocess.Popen(
+            [sys.executable, "-m", "duly.cli", "dev", "--demo"],
+            env=self.env,
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, pattern: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.output())
+            if match:
+                return match.group(1) if match.groups() else match.group(0)
+            if proc.poll() is not None:
+                pytest.fail(f"duly dev exited {proc.returncode}:\n{self.output()}")
+            time.sleep(0.3)
+        pytest.fail(f"timed out waiting for {pattern!r}:\n{self.output()}")
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> int:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=40)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            self.out.close()
+        return code
+
+
+def get(port: int, path: str, token: str) -> httpx.Response:
+    return httpx.get(
+        f"http://127.0.0.1:{port}{path}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+
+
+def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) -> None:
+    stack = DevStack(tmp_path / "data")
+    proc = stack.start()
+    try:
+        token = stack.wait_for(r"hr_admin token (duly_\S+)", proc)
+        stack.wait_for(r"Uvicorn running", proc)
+        assert "/docs" in stack.output() and "Temporal UI" in stack.output()
+
+        def outbox() -> list[dict[str, object]]:
+            response = get(stack.api_port, "/notifications?limit=1000", token)
+            assert response.status_code == 200, response.text
+            return list(response.json())
+
+        deadline = time.monotonic() + 60
+        while len(outbox()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        first = outbox()
+        assert len(first) >= 5, "the demo should fill the outbox within a minute"
+        assert "OUTBOX email to person p-" in stack.output()
+        # Personal data stays out of the console.
+        assert "@demo.duly.example" not in stack.output()
+    finally:
+        code = stack.stop(proc)
+    assert code == 0, stack.output()
+    assert "Duly stopped" in stack.output()
+    assert (tmp_path / "data" / "temporal.db").exists()
+
+    proc = stack.start()
+    try:
+        token = stack.wait_for(r"hr_admin token (duly_\S+)", proc)
+        stack.wait_for(r"Uvicorn running", proc)
+        assert re.search(r"0 assignments started, \d+ already running", stack.output())
+        wid = first[0]["workflow_id"]
+        response = get(stack.api_port, f"/assignments/{wid}", token)
+        assert response.status_code == 200
+        assert response.json()["live"] is True  # the workflow resumed on the new worker
+        time.sleep(2)
+        assert len(get(stack.api_port, "/notifications?limit=1000", token).json()) == len(first)
+    finally:
+        assert stack.stop(proc) == 0

