@@ -38,22 +38,29 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-async def get_temporal(request: Request) -> Client:
-    """The Temporal client, connected on first use (503 while Temporal is unreachable)."""
-    holder = request.app.state.temporal
-    try:
-        client: Client = await holder.get()
-    except Exception as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"Temporal is unreachable ({type(exc).__name__}); try again shortly",
-        ) from exc
-    return client
+class LazyTemporal:
+    """Connects to Temporal only when a handler calls it, after auth and visibility checks.
+
+    So a missing token is always 401 and an invisible id always 404, even while Temporal is down.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self._holder = request.app.state.temporal
+
+    async def __call__(self) -> Client:
+        """The connected client (503 while Temporal is unreachable)."""
+        try:
+            client: Client = await self._holder.get()
+        except Exception as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                detail=f"Temporal is unreachable ({type(exc).__name__}); try again shortly",
+            ) from exc
+        return client
 
 
-# scope="function": commit before the response is sent, so a 2xx always means "saved".
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-TemporalDep = Annotated[Client, Depends(get_temporal)]
+TemporalDep = Annotated[LazyTemporal, Depends(LazyTemporal)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 

