@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -79,6 +80,25 @@ def get(port: int, path: str, token: str) -> httpx.Response:
     )
 
 
+def settled_assignments(port: int, token: str) -> list[tuple[str, str]] | None:
+    """(workflow id, stage) of every reminder the 12 demo workflows report as sent, or None
+    while any of them has not yet handled its start."""
+    obligations = get(port, "/obligations?limit=1000", token).json()
+    if len(obligations) < 12:
+        return None
+    sent: list[tuple[str, str]] = []
+    now = datetime.now(UTC)
+    for row in obligations:
+        state = get(port, f"/assignments/{row['workflow_id']}", token).json()
+        if not state["live"]:
+            return None
+        future = all(datetime.fromisoformat(s["fire_at"]) > now for s in state["stages"])
+        if not state["stages_sent"] and not future:
+            return None
+        sent += [(row["workflow_id"], stage) for stage in state["stages_sent"]]
+    return sent
+
+
 def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) -> None:
     stack = DevStack(tmp_path / "data")
     proc = stack.start()
@@ -92,11 +112,18 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
             assert response.status_code == 200, response.text
             return list(response.json())
 
+        # Wait until every demo workflow has handled its start: it has sent its immediate
+        # notice, or all of its stages are still in the future.
         deadline = time.monotonic() + 60
-        while len(outbox()) < 5 and time.monotonic() < deadline:
+        while True:
+            settled = settled_assignments(stack.api_port, token)
+            if settled is not None:
+                break
+            assert time.monotonic() < deadline, "demo workflows did not start within a minute"
             time.sleep(0.5)
         first = outbox()
         assert len(first) >= 5, "the demo should fill the outbox within a minute"
+        assert sorted(settled) == sorted((n["workflow_id"], n["stage"]) for n in first)
         assert "OUTBOX email to person p-" in stack.output()
         # Personal data stays out of the console.
         assert "@demo.duly.example" not in stack.output()
@@ -115,7 +142,15 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
         response = get(stack.api_port, f"/assignments/{wid}", token)
         assert response.status_code == 200
         assert response.json()["live"] is True  # the workflow resumed on the new worker
-        time.sleep(2)
-        assert len(get(stack.api_port, "/notifications?limit=1000", token).json()) == len(first)
+        settled_again = settled_assignments(stack.api_port, token)
+        assert settled_again is not None
+        again = get(stack.api_port, "/notifications?limit=1000", token).json()
+        pairs = [(n["workflow_id"], n["stage"]) for n in again]
+        assert len(pairs) == len(set(pairs)), "a reminder was sent twice"
+        assert sorted(pairs) == sorted(settled_again)  # ledger and workflows agree
+        assert {n["id"] for n in first} <= {n["id"] for n in again}
+        # Only a stage that came due meanwhile may add a message, never an old one.
+        sent_before = {(n["workflow_id"], n["stage"]) for n in first}
+        assert all((n["workflow_id"], n["stage"]) not in sent_before for n in again[: -len(first)])
     finally:
         assert stack.stop(proc) == 0

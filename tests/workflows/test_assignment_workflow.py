@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from duly.domain import (
     AcknowledgeSignal,
@@ -27,6 +30,8 @@ from tests.conftest import wheel_binary
 from workflows.assignment import AssignmentWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+HISTORIES = Path(__file__).parent / "histories"
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -115,6 +120,12 @@ async def test_whole_ladder_fires_on_the_right_days_then_completes(
         state = await handle.result()
         assert state.status is ObligationStatus.COMPLETED
         assert state.stages_sent == ["-90d", "-60d", "-30d", "-14d", "-7d", "0d"]
+        if os.environ.get("DULY_RECORD_HISTORIES"):
+            # Refresh the replay fixture: only when a change is *meant* to alter histories
+            # (and then running workflows need workflow.patched).
+            history = await handle.fetch_history()
+            HISTORIES.mkdir(exist_ok=True)
+            (HISTORIES / "assignment_full_ladder.json").write_text(history.to_json())
         row = obligation(people)
         assert row.status == ObligationStatus.COMPLETED and row.completed_at is not None
         assert len(ledger(people)) == 6  # completion sends nothing more
@@ -205,3 +216,19 @@ async def test_assignment_created_after_its_due_date_says_overdue(
         state = await handle.query(AssignmentWorkflow.state)
         assert state.status is ObligationStatus.OVERDUE
         assert obligation(people).status == ObligationStatus.OVERDUE
+
+
+async def test_recorded_histories_replay_against_todays_code() -> None:
+    """A change that would break running workflows (non-determinism) fails here.
+
+    The fixture is a real history (whole ladder, then completion) recorded by an earlier version.
+    If a change must alter the command sequence, guard it with ``workflow.patched`` and keep this
+    fixture; re-record (DULY_RECORD_HISTORIES=1) only with a new one added alongside.
+    """
+    files = sorted(HISTORIES.glob("*.json"))
+    assert files, "no recorded histories to replay"
+    replayer = Replayer(workflows=[AssignmentWorkflow], data_converter=pydantic_data_converter)
+    for path in files:
+        history = WorkflowHistory.from_json("replayed", path.read_text())
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
