@@ -1,0 +1,329 @@
+"""Status decisions through durable_rules: a pack's status rules compiled to one ruleset.
+
+durable_rules has sharp edges (see ../shared/ARCHITECTURE.md), all handled here and nowhere else:
+
+* Its Python ``Host`` starts two timer threads that call ``dispatch()`` on every ruleset every
+  ~0.2 s, outside any lock Duly could share: they were seen running Duly's pending actions
+  between our ``assert_events`` and our reading of the results, which could lose a decision or
+  delete a session under a running action. Duly needs no timers, so it drives durable_rules' C
+  core (``durable_rules_engine``, the same calls ``Host`` makes) and creates no ``Host`` at all.
+  That also drops per-decision Python closures and state re-encoding: about twice as fast.
+* A ruleset name can never be registered twice: rulesets are named by the pack's content hash
+  (``status_<hash16>``), registered once and cached for the life of the process.
+* A ruleset holds at most 1,024 live sessions: every batch posts under a fresh ``sid`` and
+  deletes that session's state in ``finally``.
+* Only the highest-priority matching rule consumes an event (``pri``: lower first), which gives
+  "first matching rule wins" when ``pri`` follows the order HR wrote the rules in.
+* No match leaves a half-made session whose ``delete_state`` crashes the process (seen here as a
+  segfault): every ruleset therefore ends with an internal rule that matches any decision message
+  at the lowest priority, and its firing is reported as :class:`NoRuleMatched` (lint makes that
+  impossible for a pack with a catch-all).
+* Session state is itself matched against the rules, so every rule also requires a marker field
+  that only Duly's decision messages carry (otherwise ``true`` would match the state forever).
+* ``"x" not in roles`` compiles to "every element differs"; over an empty list that is false in
+  durable_rules, so list facts are posted with a sentinel first element that no literal equals.
+* About 1,000 events in one ``assert_events`` overflow its result buffer (error 307): batches
+  are cut at :data:`BATCH_SIZE`.
+* It never releases the GIL and is not documented as thread-safe: calls are serialised with a
+  lock, which costs nothing extra since they hold the GIL anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from rules.facts import FACTS, FactType, complete_facts
+from rules.model import Pack, StatusRule
+
+__all__ = [
+    "Decision",
+    "Evaluator",
+    "FactsError",
+    "NoRuleMatched",
+    "PythonEvaluator",
+    "StatusEngine",
+    "engine_for",
+]
+
+#: Field every decision message carries; session state never has it.
+MARKER_FIELD = "duly_decision"
+#: First element of every posted list fact (see module docstring).
+LIST_SENTINEL = "\u0000duly"
+#: Messages per durable_rules batch: larger batches overflow its result buffer (error 307).
+BATCH_SIZE = 200
+#: Rulesets a process keeps loaded before it warns (they can never be unloaded).
+MAX_LOADED = 64
+#: The internal lowest-priority rule that catches facts no status rule covers.
+_NO_RULE = "__no_rule_matched__"
+
+
+class Decision(BaseModel):
+    """One status decision, with everything needed to explain it later.
+
+    Attributes:
+        status: The decided status (a built-in one or one the pack declares).
+        severity: The rule's severity, if it sets one.
+        rule: The name of the status rule that decided.
+        pack_hash: The content hash of the pack the rule came from.
+        facts: The complete facts the decision was made on.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    status: str
+    severity: str | None = None
+    rule: str
+    pack_hash: str
+    facts: dict[str, Any]
+
+
+class NoRuleMatched(LookupError):
+    """No status rule holds for these facts (the pack lacks a catch-all rule)."""
+
+    def __init__(self, pack_hash: str, facts: Mapping[str, Any]) -> None:
+        super().__init__(
+            f"no status rule of pack {pack_hash[:12]} matches these facts; add a last rule"
+            f" with 'when: \"true\"' (duly rules lint shows the uncovered cases): {dict(facts)}"
+        )
+        self.pack_hash = pack_hash
+        self.facts = dict(facts)
+
+
+class FactsError(ValueError):
+    """Facts with an unknown name or a value of the wrong type."""
+
+
+class Evaluator(Protocol):
+    """What callers need from a status evaluator (durable_rules or the Python baseline)."""
+
+    pack_hash: str
+
+    def evaluate(self, facts: Mapping[str, Any]) -> Decision:
+        """Decide one obligation's status."""
+        ...
+
+    def evaluate_many(self, facts: Sequence[Mapping[str, Any]]) -> list[Decision]:
+        """Decide many obligations' statuses, in order."""
+        ...
+
+
+_TYPE_CHECKS: dict[FactType, Callable[[Any], bool]] = {
+    FactType.INT: lambda v: type(v) is int,
+    FactType.BOOL: lambda v: type(v) is bool,
+    FactType.STR: lambda v: type(v) is str,
+    FactType.STR_LIST: lambda v: type(v) is list and all(type(x) is str for x in v),
+}
+_CHECKS = {name: _TYPE_CHECKS[kind] for name, (kind, _) in FACTS.items()}
+_KNOWN = FACTS.keys()
+
+
+def checked_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """Every known fact (defaults for missing ones), after checking names and types.
+
+    Raises:
+        FactsError: An unknown fact or a value of the wrong type.
+    """
+    if not facts.keys() <= _KNOWN:
+        unknown = sorted(set(facts) - set(_KNOWN))
+        raise FactsError(f"unknown facts {unknown}; known facts: {', '.join(FACTS)}")
+    for name, value in facts.items():
+        if not _CHECKS[name](value):
+            kind = FACTS[name][0]
+            raise FactsError(f"fact {name!r} must be {kind.value}, not {value!r}")
+    if len(facts) == len(_KNOWN):
+        return dict(facts)
+    return complete_facts(dict(facts))
+
+
+class PythonEvaluator:
+    """The same first-match semantics in plain Python: the baseline and the cross-check.
+
+    Duly decides through :class:`StatusEngine`; this class exists to measure durable_rules
+    against the limit (bench/rules.py) and to prove both agree (tests).
+    """
+
+    def __init__(self, pack_hash: str, rules: Sequence[StatusRule]) -> None:
+        """Compile ``rules`` (in order)."""
+        self.pack_hash = pack_hash
+        self._rules = [(rule, rule.condition) for rule in rules]
+
+    def evaluate(self, facts: Mapping[str, Any]) -> Decision:
+        """Decide one obligation's status (first matching rule wins)."""
+        complete = checked_facts(facts)
+        for rule, condition in self._rules:
+            if condition.evaluate(complete):
+                return _decision(rule, self.pack_hash, complete)
+        raise NoRuleMatched(self.pack_hash, complete)
+
+    def evaluate_many(self, facts: Sequence[Mapping[str, Any]]) -> list[Decision]:
+        """Decide many obligations' statuses, in order."""
+        return [self.evaluate(f) for f in facts]
+
+
+def _decision(rule: StatusRule, pack_hash: str, facts: dict[str, Any]) -> Decision:
+    return Decision(
+        status=rule.status,
+        severity=rule.severity.value if rule.severity else None,
+        rule=rule.name,
+        pack_hash=pack_hash,
+        facts=facts,
+    )
+
+
+_LOCK = threading.Lock()
+_REGISTERED: set[str] = set()
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class StatusEngine:
+    """A pack's status rules as a durable_rules ruleset.
+
+    Safe to call from many threads (activities run in a thread pool): calls are serialised.
+    Use :func:`engine_for` rather than constructing one per call: the ruleset is registered
+    once per pack hash for the life of the process.
+    """
+
+    def __init__(self, pack_hash: str, rules: Sequence[StatusRule]) -> None:
+        """Compile ``rules`` and register them as ruleset ``status_<pack_hash[:16]>``.
+
+        Args:
+            pack_hash: The pack's content hash (names the ruleset).
+            rules: The status rules in the order HR wrote them.
+        """
+        import durable_rules_engine
+
+        if not rules:
+            raise ValueError("a pack needs at least one status rule")
+        if any(rule.name == _NO_RULE for rule in rules):
+            raise ValueError(f"{_NO_RULE!r} is reserved")
+        self.pack_hash = pack_hash
+        self.ruleset = f"status_{pack_hash[:16]}"
+        self._rules = {rule.name: rule for rule in rules}
+        # Post only the facts some rule reads: smaller messages, less JSON, same decisions.
+        used: set[str] = set()
+        definition: dict[str, Any] = {}
+        for priority, rule in enumerate(rules, start=1):
+            condition = rule.condition
+            used |= condition.facts_used
+            marker = {MARKER_FIELD: 1}
+            match = marker if condition.always_true else {"$and": [marker, condition.to_durable()]}
+            definition[rule.name] = {"all": [{"m": match}], "pri": priority}
+        definition[_NO_RULE] = {"all": [{"m": {MARKER_FIELD: 1}}], "pri": len(rules) + 1}
+        self.definition = definition
+        self._posted = tuple(sorted(used))
+        self._lists = frozenset(n for n in used if FACTS[n][0] is FactType.STR_LIST)
+        self._bools = frozenset(n for n in used if FACTS[n][0] is FactType.BOOL)
+        self._engine: Any = durable_rules_engine
+        with _LOCK:
+            if self.ruleset in _REGISTERED:
+                raise RuntimeError(
+                    f"ruleset {self.ruleset} is already registered in this process;"
+                    " use rules.engine.engine_for(pack)"
+                )
+            self._handle = durable_rules_engine.create_ruleset(
+                self.ruleset, json.dumps(definition, ensure_ascii=False)
+            )
+            _REGISTERED.add(self.ruleset)
+
+    def _message(self, key: int, sid: str, facts: dict[str, Any]) -> dict[str, Any]:
+        message: dict[str, Any] = {"sid": sid, "k": key, MARKER_FIELD: 1}
+        for name in self._posted:
+            value = facts[name]
+            if name in self._bools:
+                message[name] = 1 if value else 0
+            elif name in self._lists:
+                message[name] = [LIST_SENTINEL, *value]
+            else:
+                message[name] = value
+        return message
+
+    def _run(self, messages: list[dict[str, Any]], sid: str) -> dict[int, str]:
+        """Post one batch under ``sid``; which rule consumed each message (by its key)."""
+        engine, handle = self._engine, self._handle
+        results: dict[int, str] = {}
+        with _LOCK:
+            try:
+                code, state = engine.assert_events(handle, _encode(messages))
+                if code not in (0, 3):
+                    raise RuntimeError(f"durable_rules refused the batch (result code {code})")
+                started = engine.start_action_for_state(handle, state)
+                pending = started[1] if started else None
+                while pending:
+                    # One action at a time: {rule name: {"m": the message it consumed}}.
+                    ((rule, frame),) = json.loads(pending).items()
+                    results[frame["m"]["k"]] = rule
+                    pending = engine.complete_and_start_action(handle, state)
+            finally:
+                engine.delete_state(handle, sid)
+        return results
+
+    def evaluate(self, facts: Mapping[str, Any]) -> Decision:
+        """Decide one obligation's status.
+
+        Args:
+            facts: Known facts (missing ones take their defaults).
+
+        Returns:
+            The decision, with the rule that made it.
+
+        Raises:
+            FactsError: Unknown facts or wrong types.
+            NoRuleMatched: No rule holds (the pack has no catch-all).
+        """
+        return self.evaluate_many([facts])[0]
+
+    def evaluate_many(self, facts: Sequence[Mapping[str, Any]]) -> list[Decision]:
+        """Decide many obligations' statuses in batches of :data:`BATCH_SIZE`.
+
+        Args:
+            facts: One facts mapping per obligation.
+
+        Returns:
+            One decision per obligation, in the same order.
+
+        Raises:
+            FactsError: Unknown facts or wrong types in any of them (nothing is decided).
+            NoRuleMatched: No rule holds for one of them.
+        """
+        complete = [checked_facts(f) for f in facts]
+        decided: list[str] = []
+        for start in range(0, len(complete), BATCH_SIZE):
+            chunk = complete[start : start + BATCH_SIZE]
+            sid = uuid.uuid4().hex
+            results = self._run([self._message(i, sid, f) for i, f in enumerate(chunk)], sid)
+            for i, f in enumerate(chunk):
+                if results.get(i, _NO_RULE) == _NO_RULE:
+                    raise NoRuleMatched(self.pack_hash, f)
+                decided.append(results[i])
+        return [
+            _decision(self._rules[name], self.pack_hash, f)
+            for name, f in zip(decided, complete, strict=True)
+        ]
+
+
+_ENGINES: dict[str, StatusEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def engine_for(pack: Pack) -> StatusEngine:
+    """The process-wide engine of ``pack`` (registered on first use, then reused)."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(pack.content_hash)
+        if engine is None:
+            if len(_ENGINES) >= MAX_LOADED:
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "%d rules packs loaded in this process; durable_rules cannot unload them,"
+                    " restart the worker to shed old ones",
+                    len(_ENGINES),
+                )
+            engine = StatusEngine(pack.content_hash, pack.status_rules)
+            _ENGINES[pack.content_hash] = engine
+        return engine

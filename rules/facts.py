@@ -1,0 +1,61 @@
+"""The facts a status rule or an ``unless`` condition may use: names, types, meanings.
+
+This is the contract between the pack format (what HR writes), the condition compiler and the
+workflows/activities that build facts. Adding a fact is backwards compatible; renaming one is not.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class FactType(StrEnum):
+    """The value types a fact can have."""
+
+    INT = "int"
+    BOOL = "bool"
+    STR = "str"
+    STR_LIST = "str_list"
+
+
+#: name -> (type, meaning). Obligation facts first, then the person's directory attributes.
+FACTS: dict[str, tuple[FactType, str]] = {
+    "kind": (FactType.STR, "training, certification, apprenticeship or mentorship"),
+    "requirement": (FactType.STR, "the requirement id"),
+    "days_until_due": (FactType.INT, "days from today to the due date; negative when past due"),
+    "days_until_expiry": (
+        FactType.INT,
+        "days from today to the expiry date (certifications); negative once expired",
+    ),
+    "completed": (FactType.BOOL, "completion evidence was accepted for this cycle"),
+    "acknowledged": (FactType.BOOL, "the learner acknowledged a reminder"),
+    "started": (FactType.BOOL, "the learner started the training (LMS attempt or xAPI)"),
+    "exempt": (FactType.BOOL, "an unexpired exemption is in force"),
+    "in_grace": (FactType.BOOL, "past due/expiry but within the requirement's grace_days"),
+    "ce_credits_short": (FactType.INT, "CE credits still needed for renewal (0 when enough)"),
+    "roles": (FactType.STR_LIST, 'the person\'s roles; test with "nurse" in roles'),
+    "department": (FactType.STR, "the person's department"),
+    "location": (FactType.STR, "the person's location"),
+    "employer": (FactType.STR, "the person's employer"),
+    "employment_status": (FactType.STR, "active, leave or terminated"),
+}
+
+#: Values used for a fact the caller did not supply (so every rule sees every fact).
+DEFAULTS: dict[FactType, Any] = {
+    FactType.INT: 0,
+    FactType.BOOL: False,
+    FactType.STR: "",
+    FactType.STR_LIST: [],
+}
+
+
+def fact_type(name: str) -> FactType | None:
+    """The type of a known fact, or None when the name is unknown."""
+    entry = FACTS.get(name)
+    return entry[0] if entry else None
+
+
+def complete_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """``facts`` with every known fact present (defaults for the missing ones)."""
+    return {name: facts.get(name, DEFAULTS[kind]) for name, (kind, _) in FACTS.items()}

@@ -1,0 +1,243 @@
+"""Lint a loaded pack: the mistakes that load fine but would surprise HR in production.
+
+Errors make ``duly rules lint`` (and a deploy) fail; warnings are shown and allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from rules.coverage import OTHER, analyse
+from rules.model import Pack, Recipient
+
+
+class Level(StrEnum):
+    """How serious a finding is."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One lint finding, located in the pack's files where possible."""
+
+    level: Level
+    code: str
+    message: str
+    file: str = ""
+    line: int = 0
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}: " if self.file else ""
+        return f"{where}{self.level.value} [{self.code}] {self.message}"
+
+
+class DirectoryPerson(Protocol):
+    """The directory attributes lint needs (``store.models.Person`` fits)."""
+
+    roles: list[str]
+    department: str | None
+    location: str | None
+    employer: str | None
+    employment_status: str
+
+
+def locate(pack: Pack, key: str, value: str) -> tuple[str, int]:
+    """The file and line where ``key: value`` is written (``("", 0)`` when not found)."""
+    pattern = re.compile(
+        rf"^\s*(-\s*)?{re.escape(key)}\s*:\s*[\"']?{re.escape(value)}[\"']?\s*(#.*)?$"
+    )
+    for path in sorted(pack.files):
+        if path.startswith("templates/"):
+            continue
+        for number, line in enumerate(pack.files[path].splitlines(), start=1):
+            if pattern.match(line) or (
+                line.lstrip().startswith(("-", "{")) and f"{key}: {value}" in line
+            ):
+                return path, number
+    return "", 0
+
+
+def _show(point: dict[str, object]) -> str:
+    parts = []
+    for name, value in sorted(point.items()):
+        if value == OTHER or value == [OTHER]:
+            value = "any other value"
+        parts.append(f"{name}={value}")
+    return ", ".join(parts)
+
+
+def lint(pack: Pack, people: Sequence[DirectoryPerson] | None = None) -> list[Finding]:
+    """Every finding for ``pack``.
+
+    Args:
+        pack: A pack that loaded (see :func:`rules.loader.load_pack`).
+        people: The current directory, to find requirements that apply to nobody (skipped when
+            None).
+
+    Returns:
+        Findings, errors first.
+    """
+    findings = [
+        *_status_rules(pack),
+        *_policies(pack),
+        *_requirements(pack, people),
+        *_tests(pack),
+    ]
+    return sorted(findings, key=lambda f: (f.level is not Level.ERROR, f.file, f.line))
+
+
+def _status_rules(pack: Pack) -> Iterable[Finding]:
+    coverage = analyse([(rule.name, rule.condition) for rule in pack.status_rules])
+    for name, beaten in coverage.unreachable.items():
+        file, line = locate(pack, "name", name)
+        if not beaten:
+            why = "its condition can never be true"
+        elif len(beaten) == 1:
+            why = f"rule '{beaten[0]}' above it matches every case it would"
+        else:
+            why = f"rules {', '.join(repr(b) for b in beaten)} above it match every case it would"
+        yield Finding(
+            Level.ERROR,
+            "unreachable-rule",
+            f"status rule '{name}' can never decide: {why}; move it up or narrow the earlier"
+            " rule(s)",
+            file,
+            line,
+        )
+    for point in coverage.uncovered:
+        yield Finding(
+            Level.ERROR,
+            "uncovered-facts",
+            f'no status rule matches {_show(point)}; add a last rule with when: "true"',
+            *locate(pack, "name", pack.status_rules[-1].name),
+        )
+    if not coverage.exhaustive:
+        yield Finding(
+            Level.WARNING,
+            "sampled-coverage",
+            f"the rules read many facts: coverage was checked on {coverage.points:,} sampled"
+            " combinations, not all of them",
+        )
+
+
+def _policies(pack: Pack) -> Iterable[Finding]:
+    used = {r.escalation for r in pack.requirements if r.escalation}
+    for policy in pack.escalation_policies:
+        file, line = locate(pack, "id", policy.id)
+        if policy.id not in used:
+            yield Finding(
+                Level.WARNING,
+                "unused-policy",
+                f"escalation policy '{policy.id}' is not used by any requirement",
+                file,
+                line,
+            )
+        for stage in policy.stages:
+            missing = [
+                what
+                for what, values in (
+                    ("recipients (notify)", stage.notify),
+                    ("channels", stage.channels),
+                )
+                if not values
+            ]
+            if missing:
+                yield Finding(
+                    Level.ERROR,
+                    "empty-stage",
+                    f"stage {stage.name} of policy '{policy.id}' has no {' and no '.join(missing)};"
+                    " it would send nothing",
+                    *locate(pack, "at", stage.at),
+                )
+            if Recipient.HR in stage.notify and not pack.info.contacts.hr_mailbox:
+                yield Finding(
+                    Level.WARNING,
+                    "no-hr-mailbox",
+                    f"stage {stage.name} of policy '{policy.id}' notifies hr but pack.contacts"
+                    " has no hr_mailbox",
+                    file,
+                    line,
+                )
+            if (
+                Recipient.EMPLOYER_CONTACT in stage.notify
+                and not pack.info.contacts.employer_contacts
+            ):
+                yield Finding(
+                    Level.WARNING,
+                    "no-employer-contacts",
+                    f"stage {stage.name} of policy '{policy.id}' notifies employer_contact but"
+                    " pack.contacts has no employer_contacts",
+                    file,
+                    line,
+                )
+
+
+def _requirements(pack: Pack, people: Sequence[DirectoryPerson] | None) -> Iterable[Finding]:
+    seen_xapi: dict[str, str] = {}
+    for requirement in pack.requirements:
+        file, line = locate(pack, "id", requirement.id)
+        if requirement.escalation is None:
+            yield Finding(
+                Level.WARNING,
+                "no-escalation",
+                f"requirement '{requirement.id}' has no escalation policy: nobody is reminded",
+                file,
+                line,
+            )
+        activity = requirement.xapi_activity_id
+        if activity:
+            if activity in seen_xapi:
+                yield Finding(
+                    Level.ERROR,
+                    "duplicate-xapi-activity",
+                    f"requirements '{seen_xapi[activity]}' and '{requirement.id}' map the same"
+                    f" LMS activity {activity}; a completion could not tell them apart",
+                    file,
+                    line,
+                )
+            seen_xapi.setdefault(activity, requirement.id)
+        if people is None:
+            continue
+        covered = sum(
+            1
+            for p in people
+            if p.employment_status != "terminated"
+            and requirement.applies_to.applies(
+                list(p.roles or []), p.department or "", p.location or "", p.employer or ""
+            )
+        )
+        if covered == 0:
+            yield Finding(
+                Level.WARNING,
+                "applies-to-nobody",
+                f"requirement '{requirement.id}' applies to nobody in the current directory"
+                f" ({len(people)} people); check applies_to against the imported roles,"
+                " departments, locations and employers",
+                file,
+                line,
+            )
+
+
+def _tests(pack: Pack) -> Iterable[Finding]:
+    if not pack.tests:
+        yield Finding(
+            Level.WARNING,
+            "no-tests",
+            "the pack has no tests; add cases under 'tests:' so changes can be checked",
+        )
+        return
+    tested = {t.expect.rule for t in pack.tests if t.expect.rule}
+    for rule in pack.status_rules:
+        if rule.name not in tested:
+            yield Finding(
+                Level.WARNING,
+                "untested-rule",
+                f"no test expects status rule '{rule.name}'",
+                *locate(pack, "name", rule.name),
+            )
