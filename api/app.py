@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api.routers import assignments, audit, health, notifications, obligations, people
+from api.routers import assignments, audit, health, notifications, obligations, people, rules
 from duly import __version__
 from duly.settings import Settings, get_settings
 from duly.temporal import connect
@@ -73,6 +73,6 @@ def create_app(
     app.state.settings = settings
     app.state.database = db
     app.state.temporal = TemporalHolder(settings, temporal_client)
-    for module in (health, people, assignments, obligations, notifications, audit):
+    for module in (health, people, assignments, obligations, notifications, audit, rules):
         app.include_router(module.router)
     return app

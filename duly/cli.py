@@ -6,7 +6,7 @@ import asyncio
 import getpass
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -235,3 +235,268 @@ def tokens_create(
 
 if __name__ == "__main__":
     app()
+
+
+# ---------------------------------------------------------------------------------------------
+# duly rules: validate, lint, test, preview and deploy rules packs.
+# ---------------------------------------------------------------------------------------------
+
+rules_app = typer.Typer(
+    help="Rules packs: validate, lint, test, preview and deploy what HR wrote.",
+    no_args_is_help=True,
+)
+app.add_typer(rules_app, name="rules")
+
+PackDir = Annotated[Path, typer.Argument(help="The pack directory (YAML files)")]
+
+
+def _load_pack_or_exit(directory: Path) -> Any:
+    """Load a pack; print every problem as file:line:column and exit 1 when it is invalid."""
+    from rules.loader import PackInvalid, load_pack
+
+    try:
+        return load_pack(directory)
+    except PackInvalid as invalid:
+        count = len(invalid.issues)
+        typer.echo(
+            f"{directory}: the pack is invalid ({count} problem{'s' if count != 1 else ''})",
+            err=True,
+        )
+        for issue in invalid.issues:
+            # Plain text (no Rich markup, emoji codes or wrapping): file:line:column must reach
+            # editors and CI exactly as written, one issue per line.
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # noqa: BLE001 - a bad pack must never end in a traceback
+        typer.echo(f"{directory}:1:1: the pack could not be read: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _directory_people() -> list[Any] | None:
+    """The current directory for lint/preview, or None when the database is not set up."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from store.db import Database
+    from store.models import Person
+
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            people = list(session.scalars(select(Person)))
+            session.expunge_all()
+            return people
+    except SQLAlchemyError:
+        return None
+    finally:
+        db.dispose()
+
+
+@rules_app.command("validate")
+def rules_validate(directory: PackDir) -> None:
+    """Check a pack's syntax, types and references; exit 1 with file:line:column problems."""
+    pack = _load_pack_or_exit(directory)
+    console.print(
+        f"[green]valid[/] {pack.info.name}: {len(pack.requirements)} requirements,"
+        f" {len(pack.escalation_policies)} escalation policies, {len(pack.status_rules)} status"
+        f" rules, {len(pack.tests)} tests, {len(pack.templates)} templates;"
+        f" content hash {pack.content_hash[:12]}"
+    )
+
+
+@rules_app.command("lint")
+def rules_lint(
+    directory: PackDir,
+    strict: Annotated[bool, typer.Option(help="Fail on warnings too")] = False,
+    use_directory: Annotated[
+        bool, typer.Option("--directory/--no-directory", help="Check audiences against people")
+    ] = True,
+) -> None:
+    """Find unreachable or missing status rules, empty stages, unused policies and more."""
+    from rules.lint import Level, lint
+
+    pack = _load_pack_or_exit(directory)
+    people = _directory_people() if use_directory else None
+    findings = lint(pack, people)
+    for finding in findings:
+        style = "red" if finding.level is Level.ERROR else "yellow"
+        console.print(
+            str(finding), style=style, markup=False, emoji=False, highlight=False, soft_wrap=True
+        )
+    errors = sum(1 for f in findings if f.level is Level.ERROR)
+    warnings = len(findings) - errors
+    if people is None and use_directory:
+        console.print("[dim]directory checks skipped: the database is not set up (duly migrate)[/]")
+    console.print(f"{errors} errors, {warnings} warnings")
+    if errors or (strict and warnings):
+        raise typer.Exit(1)
+
+
+@rules_app.command("test")
+def rules_test(directory: PackDir) -> None:
+    """Run the pack's own test cases through durable_rules; exit 1 on any failure."""
+    from rich.markup import escape
+
+    from rules.service import run_tests
+
+    pack = _load_pack_or_exit(directory)
+    results = run_tests(pack)
+    for case in results:
+        if case.passed:
+            console.print(f"[green]PASS[/] {escape(case.name)}", highlight=False)
+        else:
+            console.print(f"[red]FAIL[/] {escape(case.name)}", highlight=False)
+            for line in case.diff():
+                console.print(
+                    f"    {line}",
+                    style="red" if line[0] == "+" else None,
+                    markup=False,
+                    emoji=False,
+                    soft_wrap=True,
+                )
+    failed = sum(1 for c in results if not c.passed)
+    console.print(f"{len(results) - failed} passed, {failed} failed")
+    if failed or not results:
+        if not results:
+            err.print("the pack has no tests: add cases under 'tests:'")
+        raise typer.Exit(1)
+
+
+@rules_app.command("preview")
+def rules_preview(
+    directory: PackDir,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    today: Annotated[str | None, typer.Option(help="Evaluate as of this date (YYYY-MM-DD)")] = None,
+) -> None:
+    """Whose status and which remaining stages would change if this pack were deployed."""
+    import json
+    from datetime import date
+
+    from rich.table import Table
+
+    from rules.service import preview
+    from store.db import Database
+
+    pack = _load_pack_or_exit(directory)
+    try:
+        day = date.fromisoformat(today) if today else None
+    except ValueError:
+        err.print(f"--today must be a date like 2026-11-23, not {today!r}")
+        raise typer.Exit(2) from None
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            result = preview(session, pack, today=day)
+    finally:
+        db.dispose()
+    if as_json:
+        print(json.dumps(result.model_dump(mode="json"), indent=2))
+        return
+    table = Table(
+        title=f"{pack.info.name} {pack.content_hash[:12]} vs"
+        f" {(result.active_hash or 'builtin')[:12]}: {result.obligations} open obligations,"
+        f" {result.status_changes} status changes, {result.stage_changes} stage changes"
+    )
+    for column in ("workflow", "status now", "status after", "stages now", "stages after"):
+        table.add_column(column)
+    for row in result.rows:
+        table.add_row(
+            row.workflow_id,
+            f"{row.status_before} ({row.rule_before or '-'})",
+            f"{row.status_after} ({row.rule_after or '-'})",
+            " ".join(row.stages_before) or "-",
+            " ".join(row.stages_after) or "-",
+        )
+    console.print(table)
+    for transition, count in sorted(result.transitions.items()):
+        console.print(f"  {transition}: {count}")
+    for requirement, count in sorted(result.new_requirements.items()):
+        console.print(f"  {requirement}: {count} people owe it and have no obligation yet")
+
+
+@rules_app.command("deploy")
+def rules_deploy(
+    directory: PackDir,
+    message: Annotated[str, typer.Option("--message", "-m", help="Why this change")],
+    migration: Annotated[
+        str, typer.Option(help="grandfather | rebase | apply_now (see README)")
+    ] = "grandfather",
+    author: Annotated[str | None, typer.Option(help="Who deploys (default: your login)")] = None,
+) -> None:
+    """Validate, lint and test a pack, store it with its hash, make it active, roll it out."""
+    from rules.service import deploy_blockers, start_rollout
+    from store.db import Database
+    from store.packs import Migration, deploy
+
+    try:
+        mode = Migration(migration)
+    except ValueError:
+        err.print(f"--migration must be grandfather, rebase or apply_now, not {migration!r}")
+        raise typer.Exit(2) from None
+    pack = _load_pack_or_exit(directory)
+    blockers = deploy_blockers(pack, _directory_people())
+    if blockers:
+        err.print("[bold red]refusing to deploy:[/]")
+        for problem in blockers:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(1)
+    settings = load_settings()
+    who = author or getpass.getuser()
+    client = None
+    if mode is not Migration.GRANDFATHER:
+        from duly.temporal import connect
+
+        try:
+            client = asyncio.run(connect(settings))
+        except Exception as exc:  # noqa: BLE001 - reported, nothing deployed
+            err.print(f"[red]cannot reach Temporal to roll out ({exc}); nothing was deployed[/]")
+            raise typer.Exit(1) from None
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            version = deploy(session, pack, author=who, message=message, migration=mode)
+            content_hash = version.content_hash
+    finally:
+        db.dispose()
+    console.print(
+        f"[green]deployed[/] {pack.info.name} {content_hash[:12]} ({mode.value}) by {who}"
+    )
+    if client is not None:
+        workflow_id = asyncio.run(
+            start_rollout(client, settings.temporal_task_queue, content_hash, mode.value, who)
+        )
+        console.print(f"roll-out to running workflows started: {workflow_id}")
+
+
+@rules_app.command("versions")
+def rules_versions() -> None:
+    """List deployed pack versions, newest first."""
+    from rich.table import Table
+
+    from store.db import Database
+    from store.packs import describe, versions
+
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            rows = [describe(v) for v in versions(session)]
+    finally:
+        db.dispose()
+    table = Table(title=f"{len(rows)} deployed versions")
+    table.add_column("hash", no_wrap=True, min_width=12)
+    for column in ("name", "deployed", "by", "migration", "message", "active"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["content_hash"])[:12],
+            str(row["name"]),
+            str(row["deployed_at"])[:19],
+            str(row["author"]),
+            str(row["migration"]),
+            str(row["message"] or ""),
+            "*" if row["active"] else "",
+        )
+    console.print(table)

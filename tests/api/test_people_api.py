@@ -15,7 +15,7 @@ from duly.domain import Role
 from duly.settings import Settings
 from store.db import Database
 from store.models import AuditEntry
-from store.tokens import create_token
+from tests.conftest import bearer
 
 # p-1001 CEO -> p-1002 (Nursing director) -> p-1010 (Boston nursing manager) -> p-1020..p-1024;
 # p-1011 (Chicago nursing manager) is p-1010's peer.
@@ -31,12 +31,6 @@ def client(db: Database) -> Iterator[TestClient]:
     app = create_app(Settings(env="test"), database=db)
     with TestClient(app) as test_client:
         yield test_client
-
-
-def token(db: Database, role: Role, person: str | None = None) -> dict[str, str]:
-    with db.session() as session:
-        value = create_token(session, role=role, person_external_id=person, label=f"test {role}")
-    return {"Authorization": f"Bearer {value}"}
 
 
 @pytest.fixture
@@ -66,7 +60,7 @@ def test_a_learner_may_not_import(client: TestClient, db: Database, demo: None) 
     response = client.post(
         "/people/import",
         content="external_id,name\np-1,Ann\n",
-        headers={**token(db, Role.LEARNER, LEARNER), "content-type": "text/csv"},
+        headers={**bearer(db, Role.LEARNER, LEARNER), "content-type": "text/csv"},
     )
     assert response.status_code == 403
     assert "hr_admin" in response.json()["detail"]
@@ -75,7 +69,7 @@ def test_a_learner_may_not_import(client: TestClient, db: Database, demo: None) 
 def test_hr_admin_imports_csv_and_gets_a_report_with_row_errors(
     client: TestClient, db: Database
 ) -> None:
-    hr = token(db, Role.HR_ADMIN)
+    hr = bearer(db, Role.HR_ADMIN)
     body = (
         "external_id,name,email,phone,roles,manager\n"
         "p-1,Ann Boss,ann@demo.duly.example,+15550100001,manager,\n"
@@ -128,7 +122,7 @@ def test_hr_admin_imports_csv_and_gets_a_report_with_row_errors(
 
 
 def test_multipart_upload_of_the_demo_csv(client: TestClient, db: Database) -> None:
-    hr = token(db, Role.HR_ADMIN)
+    hr = bearer(db, Role.HR_ADMIN)
     content = DEMO_PEOPLE_CSV.read_bytes()
 
     response = client.post(
@@ -147,7 +141,7 @@ def test_multipart_upload_of_the_demo_csv(client: TestClient, db: Database) -> N
 def test_multipart_upload_of_json_and_a_missing_file_field(
     client: TestClient, db: Database
 ) -> None:
-    integration = token(db, Role.INTEGRATION)
+    integration = bearer(db, Role.INTEGRATION)
     people = [{"external_id": "u-1", "name": "Up Loaded"}]
 
     response = client.post(
@@ -164,7 +158,7 @@ def test_multipart_upload_of_json_and_a_missing_file_field(
 
 
 def test_integration_imports_json(client: TestClient, db: Database) -> None:
-    integration = token(db, Role.INTEGRATION)
+    integration = bearer(db, Role.INTEGRATION)
     payload = {
         "people": [
             {
@@ -203,7 +197,7 @@ def test_an_unusable_file_is_422_saying_what_to_fix(
     response = client.post(
         "/people/import",
         content=body,
-        headers={**token(db, Role.HR_ADMIN), "content-type": content_type},
+        headers={**bearer(db, Role.HR_ADMIN), "content-type": content_type},
     )
     assert response.status_code == 422
     assert needle in response.json()["detail"]
@@ -213,14 +207,14 @@ def test_an_unsupported_content_type_is_415(client: TestClient, db: Database) ->
     response = client.post(
         "/people/import",
         content=b"<people/>",
-        headers={**token(db, Role.HR_ADMIN), "content-type": "application/xml"},
+        headers={**bearer(db, Role.HR_ADMIN), "content-type": "application/xml"},
     )
     assert response.status_code == 415
     assert "text/csv" in response.json()["detail"]
 
 
 def test_a_learner_sees_only_themself(client: TestClient, db: Database, demo: None) -> None:
-    learner = token(db, Role.LEARNER, LEARNER)
+    learner = bearer(db, Role.LEARNER, LEARNER)
 
     assert listed(client, learner) == {LEARNER}
     me = client.get(f"/people/{LEARNER}", headers=learner)
@@ -232,13 +226,13 @@ def test_a_learner_sees_only_themself(client: TestClient, db: Database, demo: No
 def test_a_manager_sees_transitive_reports_but_not_peers(
     client: TestClient, db: Database, demo: None
 ) -> None:
-    director = token(db, Role.MANAGER, NURSING_DIRECTOR)
+    director = bearer(db, Role.MANAGER, NURSING_DIRECTOR)
     chicago_nurses = {f"p-{n}" for n in range(1025, 1030)}
     assert listed(client, director) == (
         {NURSING_DIRECTOR, BOSTON_MANAGER, PEER_MANAGER} | BOSTON_NURSES | chicago_nurses
     )  # not their own boss p-1001, not the peer directors p-1003/p-1004 or their chains
 
-    manager = token(db, Role.MANAGER, BOSTON_MANAGER)
+    manager = bearer(db, Role.MANAGER, BOSTON_MANAGER)
     assert listed(client, manager) == {BOSTON_MANAGER} | BOSTON_NURSES
     assert client.get(f"/people/{PEER_MANAGER}", headers=manager).status_code == 404
     assert client.get("/people/p-1025", headers=manager).status_code == 404  # a peer's report
@@ -248,8 +242,8 @@ def test_a_manager_sees_transitive_reports_but_not_peers(
 def test_unknown_and_invisible_people_are_both_404(
     client: TestClient, db: Database, demo: None
 ) -> None:
-    hr = token(db, Role.HR_ADMIN)
-    learner = token(db, Role.LEARNER, LEARNER)
+    hr = bearer(db, Role.HR_ADMIN)
+    learner = bearer(db, Role.LEARNER, LEARNER)
 
     unknown = client.get("/people/p-9999", headers=hr)
     invisible = client.get("/people/p-1001", headers=learner)
@@ -260,7 +254,7 @@ def test_unknown_and_invisible_people_are_both_404(
 def test_listing_filters_by_department_role_and_manager(
     client: TestClient, db: Database, demo: None
 ) -> None:
-    auditor = token(db, Role.AUDITOR)
+    auditor = bearer(db, Role.AUDITOR)
 
     assert len(listed(client, auditor)) == 36
     pharmacy = listed(client, auditor, department="Pharmacy")
@@ -292,5 +286,5 @@ def test_listing_filters_by_department_role_and_manager(
     assert person["phone"].startswith("+1555")
 
     # The manager filter is still scoped: a learner asking for their manager's reports sees self.
-    learner = token(db, Role.LEARNER, LEARNER)
+    learner = bearer(db, Role.LEARNER, LEARNER)
     assert listed(client, learner, manager=BOSTON_MANAGER) == {LEARNER}
