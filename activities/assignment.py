@@ -56,7 +56,7 @@ class AssignmentActivities:
             row.cycle = update.cycle
             row.due_date = update.due_date
             row.stage = update.stage
-            row.status = update.status.value
+            row.status = update.status
             row.pack_hash = update.pack_hash
             row.acknowledged_at = update.acknowledged_at
             row.completed_at = update.completed_at

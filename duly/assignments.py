@@ -9,7 +9,8 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from duly.domain import REMINDER_HOUR, AssignmentInput, slugify
+from duly.domain import BUILTIN_PACK, REMINDER_HOUR, AssignmentInput, slugify
+from rules.model import Pack
 from store.models import Person
 from workflows.assignment import AssignmentWorkflow
 
@@ -29,12 +30,27 @@ def assignment_input(
     requirement_id: str | None = None,
     cycle: int = 1,
     assigned_by: str,
+    pack: Pack | None = None,
 ) -> AssignmentInput:
-    """Build the workflow input for assigning ``title`` to ``person``."""
+    """Build the workflow input for assigning ``title`` to ``person``.
+
+    When the active rules ``pack`` defines the requirement (by id, or by the id derived from
+    the title), the assignment is pinned to that pack version and takes its title; otherwise
+    it runs on the built-in ladder and rules.
+    """
+    key = requirement_id or slugify(title)
+    requirement = pack.requirement(key) if pack else None
+    if pack is not None and requirement is None:
+        requirement = next((r for r in pack.requirements if r.title == title), None)
+    if requirement is not None:
+        key, title = requirement.id, requirement.title
     return AssignmentInput(
         person=person.external_id,
-        requirement_id=requirement_id or slugify(title),
+        requirement_id=key,
         requirement_title=title,
+        pack_hash=pack.content_hash
+        if pack is not None and requirement is not None
+        else BUILTIN_PACK,
         due_date=due_date,
         cycle=cycle,
         utc_offset_minutes=utc_offset_minutes(person.time_zone, due_date),

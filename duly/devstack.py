@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.panel import Panel
@@ -30,6 +30,7 @@ from duly.settings import Settings
 from duly.temporal import temporal_cli
 
 if TYPE_CHECKING:
+    from rules.model import Pack
     from store.models import Person
 
 console = Console()
@@ -135,6 +136,7 @@ def load_demo(settings: Settings) -> dict[str, str]:
             f"demo org: {report.created} people created, {report.updated} updated, "
             f"{report.unchanged} unchanged"
         )
+        pack = deploy_demo_pack(db)
         with db.session() as session:
             people = list(session.scalars(select(Person).order_by(Person.external_id)))
             managers = [p for p in people if any(q.manager_id == p.id for q in people)]
@@ -161,13 +163,33 @@ def load_demo(settings: Settings) -> dict[str, str]:
             }
             tokens["manager_person"] = manager.external_id
             tokens["learner_person"] = learner.external_id
-        asyncio.run(_assign_demo(settings, staff))
+        asyncio.run(_assign_demo(settings, staff, pack))
     finally:
         db.dispose()
     return tokens
 
 
-async def _assign_demo(settings: Settings, staff: list[Person]) -> None:
+#: The example pack the demo deploys (when no pack is active yet).
+DEMO_PACK = Path(__file__).resolve().parents[1] / "rules" / "packs" / "medical-practice"
+
+
+def deploy_demo_pack(db: Any) -> Pack | None:
+    """Deploy the medical-practice example pack unless a pack is already active; the active one."""
+    from rules.loader import load_pack
+    from store.packs import Migration, active_pack, deploy
+
+    with db.session() as session:
+        current = active_pack(session)
+        if current is not None:
+            console.print(f"rules pack: {current.info.name} {current.content_hash[:12]} (active)")
+            return current
+        pack = load_pack(DEMO_PACK)
+        deploy(session, pack, author="demo", message="demo pack", migration=Migration.GRANDFATHER)
+    console.print(f"rules pack: deployed {pack.info.name} {pack.content_hash[:12]}")
+    return pack
+
+
+async def _assign_demo(settings: Settings, staff: list[Person], pack: Pack | None) -> None:
     from duly.assignments import assignment_input, start_assignment
     from duly.temporal import connect
 
@@ -178,7 +200,11 @@ async def _assign_demo(settings: Settings, staff: list[Person]) -> None:
     for index, (title, days) in enumerate(DEMO_ASSIGNMENTS):
         person = people[index % len(people)]
         inp = assignment_input(
-            person, title=title, due_date=today + timedelta(days=days), assigned_by="demo"
+            person,
+            title=title,
+            due_date=today + timedelta(days=days),
+            assigned_by="demo",
+            pack=pack,
         )
         started += await start_assignment(client, settings.temporal_task_queue, inp)
     console.print(

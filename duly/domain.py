@@ -181,7 +181,8 @@ class AssignmentState(_Model):
     requirement_title: str
     cycle: int
     due_date: date
-    status: ObligationStatus
+    #: A built-in status or one the pinned rules pack declares.
+    status: str
     stage: str | None
     stages: list[LadderStage]
     stages_sent: list[str]
@@ -202,7 +203,8 @@ class ObligationUpdate(_Model):
     cycle: int
     due_date: date | None
     stage: str | None
-    status: ObligationStatus
+    #: A built-in status or one the pinned rules pack declares.
+    status: str
     pack_hash: str
     acknowledged_at: datetime | None = None
     completed_at: datetime | None = None
@@ -232,3 +234,73 @@ class ReminderResult(_Model):
     idempotency_key: str
     status: str
     duplicate: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules pack contract: pinning, decisions as activities, migrations of running workflows.
+# ---------------------------------------------------------------------------------------------
+
+
+class PackMigration(StrEnum):
+    """How running workflows take up a newly deployed pack (see store.packs.Migration)."""
+
+    REBASE = "rebase"
+    APPLY_NOW = "apply_now"
+
+
+class PlanRequest(_Model):
+    """Activity input: the stages a requirement follows under a pinned pack."""
+
+    pack_hash: str
+    requirement_id: str
+
+
+class StagePlan(_Model):
+    """Activity output: the requirement's ladder under that pack (``found``: it is in it)."""
+
+    pack_hash: str
+    found: bool
+    #: Days before the due date of each stage (negative: after it), the policy's order.
+    days_before: list[int] = Field(default_factory=list)
+    grace_days: int = 0
+
+
+class DecideRequest(_Model):
+    """Activity input: decide one obligation's status with its pinned pack."""
+
+    workflow_id: str
+    pack_hash: str
+    person: str
+    kind: ObligationKind
+    requirement_id: str
+    due_date: date | None
+    expiry_date: date | None = None
+    completed: bool = False
+    acknowledged: bool = False
+    started: bool = False
+    exempt: bool = False
+    #: Workflow time of the decision; "today" is the person's local date at this instant.
+    as_of: datetime
+
+
+class AdoptPackSignal(_Model):
+    """Signal: a new pack was deployed with ``rebase`` or ``apply_now``."""
+
+    pack_hash: str
+    mode: PackMigration
+    deployed_by: str = Field(default="hr_admin", max_length=128)
+
+
+class RolloutRequest(_Model):
+    """Activity input: signal every running workflow pinned to another pack."""
+
+    pack_hash: str
+    mode: PackMigration
+    deployed_by: str
+
+
+class RolloutResult(_Model):
+    """Activity output: how many workflows were signalled or had already finished."""
+
+    signalled: int
+    finished: int

@@ -11,14 +11,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.assignment import AssignmentActivities
+from activities.rules import RulesActivities
 from duly.settings import Settings
 from duly.temporal import connect
 from store.db import Database
 from workflows.assignment import AssignmentWorkflow
+from workflows.rollout import PackRolloutWorkflow
 
 log = logging.getLogger("duly.worker")
 
-WORKFLOWS: list[type] = [AssignmentWorkflow]
+WORKFLOWS: list[type] = [AssignmentWorkflow, PackRolloutWorkflow]
 
 
 def build_worker(client: Client, *, task_queue: str, db: Database, max_threads: int = 16) -> Worker:
@@ -27,11 +29,12 @@ def build_worker(client: Client, *, task_queue: str, db: Database, max_threads: 
     Activities are synchronous (SQLAlchemy), so they run on a bounded thread pool.
     """
     activities = AssignmentActivities(db)
+    rules = RulesActivities(db, client)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities.all(),
+        activities=[*activities.all(), *rules.all()],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,
     )

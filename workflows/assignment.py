@@ -3,31 +3,47 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from enum import Enum
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import AssignmentActivities
+    from activities.rules import RulesActivities
     from duly.domain import (
+        BUILTIN_PACK,
         AcknowledgeSignal,
+        AdoptPackSignal,
         AssignmentEvent,
         AssignmentInput,
         AssignmentState,
         CompleteSignal,
+        DecideRequest,
         LadderStage,
         ObligationKind,
         ObligationUpdate,
+        PackMigration,
+        PlanRequest,
         ReminderRequest,
         due_instant,
         plan_ladder,
     )
     from rules.builtin import StatusDecision, builtin_status
+    from rules.engine import Decision
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Store and outbox failures are transient (database restart, lock timeout): retry with backoff
 # for a long time rather than lose a reminder; permanent ones are raised non-retryable.
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+
+
+class Wake(Enum):
+    """Why :meth:`AssignmentWorkflow._sleep_until` returned."""
+
+    DEADLINE = "deadline"
+    DONE = "done"
+    REPLANNED = "replanned"
 
 
 @workflow.defn
@@ -37,7 +53,14 @@ class AssignmentWorkflow:
     Sends the learner a reminder at each stage of the 90/60/30/14/7/0-day ladder (an assignment
     created late gets one immediate notice for the current stage instead of a burst of past
     ones), turns overdue at the end of the due day, and finishes when completion evidence
-    arrives. Signals: ``complete``, ``acknowledge``. Query: ``state``.
+    arrives. Signals: ``complete``, ``acknowledge``, ``adopt_pack``. Query: ``state``.
+
+    Pinning: the workflow keeps the rules pack it started with (``input.pack_hash``). Under a
+    deployed pack the ladder comes from the requirement's escalation policy and every status
+    is decided by the ``decide_status`` activity (durable_rules), so each decision is in the
+    history with its rule and pack hash. ``builtin`` (no pack deployed) keeps the fixed ladder
+    and the built-in status rules. ``adopt_pack`` moves a running workflow to a newer pack:
+    ``rebase`` at its next step, ``apply_now`` at once.
     """
 
     @workflow.init
@@ -50,8 +73,12 @@ class AssignmentWorkflow:
         self._completion: CompleteSignal | None = None
         self._acknowledgement: AcknowledgeSignal | None = None
         self._events: list[AssignmentEvent] = []
-        self._decision: StatusDecision | None = None
+        self._decision: StatusDecision | Decision | None = None
         self._dirty = False
+        self._pack_hash = input.pack_hash
+        self._pending: AdoptPackSignal | None = None
+        self._upcoming: list[LadderStage] = []
+        self._last_sent_at: datetime | None = None
 
     # -- messages -------------------------------------------------------------------------
 
@@ -75,6 +102,17 @@ class AssignmentWorkflow:
         self._dirty = True
         self._event("acknowledged", f"by {signal.actor} via {signal.channel}")
 
+    @workflow.signal
+    def adopt_pack(self, signal: AdoptPackSignal) -> None:
+        """Move to a newly deployed pack: at the next step (rebase) or now (apply_now)."""
+        if signal.pack_hash == self._pack_hash or self._completion is not None:
+            return
+        self._pending = signal
+        self._event(
+            "pack_deployed",
+            f"{signal.pack_hash[:12]} by {signal.deployed_by}, {signal.mode.value}",
+        )
+
     @workflow.query
     def state(self) -> AssignmentState:
         """The assignment as the workflow sees it now."""
@@ -93,7 +131,7 @@ class AssignmentWorkflow:
             if self._acknowledgement
             else None,
             completed_at=self._completion.completed_at if self._completion else None,
-            pack_hash=self._input.pack_hash,
+            pack_hash=self._pack_hash,
             events=list(self._events),
         )
 
@@ -106,22 +144,37 @@ class AssignmentWorkflow:
         self._event("assigned", f"by {input.assigned_by}, due {input.due_date.isoformat()}")
         await self._record()
 
+        if self._pack_hash != BUILTIN_PACK:
+            await self._plan_from_pack(self._pack_hash)
+            await self._record()
+
         past = [s for s in self._stages if s.fire_at <= now]
-        upcoming = [s for s in self._stages if s.fire_at > now]
+        self._upcoming = [s for s in self._stages if s.fire_at > now]
         if past and self._completion is None:
             # Created late: one notice for the stage we are in, not one per missed stage.
             await self._send(past[-1], late_notice=True)
             for skipped in past[:-1]:
                 self._event("stage_skipped", f"{skipped.label} was before the assignment")
 
-        for stage in upcoming:
-            if not await self._sleep_until(stage.fire_at):
+        # Stages and the due instant in time order: a policy may have stages after the due
+        # date (+7d escalations), and the status must turn overdue at the due instant itself.
+        overdue = False
+        while self._completion is None:
+            stage = self._upcoming[0] if self._upcoming else None
+            if not overdue and (stage is None or self._due_at <= stage.fire_at):
+                wake = await self._sleep_until(self._due_at)
+                if wake is Wake.DEADLINE:
+                    overdue = True
+                    self._event(
+                        "overdue", f"not completed by the end of {input.due_date.isoformat()}"
+                    )
+                    await self._record()
+                continue
+            if stage is None:
                 break
-            await self._send(stage)
-
-        if self._completion is None and await self._sleep_until(self._due_at):
-            self._event("overdue", f"not completed by the end of {input.due_date.isoformat()}")
-            await self._record()
+            wake = await self._sleep_until(stage.fire_at)
+            if wake is Wake.DEADLINE:
+                await self._send(self._upcoming.pop(0))
 
         while self._completion is None:
             await self._sleep_until(None)
@@ -131,28 +184,89 @@ class AssignmentWorkflow:
 
     # -- helpers --------------------------------------------------------------------------
 
-    async def _sleep_until(self, deadline: datetime | None) -> bool:
+    async def _sleep_until(self, deadline: datetime | None) -> Wake:
         """Sleep until ``deadline`` (None: forever), keeping the read model fresh meanwhile.
 
+        A pending ``apply_now`` adoption is handled as soon as it arrives, a ``rebase`` one when
+        the deadline passes (the workflow's next step); both re-plan the remaining stages.
+
         Returns:
-            True when the deadline passed, False when the assignment completed first.
+            Why it returned: the deadline passed, the assignment completed, or it re-planned.
         """
         while True:
             if self._completion is not None:
-                return False
+                return Wake.DONE
+            if self._pending is not None and self._pending.mode is PackMigration.APPLY_NOW:
+                await self._adopt()
+                return Wake.REPLANNED
             if self._dirty:
                 self._dirty = False
                 await self._record()
                 continue
             timeout = None if deadline is None else deadline - workflow.now()
             if timeout is not None and timeout <= timedelta(0):
-                return True
+                if self._pending is not None:
+                    await self._adopt()
+                    return Wake.REPLANNED
+                return Wake.DEADLINE
             try:
                 await workflow.wait_condition(
-                    lambda: self._completion is not None or self._dirty, timeout=timeout
+                    lambda: (
+                        self._completion is not None
+                        or self._dirty
+                        or (
+                            self._pending is not None
+                            and self._pending.mode is PackMigration.APPLY_NOW
+                        )
+                    ),
+                    timeout=timeout,
                 )
             except TimeoutError:
-                return True
+                continue
+
+    async def _plan_from_pack(self, pack_hash: str) -> bool:
+        """Take the ladder from the pack's policy; False when the pack lacks the requirement."""
+        plan = await workflow.execute_activity_method(
+            RulesActivities.plan_stages,
+            PlanRequest(pack_hash=pack_hash, requirement_id=self._input.requirement_id),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        if not plan.found:
+            return False
+        self._stages = plan_ladder(
+            self._input.due_date, self._input.utc_offset_minutes, tuple(plan.days_before)
+        )
+        return True
+
+    async def _adopt(self) -> None:
+        """Adopt the pending pack: re-plan, re-decide, and catch up with at most one notice."""
+        signal = self._pending
+        assert signal is not None
+        self._pending = None
+        old = self._pack_hash
+        if not await self._plan_from_pack(signal.pack_hash):
+            self._event(
+                "pack_not_adopted",
+                f"{signal.pack_hash[:12]} has no requirement {self._input.requirement_id};"
+                f" staying on {old[:12]}",
+            )
+            return
+        self._pack_hash = signal.pack_hash
+        self._event("pack_adopted", f"{old[:12]} -> {signal.pack_hash[:12]} ({signal.mode.value})")
+        await self._record()
+        now = workflow.now()
+        due_now = [
+            s
+            for s in self._stages
+            if s.fire_at <= now
+            and s.label not in self._sent
+            and (self._last_sent_at is None or s.fire_at > self._last_sent_at)
+        ]
+        self._upcoming = [s for s in self._stages if s.fire_at > now]
+        if due_now and self._completion is None:
+            # The new ladder has a stage between the last notice and now: send it once, late.
+            await self._send(due_now[-1], late_notice=True)
 
     def _days_left(self) -> int:
         """Whole days from the learner's local today to the due date (negative when overdue)."""
@@ -173,7 +287,7 @@ class AssignmentWorkflow:
                 # The real days left, not the stage's offset: a late notice for a stage of
                 # -7d may go out with 3 days left, and the learner must read "3 days".
                 days_before_due=self._days_left(),
-                pack_hash=self._input.pack_hash,
+                pack_hash=self._pack_hash,
                 fired_at=workflow.now(),
                 late_notice=late_notice,
             ),
@@ -181,18 +295,41 @@ class AssignmentWorkflow:
             retry_policy=RETRY,
         )
         self._sent.append(stage.label)
+        self._last_sent_at = stage.fire_at
         self._event("reminder_sent", f"{stage.label} to learner by email ({result.status})")
         await self._record()
 
-    def _current_decision(self) -> StatusDecision:
+    def _current_decision(self) -> StatusDecision | Decision:
+        if self._pack_hash != BUILTIN_PACK and self._decision is not None:
+            return self._decision
         return builtin_status(
             now=workflow.now(), due_at=self._due_at, completed=self._completion is not None
         )
 
+    async def _decide(self) -> StatusDecision | Decision:
+        if self._pack_hash == BUILTIN_PACK:
+            return self._current_decision()
+        return await workflow.execute_activity_method(
+            RulesActivities.decide_status,
+            DecideRequest(
+                workflow_id=workflow.info().workflow_id,
+                pack_hash=self._pack_hash,
+                person=self._input.person,
+                kind=ObligationKind.TRAINING,
+                requirement_id=self._input.requirement_id,
+                due_date=self._input.due_date,
+                completed=self._completion is not None,
+                acknowledged=self._acknowledgement is not None,
+                as_of=workflow.now(),
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+
     async def _record(self) -> None:
-        decision = self._current_decision()
+        decision = await self._decide()
         if self._decision is None or decision.status != self._decision.status:
-            self._event("status", f"{decision.status.value} (rule {decision.rule})")
+            self._event("status", f"{decision.status} (rule {decision.rule})")
         self._decision = decision
         await workflow.execute_activity_method(
             AssignmentActivities.record_obligation,
@@ -206,7 +343,7 @@ class AssignmentWorkflow:
                 due_date=self._input.due_date,
                 stage=self._stage,
                 status=decision.status,
-                pack_hash=self._input.pack_hash,
+                pack_hash=self._pack_hash,
                 acknowledged_at=(
                     self._acknowledgement.acknowledged_at if self._acknowledgement else None
                 ),

@@ -40,6 +40,7 @@ from duly.domain import (
 )
 from store import audit
 from store.models import Obligation, Person
+from store.packs import active_pack
 from store.tokens import Principal
 from workflows.assignment import AssignmentWorkflow
 
@@ -120,7 +121,7 @@ def _read(
             requirement_title=state.requirement_title,
             cycle=state.cycle,
             due_date=state.due_date,
-            status=state.status.value,
+            status=state.status,
             stage=state.stage,
             live=True,
             stages=state.stages,
@@ -203,6 +204,7 @@ async def create_assignment(
         requirement_id=body.requirement_id,
         cycle=body.cycle,
         assigned_by=principal.actor,
+        pack=active_pack(session),
     )
     client = await temporal()
     created = await start_assignment(client, settings.temporal_task_queue, inp)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import select
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -26,24 +24,11 @@ from duly.domain import (
 from duly.worker import build_worker
 from store.db import Database
 from store.models import Notification, Obligation, Person
-from tests.conftest import wheel_binary
 from workflows.assignment import AssignmentWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 HISTORIES = Path(__file__).parent / "histories"
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=wheel_binary("temporal-test-server"),
-    )
-    try:
-        yield environment
-    finally:
-        await environment.shutdown()
 
 
 @pytest.fixture
@@ -118,7 +103,7 @@ async def test_whole_ladder_fires_on_the_right_days_then_completes(
             CompleteSignal(completed_at=await env.get_current_time(), source="lms", actor="lms"),
         )
         state = await handle.result()
-        assert state.status is ObligationStatus.COMPLETED
+        assert state.status == ObligationStatus.COMPLETED
         assert state.stages_sent == ["-90d", "-60d", "-30d", "-14d", "-7d", "0d"]
         if os.environ.get("DULY_RECORD_HISTORIES"):
             # Refresh the replay fixture: only when a change is *meant* to alter histories
@@ -150,7 +135,7 @@ async def test_completion_stops_the_ladder(env: WorkflowEnvironment, people: Dat
             CompleteSignal(completed_at=await env.get_current_time(), source="api", actor="hr"),
         )
         state = await handle.result()
-        assert state.status is ObligationStatus.COMPLETED
+        assert state.status == ObligationStatus.COMPLETED
         assert state.acknowledged_at is not None
         await env.sleep(timedelta(days=90))
         assert [n.stage for n in ledger(people)] == ["-90d", "-60d"]
@@ -172,7 +157,7 @@ async def test_late_assignment_gets_one_immediate_notice(
         days_left = (due - now.date()).days
         assert f"due in {days_left} days" in sent[0].subject, sent[0].subject
         state = await handle.query(AssignmentWorkflow.state)
-        assert state.status is ObligationStatus.DUE_SOON
+        assert state.status == ObligationStatus.DUE_SOON
         assert [e.kind for e in state.events].count("stage_skipped") == 3
         await env.sleep(timedelta(days=11))
         assert [n.stage for n in ledger(people)] == ["-14d", "-7d", "0d"]
@@ -214,7 +199,7 @@ async def test_assignment_created_after_its_due_date_says_overdue(
         assert [n.stage for n in sent] == ["0d"]
         assert sent[0].subject == 'Overdue: "HIPAA Privacy" was due 2 days ago'
         state = await handle.query(AssignmentWorkflow.state)
-        assert state.status is ObligationStatus.OVERDUE
+        assert state.status == ObligationStatus.OVERDUE
         assert obligation(people).status == ObligationStatus.OVERDUE
 
 
