@@ -25,11 +25,13 @@ from duly.domain import (
     RolloutRequest,
     RolloutResult,
     StagePlan,
+    SweepRequest,
+    SweepResult,
 )
 from rules.engine import Decision, FactsError, NoRuleMatched, engine_for
 from rules.facts import complete_facts
 from rules.model import Pack
-from rules.obligation_facts import local_today, person_facts
+from rules.obligation_facts import local_today, obligation_facts, person_facts
 from store.db import Database
 from store.models import Obligation, Person
 from store.packs import load_version
@@ -144,9 +146,67 @@ class RulesActivities:
             activity.heartbeat(index + 1)
         return RolloutResult(signalled=signalled, finished=finished)
 
+    @activity.defn(name="sweep_statuses")
+    def sweep_statuses(self, request: SweepRequest) -> SweepResult:
+        """Re-decide every open obligation's status in batches, one pack at a time.
+
+        Statuses move with the calendar (due soon, grace, overdue) while a workflow sleeps
+        between stages; the sweep keeps the read model true between steps. Each obligation is
+        decided by the pack it is pinned to; the built-in ones are left to their workflows.
+        The transitions are this activity's result, so they are in the sweep's history.
+        """
+        from collections import Counter
+
+        transitions: Counter[str] = Counter()
+        evaluated = skipped = changed = 0
+        with self._db.session() as session:
+            rows = list(
+                session.scalars(
+                    select(Obligation)
+                    .where(Obligation.completed_at.is_(None))
+                    .where(Obligation.status != "cancelled")
+                    .where(Obligation.pack_hash != BUILTIN_PACK)
+                    .order_by(Obligation.pack_hash, Obligation.id)
+                )
+            )
+            by_pack: dict[str, list[Obligation]] = {}
+            for row in rows:
+                by_pack.setdefault(row.pack_hash, []).append(row)
+            for pack_hash, obligations in by_pack.items():
+                pack = load_version(session, pack_hash)
+                if pack is None:
+                    skipped += len(obligations)
+                    continue
+                batch: list[tuple[Obligation, dict[str, Any]]] = []
+                for row in obligations:
+                    requirement = pack.requirement(row.requirement_id)
+                    if requirement is None:
+                        skipped += 1
+                        continue
+                    today = local_today(row.person, request.as_of)
+                    facts = obligation_facts(
+                        row, row.person, today=today, grace_days=requirement.grace_days
+                    )
+                    batch.append((row, facts))
+                try:
+                    decisions = engine_for(pack).evaluate_many([facts for _, facts in batch])
+                except (NoRuleMatched, FactsError) as error:
+                    raise ApplicationError(str(error), non_retryable=True) from error
+                evaluated += len(batch)
+                for (row, _), decision in zip(batch, decisions, strict=True):
+                    if row.status != decision.status and row.as_of <= request.as_of:
+                        transitions[f"{row.status} -> {decision.status}"] += 1
+                        changed += 1
+                        row.status = decision.status
+                        row.as_of = request.as_of
+                activity.heartbeat(evaluated)
+        return SweepResult(
+            evaluated=evaluated, changed=changed, transitions=dict(transitions), skipped=skipped
+        )
+
     def all(self) -> list[Callable[..., Any]]:
         """Every activity callable, for the worker."""
-        return [self.plan_stages, self.decide_status, self.roll_out_pack]
+        return [self.plan_stages, self.decide_status, self.roll_out_pack, self.sweep_statuses]
 
 
 def _days(day: date, today: date) -> int:

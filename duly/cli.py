@@ -500,3 +500,30 @@ def rules_versions() -> None:
             "*" if row["active"] else "",
         )
     console.print(table)
+
+
+@rules_app.command("sweep")
+def rules_sweep() -> None:
+    """Re-decide every open obligation's status now (the worker also schedules this daily)."""
+    from datetime import UTC, datetime
+
+    from duly.temporal import connect
+    from workflows.sweep import SWEEP_WORKFLOW_ID, StatusSweepWorkflow
+
+    settings = load_settings()
+
+    async def sweep() -> Any:
+        client = await connect(settings)
+        return await client.execute_workflow(
+            StatusSweepWorkflow.run,
+            id=f"{SWEEP_WORKFLOW_ID}/manual/{datetime.now(UTC):%Y%m%dT%H%M%S}",
+            task_queue=settings.temporal_task_queue,
+        )
+
+    result = asyncio.run(sweep())
+    console.print(
+        f"{result.evaluated} obligations re-decided, {result.changed} changed status,"
+        f" {result.skipped} skipped"
+    )
+    for transition, count in sorted(result.transitions.items()):
+        console.print(f"  {transition}: {count}")

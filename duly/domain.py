@@ -304,3 +304,21 @@ class RolloutResult(_Model):
 
     signalled: int
     finished: int
+
+
+class SweepRequest(_Model):
+    """Activity input: re-decide every open obligation's status with its pinned pack."""
+
+    #: The instant to decide as of; "today" is each person's local date at this instant.
+    as_of: datetime
+
+
+class SweepResult(_Model):
+    """Activity output: how many obligations were re-decided and how many changed status."""
+
+    evaluated: int
+    changed: int
+    #: "old -> new" status transitions and their counts.
+    transitions: dict[str, int] = Field(default_factory=dict)
+    #: Obligations skipped because their pack is not stored or lacks the requirement.
+    skipped: int = 0

@@ -17,10 +17,11 @@ from duly.temporal import connect
 from store.db import Database
 from workflows.assignment import AssignmentWorkflow
 from workflows.rollout import PackRolloutWorkflow
+from workflows.sweep import SWEEP_SCHEDULE_ID, StatusSweepWorkflow, ensure_sweep_schedule
 
 log = logging.getLogger("duly.worker")
 
-WORKFLOWS: list[type] = [AssignmentWorkflow, PackRolloutWorkflow]
+WORKFLOWS: list[type] = [AssignmentWorkflow, PackRolloutWorkflow, StatusSweepWorkflow]
 
 
 def build_worker(client: Client, *, task_queue: str, db: Database, max_threads: int = 16) -> Worker:
@@ -62,6 +63,8 @@ async def run_worker(settings: Settings) -> None:
     client = await connect_with_retry(settings)
     db = Database(settings.resolved_database_url)
     worker = build_worker(client, task_queue=settings.temporal_task_queue, db=db)
+    if await ensure_sweep_schedule(client, settings.temporal_task_queue):
+        log.info("created the daily status sweep schedule %r", SWEEP_SCHEDULE_ID)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -125,6 +125,13 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
         assert len(first) >= 5, "the demo should fill the outbox within a minute"
         assert sorted(settled) == sorted((n["workflow_id"], n["stage"]) for n in first)
         assert "OUTBOX email to person p-" in stack.output()
+        # The demo deployed the medical-practice pack and pinned its assignments to it; the
+        # worker created the daily status sweep schedule.
+        active = get(stack.api_port, "/rules/active", token).json()
+        assert active["name"] == "medical-practice"
+        pinned = {o["pack_hash"] for o in get(stack.api_port, "/obligations", token).json()}
+        assert pinned == {active["content_hash"]}
+        assert "created the daily status sweep schedule" in stack.output()
         # Personal data stays out of the console.
         assert "@demo.duly.example" not in stack.output()
     finally:
