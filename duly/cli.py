@@ -399,7 +399,8 @@ def rules_preview(
         f" {(result.active_hash or 'builtin')[:12]}: {result.obligations} open obligations,"
         f" {result.status_changes} status changes, {result.stage_changes} stage changes"
     )
-    for column in ("workflow", "status now", "status after", "stages now", "stages after"):
+    table.add_column("workflow", overflow="fold")
+    for column in ("status now", "status after", "stages now", "stages after"):
         table.add_column(column)
     for row in result.rows:
         table.add_row(

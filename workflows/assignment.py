@@ -295,7 +295,9 @@ class AssignmentWorkflow:
             retry_policy=RETRY,
         )
         self._sent.append(stage.label)
-        self._last_sent_at = stage.fire_at
+        # When the learner last heard from us (not the stage's nominal time): a late notice
+        # sent now already covers every stage that fell due before now.
+        self._last_sent_at = workflow.now()
         self._event("reminder_sent", f"{stage.label} to learner by email ({result.status})")
         await self._record()
 

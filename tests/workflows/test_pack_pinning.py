@@ -38,15 +38,17 @@ MEDICAL = Path(__file__).parents[2] / "rules" / "packs" / "medical-practice"
 REQUIREMENT = "hipaa-privacy-security"
 
 
-def _v2(tmp_path: Path) -> Pack:
-    """The medical pack with the -7d training stage moved to -21d."""
-    target = tmp_path / "medical-v2"
+def _v2(tmp_path: Path, at: str = "-21d") -> Pack:
+    """The medical pack with the -7d training stage moved to ``at``."""
+    target = tmp_path / f"medical{at}"
     shutil.copytree(MEDICAL, target)
     policy = target / "escalation.yaml"
     text = policy.read_text()
     old = "{at: -7d, notify: [learner], channels: [email, in_app]}"
     assert old in text
-    policy.write_text(text.replace(old, "{at: -21d, notify: [learner], channels: [email, in_app]}"))
+    policy.write_text(
+        text.replace(old, f"{{at: {at}, notify: [learner], channels: [email, in_app]}}")
+    )
     return load_pack(target)
 
 
@@ -212,3 +214,26 @@ async def test_a_pack_without_the_requirement_is_not_adopted(
         state = await handle.query(AssignmentWorkflow.state)
     assert state.pack_hash == v1.content_hash
     assert "pack_not_adopted" in [e.kind for e in state.events]
+
+
+async def test_apply_now_after_a_late_notice_sends_nothing_more(
+    env: WorkflowEnvironment, packs: tuple[Database, Pack, Pack, str], tmp_path: Path
+) -> None:
+    db, v1, _, person = packs
+    v3 = _v2(tmp_path, "-2d")
+    task_queue = f"tq-{uuid.uuid4()}"
+    async with build_worker(env.client, task_queue=task_queue, db=db):
+        handle = await _start(env, task_queue, person, v1, days=1)  # late: one -7d notice now
+        await env.sleep(timedelta(minutes=5))
+        with db.session() as session:
+            deploy(session, v3, author="hr", message="v3", migration=Migration.APPLY_NOW)
+        await handle.signal(
+            AssignmentWorkflow.adopt_pack,
+            AdoptPackSignal(pack_hash=v3.content_hash, mode=PackMigration.APPLY_NOW),
+        )
+        await env.sleep(timedelta(hours=1))
+        state = await handle.query(AssignmentWorkflow.state)
+        # v3's -2d fell due after the -7d stage but before the learner's late notice went
+        # out minutes ago: that notice covers it, nothing to catch up.
+        assert state.pack_hash == v3.content_hash
+        assert _sent(db) == [("-7d", v1.content_hash)]
