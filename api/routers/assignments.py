@@ -97,7 +97,7 @@ def _person_of(session: Session, principal: Principal, assignment_id: str) -> Pe
 
 async def _live_state(client: Client, workflow_id: str) -> AssignmentState | None:
     try:
-        handle = client.get_workflow_handle_for(AssignmentWorkflow.run, workflow_id)
+        handle = client.get_workflow_handle(workflow_id)
         return await asyncio.wait_for(handle.query(AssignmentWorkflow.state), QUERY_TIMEOUT)
     except (RPCError, TimeoutError):
         return None
