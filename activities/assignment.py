@@ -2,18 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from duly.domain import ObligationUpdate, ReminderRequest, ReminderResult
-from notifications.outbox import OutboundMessage, OutboxChannel, idempotency_key
-from notifications.render import render
+from duly.domain import BUILTIN_PACK, ObligationUpdate, ReminderRequest, ReminderResult
+from duly.settings import Settings
+from notifications.ack import ack_url, make_ack_token
+from notifications.channels import Channel
+from notifications.delivery import (
+    Deliverer,
+    Outcome,
+    Recipient,
+    Rendered,
+    Renderer,
+    RetryLater,
+    Step,
+)
+from notifications.messages import render_message
+from notifications.outbox import OutboxSender, idempotency_key
+from notifications.recipients import resolve
+from rules.model import Pack, Stage, parse_offset
 from store.db import Database
 from store.models import Obligation, Person
+from store.packs import load_version
+
+#: How long an acknowledgement link in a reminder stays valid.
+ACK_LINK_LIFETIME = timedelta(days=45)
+
+
+def _pack_stage(pack: Pack | None, requirement_id: str | None, stage: str) -> Stage | None:
+    """The pack stage a workflow stage label (``-30d``, ``0d``, ``+7d``) stands for."""
+    if pack is None or requirement_id is None:
+        return None
+    requirement = pack.requirement(requirement_id)
+    policy = pack.policy_for(requirement) if requirement else None
+    if policy is None:
+        return None
+    try:
+        offset = parse_offset(stage)
+    except ValueError:
+        return None
+    return next((s for s in policy.stages if s.offset_days == offset), None)
 
 
 class UnknownPerson(ApplicationError):
@@ -23,9 +57,16 @@ class UnknownPerson(ApplicationError):
 class AssignmentActivities:
     """Activities bound to one database (sync: the worker runs them on a thread pool)."""
 
-    def __init__(self, db: Database, outbox: OutboxChannel | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings | None = None,
+        channels: Mapping[str, Channel] | None = None,
+    ) -> None:
+        """Bind the database, settings (secret, links) and provider channels by name."""
         self._db = db
-        self._outbox = outbox or OutboxChannel()
+        self._settings = settings or Settings()
+        self._deliverer = Deliverer(db, channels or {}, OutboxSender())
 
     def _person(self, session_person: Person | None, external_id: str) -> Person:
         if session_person is None:
@@ -64,50 +105,121 @@ class AssignmentActivities:
 
     @activity.defn(name="send_reminder")
     def send_reminder(self, request: ReminderRequest) -> ReminderResult:
-        """Render and deliver one stage's reminder to the learner, exactly once."""
+        """Deliver one stage to each of its recipients on each of its channels, exactly once.
+
+        Recipients and channels come from the pinned pack's stage (built-in ladder: the learner
+        by email). Transient provider failures fail the activity so Temporal retries it (the
+        ledger turns already-sent parts into no-ops); permanent ones fall back to the next
+        allowed channel inside this attempt.
+        """
         with self._db.session() as session:
             person = self._person(
                 session.scalar(select(Person).where(Person.external_id == request.person)),
                 request.person,
             )
-            days = request.days_before_due
-            context = {
-                "first_name": person.name.split()[0] if person.name else person.external_id,
+            pack = (
+                load_version(session, request.pack_hash)
+                if request.pack_hash != BUILTIN_PACK
+                else None
+            )
+            stage = _pack_stage(pack, request.requirement_id, request.stage)
+            roles = [r.value for r in stage.notify] if stage else ["learner"]
+            channels = [c.value for c in stage.channels] if stage else [request.channel]
+            recipients, missing = resolve(person, roles, pack, stage)
+            learner_name = person.name
+        step = Step(
+            workflow_id=request.workflow_id,
+            pack_hash=request.pack_hash,
+            stage=request.stage,
+            kind=request.kind.value,
+            fired_at=request.fired_at,
+        )
+        lines = [f"{role}: nobody to notify" for role in missing]
+        outcomes: list[Outcome] = []
+        retry: RetryLater | None = None
+        for recipient in recipients:
+            render = self._renderer(request, recipient, learner_name, pack)
+            try:
+                got = self._deliverer.deliver(step, recipient, channels, render)
+            except RetryLater as error:
+                retry = error
+                continue
+            outcomes += got
+            lines += [
+                f"{recipient.role} {o.channel} {o.status}"
+                + (f" (fallback from {o.fallback_from})" if o.fallback_from else "")
+                for o in got
+            ]
+        if retry is not None:
+            delay = timedelta(seconds=retry.retry_after) if retry.retry_after else None
+            raise ApplicationError(f"transient provider failure: {retry}", next_retry_delay=delay)
+        first = next((o for o in outcomes if o.notification_id is not None), None)
+        key = idempotency_key(
+            workflow_id=request.workflow_id,
+            pack_hash=request.pack_hash,
+            stage=request.stage,
+            recipient=person.external_id,
+            channel=first.channel if first else request.channel,
+        )
+        return ReminderResult(
+            idempotency_key=key,
+            status=first.status if first else "unreachable",
+            duplicate=bool(outcomes) and all(o.duplicate for o in outcomes),
+            deliveries=lines,
+        )
+
+    def _renderer(
+        self, request: ReminderRequest, recipient: Recipient, learner_name: str, pack: Pack | None
+    ) -> Renderer:
+        days = request.days_before_due
+        first_name = (
+            recipient.person.name.split()[0]
+            if recipient.person is not None and recipient.person.name
+            else "team"
+        )
+
+        def render(channel: str, notification_id: int) -> Rendered:
+            ack_link = None
+            if recipient.role == "learner":
+                # Bound to the ledger row's workflow, stage and recipient (see notifications.ack).
+                assert recipient.person is not None
+                token = make_ack_token(
+                    self._settings.secret_key.get_secret_value(),
+                    notification_id,
+                    request.workflow_id,
+                    request.stage,
+                    f"person:{recipient.person.id}",
+                    request.fired_at + ACK_LINK_LIFETIME,
+                )
+                ack_link = ack_url(self._settings.api_base_url, token)
+            context: dict[str, Any] = {
+                "first_name": first_name,
                 "title": request.requirement_title,
+                "kind": request.kind.value,
                 "due_date": request.due_date.isoformat(),
                 "days_before_due": days,
                 "days_left_phrase": f"{days} day{'s' if days != 1 else ''} left",
                 "late_notice": request.late_notice,
                 "stage": request.stage,
                 "workflow_id": request.workflow_id,
+                "recipient_role": recipient.role,
+                "learner_name": learner_name,
+                "ack_url": ack_link,
+                "ce_credits_short": 0,
+                "digest_items": None,
             }
-            key = idempotency_key(
-                workflow_id=request.workflow_id,
-                pack_hash=request.pack_hash,
-                stage=request.stage,
-                recipient=person.external_id,
-                channel=request.channel,
+            message = render_message(
+                request.kind.value,
+                request.stage,
+                channel,
+                context,
+                overrides=pack.templates if pack else None,
             )
-            delivery = self._outbox.deliver(
-                session,
-                OutboundMessage(
-                    idempotency_key=key,
-                    workflow_id=request.workflow_id,
-                    person_id=person.id,
-                    person_external_id=person.external_id,
-                    recipient_address=person.email,
-                    channel=request.channel,
-                    kind=request.kind.value,
-                    stage=request.stage,
-                    pack_hash=request.pack_hash,
-                    subject=render("assignment/reminder.subject.j2", **context),
-                    body=render("assignment/reminder.txt.j2", **context),
-                    fired_at=request.fired_at,
-                ),
+            return Rendered(
+                subject=message.subject, text=message.text, html=message.html, blocks=message.blocks
             )
-            return ReminderResult(
-                idempotency_key=key, status=delivery.status, duplicate=delivery.duplicate
-            )
+
+        return render
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity callable, for the worker."""

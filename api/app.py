@@ -10,7 +10,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api.routers import assignments, audit, health, notifications, obligations, people, rules
+from api.routers import (
+    ack,
+    assignments,
+    audit,
+    health,
+    notifications,
+    obligations,
+    people,
+    rules,
+    webhooks,
+)
 from duly import __version__
 from duly.settings import Settings, get_settings
 from duly.temporal import connect
@@ -73,6 +83,17 @@ def create_app(
     app.state.settings = settings
     app.state.database = db
     app.state.temporal = TemporalHolder(settings, temporal_client)
-    for module in (health, people, assignments, obligations, notifications, audit, rules):
+    webhooks.warn_unconfigured(settings)
+    for module in (
+        health,
+        people,
+        assignments,
+        obligations,
+        notifications,
+        audit,
+        rules,
+        ack,
+        webhooks,
+    ):
         app.include_router(module.router)
     return app

@@ -112,6 +112,15 @@ class NotificationRead(BaseModel):
     status: str
     provider_message_id: str | None
     error_code: str | None
+    #: Who the message was for: learner, manager, managers_manager, hr, employer_contact, …
+    recipient_role: str | None = None
+    #: PII-free reason of the last failure (shown to HR with ``?status=failed``).
+    error_reason: str | None = None
+    attempts: int = 1
+    delivered_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    #: The failed ledger row this message replaced on another channel.
+    fallback_of: int | None = None
     fired_at: datetime
     created_at: datetime
 

@@ -225,15 +225,21 @@ class ReminderRequest(_Model):
     pack_hash: str
     fired_at: datetime
     late_notice: bool = False
+    #: The channel of the built-in ladder; a pinned pack's stage names its own channels.
     channel: str = "email"
+    #: The requirement, to find the stage's recipients and channels in the pinned pack.
+    requirement_id: str | None = None
 
 
 class ReminderResult(_Model):
     """Activity output: what the ledger holds for this reminder."""
 
+    #: The learner's email key on the built-in ladder; the first send's key otherwise.
     idempotency_key: str
     status: str
     duplicate: bool
+    #: One line per (recipient, channel): "manager slack sent", "learner sms failed -> email".
+    deliveries: list[str] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------

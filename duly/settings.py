@@ -58,13 +58,20 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     log_level: str = "INFO"
 
+    # Providers. A channel without credentials falls back to the outbox. The *_base_url settings
+    # point the real SDKs elsewhere (tests use local fakes; a proxy or EU region in production).
     sendgrid_api_key: SecretStr | None = None
     sendgrid_from_email: str = "compliance@duly.example"
+    sendgrid_base_url: str | None = None
+    #: The "Verification Key" of SendGrid's Signed Event Webhook (base64 ECDSA public key).
+    sendgrid_webhook_public_key: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_from_number: str | None = None
+    twilio_base_url: str | None = None
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
+    slack_base_url: str | None = None
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

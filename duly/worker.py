@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -24,12 +25,23 @@ log = logging.getLogger("duly.worker")
 WORKFLOWS: list[type] = [AssignmentWorkflow, PackRolloutWorkflow, StatusSweepWorkflow]
 
 
-def build_worker(client: Client, *, task_queue: str, db: Database, max_threads: int = 16) -> Worker:
+def build_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    db: Database,
+    max_threads: int = 16,
+    settings: Settings | None = None,
+    **worker_options: Any,
+) -> Worker:
     """A worker for all of Duly's workflows and activities on ``task_queue``.
 
     Activities are synchronous (SQLAlchemy), so they run on a bounded thread pool.
     """
-    activities = AssignmentActivities(db)
+    from notifications.providers import build_channels
+
+    settings = settings or Settings()
+    activities = AssignmentActivities(db, settings, build_channels(settings))
     rules = RulesActivities(db, client)
     return Worker(
         client,
@@ -38,6 +50,7 @@ def build_worker(client: Client, *, task_queue: str, db: Database, max_threads: 
         activities=[*activities.all(), *rules.all()],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,
+        **worker_options,
     )
 
 
@@ -62,7 +75,7 @@ async def run_worker(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then finish in-flight tasks and exit."""
     client = await connect_with_retry(settings)
     db = Database(settings.resolved_database_url)
-    worker = build_worker(client, task_queue=settings.temporal_task_queue, db=db)
+    worker = build_worker(client, task_queue=settings.temporal_task_queue, db=db, settings=settings)
     if await ensure_sweep_schedule(client, settings.temporal_task_queue):
         log.info("created the daily status sweep schedule %r", SWEEP_SCHEDULE_ID)
     stop = asyncio.Event()

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from notifications.channels import ChannelMessage, SendResult
 from store.models import Notification
 
 log = logging.getLogger("duly.outbox")
@@ -103,3 +104,31 @@ class OutboxChannel:
             message.subject,
         )
         return Delivery(row.id, row.status, duplicate=False)
+
+
+class OutboxSender:
+    """The outbox as a :class:`~notifications.channels.Channel`: the ledger row is the message.
+
+    Used for ``in_app`` and for every channel without provider credentials, so Duly runs
+    offline and ``make run`` shows each message on the console (person id only, no address).
+    """
+
+    name = "outbox"
+    provider = "outbox"
+
+    def send(self, message: ChannelMessage) -> SendResult:
+        """Log the message; the delivery layer has already written it to the ledger."""
+        meta = message.metadata
+        log.info(
+            "OUTBOX %s to %s [%s %s]: %s",
+            meta.get("channel", "email"),
+            f"person {meta['recipient']}"
+            if meta.get("recipient", "").startswith("p")
+            else meta.get("recipient", "?"),
+            meta.get("workflow_id", ""),
+            meta.get("stage", ""),
+            message.subject,
+        )
+        return SendResult(
+            provider=self.provider, provider_message_id=f"outbox-{meta.get('notification_id', '')}"
+        )

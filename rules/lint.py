@@ -88,6 +88,7 @@ def lint(pack: Pack, people: Sequence[DirectoryPerson] | None = None) -> list[Fi
         *_policies(pack),
         *_requirements(pack, people),
         *_tests(pack),
+        *_templates(pack),
     ]
     return sorted(findings, key=lambda f: (f.level is not Level.ERROR, f.file, f.line))
 
@@ -241,3 +242,15 @@ def _tests(pack: Pack) -> Iterable[Finding]:
                 f"no test expects status rule '{rule.name}'",
                 *locate(pack, "name", rule.name),
             )
+
+
+def _templates(pack: Pack) -> Iterable[Finding]:
+    # Imported here: notifications depends on rules.model, not the other way round.
+    from notifications.messages import missing_templates, template_errors, unused_templates
+
+    for problem in missing_templates(pack):
+        yield Finding(Level.ERROR, "missing-template", problem)
+    for problem in template_errors(pack):
+        yield Finding(Level.ERROR, "template-error", problem, problem.split(":", 1)[0])
+    for problem in unused_templates(pack):
+        yield Finding(Level.WARNING, "unused-template", problem)

@@ -119,6 +119,17 @@ class Notification(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(128))
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     error_code: Mapped[str | None] = mapped_column(String(64))
+    #: PII-free reason of the last failure (provider error text without addresses).
+    error_reason: Mapped[str | None] = mapped_column(String(300))
+    #: learner, manager, managers_manager, hr, employer_contact or slack_channel.
+    recipient_role: Mapped[str | None] = mapped_column(String(32))
+    #: Slack: the channel id the message was posted to (to update it on acknowledgement).
+    channel_ref: Mapped[str | None] = mapped_column(String(64))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The ledger row this one replaces after a permanent failure on another channel.
+    fallback_of: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, onupdate=utcnow)
     #: Workflow time at which the stage fired (simulated time in tests, real time in production).
     fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -161,6 +172,24 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     person: Mapped[Person | None] = relationship(lazy="joined")
+
+
+class NotificationPreference(Base):
+    """How a person wants to be reached (absent row: every channel, no quiet hours)."""
+
+    __tablename__ = "notification_preferences"
+
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: Allowed channels (None: all of email, sms, slack, in_app).
+    channels: Mapped[list[str] | None] = mapped_column(JSON)
+    #: Replied STOP to an SMS: never text them until they reply START.
+    sms_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Quiet hours in the person's time zone, "HH:MM" (start may be after end: overnight).
+    quiet_start: Mapped[str | None] = mapped_column(String(5))
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class RulesPackVersion(Base):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import secrets
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 import sqlalchemy as sa
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
 from store.db import Database
 from store.migrate import upgrade
@@ -129,3 +132,15 @@ def bearer(db: Database, role: object, person: str | None = None) -> dict[str, s
             session, role=Role(str(role)), person_external_id=person, label=f"test {role}"
         )
     return {"Authorization": f"Bearer {value}"}
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=wheel_binary("temporal-test-server"),
+    )
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()

@@ -290,6 +290,7 @@ class AssignmentWorkflow:
                 pack_hash=self._pack_hash,
                 fired_at=workflow.now(),
                 late_notice=late_notice,
+                requirement_id=self._input.requirement_id,
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
@@ -298,7 +299,10 @@ class AssignmentWorkflow:
         # When the learner last heard from us (not the stage's nominal time): a late notice
         # sent now already covers every stage that fell due before now.
         self._last_sent_at = workflow.now()
-        self._event("reminder_sent", f"{stage.label} to learner by email ({result.status})")
+        if result.deliveries:
+            self._event("reminder_sent", f"{stage.label}: " + "; ".join(result.deliveries))
+        else:
+            self._event("reminder_sent", f"{stage.label} to learner by email ({result.status})")
         await self._record()
 
     def _current_decision(self) -> StatusDecision | Decision:

@@ -53,6 +53,12 @@ def list_notifications(
             status=n.status,
             provider_message_id=n.provider_message_id,
             error_code=n.error_code,
+            recipient_role=n.recipient_role,
+            error_reason=n.error_reason,
+            attempts=n.attempts,
+            delivered_at=n.delivered_at,
+            acknowledged_at=n.acknowledged_at,
+            fallback_of=n.fallback_of,
             fired_at=n.fired_at,
             created_at=n.created_at,
         )

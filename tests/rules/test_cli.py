@@ -239,3 +239,14 @@ def test_validate_never_crashes_on_corrupted_packs(runner: CliRunner, tmp_path: 
             for line in issues:
                 assert re.match(r"^[^:\s]+\.ya?ml:\d+:\d+: \S.*", line), (n, line)
     assert outcomes[1] > 30  # the corruptions are not all harmless
+
+
+def test_lint_checks_pack_templates(runner: CliRunner, pack: Path) -> None:
+    templates = pack / "templates" / "training"
+    templates.mkdir(parents=True)
+    (templates / "-7d.email.subject.j2").write_text("Due soon: {{ titel }}")
+    (templates / "-7d.emial.txt.j2").write_text("typo in the channel name")
+    result = runner.invoke(cli, ["rules", "lint", str(pack), "--no-directory"])
+    assert result.exit_code == 1, result.output
+    assert "template-error" in result.output and "titel" in result.output
+    assert "unused-template" in result.output and "emial" in result.output

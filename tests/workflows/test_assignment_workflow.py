@@ -152,7 +152,8 @@ async def test_late_assignment_gets_one_immediate_notice(
         await env.sleep(timedelta(minutes=1))
         sent = ledger(people)
         assert [n.stage for n in sent] == ["-14d"]
-        assert "just been assigned" in sent[0].body
+        assert "You have been assigned" in sent[0].body
+        assert "/ack/v1." in sent[0].body  # the learner can acknowledge from the message
         # The notice states the real days left, not the -14d stage's offset.
         days_left = (due - now.date()).days
         assert f"due in {days_left} days" in sent[0].subject, sent[0].subject
@@ -197,7 +198,7 @@ async def test_assignment_created_after_its_due_date_says_overdue(
         await env.sleep(timedelta(minutes=1))
         sent = ledger(people)
         assert [n.stage for n in sent] == ["0d"]
-        assert sent[0].subject == 'Overdue: "HIPAA Privacy" was due 2 days ago'
+        assert sent[0].subject == 'Overdue: your training "HIPAA Privacy" was due 2 days ago'
         state = await handle.query(AssignmentWorkflow.state)
         assert state.status == ObligationStatus.OVERDUE
         assert obligation(people).status == ObligationStatus.OVERDUE

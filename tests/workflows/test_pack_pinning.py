@@ -89,9 +89,19 @@ async def _start(
 
 
 def _sent(db: Database) -> list[tuple[str, str]]:
+    """(stage, pack hash) of each stage sent, in order (a stage has a row per recipient/channel)."""
     with db.session() as session:
-        rows = session.scalars(select(Notification).order_by(Notification.fired_at))
-        return [(n.stage, n.pack_hash) for n in rows]
+        rows = session.scalars(
+            select(Notification).order_by(Notification.fired_at, Notification.id)
+        )
+        return list(dict.fromkeys((n.stage, n.pack_hash) for n in rows))
+
+
+def _rows(db: Database, stage: str) -> set[tuple[str | None, str, str]]:
+    """(recipient role, channel, provider) of every ledger row of ``stage``."""
+    with db.session() as session:
+        rows = session.scalars(select(Notification).where(Notification.stage == stage))
+        return {(n.recipient_role, n.channel, n.provider) for n in rows}
 
 
 async def _decisions(handle: WorkflowHandle[Any, Any]) -> list[dict[str, Any]]:
@@ -122,6 +132,11 @@ async def test_pinned_pack_drives_ladder_and_every_decision_is_in_history(
         # training-default: -30d, -7d, 0d, +7d, +14d (not the built-in 90/60/30/14/7/0).
         assert [stage for stage, _ in _sent(db)] == ["-30d", "-7d", "0d", "+7d", "+14d"]
         assert {h for _, h in _sent(db)} == {v1.content_hash}
+        # Recipients and channels come from training-default's stages (all to the outbox here:
+        # no provider credentials). The person has no manager: that role goes unresolved.
+        assert _rows(db, "-7d") == {("learner", "email", "outbox"), ("learner", "in_app", "outbox")}
+        assert _rows(db, "0d") == {("learner", "email", "outbox")}
+        assert _rows(db, "+14d") == {("hr", "email", "outbox")}  # the pack's HR mailbox
         state = await handle.query(AssignmentWorkflow.state)
         assert state.status == "overdue" and state.pack_hash == v1.content_hash
         await handle.signal(

@@ -1,0 +1,304 @@
+"""Public acknowledgement pages behind signed links (no bearer token).
+
+``GET /ack/{token}`` shows what is being acknowledged and a button; it never changes anything,
+because mail scanners and link previews fetch every URL in a message. ``POST /ack/{token}``
+acknowledges: it signals ``AssignmentWorkflow.acknowledge`` and marks the ledger row, once.
+
+The token (see :mod:`notifications.ack`) is the only credential, so it is kept out of logs
+(uvicorn's access log is filtered), out of caches (``Cache-Control: no-store``) and out of
+``Referer`` headers (``Referrer-Policy: no-referrer``). Every outcome is a small HTML page;
+nothing here answers 500 for any token.
+
+:func:`acknowledge_notification` is shared with the SMS and Slack webhooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, cast
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import LazyTemporal, SessionDep, SettingsDep, TemporalDep
+from duly.domain import AcknowledgeSignal
+from notifications.ack import (
+    AckClaim,
+    AckTokenExpired,
+    AckTokenInvalid,
+    ledger_lookup,
+    verify_ack_token,
+)
+from store import audit
+from store.models import Notification, Obligation, Person
+from workflows.assignment import AssignmentWorkflow
+
+log = logging.getLogger("duly.api.ack")
+
+router = APIRouter(prefix="/ack", tags=["acknowledgements"])
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+#: Sent with every page: the URL is a credential.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+}
+
+#: Ledger recipient roles mapped to the audit log's actor roles.
+ACTOR_ROLES = {
+    "learner": "learner",
+    "manager": "manager",
+    "managers_manager": "manager",
+    "hr": "hr_admin",
+}
+
+_ACK_PATH = re.compile(r"/ack/[^\s\"?#]+")
+
+
+class _RedactAckTokens(logging.Filter):
+    """Replaces ``/ack/<token>`` with ``/ack/<redacted>`` in access-log records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _ACK_PATH.sub("/ack/<redacted>", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        if isinstance(record.msg, str) and "/ack/" in record.msg:
+            record.msg = _ACK_PATH.sub("/ack/<redacted>", record.msg)
+        return True
+
+
+def install_log_redaction(logger_name: str = "uvicorn.access") -> None:
+    """Keep acknowledgement tokens out of the access log (idempotent)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, _RedactAckTokens) for f in logger.filters):
+        logger.addFilter(_RedactAckTokens())
+
+
+install_log_redaction()
+
+
+class AckOutcome(StrEnum):
+    """What :func:`acknowledge_notification` did."""
+
+    #: Signalled the workflow and marked the ledger row.
+    ACKNOWLEDGED = "acknowledged"
+    #: The row was already acknowledged; nothing was done.
+    ALREADY = "already"
+    #: The workflow has closed; the row was marked anyway.
+    CLOSED = "closed"
+
+
+class AcknowledgeUnavailable(Exception):
+    """Temporal could not be reached or refused the signal; nothing was recorded."""
+
+
+@dataclass(frozen=True)
+class AckItem:
+    """What a page shows about the acknowledged reminder (no personal data)."""
+
+    title: str
+    stage: str
+    due_date: date | None
+    acknowledged_at: datetime | None
+
+
+def actor_for(session: Session, row: Notification) -> tuple[str, str]:
+    """The audit ``(actor, actor_role)`` of whoever received ledger row ``row``."""
+    role = ACTOR_ROLES.get(row.recipient_role or "learner", "recipient")
+    person = session.get(Person, row.person_id) if row.person_id is not None else None
+    if person is not None:
+        return f"person:{person.external_id}", role
+    return f"recipient:{row.recipient_role or 'unknown'}", role
+
+
+def describe(session: Session, row: Notification) -> AckItem:
+    """Title, stage and due date of the reminder behind ``row``."""
+    obligation = session.scalar(select(Obligation).where(Obligation.workflow_id == row.workflow_id))
+    return AckItem(
+        title=obligation.requirement_title if obligation is not None else row.subject,
+        stage=row.stage.replace("_", " "),
+        due_date=obligation.due_date if obligation is not None else None,
+        acknowledged_at=row.acknowledged_at,
+    )
+
+
+async def acknowledge_notification(
+    session: Session,
+    temporal: LazyTemporal,
+    row: Notification,
+    *,
+    actor: str,
+    actor_role: str,
+    channel: str,
+) -> AckOutcome:
+    """Acknowledge ledger row ``row``: signal its workflow, mark the row, audit — once.
+
+    A row that is already acknowledged is left alone (no second signal). A workflow that has
+    closed (Temporal answers NOT_FOUND) still gets its row marked.
+
+    Args:
+        session: The request's session (committed by the caller's dependency).
+        temporal: The lazy Temporal client.
+        row: The ledger row being acknowledged.
+        actor: Who acknowledged, for the workflow and the audit log (``person:<external id>``).
+        actor_role: The audit log's role of the actor.
+        channel: How (``email-link``, ``sms``, ``slack``...).
+
+    Returns:
+        What was done.
+
+    Raises:
+        AcknowledgeUnavailable: Temporal is unreachable or failed; nothing was recorded.
+    """
+    if row.acknowledged_at is not None:
+        return AckOutcome.ALREADY
+    now = datetime.now(UTC)
+    signal = AcknowledgeSignal(acknowledged_at=now, actor=actor, channel=channel)
+    closed = False
+    try:
+        client = await temporal()
+        handle = client.get_workflow_handle(row.workflow_id)
+        await handle.signal(AssignmentWorkflow.acknowledge, signal)
+    except HTTPException as exc:
+        raise AcknowledgeUnavailable("Temporal is unreachable") from exc
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise AcknowledgeUnavailable(f"signal failed ({exc.status.name})") from exc
+        closed = True
+    except Exception as exc:  # any other failure: ask to retry, never a 500
+        raise AcknowledgeUnavailable(f"signal failed ({type(exc).__name__})") from exc
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Notification)
+            .where(Notification.id == row.id, Notification.acknowledged_at.is_(None))
+            .values(acknowledged_at=now)
+        ),
+    )
+    if result.rowcount == 0:  # a concurrent request got there first
+        session.refresh(row)
+        return AckOutcome.ALREADY
+    session.refresh(row)
+    audit.record(
+        session,
+        actor=actor,
+        actor_role=actor_role,
+        action="notification.acknowledge",
+        target=row.workflow_id,
+        after={
+            "notification_id": row.id,
+            "stage": row.stage,
+            "channel": channel,
+            "acknowledged_at": now.isoformat(),
+            "workflow_closed": closed,
+        },
+    )
+    return AckOutcome.CLOSED if closed else AckOutcome.ACKNOWLEDGED
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def page(template: str, status_code: int = status.HTTP_200_OK, **context: Any) -> HTMLResponse:
+    """Render ``api/templates/ack/<template>`` with the no-store, no-referrer headers."""
+    html = _environment().get_template(f"ack/{template}").render(**context)
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
+
+
+def _message(status_code: int, heading: str, text: str) -> HTMLResponse:
+    return page("message.html", status_code, heading=heading, text=text)
+
+
+def _expired() -> HTMLResponse:
+    return _message(
+        status.HTTP_410_GONE,
+        "This link has expired",
+        "Acknowledgement links only work for a limited time. Open Duly, or reply to the "
+        "latest reminder you received, to acknowledge it.",
+    )
+
+
+def _invalid() -> HTMLResponse:
+    return _message(
+        status.HTTP_404_NOT_FOUND,
+        "This link is not valid",
+        "The link may have been copied incompletely. Open the latest reminder and use its link, "
+        "or open Duly.",
+    )
+
+
+def _unavailable() -> HTMLResponse:
+    response = _message(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "Please try again in a minute",
+        "Duly could not record your acknowledgement just now. Nothing was lost; reload this "
+        "page in a minute and press the button again.",
+    )
+    response.headers["Retry-After"] = "60"
+    return response
+
+
+def _verify(session: Session, secret: str, token: str) -> Notification | HTMLResponse:
+    """The ledger row a token acknowledges, or the error page to answer with."""
+    try:
+        claim: AckClaim = verify_ack_token(secret, token, ledger_lookup(session))
+    except AckTokenExpired:
+        return _expired()
+    except AckTokenInvalid:
+        return _invalid()
+    row = session.get(Notification, claim.notification_id)
+    return row if row is not None else _invalid()
+
+
+@router.get("/{token:path}", response_class=HTMLResponse)
+def show_acknowledgement(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+    """Show the reminder and an "Acknowledge" button; changes nothing."""
+    row = _verify(session, settings.secret_key.get_secret_value(), token)
+    if isinstance(row, HTMLResponse):
+        return row
+    return page("confirm.html", item=describe(session, row))
+
+
+@router.post("/{token:path}", response_class=HTMLResponse)
+async def acknowledge(
+    token: str, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+) -> HTMLResponse:
+    """Acknowledge the reminder (idempotent) and thank the person."""
+    row = _verify(session, settings.secret_key.get_secret_value(), token)
+    if isinstance(row, HTMLResponse):
+        return row
+    actor, actor_role = actor_for(session, row)
+    channel = row.channel if row.channel != "email" else "email-link"
+    try:
+        outcome = await acknowledge_notification(
+            session, temporal, row, actor=actor, actor_role=actor_role, channel=channel
+        )
+    except AcknowledgeUnavailable as exc:
+        log.warning("acknowledgement of notification %d deferred: %s", row.id, exc)
+        return _unavailable()
+    return page("done.html", item=describe(session, row), closed=outcome is AckOutcome.CLOSED)

@@ -1,0 +1,163 @@
+"""Reminders through the real SDKs against the provider fakes, driven by a pinned pack.
+
+Exactly one message per (stage, recipient, channel) even when a provider fails twice first, a
+permanent failure falls back to the next channel, and a worker restart re-sends nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from temporalio.testing import WorkflowEnvironment
+
+from duly.domain import AssignmentInput
+from duly.settings import Settings
+from duly.worker import build_worker
+from rules.loader import load_pack
+from store.db import Database
+from store.models import Notification, Person
+from store.packs import Migration, deploy
+from tests.fakes.fixtures import fake_sendgrid, fake_slack, fake_twilio  # noqa: F401
+from tests.fakes.providers import FakeSendGrid, FakeSlack, FakeTwilio
+from workflows.assignment import AssignmentWorkflow
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+MEDICAL = Path(__file__).parents[2] / "rules" / "packs" / "medical-practice"
+
+
+def _settings(sendgrid: FakeSendGrid, twilio: FakeTwilio, slack: FakeSlack) -> Settings:
+    return Settings(
+        env="test",
+        sendgrid_api_key=sendgrid.api_key,
+        sendgrid_base_url=sendgrid.base_url,
+        twilio_account_sid=twilio.account_sid,
+        twilio_auth_token=twilio.auth_token,
+        twilio_from_number="+15550009999",
+        twilio_base_url=twilio.base_url,
+        slack_bot_token=slack.token,
+        slack_base_url=slack.base_url,
+    )
+
+
+def _org(db: Database) -> tuple[str, str]:
+    pack = load_pack(MEDICAL)
+    suffix = uuid.uuid4().hex[:6]
+    with db.session() as session:
+        deploy(session, pack, author="hr", message="v1", migration=Migration.GRANDFATHER)
+        boss = Person(
+            external_id=f"m-{suffix}",
+            name="Grace Hopper",
+            email="grace@example.com",
+            slack_user_id="UBOSS",
+            time_zone="UTC",
+        )
+        session.add(boss)
+        session.flush()
+        session.add(
+            Person(
+                external_id=f"p-{suffix}",
+                name="Ada Lovelace",
+                email="ada@example.com",
+                phone="+15550100001",
+                slack_user_id="UADA",
+                time_zone="UTC",
+                manager_id=boss.id,
+            )
+        )
+    return f"p-{suffix}", pack.content_hash
+
+
+async def _start(env: WorkflowEnvironment, task_queue: str, person: str, pack_hash: str) -> Any:
+    now = await env.get_current_time()
+    inp = AssignmentInput(
+        person=person,
+        requirement_id="hipaa-privacy-security",
+        requirement_title="HIPAA Privacy & Security",
+        due_date=(now + timedelta(days=40)).date(),
+        assigned_by="test",
+        pack_hash=pack_hash,
+    )
+    return await env.client.start_workflow(
+        AssignmentWorkflow.run, inp, id=inp.workflow_id, task_queue=task_queue
+    )
+
+
+def _emails(fake: FakeSendGrid) -> list[tuple[str, str]]:
+    out = []
+    for request in fake.accepted:
+        body = request.body
+        assert isinstance(body, dict)
+        to = body["personalizations"][0]["to"][0]["email"]
+        out.append((to, body["custom_args"]["stage"]))
+    return out
+
+
+async def test_exactly_once_through_failures_fallbacks_and_a_worker_restart(
+    env: WorkflowEnvironment,
+    sqlite_db: Database,
+    fake_sendgrid: FakeSendGrid,  # noqa: F811
+    fake_twilio: FakeTwilio,  # noqa: F811
+    fake_slack: FakeSlack,  # noqa: F811
+) -> None:
+    person, pack_hash = _org(sqlite_db)
+    settings = _settings(fake_sendgrid, fake_twilio, fake_slack)
+    task_queue = f"tq-{uuid.uuid4()}"
+    fake_sendgrid.fail_next(2)  # the first reminder's email fails twice, then goes out
+    # No workflow cache (so no sticky queue) on the worker that will stop: the time-skipping
+    # test server never hands a sticky task over to the next worker (a real server does, after
+    # a timeout), and would stall.
+    first_worker = build_worker(
+        env.client,
+        task_queue=task_queue,
+        db=sqlite_db,
+        settings=settings,
+        max_cached_workflows=0,
+    )
+    async with first_worker:
+        handle = await _start(env, task_queue, person, pack_hash)
+        await env.sleep(timedelta(days=12))  # -30d (day 10)
+    # The worker is gone for a while; timers wait for the next one.
+    fake_slack.permanent_next(1, error="user_not_found")  # the learner's Slack at +7d
+    async with build_worker(env.client, task_queue=task_queue, db=sqlite_db, settings=settings):
+        for _ in range(10):  # in steps: one long skip can outlast the RPC deadline
+            await env.sleep(timedelta(days=5))
+    # (No query here: the time-skipping server routes a query after a worker restart to the old
+    # worker's sticky queue and times out; the ledger is the evidence anyway.)
+    stages = list(dict.fromkeys(r.stage for r in _ledger(sqlite_db)))
+    assert stages == ["-30d", "-7d", "0d", "+7d", "+14d"]
+    assert handle.id.startswith("assignment/")
+    emails = _emails(fake_sendgrid)
+    assert len(emails) == len(set(emails)), emails  # never twice
+    assert emails == [
+        ("ada@example.com", "-30d"),
+        ("ada@example.com", "-7d"),
+        ("ada@example.com", "0d"),
+        ("grace@example.com", "0d"),
+        ("ada@example.com", "+7d"),
+        ("grace@example.com", "+7d"),
+        ("compliance@demo.duly.example", "+14d"),
+    ]
+    assert len(fake_sendgrid.received) == len(emails) + 2  # the two failed attempts
+    # +7d: Slack to the learner failed permanently -> SMS fallback; the manager got Slack.
+    assert [r.body["channel"] for r in fake_slack.accepted] == ["UBOSS"]  # type: ignore[index]
+    assert [r.body["To"] for r in fake_twilio.accepted] == ["+15550100001"]  # type: ignore[index]
+    with sqlite_db.session() as session:
+        rows = list(session.scalars(select(Notification).where(Notification.stage == "+7d")))
+    by = {(r.recipient_role, r.channel): r for r in rows}
+    assert by[("learner", "slack")].status == "failed"
+    assert by[("learner", "slack")].error_code == "slack:user_not_found"
+    assert by[("learner", "sms")].fallback_of == by[("learner", "slack")].id
+    first = next(r for r in _ledger(sqlite_db) if r.stage == "-30d" and r.channel == "email")
+    assert (first.attempts, first.status, first.provider) == (3, "sent", "sendgrid")
+    assert first.provider_message_id in fake_sendgrid.message_ids
+
+
+def _ledger(db: Database) -> list[Notification]:
+    with db.session() as session:
+        return list(session.scalars(select(Notification).order_by(Notification.id)))
