@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -25,14 +27,29 @@ from notifications.delivery import (
 )
 from notifications.messages import render_message
 from notifications.outbox import OutboxSender, idempotency_key
+from notifications.preferences import next_allowed
 from notifications.recipients import resolve
 from rules.model import Pack, Stage, parse_offset
 from store.db import Database
-from store.models import Obligation, Person
+from store.models import NotificationPreference, Obligation, Person
 from store.packs import load_version
 
 #: How long an acknowledgement link in a reminder stays valid.
 ACK_LINK_LIFETIME = timedelta(days=45)
+
+
+def _business_days_only(pack: Pack | None, requirement_id: str | None) -> bool:
+    requirement = pack.requirement(requirement_id) if pack and requirement_id else None
+    policy = pack.policy_for(requirement) if pack and requirement else None
+    return bool(policy and policy.business_days_only)
+
+
+def local_date(moment: datetime, time_zone: str | None) -> date:
+    """The calendar day of ``moment`` in ``time_zone`` (UTC when unknown)."""
+    try:
+        return moment.astimezone(ZoneInfo(time_zone or "UTC")).date()
+    except (ZoneInfoNotFoundError, ValueError):
+        return moment.astimezone(ZoneInfo("UTC")).date()
 
 
 def _pack_stage(pack: Pack | None, requirement_id: str | None, stage: str) -> Stage | None:
@@ -127,6 +144,12 @@ class AssignmentActivities:
             channels = [c.value for c in stage.channels] if stage else [request.channel]
             recipients, missing = resolve(person, roles, pack, stage)
             learner_name = person.name
+            business_days = _business_days_only(pack, request.requirement_id)
+            deferred: dict[str, datetime] = {}
+            for recipient in recipients:
+                until = self._defer_until(session, request, recipient, business_days)
+                if until is not None:
+                    deferred[recipient.key] = until
         step = Step(
             workflow_id=request.workflow_id,
             pack_hash=request.pack_hash,
@@ -138,6 +161,12 @@ class AssignmentActivities:
         outcomes: list[Outcome] = []
         retry: RetryLater | None = None
         for recipient in recipients:
+            if recipient.key in deferred:
+                lines.append(
+                    f"{recipient.role} deferred to {deferred[recipient.key].isoformat()}"
+                    " (quiet hours or weekend)"
+                )
+                continue
             render = self._renderer(request, recipient, learner_name, pack)
             try:
                 got = self._deliverer.deliver(step, recipient, channels, render)
@@ -163,10 +192,42 @@ class AssignmentActivities:
         )
         return ReminderResult(
             idempotency_key=key,
-            status=first.status if first else "unreachable",
+            status=first.status if first else ("deferred" if deferred else "unreachable"),
             duplicate=bool(outcomes) and all(o.duplicate for o in outcomes),
             deliveries=lines,
+            deferred_until=min(deferred.values()) if deferred else None,
         )
+
+    def _defer_until(
+        self,
+        session: Session,
+        request: ReminderRequest,
+        recipient: Recipient,
+        business_days: bool,
+    ) -> datetime | None:
+        """When a message to ``recipient`` may go out, if not now (None: now).
+
+        Quiet hours come from the person's preferences, weekends from the policy; both in the
+        recipient's time zone. A due-today or overdue notice is never deferred past its own day:
+        if the next allowed moment is on a later local day, it goes out now.
+        """
+        if recipient.person is None:
+            return None  # mailboxes and Slack channels have no quiet hours
+        preference = session.get(NotificationPreference, recipient.person.id)
+        allowed_at = next_allowed(
+            request.fired_at,
+            recipient.person.time_zone,
+            quiet_start=preference.quiet_start if preference else None,
+            quiet_end=preference.quiet_end if preference else None,
+            business_days_only=business_days,
+        )
+        if allowed_at <= request.fired_at:
+            return None
+        if request.days_before_due <= 0:
+            zone = recipient.person.time_zone
+            if local_date(allowed_at, zone) != local_date(request.fired_at, zone):
+                return None
+        return allowed_at
 
     def _renderer(
         self, request: ReminderRequest, recipient: Recipient, learner_name: str, pack: Pack | None

@@ -240,6 +240,9 @@ class ReminderResult(_Model):
     duplicate: bool
     #: One line per (recipient, channel): "manager slack sent", "learner sms failed -> email".
     deliveries: list[str] = Field(default_factory=list)
+    #: Some recipients are in quiet hours (or it is a weekend under a business-days policy):
+    #: the workflow runs the stage again at this instant; the ledger skips what went out.
+    deferred_until: datetime | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,3 +331,11 @@ class SweepResult(_Model):
     transitions: dict[str, int] = Field(default_factory=dict)
     #: Obligations skipped because their pack is not stored or lacks the requirement.
     skipped: int = 0
+
+
+class RedeliverSignal(_Model):
+    """Signal: a sent message bounced or went undelivered; re-send the stage (next channel)."""
+
+    notification_id: int
+    stage: str
+    reason: str = Field(default="", max_length=300)

@@ -41,7 +41,13 @@ def build_worker(
     from notifications.providers import build_channels
 
     settings = settings or Settings()
-    activities = AssignmentActivities(db, settings, build_channels(settings))
+    # Twilio reports delivery to our webhook only when the world can reach us.
+    callback = (
+        f"{settings.public_url.rstrip('/')}/webhooks/twilio/status" if settings.public_url else None
+    )
+    activities = AssignmentActivities(
+        db, settings, build_channels(settings, twilio_status_callback=callback)
+    )
     rules = RulesActivities(db, client)
     return Worker(
         client,

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ObligationUpdate,
         PackMigration,
         PlanRequest,
+        RedeliverSignal,
         ReminderRequest,
         due_instant,
         plan_ladder,
@@ -79,6 +80,7 @@ class AssignmentWorkflow:
         self._pending: AdoptPackSignal | None = None
         self._upcoming: list[LadderStage] = []
         self._last_sent_at: datetime | None = None
+        self._redeliver: list[RedeliverSignal] = []
 
     # -- messages -------------------------------------------------------------------------
 
@@ -112,6 +114,14 @@ class AssignmentWorkflow:
             "pack_deployed",
             f"{signal.pack_hash[:12]} by {signal.deployed_by}, {signal.mode.value}",
         )
+
+    @workflow.signal
+    def redeliver(self, signal: RedeliverSignal) -> None:
+        """A message of a sent stage bounced: re-send that stage (the failed channel falls back)."""
+        if self._completion is not None or signal.stage not in self._sent:
+            return
+        self._redeliver.append(signal)
+        self._event("delivery_failed", f"{signal.stage}: {signal.reason or 'permanent failure'}")
 
     @workflow.query
     def state(self) -> AssignmentState:
@@ -203,6 +213,9 @@ class AssignmentWorkflow:
                 self._dirty = False
                 await self._record()
                 continue
+            if self._redeliver:
+                await self._resend(self._redeliver.pop(0))
+                continue
             timeout = None if deadline is None else deadline - workflow.now()
             if timeout is not None and timeout <= timedelta(0):
                 if self._pending is not None:
@@ -214,6 +227,7 @@ class AssignmentWorkflow:
                     lambda: (
                         self._completion is not None
                         or self._dirty
+                        or bool(self._redeliver)
                         or (
                             self._pending is not None
                             and self._pending.mode is PackMigration.APPLY_NOW
@@ -273,25 +287,28 @@ class AssignmentWorkflow:
         local_now = workflow.now() + timedelta(minutes=self._input.utc_offset_minutes)
         return (self._input.due_date - local_now.date()).days
 
+    def _reminder(self, stage: LadderStage, *, late_notice: bool) -> ReminderRequest:
+        return ReminderRequest(
+            workflow_id=workflow.info().workflow_id,
+            person=self._input.person,
+            kind=ObligationKind.TRAINING,
+            requirement_title=self._input.requirement_title,
+            due_date=self._input.due_date,
+            stage=stage.label,
+            # The real days left, not the stage's offset: a late notice for a stage of
+            # -7d may go out with 3 days left, and the learner must read "3 days".
+            days_before_due=self._days_left(),
+            pack_hash=self._pack_hash,
+            fired_at=workflow.now(),
+            late_notice=late_notice,
+            requirement_id=self._input.requirement_id,
+        )
+
     async def _send(self, stage: LadderStage, *, late_notice: bool = False) -> None:
         self._stage = stage.label
         result = await workflow.execute_activity_method(
             AssignmentActivities.send_reminder,
-            ReminderRequest(
-                workflow_id=workflow.info().workflow_id,
-                person=self._input.person,
-                kind=ObligationKind.TRAINING,
-                requirement_title=self._input.requirement_title,
-                due_date=self._input.due_date,
-                stage=stage.label,
-                # The real days left, not the stage's offset: a late notice for a stage of
-                # -7d may go out with 3 days left, and the learner must read "3 days".
-                days_before_due=self._days_left(),
-                pack_hash=self._pack_hash,
-                fired_at=workflow.now(),
-                late_notice=late_notice,
-                requirement_id=self._input.requirement_id,
-            ),
+            self._reminder(stage, late_notice=late_notice),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
         )
@@ -304,6 +321,33 @@ class AssignmentWorkflow:
         else:
             self._event("reminder_sent", f"{stage.label} to learner by email ({result.status})")
         await self._record()
+        # Recipients in quiet hours (or a weekend under a business-days policy) get the stage
+        # later, never not at all: run it again then; the ledger skips what already went out.
+        while result.deferred_until is not None:
+            if await self._sleep_until(result.deferred_until) is Wake.DONE:
+                return
+            result = await workflow.execute_activity_method(
+                AssignmentActivities.send_reminder,
+                self._reminder(stage, late_notice=late_notice),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY,
+            )
+            self._event(
+                "reminder_sent", f"{stage.label} (deferred): " + "; ".join(result.deliveries)
+            )
+
+    async def _resend(self, signal: RedeliverSignal) -> None:
+        """Run a sent stage again: sent parts are ledger no-ops, the failed one falls back."""
+        stage = next((s for s in self._stages if s.label == signal.stage), None)
+        if stage is None:
+            return
+        result = await workflow.execute_activity_method(
+            AssignmentActivities.send_reminder,
+            self._reminder(stage, late_notice=False),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        self._event("redelivered", f"{stage.label}: " + "; ".join(result.deliveries))
 
     def _current_decision(self) -> StatusDecision | Decision:
         if self._pack_hash != BUILTIN_PACK and self._decision is not None:

@@ -145,6 +145,34 @@ def on_permanent_failure(session: Session, notification: Notification) -> None:
         notification: The failed ledger row.
     """
     notification.status = "failed"
+    # Signalled after the webhook's transaction commits (see _redeliver): the workflow re-runs
+    # the stage, the ledger turns its sent parts into no-ops and the failed channel falls back.
+    session.info.setdefault(REDELIVER, []).append(
+        (notification.workflow_id, notification.stage, notification.id, notification.error_code)
+    )
+
+
+REDELIVER = "duly.redeliver"
+
+
+async def _redeliver(session: Session, temporal: Any) -> None:
+    """Signal each workflow whose message failed permanently to re-send that stage."""
+    pending = session.info.pop(REDELIVER, [])
+    if not pending:
+        return
+    session.commit()
+    from duly.domain import RedeliverSignal
+
+    try:
+        client = await temporal()
+        for workflow_id, stage, notification_id, code in pending:
+            handle = client.get_workflow_handle(workflow_id)
+            await handle.signal(
+                "redeliver",
+                RedeliverSignal(notification_id=notification_id, stage=stage, reason=code or ""),
+            )
+    except Exception as exc:  # noqa: BLE001 - the rows stay failed and visible to HR
+        log.warning("could not ask %d workflow(s) to re-send: %s", len(pending), type(exc).__name__)
 
 
 def _mark_delivered(row: Notification, at: datetime) -> None:
@@ -227,7 +255,9 @@ def _apply_sendgrid_event(session: Session, row: Notification, event: Mapping[st
 
 
 @router.post("/sendgrid/events", status_code=status.HTTP_204_NO_CONTENT)
-async def sendgrid_events(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+async def sendgrid_events(
+    request: Request, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+) -> Response:
     """SendGrid's Event Webhook: delivered, bounce and dropped update the ledger."""
     public_key = _require(settings, "sendgrid events")
     body = await request.body()
@@ -257,6 +287,7 @@ async def sendgrid_events(request: Request, session: SessionDep, settings: Setti
         _apply_sendgrid_event(session, row, event)
     if unknown:
         log.info("sendgrid events: %d matched, %d for unknown messages", matched, unknown)
+    await _redeliver(session, temporal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -291,7 +322,9 @@ async def _twilio_params(request: Request, settings: Settings) -> MultiDict:
 
 
 @router.post("/twilio/status", status_code=status.HTTP_204_NO_CONTENT)
-async def twilio_status(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+async def twilio_status(
+    request: Request, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+) -> Response:
     """Twilio's message status callback: delivered, failed and undelivered update the ledger."""
     params = await _twilio_params(request, settings)
     sid = params.get("MessageSid") or params.get("SmsSid")
@@ -317,6 +350,7 @@ async def twilio_status(request: Request, session: SessionDep, settings: Setting
         description = TWILIO_PERMANENT_ERRORS.get(code) or TWILIO_TRANSIENT_ERRORS.get(code)
         reason = f"{message_status}: {description or 'Twilio error ' + (code or 'unknown')}"
         _mark_failed(session, row, f"twilio:{code or message_status}", reason, permanent=permanent)
+    await _redeliver(session, temporal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -125,7 +125,7 @@ def test_sendgrid_delivered_matches_the_message_id_prefix(
 
 
 def test_sendgrid_bounce_and_dropped_fail_the_row_once(
-    client: TestClient, db: Database, hook_calls: list[int]
+    client: TestClient, db: Database, hook_calls: list[int], temporal: FakeTemporal
 ) -> None:
     bounced = seed(db)
     dropped = seed(db, stage="overdue", provider_message_id="sg-def")
@@ -158,6 +158,9 @@ def test_sendgrid_bounce_and_dropped_fail_the_row_once(
     )
     assert ledger_row(db, blocked).status == "sent"  # soft bounce: SendGrid retries
     assert hook_calls == [bounced, dropped]
+    # Each workflow is asked to re-send the stage (its failed channel then falls back).
+    redelivered = [(name, signal.notification_id) for _, name, signal in temporal.signals]
+    assert redelivered == [("redeliver", bounced), ("redeliver", dropped)]
 
 
 def test_sendgrid_bad_signature_is_403(client: TestClient, db: Database) -> None:

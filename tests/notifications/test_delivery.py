@@ -152,3 +152,40 @@ def test_preferences_opt_out_and_missing_credentials(db: Database, person: Perso
     assert outcome.status == "sent"
     row = ledger(db)[-1]
     assert (row.provider, row.recipient_role, row.person_id) == ("outbox", "hr", None)
+
+
+def test_a_due_day_notice_is_never_deferred_past_its_day(sqlite_db: Database) -> None:
+    from activities.assignment import AssignmentActivities
+    from duly.domain import ObligationKind, ReminderRequest
+    from notifications.delivery import Recipient
+    from store.models import NotificationPreference
+
+    with sqlite_db.session() as session:
+        ada = Person(external_id="p-q", name="Ada", email="ada@example.com", time_zone="UTC")
+        session.add(ada)
+        session.flush()
+        session.add(
+            NotificationPreference(person_id=ada.id, quiet_start="08:00", quiet_end="07:00")
+        )
+    activities = AssignmentActivities(sqlite_db)
+    fired = datetime(2026, 11, 24, 9, tzinfo=UTC)  # in quiet hours until tomorrow 07:00
+
+    def until(days_before_due: int, business_days: bool = False) -> datetime | None:
+        request = ReminderRequest(
+            workflow_id="assignment/p-q/x/1",
+            person="p-q",
+            kind=ObligationKind.TRAINING,
+            requirement_title="X",
+            due_date=fired.date(),
+            stage="-7d",
+            days_before_due=days_before_due,
+            pack_hash="builtin",
+            fired_at=fired,
+        )
+        recipient = Recipient("learner", "p-q", ada, ada.email)
+        with sqlite_db.session() as session:
+            return activities._defer_until(session, request, recipient, business_days)
+
+    assert until(7) == datetime(2026, 11, 25, 7, tzinfo=UTC)  # an early reminder waits
+    assert until(0) is None  # due today: tomorrow would be too late, it goes out now
+    assert until(-3) is None  # overdue: the same

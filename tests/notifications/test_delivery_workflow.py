@@ -161,3 +161,71 @@ async def test_exactly_once_through_failures_fallbacks_and_a_worker_restart(
 def _ledger(db: Database) -> list[Notification]:
     with db.session() as session:
         return list(session.scalars(select(Notification).order_by(Notification.id)))
+
+
+async def test_a_bounce_after_sending_falls_back_to_the_next_channel(
+    env: WorkflowEnvironment,
+    sqlite_db: Database,
+    fake_sendgrid: FakeSendGrid,  # noqa: F811
+    fake_twilio: FakeTwilio,  # noqa: F811
+    fake_slack: FakeSlack,  # noqa: F811
+) -> None:
+    from duly.domain import RedeliverSignal
+    from notifications.delivery import Deliverer  # noqa: F401 - the layer under test
+
+    person, pack_hash = _org(sqlite_db)
+    settings = _settings(fake_sendgrid, fake_twilio, fake_slack)
+    task_queue = f"tq-{uuid.uuid4()}"
+    async with build_worker(env.client, task_queue=task_queue, db=sqlite_db, settings=settings):
+        handle = await _start(env, task_queue, person, pack_hash)
+        await env.sleep(timedelta(days=11))  # -30d went out by email
+        [email] = [r for r in _ledger(sqlite_db) if r.stage == "-30d"]
+        # What the SendGrid webhook does on a hard bounce: mark the row, signal the workflow.
+        with sqlite_db.session() as session:
+            row = session.get(Notification, email.id)
+            assert row is not None
+            row.status, row.error_code = "failed", "sendgrid:bounce"
+        await handle.signal(
+            AssignmentWorkflow.redeliver,
+            RedeliverSignal(notification_id=email.id, stage="-30d", reason="sendgrid:bounce"),
+        )
+        await env.sleep(timedelta(hours=1))
+        state = await handle.query(AssignmentWorkflow.state)
+        # Its ladder still has timers: end it, or the module's shared test server would wait
+        # for a worker on this task queue when the next test skips time.
+        await handle.terminate("test done")
+    rows = [r for r in _ledger(sqlite_db) if r.stage == "-30d"]
+    assert [(r.channel, r.status) for r in rows] == [("email", "failed"), ("slack", "sent")]
+    assert rows[1].fallback_of == email.id
+    assert [r.body["channel"] for r in fake_slack.accepted] == ["UADA"]  # type: ignore[index]
+    assert len(fake_sendgrid.accepted) == 1  # the bounced email was not sent again
+    kinds = [e.kind for e in state.events]
+    assert "delivery_failed" in kinds and "redelivered" in kinds
+
+
+async def test_quiet_hours_defer_within_the_day_and_never_drop(
+    env: WorkflowEnvironment, sqlite_db: Database
+) -> None:
+    from store.models import NotificationPreference
+
+    person, pack_hash = _org(sqlite_db)
+    with sqlite_db.session() as session:
+        ada = session.scalar(select(Person).where(Person.external_id == person))
+        assert ada is not None
+        # Quiet 08:00-12:00 (UTC): the 09:00 reminders wait until noon. Overnight 08:00-07:00
+        # would push the due-day notice to tomorrow: that one goes out at once instead.
+        session.add(
+            NotificationPreference(person_id=ada.id, quiet_start="08:00", quiet_end="12:00")
+        )
+    task_queue = f"tq-{uuid.uuid4()}"
+    async with build_worker(env.client, task_queue=task_queue, db=sqlite_db):
+        handle = await _start(env, task_queue, person, pack_hash)
+        for _ in range(11):
+            await env.sleep(timedelta(days=5))
+        await handle.terminate("test done")
+    rows = _ledger(sqlite_db)
+    learner = [r for r in rows if r.recipient_role == "learner" and r.channel == "email"]
+    assert [r.stage for r in learner] == ["-30d", "-7d", "0d", "+7d"]
+    assert {(r.fired_at.hour, r.fired_at.minute) for r in learner} == {(12, 0)}
+    manager = [r for r in rows if r.recipient_role == "manager"]
+    assert manager and {r.fired_at.hour for r in manager} == {9}  # no quiet hours of his own
