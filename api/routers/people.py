@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +21,7 @@ from api.deps import (
 )
 from duly.domain import Role
 from store import audit
-from store.models import Person
+from store.models import NotificationPreference, Person
 from store.people import (
     CSV_COLUMNS,
     REQUIRED_COLUMNS,
@@ -278,3 +278,85 @@ def get_person(external_id: str, session: SessionDep, principal: CurrentPrincipa
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
     ensure_visible(session, principal, person.id)
     return PersonRead.of(person)
+
+
+class Preferences(BaseModel):
+    """How a person wants to be reached."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: list[Literal["email", "sms", "slack", "in_app"]] | None = Field(
+        default=None, description="Allowed channels; null means all."
+    )
+    sms_opt_out: bool = False
+    quiet_start: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    quiet_end: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
+    @model_validator(mode="after")
+    def _both_ends(self) -> Preferences:
+        if (self.quiet_start is None) != (self.quiet_end is None):
+            raise ValueError("set both quiet_start and quiet_end (HH:MM, local time), or neither")
+        return self
+
+
+def _own_or_hr(session: Session, principal: Principal, external_id: str) -> Person:
+    person = session.scalar(select(Person).where(Person.external_id == external_id))
+    if person is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    ensure_visible(session, principal, person.id)
+    if principal.role is not Role.HR_ADMIN and principal.person_id != person.id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail="only the person themself or hr_admin may read or change these preferences",
+        )
+    return person
+
+
+@router.get("/{external_id}/preferences", response_model=Preferences)
+def get_preferences(
+    external_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> Preferences:
+    """A person's notification preferences (defaults when never set)."""
+    person = _own_or_hr(session, principal, external_id)
+    row = session.get(NotificationPreference, person.id)
+    if row is None:
+        return Preferences()
+    return Preferences(
+        channels=row.channels,
+        sms_opt_out=row.sms_opt_out,
+        quiet_start=row.quiet_start,
+        quiet_end=row.quiet_end,
+    )
+
+
+@router.put("/{external_id}/preferences", response_model=Preferences)
+def put_preferences(
+    external_id: str, body: Preferences, session: SessionDep, principal: CurrentPrincipal
+) -> Preferences:
+    """Replace a person's notification preferences (the person themself or hr_admin)."""
+    person = _own_or_hr(session, principal, external_id)
+    row = session.get(NotificationPreference, person.id)
+    before = None
+    if row is None:
+        row = NotificationPreference(person_id=person.id)
+        session.add(row)
+    else:
+        before = {
+            "channels": row.channels,
+            "sms_opt_out": row.sms_opt_out,
+            "quiet_start": row.quiet_start,
+            "quiet_end": row.quiet_end,
+        }
+    row.channels = list(body.channels) if body.channels is not None else None
+    row.sms_opt_out = body.sms_opt_out
+    row.quiet_start, row.quiet_end = body.quiet_start, body.quiet_end
+    audit.record(
+        session,
+        actor=principal.actor,
+        actor_role=principal.role.value,
+        action="person.preferences",
+        target=f"person/{person.external_id}",
+        before=before,
+        after=body.model_dump(),
+    )
+    return body

@@ -288,3 +288,36 @@ def test_listing_filters_by_department_role_and_manager(
     # The manager filter is still scoped: a learner asking for their manager's reports sees self.
     learner = bearer(db, Role.LEARNER, LEARNER)
     assert listed(client, learner, manager=BOSTON_MANAGER) == {LEARNER}
+
+
+def test_notification_preferences_self_or_hr(client: TestClient, db: Database, demo: None) -> None:
+    me = bearer(db, Role.LEARNER, LEARNER)
+    assert client.get(f"/people/{LEARNER}/preferences", headers=me).json() == {
+        "channels": None,
+        "sms_opt_out": False,
+        "quiet_start": None,
+        "quiet_end": None,
+    }
+    body = {
+        "channels": ["email", "slack"],
+        "sms_opt_out": True,
+        "quiet_start": "21:00",
+        "quiet_end": "07:30",
+    }
+    assert client.put(f"/people/{LEARNER}/preferences", json=body, headers=me).status_code == 200
+    assert (
+        client.get(f"/people/{LEARNER}/preferences", headers=bearer(db, Role.HR_ADMIN)).json()
+        == body
+    )
+    # A manager sees their report but may not change how the report is reached.
+    manager = bearer(db, Role.MANAGER, BOSTON_MANAGER)
+    assert (
+        client.put(f"/people/{LEARNER}/preferences", json=body, headers=manager).status_code == 403
+    )
+    half = {"quiet_start": "21:00"}
+    response = client.put(f"/people/{LEARNER}/preferences", json=half, headers=me)
+    assert response.status_code == 422 and "quiet_end" in response.text
+    bad = {"quiet_start": "25:00", "quiet_end": "07:00"}
+    assert client.put(f"/people/{LEARNER}/preferences", json=bad, headers=me).status_code == 422
+    other = bearer(db, Role.LEARNER, "p-1021")
+    assert client.get(f"/people/{LEARNER}/preferences", headers=other).status_code == 404
