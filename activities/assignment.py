@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -12,7 +13,16 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from duly.domain import BUILTIN_PACK, ObligationUpdate, ReminderRequest, ReminderResult
+from duly.domain import (
+    BUILTIN_PACK,
+    DigestInput,
+    DigestItem,
+    DigestRequest,
+    DigestResult,
+    ObligationUpdate,
+    ReminderRequest,
+    ReminderResult,
+)
 from duly.settings import Settings
 from notifications.ack import ack_url, make_ack_token
 from notifications.channels import Channel
@@ -24,6 +34,7 @@ from notifications.delivery import (
     Renderer,
     RetryLater,
     Step,
+    allowed,
 )
 from notifications.messages import render_message
 from notifications.outbox import OutboxSender, idempotency_key
@@ -31,11 +42,59 @@ from notifications.preferences import next_allowed
 from notifications.recipients import resolve
 from rules.model import Pack, Stage, parse_offset
 from store.db import Database
-from store.models import NotificationPreference, Obligation, Person
+from store.models import Notification, NotificationPreference, Obligation, Person
 from store.packs import load_version
+from store.types import utcnow
 
 #: How long an acknowledgement link in a reminder stays valid.
 ACK_LINK_LIFETIME = timedelta(days=45)
+
+
+#: Channels whose early reminders are folded into a daily digest (in-app is a feed: never).
+FOLDABLE = frozenset({"email", "sms", "slack"})
+#: Ledger statuses of a digest item that has not gone out yet.
+WAITING = frozenset({"queued", "retrying", "pending"})
+
+
+def _person_recipient(person: Person) -> Recipient:
+    return Recipient(
+        role="learner",
+        key=person.external_id,
+        person=person,
+        email=person.email,
+        phone=person.phone,
+        slack=person.slack_user_id,
+    )
+
+
+class DigestStarter:
+    """Adds a queued reminder to the person's digest workflow of the day (signal-with-start).
+
+    Activities run on worker threads; the Temporal client lives on the worker's event loop.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        task_queue: str,
+        loop: asyncio.AbstractEventLoop,
+        window_seconds: int = 600,
+    ) -> None:
+        """Bind the client, the task queue digests run on, the client's loop and the window."""
+        self._client, self._task_queue, self._loop = client, task_queue, loop
+        self._window = window_seconds
+
+    def add(self, person: str, day: date, channel: str, notification_id: int) -> None:
+        """Signal-with-start ``digest/{person}/{day}/{channel}``."""
+        coroutine = self._client.start_workflow(
+            "DigestWorkflow",
+            DigestInput(person=person, channel=channel, day=day, window_seconds=self._window),
+            id=f"digest/{person}/{day.isoformat()}/{channel}",
+            task_queue=self._task_queue,
+            start_signal="add",
+            start_signal_args=[DigestItem(notification_id=notification_id)],
+        )
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
 
 
 def _business_days_only(pack: Pack | None, requirement_id: str | None) -> bool:
@@ -79,11 +138,13 @@ class AssignmentActivities:
         db: Database,
         settings: Settings | None = None,
         channels: Mapping[str, Channel] | None = None,
+        digest: DigestStarter | None = None,
     ) -> None:
-        """Bind the database, settings (secret, links) and provider channels by name."""
+        """Bind the database, settings (secret, links), provider channels and digest starter."""
         self._db = db
         self._settings = settings or Settings()
         self._deliverer = Deliverer(db, channels or {}, OutboxSender())
+        self._digest = digest
 
     def _person(self, session_person: Person | None, external_id: str) -> Person:
         if session_person is None:
@@ -145,6 +206,10 @@ class AssignmentActivities:
             recipients, missing = resolve(person, roles, pack, stage)
             learner_name = person.name
             business_days = _business_days_only(pack, request.requirement_id)
+            preference = session.get(NotificationPreference, person.id)
+            fold_allowed = {
+                c for c in FOLDABLE if allowed(preference, _person_recipient(person), c)
+            }
             deferred: dict[str, datetime] = {}
             for recipient in recipients:
                 until = self._defer_until(session, request, recipient, business_days)
@@ -168,8 +233,29 @@ class AssignmentActivities:
                 )
                 continue
             render = self._renderer(request, recipient, learner_name, pack)
+            direct = list(channels)
+            if self._foldable(request, recipient):
+                folded = [c for c in channels if c in FOLDABLE and c in fold_allowed]
+                direct = [c for c in channels if c not in folded]
+                for channel in folded:
+                    notification_id, status = self._deliverer.queue(
+                        step, recipient, channel, render
+                    )
+                    if status == "failed":
+                        direct.append(channel)  # bounced: deliver() falls back at once
+                        continue
+                    if status != "queued":
+                        continue  # already went out (or was folded) on an earlier attempt
+                    assert self._digest is not None and recipient.person is not None
+                    self._digest.add(
+                        recipient.key,
+                        local_date(request.fired_at, recipient.person.time_zone),
+                        channel,
+                        notification_id,
+                    )
+                    lines.append(f"{recipient.role} {channel} queued for today's digest")
             try:
-                got = self._deliverer.deliver(step, recipient, channels, render)
+                got = self._deliverer.deliver(step, recipient, direct, render)
             except RetryLater as error:
                 retry = error
                 continue
@@ -197,6 +283,105 @@ class AssignmentActivities:
             deliveries=lines,
             deferred_until=min(deferred.values()) if deferred else None,
         )
+
+    def _foldable(self, request: ReminderRequest, recipient: Recipient) -> bool:
+        """Early reminders to a learner wait for the day's digest; due-day and overdue never."""
+        return (
+            self._digest is not None
+            and recipient.role == "learner"
+            and recipient.person is not None
+            and request.days_before_due > 0
+        )
+
+    @activity.defn(name="send_digest")
+    def send_digest(self, request: DigestRequest) -> DigestResult:
+        """Send a person's queued reminders of one day: as they are if one, else one digest."""
+        with self._db.session() as session:
+            person = self._person(
+                session.scalar(select(Person).where(Person.external_id == request.person)),
+                request.person,
+            )
+            rows = [session.get(Notification, i) for i in request.notification_ids]
+            # "retrying"/"pending": an earlier attempt of this activity failed mid-send.
+            queued = [r for r in rows if r is not None and r.status in WAITING]
+            items = []
+            for row in queued:
+                obligation = session.scalar(
+                    select(Obligation).where(Obligation.workflow_id == row.workflow_id)
+                )
+                if obligation is None or obligation.due_date is None:
+                    continue
+                items.append(
+                    {
+                        "title": obligation.requirement_title,
+                        "due_date": obligation.due_date.isoformat(),
+                        "days_before_due": (obligation.due_date - request.day).days,
+                        "stage": row.stage,
+                    }
+                )
+            recipient = _person_recipient(person)
+        if not queued:
+            return DigestResult(sent=0, folded=0, status="nothing queued")
+        try:
+            if len(queued) == 1 or len(items) < len(queued):
+                outcomes = [self._deliverer.release(r.id, recipient) for r in queued]
+                return DigestResult(sent=len(outcomes), folded=0, status=outcomes[-1].status)
+            return self._fold(request, person, recipient, queued, items)
+        except RetryLater as error:
+            delay = timedelta(seconds=error.retry_after) if error.retry_after else None
+            raise ApplicationError(
+                f"transient provider failure: {error}", next_retry_delay=delay
+            ) from None
+
+    def _fold(
+        self,
+        request: DigestRequest,
+        person: Person,
+        recipient: Recipient,
+        queued: list[Notification],
+        items: list[dict[str, Any]],
+    ) -> DigestResult:
+        kind, pack_hash = queued[0].kind, queued[0].pack_hash
+        nearest = min(items, key=lambda i: int(str(i["days_before_due"])))
+        days = int(str(nearest["days_before_due"]))
+
+        def render(channel: str, notification_id: int) -> Rendered:
+            message = render_message(
+                kind,
+                "digest",
+                channel,
+                {
+                    "first_name": person.name.split()[0] if person.name else None,
+                    "title": str(nearest["title"]),
+                    "kind": kind,
+                    "due_date": str(nearest["due_date"]),
+                    "days_before_due": days,
+                    "days_left_phrase": f"{days} day{'s' if days != 1 else ''} left",
+                    "late_notice": False,
+                    "stage": "digest",
+                    "workflow_id": f"digest/{request.person}/{request.day.isoformat()}",
+                    "recipient_role": "learner",
+                    "learner_name": person.name,
+                    # One link cannot acknowledge several obligations: each reminder's own
+                    # link, SMS ACK or Slack button does that.
+                    "ack_url": None,
+                    "ce_credits_short": 0,
+                    "digest_items": items,
+                },
+            )
+            return Rendered(message.subject, message.text, message.html, message.blocks)
+
+        step = Step(
+            workflow_id=f"digest/{request.person}/{request.day.isoformat()}",
+            pack_hash=pack_hash,
+            stage=f"digest-{min(r.id for r in queued)}",
+            kind=kind,
+            fired_at=utcnow(),
+        )
+        outcome = self._deliverer.fold(
+            [r.id for r in queued], recipient, request.channel, step, render
+        )
+        return DigestResult(sent=1, folded=len(queued), status=outcome.status)
 
     def _defer_until(
         self,
@@ -284,4 +469,4 @@ class AssignmentActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity callable, for the worker."""
-        return [self.record_obligation, self.send_reminder]
+        return [self.record_obligation, self.send_reminder, self.send_digest]

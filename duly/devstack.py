@@ -273,6 +273,8 @@ def run_dev_stack(settings: Settings, *, demo: bool) -> int:
         tokens = load_demo(settings) if demo else {}
 
         duly = [sys.executable, "-m", "duly.cli"]
+        # A short digest window locally, so the demo's early reminders show within seconds.
+        os.environ.setdefault("DULY_DIGEST_WINDOW_SECONDS", "5")
         children.append(_spawn("worker", [*duly, "worker"]))
         children.append(_spawn("api", [*duly, "api"]))
         _banner(settings, tokens)

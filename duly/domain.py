@@ -339,3 +339,36 @@ class RedeliverSignal(_Model):
     notification_id: int
     stage: str
     reason: str = Field(default="", max_length=300)
+
+
+class DigestItem(_Model):
+    """Signal: one queued (non-final) reminder to fold into the person's digest of the day."""
+
+    notification_id: int
+
+
+class DigestInput(_Model):
+    """Starts a :class:`~workflows.digest.DigestWorkflow` for one person, day and channel."""
+
+    person: str
+    channel: str
+    day: date
+    #: How long the first reminder waits for others (settings.digest_window_seconds).
+    window_seconds: int = Field(default=600, ge=0, le=86_400)
+
+
+class DigestRequest(_Model):
+    """Activity input: send the queued reminders of one person/day/channel (one, or a digest)."""
+
+    person: str
+    channel: str
+    day: date
+    notification_ids: list[int]
+
+
+class DigestResult(_Model):
+    """Activity output: how the queued reminders went out."""
+
+    sent: int
+    folded: int
+    status: str

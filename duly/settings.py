@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_base_url: str | None = None
+    #: How long an early reminder waits for others of the same day to share one digest.
+    digest_window_seconds: int = Field(default=600, ge=0, le=86_400)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -11,18 +11,24 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.assignment import AssignmentActivities
+from activities.assignment import AssignmentActivities, DigestStarter
 from activities.rules import RulesActivities
 from duly.settings import Settings
 from duly.temporal import connect
 from store.db import Database
 from workflows.assignment import AssignmentWorkflow
+from workflows.digest import DigestWorkflow
 from workflows.rollout import PackRolloutWorkflow
 from workflows.sweep import SWEEP_SCHEDULE_ID, StatusSweepWorkflow, ensure_sweep_schedule
 
 log = logging.getLogger("duly.worker")
 
-WORKFLOWS: list[type] = [AssignmentWorkflow, PackRolloutWorkflow, StatusSweepWorkflow]
+WORKFLOWS: list[type] = [
+    AssignmentWorkflow,
+    PackRolloutWorkflow,
+    StatusSweepWorkflow,
+    DigestWorkflow,
+]
 
 
 def build_worker(
@@ -45,8 +51,15 @@ def build_worker(
     callback = (
         f"{settings.public_url.rstrip('/')}/webhooks/twilio/status" if settings.public_url else None
     )
+    try:
+        # The digest starter calls the (async) client from activity threads on this loop.
+        digest: DigestStarter | None = DigestStarter(
+            client, task_queue, asyncio.get_running_loop(), settings.digest_window_seconds
+        )
+    except RuntimeError:
+        digest = None  # built outside an event loop: reminders are sent one by one
     activities = AssignmentActivities(
-        db, settings, build_channels(settings, twilio_status_callback=callback)
+        db, settings, build_channels(settings, twilio_status_callback=callback), digest
     )
     rules = RulesActivities(db, client)
     return Worker(

@@ -271,7 +271,7 @@ class Deliverer:
         )
         with self._db.session() as session:
             row, existed = self._claim(session, key, step, recipient, channel)
-            if existed and row.status in DONE | {"failed"}:
+            if existed and row.status in DONE | {"failed", "folded"}:
                 return Outcome(channel, row.status, row.id, duplicate=True)
             if existed and row.status == "pending":
                 log.warning("resumed pending notification %s (outcome unknown)", row.id)
@@ -345,3 +345,64 @@ class Deliverer:
             if provider is not None:
                 row.provider = provider
             row.updated_at = utcnow()
+
+    def queue(
+        self, step: Step, recipient: Recipient, channel: str, render: Renderer
+    ) -> tuple[int, str]:
+        """Write the message to the ledger as ``queued`` (for a digest): (row id, its status).
+
+        An existing row (queued, sent, folded, failed) is left as it is: queueing is idempotent.
+        """
+        key = idempotency_key(
+            workflow_id=step.workflow_id,
+            pack_hash=step.pack_hash,
+            stage=step.stage,
+            recipient=recipient.key,
+            channel=channel,
+        )
+        with self._db.session() as session:
+            row, existed = self._claim(session, key, step, recipient, channel)
+            if existed and row.status != "pending":
+                return row.id, row.status
+            rendered = render(channel, row.id)
+            row.subject, row.body = rendered.subject[:300], rendered.text
+            row.payload = {"html": rendered.html, "blocks": rendered.blocks}
+            row.status = "queued"
+            return row.id, row.status
+
+    def release(self, notification_id: int, recipient: Recipient) -> Outcome:
+        """Send a queued message as it was rendered (a digest of one)."""
+        with self._db.session() as session:
+            row = session.get(Notification, notification_id)
+            assert row is not None
+            step = Step(row.workflow_id, row.pack_hash, row.stage, row.kind, row.fired_at)
+            stored = Rendered(
+                subject=row.subject,
+                text=row.body,
+                html=(row.payload or {}).get("html"),
+                blocks=(row.payload or {}).get("blocks"),
+            )
+            channel = row.channel
+        [outcome, *_] = self._send_with_fallback(
+            step, recipient, channel, lambda _c, _n: stored, None, set()
+        )
+        return outcome
+
+    def fold(
+        self,
+        notification_ids: Sequence[int],
+        recipient: Recipient,
+        channel: str,
+        step: Step,
+        render: Renderer,
+    ) -> Outcome:
+        """Send one digest for several queued messages and mark each of them ``folded``."""
+        outcome = self._send_once(step, recipient, channel, render, None)
+        if outcome.status in DONE and outcome.notification_id is not None:
+            with self._db.session() as session:
+                for notification_id in notification_ids:
+                    row = session.get(Notification, notification_id)
+                    if row is not None and row.status in {"queued", "retrying", "pending"}:
+                        row.status = "folded"
+                        row.channel_ref = f"digest:{outcome.notification_id}"
+        return outcome

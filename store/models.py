@@ -130,6 +130,8 @@ class Notification(Base):
     #: The ledger row this one replaces after a permanent failure on another channel.
     fallback_of: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, onupdate=utcnow)
+    #: A queued message's rendered HTML and Slack blocks, so it can be released as rendered.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: Workflow time at which the stage fired (simulated time in tests, real time in production).
     fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -229,3 +229,60 @@ async def test_quiet_hours_defer_within_the_day_and_never_drop(
     assert {(r.fired_at.hour, r.fired_at.minute) for r in learner} == {(12, 0)}
     manager = [r for r in rows if r.recipient_role == "manager"]
     assert manager and {r.fired_at.hour for r in manager} == {9}  # no quiet hours of his own
+
+
+async def test_same_day_early_reminders_fold_into_one_digest_but_due_day_notices_never(
+    env: WorkflowEnvironment,
+    sqlite_db: Database,
+    fake_sendgrid: FakeSendGrid,  # noqa: F811
+    fake_twilio: FakeTwilio,  # noqa: F811
+    fake_slack: FakeSlack,  # noqa: F811
+) -> None:
+    person, pack_hash = _org(sqlite_db)
+    settings = _settings(fake_sendgrid, fake_twilio, fake_slack)
+    task_queue = f"tq-{uuid.uuid4()}"
+    now = await env.get_current_time()
+    handles = []
+    async with build_worker(env.client, task_queue=task_queue, db=sqlite_db, settings=settings):
+        for requirement, title in (
+            ("hipaa-privacy-security", "HIPAA Privacy & Security"),
+            ("fire-safety", "Fire Safety"),
+        ):
+            inp = AssignmentInput(
+                person=person,
+                requirement_id=requirement,
+                requirement_title=title,
+                due_date=(now + timedelta(days=40)).date(),
+                assigned_by="test",
+                pack_hash=pack_hash,
+            )
+            handles.append(
+                await env.client.start_workflow(
+                    AssignmentWorkflow.run, inp, id=inp.workflow_id, task_queue=task_queue
+                )
+            )
+        for _ in range(9):
+            await env.sleep(timedelta(days=5))  # through -30d, -7d and the due day
+        for handle in handles:
+            await handle.terminate("test done")
+    learner = [
+        (r.body["custom_args"]["stage"], r.body["subject"])  # type: ignore[index]
+        for r in fake_sendgrid.accepted
+        if r.body["personalizations"][0]["to"][0]["email"] == "ada@example.com"  # type: ignore[index]
+    ]
+    stages = [stage for stage, _ in learner]
+    # -30d and -7d: both trainings in one digest each; 0d: two separate due-day notices.
+    assert stages.count("0d") == 2
+    digests = [(stage, subject) for stage, subject in learner if stage.startswith("digest-")]
+    assert len(digests) == 2, learner
+    assert not any(stage in {"-30d", "-7d"} for stage in stages)
+    bodies = [
+        r.body["content"][0]["value"]  # type: ignore[index]
+        for r in fake_sendgrid.accepted
+        if r.body["custom_args"]["stage"].startswith("digest-")  # type: ignore[index]
+    ]
+    assert all("HIPAA Privacy & Security" in b and "Fire Safety" in b for b in bodies)
+    folded = [r for r in _ledger(sqlite_db) if r.status == "folded"]
+    assert len(folded) == 4 and all(
+        r.channel_ref and r.channel_ref.startswith("digest:") for r in folded
+    )
