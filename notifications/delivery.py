@@ -112,6 +112,17 @@ class RetryLater(Exception):
         self.retry_after = retry_after
 
 
+def step_key(step: Step, recipient: Recipient, channel: str) -> str:
+    """The ledger's exactly-once key of one (step, recipient, channel)."""
+    return idempotency_key(
+        workflow_id=step.workflow_id,
+        pack_hash=step.pack_hash,
+        stage=step.stage,
+        recipient=recipient.key,
+        channel=channel,
+    )
+
+
 def allowed(preference: NotificationPreference | None, recipient: Recipient, channel: str) -> bool:
     """Whether ``recipient`` may be reached on ``channel`` (address known, not opted out)."""
     if recipient.address(channel) is None:
@@ -262,13 +273,7 @@ class Deliverer:
         render: Renderer,
         fallback_of: int | None,
     ) -> Outcome:
-        key = idempotency_key(
-            workflow_id=step.workflow_id,
-            pack_hash=step.pack_hash,
-            stage=step.stage,
-            recipient=recipient.key,
-            channel=channel,
-        )
+        key = step_key(step, recipient, channel)
         with self._db.session() as session:
             row, existed = self._claim(session, key, step, recipient, channel)
             if existed and row.status in DONE | {"failed", "folded"}:
@@ -353,13 +358,7 @@ class Deliverer:
 
         An existing row (queued, sent, folded, failed) is left as it is: queueing is idempotent.
         """
-        key = idempotency_key(
-            workflow_id=step.workflow_id,
-            pack_hash=step.pack_hash,
-            stage=step.stage,
-            recipient=recipient.key,
-            channel=channel,
-        )
+        key = step_key(step, recipient, channel)
         with self._db.session() as session:
             row, existed = self._claim(session, key, step, recipient, channel)
             if existed and row.status != "pending":
