@@ -154,6 +154,13 @@ class CompleteSignal(_Model):
     source: str = Field(default="api", max_length=64)
     actor: str = Field(max_length=128)
     note: str | None = Field(default=None, max_length=1000)
+    #: Score as reported by the LMS (scaled 0..1 for xAPI, or the LMS's own scale).
+    score: float | None = None
+    #: False: a failed attempt — recorded, but it does not complete the obligation.
+    passed: bool | None = None
+    #: The LMS attempt / registration id or certificate number, for the audit trail.
+    attempt_id: str | None = Field(default=None, max_length=200)
+    certificate_id: str | None = Field(default=None, max_length=200)
 
 
 class AcknowledgeSignal(_Model):

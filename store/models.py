@@ -194,6 +194,22 @@ class NotificationPreference(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class DeadLetter(Base):
+    """A completion Duly could not match (unknown actor or activity), kept for HR to resolve."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: "xapi" or "completion-webhook".
+    source: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(300))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: e.g. the xAPI statement id: the same statement posted twice is stored once.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class RulesPackVersion(Base):
     """A deployed rules pack, identified by the hash of its content."""
 

@@ -22,6 +22,7 @@ TABLES = {
     "api_tokens",
     "rules_pack_versions",
     "notification_preferences",
+    "dead_letters",
 }
 
 
