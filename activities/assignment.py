@@ -40,7 +40,9 @@ from notifications.messages import render_message
 from notifications.outbox import OutboxSender, idempotency_key
 from notifications.preferences import next_allowed
 from notifications.recipients import resolve
+from rules.facts import complete_facts
 from rules.model import Pack, Stage, parse_offset
+from rules.obligation_facts import person_facts
 from store.db import Database
 from store.models import Notification, NotificationPreference, Obligation, Person
 from store.packs import load_version
@@ -95,6 +97,24 @@ class DigestStarter:
             start_signal_args=[DigestItem(notification_id=notification_id)],
         )
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
+
+
+def _unless_holds(stage: Stage | None, request: ReminderRequest, person: Person) -> str | None:
+    """The stage's ``unless`` condition when it holds for this obligation now (skip the stage)."""
+    condition = stage.condition if stage is not None else None
+    if condition is None:
+        return None
+    facts = complete_facts(
+        {
+            "kind": request.kind.value,
+            "requirement": request.requirement_id or "",
+            "days_until_due": request.days_before_due,
+            "acknowledged": request.acknowledged,
+            "started": request.started,
+            **person_facts(person),
+        }
+    )
+    return condition.text if condition.evaluate(facts) else None
 
 
 def _business_days_only(pack: Pack | None, requirement_id: str | None) -> bool:
@@ -201,6 +221,14 @@ class AssignmentActivities:
                 else None
             )
             stage = _pack_stage(pack, request.requirement_id, request.stage)
+            skip = _unless_holds(stage, request, person)
+            if skip is not None:
+                return ReminderResult(
+                    idempotency_key="",
+                    status="skipped",
+                    duplicate=False,
+                    deliveries=[f"skipped: unless {skip!r} holds"],
+                )
             roles = [r.value for r in stage.notify] if stage else ["learner"]
             channels = [c.value for c in stage.channels] if stage else [request.channel]
             recipients, missing = resolve(person, roles, pack, stage)

@@ -66,6 +66,7 @@ class RulesActivities:
             found=True,
             days_before=[-stage.offset_days for stage in policy.ordered()] if policy else [],
             grace_days=requirement.grace_days,
+            max_extension_days=requirement.max_extension_days,
         )
 
     @activity.defn(name="decide_status")

@@ -20,6 +20,7 @@ from api.routers import (
     people,
     rules,
     webhooks,
+    xapi,
 )
 from duly import __version__
 from duly.settings import Settings, get_settings
@@ -94,6 +95,7 @@ def create_app(
         rules,
         ack,
         webhooks,
+        xapi,
     ):
         app.include_router(module.router)
     return app

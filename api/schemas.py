@@ -32,6 +32,48 @@ class CompleteRequest(BaseModel):
     completed_at: datetime | None = Field(default=None, description="Defaults to now.")
     source: str = Field(default="api", max_length=64, description="lms, xapi, manual, api…")
     note: str | None = Field(default=None, max_length=1000)
+    score: float | None = Field(default=None, description="As reported by the LMS.")
+    passed: bool | None = Field(
+        default=None, description="false: a failed attempt, recorded without completing."
+    )
+    attempt_id: str | None = Field(default=None, max_length=200)
+    certificate_id: str | None = Field(default=None, max_length=200)
+
+
+class StartRequest(BaseModel):
+    """The learner began the training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    started_at: datetime | None = Field(default=None, description="Defaults to now.")
+    source: str = Field(default="api", max_length=64)
+
+
+class ExtendRequest(BaseModel):
+    """Move the due date later."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    new_due_date: date
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class ExemptRequest(BaseModel):
+    """Exempt the person from this obligation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500)
+    approver: str = Field(min_length=1, max_length=128, description="Who approved it.")
+    expires_on: date | None = Field(default=None, description="The exemption lapses then.")
+
+
+class CancelRequest(BaseModel):
+    """Close the obligation without completion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500)
 
 
 class AcknowledgeRequest(BaseModel):

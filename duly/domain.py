@@ -232,6 +232,8 @@ class ReminderRequest(_Model):
     pack_hash: str
     fired_at: datetime
     late_notice: bool = False
+    acknowledged: bool = False
+    started: bool = False
     #: The channel of the built-in ladder; a pinned pack's stage names its own channels.
     channel: str = "email"
     #: The requirement, to find the stage's recipients and channels in the pinned pack.
@@ -279,6 +281,8 @@ class StagePlan(_Model):
     #: Days before the due date of each stage (negative: after it), the policy's order.
     days_before: list[int] = Field(default_factory=list)
     grace_days: int = 0
+    #: The longest extension a manager or HR may grant (the requirement's max_extension_days).
+    max_extension_days: int = 30
 
 
 class DecideRequest(_Model):
@@ -379,3 +383,35 @@ class DigestResult(_Model):
     sent: int
     folded: int
     status: str
+
+
+class StartSignal(_Model):
+    """The learner began the training (LMS launch, xAPI ``launched``/``attempted``)."""
+
+    started_at: datetime
+    actor: str = Field(max_length=128)
+    source: str = Field(default="api", max_length=64)
+
+
+class ExtendDueDate(_Model):
+    """Update: move the due date later (manager or HR), with a reason."""
+
+    new_due_date: date
+    reason: str = Field(min_length=3, max_length=500)
+    actor: str = Field(max_length=128)
+
+
+class ExemptSignal(_Model):
+    """HR exempts the person; the exemption lapses on ``expires_on`` (None: until revoked)."""
+
+    reason: str = Field(min_length=3, max_length=500)
+    approver: str = Field(max_length=128)
+    actor: str = Field(max_length=128)
+    expires_on: date | None = None
+
+
+class CancelSignal(_Model):
+    """The obligation no longer applies (role change, left the company, assigned in error)."""
+
+    reason: str = Field(min_length=3, max_length=500)
+    actor: str = Field(max_length=128)

@@ -218,3 +218,73 @@ async def test_readyz_sees_database_and_temporal(stack: Stack) -> None:
     r = await stack.http.get("/readyz")
     assert r.status_code == 200
     assert r.json() == {"status": "ready", "database": "ok", "temporal": "ok"}
+
+
+async def test_extend_exempt_start_and_cancel_through_the_api(stack: Stack) -> None:
+    http = stack.http
+    due = date.today() + timedelta(days=20)
+    body = {"person": "e-nurse", "requirement": "Fire Safety", "due_date": due.isoformat()}
+    created = await http.post("/assignments", json=body, headers=stack.auth("hr"))
+    assert created.status_code == 201, created.text
+    wid = created.json()["id"]
+
+    extended = await http.post(
+        f"/assignments/{wid}/extend",
+        json={"new_due_date": (due + timedelta(days=10)).isoformat(), "reason": "clinic move"},
+        headers=stack.auth("boss"),
+    )
+    assert extended.status_code == 200, extended.text
+    assert extended.json()["due_date"] == (due + timedelta(days=10)).isoformat()
+    too_far = await http.post(
+        f"/assignments/{wid}/extend",
+        json={"new_due_date": (due + timedelta(days=400)).isoformat(), "reason": "a year off"},
+        headers=stack.auth("hr"),
+    )
+    assert too_far.status_code == 422 and "at most" in too_far.json()["detail"]
+    no_reason = await http.post(
+        f"/assignments/{wid}/extend",
+        json={"new_due_date": (due + timedelta(days=12)).isoformat(), "reason": ""},
+        headers=stack.auth("hr"),
+    )
+    assert no_reason.status_code == 422
+    # A learner may say they started, but not exempt themself.
+    started = await http.post(f"/assignments/{wid}/start", json={}, headers=stack.auth("nurse"))
+    assert started.status_code == 202, started.text
+    refused = await http.post(
+        f"/assignments/{wid}/exempt",
+        json={"reason": "please", "approver": "me"},
+        headers=stack.auth("nurse"),
+    )
+    assert refused.status_code == 403
+    exempt = await http.post(
+        f"/assignments/{wid}/exempt",
+        json={"reason": "medical leave", "approver": "hr-lead"},
+        headers=stack.auth("hr"),
+    )
+    assert exempt.status_code == 202
+    cancelled = await http.post(
+        f"/assignments/{wid}/cancel", json={"reason": "left the clinic"}, headers=stack.auth("hr")
+    )
+    assert cancelled.status_code == 202
+
+    async def closed() -> dict[str, Any]:
+        for _ in range(150):
+            state = (await http.get(f"/assignments/{wid}", headers=stack.auth("hr"))).json()
+            if state["status"] == "cancelled":
+                return dict(state)
+            await asyncio.sleep(0.2)
+        raise AssertionError(state)
+
+    state = await closed()
+    kinds = [e["kind"] for e in state.get("events", [])]
+    assert {"due_date_extended", "started", "exempted", "cancelled"} <= set(kinds), kinds
+    # Once the workflow has closed (a moment after the read model says cancelled), a second
+    # cancel is refused.
+    for _ in range(50):
+        again = await http.post(
+            f"/assignments/{wid}/cancel", json={"reason": "twice"}, headers=stack.auth("hr")
+        )
+        if again.status_code != 202:
+            break
+        await asyncio.sleep(0.2)
+    assert again.status_code == 409, again.text

@@ -18,8 +18,11 @@ with workflow.unsafe.imports_passed_through():
         AssignmentEvent,
         AssignmentInput,
         AssignmentState,
+        CancelSignal,
         CompleteSignal,
         DecideRequest,
+        ExemptSignal,
+        ExtendDueDate,
         LadderStage,
         ObligationKind,
         ObligationUpdate,
@@ -27,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         PlanRequest,
         RedeliverSignal,
         ReminderRequest,
+        StartSignal,
         due_instant,
         plan_ladder,
     )
@@ -81,12 +85,29 @@ class AssignmentWorkflow:
         self._upcoming: list[LadderStage] = []
         self._last_sent_at: datetime | None = None
         self._redeliver: list[RedeliverSignal] = []
+        self._due_date = input.due_date
+        self._started: StartSignal | None = None
+        self._cancelled: CancelSignal | None = None
+        self._exemption: ExemptSignal | None = None
+        self._max_extension_days = 30
+        self._days_before: tuple[int, ...] = tuple(s.days_before_due for s in self._stages)
+        self._replanned = False
 
     # -- messages -------------------------------------------------------------------------
 
     @workflow.signal
     def complete(self, signal: CompleteSignal) -> None:
-        """Accept completion evidence (the first one wins; later ones are noted and ignored)."""
+        """Accept completion evidence (the first one wins; later ones are noted and ignored).
+
+        A failed attempt (``passed`` false) is recorded and does not complete.
+        """
+        if signal.passed is False:
+            score = f", score {signal.score}" if signal.score is not None else ""
+            self._event("attempt_failed", f"{signal.source} by {signal.actor}{score}")
+            return
+        if self._cancelled is not None:
+            self._event("completion_ignored", f"cancelled; {signal.source} by {signal.actor}")
+            return
         if self._completion is not None:
             self._event(
                 "completion_ignored", f"already completed; {signal.source} by {signal.actor}"
@@ -123,6 +144,70 @@ class AssignmentWorkflow:
         self._redeliver.append(signal)
         self._event("delivery_failed", f"{signal.stage}: {signal.reason or 'permanent failure'}")
 
+    @workflow.signal
+    def start(self, signal: StartSignal) -> None:
+        """The learner began the training (a fact for the rules and stage ``unless``)."""
+        if self._started is None and not self._closed():
+            self._started = signal
+            self._dirty = True
+            self._event("started", f"{signal.source} by {signal.actor}")
+
+    @workflow.signal
+    def cancel(self, signal: CancelSignal) -> None:
+        """Close the obligation without completion; reminders stop at once."""
+        if self._closed():
+            return
+        self._cancelled = signal
+        self._event("cancelled", f"by {signal.actor}: {signal.reason}")
+
+    @workflow.signal
+    def exempt(self, signal: ExemptSignal) -> None:
+        """Exempt the person (reminders pause); the exemption lapses on its own timer."""
+        if self._closed():
+            return
+        self._exemption = signal
+        self._replanned = True
+        until = signal.expires_on.isoformat() if signal.expires_on else "until revoked"
+        self._event(
+            "exempted",
+            f"by {signal.actor}, approved by {signal.approver}, {until}: {signal.reason}",
+        )
+
+    @workflow.update
+    def extend_due_date(self, update: ExtendDueDate) -> AssignmentState:
+        """Move the due date later and re-plan the remaining stages at once."""
+        old = self._due_date
+        self._due_date = update.new_due_date
+        self._due_at = due_instant(update.new_due_date, self._input.utc_offset_minutes)
+        self._stages = plan_ladder(
+            update.new_due_date, self._input.utc_offset_minutes, self._days_before
+        )
+        now = workflow.now()
+        self._upcoming = [s for s in self._stages if s.fire_at > now and s.label not in self._sent]
+        self._replanned = True
+        self._dirty = True
+        self._event(
+            "due_date_extended",
+            f"{old.isoformat()} -> {update.new_due_date.isoformat()} by {update.actor}: "
+            f"{update.reason}",
+        )
+        return self.state()
+
+    @extend_due_date.validator
+    def _validate_extension(self, update: ExtendDueDate) -> None:
+        if self._closed():
+            raise ValueError("the assignment is closed (completed or cancelled)")
+        if update.new_due_date <= self._due_date:
+            raise ValueError(
+                f"the new due date must be after the current one ({self._due_date.isoformat()})"
+            )
+        days = (update.new_due_date - self._input.due_date).days
+        if days > self._max_extension_days:
+            raise ValueError(
+                f"at most {self._max_extension_days} days past the original due date"
+                f" ({self._input.due_date.isoformat()}) may be granted; asked for {days}"
+            )
+
     @workflow.query
     def state(self) -> AssignmentState:
         """The assignment as the workflow sees it now."""
@@ -132,7 +217,7 @@ class AssignmentWorkflow:
             requirement_id=self._input.requirement_id,
             requirement_title=self._input.requirement_title,
             cycle=self._input.cycle,
-            due_date=self._input.due_date,
+            due_date=self._due_date,
             status=self._current_decision().status,
             stage=self._stage,
             stages=self._stages,
@@ -168,26 +253,28 @@ class AssignmentWorkflow:
 
         # Stages and the due instant in time order: a policy may have stages after the due
         # date (+7d escalations), and the status must turn overdue at the due instant itself.
-        overdue = False
-        while self._completion is None:
+        # An extension moves both; an exemption pauses the ladder until it lapses.
+        overdue_for = None
+        while not self._closed():
+            if self._exemption is not None:
+                await self._while_exempt()
+                continue
             stage = self._upcoming[0] if self._upcoming else None
-            if not overdue and (stage is None or self._due_at <= stage.fire_at):
+            if overdue_for != self._due_date and (stage is None or self._due_at <= stage.fire_at):
                 wake = await self._sleep_until(self._due_at)
                 if wake is Wake.DEADLINE:
-                    overdue = True
+                    overdue_for = self._due_date
                     self._event(
-                        "overdue", f"not completed by the end of {input.due_date.isoformat()}"
+                        "overdue", f"not completed by the end of {self._due_date.isoformat()}"
                     )
                     await self._record()
                 continue
             if stage is None:
-                break
+                await self._sleep_until(None)
+                continue
             wake = await self._sleep_until(stage.fire_at)
-            if wake is Wake.DEADLINE:
+            if wake is Wake.DEADLINE and self._upcoming and self._upcoming[0] is stage:
                 await self._send(self._upcoming.pop(0))
-
-        while self._completion is None:
-            await self._sleep_until(None)
 
         await self._record()
         return self.state()
@@ -204,7 +291,7 @@ class AssignmentWorkflow:
             Why it returned: the deadline passed, the assignment completed, or it re-planned.
         """
         while True:
-            if self._completion is not None:
+            if self._closed():
                 return Wake.DONE
             if self._pending is not None and self._pending.mode is PackMigration.APPLY_NOW:
                 await self._adopt()
@@ -216,6 +303,9 @@ class AssignmentWorkflow:
             if self._redeliver:
                 await self._resend(self._redeliver.pop(0))
                 continue
+            if self._replanned:
+                self._replanned = False
+                return Wake.REPLANNED
             timeout = None if deadline is None else deadline - workflow.now()
             if timeout is not None and timeout <= timedelta(0):
                 if self._pending is not None:
@@ -225,8 +315,9 @@ class AssignmentWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda: (
-                        self._completion is not None
+                        self._closed()
                         or self._dirty
+                        or self._replanned
                         or bool(self._redeliver)
                         or (
                             self._pending is not None
@@ -238,6 +329,29 @@ class AssignmentWorkflow:
             except TimeoutError:
                 continue
 
+    def _closed(self) -> bool:
+        return self._completion is not None or self._cancelled is not None
+
+    async def _while_exempt(self) -> None:
+        """Hold the ladder while exempt; when the exemption lapses, re-plan from now."""
+        exemption = self._exemption
+        assert exemption is not None
+        await self._record()
+        deadline = (
+            due_instant(exemption.expires_on, self._input.utc_offset_minutes)
+            if exemption.expires_on
+            else None
+        )
+        while not self._closed() and self._exemption is exemption:
+            if await self._sleep_until(deadline) is Wake.DEADLINE:
+                self._exemption = None
+                self._event("exemption_lapsed", f"ended {exemption.expires_on}")
+                now = workflow.now()
+                self._upcoming = [
+                    s for s in self._stages if s.fire_at > now and s.label not in self._sent
+                ]
+                await self._record()
+
     async def _plan_from_pack(self, pack_hash: str) -> bool:
         """Take the ladder from the pack's policy; False when the pack lacks the requirement."""
         plan = await workflow.execute_activity_method(
@@ -248,8 +362,10 @@ class AssignmentWorkflow:
         )
         if not plan.found:
             return False
+        self._days_before = tuple(plan.days_before)
+        self._max_extension_days = plan.max_extension_days
         self._stages = plan_ladder(
-            self._input.due_date, self._input.utc_offset_minutes, tuple(plan.days_before)
+            self._due_date, self._input.utc_offset_minutes, self._days_before
         )
         return True
 
@@ -278,14 +394,14 @@ class AssignmentWorkflow:
             and (self._last_sent_at is None or s.fire_at > self._last_sent_at)
         ]
         self._upcoming = [s for s in self._stages if s.fire_at > now]
-        if due_now and self._completion is None:
+        if due_now and not self._closed() and self._exemption is None:
             # The new ladder has a stage between the last notice and now: send it once, late.
             await self._send(due_now[-1], late_notice=True)
 
     def _days_left(self) -> int:
         """Whole days from the learner's local today to the due date (negative when overdue)."""
         local_now = workflow.now() + timedelta(minutes=self._input.utc_offset_minutes)
-        return (self._input.due_date - local_now.date()).days
+        return (self._due_date - local_now.date()).days
 
     def _reminder(self, stage: LadderStage, *, late_notice: bool) -> ReminderRequest:
         return ReminderRequest(
@@ -293,7 +409,7 @@ class AssignmentWorkflow:
             person=self._input.person,
             kind=ObligationKind.TRAINING,
             requirement_title=self._input.requirement_title,
-            due_date=self._input.due_date,
+            due_date=self._due_date,
             stage=stage.label,
             # The real days left, not the stage's offset: a late notice for a stage of
             # -7d may go out with 3 days left, and the learner must read "3 days".
@@ -302,6 +418,8 @@ class AssignmentWorkflow:
             fired_at=workflow.now(),
             late_notice=late_notice,
             requirement_id=self._input.requirement_id,
+            acknowledged=self._acknowledgement is not None,
+            started=self._started is not None,
         )
 
     async def _send(self, stage: LadderStage, *, late_notice: bool = False) -> None:
@@ -350,14 +468,17 @@ class AssignmentWorkflow:
         self._event("redelivered", f"{stage.label}: " + "; ".join(result.deliveries))
 
     def _current_decision(self) -> StatusDecision | Decision:
-        if self._pack_hash != BUILTIN_PACK and self._decision is not None:
+        if self._pack_hash != BUILTIN_PACK and self._decision is not None and not self._cancelled:
             return self._decision
         return builtin_status(
-            now=workflow.now(), due_at=self._due_at, completed=self._completion is not None
+            now=workflow.now(),
+            due_at=self._due_at,
+            completed=self._completion is not None,
+            cancelled=self._cancelled is not None,
         )
 
     async def _decide(self) -> StatusDecision | Decision:
-        if self._pack_hash == BUILTIN_PACK:
+        if self._pack_hash == BUILTIN_PACK or self._cancelled is not None:
             return self._current_decision()
         return await workflow.execute_activity_method(
             RulesActivities.decide_status,
@@ -367,9 +488,11 @@ class AssignmentWorkflow:
                 person=self._input.person,
                 kind=ObligationKind.TRAINING,
                 requirement_id=self._input.requirement_id,
-                due_date=self._input.due_date,
+                due_date=self._due_date,
                 completed=self._completion is not None,
                 acknowledged=self._acknowledgement is not None,
+                started=self._started is not None,
+                exempt=self._exemption is not None,
                 as_of=workflow.now(),
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
@@ -390,7 +513,7 @@ class AssignmentWorkflow:
                 requirement_id=self._input.requirement_id,
                 requirement_title=self._input.requirement_title,
                 cycle=self._input.cycle,
-                due_date=self._input.due_date,
+                due_date=self._due_date,
                 stage=self._stage,
                 status=decision.status,
                 pack_hash=self._pack_hash,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
@@ -25,8 +26,12 @@ from api.schemas import (
     AcknowledgeRequest,
     AssignmentCreate,
     AssignmentRead,
+    CancelRequest,
     CompleteRequest,
+    ExemptRequest,
+    ExtendRequest,
     ObligationRead,
+    StartRequest,
 )
 from duly.assignments import assignment_input, start_assignment
 from duly.domain import (
@@ -34,9 +39,13 @@ from duly.domain import (
     AcknowledgeSignal,
     AssignmentInput,
     AssignmentState,
+    CancelSignal,
     CompleteSignal,
     EmploymentStatus,
+    ExemptSignal,
+    ExtendDueDate,
     Role,
+    StartSignal,
 )
 from store import audit
 from store.models import Obligation, Person
@@ -282,6 +291,10 @@ async def complete_assignment(
         completed_at=body.completed_at or datetime.now(UTC),
         source=body.source,
         actor=principal.actor,
+        score=body.score,
+        passed=body.passed,
+        attempt_id=body.attempt_id,
+        certificate_id=body.certificate_id,
         note=body.note,
     )
     await _signal(await temporal(), assignment_id, "complete", signal)
@@ -323,3 +336,123 @@ async def acknowledge_assignment(
         after=signal.model_dump(mode="json"),
     )
     return Accepted(id=assignment_id, detail="acknowledgement recorded")
+
+
+HrOrManager = Annotated[Principal, Depends(require_roles(Role.HR_ADMIN, Role.MANAGER))]
+HrOnly = Annotated[Principal, Depends(require_roles(Role.HR_ADMIN))]
+Starter = Annotated[
+    Principal, Depends(require_roles(Role.LEARNER, Role.HR_ADMIN, Role.INTEGRATION))
+]
+
+
+def _not_own(principal: Principal, person: Person, what: str) -> None:
+    if principal.role is Role.MANAGER and principal.person_id == person.id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"managers cannot {what} their own")
+
+
+def _audit(session: Session, principal: Principal, action: str, target: str, after: Any) -> None:
+    audit.record(
+        session,
+        actor=principal.actor,
+        actor_role=principal.role.value,
+        action=action,
+        target=target,
+        after=after,
+    )
+
+
+@router.post(
+    "/{assignment_id:path}/start", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted
+)
+async def start_training(
+    assignment_id: str,
+    body: StartRequest,
+    session: SessionDep,
+    principal: Starter,
+    temporal: TemporalDep,
+) -> Accepted:
+    """Record that the learner began (their own assignment; or HR, or the LMS)."""
+    _person_of(session, principal, assignment_id)
+    signal = StartSignal(
+        started_at=body.started_at or datetime.now(UTC), actor=principal.actor, source=body.source
+    )
+    await _signal(await temporal(), assignment_id, "start", signal)
+    _audit(session, principal, "assignment.start", assignment_id, signal.model_dump(mode="json"))
+    return Accepted(id=assignment_id, detail="start recorded")
+
+
+@router.post("/{assignment_id:path}/extend", response_model=AssignmentRead)
+async def extend_assignment(
+    assignment_id: str,
+    body: ExtendRequest,
+    session: SessionDep,
+    principal: HrOrManager,
+    temporal: TemporalDep,
+) -> AssignmentRead:
+    """Move the due date later (reason required; at most the pack's max extension).
+
+    An update, not a signal: the answer is the re-planned assignment, or **422** with why the
+    workflow refused (not later than now, beyond the maximum, already closed).
+    """
+    person = _person_of(session, principal, assignment_id)
+    _not_own(principal, person, "extend")
+    update = ExtendDueDate(
+        new_due_date=body.new_due_date, reason=body.reason, actor=principal.actor
+    )
+    client = await temporal()
+    handle = client.get_workflow_handle(assignment_id)
+    try:
+        state = await handle.execute_update(AssignmentWorkflow.extend_due_date, update)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc.cause)
+        raise HTTPException(422, detail=f"extension refused: {cause}") from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail="assignment is closed") from exc
+        raise
+    _audit(session, principal, "assignment.extend", assignment_id, update.model_dump(mode="json"))
+    read = _read(session, state, assignment_id, None)
+    assert read is not None  # the workflow answered with its state
+    return read
+
+
+@router.post(
+    "/{assignment_id:path}/exempt", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted
+)
+async def exempt_assignment(
+    assignment_id: str,
+    body: ExemptRequest,
+    session: SessionDep,
+    principal: HrOnly,
+    temporal: TemporalDep,
+) -> Accepted:
+    """Exempt the person (HR): reminders pause; it lapses on ``expires_on``."""
+    _person_of(session, principal, assignment_id)
+    signal = ExemptSignal(
+        reason=body.reason,
+        approver=body.approver,
+        actor=principal.actor,
+        expires_on=body.expires_on,
+    )
+    await _signal(await temporal(), assignment_id, "exempt", signal)
+    _audit(session, principal, "assignment.exempt", assignment_id, signal.model_dump(mode="json"))
+    return Accepted(id=assignment_id, detail="exemption recorded")
+
+
+@router.post(
+    "/{assignment_id:path}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted
+)
+async def cancel_assignment(
+    assignment_id: str,
+    body: CancelRequest,
+    session: SessionDep,
+    principal: HrOrManager,
+    temporal: TemporalDep,
+) -> Accepted:
+    """Cancel the obligation (HR, or a manager for their reports); reminders stop."""
+    person = _person_of(session, principal, assignment_id)
+    _not_own(principal, person, "cancel")
+    signal = CancelSignal(reason=body.reason, actor=principal.actor)
+    await _signal(await temporal(), assignment_id, "cancel", signal)
+    _audit(session, principal, "assignment.cancel", assignment_id, signal.model_dump(mode="json"))
+    return Accepted(id=assignment_id, detail="cancelled; reminders stop")

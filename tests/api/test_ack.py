@@ -6,7 +6,6 @@ import logging
 import random
 import string
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -29,6 +28,7 @@ from notifications.ack import (
 )
 from store.db import Database
 from store.models import AuditEntry, Notification, Obligation, Person
+from tests.fakes.temporal import FakeTemporal, not_found
 
 SECRET = "test-secret-key-for-ack-tokens-0123456789"
 WORKFLOW = "assignment/p-1/bls/1"
@@ -36,36 +36,6 @@ FUTURE = datetime.now(UTC) + timedelta(days=30)
 
 
 # --- shared helpers (also used by test_webhooks.py) ---------------------------------------------
-
-
-@dataclass
-class FakeHandle:
-    workflow_id: str
-    temporal: FakeTemporal
-
-    async def signal(self, signal: Any, arg: Any = None, **_: Any) -> None:
-        if self.temporal.error is not None:
-            raise self.temporal.error
-        name = getattr(signal, "__name__", signal)
-        self.temporal.signals.append((self.workflow_id, name, arg))
-
-
-@dataclass
-class FakeTemporal:
-    """Stands in for temporalio.client.Client: records signals, can fail them."""
-
-    signals: list[tuple[str, str, Any]] = field(default_factory=list)
-    error: Exception | None = None
-
-    def get_workflow_handle(self, workflow_id: str, **_: Any) -> FakeHandle:
-        return FakeHandle(workflow_id, self)
-
-    def get_workflow_handle_for(self, _run: Any, workflow_id: str, **_: Any) -> FakeHandle:
-        return FakeHandle(workflow_id, self)
-
-
-def not_found() -> RPCError:
-    return RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND, b"")
 
 
 def seed(
@@ -298,11 +268,6 @@ def test_ledger_lookup_binds_row_and_ignores_out_of_range_ids(sqlite_db: Databas
 
 
 # --- pages -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def temporal() -> FakeTemporal:
-    return FakeTemporal()
 
 
 @pytest.fixture

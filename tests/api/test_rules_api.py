@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,23 +15,9 @@ from duly.settings import Settings
 from store.db import Database
 from store.models import AuditEntry
 from tests.conftest import bearer
+from tests.fakes.temporal import FakeTemporal
 
 MEDICAL = Path(__file__).parents[2] / "rules" / "packs" / "medical-practice"
-
-
-class FakeTemporal:
-    """Records workflow starts (the roll-out) instead of reaching a server."""
-
-    def __init__(self) -> None:
-        self.started: list[tuple[Any, dict[str, Any]]] = []
-
-    async def start_workflow(self, run: Any, arg: Any, **kwargs: Any) -> None:
-        self.started.append((arg, kwargs))
-
-
-@pytest.fixture
-def temporal() -> FakeTemporal:
-    return FakeTemporal()
 
 
 @pytest.fixture

@@ -50,11 +50,6 @@ SG_PUBLIC = base64.b64encode(
 ).decode()
 
 
-@pytest.fixture
-def temporal() -> FakeTemporal:
-    return FakeTemporal()
-
-
 def make_client(db: Database, temporal: FakeTemporal, **settings: Any) -> TestClient:
     config = Settings(env="test", secret_key=SECRET, **settings)
     return TestClient(create_app(config, database=db, temporal_client=temporal))  # type: ignore[arg-type]

@@ -1,0 +1,692 @@
+"""Completion intake from learning systems: xAPI statements, plain completions, dead letters.
+
+An LMS (or an LRS forwarding to Duly) posts xAPI 1.0.3 statements to ``POST /xapi/statements``;
+other systems post a plain JSON completion to ``POST /completions``. Each completion is matched to
+a person (by ``mbox`` email or ``account`` name → external id) and, through the rules pack, to the
+person's open obligation, whose workflow receives ``AssignmentWorkflow.complete``.
+
+Whatever cannot be matched is kept as a :class:`~store.models.DeadLetter` for HR to resolve.
+Duplicates (the same statement id or idempotency key) are answered without a second signal; the
+record of what was processed is the audit log, so this holds across API processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import LazyTemporal, SessionDep, TemporalDep, require_roles
+from duly.domain import CompleteSignal, ObligationStatus, Role
+from store import audit
+from store.models import AuditEntry, DeadLetter, Obligation, Person
+from store.packs import active_pack, load_version
+from store.tokens import Principal
+
+log = logging.getLogger("duly.api.xapi")
+
+router = APIRouter(tags=["xapi"])
+
+Intake = Annotated[Principal, Depends(require_roles(Role.INTEGRATION, Role.HR_ADMIN))]
+HrAdmin = Annotated[Principal, Depends(require_roles(Role.HR_ADMIN))]
+
+VERB_COMPLETED = "http://adlnet.gov/expapi/verbs/completed"
+VERB_PASSED = "http://adlnet.gov/expapi/verbs/passed"
+VERB_FAILED = "http://adlnet.gov/expapi/verbs/failed"
+TRACKED_VERBS = frozenset({VERB_COMPLETED, VERB_PASSED, VERB_FAILED})
+
+XAPI_SOURCE = "xapi"
+COMPLETION_SOURCE = "completion-webhook"
+XAPI_ACTION = "xapi.statement"
+COMPLETION_ACTION = "completion.record"
+#: First key of PostgreSQL's two-key advisory locks taken per dedupe key (0x78617069 = "xapi").
+_LOCK_CLASS = 0x78617069
+REDACTED = "[redacted]"
+MAX_BATCH = 500
+
+# --- xAPI statement shape (only what Duly reads; every other xAPI key is allowed) -------------
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class XapiAccount(_Open):
+    """An actor's account on a system (``name`` is the person's external id)."""
+
+    homePage: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class XapiActor(_Open):
+    """The learner: an Agent identified by ``mbox`` or ``account``."""
+
+    mbox: str | None = None
+    account: XapiAccount | None = None
+
+    @field_validator("mbox")
+    @classmethod
+    def _mailto(cls, value: str | None) -> str | None:
+        if value is not None and not (value.lower().startswith("mailto:") and "@" in value):
+            raise ValueError("mbox must look like mailto:name@example.com")
+        return value
+
+
+class XapiVerb(_Open):
+    """The verb; only its IRI matters."""
+
+    id: str = Field(min_length=1)
+
+
+class XapiObject(_Open):
+    """The activity; its IRI maps to a requirement's ``xapi_activity_id``."""
+
+    id: str = Field(min_length=1, max_length=2048)
+
+
+class XapiScore(_Open):
+    """The score; ``scaled`` (-1..1) is preferred, ``raw`` is the LMS's own scale."""
+
+    scaled: float | None = Field(default=None, ge=-1, le=1)
+    raw: float | None = None
+
+
+class XapiResult(_Open):
+    """The outcome of the attempt."""
+
+    score: XapiScore | None = None
+    success: bool | None = None
+    completion: bool | None = None
+
+
+class XapiContext(_Open):
+    """Context; ``registration`` identifies the attempt."""
+
+    registration: str | None = Field(default=None, max_length=200)
+
+
+class XapiStatement(_Open):
+    """An xAPI 1.0.3 Statement (required here: ``actor``, ``verb.id`` and ``object.id``)."""
+
+    id: str | None = Field(default=None, min_length=1, max_length=200)
+    actor: XapiActor
+    verb: XapiVerb
+    object_: XapiObject = Field(alias="object")
+    result: XapiResult | None = None
+    context: XapiContext | None = None
+    timestamp: datetime | None = None
+    stored: datetime | None = None
+
+
+# --- plain completions --------------------------------------------------------------------------
+
+
+class CompletionIn(BaseModel):
+    """A completion from a system that does not speak xAPI."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    person: str = Field(min_length=1, max_length=320, description="External id or email.")
+    requirement_id: str = Field(min_length=1, max_length=64)
+    completed_at: datetime | None = None
+    score: float | None = None
+    passed: bool | None = None
+    source: str = Field(min_length=1, max_length=64)
+    attempt_id: str | None = Field(default=None, max_length=200)
+    certificate_id: str | None = Field(default=None, max_length=200)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=180)
+
+
+# --- answers ------------------------------------------------------------------------------------
+
+Outcome = Literal[
+    "recorded", "duplicate", "ignored", "already_closed", "dead_letter", "unavailable"
+]
+
+
+class ItemResult(BaseModel):
+    """What happened to one statement or completion."""
+
+    index: int
+    statement_id: str | None = None
+    status: int = Field(description="HTTP-style status of this item (200, 409, 422, 503).")
+    outcome: Outcome
+    detail: str
+    workflow_id: str | None = None
+    passed: bool | None = None
+    dead_letter_id: int | None = None
+
+
+class IntakeAnswer(BaseModel):
+    """The answer to a post: the overall detail and one result per item, in order."""
+
+    detail: str
+    results: list[ItemResult]
+
+
+class DeadLetterRead(BaseModel):
+    """An unresolved completion, its actor's mbox redacted."""
+
+    id: int
+    source: str
+    reason: str
+    received_at: datetime
+    resolved: bool
+    payload: dict[str, Any]
+
+
+class _Rejected(Exception):
+    """A completion that cannot be matched: answered ``status`` and kept as a dead letter."""
+
+    def __init__(self, status_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status_code = status_code
+        self.reason = reason
+
+
+# --- matching -----------------------------------------------------------------------------------
+
+
+def _person_by_email(session: Session, email: str) -> Person:
+    rows = list(
+        session.scalars(
+            select(Person).where(func.lower(Person.email) == email.strip().lower()).limit(2)
+        )
+    )
+    if not rows:
+        raise _Rejected(422, "unknown actor: mbox not in the directory")
+    if len(rows) > 1:
+        raise _Rejected(422, "unknown actor: mbox matches more than one person")
+    return rows[0]
+
+
+def _person_by_external_id(session: Session, external_id: str, what: str) -> Person:
+    person = session.scalar(select(Person).where(Person.external_id == external_id))
+    if person is None:
+        raise _Rejected(422, f"unknown actor: {what} not in the directory")
+    return person
+
+
+def _actor_person(session: Session, actor: XapiActor) -> Person:
+    if actor.mbox is not None:
+        return _person_by_email(session, actor.mbox.split(":", 1)[1])
+    if actor.account is not None:
+        return _person_by_external_id(session, actor.account.name, "account name")
+    raise _Rejected(422, "unknown actor: identify the actor by mbox or account")
+
+
+def _open_obligations(session: Session, person_id: int) -> list[Obligation]:
+    """The person's open obligations, highest cycle first."""
+    return list(
+        session.scalars(
+            select(Obligation)
+            .where(
+                Obligation.person_id == person_id,
+                Obligation.completed_at.is_(None),
+                Obligation.status != ObligationStatus.CANCELLED.value,
+            )
+            .order_by(Obligation.cycle.desc(), Obligation.id.desc())
+        )
+    )
+
+
+def _obligation_for_activity(session: Session, person: Person, activity_id: str) -> Obligation:
+    """The open obligation an activity IRI completes, by its pinned pack or the active pack."""
+    rows = _open_obligations(session, person.id)
+    for row in rows:
+        pack = load_version(session, row.pack_hash)
+        requirement = pack.by_xapi_activity(activity_id) if pack is not None else None
+        if requirement is not None and requirement.id == row.requirement_id:
+            return row
+    pack = active_pack(session)
+    requirement = pack.by_xapi_activity(activity_id) if pack is not None else None
+    if requirement is None:
+        raise _Rejected(422, "unknown activity: no requirement maps this activity id")
+    match = next((r for r in rows if r.requirement_id == requirement.id), None)
+    if match is None:
+        raise _Rejected(409, f"no open obligation for requirement {requirement.id!r}")
+    return match
+
+
+def _obligation_for_requirement(
+    session: Session, person: Person, requirement_id: str
+) -> Obligation:
+    rows = _open_obligations(session, person.id)
+    row = next((r for r in rows if r.requirement_id == requirement_id), None)
+    if row is not None:
+        return row
+    pack = active_pack(session)
+    if pack is None or pack.requirement(requirement_id) is None:
+        raise _Rejected(422, f"unknown requirement {requirement_id!r}")
+    raise _Rejected(409, f"no open obligation for requirement {requirement_id!r}")
+
+
+# --- dedupe, dead letters, signalling -----------------------------------------------------------
+
+
+def _lock_keys(session: Session, keys: list[str]) -> None:
+    """Serialise concurrent posts of the same dedupe keys until this transaction ends.
+
+    Taken for the whole batch, in sorted order, before any audit append (which takes its own
+    advisory lock), so two batches cannot deadlock. SQLite serialises writers itself.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big", signed=True)
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _LOCK_CLASS, "b": digest}
+        )
+
+
+def _processed(session: Session, action: str, field: str, value: str) -> str | None:
+    """The workflow id an already-processed statement id / idempotency key signalled."""
+    return session.scalar(
+        select(AuditEntry.target)
+        .where(AuditEntry.action == action, AuditEntry.after[field].as_string() == value)
+        .limit(1)
+    )
+
+
+def _dead_letter(
+    session: Session, source: str, reason: str, payload: dict[str, Any], key: str | None
+) -> int:
+    """Store (or find, by ``key``) the dead letter; returns its id."""
+    if key is not None:
+        existing = session.scalar(select(DeadLetter).where(DeadLetter.dedupe_key == key))
+        if existing is not None:
+            existing.reason = reason[:300]
+            existing.resolved = False
+            session.flush()
+            return existing.id
+    # Concurrent posts of the same key are serialised by _lock_keys (PostgreSQL).
+    row = DeadLetter(source=source, reason=reason[:300], payload=payload, dedupe_key=key)
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def _resolve_by_key(session: Session, key: str | None) -> None:
+    """A statement that now went through resolves its earlier dead letter."""
+    if key is not None:
+        session.execute(
+            update(DeadLetter)
+            .where(DeadLetter.dedupe_key == key, DeadLetter.resolved.is_(False))
+            .values(resolved=True)
+        )
+
+
+class _Signaller:
+    """Connects to Temporal only when a statement needs it, and signals ``complete``."""
+
+    def __init__(self, temporal: LazyTemporal) -> None:
+        self._temporal = temporal
+        self._client: Client | None = None
+
+    async def complete(self, workflow_id: str, signal: CompleteSignal) -> tuple[int, str]:
+        """Signal the workflow; returns an item status and outcome-detail."""
+        try:
+            if self._client is None:
+                self._client = await self._temporal()
+            await self._client.get_workflow_handle(workflow_id).signal("complete", signal)
+        except HTTPException as exc:
+            return 503, f"unavailable: {exc.detail}"
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return 409, "already closed"
+            log.warning("signal to %s failed: %s", workflow_id, exc.status)
+            return 503, f"unavailable: Temporal answered {exc.status.name}; try again"
+        return 200, "recorded"
+
+
+def _worst(results: list[ItemResult]) -> int:
+    return max((r.status for r in results), default=200)
+
+
+def _answer(results: list[ItemResult]) -> JSONResponse:
+    code = _worst(results)
+    if code == 200:
+        detail = f"{len(results)} processed"
+    else:
+        failed = sum(1 for r in results if r.status != 200)
+        detail = f"{failed} of {len(results)} not recorded; see results"
+    body = IntakeAnswer(detail=detail, results=results)
+    return JSONResponse(status_code=code, content=body.model_dump(mode="json"))
+
+
+async def _deliver(
+    session: Session,
+    principal: Principal,
+    signaller: _Signaller,
+    obligation: Obligation,
+    signal: CompleteSignal,
+    *,
+    action: str,
+    audit_after: dict[str, Any],
+    dead_key: str | None,
+) -> tuple[int, Outcome, str]:
+    """Signal the obligation's workflow and, on success, record it in the audit log."""
+    code, detail = await signaller.complete(obligation.workflow_id, signal)
+    if code == 409:
+        return code, "already_closed", detail
+    if code != 200:
+        return code, "unavailable", detail
+    audit.record(
+        session,
+        actor=principal.actor,
+        actor_role=principal.role.value,
+        action=action,
+        target=obligation.workflow_id,
+        after={**audit_after, **signal.model_dump(mode="json", exclude={"actor"})},
+    )
+    _resolve_by_key(session, dead_key)
+    return 200, "recorded", "recorded" if signal.passed is not False else "failed attempt recorded"
+
+
+# --- xAPI ---------------------------------------------------------------------------------------
+
+
+def _parse_statements(raw: bytes) -> tuple[list[dict[str, Any]], list[XapiStatement]]:
+    """Parse the body into statements, or 400 naming the offending field."""
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="body is not valid JSON") from exc
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="no statements")
+    if len(items) > MAX_BATCH:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail=f"at most {MAX_BATCH} statements per request"
+        )
+    statements: list[XapiStatement] = []
+    for index, item in enumerate(items):
+        prefix = f"statement[{index}]" if isinstance(data, list) else "statement"
+        if not isinstance(item, dict):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"{prefix} is not an object")
+        try:
+            statements.append(XapiStatement.model_validate(item))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"]) or "statement"
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                detail=f"malformed {prefix}: {where}: {error['msg']}",
+            ) from exc
+    return items, statements
+
+
+def _completion_signal(statement: XapiStatement, principal: Principal) -> CompleteSignal:
+    verb = statement.verb.id
+    result = statement.result
+    success = result.success if result is not None else None
+    passed: bool | None
+    if verb == VERB_FAILED or success is False:
+        passed = False
+    elif verb == VERB_PASSED:
+        passed = True
+    else:
+        passed = success
+    score = None
+    if result is not None and result.score is not None:
+        score = result.score.scaled if result.score.scaled is not None else result.score.raw
+    when = statement.timestamp or statement.stored or datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    registration = statement.context.registration if statement.context else None
+    return CompleteSignal(
+        completed_at=when,
+        source=XAPI_SOURCE,
+        actor=f"integration:{principal.actor}"[:128],
+        score=score,
+        passed=passed,
+        attempt_id=registration or statement.id,
+    )
+
+
+@router.post(
+    "/xapi/statements",
+    response_model=IntakeAnswer,
+    responses={
+        400: {"description": "Malformed statement (the detail names the field); nothing done."},
+        409: {"model": IntakeAnswer, "description": "No open obligation, or already closed."},
+        422: {"model": IntakeAnswer, "description": "Unknown actor or activity (dead-lettered)."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": ["object", "array"]}}},
+        }
+    },
+)
+async def post_statements(
+    request: Request, session: SessionDep, principal: Intake, temporal: TemporalDep
+) -> JSONResponse:
+    """Record completions from xAPI 1.0.3 Statements (one Statement or an array).
+
+    ``completed``, ``passed`` and ``failed`` verbs are tracked; others are ignored. A ``failed``
+    verb or ``result.success: false`` records a failed attempt without completing. The same
+    statement id posted again is answered ``duplicate`` and signals nothing. The status is 200
+    when every statement is fine, else the worst per-statement status (409, 422, 503).
+    """
+    raw_items, statements = _parse_statements(await request.body())
+    _lock_keys(session, [s.id for s in statements if s.id is not None])
+    signaller = _Signaller(temporal)
+    results: list[ItemResult] = []
+    for index, (raw, statement) in enumerate(zip(raw_items, statements, strict=True)):
+        results.append(await _one_statement(session, principal, signaller, index, raw, statement))
+    return _answer(results)
+
+
+async def _one_statement(
+    session: Session,
+    principal: Principal,
+    signaller: _Signaller,
+    index: int,
+    raw: dict[str, Any],
+    statement: XapiStatement,
+) -> ItemResult:
+    sid = statement.id
+    item = ItemResult(index=index, statement_id=sid, status=200, outcome="ignored", detail="")
+    if statement.verb.id not in TRACKED_VERBS:
+        return item.model_copy(update={"detail": "ignored: verb not tracked"})
+    if sid is not None:
+        done = _processed(session, XAPI_ACTION, "statement_id", sid)
+        if done is not None:
+            return item.model_copy(
+                update={"outcome": "duplicate", "detail": "duplicate", "workflow_id": done}
+            )
+    try:
+        person = _actor_person(session, statement.actor)
+        obligation = _obligation_for_activity(session, person, statement.object_.id)
+    except _Rejected as rejected:
+        letter = _dead_letter(session, XAPI_SOURCE, rejected.reason, raw, sid)
+        return item.model_copy(
+            update={
+                "status": rejected.status_code,
+                "outcome": "dead_letter",
+                "detail": rejected.reason,
+                "dead_letter_id": letter,
+            }
+        )
+    signal = _completion_signal(statement, principal)
+    code, outcome, detail = await _deliver(
+        session,
+        principal,
+        signaller,
+        obligation,
+        signal,
+        action=XAPI_ACTION,
+        audit_after={"statement_id": sid, "verb": statement.verb.id},
+        dead_key=sid,
+    )
+    return item.model_copy(
+        update={
+            "status": code,
+            "outcome": outcome,
+            "detail": detail,
+            "workflow_id": obligation.workflow_id,
+            "passed": signal.passed,
+        }
+    )
+
+
+# --- plain completions --------------------------------------------------------------------------
+
+
+@router.post(
+    "/completions",
+    response_model=ItemResult,
+    responses={
+        409: {"model": ItemResult, "description": "No open obligation, or already closed."},
+        422: {"description": "Malformed, or unknown person or requirement (dead-lettered)."},
+    },
+)
+async def post_completion(
+    body: CompletionIn, session: SessionDep, principal: Intake, temporal: TemporalDep
+) -> JSONResponse:
+    """Record one completion for a person (external id or email) and requirement.
+
+    Idempotent by ``idempotency_key``: the same key again is answered ``duplicate``.
+    Unknown people or requirements answer 422 and are kept as dead letters.
+    """
+    key = body.idempotency_key
+    dead_key = f"completion:{key}" if key is not None else None
+    item = ItemResult(index=0, statement_id=key, status=200, outcome="recorded", detail="")
+    if key is not None:
+        _lock_keys(session, [f"completion:{key}"])
+        done = _processed(session, COMPLETION_ACTION, "idempotency_key", key)
+        if done is not None:
+            item = item.model_copy(
+                update={"outcome": "duplicate", "detail": "duplicate", "workflow_id": done}
+            )
+            return JSONResponse(content=item.model_dump(mode="json"))
+    try:
+        if "@" in body.person:
+            person = _person_by_email(session, body.person.removeprefix("mailto:"))
+        else:
+            person = _person_by_external_id(session, body.person, "person")
+        obligation = _obligation_for_requirement(session, person, body.requirement_id)
+    except _Rejected as rejected:
+        reason = rejected.reason.replace("unknown actor: mbox", "unknown person: email")
+        reason = reason.replace("unknown actor:", "unknown person:")
+        letter = _dead_letter(
+            session, COMPLETION_SOURCE, reason, body.model_dump(mode="json"), dead_key
+        )
+        item = item.model_copy(
+            update={
+                "status": rejected.status_code,
+                "outcome": "dead_letter",
+                "detail": reason,
+                "dead_letter_id": letter,
+            }
+        )
+        return JSONResponse(status_code=item.status, content=item.model_dump(mode="json"))
+    signal = CompleteSignal(
+        completed_at=body.completed_at or datetime.now(UTC),
+        source=body.source,
+        actor=f"integration:{principal.actor}"[:128],
+        score=body.score,
+        passed=body.passed,
+        attempt_id=body.attempt_id,
+        certificate_id=body.certificate_id,
+    )
+    code, outcome, detail = await _deliver(
+        session,
+        principal,
+        _Signaller(temporal),
+        obligation,
+        signal,
+        action=COMPLETION_ACTION,
+        audit_after={"idempotency_key": key},
+        dead_key=dead_key,
+    )
+    item = item.model_copy(
+        update={
+            "status": code,
+            "outcome": outcome,
+            "detail": detail,
+            "workflow_id": obligation.workflow_id,
+            "passed": signal.passed,
+        }
+    )
+    return JSONResponse(status_code=code, content=item.model_dump(mode="json"))
+
+
+# --- dead letters -------------------------------------------------------------------------------
+
+
+def redact(value: Any) -> Any:
+    """A copy of a payload with every ``mbox`` (and an email-like ``person``) redacted."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in ("mbox", "mbox_sha1sum") or (
+                key == "person" and isinstance(item, str) and "@" in item
+            ):
+                out[key] = REDACTED
+            else:
+                out[key] = redact(item)
+        return out
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def _dead_letter_read(row: DeadLetter) -> DeadLetterRead:
+    return DeadLetterRead(
+        id=row.id,
+        source=row.source,
+        reason=row.reason,
+        received_at=row.received_at,
+        resolved=row.resolved,
+        payload=redact(row.payload),
+    )
+
+
+@router.get("/xapi/dead-letters", response_model=list[DeadLetterRead])
+def list_dead_letters(
+    session: SessionDep,
+    principal: HrAdmin,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[DeadLetterRead]:
+    """Unresolved completions (xAPI and plain), oldest first, with mboxes redacted."""
+    rows = session.scalars(
+        select(DeadLetter)
+        .where(DeadLetter.resolved.is_(False))
+        .order_by(DeadLetter.received_at, DeadLetter.id)
+        .limit(limit)
+    )
+    return [_dead_letter_read(row) for row in rows]
+
+
+@router.post("/xapi/dead-letters/{dead_letter_id}/resolve", response_model=DeadLetterRead)
+def resolve_dead_letter(
+    dead_letter_id: int, session: SessionDep, principal: HrAdmin
+) -> DeadLetterRead:
+    """Mark a dead letter resolved (audited); resolving it again changes nothing."""
+    row = session.get(DeadLetter, dead_letter_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    if not row.resolved:
+        row.resolved = True
+        audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action="xapi.dead_letter.resolve",
+            target=f"dead_letter/{row.id}",
+            before={"resolved": False, "reason": row.reason},
+            after={"resolved": True},
+        )
+    return _dead_letter_read(row)

@@ -1,0 +1,45 @@
+"""A stand-in for temporalio's Client in API tests: records signals and workflow starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio.service import RPCError, RPCStatusCode
+
+
+@dataclass
+class FakeHandle:
+    """A workflow handle whose ``signal`` is recorded (or raises the client's ``error``)."""
+
+    workflow_id: str
+    temporal: FakeTemporal
+
+    async def signal(self, signal: Any, arg: Any = None, **_: Any) -> None:
+        if self.temporal.error is not None:
+            raise self.temporal.error
+        name = getattr(signal, "__name__", signal)
+        self.temporal.signals.append((self.workflow_id, str(name), arg))
+
+
+@dataclass
+class FakeTemporal:
+    """Stands in for temporalio.client.Client: records signals and starts, can fail signals."""
+
+    signals: list[tuple[str, str, Any]] = field(default_factory=list)
+    started: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
+    error: Exception | None = None
+
+    def get_workflow_handle(self, workflow_id: str, **_: Any) -> FakeHandle:
+        return FakeHandle(workflow_id, self)
+
+    def get_workflow_handle_for(self, _run: Any, workflow_id: str, **_: Any) -> FakeHandle:
+        return FakeHandle(workflow_id, self)
+
+    async def start_workflow(self, _run: Any, arg: Any, **kwargs: Any) -> None:
+        self.started.append((arg, kwargs))
+
+
+def not_found() -> RPCError:
+    """What Temporal answers for a signal to a closed workflow."""
+    return RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND, b"")
