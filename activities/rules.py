@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from duly.domain import (
     BUILTIN_PACK,
     AdoptPackSignal,
+    AssignmentInput,
     DecideRequest,
     PlanRequest,
     RolloutRequest,
@@ -67,6 +68,9 @@ class RulesActivities:
             days_before=[-stage.offset_days for stage in policy.ordered()] if policy else [],
             grace_days=requirement.grace_days,
             max_extension_days=requirement.max_extension_days,
+            recurrence_months=requirement.recurrence.months if requirement.recurrence else None,
+            basis=requirement.recurrence.basis.value if requirement.recurrence else None,
+            anniversary=requirement.recurrence.anniversary if requirement.recurrence else None,
         )
 
     @activity.defn(name="decide_status")
@@ -205,9 +209,28 @@ class RulesActivities:
             evaluated=evaluated, changed=changed, transitions=dict(transitions), skipped=skipped
         )
 
+    @activity.defn(name="start_next_cycle")
+    async def start_next_cycle(self, request: AssignmentInput) -> bool:
+        """Start the next cycle of a recurring requirement as its own workflow.
+
+        Its id (``…/{cycle}``) is the business key: a retried attempt finds it started.
+        Not a child workflow: each cycle stands alone, with its own bounded history.
+        """
+        if self._client is None:
+            raise ApplicationError("start_next_cycle needs a Temporal client", non_retryable=True)
+        from duly.assignments import start_assignment
+
+        return await start_assignment(self._client, activity.info().task_queue, request)
+
     def all(self) -> list[Callable[..., Any]]:
         """Every activity callable, for the worker."""
-        return [self.plan_stages, self.decide_status, self.roll_out_pack, self.sweep_statuses]
+        return [
+            self.plan_stages,
+            self.decide_status,
+            self.roll_out_pack,
+            self.sweep_statuses,
+            self.start_next_cycle,
+        ]
 
 
 def _days(day: date, today: date) -> int:

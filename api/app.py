@@ -14,6 +14,7 @@ from api.routers import (
     ack,
     assignments,
     audit,
+    bulk,
     health,
     notifications,
     obligations,
@@ -88,6 +89,7 @@ def create_app(
     for module in (
         health,
         people,
+        bulk,  # before assignments: its catch-all GET /assignments/{id:path} would match
         assignments,
         obligations,
         notifications,

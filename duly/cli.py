@@ -528,3 +528,86 @@ def rules_sweep() -> None:
     )
     for transition, count in sorted(result.transitions.items()):
         console.print(f"  {transition}: {count}")
+
+
+@app.command()
+def assign(
+    requirement: Annotated[str, typer.Option(help="The requirement id in the active pack")],
+    role: Annotated[
+        list[str] | None, typer.Option(help="People with this role (repeatable)")
+    ] = None,
+    department: Annotated[list[str] | None, typer.Option(help="In this department")] = None,
+    location: Annotated[list[str] | None, typer.Option(help="At this location")] = None,
+    team: Annotated[
+        str | None, typer.Option(help="Everyone under this manager (external id)")
+    ] = None,
+    person: Annotated[list[str] | None, typer.Option(help="Explicit people (repeatable)")] = None,
+    due: Annotated[
+        str | None, typer.Option(help="Due date YYYY-MM-DD (default: the pack's)")
+    ] = None,
+) -> None:
+    """Assign a requirement to many people at once, with a progress bar (a BulkAssignWorkflow)."""
+    import uuid
+    from datetime import date
+
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from duly.temporal import connect
+    from workflows.bulk import (
+        BulkAssignInput,
+        BulkAssignRequest,
+        BulkAssignWorkflow,
+        BulkSelector,
+        bulk_workflow_id,
+    )
+
+    settings = load_settings()
+    try:
+        due_date = date.fromisoformat(due) if due else None
+    except ValueError:
+        err.print(f"--due must be a date like 2027-01-15, not {due!r}")
+        raise typer.Exit(2) from None
+    request = BulkAssignRequest(
+        bulk_id=f"cli-{uuid.uuid4().hex[:12]}",
+        requirement_id=requirement,
+        due_date=due_date,
+        selector=BulkSelector(
+            roles=role or None,
+            departments=department or None,
+            locations=location or None,
+            manager=team,
+            people=person or None,
+        ),
+        assigned_by=f"cli:{getpass.getuser()}",
+    )
+
+    async def run() -> Any:
+        client = await connect(settings)
+        handle = await client.start_workflow(
+            BulkAssignWorkflow.run,
+            BulkAssignInput(request=request),
+            id=bulk_workflow_id(request.bulk_id),
+            task_queue=settings.temporal_task_queue,
+        )
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}")
+        ) as bar:
+            task = bar.add_task(requirement, total=None, counts="resolving people…")
+            while True:
+                progress = await handle.query(BulkAssignWorkflow.progress)
+                bar.update(
+                    task,
+                    total=progress.total or None,
+                    completed=progress.started + progress.skipped + progress.failed,
+                    counts=f"{progress.started} started, {progress.skipped} already had it,"
+                    f" {progress.failed} failed of {progress.total}",
+                )
+                if progress.done:
+                    return progress
+                await asyncio.sleep(0.5)
+
+    result = asyncio.run(run())
+    for error in result.errors:
+        err.print(f"  {error}", markup=False)
+    if result.failed:
+        raise typer.Exit(1)

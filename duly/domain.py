@@ -5,6 +5,7 @@ Everything here is pure (no I/O) so workflows may import it inside the Temporal 
 
 from __future__ import annotations
 
+import calendar
 import re
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from enum import StrEnum
@@ -283,6 +284,11 @@ class StagePlan(_Model):
     grace_days: int = 0
     #: The longest extension a manager or HR may grant (the requirement's max_extension_days).
     max_extension_days: int = 30
+    #: Recurrence: every N months (None: one-off), counted per ``basis``.
+    recurrence_months: int | None = None
+    basis: str | None = None
+    #: "MM-DD" with basis fixed_anniversary.
+    anniversary: str | None = None
 
 
 class DecideRequest(_Model):
@@ -415,3 +421,41 @@ class CancelSignal(_Model):
 
     reason: str = Field(min_length=3, max_length=500)
     actor: str = Field(max_length=128)
+
+
+def add_months(day: date, months: int) -> date:
+    """``day`` plus ``months`` calendar months, clamped to the month's end (Jan 31 + 1 → Feb 28)."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def next_due_date(
+    *,
+    basis: str,
+    months: int,
+    completed_on: date,
+    previous_due: date,
+    anniversary: str | None = None,
+) -> date:
+    """The next cycle's due date.
+
+    * ``from_completion``: the completion date plus the period (late or early, it counts);
+    * ``from_previous_due``: the previous due date plus the period (a late completion does not
+      shift the schedule, an early one does not pull it forward);
+    * ``fixed_anniversary``: the first ``MM-DD`` more than half a period after the previous due
+      date (so a first cycle due just before the anniversary is not followed by a second one
+      two weeks later); Feb 29 falls on Feb 28 in other years.
+    """
+    if basis == "from_previous_due":
+        return add_months(previous_due, months)
+    if basis == "fixed_anniversary" and anniversary:
+        month, day = (int(x) for x in anniversary.split("-"))
+        threshold = add_months(previous_due, max(1, months // 2))
+        year = threshold.year
+        while True:
+            candidate = date(year, month, min(day, calendar.monthrange(year, month)[1]))
+            if candidate > threshold:
+                return candidate
+            year += 1
+    return add_months(completed_on, months)

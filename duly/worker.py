@@ -12,11 +12,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.assignment import AssignmentActivities, DigestStarter
+from activities.bulk import BulkActivities
 from activities.rules import RulesActivities
 from duly.settings import Settings
 from duly.temporal import connect
 from store.db import Database
 from workflows.assignment import AssignmentWorkflow
+from workflows.bulk import BulkAssignWorkflow
 from workflows.digest import DigestWorkflow
 from workflows.rollout import PackRolloutWorkflow
 from workflows.sweep import SWEEP_SCHEDULE_ID, StatusSweepWorkflow, ensure_sweep_schedule
@@ -28,6 +30,7 @@ WORKFLOWS: list[type] = [
     PackRolloutWorkflow,
     StatusSweepWorkflow,
     DigestWorkflow,
+    BulkAssignWorkflow,
 ]
 
 
@@ -62,11 +65,12 @@ def build_worker(
         db, settings, build_channels(settings, twilio_status_callback=callback), digest
     )
     rules = RulesActivities(db, client)
+    bulk = BulkActivities(db, client)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[*activities.all(), *rules.all()],
+        activities=[*activities.all(), *rules.all(), *bulk.all()],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,
         **worker_options,

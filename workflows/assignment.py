@@ -30,8 +30,10 @@ with workflow.unsafe.imports_passed_through():
         PlanRequest,
         RedeliverSignal,
         ReminderRequest,
+        StagePlan,
         StartSignal,
         due_instant,
+        next_due_date,
         plan_ladder,
     )
     from rules.builtin import StatusDecision, builtin_status
@@ -90,6 +92,7 @@ class AssignmentWorkflow:
         self._cancelled: CancelSignal | None = None
         self._exemption: ExemptSignal | None = None
         self._max_extension_days = 30
+        self._recurrence: StagePlan | None = None
         self._days_before: tuple[int, ...] = tuple(s.days_before_due for s in self._stages)
         self._replanned = False
 
@@ -277,6 +280,8 @@ class AssignmentWorkflow:
                 await self._send(self._upcoming.pop(0))
 
         await self._record()
+        if self._completion is not None and self._recurrence is not None:
+            await self._start_next_cycle(self._recurrence, self._completion)
         return self.state()
 
     # -- helpers --------------------------------------------------------------------------
@@ -329,6 +334,36 @@ class AssignmentWorkflow:
             except TimeoutError:
                 continue
 
+    async def _start_next_cycle(self, plan: StagePlan, completion: CompleteSignal) -> None:
+        """Start the next cycle as its own workflow (``…/{cycle + 1}``).
+
+        Each cycle keeps its own bounded history and record; the ids link them.
+        """
+        assert plan.recurrence_months is not None
+        offset = timedelta(minutes=self._input.utc_offset_minutes)
+        next_due = next_due_date(
+            basis=plan.basis or "from_completion",
+            months=plan.recurrence_months,
+            completed_on=(completion.completed_at + offset).date(),
+            previous_due=self._due_date,
+            anniversary=plan.anniversary,
+        )
+        following = self._input.model_copy(
+            update={
+                "cycle": self._input.cycle + 1,
+                "due_date": next_due,
+                "assigned_by": f"recurrence of cycle {self._input.cycle}",
+                "pack_hash": self._pack_hash,
+            }
+        )
+        await workflow.execute_activity_method(
+            RulesActivities.start_next_cycle,
+            following,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        self._event("next_cycle", f"cycle {following.cycle} due {next_due.isoformat()}")
+
     def _closed(self) -> bool:
         return self._completion is not None or self._cancelled is not None
 
@@ -364,6 +399,7 @@ class AssignmentWorkflow:
             return False
         self._days_before = tuple(plan.days_before)
         self._max_extension_days = plan.max_extension_days
+        self._recurrence = plan if plan.recurrence_months else None
         self._stages = plan_ladder(
             self._due_date, self._input.utc_offset_minutes, self._days_before
         )

@@ -180,3 +180,40 @@ async def test_failed_attempt_does_not_complete_and_unless_skips_the_escalation(
     # training-default's +7d stage has `unless: acknowledged and started`: skipped entirely.
     assert "+7d" not in [s for s, _ in _sent(sqlite_db)]
     assert any("skipped: unless" in e.detail for e in state.events)
+
+
+async def test_recurrence_runs_three_cycles_with_exact_due_dates(
+    env: WorkflowEnvironment, sqlite_db: Database
+) -> None:
+    """HIPAA recurs every 12 months from completion: each cycle is its own workflow."""
+    from datetime import date
+
+    from duly.domain import add_months
+
+    person, pack_hash = _org(sqlite_db)
+    tq = f"tq-{uuid.uuid4()}"
+    dues: list[date] = []
+    async with build_worker(env.client, task_queue=tq, db=sqlite_db):
+        handle = await _start(env, tq, person, pack_hash, days=40)
+        for cycle in (1, 2, 3):
+            for _ in range(1 if cycle == 1 else 10):  # short skips: one RPC must not time out
+                await env.sleep(timedelta(days=20 if cycle == 1 else 30))
+            state = await handle.query(AssignmentWorkflow.state)
+            assert state.cycle == cycle
+            dues.append(state.due_date)
+            done_at = await env.get_current_time()
+            await handle.signal(
+                AssignmentWorkflow.complete, CompleteSignal(completed_at=done_at, actor="lms")
+            )
+            final = await handle.result()
+            assert final.status == "compliant"
+            assert "next_cycle" in [e.kind for e in final.events]
+            if cycle < 3:
+                nxt = f"assignment/{person}/hipaa-privacy-security/{cycle + 1}"
+                handle = env.client.get_workflow_handle_for(AssignmentWorkflow.run, nxt)
+                expected = add_months(done_at.date(), 12)
+                assert (await handle.query(AssignmentWorkflow.state)).due_date == expected
+        fourth = env.client.get_workflow_handle(f"assignment/{person}/hipaa-privacy-security/4")
+        await fourth.terminate("test done")  # the chain goes on: cycle 4 was started
+    assert dues[1] > dues[0] and dues[2] > dues[1]
+    assert len(set(dues)) == 3

@@ -10,7 +10,7 @@ every contender sees the same input), then times on those same facts, in the sam
 
 Both durable contenders must pick the same rule as Python for every fact set (the script aborts
 otherwise). It then profiles one batch run and says where the time goes. Run
-``python bench/rules.py --help``.
+``python bench/rules_decisions.py --help``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# This file is bench/rules.py and Python puts bench/ first on sys.path when running it, so
+# This file is bench/rules_decisions.py and Python puts bench/ first on sys.path when running it, so
 # `import rules` would import this script: drop bench/ so it finds Duly's rules package.
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -251,7 +251,7 @@ def _own_stage(key: Key) -> str | None:
         return DISPATCH
     if (engine_py and func == "_decision") or "/pydantic" in file or "validate_python" in func:
         return DECISION
-    if engine_py or file.endswith(("bench/rules.py", "/uuid.py", "/threading.py")):
+    if engine_py or file.endswith(("bench/rules_decisions.py", "/uuid.py", "/threading.py")):
         return OTHER_STAGE
     return None  # builtins, comprehensions, json.dumps, ...: whoever called them
 
