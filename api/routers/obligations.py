@@ -22,11 +22,20 @@ def list_obligations(
     status: Annotated[str | None, Query(description="assigned, due_soon, overdue, …")] = None,
     person: Annotated[str | None, Query(description="A person's external id")] = None,
     requirement: Annotated[str | None, Query(description="A requirement id")] = None,
+    department: Annotated[str | None, Query(description="The person's department")] = None,
+    location: Annotated[str | None, Query(description="The person's location")] = None,
+    kind: Annotated[str | None, Query(description="training, certification, …")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[ObligationRead]:
     """List obligations: a learner sees their own, a manager their reports', HR and auditors all."""
     stmt = select(Obligation).join(Person, Obligation.person_id == Person.id)
+    if department:
+        stmt = stmt.where(Person.department == department)
+    if location:
+        stmt = stmt.where(Person.location == location)
+    if kind:
+        stmt = stmt.where(Obligation.kind == kind)
     scope = visible_person_ids(session, principal)
     if scope is not None:
         stmt = stmt.where(Obligation.person_id.in_(scope))

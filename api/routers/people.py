@@ -19,6 +19,7 @@ from api.deps import (
     require_roles,
     visible_person_ids,
 )
+from api.schemas import ObligationRead
 from duly.domain import Role
 from store import audit
 from store.models import NotificationPreference, Person
@@ -360,3 +361,23 @@ def put_preferences(
         after=body.model_dump(),
     )
     return body
+
+
+@router.get("/{external_id}/obligations", response_model=list[ObligationRead])
+def person_obligations(
+    external_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> list[ObligationRead]:
+    """One person's obligations from the read model (404 when outside your scope)."""
+    from api.routers.assignments import obligation_read
+    from store.models import Obligation
+
+    person = session.scalar(select(Person).where(Person.external_id == external_id))
+    if person is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    ensure_visible(session, principal, person.id)
+    rows = session.scalars(
+        select(Obligation)
+        .where(Obligation.person_id == person.id)
+        .order_by(Obligation.due_date, Obligation.id)
+    )
+    return [obligation_read(row) for row in rows]

@@ -321,3 +321,38 @@ def test_notification_preferences_self_or_hr(client: TestClient, db: Database, d
     assert client.put(f"/people/{LEARNER}/preferences", json=bad, headers=me).status_code == 422
     other = bearer(db, Role.LEARNER, "p-1021")
     assert client.get(f"/people/{LEARNER}/preferences", headers=other).status_code == 404
+
+
+def test_person_obligations_and_department_filter(
+    client: TestClient, db: Database, demo: None
+) -> None:
+    from datetime import UTC, date, datetime
+
+    from store.models import Obligation, Person
+
+    with db.session() as session:
+        for external_id in (LEARNER, "p-1030"):  # a Boston nurse and a Denver technician
+            person = session.scalar(select(Person).where(Person.external_id == external_id))
+            assert person is not None
+            session.add(
+                Obligation(
+                    workflow_id=f"assignment/{external_id}/fire-safety/1",
+                    person_id=person.id,
+                    kind="training",
+                    requirement_id="fire-safety",
+                    requirement_title="Fire Safety",
+                    due_date=date(2027, 1, 15),
+                    status="overdue",
+                    pack_hash="builtin",
+                    as_of=datetime.now(UTC),
+                )
+            )
+    hr = bearer(db, Role.HR_ADMIN)
+    mine = client.get(f"/people/{LEARNER}/obligations", headers=bearer(db, Role.LEARNER, LEARNER))
+    assert [o["workflow_id"] for o in mine.json()] == [f"assignment/{LEARNER}/fire-safety/1"]
+    other = client.get("/people/p-1030/obligations", headers=bearer(db, Role.LEARNER, LEARNER))
+    assert other.status_code == 404
+    nursing = client.get(
+        "/obligations", params={"status": "overdue", "department": "Nursing"}, headers=hr
+    ).json()
+    assert [o["person"] for o in nursing] == [LEARNER]
