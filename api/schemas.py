@@ -121,6 +121,9 @@ class AssignmentRead(BaseModel):
     live: bool = Field(description="True when answered by the running workflow (query).")
     stages: list[LadderStage] = []
     stages_sent: list[str] = []
+    next_stage: LadderStage | None = Field(
+        default=None, description="The next reminder still to go out (live state only)."
+    )
     acknowledged_at: datetime | None = None
     completed_at: datetime | None = None
     pack_hash: str

@@ -144,6 +144,7 @@ async def test_assign_remind_acknowledge_complete(stack: Stack) -> None:
     state = (await http.get(f"/assignments/{wid}", headers=stack.auth("nurse"))).json()
     assert state["live"] is True and state["status"] == "due_soon"
     assert state["stages_sent"] == ["-14d"]
+    assert state["next_stage"]["label"] == "-7d"  # the next reminder and when it fires
 
     # Row-level rules: a peer cannot see it; the manager's manager can.
     assert (await http.get(f"/assignments/{wid}", headers=stack.auth("peer"))).status_code == 404

@@ -135,6 +135,18 @@ def _read(
             live=True,
             stages=state.stages,
             stages_sent=state.stages_sent,
+            next_stage=next(
+                (
+                    st
+                    for st in state.stages
+                    if st.label not in state.stages_sent
+                    and st.fire_at > datetime.now(UTC)
+                    and state.status != "cancelled"
+                ),
+                None,
+            )
+            if state.completed_at is None
+            else None,
             acknowledged_at=state.acknowledged_at,
             completed_at=state.completed_at,
             pack_hash=state.pack_hash,
