@@ -289,3 +289,66 @@ async def test_extend_exempt_start_and_cancel_through_the_api(stack: Stack) -> N
             break
         await asyncio.sleep(0.2)
     assert again.status_code == 409, again.text
+
+
+async def test_bulk_assign_500_people_lands_in_the_read_model(stack: Stack) -> None:
+    from store.models import Person
+
+    with stack.db.session() as session:
+        session.add_all(
+            Person(
+                external_id=f"bulk-{n:04d}",
+                name=f"Bulk Person {n}",
+                roles=["porter"],
+                department="Facilities",
+                time_zone="UTC",
+            )
+            for n in range(500)
+        )
+    due = date.today() + timedelta(days=60)
+    body = {
+        "bulk_id": "e2e-porters",
+        "requirement_id": "manual-handling",
+        "requirement_title": "Manual Handling",
+        "due_date": due.isoformat(),
+        "selector": {"departments": ["Facilities"]},
+    }
+    accepted = await http_post(stack, "/assignments/bulk", body)
+    assert accepted.status_code == 202, accepted.text
+    status_url = accepted.json()["status_url"]
+    progress: dict[str, Any] = {}
+    for _ in range(300):
+        progress = (await stack.http.get(status_url, headers=stack.auth("hr"))).json()
+        if progress.get("done"):
+            break
+        await asyncio.sleep(0.2)
+    assert progress["done"] and progress["total"] == 500, progress
+    assert (progress["started"], progress["failed"]) == (500, 0)
+    # Every workflow records its obligation in the read model (asynchronously).
+    rows: list[dict[str, Any]] = []
+    for _ in range(300):
+        rows = (
+            await stack.http.get(
+                "/obligations",
+                params={"requirement": "manual-handling", "limit": 1000},
+                headers=stack.auth("hr"),
+            )
+        ).json()
+        if len(rows) == 500:
+            break
+        await asyncio.sleep(0.2)
+    assert len(rows) == 500 and {r["due_date"] for r in rows} == {due.isoformat()}
+    again = await http_post(stack, "/assignments/bulk", {**body, "bulk_id": "e2e-porters-2"})
+    assert again.status_code == 202
+    for _ in range(300):
+        progress = (
+            await stack.http.get(again.json()["status_url"], headers=stack.auth("hr"))
+        ).json()
+        if progress.get("done"):
+            break
+        await asyncio.sleep(0.2)
+    assert (progress["started"], progress["skipped"]) == (0, 500)
+
+
+async def http_post(stack: Stack, path: str, body: dict[str, Any]) -> Any:
+    return await stack.http.post(path, json=body, headers=stack.auth("hr"))
