@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,10 +38,10 @@ from notifications.delivery import (
 from notifications.messages import render_message
 from notifications.outbox import OutboxSender, idempotency_key
 from notifications.preferences import next_allowed
-from notifications.recipients import resolve
+from notifications.recipients import person_recipient, resolve
 from rules.facts import complete_facts
 from rules.model import Pack, Stage, parse_offset
-from rules.obligation_facts import person_facts
+from rules.obligation_facts import local_today, person_facts
 from store.db import Database
 from store.models import Notification, NotificationPreference, Obligation, Person
 from store.packs import load_version
@@ -56,17 +55,6 @@ ACK_LINK_LIFETIME = timedelta(days=45)
 FOLDABLE = frozenset({"email", "sms", "slack"})
 #: Ledger statuses of a digest item that has not gone out yet.
 WAITING = frozenset({"queued", "retrying", "pending"})
-
-
-def _person_recipient(person: Person) -> Recipient:
-    return Recipient(
-        role="learner",
-        key=person.external_id,
-        person=person,
-        email=person.email,
-        phone=person.phone,
-        slack=person.slack_user_id,
-    )
 
 
 class DigestStarter:
@@ -121,14 +109,6 @@ def _business_days_only(pack: Pack | None, requirement_id: str | None) -> bool:
     requirement = pack.requirement(requirement_id) if pack and requirement_id else None
     policy = pack.policy_for(requirement) if pack and requirement else None
     return bool(policy and policy.business_days_only)
-
-
-def local_date(moment: datetime, time_zone: str | None) -> date:
-    """The calendar day of ``moment`` in ``time_zone`` (UTC when unknown)."""
-    try:
-        return moment.astimezone(ZoneInfo(time_zone or "UTC")).date()
-    except (ZoneInfoNotFoundError, ValueError):
-        return moment.astimezone(ZoneInfo("UTC")).date()
 
 
 def _pack_stage(pack: Pack | None, requirement_id: str | None, stage: str) -> Stage | None:
@@ -236,7 +216,7 @@ class AssignmentActivities:
             business_days = _business_days_only(pack, request.requirement_id)
             preference = session.get(NotificationPreference, person.id)
             fold_allowed = {
-                c for c in FOLDABLE if allowed(preference, _person_recipient(person), c)
+                c for c in FOLDABLE if allowed(preference, person_recipient("learner", person), c)
             }
             deferred: dict[str, datetime] = {}
             for recipient in recipients:
@@ -277,7 +257,7 @@ class AssignmentActivities:
                     assert self._digest is not None and recipient.person is not None
                     self._digest.add(
                         recipient.key,
-                        local_date(request.fired_at, recipient.person.time_zone),
+                        local_today(recipient.person, request.fired_at),
                         channel,
                         notification_id,
                     )
@@ -347,7 +327,7 @@ class AssignmentActivities:
                         "stage": row.stage,
                     }
                 )
-            recipient = _person_recipient(person)
+            recipient = person_recipient("learner", person)
         if not queued:
             return DigestResult(sent=0, folded=0, status="nothing queued")
         try:
@@ -437,8 +417,8 @@ class AssignmentActivities:
         if allowed_at <= request.fired_at:
             return None
         if request.days_before_due <= 0:
-            zone = recipient.person.time_zone
-            if local_date(allowed_at, zone) != local_date(request.fired_at, zone):
+            person = recipient.person
+            if local_today(person, allowed_at) != local_today(person, request.fired_at):
                 return None
         return allowed_at
 

@@ -13,7 +13,8 @@ from rules.model import Pack, Stage
 from store.models import Person
 
 
-def _person(role: str, person: Person) -> Recipient:
+def person_recipient(role: str, person: Person) -> Recipient:
+    """A person as a recipient in ``role``, with every address the directory has."""
     return Recipient(
         role=role,
         key=person.external_id,
@@ -50,11 +51,11 @@ def resolve(
     for role in roles:
         recipient: Recipient | None = None
         if role == "learner":
-            recipient = _person(role, learner)
+            recipient = person_recipient(role, learner)
         elif role == "manager" and learner.manager is not None:
-            recipient = _person(role, learner.manager)
+            recipient = person_recipient(role, learner.manager)
         elif role == "managers_manager" and learner.manager and learner.manager.manager:
-            recipient = _person(role, learner.manager.manager)
+            recipient = person_recipient(role, learner.manager.manager)
         elif role == "hr" and contacts and contacts.hr_mailbox:
             recipient = Recipient(role=role, key="hr", person=None, email=contacts.hr_mailbox)
         elif role == "employer_contact" and contacts and learner.employer:
