@@ -100,4 +100,7 @@ def create_app(
         xapi,
     ):
         app.include_router(module.router)
+        if module is bulk:
+            # GET /assignments (the list) is also registered ahead of the catch-all.
+            app.include_router(obligations.assignments_router)
     return app

@@ -211,6 +211,49 @@ async def _assign_demo(settings: Settings, staff: list[Person], pack: Pack | Non
         f"demo training: {started} assignments started, "
         f"{len(DEMO_ASSIGNMENTS) - started} already running from an earlier start"
     )
+    await _assign_demo_department(client, settings)
+
+
+#: The demo's bulk job: a whole department assigned one requirement (people who already have
+#: it are skipped). A fixed bulk id, so a restart does not start it twice.
+DEMO_DEPARTMENT = ("Nursing", "fire-safety", "demo-nursing-fire-safety")
+
+
+async def _assign_demo_department(client: Any, settings: Settings) -> None:
+    from temporalio.common import WorkflowIDReusePolicy
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    from workflows.bulk import (
+        BulkAssignInput,
+        BulkAssignRequest,
+        BulkAssignWorkflow,
+        BulkSelector,
+        bulk_workflow_id,
+    )
+
+    department, requirement, bulk_id = DEMO_DEPARTMENT
+    request = BulkAssignRequest(
+        bulk_id=bulk_id,
+        requirement_id=requirement,
+        selector=BulkSelector(departments=[department]),
+        assigned_by="demo",
+    )
+    try:
+        await client.start_workflow(
+            BulkAssignWorkflow.run,
+            BulkAssignInput(request=request),
+            id=bulk_workflow_id(bulk_id),
+            task_queue=settings.temporal_task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            memo={"assigned_by": "demo"},
+        )
+    except WorkflowAlreadyStartedError:
+        console.print(f"demo department: {department} bulk job ran on an earlier start")
+        return
+    console.print(
+        f"demo department: assigning {requirement} to everyone in {department} "
+        f"(progress: GET /assignments/bulk/{bulk_id})"
+    )
 
 
 def run_dev_stack(settings: Settings, *, demo: bool) -> int:

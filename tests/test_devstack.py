@@ -81,10 +81,16 @@ def get(port: int, path: str, token: str) -> httpx.Response:
 
 
 def settled_assignments(port: int, token: str) -> list[tuple[str, str]] | None:
-    """(workflow id, stage) of every reminder the 12 demo workflows report as sent, or None
-    while any of them has not yet handled its start."""
+    """(workflow id, stage) of every reminder the demo workflows report as sent, or None while
+    any of them has not yet handled its start.
+
+    The demo starts 12 assignments one by one and a bulk job for the whole Nursing department.
+    """
+    bulk = get(port, "/assignments/bulk/demo-nursing-fire-safety", token)
+    if bulk.status_code != 200 or bulk.json()["status"] != "COMPLETED":
+        return None
     obligations = get(port, "/obligations?limit=1000", token).json()
-    if len(obligations) < 12:
+    if len(obligations) < 12 + bulk.json()["started"]:
         return None
     sent: list[tuple[str, str]] = []
     now = datetime.now(UTC)
@@ -131,8 +137,15 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
         # worker created the daily status sweep schedule.
         active = get(stack.api_port, "/rules/active", token).json()
         assert active["name"] == "medical-practice"
-        pinned = {o["pack_hash"] for o in get(stack.api_port, "/obligations", token).json()}
+        obligations = get(stack.api_port, "/obligations?limit=1000", token).json()
+        pinned = {o["pack_hash"] for o in obligations}
         assert pinned == {active["content_hash"]}
+        # The whole Nursing department was assigned fire safety by one bulk job.
+        nursing = get(stack.api_port, "/people?department=Nursing&limit=1000", token).json()
+        with_fire = {o["person"] for o in obligations if o["requirement_id"] == "fire-safety"}
+        active_nurses = {p["external_id"] for p in nursing if p["employment_status"] == "active"}
+        assert active_nurses and active_nurses <= with_fire
+        assert "demo department: assigning fire-safety to everyone in Nursing" in stack.output()
         assert "created the daily status sweep schedule" in stack.output()
         # Personal data stays out of the console.
         assert "@demo.duly.example" not in stack.output()
@@ -147,6 +160,7 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
         token = stack.wait_for(r"hr_admin token (duly_\S+)", proc)
         stack.wait_for(r"Uvicorn running", proc)
         assert re.search(r"0 assignments started, \d+ already running", stack.output())
+        assert "Nursing bulk job ran on an earlier start" in stack.output()
         wid = first[0]["workflow_id"]
         response = get(stack.api_port, f"/assignments/{wid}", token)
         assert response.status_code == 200

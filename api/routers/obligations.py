@@ -13,6 +13,8 @@ from api.schemas import ObligationRead
 from store.models import Obligation, Person
 
 router = APIRouter(prefix="/obligations", tags=["obligations"])
+#: ``GET /assignments``: the same read model, training assignments by default.
+assignments_router = APIRouter(prefix="/assignments", tags=["assignments"])
 
 
 @router.get("", response_model=list[ObligationRead])
@@ -47,3 +49,31 @@ def list_obligations(
         stmt = stmt.where(Obligation.requirement_id == requirement)
     stmt = stmt.order_by(Obligation.due_date, Obligation.id).limit(limit).offset(offset)
     return [obligation_read(row) for row in session.scalars(stmt).unique()]
+
+
+@assignments_router.get("", response_model=list[ObligationRead])
+def list_assignments(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    status: Annotated[str | None, Query(description="assigned, due_soon, overdue, …")] = None,
+    person: Annotated[str | None, Query(description="A person's external id")] = None,
+    requirement: Annotated[str | None, Query(description="A requirement id")] = None,
+    department: Annotated[str | None, Query(description="The person's department")] = None,
+    location: Annotated[str | None, Query(description="The person's location")] = None,
+    kind: Annotated[str, Query(description="training (default), certification, …")] = "training",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[ObligationRead]:
+    """List training assignments from the read model, e.g. ``?status=overdue&department=ICU``."""
+    return list_obligations(
+        session,
+        principal,
+        status=status,
+        person=person,
+        requirement=requirement,
+        department=department,
+        location=location,
+        kind=kind,
+        limit=limit,
+        offset=offset,
+    )

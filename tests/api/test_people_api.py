@@ -356,3 +356,12 @@ def test_person_obligations_and_department_filter(
         "/obligations", params={"status": "overdue", "department": "Nursing"}, headers=hr
     ).json()
     assert [o["person"] for o in nursing] == [LEARNER]
+    # GET /assignments is the same read model, training assignments only.
+    listed = client.get(
+        "/assignments", params={"status": "overdue", "department": "Nursing"}, headers=hr
+    ).json()
+    assert [o["workflow_id"] for o in listed] == [f"assignment/{LEARNER}/fire-safety/1"]
+    certs = client.get("/assignments", params={"kind": "certification"}, headers=hr).json()
+    assert certs == []
+    scoped = client.get("/assignments", headers=bearer(db, Role.LEARNER, "p-1030")).json()
+    assert [o["person"] for o in scoped] == ["p-1030"]
