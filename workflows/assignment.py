@@ -116,8 +116,27 @@ class AssignmentWorkflow:
                 "completion_ignored", f"already completed; {signal.source} by {signal.actor}"
             )
             return
+        if self._input.cycle > 1 and signal.completed_at < workflow.info().start_time:
+            # Evidence of an attempt made before this cycle existed counted for an earlier one.
+            self._event(
+                "completion_ignored",
+                f"evidence from {signal.completed_at} predates cycle {self._input.cycle};"
+                f" {signal.source} by {signal.actor}",
+            )
+            return
         self._completion = signal
-        self._event("completed", f"{signal.source} by {signal.actor} at {signal.completed_at}")
+        evidence = "".join(
+            f", {name} {value}"
+            for name, value in (
+                ("score", signal.score),
+                ("attempt", signal.attempt_id),
+                ("certificate", signal.certificate_id),
+            )
+            if value is not None
+        )
+        self._event(
+            "completed", f"{signal.source} by {signal.actor} at {signal.completed_at}{evidence}"
+        )
 
     @workflow.signal
     def acknowledge(self, signal: AcknowledgeSignal) -> None:

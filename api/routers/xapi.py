@@ -520,6 +520,16 @@ async def _one_statement(
             }
         )
     signal = _completion_signal(statement, principal)
+    if obligation.cycle > 1 and signal.completed_at < obligation.created_at:
+        # LMSs send "completed" and "passed" for one attempt: the second statement arrives after
+        # the first closed the cycle and started the next; it must not satisfy the new cycle.
+        return item.model_copy(
+            update={
+                "detail": f"ignored: the attempt predates cycle {obligation.cycle}"
+                " (it counted for an earlier cycle)",
+                "workflow_id": obligation.workflow_id,
+            }
+        )
     code, outcome, detail = await _deliver(
         session,
         principal,
