@@ -97,12 +97,19 @@ def _unless_holds(stage: Stage | None, request: ReminderRequest, person: Person)
             "kind": request.kind.value,
             "requirement": request.requirement_id or "",
             "days_until_due": request.days_before_due,
+            "days_until_expiry": request.days_before_due if request.cycle is not None else 0,
+            "ce_credits_short": request.ce_credits_short,
             "acknowledged": request.acknowledged,
             "started": request.started,
             **person_facts(person),
         }
     )
     return condition.text if condition.evaluate(facts) else None
+
+
+def ledger_stage(request: ReminderRequest) -> str:
+    """The stage as the ledger keys it: ``c2:-30d`` for a certification's second cycle."""
+    return f"c{request.cycle}:{request.stage}" if request.cycle is not None else request.stage
 
 
 def _business_days_only(pack: Pack | None, requirement_id: str | None) -> bool:
@@ -179,6 +186,7 @@ class AssignmentActivities:
             row.pack_hash = update.pack_hash
             row.acknowledged_at = update.acknowledged_at
             row.completed_at = update.completed_at
+            row.expiry_date = update.expiry_date
             row.as_of = update.as_of
 
     @activity.defn(name="send_reminder")
@@ -209,8 +217,12 @@ class AssignmentActivities:
                     duplicate=False,
                     deliveries=[f"skipped: unless {skip!r} holds"],
                 )
-            roles = [r.value for r in stage.notify] if stage else ["learner"]
-            channels = [c.value for c in stage.channels] if stage else [request.channel]
+            if stage is not None:
+                roles = [r.value for r in stage.notify]
+                channels = [c.value for c in stage.channels]
+            else:
+                roles = request.notify or ["learner"]
+                channels = request.channels or [request.channel]
             recipients, missing = resolve(person, roles, pack, stage)
             learner_name = person.name
             business_days = _business_days_only(pack, request.requirement_id)
@@ -226,7 +238,7 @@ class AssignmentActivities:
         step = Step(
             workflow_id=request.workflow_id,
             pack_hash=request.pack_hash,
-            stage=request.stage,
+            stage=ledger_stage(request),
             kind=request.kind.value,
             fired_at=request.fired_at,
         )
@@ -280,7 +292,7 @@ class AssignmentActivities:
         key = idempotency_key(
             workflow_id=request.workflow_id,
             pack_hash=request.pack_hash,
-            stage=request.stage,
+            stage=ledger_stage(request),
             recipient=person.external_id,
             channel=first.channel if first else request.channel,
         )
@@ -441,7 +453,7 @@ class AssignmentActivities:
                     self._settings.secret_key.get_secret_value(),
                     notification_id,
                     request.workflow_id,
-                    request.stage,
+                    ledger_stage(request),
                     f"person:{recipient.person.id}",
                     request.fired_at + ACK_LINK_LIFETIME,
                 )
@@ -459,7 +471,8 @@ class AssignmentActivities:
                 "recipient_role": recipient.role,
                 "learner_name": learner_name,
                 "ack_url": ack_link,
-                "ce_credits_short": 0,
+                "ce_credits_short": request.ce_credits_short,
+                "event": request.event,
                 "digest_items": None,
             }
             message = render_message(

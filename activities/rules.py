@@ -71,6 +71,10 @@ class RulesActivities:
             recurrence_months=requirement.recurrence.months if requirement.recurrence else None,
             basis=requirement.recurrence.basis.value if requirement.recurrence else None,
             anniversary=requirement.recurrence.anniversary if requirement.recurrence else None,
+            validity_months=requirement.validity_months,
+            renewal_window_days=requirement.renewal_window_days,
+            ce_credits=requirement.ce_credits,
+            renewal_basis=requirement.renewal_basis.value,
         )
 
     @activity.defn(name="decide_status")
@@ -98,6 +102,7 @@ class RulesActivities:
             "acknowledged": request.acknowledged,
             "started": request.started,
             "exempt": request.exempt,
+            "ce_credits_short": request.ce_credits_short,
             **directory,
         }
         past = 0
@@ -169,7 +174,8 @@ class RulesActivities:
                 session.scalars(
                     select(Obligation)
                     .where(Obligation.completed_at.is_(None))
-                    .where(Obligation.status != "cancelled")
+                    # Statuses a workflow sets itself, not the calendar: left alone.
+                    .where(Obligation.status.notin_(("cancelled", "suspended", "revoked")))
                     .where(Obligation.pack_hash != BUILTIN_PACK)
                     .order_by(Obligation.pack_hash, Obligation.id)
                 )

@@ -6,6 +6,7 @@ Everything here is pure (no I/O) so workflows may import it inside the Temporal 
 from __future__ import annotations
 
 import calendar
+import math
 import re
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from enum import StrEnum
@@ -217,6 +218,8 @@ class ObligationUpdate(_Model):
     acknowledged_at: datetime | None = None
     completed_at: datetime | None = None
     as_of: datetime
+    #: Certifications: the current cycle's expiry date (``due_date`` is the same day).
+    expiry_date: date | None = None
 
 
 class ReminderRequest(_Model):
@@ -239,6 +242,16 @@ class ReminderRequest(_Model):
     channel: str = "email"
     #: The requirement, to find the stage's recipients and channels in the pinned pack.
     requirement_id: str | None = None
+    #: Certifications keep one workflow id across cycles: the cycle scopes the ledger key
+    #: (the ledger's stage reads ``c2:-30d``) so cycle 2's ``-30d`` is not cycle 1's.
+    cycle: int | None = None
+    #: Continuing-education credits still missing (certifications), for the message.
+    ce_credits_short: int = 0
+    #: A notice that is not a ladder stage (``revoked``, ``suspended``, ``lapsed``…): who is
+    #: told, on which channels, and the event the message describes.
+    notify: list[str] | None = None
+    channels: list[str] | None = None
+    event: str | None = None
 
 
 class ReminderResult(_Model):
@@ -289,6 +302,11 @@ class StagePlan(_Model):
     basis: str | None = None
     #: "MM-DD" with basis fixed_anniversary.
     anniversary: str | None = None
+    #: Certifications: validity, renewal window, CE credits and how a renewal is dated.
+    validity_months: int | None = None
+    renewal_window_days: int | None = None
+    ce_credits: float = 0
+    renewal_basis: str = "from_renewal"
 
 
 class DecideRequest(_Model):
@@ -307,6 +325,8 @@ class DecideRequest(_Model):
     exempt: bool = False
     #: Workflow time of the decision; "today" is the person's local date at this instant.
     as_of: datetime
+    #: Certifications: CE credits still needed for renewal.
+    ce_credits_short: int = 0
 
 
 class AdoptPackSignal(_Model):
@@ -459,3 +479,148 @@ def next_due_date(
                 return candidate
             year += 1
     return add_months(completed_on, months)
+
+
+# ---------------------------------------------------------------------------------------------
+# Certification workflow contract.
+# ---------------------------------------------------------------------------------------------
+
+
+def certification_workflow_id(person: str, certification: str) -> str:
+    """The business key of a held certification: one workflow per person and certification.
+
+    Every cycle (issue → renewal) runs under this id; each renewal continues as new.
+    """
+    return f"certification/{person}/{certification}"
+
+
+class CertificationStatus(StrEnum):
+    """Statuses a certification workflow sets itself (the rest come from the pack's rules)."""
+
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+    SUPERSEDED = "superseded"
+
+
+class CertificateRecord(_Model):
+    """One issued certificate: a cycle of a certification."""
+
+    cycle: int = Field(ge=1)
+    certificate_number: str | None = Field(default=None, max_length=120)
+    #: The public verification code (``GET /verify/{code}``).
+    verification_code: str = Field(pattern=r"^[A-Z0-9-]{6,40}$")
+    issued_on: date
+    expires_on: date
+    issuer: str | None = Field(default=None, max_length=200)
+    evidence_ref: str | None = Field(default=None, max_length=500)
+
+
+class CeCredit(_Model):
+    """Continuing-education credits logged against the current cycle (an update's input)."""
+
+    credits: float = Field(gt=0, le=1000)
+    activity: str = Field(min_length=2, max_length=300)
+    earned_on: date
+    evidence_ref: str | None = Field(default=None, max_length=500)
+    actor: str = Field(max_length=128)
+
+
+class ClosedCycle(_Model):
+    """The record of a finished cycle, kept in the next cycle's input (bounded: one per cycle)."""
+
+    certificate: CertificateRecord
+    #: renewed_early, renewed_in_window, renewed_in_grace, renewed_after_grace.
+    outcome: str
+    closed_on: date
+    ce_credits_logged: float = 0
+    #: The final status of the cycle before it closed (e.g. renewal_due, grace_period).
+    last_status: str
+    #: The run that carried the cycle (its history stays readable under the same workflow id).
+    run_id: str
+
+
+class CertificationInput(_Model):
+    """Starts (or, after a renewal, continues) a ``CertificationWorkflow``."""
+
+    person: ExternalId
+    certification_id: ExternalId
+    title: str = Field(min_length=1, max_length=200)
+    certificate: CertificateRecord
+    pack_hash: str = BUILTIN_PACK
+    utc_offset_minutes: int = Field(default=0, ge=-14 * 60, le=14 * 60)
+    registered_by: str = "system"
+    #: Earlier cycles, oldest first (carried across continue-as-new).
+    history: list[ClosedCycle] = Field(default_factory=list)
+
+    @property
+    def workflow_id(self) -> str:
+        """The business-key workflow id."""
+        return certification_workflow_id(self.person, self.certification_id)
+
+
+class RenewCertification(_Model):
+    """Update: a renewed certificate; the cycle closes and the next one begins."""
+
+    certificate: CertificateRecord
+    actor: str = Field(max_length=128)
+
+
+class SuspendCertification(_Model):
+    """Signal (HR): pause the certification (reminders stop) until it is reinstated."""
+
+    reason: str = Field(min_length=3, max_length=500)
+    actor: str = Field(max_length=128)
+
+
+class ReinstateCertification(_Model):
+    """Signal (HR): lift a suspension; the ladder resumes from now."""
+
+    reason: str = Field(min_length=3, max_length=500)
+    actor: str = Field(max_length=128)
+
+
+class RevokeCertification(_Model):
+    """Signal (HR): revoke the certification; terminal, reminders stop."""
+
+    reason: str = Field(min_length=3, max_length=500)
+    actor: str = Field(max_length=128)
+
+
+class CertificationState(_Model):
+    """What the certification workflow's ``state`` query answers."""
+
+    workflow_id: str
+    person: str
+    certification_id: str
+    title: str
+    cycle: int
+    status: str
+    certificate: CertificateRecord
+    renewal_opens_on: date | None
+    grace_ends_on: date | None
+    stage: str | None
+    stages: list[LadderStage]
+    stages_sent: list[str]
+    ce_credits_required: float
+    ce_credits_logged: float
+    ce_credits: list[CeCredit]
+    history: list[ClosedCycle]
+    pack_hash: str
+    events: list[AssignmentEvent]
+
+    @property
+    def ce_credits_short(self) -> int:
+        """Whole credits still missing for renewal (0 when enough are logged)."""
+        return max(0, math.ceil(self.ce_credits_required - self.ce_credits_logged))
+
+
+class CertificateUpdate(_Model):
+    """Activity input: upsert one certificate's public verification record."""
+
+    workflow_id: str
+    person: str
+    certification_id: str
+    title: str
+    certificate: CertificateRecord
+    status: str
+    as_of: datetime

@@ -13,12 +13,14 @@ from temporalio.worker import Worker
 
 from activities.assignment import AssignmentActivities, DigestStarter
 from activities.bulk import BulkActivities
+from activities.certification import CertificationActivities
 from activities.rules import RulesActivities
 from duly.settings import Settings
 from duly.temporal import connect
 from store.db import Database
 from workflows.assignment import AssignmentWorkflow
 from workflows.bulk import BulkAssignWorkflow
+from workflows.certification import CertificationWorkflow
 from workflows.digest import DigestWorkflow
 from workflows.rollout import PackRolloutWorkflow
 from workflows.sweep import SWEEP_SCHEDULE_ID, StatusSweepWorkflow, ensure_sweep_schedule
@@ -26,6 +28,7 @@ from workflows.sweep import SWEEP_SCHEDULE_ID, StatusSweepWorkflow, ensure_sweep
 log = logging.getLogger("duly.worker")
 
 WORKFLOWS: list[type] = [
+    CertificationWorkflow,
     AssignmentWorkflow,
     PackRolloutWorkflow,
     StatusSweepWorkflow,
@@ -70,7 +73,12 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[*activities.all(), *rules.all(), *bulk.all()],
+        activities=[
+            *activities.all(),
+            *rules.all(),
+            *bulk.all(),
+            *CertificationActivities(db).all(),
+        ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,
         **worker_options,

@@ -56,6 +56,8 @@ Context variables (``context`` of :func:`render_message`):
   last path segment of ``ack_url``, as :func:`notifications.ack.ack_url` builds it).
 * ``ce_credits_short`` (int): Continuing-education credits still missing (certifications;
   default 0).
+* ``event`` (str | None): A notice that is not a reminder: ``lapsed`` (grace ended),
+  ``suspended``, ``reinstated`` or ``revoked`` (certifications; default None).
 * ``digest_items`` (list[dict] | None): For a digest, the items, each with ``title``,
   ``due_date``, ``days_before_due`` and ``stage`` (default None: a single reminder).
 
@@ -306,6 +308,7 @@ def _prepare(kind: str, stage: str, context: Mapping[str, Any]) -> dict[str, Any
     values.setdefault("late_notice", False)
     values.setdefault("ack_url", None)
     values.setdefault("ce_credits_short", 0)
+    values.setdefault("event", None)
     values.setdefault("digest_items", None)
     if role == "learner" or values["digest_items"] is not None:
         values.setdefault("learner_name", None)

@@ -81,6 +81,16 @@ class Basis(StrEnum):
     FIXED_ANNIVERSARY = "fixed_anniversary"
 
 
+class RenewalBasis(StrEnum):
+    """How a renewed certificate's expiry date is counted when the renewal does not give one."""
+
+    #: From the renewal (issue) date: renewing early shortens the overall coverage.
+    FROM_RENEWAL = "from_renewal"
+    #: From the previous expiry date when renewed before it (no validity is lost by renewing
+    #: early); from the renewal date once expired.
+    FROM_PREVIOUS_EXPIRY = "from_previous_expiry"
+
+
 class Recipient(StrEnum):
     """Who a stage notifies. Managers are resolved from the directory at send time."""
 
@@ -266,6 +276,7 @@ class Requirement(_Strict):
     xapi_activity_id: str | None = None
     max_extension_days: int = Field(default=30, ge=0, le=365)
     renewal_window_days: int | None = Field(default=None, ge=0, le=730)
+    renewal_basis: RenewalBasis = RenewalBasis.FROM_RENEWAL
     issuing_body: str | None = None
     code: str | None = None
 

@@ -226,3 +226,32 @@ class RulesPackVersion(Base):
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("name", "deployed_at"),)
+
+
+class Certificate(Base):
+    """One issued certificate (a cycle of a held certification) and its verification code.
+
+    ``GET /verify/{code}`` reads this table only: holder, certification, status, valid until.
+    """
+
+    __tablename__ = "certificates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    verification_code: Mapped[str] = mapped_column(String(40), unique=True)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    certification_id: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    cycle: Mapped[int] = mapped_column(Integer)
+    certificate_number: Mapped[str | None] = mapped_column(String(120))
+    issuer: Mapped[str | None] = mapped_column(String(200))
+    issued_on: Mapped[date] = mapped_column(Date)
+    expires_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(32))
+    #: Workflow time of the update this row reflects; older updates never overwrite newer ones.
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    person: Mapped[Person] = relationship(lazy="joined")
+
+    __table_args__ = (Index("ix_certificates_workflow_id", "workflow_id"),)

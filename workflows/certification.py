@@ -1,0 +1,598 @@
+"""CertificationWorkflow: one certification a person holds, cycle after cycle, for years.
+
+One workflow id per (person, certification) — ``certification/{person}/{certification}``. Each
+cycle (issued → expiring → renewed) is one run; a renewal closes the cycle and continues as new,
+carrying a one-line record of every past cycle, so a run's history stays bounded however many
+years the certification lives while every cycle stays answerable (``state().history``, and each
+past run's full history under its ``run_id``).
+
+The ladder is the assignment ladder, counted from the expiry date: the stages come from the
+requirement's escalation policy in the pinned pack (``plan_stages``), reminders go through the
+same ``send_reminder`` activity (recipients resolved at send time, exactly-once ledger, digests,
+quiet hours), and every status is decided by the pack's rules (``decide_status``) at the exact
+instants it can change: when the renewal window opens, at the end of the expiry day, and at
+the end of the grace period.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.assignment import AssignmentActivities
+    from activities.certification import CertificationActivities
+    from activities.rules import RulesActivities
+    from duly.domain import (
+        BUILTIN_PACK,
+        DEFAULT_LADDER_DAYS,
+        AcknowledgeSignal,
+        AdoptPackSignal,
+        AssignmentEvent,
+        CeCredit,
+        CertificateUpdate,
+        CertificationInput,
+        CertificationState,
+        CertificationStatus,
+        ClosedCycle,
+        DecideRequest,
+        LadderStage,
+        ObligationKind,
+        ObligationUpdate,
+        PlanRequest,
+        RedeliverSignal,
+        ReinstateCertification,
+        ReminderRequest,
+        ReminderResult,
+        RenewCertification,
+        RevokeCertification,
+        SuspendCertification,
+        due_instant,
+        plan_ladder,
+    )
+    from workflows.assignment import ACTIVITY_TIMEOUT, RETRY
+
+#: Who hears about a suspension, reinstatement, revocation or the end of grace, and how.
+NOTICE_ROLES = ["learner", "manager"]
+NOTICE_CHANNELS = ["email", "in_app"]
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """A moment the workflow acts at: a ladder stage, or a status transition."""
+
+    at: datetime
+    kind: str  # "stage", "window", "expired", "grace_ended"
+    stage: LadderStage | None = None
+
+
+def renewal_outcome(today: date, expires_on: date, window_days: int | None, grace: int) -> str:
+    """How a renewal on ``today`` relates to the cycle: early, in the window, in grace, late."""
+    if window_days is not None and today < expires_on - timedelta(days=window_days):
+        return "renewed_early"
+    if today <= expires_on:
+        return "renewed_in_window"
+    if today <= expires_on + timedelta(days=grace):
+        return "renewed_in_grace"
+    return "renewed_after_grace"
+
+
+@workflow.defn
+class CertificationWorkflow:
+    """Carries one held certification through its expiry ladder and its renewals.
+
+    Updates (the caller needs an answer): ``renew``, ``log_ce_credits``. Signals: ``suspend``,
+    ``reinstate``, ``revoke``, ``acknowledge``, ``redeliver``, ``adopt_pack``. Query: ``state``.
+    """
+
+    @workflow.init
+    def __init__(self, input: CertificationInput) -> None:
+        self._input = input
+        self._cert = input.certificate
+        self._pack_hash = input.pack_hash
+        self._next_pack: str | None = None
+        self._days_before: tuple[int, ...] = DEFAULT_LADDER_DAYS
+        self._stages = plan_ladder(self._cert.expires_on, input.utc_offset_minutes)
+        self._sent: list[str] = []
+        self._stage: str | None = None
+        self._events: list[AssignmentEvent] = []
+        self._credits: list[CeCredit] = []
+        self._required = 0.0
+        self._window_days: int | None = None
+        self._grace_days = 0
+        self._status = "registered"
+        self._rule: str | None = None
+        self._acknowledged: AcknowledgeSignal | None = None
+        self._suspended: SuspendCertification | None = None
+        self._revoked: RevokeCertification | None = None
+        self._renewal: tuple[RenewCertification, ClosedCycle] | None = None
+        self._notices: list[tuple[str, str]] = []  # (event, detail) waiting to be sent
+        self._redeliver: list[RedeliverSignal] = []
+        self._dirty = False
+        self._replanned = False
+        #: The pack's plan (CE credits, window, grace) is known: updates wait for it.
+        self._planned = False
+
+    # -- messages -------------------------------------------------------------------------
+
+    @workflow.update
+    async def renew(self, request: RenewCertification) -> ClosedCycle:
+        """Close this cycle with a renewed certificate; the workflow continues as new for it."""
+        await workflow.wait_condition(lambda: self._planned)
+        short = self._short()
+        if short > 0:
+            # Checked again here: an update that arrived before the plan passed the validator.
+            raise ApplicationError(self._shortfall(short), type="CeCreditsShort")
+        today = self._today()
+        outcome = renewal_outcome(today, self._cert.expires_on, self._window_days, self._grace_days)
+        closed = ClosedCycle(
+            certificate=self._cert,
+            outcome=outcome,
+            closed_on=today,
+            ce_credits_logged=self._logged(),
+            last_status=self._current_status(),
+            run_id=workflow.info().run_id,
+        )
+        self._renewal = (request, closed)
+        new = request.certificate
+        self._event(
+            "renewed",
+            f"{outcome.replace('_', ' ')} by {request.actor}: cycle {new.cycle} issued"
+            f" {new.issued_on.isoformat()}, expires {new.expires_on.isoformat()}",
+        )
+        return closed
+
+    @renew.validator
+    def _validate_renewal(self, request: RenewCertification) -> None:
+        self._refuse_if_closed()
+        new = request.certificate
+        if new.cycle != self._cert.cycle + 1:
+            raise ValueError(
+                f"the renewal must be cycle {self._cert.cycle + 1} (this is cycle"
+                f" {self._cert.cycle}); got {new.cycle}"
+            )
+        if new.expires_on <= new.issued_on:
+            raise ValueError("the renewed certificate must expire after it is issued")
+        if new.expires_on <= self._cert.expires_on:
+            raise ValueError(
+                f"the renewed certificate must expire after the current one"
+                f" ({self._cert.expires_on.isoformat()})"
+            )
+        if new.issued_on < self._cert.issued_on:
+            raise ValueError(
+                f"the renewal cannot be issued before the current certificate"
+                f" ({self._cert.issued_on.isoformat()})"
+            )
+        short = self._short()
+        if short > 0:
+            raise ValueError(self._shortfall(short))
+
+    def _shortfall(self, short: int) -> str:
+        return (
+            f"{short} CE credit{'s' if short != 1 else ''} short: {self._logged():g} of"
+            f" {self._required:g} logged this cycle; log them before renewing"
+        )
+
+    @workflow.update
+    async def log_ce_credits(self, credit: CeCredit) -> CertificationState:
+        """Count continuing-education credits towards this cycle's renewal."""
+        await workflow.wait_condition(lambda: self._planned)
+        self._credits.append(credit)
+        self._dirty = True
+        self._event(
+            "ce_credits",
+            f"{credit.credits:g} for {credit.activity!r} on {credit.earned_on.isoformat()}"
+            f" by {credit.actor} ({self._logged():g} of {self._required:g})",
+        )
+        return self.state()
+
+    @log_ce_credits.validator
+    def _validate_credit(self, credit: CeCredit) -> None:
+        self._refuse_if_closed()
+        if credit.earned_on < self._cert.issued_on:
+            raise ValueError(
+                f"credits earned on {credit.earned_on.isoformat()} are before this cycle began"
+                f" ({self._cert.issued_on.isoformat()}); only this cycle's credits count"
+            )
+        if credit.earned_on > self._today():
+            raise ValueError(f"credits cannot be earned in the future ({credit.earned_on})")
+
+    @workflow.signal
+    def suspend(self, signal: SuspendCertification) -> None:
+        """Pause the certification: reminders stop and the status is ``suspended``."""
+        if self._closing() or self._suspended is not None:
+            return
+        self._suspended = signal
+        self._replanned = True
+        self._notices.append(("suspended", f"by {signal.actor}: {signal.reason}"))
+
+    @workflow.signal
+    def reinstate(self, signal: ReinstateCertification) -> None:
+        """Lift a suspension; the ladder resumes from now (missed stages are not replayed)."""
+        if self._closing() or self._suspended is None:
+            return
+        self._suspended = None
+        self._replanned = True
+        self._notices.append(("reinstated", f"by {signal.actor}: {signal.reason}"))
+
+    @workflow.signal
+    def revoke(self, signal: RevokeCertification) -> None:
+        """Revoke the certification: terminal; the holder and manager are told."""
+        if self._closing():
+            return
+        self._revoked = signal
+        self._notices.append(("revoked", f"by {signal.actor}: {signal.reason}"))
+
+    @workflow.signal
+    def acknowledge(self, signal: AcknowledgeSignal) -> None:
+        """The holder acknowledged a reminder (kept once per cycle)."""
+        if self._acknowledged is None:
+            self._acknowledged = signal
+            self._event("acknowledged", f"by {signal.actor} via {signal.channel}")
+
+    @workflow.signal
+    def redeliver(self, signal: RedeliverSignal) -> None:
+        """A sent stage bounced: send it again (the failed channel falls back)."""
+        stage = signal.stage.split(":", 1)[-1]  # the ledger's "c2:-30d"
+        if stage in self._sent and not self._closing():
+            self._redeliver.append(signal.model_copy(update={"stage": stage}))
+            self._event("delivery_failed", f"{stage}: {signal.reason or 'permanent failure'}")
+
+    @workflow.signal
+    def adopt_pack(self, signal: AdoptPackSignal) -> None:
+        """A newer pack was deployed: a certification takes it up at its next renewal."""
+        if signal.pack_hash != self._pack_hash:
+            self._next_pack = signal.pack_hash
+            self._event("pack_deployed", f"{signal.pack_hash[:12]}: adopted at the next renewal")
+
+    @workflow.query
+    def state(self) -> CertificationState:
+        """The certification as the workflow sees it now."""
+        return CertificationState(
+            workflow_id=workflow.info().workflow_id,
+            person=self._input.person,
+            certification_id=self._input.certification_id,
+            title=self._input.title,
+            cycle=self._cert.cycle,
+            status=self._current_status(),
+            certificate=self._cert,
+            renewal_opens_on=(
+                self._cert.expires_on - timedelta(days=self._window_days)
+                if self._window_days is not None
+                else None
+            ),
+            grace_ends_on=self._cert.expires_on + timedelta(days=self._grace_days),
+            stage=self._stage,
+            stages=self._stages,
+            stages_sent=list(self._sent),
+            ce_credits_required=self._required,
+            ce_credits_logged=self._logged(),
+            ce_credits=list(self._credits),
+            history=list(self._input.history),
+            pack_hash=self._pack_hash,
+            events=list(self._events),
+        )
+
+    # -- main -----------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: CertificationInput) -> CertificationState:
+        """Walk the expiry ladder until the certification is renewed or revoked."""
+        cert = self._cert
+        self._event(
+            "issued" if cert.cycle == 1 else "cycle_started",
+            f"cycle {cert.cycle} by {input.registered_by}: issued {cert.issued_on.isoformat()},"
+            f" expires {cert.expires_on.isoformat()}",
+        )
+        if self._pack_hash != BUILTIN_PACK:
+            await self._plan()
+        self._planned = True
+        await self._record()
+
+        now = workflow.now()
+        marks = self._marks()
+        past_stages = [m.stage for m in marks if m.at <= now and m.stage is not None]
+        pending = [m for m in marks if m.at > now]
+        if past_stages and not self._closing():
+            # Registered late in its cycle: one notice for the stage we are in, not a burst.
+            await self._send(past_stages[-1], late_notice=True)
+            for skipped in past_stages[:-1]:
+                self._event("stage_skipped", f"{skipped.label} was before the registration")
+
+        while not self._closing():
+            if self._suspended is not None:
+                await self._while_suspended()
+                pending = [m for m in self._marks() if m.at > workflow.now()]
+                continue
+            deadline = pending[0].at if pending else None
+            if not await self._sleep_until(deadline):
+                continue
+            mark = pending.pop(0)
+            if mark.stage is not None:
+                await self._send(mark.stage)
+            else:
+                await self._transition(mark.kind)
+
+        if self._revoked is not None:
+            await self._record()
+            await self._flush_notices()
+            return self.state()
+        assert self._renewal is not None
+        request, closed = self._renewal
+        self._status = CertificationStatus.SUPERSEDED.value
+        await self._record_certificate(CertificationStatus.SUPERSEDED.value)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(
+            input.model_copy(
+                update={
+                    "certificate": request.certificate,
+                    "history": [*input.history, closed],
+                    "registered_by": request.actor,
+                    "pack_hash": self._next_pack or self._pack_hash,
+                }
+            )
+        )
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _closing(self) -> bool:
+        return self._revoked is not None or self._renewal is not None
+
+    def _refuse_if_closed(self) -> None:
+        if self._revoked is not None:
+            raise ValueError("the certification was revoked")
+        if self._renewal is not None:
+            raise ValueError("the certification is already being renewed")
+
+    def _today(self) -> date:
+        return (workflow.now() + timedelta(minutes=self._input.utc_offset_minutes)).date()
+
+    def _logged(self) -> float:
+        return sum(c.credits for c in self._credits)
+
+    def _short(self) -> int:
+        return max(0, math.ceil(self._required - self._logged()))
+
+    def _current_status(self) -> str:
+        if self._revoked is not None:
+            return CertificationStatus.REVOKED.value
+        if self._suspended is not None:
+            return CertificationStatus.SUSPENDED.value
+        return self._status
+
+    def _marks(self) -> list[_Mark]:
+        """Every moment this cycle acts at, in time order (stages before transitions on ties)."""
+        offset = self._input.utc_offset_minutes
+        expires = self._cert.expires_on
+        marks = [_Mark(s.fire_at, "stage", s) for s in self._stages if s.label not in self._sent]
+        if self._window_days is not None:
+            opens = expires - timedelta(days=self._window_days)
+            marks.append(_Mark(due_instant(opens - timedelta(days=1), offset), "window"))
+        marks.append(_Mark(due_instant(expires, offset), "expired"))
+        if self._grace_days > 0:
+            grace_end = expires + timedelta(days=self._grace_days)
+            marks.append(_Mark(due_instant(grace_end, offset), "grace_ended"))
+        order = {"stage": 0, "window": 1, "expired": 2, "grace_ended": 3}
+        return sorted(marks, key=lambda m: (m.at, order[m.kind]))
+
+    async def _plan(self) -> None:
+        plan = await workflow.execute_activity_method(
+            RulesActivities.plan_stages,
+            PlanRequest(pack_hash=self._pack_hash, requirement_id=self._input.certification_id),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        if not plan.found:
+            self._event("pack_missing_requirement", f"{self._pack_hash[:12]}: built-in ladder")
+            return
+        self._days_before = tuple(plan.days_before)
+        self._stages = plan_ladder(
+            self._cert.expires_on, self._input.utc_offset_minutes, self._days_before
+        )
+        self._required = plan.ce_credits
+        self._window_days = plan.renewal_window_days
+        self._grace_days = plan.grace_days
+
+    async def _sleep_until(self, deadline: datetime | None) -> bool:
+        """Sleep until ``deadline`` (None: forever) while handling messages; True when reached."""
+        while True:
+            if self._closing():
+                return False
+            if self._notices:
+                await self._flush_notices()
+                continue
+            if self._dirty:
+                self._dirty = False
+                await self._record()
+                continue
+            if self._redeliver:
+                await self._resend(self._redeliver.pop(0))
+                continue
+            if self._replanned:
+                self._replanned = False
+                return False
+            timeout = None if deadline is None else deadline - workflow.now()
+            if timeout is not None and timeout <= timedelta(0):
+                return True
+            try:
+                await workflow.wait_condition(
+                    lambda: (
+                        self._closing()
+                        or self._dirty
+                        or self._replanned
+                        or bool(self._notices)
+                        or bool(self._redeliver)
+                    ),
+                    timeout=timeout,
+                )
+            except TimeoutError:
+                continue
+
+    async def _while_suspended(self) -> None:
+        """Hold the ladder until reinstated (or revoked/renewed); stages that passed are dropped."""
+        while self._suspended is not None and not self._closing():
+            await self._sleep_until(None)
+        if self._suspended is None and not self._closing():
+            now = workflow.now()
+            for stage in self._stages:
+                if stage.fire_at <= now and stage.label not in self._sent:
+                    self._sent.append(stage.label)
+                    self._event("stage_skipped", f"{stage.label} fell in the suspension")
+            await self._record()
+
+    async def _transition(self, kind: str) -> None:
+        """A status boundary: re-decide now; the end of grace is announced.
+
+        With no grace period the end of validity is that moment: the holder and their manager
+        are told the certification lapsed.
+        """
+        await self._record()
+        if kind == "grace_ended" or (kind == "expired" and self._grace_days == 0):
+            self._notices.append(("lapsed", f"status {self._status}"))
+            await self._flush_notices()
+
+    async def _flush_notices(self) -> None:
+        """Record and send the pending notices (suspended, reinstated, revoked, lapsed)."""
+        while self._notices:
+            event, detail = self._notices.pop(0)
+            self._event(event, detail)
+            await self._record()
+            # One ledger entry per notice: a second suspension in a cycle is a new message.
+            count = sum(1 for e in self._events if e.kind == event)
+            label = event if count == 1 else f"{event}-{count}"
+            stage = LadderStage(label=label, days_before_due=0, fire_at=workflow.now())
+            await self._send(stage, event=event)
+
+    def _reminder(
+        self, stage: LadderStage, *, late_notice: bool, event: str | None
+    ) -> ReminderRequest:
+        return ReminderRequest(
+            workflow_id=workflow.info().workflow_id,
+            person=self._input.person,
+            kind=ObligationKind.CERTIFICATION,
+            requirement_title=self._input.title,
+            due_date=self._cert.expires_on,
+            stage=stage.label,
+            days_before_due=(self._cert.expires_on - self._today()).days,
+            pack_hash=self._pack_hash,
+            fired_at=workflow.now(),
+            late_notice=late_notice,
+            requirement_id=self._input.certification_id,
+            acknowledged=self._acknowledged is not None,
+            cycle=self._cert.cycle,
+            ce_credits_short=self._short() if event is None else 0,
+            notify=NOTICE_ROLES if event is not None else None,
+            channels=NOTICE_CHANNELS if event is not None else None,
+            event=event,
+        )
+
+    async def _send(
+        self, stage: LadderStage, *, late_notice: bool = False, event: str | None = None
+    ) -> None:
+        if event is None:
+            self._stage = stage.label
+        result = await self._deliver(self._reminder(stage, late_notice=late_notice, event=event))
+        if event is None:
+            self._sent.append(stage.label)
+        self._event("reminder_sent", f"{stage.label}: " + "; ".join(result.deliveries))
+        if event is None:
+            await self._record()
+        # Quiet hours defer a recipient, never drop them: run the stage again then.
+        while result.deferred_until is not None:
+            if not await self._sleep_until(result.deferred_until):
+                return
+            result = await self._deliver(
+                self._reminder(stage, late_notice=late_notice, event=event)
+            )
+            self._event(
+                "reminder_sent", f"{stage.label} (deferred): " + "; ".join(result.deliveries)
+            )
+
+    async def _deliver(self, request: ReminderRequest) -> ReminderResult:
+        return await workflow.execute_activity_method(
+            AssignmentActivities.send_reminder,
+            request,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+
+    async def _resend(self, signal: RedeliverSignal) -> None:
+        stage = next((s for s in self._stages if s.label == signal.stage), None)
+        if stage is not None:
+            result = await self._deliver(self._reminder(stage, late_notice=False, event=None))
+            self._event("redelivered", f"{stage.label}: " + "; ".join(result.deliveries))
+
+    async def _record(self) -> None:
+        """Decide the status with the pinned pack and write the read models."""
+        if self._pack_hash != BUILTIN_PACK:
+            decision = await workflow.execute_activity_method(
+                RulesActivities.decide_status,
+                DecideRequest(
+                    workflow_id=workflow.info().workflow_id,
+                    pack_hash=self._pack_hash,
+                    person=self._input.person,
+                    kind=ObligationKind.CERTIFICATION,
+                    requirement_id=self._input.certification_id,
+                    due_date=None,
+                    expiry_date=self._cert.expires_on,
+                    acknowledged=self._acknowledged is not None,
+                    as_of=workflow.now(),
+                    ce_credits_short=self._short(),
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY,
+            )
+            status, rule = decision.status, decision.rule
+        else:
+            expired = workflow.now() >= due_instant(
+                self._cert.expires_on, self._input.utc_offset_minutes
+            )
+            status, rule = ("non_compliant" if expired else "compliant"), "builtin"
+        if status != self._status:
+            self._event("status", f"{status} (rule {rule})")
+        self._status, self._rule = status, rule
+        current = self._current_status()
+        await workflow.execute_activity_method(
+            AssignmentActivities.record_obligation,
+            ObligationUpdate(
+                workflow_id=workflow.info().workflow_id,
+                person=self._input.person,
+                kind=ObligationKind.CERTIFICATION,
+                requirement_id=self._input.certification_id,
+                requirement_title=self._input.title,
+                cycle=self._cert.cycle,
+                due_date=self._cert.expires_on,
+                expiry_date=self._cert.expires_on,
+                stage=self._stage,
+                status=current,
+                pack_hash=self._pack_hash,
+                acknowledged_at=self._acknowledged.acknowledged_at if self._acknowledged else None,
+                as_of=workflow.now(),
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        await self._record_certificate(current)
+
+    async def _record_certificate(self, status: str) -> None:
+        await workflow.execute_activity_method(
+            CertificationActivities.record_certificate,
+            CertificateUpdate(
+                workflow_id=workflow.info().workflow_id,
+                person=self._input.person,
+                certification_id=self._input.certification_id,
+                title=self._input.title,
+                certificate=self._cert,
+                status=status,
+                as_of=workflow.now(),
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+
+    def _event(self, kind: str, detail: str) -> None:
+        self._events.append(AssignmentEvent(at=workflow.now(), kind=kind, detail=detail))
