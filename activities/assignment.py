@@ -311,6 +311,7 @@ class AssignmentActivities:
             and recipient.role == "learner"
             and recipient.person is not None
             and request.days_before_due > 0
+            and request.event is None  # a suspension or revocation notice goes out at once
         )
 
     @activity.defn(name="send_digest")

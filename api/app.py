@@ -15,11 +15,13 @@ from api.routers import (
     assignments,
     audit,
     bulk,
+    certifications,
     health,
     notifications,
     obligations,
     people,
     rules,
+    verify,
     webhooks,
     xapi,
 )
@@ -98,6 +100,8 @@ def create_app(
         ack,
         webhooks,
         xapi,
+        certifications,
+        verify,
     ):
         app.include_router(module.router)
         if module is bulk:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from duly.domain import Role
 from duly.settings import Settings
+from store import audit
 from store.db import Database
 from store.models import Person
 from store.tokens import Principal, authenticate
@@ -131,3 +133,39 @@ def ensure_visible(session: Session, principal: Principal, person_id: int) -> No
     scope = visible_person_ids(session, principal)
     if scope is not None and person_id not in scope:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+
+
+def audit_action(
+    session: Session, principal: Principal, action: str, target: str, after: Any
+) -> None:
+    """Record an API action in the hash-chained audit log, as the caller."""
+    audit.record(
+        session,
+        actor=principal.actor,
+        actor_role=principal.role.value,
+        action=action,
+        target=target,
+        after=after,
+    )
+
+
+async def signal_workflow(
+    client: Client, workflow_id: str, name: str, arg: object, *, what: str
+) -> None:
+    """Signal a workflow; 404 when there is none, 409 (naming ``what``) once it has closed."""
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        await handle.signal(name, arg)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        try:
+            description = await handle.describe()
+        except RPCError:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found") from exc
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            state = description.status.name.lower() if description.status else "closed"
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, detail=f"{what} is already closed ({state})"
+            ) from exc
+        raise

@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     slack_base_url: str | None = None
     #: How long an early reminder waits for others of the same day to share one digest.
     digest_window_seconds: int = Field(default=600, ge=0, le=86_400)
+    verify_rate_limit_per_minute: int = Field(
+        default=30,
+        ge=0,
+        le=100_000,
+        description="Requests per minute one client IP may make to the public "
+        "`GET /verify/{code}` page (a sliding window per API process); 0 disables the limit.",
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

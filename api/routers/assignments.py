@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -20,6 +20,10 @@ from api.deps import (
     TemporalDep,
     ensure_visible,
     require_roles,
+    signal_workflow,
+)
+from api.deps import (
+    audit_action as _audit,
 )
 from api.schemas import (
     Accepted,
@@ -102,6 +106,10 @@ def _person_of(session: Session, principal: Principal, assignment_id: str) -> Pe
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
     ensure_visible(session, principal, person.id)
     return person
+
+
+async def _signal(client: Client, assignment_id: str, name: str, arg: object) -> None:
+    await signal_workflow(client, assignment_id, name, arg, what="assignment")
 
 
 async def _live_state(client: Client, workflow_id: str) -> AssignmentState | None:
@@ -262,25 +270,6 @@ async def get_assignment(
     return result
 
 
-async def _signal(client: Client, assignment_id: str, name: str, arg: object) -> None:
-    handle = client.get_workflow_handle(assignment_id)
-    try:
-        await handle.signal(name, arg)
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-        try:
-            description = await handle.describe()
-        except RPCError:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found") from exc
-        state = description.status.name.lower() if description.status else "closed"
-        if description.status != WorkflowExecutionStatus.RUNNING:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, detail=f"assignment is already closed ({state})"
-            ) from exc
-        raise
-
-
 @router.post(
     "/{assignment_id:path}/complete",
     status_code=status.HTTP_202_ACCEPTED,
@@ -360,17 +349,6 @@ Starter = Annotated[
 def _not_own(principal: Principal, person: Person, what: str) -> None:
     if principal.role is Role.MANAGER and principal.person_id == person.id:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"managers cannot {what} their own")
-
-
-def _audit(session: Session, principal: Principal, action: str, target: str, after: Any) -> None:
-    audit.record(
-        session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action=action,
-        target=target,
-        after=after,
-    )
 
 
 @router.post(

@@ -20,7 +20,8 @@ from store.db import Database
 from store.models import ApiToken, Obligation, Person
 from tests.conftest import bearer
 
-OPEN_PATHS = {"/healthz", "/readyz"}
+#: Public by design: probes, and certificate verification (four fields, rate-limited).
+OPEN_PATHS = {"/healthz", "/readyz", "/verify/{code}"}
 
 
 @pytest.fixture
@@ -80,6 +81,8 @@ def test_every_endpoint_but_health_and_docs_needs_a_token(client: TestClient) ->
         assert response.headers["www-authenticate"] == "Bearer"
     for path in ("/healthz", "/docs", "/openapi.json"):
         assert client.get(path).status_code == 200
+    # Verification needs no token: an unknown code is simply not found.
+    assert client.get("/verify/NOT-A-CODE").status_code == 404
 
 
 def test_unknown_and_revoked_tokens_are_401(client: TestClient, db: Database) -> None:
