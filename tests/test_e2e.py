@@ -352,3 +352,92 @@ async def test_bulk_assign_500_people_lands_in_the_read_model(stack: Stack) -> N
 
 async def http_post(stack: Stack, path: str, body: dict[str, Any]) -> Any:
     return await stack.http.post(path, json=body, headers=stack.auth("hr"))
+
+
+async def test_certification_register_verify_credits_renew_revoke(stack: Stack) -> None:
+    """A pharmacist licence through the API on the dev server: the whole life of one cycle.
+
+    Deploys the medical-practice pack (certification types come from it); kept last in this
+    module so the earlier tests run on the built-in rules.
+    """
+    from pathlib import Path
+
+    from rules.loader import load_pack
+    from store.packs import Migration, deploy
+
+    with stack.db.session() as session:
+        deploy(
+            session,
+            load_pack(Path(__file__).parents[1] / "rules" / "packs" / "medical-practice"),
+            author="e2e",
+            message="certifications",
+            migration=Migration.GRANDFATHER,
+        )
+    types = (await stack.http.get("/certifications/types", headers=stack.auth("hr"))).json()
+    assert "pharmacist-license" in {t["id"] for t in types}
+    today = date.today()
+    registered = await http_post(
+        stack,
+        "/certifications",
+        {
+            "person": "e-peer",
+            "certification_id": "pharmacist-license",
+            "issued_on": (today - timedelta(days=700)).isoformat(),
+            "expires_on": (today + timedelta(days=20)).isoformat(),
+            "certificate_number": "RPH-0042",
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    cert_id, code = registered.json()["id"], registered.json()["verification_code"]
+    assert cert_id == "certification/e-peer/pharmacist-license"
+
+    async def renewal_due() -> Any:
+        row = (await stack.http.get(f"/certifications/{cert_id}", headers=stack.auth("hr"))).json()
+        return row if row.get("status") == "renewal_due" else None
+
+    await eventually(renewal_due, what="the certification to be decided renewal_due")
+    public = await stack.http.get(f"/verify/{code}")  # no token
+    assert public.status_code == 200
+    assert public.json() == {
+        "holder": "Edsger Dijkstra",
+        "certification": "Pharmacist License Renewal",
+        "status": "renewal_due",
+        "valid_until": (today + timedelta(days=20)).isoformat(),
+    }
+    assert (await stack.http.get("/verify/NOPE-NOPE-NOPE")).status_code == 404
+    expiring = await stack.http.get(
+        "/certifications/expiring", params={"within": 30}, headers=stack.auth("hr")
+    )
+    assert cert_id in {r["id"] for r in expiring.json()}, expiring.text
+    # 30 CE credits are required: renewal is refused with the shortfall until they are logged.
+    refused = await http_post(stack, f"/certifications/{cert_id}/renew", {})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"]["ce_credits_short"] == 30
+    logged = await http_post(
+        stack,
+        f"/certifications/{cert_id}/ce-credits",
+        {"credits": 30, "activity": "ACPE law and immunization", "earned_on": today.isoformat()},
+    )
+    assert logged.status_code == 200, logged.text
+    renewed = await http_post(stack, f"/certifications/{cert_id}/renew", {})
+    assert renewed.status_code == 200, renewed.text
+    new_code = renewed.json()["verification_code"]
+    assert renewed.json()["cycle"] == 2 and new_code != code
+
+    async def second_cycle() -> Any:
+        row = (await stack.http.get(f"/certifications/{cert_id}", headers=stack.auth("hr"))).json()
+        return row if row.get("cycle") == 2 and row.get("status") == "compliant" else None
+
+    await eventually(second_cycle, what="the renewed cycle to be recorded")
+    assert (await stack.http.get(f"/verify/{code}")).json()["status"] == "superseded"
+    assert (await stack.http.get(f"/verify/{new_code}")).json()["status"] == "compliant"
+    revoked = await http_post(
+        stack, f"/certifications/{cert_id}/revoke", {"reason": "licence board order"}
+    )
+    assert revoked.status_code == 202, revoked.text
+
+    async def is_revoked() -> Any:
+        body = (await stack.http.get(f"/verify/{new_code}")).json()
+        return body if body["status"] == "revoked" else None
+
+    await eventually(is_revoked, what="the revocation to reach the verification page")

@@ -422,6 +422,7 @@ async def test_ten_annual_renewals_keep_each_run_small_and_every_cycle_answerabl
             history = await run.fetch_history()
             lengths.append(len(history.events))
         await latest.terminate("test done")
+    print(f"history events per run over ten renewals: {lengths}")  # shown with pytest -s
     assert state.cycle == 11
     assert [c.certificate.cycle for c in state.history] == list(range(1, 11))
     assert {c.outcome for c in state.history} == {"renewed_in_window"}, state.history
