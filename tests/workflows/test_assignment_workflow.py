@@ -213,7 +213,12 @@ async def test_recorded_histories_replay_against_todays_code() -> None:
     """
     files = sorted(HISTORIES.glob("*.json"))
     assert files, "no recorded histories to replay"
-    replayer = Replayer(workflows=[AssignmentWorkflow], data_converter=pydantic_data_converter)
+    from workflows.certification import CertificationWorkflow
+
+    replayer = Replayer(
+        workflows=[AssignmentWorkflow, CertificationWorkflow],
+        data_converter=pydantic_data_converter,
+    )
     for path in files:
         history = WorkflowHistory.from_json("replayed", path.read_text())
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -162,6 +163,12 @@ async def test_full_expiry_schedule_grace_and_non_compliance(
         await _sleep(env, 30)  # BLS: 30 days of grace, then not compliant
         assert _status(sqlite_db, wid) == "non_compliant"
         state = await handle.query(CertificationWorkflow.state)
+        if os.environ.get("DULY_RECORD_HISTORIES"):
+            # The replay fixture (see test_recorded_histories_replay_against_todays_code).
+            history = await handle.fetch_history()
+            (Path(__file__).parent / "histories" / "certification_full_ladder.json").write_text(
+                history.to_json()
+            )
         await handle.terminate("test done")
 
     rows = _ledger(sqlite_db, person)
