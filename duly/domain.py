@@ -494,6 +494,11 @@ def certification_workflow_id(person: str, certification: str) -> str:
     return f"certification/{person}/{certification}"
 
 
+def ce_credits_short(required: float, logged: float) -> int:
+    """Whole continuing-education credits still missing (0 when enough are logged)."""
+    return max(0, math.ceil(required - logged))
+
+
 class CertificationStatus(StrEnum):
     """Statuses a certification workflow sets itself (the rest come from the pack's rules)."""
 
@@ -611,7 +616,7 @@ class CertificationState(_Model):
     @property
     def ce_credits_short(self) -> int:
         """Whole credits still missing for renewal (0 when enough are logged)."""
-        return max(0, math.ceil(self.ce_credits_required - self.ce_credits_logged))
+        return ce_credits_short(self.ce_credits_required, self.ce_credits_logged)
 
 
 class CertificateUpdate(_Model):

@@ -16,7 +16,6 @@ the end of the grace period.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -51,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         RenewCertification,
         RevokeCertification,
         SuspendCertification,
+        ce_credits_short,
         due_instant,
         plan_ladder,
     )
@@ -105,7 +105,6 @@ class CertificationWorkflow:
         self._window_days: int | None = None
         self._grace_days = 0
         self._status = "registered"
-        self._rule: str | None = None
         self._acknowledged: AcknowledgeSignal | None = None
         self._suspended: SuspendCertification | None = None
         self._revoked: RevokeCertification | None = None
@@ -355,7 +354,7 @@ class CertificationWorkflow:
         return sum(c.credits for c in self._credits)
 
     def _short(self) -> int:
-        return max(0, math.ceil(self._required - self._logged()))
+        return ce_credits_short(self._required, self._logged())
 
     def _current_status(self) -> str:
         if self._revoked is not None:
@@ -554,7 +553,7 @@ class CertificationWorkflow:
             status, rule = ("non_compliant" if expired else "compliant"), "builtin"
         if status != self._status:
             self._event("status", f"{status} (rule {rule})")
-        self._status, self._rule = status, rule
+        self._status = status
         current = self._current_status()
         await workflow.execute_activity_method(
             AssignmentActivities.record_obligation,

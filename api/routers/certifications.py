@@ -16,7 +16,6 @@ import re
 import secrets
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -65,6 +64,7 @@ from duly.domain import (
     certification_workflow_id,
 )
 from rules.model import Pack, RenewalBasis, Requirement
+from rules.obligation_facts import local_today
 from store.models import Certificate, Obligation, Person
 from store.packs import active_pack, load_version
 from store.tokens import Principal
@@ -270,14 +270,6 @@ def _unused_code(session: Session) -> str:
 def verify_url(code: str) -> str:
     """The public verification path of a code."""
     return f"/verify/{code}"
-
-
-def _local_today(person: Person) -> date:
-    try:
-        zone = ZoneInfo(person.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
-    return datetime.now(zone).date()
 
 
 def _today() -> date:
@@ -809,7 +801,7 @@ async def renew_certification(
     _refuse_if_revoked(state)
     requirement = _pinned_requirement(session, state)
     current = state.certificate
-    issued_on = body.issued_on or _local_today(person)
+    issued_on = body.issued_on or local_today(person)
     expires_on = body.expires_on
     if expires_on is None and requirement is not None:
         expires_on = renewed_expiry(
