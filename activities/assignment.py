@@ -26,6 +26,7 @@ from duly.settings import Settings
 from notifications.ack import ack_url, make_ack_token
 from notifications.channels import Channel
 from notifications.delivery import (
+    Budget,
     Deliverer,
     Outcome,
     Recipient,
@@ -38,7 +39,7 @@ from notifications.delivery import (
 from notifications.messages import render_message
 from notifications.outbox import OutboxSender, idempotency_key
 from notifications.preferences import next_allowed
-from notifications.recipients import person_recipient, resolve
+from notifications.recipients import person_recipient, resolve, stage_skip
 from rules.facts import complete_facts
 from rules.model import Pack, Stage, parse_offset
 from rules.obligation_facts import local_today, person_facts
@@ -54,7 +55,7 @@ ACK_LINK_LIFETIME = timedelta(days=45)
 #: Channels whose early reminders are folded into a daily digest (in-app is a feed: never).
 FOLDABLE = frozenset({"email", "sms", "slack"})
 #: Ledger statuses of a digest item that has not gone out yet.
-WAITING = frozenset({"queued", "retrying", "pending"})
+WAITING = frozenset({"queued", "retrying", "pending", "held"})
 
 
 class DigestStarter:
@@ -137,6 +138,37 @@ class UnknownPerson(ApplicationError):
     """The person left the directory; retrying cannot help."""
 
 
+def _attempt_budget() -> Budget | None:
+    """This activity attempt's time left for provider calls (None outside an activity)."""
+    if not activity.in_activity():
+        return None
+    timeout = activity.info().start_to_close_timeout
+    return Budget(timeout.total_seconds() if timeout else None)
+
+
+def _continue_later(outcomes: list[Outcome]) -> ApplicationError | None:
+    """A retryable error when this attempt must leave sends to a later one, else None.
+
+    ``in_flight``: an earlier attempt still holds the row's lease (it is inside the provider
+    call); Temporal's backoff retries until that attempt has recorded the outcome. ``postponed``:
+    this attempt ran out of time; the next one starts at once with the rest.
+    """
+    in_flight = sum(o.status == "in_flight" for o in outcomes)
+    postponed = sum(o.status == "postponed" for o in outcomes)
+    if in_flight:
+        return ApplicationError(
+            f"{in_flight} send(s) are in flight in an earlier attempt of this activity (ledger "
+            "lease held); retrying to confirm their outcome without sending them again"
+        )
+    if postponed:
+        return ApplicationError(
+            f"{postponed} send(s) left: continuing in a new attempt so this one ends inside its "
+            "start-to-close timeout (what went out is recorded in the ledger)",
+            next_retry_delay=timedelta(seconds=1),
+        )
+    return None
+
+
 class AssignmentActivities:
     """Activities bound to one database (sync: the worker runs them on a thread pool)."""
 
@@ -150,7 +182,12 @@ class AssignmentActivities:
         """Bind the database, settings (secret, links), provider channels and digest starter."""
         self._db = db
         self._settings = settings or Settings()
-        self._deliverer = Deliverer(db, channels or {}, OutboxSender())
+        self._deliverer = Deliverer(
+            db,
+            channels or {},
+            OutboxSender(),
+            lease=timedelta(seconds=self._settings.send_lease_seconds),
+        )
         self._digest = digest
 
     def _person(self, session_person: Person | None, external_id: str) -> Person:
@@ -196,8 +233,13 @@ class AssignmentActivities:
         Recipients and channels come from the pinned pack's stage (built-in ladder: the learner
         by email). Transient provider failures fail the activity so Temporal retries it (the
         ledger turns already-sent parts into no-ops); permanent ones fall back to the next
-        allowed channel inside this attempt.
+        allowed channel inside this attempt. A send another attempt still holds (its ledger
+        lease) is never repeated: this attempt fails and retries to confirm it. Messages held
+        because a provider refused Duly's credentials come back in ``deferred_until`` (with
+        backoff), like quiet hours: the workflow runs the stage again then. People who left,
+        or are on leave, are recorded ``skipped`` (see :mod:`notifications.recipients`).
         """
+        budget = _attempt_budget()
         with self._db.session() as session:
             person = self._person(
                 session.scalar(select(Person).where(Person.external_id == request.person)),
@@ -223,7 +265,8 @@ class AssignmentActivities:
             else:
                 roles = request.notify or ["learner"]
                 channels = request.channels or [request.channel]
-            recipients, missing = resolve(person, roles, pack, stage)
+            recipients, missing, passed_over = resolve(person, roles, pack, stage)
+            gone = stage_skip(person)
             learner_name = person.name
             business_days = _business_days_only(pack, request.requirement_id)
             preference = session.get(NotificationPreference, person.id)
@@ -243,6 +286,21 @@ class AssignmentActivities:
             fired_at=request.fired_at,
         )
         lines = [f"{role}: nobody to notify" for role in missing]
+        if gone is not None:
+            # The learner has left: nobody is reminded or escalated to about them.
+            code, reason = gone
+            everyone = [*recipients, *(p.recipient for p in passed_over)]
+            for recipient in everyone:
+                got = self._deliverer.skip(step, recipient, channels, code, reason)
+                lines += [f"{recipient.role} {o.channel} {o.status} ({code})" for o in got]
+            return ReminderResult(
+                idempotency_key="", status="skipped", duplicate=False, deliveries=lines
+            )
+        skips: list[Outcome] = []
+        for entry in passed_over:
+            got = self._deliverer.skip(step, entry.recipient, channels, entry.code, entry.reason)
+            skips += got
+            lines += [f"{entry.recipient.role} {o.channel} {o.status}: {entry.reason}" for o in got]
         outcomes: list[Outcome] = []
         retry: RetryLater | None = None
         for recipient in recipients:
@@ -275,20 +333,35 @@ class AssignmentActivities:
                     )
                     lines.append(f"{recipient.role} {channel} queued for today's digest")
             try:
-                got = self._deliverer.deliver(step, recipient, direct, render)
+                got = self._deliverer.deliver(step, recipient, direct, render, budget)
             except RetryLater as error:
                 retry = error
                 continue
             outcomes += got
             lines += [
                 f"{recipient.role} {o.channel} {o.status}"
+                + (f" ({o.error_code})" if o.error_code else "")
                 + (f" (fallback from {o.fallback_from})" if o.fallback_from else "")
                 for o in got
             ]
         if retry is not None:
             delay = timedelta(seconds=retry.retry_after) if retry.retry_after else None
             raise ApplicationError(f"transient provider failure: {retry}", next_retry_delay=delay)
-        first = next((o for o in outcomes if o.notification_id is not None), None)
+        later = _continue_later(outcomes + skips)
+        if later is not None:
+            raise later
+        held = [o for o in outcomes if o.status == "held"]
+        wake_at = list(deferred.values())
+        if held:
+            # Like quiet hours: the workflow sleeps (a completion meanwhile stops it) and runs
+            # the stage again; workflow time, so the timer is right in tests that skip time.
+            retry_at = request.fired_at + self._held_backoff(max(o.attempts for o in held))
+            wake_at.append(retry_at)
+            lines.append(
+                f"{len(held)} held ({', '.join(sorted({str(o.error_code) for o in held}))}):"
+                f" a provider refused Duly's credentials; retrying at {retry_at.isoformat()}"
+            )
+        first = next((o for o in outcomes + skips if o.notification_id is not None), None)
         key = idempotency_key(
             workflow_id=request.workflow_id,
             pack_hash=request.pack_hash,
@@ -298,11 +371,19 @@ class AssignmentActivities:
         )
         return ReminderResult(
             idempotency_key=key,
-            status=first.status if first else ("deferred" if deferred else "unreachable"),
+            status=first.status if first else ("deferred" if wake_at else "unreachable"),
             duplicate=bool(outcomes) and all(o.duplicate for o in outcomes),
             deliveries=lines,
-            deferred_until=min(deferred.values()) if deferred else None,
+            deferred_until=min(wake_at) if wake_at else None,
         )
+
+    def _held_backoff(self, attempts: int) -> timedelta:
+        """The wait before held messages are tried again: doubling, capped (never a tight loop)."""
+        initial = self._settings.held_retry_initial_seconds
+        seconds = min(
+            initial * 2 ** max(0, min(attempts, 32) - 1), self._settings.held_retry_max_seconds
+        )
+        return timedelta(seconds=max(1, seconds))
 
     def _foldable(self, request: ReminderRequest, recipient: Recipient) -> bool:
         """Early reminders to a learner wait for the day's digest; due-day and overdue never."""
@@ -323,8 +404,14 @@ class AssignmentActivities:
                 request.person,
             )
             rows = [session.get(Notification, i) for i in request.notification_ids]
-            # "retrying"/"pending": an earlier attempt of this activity failed mid-send.
+            # "retrying"/"pending": an earlier attempt of this activity failed mid-send;
+            # "held": a provider refused Duly's credentials on an earlier attempt.
             queued = [r for r in rows if r is not None and r.status in WAITING]
+            gone = stage_skip(person) or (
+                ("learner:leave", f"{person.external_id} is on leave: not reminded while on leave")
+                if person.employment_status == "leave"
+                else None
+            )
             items = []
             for row in queued:
                 obligation = session.scalar(
@@ -343,16 +430,36 @@ class AssignmentActivities:
             recipient = person_recipient("learner", person)
         if not queued:
             return DigestResult(sent=0, folded=0, status="nothing queued")
+        if gone is not None:
+            skipped = self._deliverer.skip_rows([r.id for r in queued], *gone)
+            return DigestResult(sent=0, folded=0, status=f"skipped {skipped} ({gone[0]})")
         try:
             if len(queued) == 1 or len(items) < len(queued):
-                outcomes = [self._deliverer.release(r.id, recipient) for r in queued]
+                budget = _attempt_budget()
+                outcomes = [self._deliverer.release(r.id, recipient, budget) for r in queued]
+                self._raise_unless_settled(outcomes)
                 return DigestResult(sent=len(outcomes), folded=0, status=outcomes[-1].status)
-            return self._fold(request, person, recipient, queued, items)
+            result = self._fold(request, person, recipient, queued, items)
+            self._raise_unless_settled([result[1]])
+            return result[0]
         except RetryLater as error:
             delay = timedelta(seconds=error.retry_after) if error.retry_after else None
             raise ApplicationError(
                 f"transient provider failure: {error}", next_retry_delay=delay
             ) from None
+
+    def _raise_unless_settled(self, outcomes: list[Outcome]) -> None:
+        """A digest is one activity: held, in-flight or postponed sends fail it for a retry."""
+        later = _continue_later(outcomes)
+        if later is not None:
+            raise later
+        held = [o for o in outcomes if o.status == "held"]
+        if held:
+            raise ApplicationError(
+                f"held: a provider refused Duly's credentials ({held[0].error_code}); "
+                "retrying with backoff until the setting is fixed",
+                next_retry_delay=self._held_backoff(max(o.attempts for o in held)),
+            )
 
     def _fold(
         self,
@@ -361,7 +468,7 @@ class AssignmentActivities:
         recipient: Recipient,
         queued: list[Notification],
         items: list[dict[str, Any]],
-    ) -> DigestResult:
+    ) -> tuple[DigestResult, Outcome]:
         kind, pack_hash = queued[0].kind, queued[0].pack_hash
         nearest = min(items, key=lambda i: int(str(i["days_before_due"])))
         days = int(str(nearest["days_before_due"]))
@@ -402,7 +509,7 @@ class AssignmentActivities:
         outcome = self._deliverer.fold(
             [r.id for r in queued], recipient, request.channel, step, render
         )
-        return DigestResult(sent=1, folded=len(queued), status=outcome.status)
+        return DigestResult(sent=1, folded=len(queued), status=outcome.status), outcome
 
     def _defer_until(
         self,

@@ -74,6 +74,27 @@ class Settings(BaseSettings):
     slack_base_url: str | None = None
     #: How long an early reminder waits for others of the same day to share one digest.
     digest_window_seconds: int = Field(default=600, ge=0, le=86_400)
+    send_lease_seconds: int = Field(
+        default=120,
+        ge=5,
+        le=3_600,
+        description="How long an activity attempt holds a ledger row while it calls the "
+        "provider; no other attempt sends that row meanwhile. Must exceed the slowest provider "
+        "call (the SDK clients time out after 10 s); a crashed worker's rows are retried after it.",
+    )
+    held_retry_initial_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=86_400,
+        description="First retry of a message held because a provider refused Duly's "
+        "credentials; doubles on each attempt up to held_retry_max_seconds.",
+    )
+    held_retry_max_seconds: int = Field(
+        default=3_600,
+        ge=1,
+        le=86_400,
+        description="Longest wait between two retries of a held message.",
+    )
     verify_rate_limit_per_minute: int = Field(
         default=30,
         ge=0,

@@ -8,6 +8,10 @@ fall back to another channel for what never will:
   seconds when the provider said so). The activity re-raises it; Temporal's retry policy backs off.
 * :class:`PermanentSendError` — invalid number, unsubscribed, unknown Slack user, bad request.
   The activity records it in the ledger and tries the recipient's next allowed channel.
+* :class:`ConfigurationSendError` — the provider refused *Duly* (a bad, revoked or
+  under-privileged credential, an unverified sender). No recipient is at fault and every other
+  message on that provider would fail the same way, so the message is ``held`` (no fallback)
+  and retried with backoff until an operator applies ``fix``.
 """
 
 from __future__ import annotations
@@ -75,6 +79,19 @@ class PermanentSendError(SendError):
     """Will never succeed for this address on this channel."""
 
 
+class ConfigurationSendError(SendError):
+    """The provider refused Duly's own credentials or configuration, not the recipient.
+
+    Attributes:
+        fix: What an operator must change (setting names, provider console steps; never a
+            secret), for the log line and the ledger.
+    """
+
+    def __init__(self, code: str, reason: str, fix: str) -> None:
+        super().__init__(code, reason)
+        self.fix = fix
+
+
 class Channel(Protocol):
     """A way to reach people: ``name`` is the pack's channel (email, sms, slack)."""
 
@@ -87,5 +104,6 @@ class Channel(Protocol):
         Raises:
             TransientSendError: Retry later.
             PermanentSendError: Never retry on this channel for this address.
+            ConfigurationSendError: Duly's credentials or settings were refused: hold.
         """
         ...

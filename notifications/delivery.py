@@ -4,33 +4,50 @@ The ledger row is written (status ``pending``, unique idempotency key) and commi
 the provider is called, then updated with the outcome. So:
 
 * a retried activity or a replayed workflow finds the key: ``sent``/``delivered`` rows are not
-  sent again; a ``retrying`` row is attempted again (attempt counter, last error kept);
+  sent again; a ``retrying`` or ``held`` row is attempted again (attempt counter, last error);
 * a transient failure (5xx, timeout, 429) is recorded and re-raised, so Temporal's retry policy
   backs off (honouring ``Retry-After`` through ``next_retry_delay``);
 * a permanent failure (invalid number, unknown Slack user, unsubscribed) is recorded as
   ``failed`` and the next allowed channel for that recipient is tried, in a new ledger row that
-  points back to the failed one (``fallback_of``).
+  points back to the failed one (``fallback_of``);
+* a configuration failure (the provider refused Duly's credentials, permissions or sender) is
+  recorded as ``held``: no fallback (every recipient would "fail" the same way), one log line per
+  provider naming the fix, and the caller retries the row with backoff until it goes out.
+
+**One live attempt per row (the lease).** Temporal starts a new attempt of an activity when the
+previous one timed out, but cannot stop the old one: a synchronous activity keeps running,
+possibly inside a provider call. So the right to call the provider is a *lease* on the ledger
+row: a random claim token and an expiry, taken with a compare-and-set ``UPDATE`` (only when no
+other live lease exists) in a transaction committed before the call, and released when the
+outcome is recorded. An attempt that finds a live lease does not send; it reports the row as
+``in_flight`` and the caller retries later, when the holder has recorded the outcome. The lease
+(:attr:`Deliverer.lease`, ``DULY_SEND_LEASE_SECONDS``) must outlast the slowest provider call
+(the SDK clients time out after 10 s).
 
 The remaining window: a worker that dies after the provider accepted a message but before the
-outcome was committed leaves a ``pending`` row; the retry sends again. Providers offer no
-idempotency keys for these APIs (SendGrid, Twilio SMS, Slack chat), so this is the smallest
-window the design allows; it is logged as ``resumed pending``.
+outcome was committed leaves a ``pending`` row whose lease expires; the next attempt sends
+again. Providers offer no idempotency keys for these APIs (SendGrid, Twilio SMS, Slack chat), so
+this is the smallest window the design allows; it is logged as ``resumed pending``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from notifications.channels import (
     Channel,
     ChannelMessage,
+    ConfigurationSendError,
     PermanentSendError,
     TransientSendError,
 )
@@ -45,6 +62,12 @@ log = logging.getLogger("duly.delivery")
 FALLBACK_ORDER: tuple[str, ...] = ("email", "slack", "sms", "in_app")
 ALL_CHANNELS = frozenset(FALLBACK_ORDER)
 DONE = frozenset({"sent", "delivered"})
+#: Outcomes that are final for a key: a later attempt never sends it again.
+SETTLED = DONE | {"failed", "folded", "skipped"}
+#: Statuses an attempt may take a lease on (and then call the provider).
+CLAIMABLE = ("pending", "retrying", "held", "queued")
+#: The default lease: well over the providers' 10 s client timeout (connect + read).
+DEFAULT_LEASE = timedelta(seconds=120)
 
 
 @dataclass(frozen=True)
@@ -95,13 +118,22 @@ class Step:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one (recipient, requested channel)."""
+    """What happened to one (recipient, requested channel).
+
+    ``status`` is a ledger status, or one of: ``in_flight`` (another live attempt holds the
+    row's lease: retry later to learn its outcome), ``postponed`` (this attempt ran out of time
+    before calling the provider: a new attempt sends it), ``unreachable`` (no allowed channel).
+    """
 
     channel: str
     status: str
     notification_id: int | None
     duplicate: bool = False
     fallback_from: str | None = None
+    #: Provider calls made for this row so far (a held row backs off on it).
+    attempts: int = 0
+    #: ``held``/``skipped``: the ledger's error code (``sendgrid:401``, ``learner:terminated``).
+    error_code: str | None = None
 
 
 class RetryLater(Exception):
@@ -110,6 +142,94 @@ class RetryLater(Exception):
     def __init__(self, message: str, retry_after: float | None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Budget:
+    """How long one activity attempt may keep starting provider calls.
+
+    Temporal times an attempt out after its start-to-close timeout and starts another while
+    the first may still be running; an attempt that stops starting sends when the time left
+    is less than its slowest send so far (x1.5) hands the rest to a fresh attempt instead of
+    being cut off mid-fan-out. The first send of an attempt is always allowed (progress). The
+    lease, not this budget, is what makes a send exclusive; the budget keeps attempts from
+    overlapping in the first place.
+    """
+
+    def __init__(self, seconds: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        """Start the budget now; ``seconds`` None means unbounded."""
+        self._clock = clock
+        self._deadline = None if seconds is None else clock() + seconds
+        self._slowest = 0.0
+        self._sends = 0
+
+    def allows_another(self) -> bool:
+        """Whether one more provider call is likely to finish inside this attempt."""
+        if self._deadline is None or self._sends == 0:
+            return True
+        return self._deadline - self._clock() > 1.5 * self._slowest
+
+    def now(self) -> float:
+        """The budget's clock (monotonic seconds)."""
+        return self._clock()
+
+    def spent(self, seconds: float) -> None:
+        """Record one provider call's duration."""
+        self._sends += 1
+        self._slowest = max(self._slowest, seconds)
+
+
+class CredentialAlerts:
+    """One clear log line per provider whose credentials are refused, and one when fixed.
+
+    A broken key makes every send on that provider fail the same way; logging each would bury
+    the one thing an operator must do. Per process: each worker says it once.
+    """
+
+    def __init__(self) -> None:
+        """No provider is known to be broken yet."""
+        self._lock = threading.Lock()
+        self._broken: dict[str, str] = {}
+
+    def refused(self, provider: str, channel: str, error: ConfigurationSendError) -> None:
+        """Log (once until fixed) that ``provider`` refused Duly, and how to fix it."""
+        with self._lock:
+            if provider in self._broken:
+                return
+            self._broken[provider] = error.code
+        # Codes, provider reasons (scrubbed of addresses) and setting names only: no secrets.
+        log.error(
+            "%s refused Duly's credentials or configuration (%s: %s). %s messages are HELD, not "
+            "failed, and retried with backoff until this is fixed: %s. "
+            "See them with GET /notifications?status=held",
+            provider,
+            error.code,
+            error.reason,
+            channel,
+            error.fix,
+        )
+
+    def accepted(self, provider: str) -> None:
+        """``provider`` accepted a message: if it was broken, say it works again."""
+        with self._lock:
+            code = self._broken.pop(provider, None)
+        if code is not None:
+            log.info(
+                "%s accepts Duly's credentials again (was %s); held messages go out", provider, code
+            )
+
+    def reset(self) -> None:
+        """Forget every provider (tests; a worker starts with none)."""
+        with self._lock:
+            self._broken.clear()
+
+    def broken(self) -> dict[str, str]:
+        """Providers currently refusing Duly, with the error code (for health checks, tests)."""
+        with self._lock:
+            return dict(self._broken)
+
+
+#: The process-wide alerts (every Deliverer of a worker shares them).
+credential_alerts = CredentialAlerts()
 
 
 def step_key(step: Step, recipient: Recipient, channel: str) -> str:
@@ -137,11 +257,19 @@ def allowed(preference: NotificationPreference | None, recipient: Recipient, cha
 class Deliverer:
     """Sends steps through the configured channels; the outbox stands in for missing ones."""
 
-    def __init__(self, db: Database, channels: Mapping[str, Channel], outbox: Channel) -> None:
-        """Bind the database, the provider channels by name, and the outbox fallback."""
+    def __init__(
+        self,
+        db: Database,
+        channels: Mapping[str, Channel],
+        outbox: Channel,
+        *,
+        lease: timedelta = DEFAULT_LEASE,
+    ) -> None:
+        """Bind the database, the provider channels by name, the outbox fallback and the lease."""
         self._db = db
         self._channels = dict(channels)
         self._outbox = outbox
+        self.lease = lease
 
     def _channel(self, name: str) -> Channel:
         # in_app lives in the ledger (the app shows it); a channel without credentials too.
@@ -153,6 +281,7 @@ class Deliverer:
         recipient: Recipient,
         channels: Sequence[str],
         render: Renderer,
+        budget: Budget | None = None,
     ) -> list[Outcome]:
         """Send ``step`` to ``recipient`` on each requested channel, exactly once each.
 
@@ -180,7 +309,7 @@ class Deliverer:
                 channel = replacement
             try:
                 outcomes += self._send_with_fallback(
-                    step, recipient, channel, render, preference, tried
+                    step, recipient, channel, render, preference, tried, budget
                 )
             except RetryLater as error:
                 transient.append(error)
@@ -208,6 +337,7 @@ class Deliverer:
         render: Renderer,
         preference: NotificationPreference | None,
         tried: set[str],
+        budget: Budget | None = None,
     ) -> list[Outcome]:
         outcomes: list[Outcome] = []
         failed_from: str | None = None
@@ -215,15 +345,11 @@ class Deliverer:
         current: str | None = channel
         while current is not None:
             tried.add(current)
-            outcome = self._send_once(step, recipient, current, render, failed_id)
-            outcome = Outcome(
-                outcome.channel,
-                outcome.status,
-                outcome.notification_id,
-                outcome.duplicate,
-                failed_from,
-            )
+            outcome = self._send_once(step, recipient, current, render, failed_id, budget)
+            outcome = replace(outcome, fallback_from=failed_from)
             outcomes.append(outcome)
+            # Only a permanent failure moves on: held (Duly's credentials), in flight (another
+            # attempt is sending it) and postponed are not the recipient's address failing.
             if outcome.status != "failed":
                 break
             failed_from, failed_id = current, outcome.notification_id
@@ -231,9 +357,21 @@ class Deliverer:
         return outcomes
 
     def _claim(
-        self, session: Session, key: str, step: Step, recipient: Recipient, channel: str
+        self,
+        session: Session,
+        key: str,
+        step: Step,
+        recipient: Recipient,
+        channel: str,
+        token: str | None,
+        now: datetime,
     ) -> tuple[Notification, bool]:
-        """The ledger row for ``key``, created ``pending`` when new; (row, already existed)."""
+        """The ledger row for ``key``; when new, created ``pending`` with this attempt's lease.
+
+        Returns:
+            (row, already existed). An existing row's lease is not taken here: see
+            :meth:`_take_lease`.
+        """
         row = session.scalar(select(Notification).where(Notification.idempotency_key == key))
         if row is not None:
             return row, True
@@ -253,17 +391,52 @@ class Deliverer:
             status="pending",
             attempts=0,
             fired_at=step.fired_at,
+            claim_token=token,
+            lease_until=now + self.lease if token is not None else None,
         )
         try:
             with session.begin_nested():
                 session.add(row)
                 session.flush()
         except IntegrityError:
+            # A concurrent attempt inserted the key first: its lease decides who sends.
             winner = session.scalar(select(Notification).where(Notification.idempotency_key == key))
             if winner is None:
                 raise
             return winner, True
         return row, False
+
+    def _take_lease(self, session: Session, row: Notification, token: str, now: datetime) -> bool:
+        """Compare-and-set: take ``row``'s lease unless another attempt holds a live one.
+
+        The ``WHERE`` is evaluated under the row's write lock (PostgreSQL re-checks it after a
+        concurrent writer commits; SQLite serialises writers), so of two attempts racing for
+        the same row exactly one gets ``rowcount == 1``. ``row`` is refreshed either way.
+        """
+        result = session.execute(
+            update(Notification)
+            .where(
+                Notification.id == row.id,
+                Notification.status.in_(CLAIMABLE),
+                or_(Notification.lease_until.is_(None), Notification.lease_until <= now),
+            )
+            .values(claim_token=token, lease_until=now + self.lease)
+            .execution_options(synchronize_session=False)
+        )
+        session.refresh(row)
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    def _busy(self, row: Notification, channel: str, now: datetime) -> Outcome:
+        """The outcome for a row this attempt could not lease: settled meanwhile, or in flight."""
+        if row.status in SETTLED:
+            return Outcome(channel, row.status, row.id, duplicate=True, attempts=row.attempts)
+        lease_left = (row.lease_until - now).total_seconds() if row.lease_until else 0.0
+        log.info(
+            "notification %s is being sent by another attempt (lease for %.0fs more): not sending",
+            row.id,
+            lease_left,
+        )
+        return Outcome(channel, "in_flight", row.id, duplicate=True, attempts=row.attempts)
 
     def _send_once(
         self,
@@ -272,21 +445,37 @@ class Deliverer:
         channel: str,
         render: Renderer,
         fallback_of: int | None,
+        budget: Budget | None = None,
     ) -> Outcome:
         key = step_key(step, recipient, channel)
+        token = uuid.uuid4().hex
+        now = utcnow()
         with self._db.session() as session:
-            row, existed = self._claim(session, key, step, recipient, channel)
-            if existed and row.status in DONE | {"failed", "folded"}:
-                return Outcome(channel, row.status, row.id, duplicate=True)
-            if existed and row.status == "pending":
-                log.warning("resumed pending notification %s (outcome unknown)", row.id)
+            row = session.scalar(select(Notification).where(Notification.idempotency_key == key))
+            if row is not None and row.status in SETTLED:
+                return Outcome(channel, row.status, row.id, duplicate=True, attempts=row.attempts)
+            if budget is not None and not budget.allows_another():
+                return Outcome(channel, "postponed", row.id if row else None)
+            row, existed = self._claim(session, key, step, recipient, channel, token, now)
+            if existed:
+                previous = row.status
+                if previous in SETTLED or not self._take_lease(session, row, token, now):
+                    return self._busy(row, channel, now)
+                if previous == "pending":
+                    log.warning(
+                        "resumed pending notification %s: the attempt that claimed it left no "
+                        "outcome before its lease expired (it may have been sent)",
+                        row.id,
+                    )
             rendered = render(channel, row.id)
             row.subject, row.body = rendered.subject[:300], rendered.text
             row.attempts += 1
             row.fallback_of = fallback_of
             row.provider = self._channel(channel).provider
-            notification_id = row.id
+            notification_id, attempts = row.id, row.attempts
             address = recipient.address(channel)
+        # The lease is committed: from here until the outcome is recorded, no other attempt
+        # calls the provider for this key.
         assert address is not None
         message = ChannelMessage(
             idempotency_key=key,
@@ -306,29 +495,52 @@ class Deliverer:
             },
         )
         sender = self._channel(channel)
+        started = budget.now() if budget is not None else 0.0
         try:
             result = sender.send(message)
         except TransientSendError as error:
-            self._record(notification_id, "retrying", error_code=error.code, reason=error.reason)
+            self._record(
+                notification_id, token, "retrying", error_code=error.code, reason=error.reason
+            )
             raise RetryLater(f"{channel} {error.code}: {error.reason}", error.retry_after) from None
+        except ConfigurationSendError as error:
+            self._record(
+                notification_id,
+                token,
+                "held",
+                error_code=error.code,
+                reason=f"{error.reason}; fix: {error.fix}",
+            )
+            credential_alerts.refused(sender.provider, channel, error)
+            return Outcome(
+                channel, "held", notification_id, attempts=attempts, error_code=error.code
+            )
         except PermanentSendError as error:
-            self._record(notification_id, "failed", error_code=error.code, reason=error.reason)
+            self._record(
+                notification_id, token, "failed", error_code=error.code, reason=error.reason
+            )
             log.info(
                 "notification %s failed permanently on %s: %s", notification_id, channel, error.code
             )
-            return Outcome(channel, "failed", notification_id)
+            return Outcome(channel, "failed", notification_id, attempts=attempts)
+        finally:
+            if budget is not None:
+                budget.spent(budget.now() - started)
         self._record(
             notification_id,
+            token,
             "sent",
             provider_message_id=result.provider_message_id,
             channel_ref=result.channel_ref,
             provider=result.provider,
         )
-        return Outcome(channel, "sent", notification_id)
+        credential_alerts.accepted(sender.provider)
+        return Outcome(channel, "sent", notification_id, attempts=attempts)
 
     def _record(
         self,
         notification_id: int,
+        token: str | None,
         status: str,
         *,
         error_code: str | None = None,
@@ -337,9 +549,19 @@ class Deliverer:
         channel_ref: str | None = None,
         provider: str | None = None,
     ) -> None:
+        """Write the outcome and release this attempt's lease."""
         with self._db.session() as session:
             row = session.get(Notification, notification_id)
             assert row is not None
+            if token is not None and row.claim_token != token:
+                # The provider took longer than the lease: another attempt may have sent too.
+                log.warning(
+                    "notification %s: the lease expired before the provider answered "
+                    "(raise DULY_SEND_LEASE_SECONDS above the slowest provider call)",
+                    notification_id,
+                )
+            else:
+                row.claim_token, row.lease_until = None, None
             row.status = status
             row.error_code = error_code
             row.error_reason = reason[:300] if reason else None
@@ -351,6 +573,49 @@ class Deliverer:
                 row.provider = provider
             row.updated_at = utcnow()
 
+    def skip(
+        self,
+        step: Step,
+        recipient: Recipient,
+        channels: Sequence[str],
+        code: str,
+        reason: str,
+    ) -> list[Outcome]:
+        """Record that ``step`` deliberately does not go to ``recipient`` (status ``skipped``).
+
+        One ledger row per channel, keyed like a send, so ``GET /notifications`` shows who was
+        not told and why, and a later run of the stage does not send it either. A row that was
+        waiting (held, retrying, queued) is skipped too; one already sent is left alone.
+        """
+        outcomes: list[Outcome] = []
+        for channel in dict.fromkeys(channels):
+            key = step_key(step, recipient, channel)
+            token, now = uuid.uuid4().hex, utcnow()
+            with self._db.session() as session:
+                row, existed = self._claim(session, key, step, recipient, channel, token, now)
+                if existed and (
+                    row.status in SETTLED or not self._take_lease(session, row, token, now)
+                ):
+                    outcomes.append(self._busy(row, channel, now))
+                    continue
+                _mark_skipped(row, code, reason)
+                outcomes.append(Outcome(channel, "skipped", row.id, error_code=code))
+        return outcomes
+
+    def skip_rows(self, notification_ids: Sequence[int], code: str, reason: str) -> int:
+        """Mark waiting rows (queued, held, retrying) ``skipped``; returns how many."""
+        skipped = 0
+        for notification_id in notification_ids:
+            token, now = uuid.uuid4().hex, utcnow()
+            with self._db.session() as session:
+                row = session.get(Notification, notification_id)
+                if row is None or row.status in SETTLED:
+                    continue
+                if self._take_lease(session, row, token, now):
+                    _mark_skipped(row, code, reason)
+                    skipped += 1
+        return skipped
+
     def queue(
         self, step: Step, recipient: Recipient, channel: str, render: Renderer
     ) -> tuple[int, str]:
@@ -360,7 +625,8 @@ class Deliverer:
         """
         key = step_key(step, recipient, channel)
         with self._db.session() as session:
-            row, existed = self._claim(session, key, step, recipient, channel)
+            # No lease: the row is queued in this same transaction, nobody sends it from here.
+            row, existed = self._claim(session, key, step, recipient, channel, None, utcnow())
             if existed and row.status != "pending":
                 return row.id, row.status
             rendered = render(channel, row.id)
@@ -369,7 +635,9 @@ class Deliverer:
             row.status = "queued"
             return row.id, row.status
 
-    def release(self, notification_id: int, recipient: Recipient) -> Outcome:
+    def release(
+        self, notification_id: int, recipient: Recipient, budget: Budget | None = None
+    ) -> Outcome:
         """Send a queued message as it was rendered (a digest of one)."""
         with self._db.session() as session:
             row = session.get(Notification, notification_id)
@@ -383,7 +651,7 @@ class Deliverer:
             )
             channel = row.channel
         [outcome, *_] = self._send_with_fallback(
-            step, recipient, channel, lambda _c, _n: stored, None, set()
+            step, recipient, channel, lambda _c, _n: stored, None, set(), budget
         )
         return outcome
 
@@ -401,7 +669,16 @@ class Deliverer:
             with self._db.session() as session:
                 for notification_id in notification_ids:
                     row = session.get(Notification, notification_id)
-                    if row is not None and row.status in {"queued", "retrying", "pending"}:
+                    if row is not None and row.status in {"queued", "retrying", "pending", "held"}:
                         row.status = "folded"
                         row.channel_ref = f"digest:{outcome.notification_id}"
         return outcome
+
+
+def _mark_skipped(row: Notification, code: str, reason: str) -> None:
+    row.status = "skipped"
+    row.error_code = code
+    row.error_reason = reason[:300]
+    row.claim_token, row.lease_until = None, None
+    row.recipient_address = None  # never sent: the ledger needs no address for it
+    row.updated_at = utcnow()

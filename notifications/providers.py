@@ -8,7 +8,10 @@ classes raised here:
 * :class:`~notifications.channels.TransientSendError` -- HTTP 429 (with ``retry_after`` from the
   ``Retry-After`` header), 5xx, timeouts and connection errors;
 * :class:`~notifications.channels.PermanentSendError` -- everything the provider rejected for good
-  (invalid address, unsubscribed, unknown Slack user, bad credentials, bad request).
+  for this recipient (invalid address, unsubscribed, unknown Slack user, bad request);
+* :class:`~notifications.channels.ConfigurationSendError` -- the provider refused Duly itself
+  (SendGrid 401/403, Twilio 20003 and other account/sender errors, Slack ``invalid_auth``,
+  ``token_revoked``…): the message is held until an operator fixes the setting the error names.
 
 Error codes are ``"<provider>:<provider code>"`` (``sendgrid:400``, ``twilio:21211``,
 ``slack:user_not_found``). Reasons are short and scrubbed of email addresses and phone numbers,
@@ -41,6 +44,7 @@ from twilio.rest import Client as TwilioClient
 from notifications.channels import (
     Channel,
     ChannelMessage,
+    ConfigurationSendError,
     PermanentSendError,
     SendError,
     SendResult,
@@ -230,11 +234,30 @@ def _sendgrid_reason(body: Any) -> str:
     return _scrub("; ".join(parts))
 
 
+#: SendGrid answers about Duly's own account: (what happened, what an operator must fix).
+SENDGRID_CONFIGURATION: dict[int, tuple[str, str]] = {
+    401: (
+        "SendGrid rejected Duly's API key (invalid, expired or revoked)",
+        "set DULY_SENDGRID_API_KEY to a valid API key with the Mail Send permission and "
+        "restart the worker",
+    ),
+    403: (
+        "SendGrid refused Duly's account (the API key lacks Mail Send, or the sender is not "
+        "verified)",
+        "give the API key the Mail Send permission and make DULY_SENDGRID_FROM_EMAIL a verified "
+        "sender (SendGrid > Settings > Sender Authentication)",
+    ),
+}
+
+
 def _sendgrid_error(exc: Any) -> SendError:
     status = int(getattr(exc, "status_code", 0) or 0)
     code = f"sendgrid:{status}"
     reason = _sendgrid_reason(getattr(exc, "body", b""))
     headers = getattr(exc, "headers", None)
+    if status in SENDGRID_CONFIGURATION:
+        what, fix = SENDGRID_CONFIGURATION[status]
+        return ConfigurationSendError(code, f"{what}: {reason}" if reason else what, fix)
     if status == 429:
         retry_after = _retry_after(_header(headers, "Retry-After"))
         reset = _header(headers, "X-RateLimit-Reset")  # SendGrid's own: epoch seconds
@@ -253,6 +276,8 @@ def _sendgrid_error(exc: Any) -> SendError:
 #: PII-free reasons for the Twilio error codes a send meets most.
 TWILIO_REASONS: dict[int, str] = {
     20003: "Twilio authentication failed (check the account SID and auth token)",
+    20005: "the Twilio account is not active (suspended or closed)",
+    21212: "the 'From' phone number is not valid for this account",
     20429: "Twilio rate limit",
     21211: "invalid 'To' phone number",
     21408: "SMS to this region is not enabled on the Twilio account",
@@ -268,6 +293,23 @@ TWILIO_REASONS: dict[int, str] = {
 }
 
 _TWILIO_TRANSIENT_CODES = frozenset({20429, 20500, 20503})
+
+_TWILIO_CREDENTIALS_FIX = (
+    "check DULY_TWILIO_ACCOUNT_SID and DULY_TWILIO_AUTH_TOKEN (Twilio console > Account info; "
+    "a rotated auth token must be updated) and restart the worker"
+)
+_TWILIO_SENDER_FIX = (
+    "set DULY_TWILIO_FROM_NUMBER to an SMS-capable number of this Twilio account and restart "
+    "the worker"
+)
+#: Twilio errors about Duly's own account or sender, with what an operator must fix.
+TWILIO_CONFIGURATION: dict[int, str] = {
+    20003: _TWILIO_CREDENTIALS_FIX,
+    20005: "reactivate the Twilio account (Twilio console > Billing)",
+    21212: _TWILIO_SENDER_FIX,
+    21603: _TWILIO_SENDER_FIX,
+    21606: _TWILIO_SENDER_FIX,
+}
 
 
 class TwilioSms:
@@ -341,6 +383,9 @@ class TwilioSms:
             )
         if status >= 500 or status == 408 or number in _TWILIO_TRANSIENT_CODES:
             return TransientSendError(error_code, reason)
+        if number in TWILIO_CONFIGURATION or status in {401, 403}:
+            fix = TWILIO_CONFIGURATION.get(number, _TWILIO_CREDENTIALS_FIX)
+            return ConfigurationSendError(error_code, reason, fix)
         return PermanentSendError(error_code, reason)
 
 
@@ -358,6 +403,8 @@ SLACK_REASONS: dict[str, str] = {
     "not_authed": "no Slack bot token was sent",
     "account_inactive": "the Slack bot's account is inactive",
     "token_revoked": "Slack bot token was revoked",
+    "token_expired": "Slack bot token has expired",
+    "team_access_not_granted": "the Slack app is not installed in this workspace",
     "no_permission": "the Slack bot lacks permission",
     "missing_scope": "the Slack bot token lacks a required scope",
     "msg_too_long": "message text is too long for Slack",
@@ -375,6 +422,27 @@ SLACK_REASONS: dict[str, str] = {
 SLACK_TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
+
+_SLACK_TOKEN_FIX = (
+    "set DULY_SLACK_BOT_TOKEN to the app's current bot token (Slack app > OAuth & Permissions; "
+    "reinstall the app if it was revoked) and restart the worker"
+)
+_SLACK_SCOPE_FIX = (
+    "add the chat:write and im:write scopes to the Slack app, reinstall it, and update "
+    "DULY_SLACK_BOT_TOKEN if the token changed"
+)
+#: Slack errors about Duly's own bot token or app, with what an operator must fix.
+SLACK_CONFIGURATION: dict[str, str] = {
+    "invalid_auth": _SLACK_TOKEN_FIX,
+    "not_authed": _SLACK_TOKEN_FIX,
+    "account_inactive": _SLACK_TOKEN_FIX,
+    "token_revoked": _SLACK_TOKEN_FIX,
+    "token_expired": _SLACK_TOKEN_FIX,
+    "team_access_not_granted": "install the Slack app in the workspace and update "
+    "DULY_SLACK_BOT_TOKEN",
+    "missing_scope": _SLACK_SCOPE_FIX,
+    "no_permission": _SLACK_SCOPE_FIX,
+}
 
 _SLACK_ERROR_RE = re.compile(r"[a-z0-9_]{1,64}")
 
@@ -453,6 +521,8 @@ def _slack_error(exc: SlackApiError) -> SendError:
     reason = SLACK_REASONS.get(error, f"Slack error {error}")
     if error in SLACK_TRANSIENT_ERRORS:
         return TransientSendError(f"slack:{error}", reason)
+    if error in SLACK_CONFIGURATION:
+        return ConfigurationSendError(f"slack:{error}", reason, SLACK_CONFIGURATION[error])
     return PermanentSendError(f"slack:{error}", reason)
 
 

@@ -99,7 +99,14 @@ class Obligation(Base):
 
 
 class Notification(Base):
-    """The notification ledger: one row per (workflow, pack, stage, recipient, channel)."""
+    """The notification ledger: one row per (workflow, pack, stage, recipient, channel).
+
+    ``status``: ``pending`` (claimed, provider not yet answered), ``sent``/``delivered``,
+    ``retrying`` (transient failure), ``failed`` (permanent: the next channel was tried),
+    ``held`` (Duly's own provider credentials or configuration were refused: retried until
+    fixed, never a fallback), ``skipped`` (deliberately not sent: the person left or is on
+    leave; ``error_code``/``error_reason`` say why), ``queued``/``folded`` (digests).
+    """
 
     __tablename__ = "notifications"
 
@@ -135,6 +142,10 @@ class Notification(Base):
     #: Workflow time at which the stage fired (simulated time in tests, real time in production).
     fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The activity attempt that holds the right to call the provider for this row, and until
+    #: when: another attempt never sends while the lease is live (see notifications.delivery).
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_notifications_workflow_id", "workflow_id"),

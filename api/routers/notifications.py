@@ -18,7 +18,13 @@ router = APIRouter(prefix="/notifications", tags=["notifications"])
 def list_notifications(
     session: SessionDep,
     principal: CurrentPrincipal,
-    status: Annotated[str | None, Query(description="sent, failed, …")] = None,
+    status: Annotated[
+        str | None,
+        Query(
+            description="pending, sent, delivered, retrying, failed, held (a provider refused "
+            "Duly's credentials), skipped (the person left or is on leave), queued, folded"
+        ),
+    ] = None,
     workflow_id: Annotated[str | None, Query()] = None,
     person: Annotated[str | None, Query(description="A person's external id")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -7,8 +7,10 @@ daemon thread) that answers the one or two endpoints Duly calls, in the provider
   success. A slow request that eventually succeeds is accepted even if the client gave up
   waiting -- exactly like the real provider, which is why sends carry an idempotency key.
 * Failure injection, consumed one per request in call order:
-  ``fail_next(n, status=500)``, ``rate_limit_next(n, retry_after=1)``, ``permanent_next(n)`` and
-  ``slow_next(n, seconds)`` (a delay before answering; combines with the others).
+  ``fail_next(n, status=500)``, ``rate_limit_next(n, retry_after=1)``, ``permanent_next(n)``,
+  ``reject_credentials_next(n)`` (the provider's own "bad API key / token" answer, as if the
+  credential were revoked and later fixed) and ``slow_next(n, seconds)`` (a delay before
+  answering; combines with the others). ``slow_all(seconds)`` delays every call.
 
 Usage::
 
@@ -75,7 +77,7 @@ class Reply:
 
 @dataclass(frozen=True)
 class _Fault:
-    kind: str  # "fail" | "rate_limit" | "permanent"
+    kind: str  # "fail" | "rate_limit" | "permanent" | "credentials"
     status: int = 500
     retry_after: float = 1
     options: dict[str, Any] = field(default_factory=dict)
@@ -153,6 +155,7 @@ class FakeProvider:
         self.accepted: list[Recorded] = []
         self._faults: deque[_Fault] = deque()
         self._delays: deque[float] = deque()
+        self._delay_all = 0.0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -207,6 +210,7 @@ class FakeProvider:
             self.accepted.clear()
             self._faults.clear()
             self._delays.clear()
+            self._delay_all = 0.0
 
     def fail_next(self, n: int = 1, status: int = 500) -> None:
         """Answer the next ``n`` calls with ``status`` and a provider-shaped error body."""
@@ -220,6 +224,15 @@ class FakeProvider:
         """Answer the next ``n`` calls with the provider's invalid-recipient error."""
         self._queue(n, _Fault("permanent"))
 
+    def reject_credentials_next(self, n: int = 1) -> None:
+        """Answer the next ``n`` calls as if Duly's API key or token were invalid."""
+        self._queue(n, _Fault("credentials"))
+
+    def slow_all(self, seconds: float) -> None:
+        """Wait ``seconds`` before answering every call (after any ``slow_next`` delays)."""
+        with self._lock:
+            self._delay_all = seconds
+
     def slow_next(self, n: int = 1, seconds: float = 1.0) -> None:
         """Wait ``seconds`` before answering each of the next ``n`` calls."""
         with self._lock:
@@ -232,7 +245,7 @@ class FakeProvider:
     def _dispatch(self, req: Recorded) -> Reply | None:
         with self._lock:
             self.received.append(req)
-            delay = self._delays.popleft() if self._delays else 0.0
+            delay = self._delays.popleft() if self._delays else self._delay_all
         if delay and self._stopping.wait(delay):
             return None
         with self._lock:
@@ -244,6 +257,8 @@ class FakeProvider:
                 return Reply(reply.status, reply.body, {"Retry-After": retry, **reply.headers})
             if fault.kind == "permanent":
                 return self._permanent(req, **fault.options)
+            if fault.kind == "credentials":
+                return self._bad_credentials(req)
             return self._failed(req, fault.status)
         with self._lock:
             reply = self._answer(req)
@@ -263,6 +278,9 @@ class FakeProvider:
         return self._failed(req, 429)
 
     def _permanent(self, req: Recorded, **options: Any) -> Reply:
+        raise NotImplementedError
+
+    def _bad_credentials(self, req: Recorded) -> Reply:
         raise NotImplementedError
 
     def _is_error_body(self, reply: Reply) -> bool:
@@ -298,10 +316,13 @@ class FakeSendGrid(FakeProvider):
     def _errors(message: str, field_name: str | None = None) -> dict[str, Any]:
         return {"errors": [{"message": message, "field": field_name, "help": None}]}
 
+    def _bad_credentials(self, req: Recorded) -> Reply:
+        msg = "The provided authorization grant is invalid, expired, or revoked"
+        return Reply.json(401, self._errors(msg))
+
     def _answer(self, req: Recorded) -> Reply:
         if _bearer(req) != self.api_key:
-            msg = "The provided authorization grant is invalid, expired, or revoked"
-            return Reply.json(401, self._errors(msg))
+            return self._bad_credentials(req)
         if req.method != "POST" or req.path != "/v3/mail/send":
             return Reply.json(404, self._errors("Not Found"))
         if not isinstance(req.body, dict) or not req.body.get("personalizations"):
@@ -385,7 +406,7 @@ class FakeTwilio(FakeProvider):
             "Basic " + base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         )
         if req.headers.get("authorization") != expected:
-            return Reply.json(401, self.error_body(20003))
+            return self._bad_credentials(req)
         path = f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"
         if req.method != "POST" or req.path != path:
             return Reply.json(404, self.error_body(20404))
@@ -426,6 +447,9 @@ class FakeTwilio(FakeProvider):
                 "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
             },
         )
+
+    def _bad_credentials(self, req: Recorded) -> Reply:
+        return Reply.json(401, self.error_body(20003))
 
     def _failed(self, req: Recorded, status: int) -> Reply:
         code = {429: 20429, 500: 20500, 503: 20503}.get(status, 20000 + status)
@@ -490,7 +514,7 @@ class FakeSlack(FakeProvider):
         if not token:
             return Reply.json(200, {"ok": False, "error": "not_authed"})
         if token != self.token:
-            return Reply.json(200, {"ok": False, "error": "invalid_auth"})
+            return self._bad_credentials(req)
         method = req.path.removeprefix("/api/")
         channel = str(args.get("channel") or "")
         if method not in {"chat.postMessage", "chat.update"}:
@@ -529,6 +553,9 @@ class FakeSlack(FakeProvider):
         if method == "chat.update":
             payload["text"] = message["text"]
         return Reply.json(200, payload)
+
+    def _bad_credentials(self, req: Recorded) -> Reply:
+        return Reply.json(200, {"ok": False, "error": "invalid_auth"})
 
     def _failed(self, req: Recorded, status: int) -> Reply:
         errors = {500: "internal_error", 503: "service_unavailable"}

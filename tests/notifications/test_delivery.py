@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from notifications.channels import (
     ChannelMessage,
+    ConfigurationSendError,
     PermanentSendError,
     SendResult,
     TransientSendError,
 )
-from notifications.delivery import Deliverer, Recipient, Rendered, RetryLater, Step
+from notifications.delivery import (
+    Budget,
+    Deliverer,
+    Outcome,
+    Recipient,
+    Rendered,
+    RetryLater,
+    Step,
+    credential_alerts,
+    step_key,
+)
 from notifications.outbox import OutboxSender
 from store.db import Database
 from store.models import Notification, NotificationPreference, Person
@@ -189,3 +203,222 @@ def test_a_due_day_notice_is_never_deferred_past_its_day(sqlite_db: Database) ->
     assert until(7) == datetime(2026, 11, 25, 7, tzinfo=UTC)  # an early reminder waits
     assert until(0) is None  # due today: tomorrow would be too late, it goes out now
     assert until(-3) is None  # overdue: the same
+
+
+# -- one live attempt per row (issue 11, item 6) ------------------------------------------------
+
+
+class BlockingChannel:
+    """A provider call that does not answer until the test lets it (a slow provider)."""
+
+    def __init__(self, name: str = "email") -> None:
+        self.name = name
+        self.provider = f"slow-{name}"
+        self.calls: list[ChannelMessage] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def send(self, message: ChannelMessage) -> SendResult:
+        self.calls.append(message)
+        self.entered.set()
+        assert self.release.wait(10), "the test never released the provider call"
+        return SendResult(self.provider, f"{self.name}-{len(self.calls)}")
+
+
+def test_a_second_attempt_never_sends_a_row_whose_lease_is_live(
+    db: Database, person: Person
+) -> None:
+    # Attempt 1 is inside the provider call (Temporal timed it out and started attempt 2).
+    email = BlockingChannel()
+    deliverer = Deliverer(db, {"email": email}, OutboxSender())
+    first: list[Outcome] = []
+    attempt_1 = threading.Thread(
+        target=lambda: first.extend(deliverer.deliver(STEP, learner(person), ["email"], render))
+    )
+    attempt_1.start()
+    assert email.entered.wait(10)
+
+    second = deliverer.deliver(STEP, learner(person), ["email"], render)
+
+    assert [(o.channel, o.status) for o in second] == [("email", "in_flight")]
+    assert len(email.calls) == 1  # today's code sent it again ("resumed pending")
+    [row] = ledger(db)
+    assert row.status == "pending" and row.claim_token and row.lease_until
+    email.release.set()
+    attempt_1.join(10)
+    assert [(o.channel, o.status) for o in first] == [("email", "sent")]
+    third = deliverer.deliver(STEP, learner(person), ["email"], render)
+    assert [(o.status, o.duplicate) for o in third] == [("sent", True)]
+    [row] = ledger(db)
+    assert (row.status, row.attempts, row.claim_token, row.lease_until) == ("sent", 1, None, None)
+    assert len(email.calls) == 1
+
+
+def test_racing_attempts_take_a_lease_exactly_once(db: Database, person: Person) -> None:
+    email = ScriptedChannel("email", [TransientSendError("sendgrid:500", "server error")])
+    deliverer = Deliverer(db, {"email": email}, OutboxSender())
+    with pytest.raises(RetryLater):
+        deliverer.deliver(STEP, learner(person), ["email"], render)  # a "retrying" row, no lease
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        barrier.wait(10)
+        outcomes.extend(
+            o.status for o in deliverer.deliver(STEP, learner(person), ["email"], render)
+        )
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(email.accepted) == 1
+    assert outcomes.count("sent") >= 1 and set(outcomes) <= {"sent", "in_flight"}
+    [row] = ledger(db)
+    assert (row.status, row.attempts) == ("sent", 2)
+
+
+def test_an_expired_lease_is_taken_over_and_logged(
+    db: Database, person: Person, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A worker died inside the provider call: its lease runs out and the next attempt resumes.
+    email = ScriptedChannel("email")
+    deliverer = Deliverer(db, {"email": email}, OutboxSender(), lease=timedelta(seconds=30))
+    with db.session() as session:
+        session.add(
+            Notification(
+                idempotency_key=step_key(STEP, learner(person), "email"),
+                workflow_id=STEP.workflow_id,
+                person_id=person.id,
+                channel="email",
+                provider="fake-email",
+                kind="training",
+                stage=STEP.stage,
+                pack_hash=STEP.pack_hash,
+                subject="",
+                body="",
+                status="pending",
+                attempts=1,
+                fired_at=STEP.fired_at,
+                claim_token="dead-worker",
+                lease_until=datetime.now(UTC) - timedelta(seconds=1),
+            )
+        )
+    with caplog.at_level(logging.WARNING, logger="duly.delivery"):
+        [outcome] = deliverer.deliver(STEP, learner(person), ["email"], render)
+    assert outcome.status == "sent" and len(email.accepted) == 1
+    assert "resumed pending notification" in caplog.text
+    [row] = ledger(db)
+    assert (row.attempts, row.claim_token) == (2, None)
+
+
+def test_an_attempt_out_of_time_leaves_the_rest_to_the_next_one(
+    db: Database, person: Person
+) -> None:
+    clock = [0.0]
+
+    class SlowEmail(ScriptedChannel):
+        def send(self, message: ChannelMessage) -> SendResult:
+            clock[0] += 12.0  # a provider answering in 12 s
+            return super().send(message)
+
+    email, slack = SlowEmail("email"), SlowEmail("slack")
+    deliverer = Deliverer(db, {"email": email, "slack": slack}, OutboxSender())
+    budget = Budget(20.0, clock=lambda: clock[0])  # a 20 s start-to-close timeout
+
+    first = deliverer.deliver(STEP, learner(person), ["email", "slack"], render, budget)
+
+    # 8 s left < 1.5 x 12 s: the Slack message waits for a fresh attempt, unclaimed.
+    assert [(o.channel, o.status) for o in first] == [("email", "sent"), ("slack", "postponed")]
+    assert [r.channel for r in ledger(db)] == ["email"]
+    again = deliverer.deliver(STEP, learner(person), ["email", "slack"], render, Budget(20.0))
+    assert [(o.channel, o.status, o.duplicate) for o in again] == [
+        ("email", "sent", True),
+        ("slack", "sent", False),
+    ]
+    assert len(email.accepted) == len(slack.accepted) == 1
+
+
+# -- held: Duly's credentials refused (issue 11, item 7) ------------------------------------------
+
+
+@pytest.fixture
+def alerts() -> Iterator[None]:
+    credential_alerts.reset()
+    yield
+    credential_alerts.reset()
+
+
+def test_refused_credentials_hold_the_message_without_fallback_then_it_goes_out(
+    db: Database, person: Person, caplog: pytest.LogCaptureFixture, alerts: None
+) -> None:
+    refused = ConfigurationSendError(
+        "sendgrid:401",
+        "SendGrid rejected Duly's API key",
+        "set DULY_SENDGRID_API_KEY to a valid API key",
+    )
+    email = ScriptedChannel("email", [refused, refused])
+    slack, sms = ScriptedChannel("slack"), ScriptedChannel("sms")
+    deliverer = Deliverer(db, {"email": email, "slack": slack, "sms": sms}, OutboxSender())
+
+    with caplog.at_level(logging.INFO, logger="duly.delivery"):
+        first = deliverer.deliver(STEP, learner(person), ["email"], render)
+        again = deliverer.deliver(STEP, learner(person), ["email"], render)
+
+    assert [(o.channel, o.status, o.attempts) for o in first] == [("email", "held", 1)]
+    assert [(o.channel, o.status, o.attempts) for o in again] == [("email", "held", 2)]
+    assert slack.accepted == sms.accepted == []  # no fallback: it is not the learner's fault
+    [row] = ledger(db)
+    assert (row.status, row.error_code) == ("held", "sendgrid:401")
+    assert row.error_reason and "DULY_SENDGRID_API_KEY" in row.error_reason
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1  # one clear line, not one per message
+    line = errors[0].getMessage()
+    assert "fake-email" in line and "HELD" in line and "DULY_SENDGRID_API_KEY" in line
+    assert "status=held" in line and "ada@example.com" not in line
+    assert credential_alerts.broken() == {"fake-email": "sendgrid:401"}
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="duly.delivery"):
+        fixed = deliverer.deliver(STEP, learner(person), ["email"], render)
+    assert [(o.channel, o.status) for o in fixed] == [("email", "sent")]
+    [row] = ledger(db)
+    assert (row.status, row.attempts, row.error_code) == ("sent", 3, None)
+    assert len(email.accepted) == 1
+    assert "accepts Duly's credentials again" in caplog.text
+    assert credential_alerts.broken() == {}
+
+
+# -- skipped: people who left or are on leave (issue 11, item 8) -----------------------------------
+
+
+def test_skip_records_why_and_settles_waiting_rows(db: Database, person: Person) -> None:
+    refused = ConfigurationSendError("sendgrid:401", "bad key", "fix the key")
+    email = ScriptedChannel("email", [refused])
+    slack = ScriptedChannel("slack")
+    deliverer = Deliverer(db, {"email": email, "slack": slack}, OutboxSender())
+    deliverer.deliver(STEP, learner(person), ["email", "slack"], render)  # email held, slack sent
+
+    outcomes = deliverer.skip(
+        STEP, learner(person), ["email", "slack", "sms"], "learner:terminated", "p-1 has left"
+    )
+
+    assert [(o.channel, o.status) for o in outcomes] == [
+        ("email", "skipped"),  # the held email will never go out now
+        ("slack", "sent"),  # already sent: left alone
+        ("sms", "skipped"),
+    ]
+    rows = {r.channel: r for r in ledger(db)}
+    assert {c: r.status for c, r in rows.items()} == {
+        "email": "skipped",
+        "slack": "sent",
+        "sms": "skipped",
+    }
+    assert (rows["sms"].error_code, rows["sms"].error_reason) == (
+        "learner:terminated",
+        "p-1 has left",
+    )
+    assert rows["sms"].recipient_address is None  # never sent: no address kept
+    deliverer.deliver(STEP, learner(person), ["email", "sms"], render)
+    assert email.accepted == [] and len(slack.accepted) == 1

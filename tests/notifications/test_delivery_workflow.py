@@ -6,12 +6,15 @@ permanent failure falls back to the next channel, and a worker restart re-sends 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
@@ -286,3 +289,154 @@ async def test_same_day_early_reminders_fold_into_one_digest_but_due_day_notices
     assert len(folded) == 4 and all(
         r.channel_ref and r.channel_ref.startswith("digest:") for r in folded
     )
+
+
+async def test_refused_credentials_hold_the_stage_without_fallback_and_deliver_once_fixed(
+    env: WorkflowEnvironment,
+    sqlite_db: Database,
+    fake_sendgrid: FakeSendGrid,  # noqa: F811
+    fake_twilio: FakeTwilio,  # noqa: F811
+    fake_slack: FakeSlack,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 11, item 7: SendGrid 401 holds the emails (no fallback), HR sees them, they go out."""
+    from pydantic import SecretStr
+
+    from api.app import create_app
+    from notifications.delivery import credential_alerts
+    from tests.conftest import bearer
+    from tests.fakes.temporal import FakeTemporal
+
+    credential_alerts.reset()
+    person, pack_hash = _org(sqlite_db)
+    fixed = _settings(fake_sendgrid, fake_twilio, fake_slack).model_copy(
+        update={"held_retry_initial_seconds": 60, "held_retry_max_seconds": 900}
+    )
+    revoked = fixed.model_copy(update={"sendgrid_api_key": SecretStr("SG.revoked-key-0000")})
+    task_queue = f"tq-{uuid.uuid4()}"
+    now = await env.get_current_time()
+    # Due 8 days ago: created late, the workflow sends the +7d stage at once (learner, manager
+    # and manager's manager by email and Slack; this learner's manager has no manager).
+    inp = AssignmentInput(
+        person=person,
+        requirement_id="hipaa-privacy-security",
+        requirement_title="HIPAA Privacy & Security",
+        due_date=(now - timedelta(days=8)).date(),
+        assigned_by="test",
+        pack_hash=pack_hash,
+    )
+    handle = None
+    try:
+        broken_worker = build_worker(
+            env.client,
+            task_queue=task_queue,
+            db=sqlite_db,
+            settings=revoked,
+            max_cached_workflows=0,
+        )
+        with caplog.at_level(logging.INFO):
+            async with broken_worker:
+                handle = await env.client.start_workflow(
+                    AssignmentWorkflow.run, inp, id=inp.workflow_id, task_queue=task_queue
+                )
+                await env.sleep(timedelta(minutes=40))  # held retries after 1, 2, 4, 8, 16 min
+        rows = _ledger(sqlite_db)
+        assert {(r.recipient_role, r.channel): r.status for r in rows} == {
+            ("learner", "email"): "held",
+            ("learner", "slack"): "sent",
+            ("manager", "email"): "held",
+            ("manager", "slack"): "sent",
+        }  # no fallback rows (SMS, in-app): a bad key is not the recipients' fault
+        held = [r for r in rows if r.status == "held"]
+        assert all(r.error_code == "sendgrid:401" and r.attempts >= 3 for r in held)
+        assert fake_sendgrid.accepted == [] and len(fake_sendgrid.received) >= 6
+        assert len(fake_slack.accepted) == 2 and fake_twilio.received == []
+        alerts = [
+            r for r in caplog.records if r.name == "duly.delivery" and r.levelno >= logging.ERROR
+        ]
+        assert len(alerts) == 1, [r.getMessage() for r in alerts]  # one line, not one per message
+        assert "sendgrid" in alerts[0].getMessage()
+        assert "DULY_SENDGRID_API_KEY" in alerts[0].getMessage()
+        assert "SG.revoked-key-0000" not in caplog.text and "ada@example.com" not in caplog.text
+
+        # HR sees what is held and why.
+        with TestClient(
+            create_app(fixed, database=sqlite_db, temporal_client=FakeTemporal())  # type: ignore[arg-type]
+        ) as api:
+            listed = api.get(
+                "/notifications", params={"status": "held"}, headers=bearer(sqlite_db, "hr_admin")
+            )
+        assert listed.status_code == 200
+        assert sorted((n["recipient_role"], n["channel"]) for n in listed.json()) == [
+            ("learner", "email"),
+            ("manager", "email"),
+        ]
+        assert all("DULY_SENDGRID_API_KEY" in n["error_reason"] for n in listed.json())
+
+        # The operator fixes the key and restarts the worker: the held emails go out, once.
+        async with build_worker(env.client, task_queue=task_queue, db=sqlite_db, settings=fixed):
+            for _ in range(4):
+                await env.sleep(timedelta(minutes=15))
+            await handle.terminate("test done")
+        rows = _ledger(sqlite_db)
+        assert {(r.recipient_role, r.channel): r.status for r in rows} == {
+            ("learner", "email"): "sent",
+            ("learner", "slack"): "sent",
+            ("manager", "email"): "sent",
+            ("manager", "slack"): "sent",
+        }
+        assert sorted(_emails(fake_sendgrid)) == [
+            ("ada@example.com", "+7d"),
+            ("grace@example.com", "+7d"),
+        ]
+        assert len(fake_slack.accepted) == 2  # nothing re-sent
+        assert credential_alerts.broken() == {}
+    finally:
+        # A failed assertion must not leave timers running in the module's shared server.
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                await handle.terminate("test done")
+
+
+async def test_a_learner_who_left_gets_nothing_and_nobody_is_escalated_to(
+    env: WorkflowEnvironment,
+    sqlite_db: Database,
+    fake_sendgrid: FakeSendGrid,  # noqa: F811
+    fake_twilio: FakeTwilio,  # noqa: F811
+    fake_slack: FakeSlack,  # noqa: F811
+) -> None:
+    """Issue 11, item 8: a person imported as terminated mid-ladder; the ledger says why."""
+    from store.people import import_people, parse_csv
+
+    person, pack_hash = _org(sqlite_db)
+    settings = _settings(fake_sendgrid, fake_twilio, fake_slack)
+    task_queue = f"tq-{uuid.uuid4()}"
+    handle = None
+    try:
+        async with build_worker(env.client, task_queue=task_queue, db=sqlite_db, settings=settings):
+            handle = await _start(env, task_queue, person, pack_hash)
+            await env.sleep(timedelta(days=12))  # -30d (day 10) went out
+            with sqlite_db.session() as session:
+                boss = session.scalar(select(Person).where(Person.external_id == f"m-{person[2:]}"))
+                assert boss is not None
+                rows, errors = parse_csv(
+                    "external_id,name,email,manager,employment_status\n"
+                    f"{person},Ada Lovelace,ada@example.com,{boss.external_id},terminated\n"
+                )
+                report = import_people(session, rows, errors)
+                assert not report.errors
+            for _ in range(9):  # -7d, due day, +7d, +14d
+                await env.sleep(timedelta(days=5))
+            await handle.terminate("test done")
+        assert _emails(fake_sendgrid) == [("ada@example.com", "-30d")]
+        assert fake_slack.received == [] and fake_twilio.received == []
+        later = [r for r in _ledger(sqlite_db) if r.stage != "-30d"]
+        assert {r.stage for r in later} == {"-7d", "0d", "+7d", "+14d"}
+        assert all(r.status == "skipped" and r.error_code == "learner:terminated" for r in later)
+        assert {r.recipient_role for r in later} == {"learner", "manager", "hr"}
+        assert all(r.error_reason and "has left" in r.error_reason for r in later)
+    finally:
+        # A failed assertion must not leave timers running in the module's shared server.
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                await handle.terminate("test done")

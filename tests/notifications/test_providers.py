@@ -11,6 +11,7 @@ import pytest
 from duly.settings import Settings
 from notifications.channels import (
     ChannelMessage,
+    ConfigurationSendError,
     PermanentSendError,
     SendError,
     TransientSendError,
@@ -157,14 +158,37 @@ def test_sendgrid_invalid_address_is_permanent(fake_sendgrid: FakeSendGrid) -> N
     assert_pii_free(info.value, EMAIL)
 
 
-def test_sendgrid_bad_api_key_is_permanent(fake_sendgrid: FakeSendGrid) -> None:  # noqa: F811
+def test_sendgrid_bad_api_key_is_a_configuration_error(fake_sendgrid: FakeSendGrid) -> None:  # noqa: F811
     channel = SendGridEmail("SG.wrong", FROM_EMAIL, fake_sendgrid.base_url, timeout=5)
 
-    with pytest.raises(PermanentSendError) as info:
+    with pytest.raises(ConfigurationSendError) as info:
         channel.send(message(EMAIL))
 
     assert info.value.code == "sendgrid:401"
-    assert "SG.wrong" not in str(info.value)
+    assert "DULY_SENDGRID_API_KEY" in info.value.fix
+    assert "SG.wrong" not in str(info.value) + info.value.fix
+    assert_pii_free(info.value, EMAIL)
+
+
+def test_sendgrid_403_is_a_configuration_error(fake_sendgrid: FakeSendGrid) -> None:  # noqa: F811
+    fake_sendgrid.fail_next(1, status=403)
+
+    with pytest.raises(ConfigurationSendError) as info:
+        sendgrid_channel(fake_sendgrid).send(message(EMAIL))
+
+    assert info.value.code == "sendgrid:403"
+    assert "Mail Send" in info.value.fix and "DULY_SENDGRID_FROM_EMAIL" in info.value.fix
+
+
+def test_sendgrid_rejected_credentials_then_fixed(fake_sendgrid: FakeSendGrid) -> None:  # noqa: F811
+    fake_sendgrid.reject_credentials_next(1)
+    channel = sendgrid_channel(fake_sendgrid)
+
+    with pytest.raises(ConfigurationSendError):
+        channel.send(message(EMAIL))
+    channel.send(message(EMAIL))
+
+    assert len(fake_sendgrid.received) == 2 and len(fake_sendgrid.accepted) == 1
 
 
 def test_sendgrid_timeout_is_transient(fake_sendgrid: FakeSendGrid) -> None:  # noqa: F811
@@ -237,12 +261,27 @@ def test_twilio_checks_basic_auth(fake_twilio: FakeTwilio) -> None:  # noqa: F81
         fake_twilio.account_sid, "wrong-token", FROM_NUMBER, fake_twilio.base_url, timeout=5
     )
 
-    with pytest.raises(PermanentSendError) as info:
+    with pytest.raises(ConfigurationSendError) as info:
         channel.send(message(PHONE))
 
     assert info.value.code == "twilio:20003"
-    assert "wrong-token" not in str(info.value)
+    assert "DULY_TWILIO_AUTH_TOKEN" in info.value.fix
+    assert "wrong-token" not in str(info.value) + info.value.fix
     assert fake_twilio.accepted == []
+
+
+@pytest.mark.parametrize("code", [20005, 21606])
+def test_twilio_account_and_sender_errors_are_configuration_errors(
+    fake_twilio: FakeTwilio,  # noqa: F811
+    code: int,
+) -> None:
+    fake_twilio.permanent_next(1, code=code)
+
+    with pytest.raises(ConfigurationSendError) as info:
+        twilio_channel(fake_twilio).send(message(PHONE))
+
+    assert info.value.code == f"twilio:{code}"
+    assert_pii_free(info.value, PHONE)
 
 
 @pytest.mark.parametrize("status", [500, 503])
@@ -428,12 +467,28 @@ def test_slack_default_permanent_is_user_not_found(fake_slack: FakeSlack) -> Non
     assert (info.value.code, info.value.reason) == ("slack:user_not_found", "Slack user not found")
 
 
-def test_slack_bad_token_is_permanent(fake_slack: FakeSlack) -> None:  # noqa: F811
-    with pytest.raises(PermanentSendError) as info:
+def test_slack_bad_token_is_a_configuration_error(fake_slack: FakeSlack) -> None:  # noqa: F811
+    with pytest.raises(ConfigurationSendError) as info:
         SlackMessenger("xoxb-wrong", fake_slack.base_url, timeout=5).send(message(SLACK_USER))
 
     assert info.value.code == "slack:invalid_auth"
-    assert "xoxb-wrong" not in str(info.value)
+    assert "DULY_SLACK_BOT_TOKEN" in info.value.fix
+    assert "xoxb-wrong" not in str(info.value) + info.value.fix
+
+
+@pytest.mark.parametrize(
+    "error", ["not_authed", "account_inactive", "token_revoked", "token_expired", "missing_scope"]
+)
+def test_slack_token_and_scope_errors_are_configuration_errors(
+    fake_slack: FakeSlack,  # noqa: F811
+    error: str,
+) -> None:
+    fake_slack.permanent_next(1, error=error)
+
+    with pytest.raises(ConfigurationSendError) as info:
+        slack_channel(fake_slack).send(message(SLACK_USER))
+
+    assert info.value.code == f"slack:{error}"
 
 
 def test_slack_transient_api_error(fake_slack: FakeSlack) -> None:  # noqa: F811
