@@ -7,7 +7,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from duly.domain import AssignmentEvent, ExternalId, LadderStage
+from duly.domain import (
+    AssignmentEvent,
+    BoundedDate,
+    BoundedInstant,
+    Cycle,
+    ExternalId,
+    LadderStage,
+    Score,
+)
 
 
 class AssignmentCreate(BaseModel):
@@ -20,8 +28,11 @@ class AssignmentCreate(BaseModel):
     requirement_id: ExternalId | None = Field(
         default=None, description="Stable id; derived from the title when omitted."
     )
-    due_date: date
-    cycle: int = Field(default=1, ge=1)
+    due_date: BoundedDate = Field(
+        description="Within today - 5 years ... today + 10 years (DULY_DUE_DATE_PAST_YEARS / "
+        "DULY_DUE_DATE_FUTURE_YEARS)."
+    )
+    cycle: Cycle = 1
 
 
 class CompleteRequest(BaseModel):
@@ -29,10 +40,14 @@ class CompleteRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    completed_at: datetime | None = Field(default=None, description="Defaults to now.")
+    completed_at: BoundedInstant | None = Field(
+        default=None,
+        description="Defaults to now; never in the future (DULY_CLOCK_SKEW_SECONDS of skew) "
+        "nor older than DULY_DUE_DATE_PAST_YEARS. No offset means UTC.",
+    )
     source: str = Field(default="api", max_length=64, description="lms, xapi, manual, api…")
     note: str | None = Field(default=None, max_length=1000)
-    score: float | None = Field(default=None, description="As reported by the LMS.")
+    score: Score | None = Field(default=None, description="As reported by the LMS.")
     passed: bool | None = Field(
         default=None, description="false: a failed attempt, recorded without completing."
     )
@@ -45,7 +60,9 @@ class StartRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    started_at: datetime | None = Field(default=None, description="Defaults to now.")
+    started_at: BoundedInstant | None = Field(
+        default=None, description="Defaults to now; never in the future."
+    )
     source: str = Field(default="api", max_length=64)
 
 
@@ -54,7 +71,7 @@ class ExtendRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    new_due_date: date
+    new_due_date: BoundedDate
     reason: str = Field(min_length=3, max_length=500)
 
 
@@ -65,7 +82,9 @@ class ExemptRequest(BaseModel):
 
     reason: str = Field(min_length=3, max_length=500)
     approver: str = Field(min_length=1, max_length=128, description="Who approved it.")
-    expires_on: date | None = Field(default=None, description="The exemption lapses then.")
+    expires_on: BoundedDate | None = Field(
+        default=None, description="The exemption lapses then (within the due-date window)."
+    )
 
 
 class CancelRequest(BaseModel):

@@ -552,6 +552,7 @@ def assign(
 
     from rich.progress import BarColumn, Progress, TextColumn
 
+    from duly.domain import OutOfRange
     from duly.temporal import connect
     from workflows.bulk import (
         BulkAssignInput,
@@ -567,6 +568,12 @@ def assign(
     except ValueError:
         err.print(f"--due must be a date like 2027-01-15, not {due!r}")
         raise typer.Exit(2) from None
+    if due_date is not None:
+        try:
+            settings.due_date_window().check("--due", due_date)
+        except OutOfRange as problem:
+            err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
     request = BulkAssignRequest(
         bulk_id=f"cli-{uuid.uuid4().hex[:12]}",
         requirement_id=requirement,

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
+    ClockDep,
     CurrentPrincipal,
     SessionDep,
     SettingsDep,
@@ -21,6 +22,7 @@ from api.deps import (
     ensure_visible,
     require_roles,
     signal_workflow,
+    within,
 )
 from api.deps import (
     audit_action as _audit,
@@ -207,13 +209,18 @@ async def create_assignment(
     principal: Assigner,
     temporal: TemporalDep,
     settings: SettingsDep,
+    clock: ClockDep,
 ) -> AssignmentRead:
     """Assign a training to a person.
 
     Idempotent: the workflow id is the business key ``assignment/{person}/{requirement}/{cycle}``.
     A new assignment answers **201**; the same assignment again answers **200** with the
     existing id and ``created: false`` and starts nothing.
+
+    **422** names the field, the value and the allowed range when ``due_date`` is outside
+    today − 5 years … today + 10 years (settings) or ``cycle`` outside 1 … 1000.
     """
+    within(settings.due_date_window((await clock()).date()), "due_date", body.due_date)
     person = session.scalar(select(Person).where(Person.external_id == body.person))
     if person is None:
         raise HTTPException(
@@ -281,15 +288,23 @@ async def complete_assignment(
     session: SessionDep,
     principal: Completer,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> Accepted:
-    """Record completion evidence (LMS, HR or the learner's manager)."""
+    """Record completion evidence (LMS, HR or the learner's manager).
+
+    **422** when ``completed_at`` is in the future (beyond DULY_CLOCK_SKEW_SECONDS) or older
+    than DULY_DUE_DATE_PAST_YEARS: a future completion would date the next cycle from it.
+    """
+    now = await clock()
+    completed_at = within(settings.evidence_window(now), "completed_at", body.completed_at or now)
     person = _person_of(session, principal, assignment_id)
     if principal.role is Role.MANAGER and principal.person_id == person.id:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, detail="managers cannot complete their own assignments"
         )
     signal = CompleteSignal(
-        completed_at=body.completed_at or datetime.now(UTC),
+        completed_at=completed_at,
         source=body.source,
         actor=principal.actor,
         score=body.score,
@@ -360,12 +375,14 @@ async def start_training(
     session: SessionDep,
     principal: Starter,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> Accepted:
     """Record that the learner began (their own assignment; or HR, or the LMS)."""
+    now = await clock()
+    started_at = within(settings.evidence_window(now), "started_at", body.started_at or now)
     _person_of(session, principal, assignment_id)
-    signal = StartSignal(
-        started_at=body.started_at or datetime.now(UTC), actor=principal.actor, source=body.source
-    )
+    signal = StartSignal(started_at=started_at, actor=principal.actor, source=body.source)
     await _signal(await temporal(), assignment_id, "start", signal)
     _audit(session, principal, "assignment.start", assignment_id, signal.model_dump(mode="json"))
     return Accepted(id=assignment_id, detail="start recorded")
@@ -378,12 +395,16 @@ async def extend_assignment(
     session: SessionDep,
     principal: HrOrManager,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> AssignmentRead:
     """Move the due date later (reason required; at most the pack's max extension).
 
     An update, not a signal: the answer is the re-planned assignment, or **422** with why the
-    workflow refused (not later than now, beyond the maximum, already closed).
+    workflow refused (not later than now, beyond the maximum, already closed) or with the
+    allowed range when ``new_due_date`` is outside the due-date window.
     """
+    within(settings.due_date_window((await clock()).date()), "new_due_date", body.new_due_date)
     person = _person_of(session, principal, assignment_id)
     _not_own(principal, person, "extend")
     update = ExtendDueDate(
@@ -415,8 +436,12 @@ async def exempt_assignment(
     session: SessionDep,
     principal: HrOnly,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> Accepted:
     """Exempt the person (HR): reminders pause; it lapses on ``expires_on``."""
+    if body.expires_on is not None:
+        within(settings.due_date_window((await clock()).date()), "expires_on", body.expires_on)
     _person_of(session, principal, assignment_id)
     signal = ExemptSignal(
         reason=body.reason,

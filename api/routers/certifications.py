@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
+    ClockDep,
     CurrentPrincipal,
     SessionDep,
     SettingsDep,
@@ -35,6 +36,7 @@ from api.deps import (
     require_roles,
     signal_workflow,
     visible_person_ids,
+    within,
 )
 from api.deps import (
     audit_action as _audit,
@@ -45,6 +47,7 @@ from duly.assignments import utc_offset_minutes
 from duly.domain import (
     ID_PATTERN,
     AssignmentEvent,
+    BoundedDate,
     CeCredit,
     CertificateRecord,
     CertificationInput,
@@ -114,9 +117,11 @@ class CertificationCreate(BaseModel):
 
     person: ExternalId = Field(description="The holder's external id (from the HRIS import).")
     certification_id: ExternalId = Field(description="A certification of the active pack.")
-    issued_on: date
-    expires_on: date | None = Field(
-        default=None, description="Defaults to issued_on plus the certification's validity."
+    issued_on: BoundedDate = Field(description="Not in the future.")
+    expires_on: BoundedDate | None = Field(
+        default=None,
+        description="Defaults to issued_on plus the certification's validity; when given, "
+        "within today - 5 years ... today + 10 years (DULY_DUE_DATE_PAST_YEARS / _FUTURE_YEARS).",
     )
     certificate_number: str | None = Field(default=None, max_length=120)
     issuer: str | None = Field(
@@ -175,8 +180,10 @@ class RenewRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    issued_on: date | None = Field(default=None, description="Defaults to the holder's today.")
-    expires_on: date | None = Field(
+    issued_on: BoundedDate | None = Field(
+        default=None, description="Defaults to the holder's today; not in the future."
+    )
+    expires_on: BoundedDate | None = Field(
         default=None,
         description="Defaults by the certification's renewal_basis: from_renewal counts the "
         "validity from issued_on; from_previous_expiry from the current expiry when renewed "
@@ -207,9 +214,9 @@ class CeCreditRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    credits: float = Field(gt=0, le=1000)
+    credits: float = Field(gt=0, le=1000, allow_inf_nan=False)
     activity: str = Field(min_length=2, max_length=300, description="The course or activity.")
-    earned_on: date
+    earned_on: BoundedDate = Field(description="Not in the future, nor before the cycle began.")
     evidence_ref: str | None = Field(default=None, max_length=500)
 
 
@@ -625,13 +632,19 @@ async def register_certification(
     principal: Registrar,
     temporal: TemporalDep,
     settings: SettingsDep,
+    clock: ClockDep,
 ) -> CertificationCreated:
     """Register a certificate a person holds (HR, or a manager for their reports).
 
     Starts the certification's workflow, which reminds the holder before it expires. The
     verification code is generated here; anyone can check it at ``GET /verify/{code}``.
     A certification that is already registered and running answers **409** with its id.
+    **422** names the field, value and allowed range when ``issued_on`` is in the future or a
+    given ``expires_on`` is outside the due-date window.
     """
+    within(settings.past_date_window((await clock()).date()), "issued_on", body.issued_on)
+    if body.expires_on is not None:
+        within(settings.due_date_window((await clock()).date()), "expires_on", body.expires_on)
     person = session.scalar(select(Person).where(Person.external_id == body.person))
     if person is None:
         raise HTTPException(
@@ -788,12 +801,18 @@ async def renew_certification(
     session: SessionDep,
     principal: Renewer,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> RenewResult:
     """Renew: close this cycle with a new certificate (HR, or a manager for their reports).
 
     **409** while CE credits are short (with how many), or when the certification is revoked
-    or closed; **422** when the dates cannot be a renewal.
+    or closed; **422** when the dates cannot be a renewal or are out of range.
     """
+    if body.issued_on is not None:
+        within(settings.past_date_window((await clock()).date()), "issued_on", body.issued_on)
+    if body.expires_on is not None:
+        within(settings.due_date_window((await clock()).date()), "expires_on", body.expires_on)
     person = _person_of(session, principal, certification_id)
     _not_own(principal, person, "renew")
     client = await temporal()
@@ -897,12 +916,15 @@ async def log_ce_credits(
     session: SessionDep,
     principal: CreditLogger,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> CeCreditsResult:
     """Log continuing-education credits (the holder themself, their manager or HR).
 
     **422** when the workflow refuses them (earned before this cycle began, or in the future);
     **409** when the certification is revoked, being renewed or closed.
     """
+    within(settings.past_date_window((await clock()).date()), "earned_on", body.earned_on)
     _person_of(session, principal, certification_id)
     credit = CeCredit(
         credits=body.credits,
