@@ -16,6 +16,7 @@ from duly.domain import (
     LadderStage,
     Score,
 )
+from duly.restarts import Restarted
 
 
 class AssignmentCreate(BaseModel):
@@ -103,6 +104,67 @@ class AcknowledgeRequest(BaseModel):
     channel: str = Field(default="api", max_length=32)
 
 
+class AssignmentRestart(BaseModel):
+    """Replace an assignment's run (failed, stuck, or closed) with a fresh one (HR)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500, description="Why; kept in the audit log.")
+    due_date: BoundedDate | None = Field(
+        default=None,
+        description="The corrected due date; defaults to the previous run's when it is within "
+        "the window.",
+    )
+    requirement: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The training's title; defaults to the previous run's.",
+    )
+
+
+class PreviousRunRead(BaseModel):
+    """The run a restart replaced."""
+
+    run_id: str | None
+    status: str = Field(description="Its Temporal status when replaced: running, failed, …")
+    workflow_task_attempts: int = Field(
+        description="Above 1: its workflow task kept failing (the run was stuck)."
+    )
+    terminated: bool = Field(description="True when the restart terminated it (it was running).")
+
+
+class RestartRead(BaseModel):
+    """A restart: the fresh run under the same business key and the run it replaced."""
+
+    id: str = Field(description="The workflow id (business key), unchanged.")
+    run_id: str | None = Field(description="The fresh run's id.")
+    previous: PreviousRunRead
+    reason: str
+    status_url: str
+    detail: str
+
+    @classmethod
+    def of(cls, done: Restarted, reason: str, status_url: str) -> RestartRead:
+        """The API's answer to a restart."""
+        previous = done.previous
+        ended = "terminated" if done.terminated else f"was already {previous.status}"
+        return cls(
+            id=done.workflow_id,
+            run_id=done.run_id,
+            previous=PreviousRunRead(
+                run_id=previous.run_id,
+                status=previous.status,
+                workflow_task_attempts=previous.workflow_task_attempts,
+                terminated=done.terminated,
+            ),
+            reason=reason,
+            status_url=status_url,
+            detail=f"previous run {previous.run_id} {ended}; a fresh run started under the same"
+            " id. GET shows it once a worker has recorded it",
+        )
+
+
 class ObligationRead(BaseModel):
     """The read model of an obligation."""
 
@@ -148,6 +210,11 @@ class AssignmentRead(BaseModel):
     pack_hash: str
     events: list[AssignmentEvent] = []
     read_model: ObligationRead | None = None
+    detail: str | None = Field(
+        default=None,
+        description="On POST with created false: what the existing run is doing when it did "
+        "not answer (e.g. stuck), and how to replace it.",
+    )
 
 
 class Accepted(BaseModel):

@@ -26,6 +26,42 @@ def runner(sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
             ["assign", "--requirement", "hipaa", "--due", "9999-12-31"],
             "--due 9999-12-31 is out of range: allowed ",
         ),
+        (
+            [
+                "assignments",
+                "restart",
+                "assignment/p-1/hipaa/1",
+                "-r",
+                "typo",
+                "--due",
+                "2099-01-01",
+            ],
+            "--due 2099-01-01 is out of range: allowed ",
+        ),
+        (
+            [
+                "certifications",
+                "restart",
+                "certification/p-1/bls",
+                "-r",
+                "typo",
+                "--expires-on",
+                "0001-01-01",
+            ],
+            "--expires-on 0001-01-01 is out of range: allowed ",
+        ),
+        (
+            [
+                "certifications",
+                "restart",
+                "certification/p-1/bls",
+                "-r",
+                "typo",
+                "--issued-on",
+                "2099-01-01",
+            ],
+            "--issued-on 2099-01-01 is out of range: allowed 1970-01-01 to ",
+        ),
     ],
 )
 def test_out_of_range_dates_exit_2_naming_option_value_and_range(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -20,6 +21,7 @@ from api.deps import (
     SettingsDep,
     TemporalDep,
     ensure_visible,
+    out_of_range,
     require_roles,
     signal_workflow,
     within,
@@ -32,11 +34,13 @@ from api.schemas import (
     AcknowledgeRequest,
     AssignmentCreate,
     AssignmentRead,
+    AssignmentRestart,
     CancelRequest,
     CompleteRequest,
     ExemptRequest,
     ExtendRequest,
     ObligationRead,
+    RestartRead,
     StartRequest,
 )
 from duly.assignments import assignment_input, start_assignment
@@ -50,8 +54,16 @@ from duly.domain import (
     EmploymentStatus,
     ExemptSignal,
     ExtendDueDate,
+    OutOfRange,
     Role,
     StartSignal,
+)
+from duly.restarts import (
+    InvalidField,
+    RestartRefused,
+    UnknownObligation,
+    describe_previous,
+    restart_assignment,
 )
 from store import audit
 from store.models import Obligation, Person
@@ -258,7 +270,31 @@ async def create_assignment(
     state = await _live_state(client, inp.workflow_id) if not created else None
     result = _read(session, state, inp.workflow_id, inp)
     assert result is not None
-    return result.model_copy(update={"created": created})
+    detail = None
+    if not created and state is None:
+        detail = await _unanswered(client, inp.workflow_id)
+        if detail is not None and result.read_model is None:
+            detail += " (the fields of this answer are the request's)"
+    return result.model_copy(update={"created": created, "detail": detail})
+
+
+async def _unanswered(client: Client, workflow_id: str) -> str | None:
+    """Why an existing run did not answer, and how HR replaces it (None: nothing to add)."""
+    try:
+        previous = await describe_previous(client, workflow_id)
+    except RPCError:
+        return None
+    if previous is None:
+        return None
+    stuck = (
+        f", its workflow task failed {previous.workflow_task_attempts} times"
+        if previous.workflow_task_attempts > 1
+        else ""
+    )
+    return (
+        f"the run did not answer (status {previous.status}{stuck}); if it is stuck, HR can"
+        f" replace it: POST /assignments/{workflow_id}/restart"
+    )
 
 
 @router.get("/{assignment_id:path}", response_model=AssignmentRead)
@@ -270,10 +306,13 @@ async def get_assignment(
 ) -> AssignmentRead:
     """An assignment, answered by the running workflow (``live: true``) or the read model."""
     _person_of(session, principal, assignment_id)
-    state = await _live_state(await temporal(), assignment_id)
+    client = await temporal()
+    state = await _live_state(client, assignment_id)
     result = _read(session, state, assignment_id, None)
     if result is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+        # A run that never recorded anything and does not answer (e.g. stuck on its input).
+        hint = await _unanswered(client, assignment_id)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=hint or "not found")
     return result
 
 
@@ -471,3 +510,50 @@ async def cancel_assignment(
     await _signal(await temporal(), assignment_id, "cancel", signal)
     _audit(session, principal, "assignment.cancel", assignment_id, signal.model_dump(mode="json"))
     return Accepted(id=assignment_id, detail="cancelled; reminders stop")
+
+
+@router.post("/{assignment_id:path}/restart", response_model=RestartRead)
+async def restart(
+    assignment_id: str,
+    body: AssignmentRestart,
+    session: SessionDep,
+    principal: HrOnly,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> RestartRead:
+    """Replace a failed, stuck or closed assignment with a fresh run under the same id (HR).
+
+    The running run (if any) is terminated with the reason, and a fresh one starts under the
+    same business key, built like ``POST /assignments`` (the active pack) from the corrected
+    ``due_date``/``requirement`` or the previous run's. Audited as ``assignment.restart`` with
+    the previous run's id, status and recorded input. Reminders the previous run already sent
+    are not sent again (the ledger keys on the workflow id, pack and stage). **422** names a
+    field that is out of range or missing; **404** when nothing ran under the id; **409** when
+    the person has left.
+    """
+    _person_of(session, principal, assignment_id)
+    client = await temporal()
+    try:
+        done = await restart_assignment(
+            session,
+            client,
+            settings=settings,
+            workflow_id=assignment_id,
+            reason=body.reason,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            due_date=body.due_date,
+            title=body.requirement,
+            today=(await clock()).date(),
+        )
+    except OutOfRange as problem:
+        loc: tuple[str, ...] = ("path",) if problem.field == "cycle" else ("body",)
+        raise out_of_range(problem, loc) from problem
+    except InvalidField as problem:
+        raise RequestValidationError([problem.error()]) from problem
+    except UnknownObligation as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+    except RestartRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    return RestartRead.of(done, body.reason, f"/assignments/{assignment_id}")

@@ -21,7 +21,7 @@ from duly.domain import Role
 from duly.settings import Settings
 from rules.loader import load_pack
 from store.db import Database
-from store.models import DeadLetter, Obligation, Person
+from store.models import AuditEntry, DeadLetter, Obligation, Person
 from store.packs import Migration, deploy
 from tests.conftest import bearer
 from tests.fakes.clock import fixed_clock
@@ -333,3 +333,60 @@ def test_xapi_raw_score_out_of_range_is_malformed(
     assert response.status_code == 400, response.text
     assert "result.score.raw" in response.json()["detail"]
     assert temporal.signals == []
+
+
+# --- restart: validation before Temporal is touched ------------------------------------------
+
+
+def test_restart_refuses_an_out_of_range_due_date(
+    client: TestClient, temporal: FakeTemporal, hr: dict[str, str]
+) -> None:
+    response = client.post(
+        f"/assignments/{WORKFLOW}/restart",
+        json={"reason": "typo in the due date", "due_date": "2099-01-01"},
+        headers=hr,
+    )
+    out_of_range(response, ["body", "due_date"], "2099-01-01", *WINDOW)
+    assert temporal.started == []
+
+
+def test_restart_of_a_key_whose_cycle_can_never_run(
+    client: TestClient, temporal: FakeTemporal, hr: dict[str, str]
+) -> None:
+    response = client.post(
+        f"/assignments/assignment/{PERSON}/hipaa-privacy-security/3000000000/restart",
+        json={"reason": "cycle overflowed", "due_date": "2027-01-15"},
+        headers=hr,
+    )
+    message = out_of_range(response, ["path", "cycle"], 3_000_000_000, "1", "1000")
+    assert "temporal workflow terminate" in message
+    assert temporal.started == []
+
+
+@pytest.mark.parametrize("role", [Role.MANAGER, Role.INTEGRATION, Role.AUDITOR])
+def test_only_hr_may_restart(
+    client: TestClient, temporal: FakeTemporal, sqlite_db: Database, role: Role
+) -> None:
+    person = "p-1001" if role is Role.MANAGER else None
+    headers = bearer(sqlite_db, role, person)
+    body = {"reason": "stuck", "due_date": "2027-01-15"}
+    for path in (f"/assignments/{WORKFLOW}/restart", f"/certifications/{CERTIFICATION}/restart"):
+        assert (
+            client.post(
+                path, json=body if "assign" in path else {"reason": "stuck"}, headers=headers
+            ).status_code
+            == 403
+        )
+    assert temporal.started == []
+    with sqlite_db.session() as session:
+        actions = set(session.scalars(select(AuditEntry.action)))
+    assert not {a for a in actions if a.endswith(".restart")}
+
+
+def test_restart_is_documented_in_the_openapi(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/assignments/{assignment_id}/restart",
+        "/certifications/{certification_id}/restart",
+    ):
+        assert "post" in paths[path]
