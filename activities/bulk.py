@@ -187,14 +187,18 @@ class BulkActivities:
                 if person is None:
                     missing.append(external_id)
                     continue
-                inp = assignment_input(
-                    person,
-                    title=window.requirement_title,
-                    due_date=window.due_date,
-                    requirement_id=window.requirement_id,
-                    assigned_by=window.assigned_by,
-                    pack=pack,
-                )
+                try:
+                    inp = assignment_input(
+                        person,
+                        title=window.requirement_title,
+                        due_date=window.due_date,
+                        requirement_id=window.requirement_id,
+                        assigned_by=window.assigned_by,
+                        pack=pack,
+                    )
+                except ValueError as exc:  # out of bounds: this person fails, not the window
+                    _fail(counts, f"{external_id}: {exc}"[:300])
+                    continue
                 started.append(external_id)
                 starts.append(start_assignment(self._client, task_queue, inp))
             results = await asyncio.gather(*starts, return_exceptions=True)

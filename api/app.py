@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from api.deps import Clock, wall_clock
 from api.routers import (
     ack,
     assignments,
@@ -59,6 +60,7 @@ def create_app(
     *,
     database: Database | None = None,
     temporal_client: Client | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """Build the API.
 
@@ -66,6 +68,8 @@ def create_app(
         settings: Configuration; read from the environment when omitted.
         database: An existing database (tests); one is created from settings otherwise.
         temporal_client: An existing Temporal client (tests); connected lazily otherwise.
+        clock: "Now" for input bounds and default evidence times (tests on a time-skipping
+            server pass its clock); the wall clock otherwise.
     """
     settings = settings or get_settings()
     owns_db = database is None
@@ -87,6 +91,7 @@ def create_app(
     app.state.settings = settings
     app.state.database = db
     app.state.temporal = TemporalHolder(settings, temporal_client)
+    app.state.clock = clock or wall_clock
     webhooks.warn_unconfigured(settings)
     for module in (
         health,

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, overload
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from duly.domain import Role
+from duly.domain import DateWindow, InstantWindow, OutOfRange, Role
 from duly.settings import Settings
 from store import audit
 from store.db import Database
@@ -61,7 +63,25 @@ class LazyTemporal:
         return client
 
 
+#: The API's clock: "now" for the relative bounds (due-date window, evidence not in the future)
+#: and for default evidence times. The wall clock, except in tests that run the API against a
+#: time-skipping Temporal server, which give ``create_app(clock=env.get_current_time)``.
+Clock = Callable[[], Awaitable[datetime]]
+
+
+async def wall_clock() -> datetime:
+    """The current instant (UTC)."""
+    return datetime.now(UTC)
+
+
+def get_clock(request: Request) -> Clock:
+    """The app's clock."""
+    clock: Clock = getattr(request.app.state, "clock", wall_clock)
+    return clock
+
+
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+ClockDep = Annotated[Clock, Depends(get_clock)]
 TemporalDep = Annotated[LazyTemporal, Depends(LazyTemporal)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
@@ -169,3 +189,34 @@ async def signal_workflow(
                 status.HTTP_409_CONFLICT, detail=f"{what} is already closed ({state})"
             ) from exc
         raise
+
+
+def out_of_range(problem: OutOfRange, loc: tuple[str | int, ...] = ("body",)) -> Exception:
+    """A 422 in FastAPI's own validation shape naming the field, the value and the range."""
+    return RequestValidationError([problem.error(loc)])
+
+
+@overload
+def within(
+    window: DateWindow, field: str, value: date, loc: tuple[str | int, ...] = ...
+) -> date: ...
+@overload
+def within(
+    window: InstantWindow, field: str, value: datetime, loc: tuple[str | int, ...] = ...
+) -> datetime: ...
+def within(
+    window: DateWindow | InstantWindow,
+    field: str,
+    value: Any,
+    loc: tuple[str | int, ...] = ("body",),
+) -> Any:
+    """``value`` when inside the settings' window, else a 422 (see :func:`out_of_range`).
+
+    The request schemas carry the absolute bounds; this is the relative window (today − 5 y …
+    today + 10 y for due dates, not in the future for evidence) the models cannot know.
+    """
+    try:
+        checked = window.check(field, value)
+    except OutOfRange as problem:
+        raise out_of_range(problem, loc) from problem
+    return value if checked is None else checked

@@ -7,7 +7,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from duly.domain import AssignmentEvent, ExternalId, LadderStage
+from duly.domain import (
+    AssignmentEvent,
+    BoundedDate,
+    BoundedInstant,
+    Cycle,
+    ExternalId,
+    LadderStage,
+    Score,
+)
+from duly.restarts import Restarted
 
 
 class AssignmentCreate(BaseModel):
@@ -20,8 +29,11 @@ class AssignmentCreate(BaseModel):
     requirement_id: ExternalId | None = Field(
         default=None, description="Stable id; derived from the title when omitted."
     )
-    due_date: date
-    cycle: int = Field(default=1, ge=1)
+    due_date: BoundedDate = Field(
+        description="Within today - 5 years ... today + 10 years (DULY_DUE_DATE_PAST_YEARS / "
+        "DULY_DUE_DATE_FUTURE_YEARS)."
+    )
+    cycle: Cycle = 1
 
 
 class CompleteRequest(BaseModel):
@@ -29,10 +41,14 @@ class CompleteRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    completed_at: datetime | None = Field(default=None, description="Defaults to now.")
+    completed_at: BoundedInstant | None = Field(
+        default=None,
+        description="Defaults to now; never in the future (DULY_CLOCK_SKEW_SECONDS of skew) "
+        "nor older than DULY_DUE_DATE_PAST_YEARS. No offset means UTC.",
+    )
     source: str = Field(default="api", max_length=64, description="lms, xapi, manual, api…")
     note: str | None = Field(default=None, max_length=1000)
-    score: float | None = Field(default=None, description="As reported by the LMS.")
+    score: Score | None = Field(default=None, description="As reported by the LMS.")
     passed: bool | None = Field(
         default=None, description="false: a failed attempt, recorded without completing."
     )
@@ -45,7 +61,9 @@ class StartRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    started_at: datetime | None = Field(default=None, description="Defaults to now.")
+    started_at: BoundedInstant | None = Field(
+        default=None, description="Defaults to now; never in the future."
+    )
     source: str = Field(default="api", max_length=64)
 
 
@@ -54,7 +72,7 @@ class ExtendRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    new_due_date: date
+    new_due_date: BoundedDate
     reason: str = Field(min_length=3, max_length=500)
 
 
@@ -65,7 +83,9 @@ class ExemptRequest(BaseModel):
 
     reason: str = Field(min_length=3, max_length=500)
     approver: str = Field(min_length=1, max_length=128, description="Who approved it.")
-    expires_on: date | None = Field(default=None, description="The exemption lapses then.")
+    expires_on: BoundedDate | None = Field(
+        default=None, description="The exemption lapses then (within the due-date window)."
+    )
 
 
 class CancelRequest(BaseModel):
@@ -82,6 +102,67 @@ class AcknowledgeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: str = Field(default="api", max_length=32)
+
+
+class AssignmentRestart(BaseModel):
+    """Replace an assignment's run (failed, stuck, or closed) with a fresh one (HR)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500, description="Why; kept in the audit log.")
+    due_date: BoundedDate | None = Field(
+        default=None,
+        description="The corrected due date; defaults to the previous run's when it is within "
+        "the window.",
+    )
+    requirement: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The training's title; defaults to the previous run's.",
+    )
+
+
+class PreviousRunRead(BaseModel):
+    """The run a restart replaced."""
+
+    run_id: str | None
+    status: str = Field(description="Its Temporal status when replaced: running, failed, …")
+    workflow_task_attempts: int = Field(
+        description="Above 1: its workflow task kept failing (the run was stuck)."
+    )
+    terminated: bool = Field(description="True when the restart terminated it (it was running).")
+
+
+class RestartRead(BaseModel):
+    """A restart: the fresh run under the same business key and the run it replaced."""
+
+    id: str = Field(description="The workflow id (business key), unchanged.")
+    run_id: str | None = Field(description="The fresh run's id.")
+    previous: PreviousRunRead
+    reason: str
+    status_url: str
+    detail: str
+
+    @classmethod
+    def of(cls, done: Restarted, reason: str, status_url: str) -> RestartRead:
+        """The API's answer to a restart."""
+        previous = done.previous
+        ended = "terminated" if done.terminated else f"was already {previous.status}"
+        return cls(
+            id=done.workflow_id,
+            run_id=done.run_id,
+            previous=PreviousRunRead(
+                run_id=previous.run_id,
+                status=previous.status,
+                workflow_task_attempts=previous.workflow_task_attempts,
+                terminated=done.terminated,
+            ),
+            reason=reason,
+            status_url=status_url,
+            detail=f"previous run {previous.run_id} {ended}; a fresh run started under the same"
+            " id. GET shows it once a worker has recorded it",
+        )
 
 
 class ObligationRead(BaseModel):
@@ -129,6 +210,11 @@ class AssignmentRead(BaseModel):
     pack_hash: str
     events: list[AssignmentEvent] = []
     read_model: ObligationRead | None = None
+    detail: str | None = Field(
+        default=None,
+        description="On POST with created false: what the existing run is doing when it did "
+        "not answer (e.g. stuck), and how to replace it.",
+    )
 
 
 class Accepted(BaseModel):

@@ -552,6 +552,7 @@ def assign(
 
     from rich.progress import BarColumn, Progress, TextColumn
 
+    from duly.domain import OutOfRange
     from duly.temporal import connect
     from workflows.bulk import (
         BulkAssignInput,
@@ -567,6 +568,12 @@ def assign(
     except ValueError:
         err.print(f"--due must be a date like 2027-01-15, not {due!r}")
         raise typer.Exit(2) from None
+    if due_date is not None:
+        try:
+            settings.due_date_window().check("--due", due_date)
+        except OutOfRange as problem:
+            err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
     request = BulkAssignRequest(
         bulk_id=f"cli-{uuid.uuid4().hex[:12]}",
         requirement_id=requirement,
@@ -611,3 +618,151 @@ def assign(
         err.print(f"  {error}", markup=False)
     if result.failed:
         raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# duly assignments / duly certifications: replace a failed, stuck or closed run.
+# ---------------------------------------------------------------------------------------------
+
+assignments_app = typer.Typer(help="Training assignments.", no_args_is_help=True)
+certifications_app = typer.Typer(help="Held certifications.", no_args_is_help=True)
+app.add_typer(assignments_app, name="assignments")
+app.add_typer(certifications_app, name="certifications")
+
+Reason = Annotated[str, typer.Option("--reason", "-r", help="Why (kept in the audit log)")]
+
+
+def _date_option(name: str, value: str | None) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        err.print(f"{name} must be a date like 2027-01-15, not {value!r}", markup=False)
+        raise typer.Exit(2) from None
+
+
+def _in_window(settings: Settings, name: str, value: Any, *, past: bool = False) -> None:
+    """Exit 2 naming the option, the value and the allowed range when ``value`` is outside it."""
+    from duly.domain import OutOfRange
+
+    if value is None:
+        return
+    window = settings.past_date_window() if past else settings.due_date_window()
+    try:
+        window.check(name, value)
+    except OutOfRange as problem:
+        err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _run_restart(restart: Any, **kwargs: Any) -> Any:
+    """Run a restart service function with a database session and a Temporal client.
+
+    Exit codes: 0 restarted, 1 refused or not found, 2 a value out of range or missing.
+    """
+    from duly.domain import OutOfRange
+    from duly.restarts import InvalidField, RestartRefused, UnknownObligation
+    from duly.temporal import connect
+    from store.db import Database
+
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+
+    async def run() -> Any:
+        client = await connect(settings)
+        with db.session() as session:
+            return await restart(
+                session,
+                client,
+                settings=settings,
+                actor=f"cli:{getpass.getuser()}",
+                actor_role="cli",
+                **kwargs,
+            )
+
+    try:
+        return asyncio.run(run())
+    except (OutOfRange, InvalidField) as problem:
+        err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except (UnknownObligation, RestartRefused) as problem:
+        err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+
+
+def _report_restart(done: Any) -> None:
+    previous = done.previous
+    ended = "terminated" if done.terminated else f"was already {previous.status}"
+    stuck = (
+        f" (its workflow task had failed {previous.workflow_task_attempts} times)"
+        if previous.workflow_task_attempts > 1
+        else ""
+    )
+    console.print(
+        f"restarted {done.workflow_id}: run {previous.run_id} {ended}{stuck};"
+        f" fresh run {done.run_id}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@assignments_app.command("restart")
+def assignments_restart(
+    assignment_id: Annotated[str, typer.Argument(help="assignment/{person}/{requirement}/{cycle}")],
+    reason: Reason,
+    due: Annotated[
+        str | None, typer.Option(help="Corrected due date YYYY-MM-DD (default: the old run's)")
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="The training's title")] = None,
+) -> None:
+    """Replace a failed, stuck or closed assignment with a fresh run under the same id (audited)."""
+    from duly.restarts import restart_assignment
+
+    due_date = _date_option("--due", due)
+    _in_window(load_settings(), "--due", due_date)
+    done = _run_restart(
+        restart_assignment,
+        workflow_id=assignment_id,
+        reason=reason,
+        due_date=due_date,
+        title=title,
+    )
+    _report_restart(done)
+    console.print(f"due {done.input.due_date.isoformat()}, pack {done.input.pack_hash[:12]}")
+
+
+@certifications_app.command("restart")
+def certifications_restart(
+    certification_id: Annotated[str, typer.Argument(help="certification/{person}/{certification}")],
+    reason: Reason,
+    issued_on: Annotated[str | None, typer.Option(help="Corrected issue date YYYY-MM-DD")] = None,
+    expires_on: Annotated[str | None, typer.Option(help="Corrected expiry date YYYY-MM-DD")] = None,
+    certificate_number: Annotated[str | None, typer.Option(help="Certificate number")] = None,
+) -> None:
+    """Replace a failed, stuck or closed certification run with a fresh one (audited)."""
+    from duly.restarts import restart_certification
+
+    settings = load_settings()
+    issued = _date_option("--issued-on", issued_on)
+    expires = _date_option("--expires-on", expires_on)
+    _in_window(settings, "--issued-on", issued, past=True)
+    _in_window(settings, "--expires-on", expires)
+    done = _run_restart(
+        restart_certification,
+        workflow_id=certification_id,
+        reason=reason,
+        issued_on=issued,
+        expires_on=expires,
+        certificate_number=certificate_number,
+    )
+    _report_restart(done)
+    cert = done.input.certificate
+    console.print(
+        f"cycle {cert.cycle}: issued {cert.issued_on.isoformat()},"
+        f" expires {cert.expires_on.isoformat()}; {len(done.input.ce_credits)} CE credit entries"
+        f" carried, {len(done.dropped_credits)} dropped"
+    )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from duly.domain import MIN_DATE, DateWindow, InstantWindow, date_window, instant_window
 
 #: The secret shipped for local development. Production refuses to start with it.
 DEV_SECRET_KEY = "duly-dev-secret-change-me"
@@ -103,6 +106,29 @@ class Settings(BaseSettings):
         "`GET /verify/{code}` page (a sliding window per API process); 0 disables the limit.",
     )
 
+    # Input bounds (see duly.domain: the models carry absolute bounds, this is the window the
+    # API, CLI and services check against today).
+    due_date_past_years: int = Field(
+        default=5,
+        ge=0,
+        le=50,
+        description="Due and expiry dates (and completion evidence) may lie at most this many "
+        "years before today.",
+    )
+    due_date_future_years: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Due and expiry dates may lie at most this many years after today.",
+    )
+    clock_skew_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="Evidence (completion, start) may be timestamped at most this far in the "
+        "future, for clocks that differ a little.",
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env is Environment.PRODUCTION:
@@ -121,6 +147,38 @@ class Settings(BaseSettings):
                     "default is for development only."
                 )
         return self
+
+    def due_date_window(self, today: date | None = None) -> DateWindow:
+        """The due/expiry dates a caller may give, from ``today`` (default: today in UTC)."""
+        window = date_window(
+            today or datetime.now(UTC).date(),
+            past_years=self.due_date_past_years,
+            future_years=self.due_date_future_years,
+        )
+        return window.model_copy(
+            update={"hint": f"{window.hint}; DULY_DUE_DATE_PAST_YEARS / DULY_DUE_DATE_FUTURE_YEARS"}
+        )
+
+    def evidence_window(self, now: datetime | None = None) -> InstantWindow:
+        """The instants a completion or start may carry, from ``now`` (default: the clock)."""
+        window = instant_window(
+            now or datetime.now(UTC),
+            past_years=self.due_date_past_years,
+            skew_seconds=self.clock_skew_seconds,
+        )
+        return window.model_copy(update={"hint": f"{window.hint}; DULY_CLOCK_SKEW_SECONDS"})
+
+    def past_date_window(self, today: date | None = None) -> DateWindow:
+        """Dates of things that happened (issued, earned): not after today.
+
+        One day of slack: a holder east of UTC may already be on tomorrow's date.
+        """
+        today = today or datetime.now(UTC).date()
+        return DateWindow(
+            earliest=MIN_DATE,
+            latest=today + timedelta(days=1),
+            hint="not in the future (today in UTC + 1 day for time zones ahead of UTC)",
+        )
 
     @property
     def resolved_database_url(self) -> str:

@@ -26,7 +26,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from duly.domain import ExternalId
+    from duly.domain import BoundedDate, ExternalId
 
 #: People per ``start_bulk_assignments`` activity call (one progress update per window).
 WINDOW = 500
@@ -70,7 +70,7 @@ class BulkAssignRequest(_Model):
         max_length=200,
         description="Needed only when the active pack does not define the requirement.",
     )
-    due_date: date | None = Field(
+    due_date: BoundedDate | None = Field(
         default=None, description="Defaults to today + the pack requirement's due_in_days."
     )
     selector: BulkSelector = Field(default_factory=BulkSelector)

@@ -100,7 +100,8 @@ class CertificationWorkflow:
         self._sent: list[str] = []
         self._stage: str | None = None
         self._events: list[AssignmentEvent] = []
-        self._credits: list[CeCredit] = []
+        # Empty but for a restart, which carries the cycle's credits (duly.restarts).
+        self._credits: list[CeCredit] = list(input.ce_credits)
         self._required = 0.0
         self._window_days: int | None = None
         self._grace_days = 0
@@ -330,6 +331,7 @@ class CertificationWorkflow:
                 update={
                     "certificate": request.certificate,
                     "history": [*input.history, closed],
+                    "ce_credits": [],
                     "registered_by": request.actor,
                     "pack_hash": self._next_pack or self._pack_hash,
                 }

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -14,13 +15,16 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
+    ClockDep,
     CurrentPrincipal,
     SessionDep,
     SettingsDep,
     TemporalDep,
     ensure_visible,
+    out_of_range,
     require_roles,
     signal_workflow,
+    within,
 )
 from api.deps import (
     audit_action as _audit,
@@ -30,11 +34,13 @@ from api.schemas import (
     AcknowledgeRequest,
     AssignmentCreate,
     AssignmentRead,
+    AssignmentRestart,
     CancelRequest,
     CompleteRequest,
     ExemptRequest,
     ExtendRequest,
     ObligationRead,
+    RestartRead,
     StartRequest,
 )
 from duly.assignments import assignment_input, start_assignment
@@ -48,8 +54,16 @@ from duly.domain import (
     EmploymentStatus,
     ExemptSignal,
     ExtendDueDate,
+    OutOfRange,
     Role,
     StartSignal,
+)
+from duly.restarts import (
+    InvalidField,
+    RestartRefused,
+    UnknownObligation,
+    describe_previous,
+    restart_assignment,
 )
 from store import audit
 from store.models import Obligation, Person
@@ -207,13 +221,18 @@ async def create_assignment(
     principal: Assigner,
     temporal: TemporalDep,
     settings: SettingsDep,
+    clock: ClockDep,
 ) -> AssignmentRead:
     """Assign a training to a person.
 
     Idempotent: the workflow id is the business key ``assignment/{person}/{requirement}/{cycle}``.
     A new assignment answers **201**; the same assignment again answers **200** with the
     existing id and ``created: false`` and starts nothing.
+
+    **422** names the field, the value and the allowed range when ``due_date`` is outside
+    today − 5 years … today + 10 years (settings) or ``cycle`` outside 1 … 1000.
     """
+    within(settings.due_date_window((await clock()).date()), "due_date", body.due_date)
     person = session.scalar(select(Person).where(Person.external_id == body.person))
     if person is None:
         raise HTTPException(
@@ -251,7 +270,31 @@ async def create_assignment(
     state = await _live_state(client, inp.workflow_id) if not created else None
     result = _read(session, state, inp.workflow_id, inp)
     assert result is not None
-    return result.model_copy(update={"created": created})
+    detail = None
+    if not created and state is None:
+        detail = await _unanswered(client, inp.workflow_id)
+        if detail is not None and result.read_model is None:
+            detail += " (the fields of this answer are the request's)"
+    return result.model_copy(update={"created": created, "detail": detail})
+
+
+async def _unanswered(client: Client, workflow_id: str) -> str | None:
+    """Why an existing run did not answer, and how HR replaces it (None: nothing to add)."""
+    try:
+        previous = await describe_previous(client, workflow_id)
+    except RPCError:
+        return None
+    if previous is None:
+        return None
+    stuck = (
+        f", its workflow task failed {previous.workflow_task_attempts} times"
+        if previous.workflow_task_attempts > 1
+        else ""
+    )
+    return (
+        f"the run did not answer (status {previous.status}{stuck}); if it is stuck, HR can"
+        f" replace it: POST /assignments/{workflow_id}/restart"
+    )
 
 
 @router.get("/{assignment_id:path}", response_model=AssignmentRead)
@@ -263,10 +306,13 @@ async def get_assignment(
 ) -> AssignmentRead:
     """An assignment, answered by the running workflow (``live: true``) or the read model."""
     _person_of(session, principal, assignment_id)
-    state = await _live_state(await temporal(), assignment_id)
+    client = await temporal()
+    state = await _live_state(client, assignment_id)
     result = _read(session, state, assignment_id, None)
     if result is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+        # A run that never recorded anything and does not answer (e.g. stuck on its input).
+        hint = await _unanswered(client, assignment_id)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=hint or "not found")
     return result
 
 
@@ -281,15 +327,23 @@ async def complete_assignment(
     session: SessionDep,
     principal: Completer,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> Accepted:
-    """Record completion evidence (LMS, HR or the learner's manager)."""
+    """Record completion evidence (LMS, HR or the learner's manager).
+
+    **422** when ``completed_at`` is in the future (beyond DULY_CLOCK_SKEW_SECONDS) or older
+    than DULY_DUE_DATE_PAST_YEARS: a future completion would date the next cycle from it.
+    """
+    now = await clock()
+    completed_at = within(settings.evidence_window(now), "completed_at", body.completed_at or now)
     person = _person_of(session, principal, assignment_id)
     if principal.role is Role.MANAGER and principal.person_id == person.id:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, detail="managers cannot complete their own assignments"
         )
     signal = CompleteSignal(
-        completed_at=body.completed_at or datetime.now(UTC),
+        completed_at=completed_at,
         source=body.source,
         actor=principal.actor,
         score=body.score,
@@ -360,12 +414,14 @@ async def start_training(
     session: SessionDep,
     principal: Starter,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> Accepted:
     """Record that the learner began (their own assignment; or HR, or the LMS)."""
+    now = await clock()
+    started_at = within(settings.evidence_window(now), "started_at", body.started_at or now)
     _person_of(session, principal, assignment_id)
-    signal = StartSignal(
-        started_at=body.started_at or datetime.now(UTC), actor=principal.actor, source=body.source
-    )
+    signal = StartSignal(started_at=started_at, actor=principal.actor, source=body.source)
     await _signal(await temporal(), assignment_id, "start", signal)
     _audit(session, principal, "assignment.start", assignment_id, signal.model_dump(mode="json"))
     return Accepted(id=assignment_id, detail="start recorded")
@@ -378,12 +434,16 @@ async def extend_assignment(
     session: SessionDep,
     principal: HrOrManager,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> AssignmentRead:
     """Move the due date later (reason required; at most the pack's max extension).
 
     An update, not a signal: the answer is the re-planned assignment, or **422** with why the
-    workflow refused (not later than now, beyond the maximum, already closed).
+    workflow refused (not later than now, beyond the maximum, already closed) or with the
+    allowed range when ``new_due_date`` is outside the due-date window.
     """
+    within(settings.due_date_window((await clock()).date()), "new_due_date", body.new_due_date)
     person = _person_of(session, principal, assignment_id)
     _not_own(principal, person, "extend")
     update = ExtendDueDate(
@@ -415,8 +475,12 @@ async def exempt_assignment(
     session: SessionDep,
     principal: HrOnly,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> Accepted:
     """Exempt the person (HR): reminders pause; it lapses on ``expires_on``."""
+    if body.expires_on is not None:
+        within(settings.due_date_window((await clock()).date()), "expires_on", body.expires_on)
     _person_of(session, principal, assignment_id)
     signal = ExemptSignal(
         reason=body.reason,
@@ -446,3 +510,50 @@ async def cancel_assignment(
     await _signal(await temporal(), assignment_id, "cancel", signal)
     _audit(session, principal, "assignment.cancel", assignment_id, signal.model_dump(mode="json"))
     return Accepted(id=assignment_id, detail="cancelled; reminders stop")
+
+
+@router.post("/{assignment_id:path}/restart", response_model=RestartRead)
+async def restart(
+    assignment_id: str,
+    body: AssignmentRestart,
+    session: SessionDep,
+    principal: HrOnly,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> RestartRead:
+    """Replace a failed, stuck or closed assignment with a fresh run under the same id (HR).
+
+    The running run (if any) is terminated with the reason, and a fresh one starts under the
+    same business key, built like ``POST /assignments`` (the active pack) from the corrected
+    ``due_date``/``requirement`` or the previous run's. Audited as ``assignment.restart`` with
+    the previous run's id, status and recorded input. Reminders the previous run already sent
+    are not sent again (the ledger keys on the workflow id, pack and stage). **422** names a
+    field that is out of range or missing; **404** when nothing ran under the id; **409** when
+    the person has left.
+    """
+    _person_of(session, principal, assignment_id)
+    client = await temporal()
+    try:
+        done = await restart_assignment(
+            session,
+            client,
+            settings=settings,
+            workflow_id=assignment_id,
+            reason=body.reason,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            due_date=body.due_date,
+            title=body.requirement,
+            today=(await clock()).date(),
+        )
+    except OutOfRange as problem:
+        loc: tuple[str, ...] = ("path",) if problem.field == "cycle" else ("body",)
+        raise out_of_range(problem, loc) from problem
+    except InvalidField as problem:
+        raise RequestValidationError([problem.error()]) from problem
+    except UnknownObligation as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+    except RestartRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    return RestartRead.of(done, body.reason, f"/assignments/{assignment_id}")

@@ -8,7 +8,7 @@ Register this router *before* the assignments router: that one has a catch-all
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
@@ -19,8 +19,16 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import SessionDep, SettingsDep, TemporalDep, ensure_visible, require_roles
-from duly.domain import ExternalId, Role
+from api.deps import (
+    ClockDep,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    ensure_visible,
+    require_roles,
+    within,
+)
+from duly.domain import BoundedDate, ExternalId, Role
 from store import audit
 from store.models import Person
 from store.packs import active_pack
@@ -56,8 +64,10 @@ class BulkAssignCreate(BaseModel):
         max_length=200,
         description="Needed only when the active pack does not define the requirement.",
     )
-    due_date: date | None = Field(
-        default=None, description="Defaults to today + the pack requirement's due_in_days."
+    due_date: BoundedDate | None = Field(
+        default=None,
+        description="Defaults to today + the pack requirement's due_in_days; when given, within "
+        "today - 5 years ... today + 10 years (DULY_DUE_DATE_PAST_YEARS / _FUTURE_YEARS).",
     )
     selector: BulkSelector = Field(
         default_factory=BulkSelector,
@@ -120,11 +130,15 @@ async def start_bulk_assignment(
     principal: BulkAssigner,
     temporal: TemporalDep,
     settings: SettingsDep,
+    clock: ClockDep,
 ) -> BulkAccepted:
     """Start a bulk job; people who already have the obligation are skipped, not re-assigned.
 
     Idempotent per ``bulk_id``: the same id again answers 202 with the same status URL.
+    **422** names ``due_date``, its value and the allowed range when it is out of the window.
     """
+    if body.due_date is not None:
+        within(settings.due_date_window((await clock()).date()), "due_date", body.due_date)
     _check_requirement(session, body)
     request = BulkAssignRequest(
         bulk_id=body.bulk_id or uuid.uuid4().hex,

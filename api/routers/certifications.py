@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,24 +28,28 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
+    ClockDep,
     CurrentPrincipal,
     SessionDep,
     SettingsDep,
     TemporalDep,
     ensure_visible,
+    out_of_range,
     require_roles,
     signal_workflow,
     visible_person_ids,
+    within,
 )
 from api.deps import (
     audit_action as _audit,
 )
 from api.routers.assignments import obligation_read
-from api.schemas import Accepted, ObligationRead
+from api.schemas import Accepted, ObligationRead, RestartRead
 from duly.assignments import utc_offset_minutes
 from duly.domain import (
     ID_PATTERN,
     AssignmentEvent,
+    BoundedDate,
     CeCredit,
     CertificateRecord,
     CertificationInput,
@@ -55,6 +60,7 @@ from duly.domain import (
     ExternalId,
     LadderStage,
     ObligationKind,
+    OutOfRange,
     ReinstateCertification,
     RenewCertification,
     RevokeCertification,
@@ -63,6 +69,7 @@ from duly.domain import (
     add_months,
     certification_workflow_id,
 )
+from duly.restarts import InvalidField, RestartRefused, UnknownObligation, restart_certification
 from rules.model import Pack, RenewalBasis, Requirement
 from rules.obligation_facts import local_today
 from store.models import Certificate, Obligation, Person
@@ -114,9 +121,11 @@ class CertificationCreate(BaseModel):
 
     person: ExternalId = Field(description="The holder's external id (from the HRIS import).")
     certification_id: ExternalId = Field(description="A certification of the active pack.")
-    issued_on: date
-    expires_on: date | None = Field(
-        default=None, description="Defaults to issued_on plus the certification's validity."
+    issued_on: BoundedDate = Field(description="Not in the future.")
+    expires_on: BoundedDate | None = Field(
+        default=None,
+        description="Defaults to issued_on plus the certification's validity; when given, "
+        "within today - 5 years ... today + 10 years (DULY_DUE_DATE_PAST_YEARS / _FUTURE_YEARS).",
     )
     certificate_number: str | None = Field(default=None, max_length=120)
     issuer: str | None = Field(
@@ -175,8 +184,10 @@ class RenewRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    issued_on: date | None = Field(default=None, description="Defaults to the holder's today.")
-    expires_on: date | None = Field(
+    issued_on: BoundedDate | None = Field(
+        default=None, description="Defaults to the holder's today; not in the future."
+    )
+    expires_on: BoundedDate | None = Field(
         default=None,
         description="Defaults by the certification's renewal_basis: from_renewal counts the "
         "validity from issued_on; from_previous_expiry from the current expiry when renewed "
@@ -207,10 +218,35 @@ class CeCreditRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    credits: float = Field(gt=0, le=1000)
+    credits: float = Field(gt=0, le=1000, allow_inf_nan=False)
     activity: str = Field(min_length=2, max_length=300, description="The course or activity.")
-    earned_on: date
+    earned_on: BoundedDate = Field(description="Not in the future, nor before the cycle began.")
     evidence_ref: str | None = Field(default=None, max_length=500)
+
+
+class CertificationRestart(BaseModel):
+    """Replace a certification's run (failed, stuck, or closed) with a fresh one (HR)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500, description="Why; kept in the audit log.")
+    issued_on: BoundedDate | None = Field(
+        default=None, description="The corrected issue date; defaults to the previous run's."
+    )
+    expires_on: BoundedDate | None = Field(
+        default=None, description="The corrected expiry date; defaults to the previous run's."
+    )
+    certificate_number: str | None = Field(default=None, max_length=120)
+
+
+class CertificationRestartRead(RestartRead):
+    """A certification restart: the fresh run's certificate and the CE credits it carries."""
+
+    certificate: CertificateRecord
+    ce_credits: list[CeCredit] = Field(description="This cycle's credits, carried over.")
+    ce_credits_dropped: list[CeCredit] = Field(
+        description="Credits earned before the corrected issued_on (kept in the audit log)."
+    )
 
 
 class CeCreditsResult(BaseModel):
@@ -625,13 +661,19 @@ async def register_certification(
     principal: Registrar,
     temporal: TemporalDep,
     settings: SettingsDep,
+    clock: ClockDep,
 ) -> CertificationCreated:
     """Register a certificate a person holds (HR, or a manager for their reports).
 
     Starts the certification's workflow, which reminds the holder before it expires. The
     verification code is generated here; anyone can check it at ``GET /verify/{code}``.
     A certification that is already registered and running answers **409** with its id.
+    **422** names the field, value and allowed range when ``issued_on`` is in the future or a
+    given ``expires_on`` is outside the due-date window.
     """
+    within(settings.past_date_window((await clock()).date()), "issued_on", body.issued_on)
+    if body.expires_on is not None:
+        within(settings.due_date_window((await clock()).date()), "expires_on", body.expires_on)
     person = session.scalar(select(Person).where(Person.external_id == body.person))
     if person is None:
         raise HTTPException(
@@ -788,12 +830,18 @@ async def renew_certification(
     session: SessionDep,
     principal: Renewer,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> RenewResult:
     """Renew: close this cycle with a new certificate (HR, or a manager for their reports).
 
     **409** while CE credits are short (with how many), or when the certification is revoked
-    or closed; **422** when the dates cannot be a renewal.
+    or closed; **422** when the dates cannot be a renewal or are out of range.
     """
+    if body.issued_on is not None:
+        within(settings.past_date_window((await clock()).date()), "issued_on", body.issued_on)
+    if body.expires_on is not None:
+        within(settings.due_date_window((await clock()).date()), "expires_on", body.expires_on)
     person = _person_of(session, principal, certification_id)
     _not_own(principal, person, "renew")
     client = await temporal()
@@ -897,12 +945,15 @@ async def log_ce_credits(
     session: SessionDep,
     principal: CreditLogger,
     temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> CeCreditsResult:
     """Log continuing-education credits (the holder themself, their manager or HR).
 
     **422** when the workflow refuses them (earned before this cycle began, or in the future);
     **409** when the certification is revoked, being renewed or closed.
     """
+    within(settings.past_date_window((await clock()).date()), "earned_on", body.earned_on)
     _person_of(session, principal, certification_id)
     credit = CeCredit(
         credits=body.credits,
@@ -1018,3 +1069,56 @@ async def revoke_certification(
     signal = RevokeCertification(reason=body.reason, actor=principal.actor)
     await _hr_signal(certification_id, session, principal, await temporal(), "revoke", signal)
     return Accepted(id=certification_id, detail="revocation recorded; the certification ends")
+
+
+@router.post("/{certification_id:path}/restart", response_model=CertificationRestartRead)
+async def restart(
+    certification_id: str,
+    body: CertificationRestart,
+    session: SessionDep,
+    principal: HrOnly,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> CertificationRestartRead:
+    """Replace a failed, stuck or closed certification run with a fresh one (HR).
+
+    The running run (if any) is terminated with the reason and a fresh run of the same cycle
+    starts under the same id: same verification code and closed cycles, the corrected
+    ``issued_on``/``expires_on``/``certificate_number``, and this cycle's CE credits carried
+    over from the audit log (those earned before a corrected ``issued_on`` are dropped and
+    listed). Audited as ``certification.restart``. **422** names a field that is out of range or
+    unusable; **404** when nothing ran under the id; **409** when the person has left.
+    """
+    _person_of(session, principal, certification_id)
+    client = await temporal()
+    try:
+        done = await restart_certification(
+            session,
+            client,
+            settings=settings,
+            workflow_id=certification_id,
+            reason=body.reason,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            issued_on=body.issued_on,
+            expires_on=body.expires_on,
+            certificate_number=body.certificate_number,
+            today=(await clock()).date(),
+        )
+    except OutOfRange as problem:
+        raise out_of_range(problem) from problem
+    except InvalidField as problem:
+        raise RequestValidationError([problem.error()]) from problem
+    except UnknownObligation as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+    except RestartRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    assert isinstance(done.input, CertificationInput)
+    answer = RestartRead.of(done, body.reason, f"/certifications/{certification_id}")
+    return CertificationRestartRead(
+        **answer.model_dump(),
+        certificate=done.input.certificate,
+        ce_credits=done.input.ce_credits,
+        ce_credits_dropped=done.dropped_credits,
+    )

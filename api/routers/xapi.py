@@ -26,8 +26,25 @@ from sqlalchemy.orm import Session
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import LazyTemporal, SessionDep, TemporalDep, require_roles
-from duly.domain import CompleteSignal, ObligationStatus, Role
+from api.deps import (
+    ClockDep,
+    LazyTemporal,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    require_roles,
+    within,
+)
+from duly.domain import (
+    MAX_SCORE,
+    BoundedInstant,
+    CompleteSignal,
+    InstantWindow,
+    ObligationStatus,
+    OutOfRange,
+    Role,
+    Score,
+)
 from store import audit
 from store.models import AuditEntry, DeadLetter, Obligation, Person
 from store.packs import active_pack, load_version
@@ -97,8 +114,8 @@ class XapiObject(_Open):
 class XapiScore(_Open):
     """The score; ``scaled`` (-1..1) is preferred, ``raw`` is the LMS's own scale."""
 
-    scaled: float | None = Field(default=None, ge=-1, le=1)
-    raw: float | None = None
+    scaled: float | None = Field(default=None, ge=-1, le=1, allow_inf_nan=False)
+    raw: float | None = Field(default=None, ge=-MAX_SCORE, le=MAX_SCORE, allow_inf_nan=False)
 
 
 class XapiResult(_Open):
@@ -138,8 +155,10 @@ class CompletionIn(BaseModel):
 
     person: str = Field(min_length=1, max_length=320, description="External id or email.")
     requirement_id: str = Field(min_length=1, max_length=64)
-    completed_at: datetime | None = None
-    score: float | None = None
+    completed_at: BoundedInstant | None = Field(
+        default=None, description="Defaults to now; never in the future (5 min of skew)."
+    )
+    score: Score | None = None
     passed: bool | None = None
     source: str = Field(min_length=1, max_length=64)
     attempt_id: str | None = Field(default=None, max_length=200)
@@ -426,6 +445,22 @@ def _parse_statements(raw: bytes) -> tuple[list[dict[str, Any]], list[XapiStatem
     return items, statements
 
 
+def _evidence_time(statement: XapiStatement, window: InstantWindow) -> None:
+    """422 (dead-lettered) for a statement dated in the future or too long ago.
+
+    A future completion would date a ``from_completion`` recurrence from it (a 2099 statement
+    would make the next cycle due in 2100).
+    """
+    for name in ("timestamp", "stored"):
+        value = getattr(statement, name)
+        if value is not None:
+            try:
+                window.check(name, value)
+            except OutOfRange as problem:
+                raise _Rejected(422, str(problem)) from problem
+            return
+
+
 def _completion_signal(statement: XapiStatement, principal: Principal) -> CompleteSignal:
     verb = statement.verb.id
     result = statement.result
@@ -470,21 +505,31 @@ def _completion_signal(statement: XapiStatement, principal: Principal) -> Comple
     },
 )
 async def post_statements(
-    request: Request, session: SessionDep, principal: Intake, temporal: TemporalDep
+    request: Request,
+    session: SessionDep,
+    principal: Intake,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> JSONResponse:
     """Record completions from xAPI 1.0.3 Statements (one Statement or an array).
 
     ``completed``, ``passed`` and ``failed`` verbs are tracked; others are ignored. A ``failed``
     verb or ``result.success: false`` records a failed attempt without completing. The same
     statement id posted again is answered ``duplicate`` and signals nothing. The status is 200
-    when every statement is fine, else the worst per-statement status (409, 422, 503).
+    when every statement is fine, else the worst per-statement status (409, 422, 503). A
+    statement timestamped in the future (beyond DULY_CLOCK_SKEW_SECONDS) or older than
+    DULY_DUE_DATE_PAST_YEARS is answered 422 and kept as a dead letter.
     """
     raw_items, statements = _parse_statements(await request.body())
     _lock_keys(session, [s.id for s in statements if s.id is not None])
     signaller = _Signaller(temporal)
     results: list[ItemResult] = []
+    window = settings.evidence_window(await clock())
     for index, (raw, statement) in enumerate(zip(raw_items, statements, strict=True)):
-        results.append(await _one_statement(session, principal, signaller, index, raw, statement))
+        results.append(
+            await _one_statement(session, principal, signaller, index, raw, statement, window)
+        )
     return _answer(results)
 
 
@@ -495,6 +540,7 @@ async def _one_statement(
     index: int,
     raw: dict[str, Any],
     statement: XapiStatement,
+    window: InstantWindow,
 ) -> ItemResult:
     sid = statement.id
     item = ItemResult(index=index, statement_id=sid, status=200, outcome="ignored", detail="")
@@ -507,6 +553,7 @@ async def _one_statement(
                 update={"outcome": "duplicate", "detail": "duplicate", "workflow_id": done}
             )
     try:
+        _evidence_time(statement, window)
         person = _actor_person(session, statement.actor)
         obligation = _obligation_for_activity(session, person, statement.object_.id)
     except _Rejected as rejected:
@@ -563,13 +610,21 @@ async def _one_statement(
     },
 )
 async def post_completion(
-    body: CompletionIn, session: SessionDep, principal: Intake, temporal: TemporalDep
+    body: CompletionIn,
+    session: SessionDep,
+    principal: Intake,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> JSONResponse:
     """Record one completion for a person (external id or email) and requirement.
 
     Idempotent by ``idempotency_key``: the same key again is answered ``duplicate``.
-    Unknown people or requirements answer 422 and are kept as dead letters.
+    Unknown people or requirements answer 422 and are kept as dead letters; a ``completed_at``
+    in the future or out of range answers 422 naming it (nothing is recorded).
     """
+    now = await clock()
+    completed_at = within(settings.evidence_window(now), "completed_at", body.completed_at or now)
     key = body.idempotency_key
     dead_key = f"completion:{key}" if key is not None else None
     item = ItemResult(index=0, statement_id=key, status=200, outcome="recorded", detail="")
@@ -603,7 +658,7 @@ async def post_completion(
         )
         return JSONResponse(status_code=item.status, content=item.model_dump(mode="json"))
     signal = CompleteSignal(
-        completed_at=body.completed_at or datetime.now(UTC),
+        completed_at=completed_at,
         source=body.source,
         actor=f"integration:{principal.actor}"[:128],
         score=body.score,

@@ -147,7 +147,8 @@ async def running(
         verify_rate_limit_per_minute=verify_limit,
         digest_window_seconds=0,
     )
-    app = create_app(settings, database=db, temporal_client=env.client)
+    # The API's "now" is the server's simulated time, as the workflows' is.
+    app = create_app(settings, database=db, temporal_client=env.client, clock=env.get_current_time)
     transport = httpx.ASGITransport(app=app)
     async with (
         build_worker(env.client, task_queue=task_queue, db=db, settings=settings),

@@ -21,6 +21,7 @@ from store.db import Database
 from store.models import AuditEntry, DeadLetter, Obligation, Person
 from store.packs import Migration, deploy
 from tests.conftest import bearer
+from tests.fakes.clock import fixed_clock
 from tests.fakes.temporal import FakeTemporal
 
 HIPAA_IRI = "https://lms.demo.duly.example/xapi/activities/hipaa-privacy-security"
@@ -29,6 +30,8 @@ VERB = "http://adlnet.gov/expapi/verbs/"
 PERSON = "p-1002"
 EMAIL = "marcus.testwell@demo.duly.example"
 WORKFLOW = f"assignment/{PERSON}/hipaa-privacy-security/1"
+#: The API's "now": statements below are timestamped two hours before it.
+NOW = datetime(2030, 5, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -59,7 +62,12 @@ def client(db: Database, temporal: FakeTemporal) -> Iterator[TestClient]:
                 as_of=datetime.now(UTC),
             )
         )
-    app = create_app(Settings(env="test"), database=db, temporal_client=temporal)  # type: ignore[arg-type]
+    app = create_app(
+        Settings(env="test"),
+        database=db,
+        temporal_client=temporal,  # type: ignore[arg-type]
+        clock=fixed_clock(NOW),
+    )
     with TestClient(app) as test_client:
         yield test_client
 

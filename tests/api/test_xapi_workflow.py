@@ -93,7 +93,8 @@ async def running(env: WorkflowEnvironment, db: Database) -> AsyncIterator[Api]:
     assert requirement is not None and requirement.xapi_activity_id is not None
     task_queue = f"tq-{uuid.uuid4()}"
     settings = Settings(env="test", temporal_task_queue=task_queue)
-    app = create_app(settings, database=db, temporal_client=env.client)
+    # The API's "now" is the server's simulated time, as the workflows' is.
+    app = create_app(settings, database=db, temporal_client=env.client, clock=env.get_current_time)
     headers = bearer(db, Role.INTEGRATION)
     transport = httpx.ASGITransport(app=app)
     async with (

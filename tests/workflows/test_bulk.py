@@ -198,7 +198,9 @@ async def _poll(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> d
         response = await http.get(url, headers=headers)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
-        if body["done"]:
+        # "done" is set in the run's last workflow task; a query can see it a moment before the
+        # server records the run as completed, so wait for both.
+        if body["done"] and body["status"] != "RUNNING":
             return body
         await asyncio.sleep(0.1)
     pytest.fail(f"{url} never finished")
