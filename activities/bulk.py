@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from duly.assignments import assignment_input, start_assignment
+from duly.assignments import NotAnAssignment, assignment_input, start_assignment
 from duly.domain import EmploymentStatus
 from store.db import Database
 from store.models import Person
@@ -187,14 +187,18 @@ class BulkActivities:
                 if person is None:
                     missing.append(external_id)
                     continue
-                inp = assignment_input(
-                    person,
-                    title=window.requirement_title,
-                    due_date=window.due_date,
-                    requirement_id=window.requirement_id,
-                    assigned_by=window.assigned_by,
-                    pack=pack,
-                )
+                try:
+                    inp = assignment_input(
+                        person,
+                        title=window.requirement_title,
+                        due_date=window.due_date,
+                        requirement_id=window.requirement_id,
+                        assigned_by=window.assigned_by,
+                        pack=pack,
+                    )
+                except NotAnAssignment as error:
+                    _fail(counts, f"{external_id}: {error}"[:300])
+                    continue
                 started.append(external_id)
                 starts.append(start_assignment(self._client, task_queue, inp))
             results = await asyncio.gather(*starts, return_exceptions=True)
