@@ -15,10 +15,12 @@ one after the clock's current time), so it passes whatever the hour and date the
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -100,6 +102,13 @@ async def finish(env: WorkflowEnvironment, *handles: WorkflowHandle[object, obje
     await env.sleep(timedelta(minutes=15))
     for handle in handles:
         await handle.terminate("test done")
+
+
+async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """Refresh a replay fixture (see test_recorded_histories_replay_against_todays_code)."""
+    if os.environ.get("DULY_RECORD_HISTORIES"):
+        history = await handle.fetch_history()
+        (Path(__file__).parent / "histories" / name).write_text(history.to_json())
 
 
 def local(at: datetime, zone: ZoneInfo) -> datetime:
@@ -212,6 +221,7 @@ async def test_new_york_ladder_across_dst_and_an_extension_lands_at_nine_local(
             expected = at_nine(new_due - timedelta(days=days), NEW_YORK)
             assert abs(fired[label] - expected) < timedelta(minutes=1), (label, fired[label])
         assert obligation(sqlite_db, inp.workflow_id).time_zone == "America/New_York"
+        await record_history(handle, "assignment_zone_ladder.json")
         await finish(env, handle)
 
 
@@ -375,6 +385,7 @@ async def test_a_person_who_moves_zone_gets_the_remaining_stages_replanned(
                 row.stage,
                 row.fired_at,
             )
+        await record_history(handle, "assignment_zone_move.json")
         await finish(env, handle)
 
 
