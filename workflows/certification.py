@@ -73,6 +73,11 @@ class _Mark:
     stage: LadderStage | None = None
 
 
+def _key(mark: _Mark) -> tuple[str, str | None]:
+    """A mark's identity across re-plans (its instant may move)."""
+    return mark.kind, mark.stage.label if mark.stage is not None else None
+
+
 def renewal_outcome(today: date, expires_on: date, window_days: int | None, grace: int) -> str:
     """How a renewal on ``today`` relates to the cycle: early, in the window, in grace, late."""
     if window_days is not None and today < expires_on - timedelta(days=window_days):
@@ -326,20 +331,21 @@ class CertificationWorkflow:
                 pending = [m for m in self._marks() if m.at > workflow.now()]
                 continue
             if self._remark:
-                # Re-planned in a new zone: an unsent stage whose instant has passed goes out
-                # once, late; the rest wait for their new instants.
+                # Re-planned in a new zone: what was still waiting but whose new instant has
+                # passed happens now (one late notice for stages, never a burst); the rest
+                # waits for its new instant.
                 self._remark = False
-                waiting = {m.stage.label for m in pending if m.stage is not None}
+                waiting = {_key(m) for m in pending}
                 now = workflow.now()
                 marks = self._marks()
-                missed = [
-                    m.stage
-                    for m in marks
-                    if m.stage is not None and m.at <= now and m.stage.label in waiting
-                ]
+                missed = [m for m in marks if m.at <= now and _key(m) in waiting]
                 pending = [m for m in marks if m.at > now]
-                if missed:
-                    await self._send(missed[-1], late_notice=True)
+                stages = [m.stage for m in missed if m.stage is not None]
+                if stages:
+                    await self._send(stages[-1], late_notice=True)
+                for mark in missed:
+                    if mark.stage is None and not self._closing():
+                        await self._transition(mark.kind)
                 continue
             deadline = pending[0].at if pending else None
             if not await self._sleep_until(deadline):

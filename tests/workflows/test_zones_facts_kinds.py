@@ -330,11 +330,27 @@ async def test_an_exemption_lapses_at_local_midnight_in_summer_time(
 async def test_a_person_who_moves_zone_gets_the_remaining_stages_replanned(
     env: WorkflowEnvironment, sqlite_db: Database
 ) -> None:
-    """New York to Tokyo through a people import: unsent stages move to 09:00 Tokyo."""
+    """New York to Tokyo through a people import: unsent stages move to 09:00 Tokyo.
+
+    An assignment and a certification (both on the built-in ladder) of the same person.
+    """
     start = await anchor(env, 9, 1)
     person = add_person(sqlite_db, "America/New_York")
     due = start.date() + timedelta(days=100)
     inp = assignment_input(person, title="Export Control", due_date=due, assigned_by="hr")
+    expires = due + timedelta(days=30)
+    certification = CertificationInput(
+        person=person.external_id,
+        certification_id="forklift-licence",
+        title="Forklift licence",
+        certificate=CertificateRecord(
+            cycle=1,
+            verification_code=f"T-{uuid.uuid4().hex[:10].upper()}",
+            issued_on=add_months(expires, -12),
+            expires_on=expires,
+        ),
+        utc_offset_minutes=utc_offset_minutes("America/New_York", expires),
+    )
     app = create_app(Settings(env="test"), database=sqlite_db, temporal_client=env.client)
     hr = bearer(sqlite_db, Role.HR_ADMIN)
     tq = f"tq-{uuid.uuid4()}"
@@ -343,6 +359,9 @@ async def test_a_person_who_moves_zone_gets_the_remaining_stages_replanned(
             AssignmentWorkflow, AssignmentState
         ] = await env.client.start_workflow(
             AssignmentWorkflow.run, inp, id=inp.workflow_id, task_queue=tq
+        )
+        cert = await env.client.start_workflow(
+            CertificationWorkflow.run, certification, id=certification.workflow_id, task_queue=tq
         )
         await skip_to(env, at_nine(due - timedelta(days=90), NEW_YORK) + timedelta(days=2))
         assert [n.stage for n in learner_rows(sqlite_db, inp.workflow_id)] == ["-90d"]
@@ -359,7 +378,7 @@ async def test_a_person_who_moves_zone_gets_the_remaining_stages_replanned(
             )
         assert response.status_code == 200, response.text
         assert response.json()["updated"] == 1
-        assert response.json()["replanned"] == 1, response.json()
+        assert response.json()["replanned"] == 2, response.json()
         await env.sleep(timedelta(minutes=1))
 
         state = await handle.query(AssignmentWorkflow.state)
@@ -368,6 +387,12 @@ async def test_a_person_who_moves_zone_gets_the_remaining_stages_replanned(
             if stage.label == "-90d":
                 continue  # already sent, in New York
             assert stage.fire_at == at_nine(due - timedelta(days=stage.days_before_due), TOKYO)
+        cert_state = await cert.query(CertificationWorkflow.state)
+        assert "replanned" in [e.kind for e in cert_state.events]
+        assert cert_state.stages_sent == []
+        for stage in cert_state.stages:
+            expected = at_nine(expires - timedelta(days=stage.days_before_due), TOKYO)
+            assert stage.fire_at == expected, stage
         from store.obligations import moved_zone_targets
 
         with sqlite_db.session() as session:
@@ -385,8 +410,13 @@ async def test_a_person_who_moves_zone_gets_the_remaining_stages_replanned(
                 row.stage,
                 row.fired_at,
             )
+        cert_rows = learner_rows(sqlite_db, cert.id)
+        assert {r.stage for r in cert_rows} == {"c1:-90d", "c1:-60d", "c1:-30d"}
+        for row in cert_rows:
+            assert local(row.fired_at, TOKYO).replace(second=0, microsecond=0).time() == time(9)
         await record_history(handle, "assignment_zone_move.json")
-        await finish(env, handle)
+        await record_history(cert, "certification_zone_move.json")
+        await finish(env, handle, cert)
 
 
 # --- item 2: the sweep leaves every state a workflow holds as the workflow decided it --------
