@@ -59,12 +59,18 @@ class Wake(Enum):
 
 @workflow.defn
 class AssignmentWorkflow:
-    """Carries one training assignment.
+    """Carries one assignment: a training, apprenticeship or mentorship (``input.kind``).
 
     Sends the learner a reminder at each stage of the 90/60/30/14/7/0-day ladder (an assignment
     created late gets one immediate notice for the current stage instead of a burst of past
     ones), turns overdue at the end of the due day, and finishes when completion evidence
-    arrives. Signals: ``complete``, ``acknowledge``, ``adopt_pack``. Query: ``state``.
+    arrives. Signals: ``complete``, ``acknowledge``, ``start``, ``exempt``, ``cancel``,
+    ``redeliver``, ``adopt_pack``, ``replan``. Update: ``extend_due_date``. Query: ``state``.
+
+    Time: every instant (stages at 09:00 local, the end of the due day, an exemption's lapse)
+    is planned by the ``plan_stages`` activity in the person's IANA zone; ``replan`` (the
+    person moved zone) plans the stages not sent yet again. Histories recorded before
+    :data:`ZONE_PLANNING_PATCH` keep one fixed UTC offset (``input.utc_offset_minutes``).
 
     Pinning: the workflow keeps the rules pack it started with (``input.pack_hash``). Under a
     deployed pack the ladder comes from the requirement's escalation policy and every status
