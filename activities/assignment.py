@@ -40,9 +40,8 @@ from notifications.messages import render_message
 from notifications.outbox import OutboxSender, idempotency_key
 from notifications.preferences import next_allowed
 from notifications.recipients import person_recipient, resolve, stage_skip
-from rules.facts import complete_facts
 from rules.model import Pack, Stage, parse_offset
-from rules.obligation_facts import local_today, person_facts
+from rules.obligation_facts import PersonAttributes, build_facts, local_today
 from store.db import Database
 from store.models import Notification, NotificationPreference, Obligation, Person
 from store.packs import load_version
@@ -88,22 +87,25 @@ class DigestStarter:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
 
 
-def _unless_holds(stage: Stage | None, request: ReminderRequest, person: Person) -> str | None:
-    """The stage's ``unless`` condition when it holds for this obligation now (skip the stage)."""
+def _unless_holds(
+    stage: Stage | None, request: ReminderRequest, person: Person, pack: Pack | None
+) -> str | None:
+    """The stage's ``unless`` condition when it holds for this obligation now (skip the stage).
+
+    Facts come from the one fact builder, as for status rules: the person's local today at
+    the instant the stage fires, the requirement's grace period.
+    """
     condition = stage.condition if stage is not None else None
     if condition is None:
         return None
-    facts = complete_facts(
-        {
-            "kind": request.kind.value,
-            "requirement": request.requirement_id or "",
-            "days_until_due": request.days_before_due,
-            "days_until_expiry": request.days_before_due if request.cycle is not None else 0,
-            "ce_credits_short": request.ce_credits_short,
-            "acknowledged": request.acknowledged,
-            "started": request.started,
-            **person_facts(person),
-        }
+    requirement = (
+        pack.requirement(request.requirement_id) if pack and request.requirement_id else None
+    )
+    facts = build_facts(
+        request.facts(),
+        PersonAttributes.of(person),
+        today=local_today(person, request.fired_at),
+        grace_days=requirement.grace_days if requirement else 0,
     )
     return condition.text if condition.evaluate(facts) else None
 
@@ -199,7 +201,13 @@ class AssignmentActivities:
 
     @activity.defn(name="record_obligation")
     def record_obligation(self, update: ObligationUpdate) -> None:
-        """Upsert the obligation read model; an older update never overwrites a newer one."""
+        """Upsert the obligation read model; an older update never overwrites a newer one.
+
+        Every fact the workflow decides with is written (see ``Obligation.facts``), so the
+        sweep and ``rules preview`` decide from the same facts. Each write bumps ``version``
+        (in SQL, so concurrent writers never reuse a number): a sweep that read the row
+        before this write will not overwrite it.
+        """
         with self._db.session() as session:
             person = self._person(
                 session.scalar(select(Person).where(Person.external_id == update.person)),
@@ -209,10 +217,12 @@ class AssignmentActivities:
                 select(Obligation).where(Obligation.workflow_id == update.workflow_id)
             )
             if row is None:
-                row = Obligation(workflow_id=update.workflow_id, person_id=person.id)
+                row = Obligation(workflow_id=update.workflow_id, person_id=person.id, version=1)
                 session.add(row)
             elif row.as_of > update.as_of:
                 return
+            else:
+                row.version = Obligation.version + 1
             row.kind = update.kind.value
             row.requirement_id = update.requirement_id
             row.requirement_title = update.requirement_title
@@ -224,6 +234,12 @@ class AssignmentActivities:
             row.acknowledged_at = update.acknowledged_at
             row.completed_at = update.completed_at
             row.expiry_date = update.expiry_date
+            row.started_at = update.started_at
+            row.exempt = update.exempt
+            row.exempt_until = update.exempt_until
+            row.ce_credits_short = update.ce_credits_short
+            row.suspended = update.suspended
+            row.time_zone = update.time_zone
             row.as_of = update.as_of
 
     @activity.defn(name="send_reminder")
@@ -251,7 +267,7 @@ class AssignmentActivities:
                 else None
             )
             stage = _pack_stage(pack, request.requirement_id, request.stage)
-            skip = _unless_holds(stage, request, person)
+            skip = _unless_holds(stage, request, person, pack)
             if skip is not None:
                 return ReminderResult(
                     idempotency_key="",

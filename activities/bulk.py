@@ -196,7 +196,7 @@ class BulkActivities:
                         assigned_by=window.assigned_by,
                         pack=pack,
                     )
-                except ValueError as exc:  # out of bounds: this person fails, not the window
+                except ValueError as exc:  # out of bounds or not an assignment: this person fails
                     _fail(counts, f"{external_id}: {exc}"[:300])
                     continue
                 started.append(external_id)

@@ -7,9 +7,10 @@ auditor can read it and a replay reproduces it without re-deciding.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import date
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from temporalio import activity
@@ -19,23 +20,35 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from duly.domain import (
     BUILTIN_PACK,
+    DEFAULT_LADDER_DAYS,
     AdoptPackSignal,
     AssignmentInput,
     DecideRequest,
     PlanRequest,
+    ReplanRequest,
+    ReplanResult,
+    ReplanSignal,
     RolloutRequest,
     RolloutResult,
     StagePlan,
     SweepRequest,
     SweepResult,
+    end_of_day_in_zone,
+    plan_ladder_in_zone,
+    zone_offset_minutes,
 )
 from rules.engine import Decision, FactsError, NoRuleMatched, engine_for
-from rules.facts import complete_facts
 from rules.model import Pack
-from rules.obligation_facts import local_today, obligation_facts, person_facts
+from rules.obligation_facts import PersonAttributes, build_facts, local_today
+from rules.service import SweepConflicts, apply_sweep, plan_sweep
 from store.db import Database
 from store.models import Obligation, Person
+from store.obligations import ReplanTarget, moved_zone_targets
 from store.packs import load_version
+
+#: Rows written per transaction by the sweep's write phase (short transactions: SQLite has one
+#: writer at a time, and workflows keep recording while a sweep runs).
+SWEEP_WRITE_BATCH = 200
 
 
 class RulesActivities:
@@ -56,26 +69,50 @@ class RulesActivities:
 
     @activity.defn(name="plan_stages")
     def plan_stages(self, request: PlanRequest) -> StagePlan:
-        """The ladder a requirement follows under the pinned pack."""
-        pack = self._pack(request.pack_hash)
-        requirement = pack.requirement(request.requirement_id)
-        if requirement is None:
-            return StagePlan(pack_hash=request.pack_hash, found=False)
-        policy = pack.policy_for(requirement)
-        return StagePlan(
-            pack_hash=request.pack_hash,
-            found=True,
-            days_before=[-stage.offset_days for stage in policy.ordered()] if policy else [],
-            grace_days=requirement.grace_days,
-            max_extension_days=requirement.max_extension_days,
-            recurrence_months=requirement.recurrence.months if requirement.recurrence else None,
-            basis=requirement.recurrence.basis.value if requirement.recurrence else None,
-            anniversary=requirement.recurrence.anniversary if requirement.recurrence else None,
-            validity_months=requirement.validity_months,
-            renewal_window_days=requirement.renewal_window_days,
-            ce_credits=requirement.ce_credits,
-            renewal_basis=requirement.renewal_basis.value,
-        )
+        """The ladder a requirement follows under the pinned pack (``builtin``: the fixed one).
+
+        With a person and a due (expiry) date in the request, every instant the workflow acts
+        at is planned here, in the person's IANA time zone as the directory has it now: each
+        stage at 09:00 local on its own day (DST-correct), the end of the due day, the renewal
+        window and end of grace (certifications), the end of an exemption. Workflows only
+        receive instants; a person who moves zone gets a ``replan`` signal and asks again.
+        """
+        if request.pack_hash == BUILTIN_PACK:
+            plan = StagePlan(
+                pack_hash=BUILTIN_PACK, found=True, days_before=list(DEFAULT_LADDER_DAYS)
+            )
+        else:
+            pack = self._pack(request.pack_hash)
+            requirement = pack.requirement(request.requirement_id)
+            if requirement is None:
+                return StagePlan(pack_hash=request.pack_hash, found=False)
+            policy = pack.policy_for(requirement)
+            plan = StagePlan(
+                pack_hash=request.pack_hash,
+                found=True,
+                days_before=[-stage.offset_days for stage in policy.ordered()] if policy else [],
+                grace_days=requirement.grace_days,
+                max_extension_days=requirement.max_extension_days,
+                recurrence_months=requirement.recurrence.months if requirement.recurrence else None,
+                basis=requirement.recurrence.basis.value if requirement.recurrence else None,
+                anniversary=requirement.recurrence.anniversary if requirement.recurrence else None,
+                validity_months=requirement.validity_months,
+                renewal_window_days=requirement.renewal_window_days,
+                ce_credits=requirement.ce_credits,
+                renewal_basis=requirement.renewal_basis.value,
+            )
+        if request.person is None or request.due_date is None:
+            return plan  # a request recorded before zone-aware planning
+        return _in_zone(plan, request, self._time_zone(request.person))
+
+    def _time_zone(self, external_id: str) -> str:
+        with self._db.session() as session:
+            zone = session.scalar(select(Person.time_zone).where(Person.external_id == external_id))
+        if zone is None:
+            raise ApplicationError(
+                f"person {external_id!r} is not in the directory", non_retryable=True
+            )
+        return zone
 
     @activity.defn(name="decide_status")
     def decide_status(self, request: DecideRequest) -> Decision:
@@ -92,30 +129,16 @@ class RulesActivities:
                     f"person {request.person!r} is not in the directory", non_retryable=True
                 )
             today = local_today(person, request.as_of)
-            directory = person_facts(person)
+            attributes = PersonAttributes.of(person)
         requirement = pack.requirement(request.requirement_id)
-        grace = requirement.grace_days if requirement else 0
-        facts: dict[str, Any] = {
-            "kind": request.kind.value,
-            "requirement": request.requirement_id,
-            "completed": request.completed,
-            "acknowledged": request.acknowledged,
-            "started": request.started,
-            "exempt": request.exempt,
-            "ce_credits_short": request.ce_credits_short,
-            **directory,
-        }
-        past = 0
-        for name, day in (
-            ("days_until_due", request.due_date),
-            ("days_until_expiry", request.expiry_date),
-        ):
-            if day is not None:
-                facts[name] = _days(day, today)
-                past = max(past, -facts[name])
-        facts["in_grace"] = not request.completed and 0 < past <= grace
+        facts = build_facts(
+            request.facts(),
+            attributes,
+            today=today,
+            grace_days=requirement.grace_days if requirement else 0,
+        )
         try:
-            return engine_for(pack).evaluate(complete_facts(facts))
+            return engine_for(pack).evaluate(facts)
         except (NoRuleMatched, FactsError) as error:
             # The pack is broken for these facts; retrying cannot fix it. Lint prevents it.
             raise ApplicationError(str(error), non_retryable=True) from error
@@ -158,62 +181,56 @@ class RulesActivities:
 
     @activity.defn(name="sweep_statuses")
     def sweep_statuses(self, request: SweepRequest) -> SweepResult:
-        """Re-decide every open obligation's status in batches, one pack at a time.
+        """Re-decide every open obligation's status with its pinned pack, in batches.
 
         Statuses move with the calendar (due soon, grace, overdue) while a workflow sleeps
-        between stages; the sweep keeps the read model true between steps. Each obligation is
-        decided by the pack it is pinned to; the built-in ones are left to their workflows.
-        The transitions are this activity's result, so they are in the sweep's history.
-        """
-        from collections import Counter
+        between stages; the sweep keeps the read model true between steps. It decides from the
+        same facts as the workflow (the read model holds them all, see
+        :func:`rules.obligation_facts.build_facts`), so at the same instant it agrees with the
+        workflow's own decision. The built-in ones and statuses a workflow holds itself
+        (cancelled, suspended, revoked) are left to their workflows.
 
-        transitions: Counter[str] = Counter()
-        evaluated = skipped = changed = 0
+        Read, then write with compare-and-set: a row its workflow wrote after the read (a
+        completion landing mid-sweep) is not overwritten; it counts as a conflict. The
+        transitions are this activity's result, so they are in the sweep's history.
+        """
         with self._db.session() as session:
-            rows = list(
-                session.scalars(
-                    select(Obligation)
-                    .where(Obligation.completed_at.is_(None))
-                    # Statuses a workflow sets itself, not the calendar: left alone.
-                    .where(Obligation.status.notin_(("cancelled", "suspended", "revoked")))
-                    .where(Obligation.pack_hash != BUILTIN_PACK)
-                    .order_by(Obligation.pack_hash, Obligation.id)
+            try:
+                plan = plan_sweep(session, request.as_of, progress=activity.heartbeat)
+            except (NoRuleMatched, FactsError) as error:
+                raise ApplicationError(str(error), non_retryable=True) from error
+        changed = conflicts = 0
+        transitions: dict[str, int] = {}
+        for first in range(0, len(plan.changes), SWEEP_WRITE_BATCH):
+            with self._db.session() as session:
+                outcome: SweepConflicts = apply_sweep(
+                    session, plan.changes[first : first + SWEEP_WRITE_BATCH]
                 )
-            )
-            by_pack: dict[str, list[Obligation]] = {}
-            for row in rows:
-                by_pack.setdefault(row.pack_hash, []).append(row)
-            for pack_hash, obligations in by_pack.items():
-                pack = load_version(session, pack_hash)
-                if pack is None:
-                    skipped += len(obligations)
-                    continue
-                batch: list[tuple[Obligation, dict[str, Any]]] = []
-                for row in obligations:
-                    requirement = pack.requirement(row.requirement_id)
-                    if requirement is None:
-                        skipped += 1
-                        continue
-                    today = local_today(row.person, request.as_of)
-                    facts = obligation_facts(
-                        row, row.person, today=today, grace_days=requirement.grace_days
-                    )
-                    batch.append((row, facts))
-                try:
-                    decisions = engine_for(pack).evaluate_many([facts for _, facts in batch])
-                except (NoRuleMatched, FactsError) as error:
-                    raise ApplicationError(str(error), non_retryable=True) from error
-                evaluated += len(batch)
-                for (row, _), decision in zip(batch, decisions, strict=True):
-                    if row.status != decision.status and row.as_of <= request.as_of:
-                        transitions[f"{row.status} -> {decision.status}"] += 1
-                        changed += 1
-                        row.status = decision.status
-                        row.as_of = request.as_of
-                activity.heartbeat(evaluated)
+            changed += outcome.applied
+            conflicts += outcome.conflicts
+            for transition, count in outcome.transitions.items():
+                transitions[transition] = transitions.get(transition, 0) + count
+            activity.heartbeat(plan.evaluated, first)
         return SweepResult(
-            evaluated=evaluated, changed=changed, transitions=dict(transitions), skipped=skipped
+            evaluated=plan.evaluated,
+            changed=changed,
+            transitions=transitions,
+            skipped=plan.skipped,
+            conflicts=conflicts,
         )
+
+    @activity.defn(name="replan_moved")
+    async def replan_moved(self, request: ReplanRequest) -> ReplanResult:
+        """Signal ``replan`` to every open obligation planned in a zone its person has left.
+
+        The people import signals at once; the nightly sweep runs this too, so a signal the
+        import could not send (Temporal down) is sent the next night: nothing is lost.
+        """
+        if self._client is None:
+            raise ApplicationError("replan_moved needs a Temporal client", non_retryable=True)
+        with self._db.session() as session:
+            targets = moved_zone_targets(session)
+        return await signal_replans(self._client, targets, actor=request.actor)
 
     @activity.defn(name="start_next_cycle")
     async def start_next_cycle(self, request: AssignmentInput) -> bool:
@@ -235,12 +252,60 @@ class RulesActivities:
             self.decide_status,
             self.roll_out_pack,
             self.sweep_statuses,
+            self.replan_moved,
             self.start_next_cycle,
         ]
 
 
-def _days(day: date, today: date) -> int:
-    return (day - today).days
+async def signal_replans(
+    client: Client, targets: Sequence[ReplanTarget], *, actor: str
+) -> ReplanResult:
+    """Send each target's workflow a ``replan`` signal.
+
+    A finished workflow is counted, not an error; other failures propagate so the caller can
+    retry (the targets are found again: nothing is marked until the workflow re-plans).
+    """
+    signalled = finished = 0
+    for target in targets:
+        handle = client.get_workflow_handle(target.workflow_id)
+        try:
+            await handle.signal("replan", ReplanSignal(time_zone=target.time_zone, actor=actor))
+            signalled += 1
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            finished += 1
+    return ReplanResult(signalled=signalled, finished=finished)
+
+
+def _in_zone(plan: StagePlan, request: PlanRequest, time_zone: str) -> StagePlan:
+    """``plan`` with every instant planned in ``time_zone`` (UTC when the name is unknown)."""
+    assert request.due_date is not None
+    try:
+        zone: ZoneInfo = ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        time_zone, zone = "UTC", ZoneInfo("UTC")
+    due = request.due_date
+    window = plan.renewal_window_days
+    return plan.model_copy(
+        update={
+            "time_zone": time_zone,
+            "stages": plan_ladder_in_zone(due, zone, plan.days_before),
+            "due_at": end_of_day_in_zone(due, zone),
+            "window_opens_at": (
+                end_of_day_in_zone(due - timedelta(days=window + 1), zone)
+                if window is not None
+                else None
+            ),
+            "grace_ends_at": end_of_day_in_zone(due + timedelta(days=plan.grace_days), zone),
+            "exemption_lapses_at": (
+                end_of_day_in_zone(request.exempt_until, zone)
+                if request.exempt_until is not None
+                else None
+            ),
+            "utc_offset_minutes": zone_offset_minutes(zone, due),
+        }
+    )
 
 
 __all__ = ["BUILTIN_PACK", "RulesActivities"]

@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date
 from zoneinfo import ZoneInfo
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from duly.domain import BUILTIN_PACK, REMINDER_HOUR, AssignmentInput, slugify
+from duly.domain import (
+    BUILTIN_PACK,
+    AssignmentInput,
+    ObligationKind,
+    slugify,
+    zone_offset_minutes,
+)
 from rules.model import Pack
 from store.models import Person
 from workflows.assignment import AssignmentWorkflow
 
 
 def utc_offset_minutes(time_zone: str, day: date) -> int:
-    """The zone's UTC offset at reminder time on ``day`` (DST-correct for that date)."""
-    local = datetime.combine(day, time(REMINDER_HOUR), tzinfo=ZoneInfo(time_zone))
-    offset = local.utcoffset()
-    return int(offset.total_seconds() // 60) if offset else 0
+    """The zone's UTC offset at reminder time on ``day`` (DST-correct for that date).
+
+    Only a fallback now: workflows plan every instant in the person's zone through the
+    ``plan_stages`` activity; this offset is what histories recorded before that replay with.
+    """
+    return zone_offset_minutes(ZoneInfo(time_zone), day)
+
+
+class NotAnAssignment(ValueError):
+    """The requirement is a certification: it is registered, not assigned with a due date."""
 
 
 def assignment_input(
@@ -35,15 +47,26 @@ def assignment_input(
     """Build the workflow input for assigning ``title`` to ``person``.
 
     When the active rules ``pack`` defines the requirement (by id, or by the id derived from
-    the title), the assignment is pinned to that pack version and takes its title; otherwise
-    it runs on the built-in ladder and rules.
+    the title), the assignment is pinned to that pack version and takes its title and kind
+    (training, apprenticeship, mentorship: the pack's status rules and the messages' wording
+    follow it); otherwise it runs as a training on the built-in ladder and rules.
+
+    Raises:
+        NotAnAssignment: The pack's requirement is a certification (register the held
+            certificate instead: ``POST /certifications``).
     """
     key = requirement_id or slugify(title)
     requirement = pack.requirement(key) if pack else None
     if pack is not None and requirement is None:
         requirement = next((r for r in pack.requirements if r.title == title), None)
+    kind = ObligationKind.TRAINING
     if requirement is not None:
-        key, title = requirement.id, requirement.title
+        key, title, kind = requirement.id, requirement.title, requirement.kind
+    if kind is ObligationKind.CERTIFICATION:
+        raise NotAnAssignment(
+            f"requirement {key!r} is a certification: it follows its expiry date, not a due"
+            " date; register the certificate with POST /certifications instead of assigning it"
+        )
     return AssignmentInput(
         person=person.external_id,
         requirement_id=key,
@@ -55,6 +78,7 @@ def assignment_input(
         cycle=cycle,
         utc_offset_minutes=utc_offset_minutes(person.time_zone, due_date),
         assigned_by=assigned_by,
+        kind=kind,
     )
 
 

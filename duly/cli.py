@@ -94,6 +94,26 @@ def dev(
     raise typer.Exit(run_dev_stack(settings, demo=demo))
 
 
+def _replan_moved(settings: Any, targets: Any) -> None:
+    """Signal the open obligations of people who changed time zone to re-plan (best effort)."""
+    from activities.rules import signal_replans
+    from duly.temporal import connect
+
+    async def signal() -> int:
+        client = await connect(settings)
+        return (await signal_replans(client, targets, actor=f"cli:{getpass.getuser()}")).signalled
+
+    try:
+        count = asyncio.run(signal())
+    except Exception as exc:  # noqa: BLE001 - the import is saved; say what happens next
+        err.print(
+            f"[yellow]{len(targets)} obligations of people who changed time zone were not"
+            f" re-planned now ({type(exc).__name__}); the nightly sweep re-plans them[/]"
+        )
+        return
+    console.print(f"{count} open obligations re-planned in their person's new time zone")
+
+
 @people_app.command("import")
 def people_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
@@ -108,6 +128,7 @@ def people_import(
 
     from store import audit
     from store.db import Database
+    from store.obligations import moved_zone_targets
     from store.people import PeopleFileError, import_people, parse_csv, parse_json
 
     suffix = file.suffix.lower()
@@ -142,8 +163,12 @@ def people_import(
                 target="people",
                 after={"file": file.name, **report.counts},
             )
+        with db.session() as session:
+            moved = moved_zone_targets(session)
     finally:
         db.dispose()
+    if moved:
+        _replan_moved(settings, moved)
 
     summary = Table(title=f"people import: {file.name}")
     for label in ("created", "updated", "unchanged", "rejected"):
@@ -524,7 +549,8 @@ def rules_sweep() -> None:
     result = asyncio.run(sweep())
     console.print(
         f"{result.evaluated} obligations re-decided, {result.changed} changed status,"
-        f" {result.skipped} skipped"
+        f" {result.skipped} skipped, {result.conflicts} changed by their workflow meanwhile"
+        f" (left as written), {result.replanned} re-planned for a new time zone"
     )
     for transition, count in sorted(result.transitions.items()):
         console.print(f"  {transition}: {count}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import calendar
 import math
 import re
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from enum import StrEnum
 from typing import Annotated
 
@@ -302,9 +302,87 @@ def plan_ladder(
 
 
 def due_instant(due_date: date, utc_offset_minutes: int) -> datetime:
-    """The instant an obligation becomes overdue: the end of its due day, learner's local time."""
+    """The instant an obligation becomes overdue: the end of its due day, learner's local time.
+
+    One fixed offset: kept for workflows started before zone-aware planning (see
+    :func:`end_of_day_in_zone`, which the planning activity uses instead).
+    """
     tz = timezone(timedelta(minutes=utc_offset_minutes))
     return datetime.combine(due_date + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+
+
+# Zone-aware calendar maths. Pure: the caller passes a tzinfo (a ZoneInfo built in an activity,
+# since reading the time-zone database is I/O a workflow may not do). Each instant is computed
+# with the zone's offset *on its own day*, so a ladder that straddles a DST change still lands
+# every stage at REMINDER_HOUR local time.
+
+
+def local_instant(day: date, at: time, zone: tzinfo) -> datetime:
+    """``day`` at wall-clock time ``at`` in ``zone``, as a UTC instant.
+
+    A wall-clock time that does not exist (skipped by a DST change) resolves to the instant
+    just after the gap, as ``zoneinfo`` does for ``fold=0``.
+    """
+    return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+
+
+def plan_ladder_in_zone(
+    due_date: date, zone: tzinfo, days: tuple[int, ...] | list[int] = DEFAULT_LADDER_DAYS
+) -> list[LadderStage]:
+    """Plan the ladder with every stage at :data:`REMINDER_HOUR` local time on its own day.
+
+    Args:
+        due_date: The calendar day the obligation is due (or the certificate expires).
+        zone: The person's time zone.
+        days: Offsets in days before the due date (negative: after it).
+
+    Returns:
+        Stages ordered by firing time.
+    """
+    return [
+        LadderStage(
+            label=stage_label(d),
+            days_before_due=d,
+            fire_at=local_instant(due_date - timedelta(days=d), time(REMINDER_HOUR), zone),
+        )
+        for d in sorted(days, reverse=True)
+    ]
+
+
+def end_of_day_in_zone(day: date, zone: tzinfo) -> datetime:
+    """The instant ``day`` ends in ``zone`` (00:00 local on the next day), in UTC."""
+    return local_instant(day + timedelta(days=1), time(0), zone)
+
+
+def zone_offset_minutes(zone: tzinfo, day: date) -> int:
+    """The zone's UTC offset at :data:`REMINDER_HOUR` on ``day`` (DST-correct for that date)."""
+    offset = datetime.combine(day, time(REMINDER_HOUR), tzinfo=zone).utcoffset()
+    return int(offset.total_seconds() // 60) if offset else 0
+
+
+class ObligationFacts(_Model):
+    """What an obligation's workflow knows that a status rule or an ``unless`` condition uses.
+
+    Plain data, the input of the one fact builder (:func:`rules.obligation_facts.build_facts`):
+    ``decide_status`` builds it from the workflow's request, a stage's ``unless`` from the
+    reminder request, the sweep and ``rules preview`` from the read model (which stores every
+    field). The calendar facts (days until due/expiry, grace, an exemption's end) are derived
+    by the builder from these dates and the person's local "today".
+    """
+
+    kind: ObligationKind
+    requirement_id: str
+    #: Trainings, apprenticeships, mentorships. A certification is due when it expires: with
+    #: no due date the builder counts ``days_until_due`` to ``expiry_date``.
+    due_date: date | None = None
+    expiry_date: date | None = None
+    completed: bool = False
+    acknowledged: bool = False
+    started: bool = False
+    #: An exemption was granted; it is in force through ``exempt_until`` (None: until revoked).
+    exempt: bool = False
+    exempt_until: date | None = None
+    ce_credits_short: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,6 +401,8 @@ class AssignmentInput(_Model):
     utc_offset_minutes: int = Field(default=0, ge=-14 * 60, le=14 * 60)
     assigned_by: str = "system"
     pack_hash: str = BUILTIN_PACK
+    #: The requirement's kind (histories recorded before kinds were carried: training).
+    kind: ObligationKind = ObligationKind.TRAINING
 
     @property
     def workflow_id(self) -> str:
@@ -401,6 +481,31 @@ class ObligationUpdate(_Model):
     as_of: datetime
     #: Certifications: the current cycle's expiry date (``due_date`` is the same day).
     expiry_date: date | None = None
+    # The rest of the facts the workflow decides with, so the sweep and ``rules preview``
+    # decide from exactly what the workflow knows. Defaults: updates recorded before them.
+    started_at: datetime | None = None
+    exempt: bool = False
+    exempt_until: date | None = None
+    ce_credits_short: int = 0
+    #: A status the workflow holds itself (a suspended certification): the sweep leaves it.
+    suspended: bool = False
+    #: The IANA zone the workflow planned its stages in (None: one fixed UTC offset).
+    time_zone: str | None = None
+
+    def facts(self) -> ObligationFacts:
+        """The obligation facts this update records (what the read model will hold)."""
+        return ObligationFacts(
+            kind=self.kind,
+            requirement_id=self.requirement_id,
+            due_date=self.due_date,
+            expiry_date=self.expiry_date,
+            completed=self.completed_at is not None,
+            acknowledged=self.acknowledged_at is not None,
+            started=self.started_at is not None,
+            exempt=self.exempt,
+            exempt_until=self.exempt_until,
+            ce_credits_short=self.ce_credits_short,
+        )
 
 
 class ReminderRequest(_Model):
@@ -434,6 +539,22 @@ class ReminderRequest(_Model):
     channels: list[str] | None = None
     event: str | None = None
 
+    def facts(self) -> ObligationFacts:
+        """The obligation facts a stage's ``unless`` condition is evaluated on.
+
+        A stage never fires for a completed or exempt obligation, so both are false here.
+        """
+        certification = self.kind is ObligationKind.CERTIFICATION
+        return ObligationFacts(
+            kind=self.kind,
+            requirement_id=self.requirement_id or "",
+            due_date=None if certification else self.due_date,
+            expiry_date=self.due_date if certification else None,
+            acknowledged=self.acknowledged,
+            started=self.started,
+            ce_credits_short=self.ce_credits_short,
+        )
+
 
 class ReminderResult(_Model):
     """Activity output: what the ledger holds for this reminder."""
@@ -462,14 +583,29 @@ class PackMigration(StrEnum):
 
 
 class PlanRequest(_Model):
-    """Activity input: the stages a requirement follows under a pinned pack."""
+    """Activity input: the stages a requirement follows under a pinned pack (or ``builtin``).
+
+    With ``person`` and ``due_date`` the activity also plans every instant in the person's
+    IANA time zone (:class:`StagePlan` ``stages``, ``due_at``...). Requests recorded before
+    zone-aware planning lack both and get the ladder's offsets only.
+    """
 
     pack_hash: str
     requirement_id: str
+    person: str | None = None
+    #: The due date (trainings) or expiry date (certifications) the ladder counts from.
+    due_date: date | None = None
+    #: The last day of an exemption in force, to plan when it lapses.
+    exempt_until: date | None = None
 
 
 class StagePlan(_Model):
-    """Activity output: the requirement's ladder under that pack (``found``: it is in it)."""
+    """Activity output: the requirement's ladder under that pack (``found``: it is in it).
+
+    The instants (``stages`` … ``exemption_lapses_at``) are planned in ``time_zone`` when the
+    request named a person and a date; a plan recorded before zone-aware planning has none,
+    and the workflow falls back to its input's fixed UTC offset.
+    """
 
     pack_hash: str
     found: bool
@@ -488,6 +624,19 @@ class StagePlan(_Model):
     renewal_window_days: int | None = None
     ce_credits: float = 0
     renewal_basis: str = "from_renewal"
+    #: The zone every instant below was planned in (the person's, from the directory).
+    time_zone: str | None = None
+    #: Each stage at 09:00 local on its own day (DST-correct), in firing order.
+    stages: list[LadderStage] | None = None
+    #: The end of the due (expiry) day: overdue (expired) from this instant.
+    due_at: datetime | None = None
+    #: Certifications: the renewal window opens (00:00 local), the grace period ends.
+    window_opens_at: datetime | None = None
+    grace_ends_at: datetime | None = None
+    #: The end of the exemption's last day (the request's ``exempt_until``).
+    exemption_lapses_at: datetime | None = None
+    #: The zone's UTC offset on the due date, for the workflow's local-date arithmetic.
+    utc_offset_minutes: int | None = None
 
 
 class DecideRequest(_Model):
@@ -508,6 +657,51 @@ class DecideRequest(_Model):
     as_of: datetime
     #: Certifications: CE credits still needed for renewal.
     ce_credits_short: int = 0
+    #: The exemption's last day (None: until revoked, or not exempt).
+    exempt_until: date | None = None
+
+    @classmethod
+    def of(
+        cls,
+        facts: ObligationFacts,
+        *,
+        workflow_id: str,
+        pack_hash: str,
+        person: str,
+        as_of: datetime,
+    ) -> DecideRequest:
+        """The request deciding ``facts`` (what workflows send; the sweep reads the same)."""
+        return cls(
+            workflow_id=workflow_id,
+            pack_hash=pack_hash,
+            person=person,
+            kind=facts.kind,
+            requirement_id=facts.requirement_id,
+            due_date=facts.due_date,
+            expiry_date=facts.expiry_date,
+            completed=facts.completed,
+            acknowledged=facts.acknowledged,
+            started=facts.started,
+            exempt=facts.exempt,
+            exempt_until=facts.exempt_until,
+            as_of=as_of,
+            ce_credits_short=facts.ce_credits_short,
+        )
+
+    def facts(self) -> ObligationFacts:
+        """The obligation facts of this request."""
+        return ObligationFacts(
+            kind=self.kind,
+            requirement_id=self.requirement_id,
+            due_date=self.due_date,
+            expiry_date=self.expiry_date,
+            completed=self.completed,
+            acknowledged=self.acknowledged,
+            started=self.started,
+            exempt=self.exempt,
+            exempt_until=self.exempt_until,
+            ce_credits_short=self.ce_credits_short,
+        )
 
 
 class AdoptPackSignal(_Model):
@@ -549,6 +743,11 @@ class SweepResult(_Model):
     transitions: dict[str, int] = Field(default_factory=dict)
     #: Obligations skipped because their pack is not stored or lacks the requirement.
     skipped: int = 0
+    #: Rows their workflow wrote after the sweep read them (compare-and-set lost): left as the
+    #: workflow wrote them; the next sweep decides them again.
+    conflicts: int = 0
+    #: Open obligations signalled to re-plan because their person moved time zone.
+    replanned: int = 0
 
 
 class RedeliverSignal(_Model):
@@ -615,6 +814,26 @@ class ExemptSignal(_Model):
     approver: str = Field(max_length=128)
     actor: str = Field(max_length=128)
     expires_on: BoundedDate | None = None
+
+
+class ReplanSignal(_Model):
+    """The person's time zone changed: re-plan the stages not yet sent in their new zone."""
+
+    time_zone: str = Field(max_length=64)
+    actor: str = Field(default="directory", max_length=128)
+
+
+class ReplanRequest(_Model):
+    """Activity input: signal every open obligation planned in a zone its person has left."""
+
+    actor: str = Field(default="directory", max_length=128)
+
+
+class ReplanResult(_Model):
+    """Activity output: workflows signalled to re-plan, and those that had finished since."""
+
+    signalled: int = 0
+    finished: int = 0
 
 
 class CancelSignal(_Model):

@@ -23,7 +23,11 @@ class FactType(StrEnum):
 FACTS: dict[str, tuple[FactType, str]] = {
     "kind": (FactType.STR, "training, certification, apprenticeship or mentorship"),
     "requirement": (FactType.STR, "the requirement id"),
-    "days_until_due": (FactType.INT, "days from today to the due date; negative when past due"),
+    "days_until_due": (
+        FactType.INT,
+        "days from today to the due date (a certification's: its expiry date); negative when"
+        " past due",
+    ),
     "days_until_expiry": (
         FactType.INT,
         "days from today to the expiry date (certifications); negative once expired",

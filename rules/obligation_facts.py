@@ -1,65 +1,119 @@
-"""Build the facts of one obligation from Duly's tables (for preview, sweeps and activities)."""
+"""The one fact builder: what a status rule or an ``unless`` condition sees for an obligation.
+
+Every path that decides or tests an obligation goes through :func:`build_facts`, with plain data
+in: ``decide_status`` (from the workflow's request), a stage's ``unless`` (from the reminder
+request), the nightly sweep and ``rules preview`` (from the read model, which stores every
+obligation fact the workflows feed). So a sweep at the same instant, with the same pack,
+decides exactly what the workflow decided.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, Protocol
 
+from pydantic import BaseModel, ConfigDict
+
+from duly.domain import ObligationFacts
 from rules.facts import complete_facts
-from store.models import Obligation, Person
 
 
-def local_today(person: Person, now: datetime | None = None) -> date:
-    """Today's date where the person is (their time zone; UTC when unknown)."""
+class _HasTimeZone(Protocol):
+    @property
+    def time_zone(self) -> str: ...
+
+
+class _DirectoryEntry(Protocol):
+    """What the directory knows of a person (``store.models.Person`` fits)."""
+
+    @property
+    def roles(self) -> list[str] | None: ...
+    @property
+    def department(self) -> str | None: ...
+    @property
+    def location(self) -> str | None: ...
+    @property
+    def employer(self) -> str | None: ...
+    @property
+    def employment_status(self) -> str: ...
+
+
+def local_today(person: _HasTimeZone | str, now: datetime | None = None) -> date:
+    """Today's date where the person is (their IANA time zone; UTC when unknown).
+
+    Args:
+        person: Anything with a ``time_zone`` (a directory entry), or the zone's name.
+        now: The instant; the current one when omitted.
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     moment = now or datetime.now(UTC)
+    name = person if isinstance(person, str) else person.time_zone
     try:
-        return moment.astimezone(ZoneInfo(person.time_zone)).date()
+        return moment.astimezone(ZoneInfo(name)).date()
     except (ZoneInfoNotFoundError, ValueError):
         return moment.astimezone(UTC).date()
 
 
-def person_facts(person: Person) -> dict[str, Any]:
-    """The directory facts of a person."""
-    return {
-        "roles": list(person.roles or []),
-        "department": person.department or "",
-        "location": person.location or "",
-        "employer": person.employer or "",
-        "employment_status": person.employment_status,
-    }
+class PersonAttributes(BaseModel):
+    """A person's directory attributes, as facts (``roles``, ``department``...)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    roles: list[str] = []
+    department: str = ""
+    location: str = ""
+    employer: str = ""
+    employment_status: str = "active"
+
+    @classmethod
+    def of(cls, person: _DirectoryEntry) -> PersonAttributes:
+        """Read the attributes of a directory entry (empty text for missing values)."""
+        return cls(
+            roles=list(person.roles or []),
+            department=person.department or "",
+            location=person.location or "",
+            employer=person.employer or "",
+            employment_status=person.employment_status,
+        )
 
 
-def obligation_facts(
-    obligation: Obligation,
-    person: Person,
+def build_facts(
+    obligation: ObligationFacts,
+    person: PersonAttributes,
     *,
-    today: date | None = None,
+    today: date,
     grace_days: int = 0,
 ) -> dict[str, Any]:
-    """Every known fact for ``obligation`` as of ``today`` (the person's local date by default).
+    """Every known fact (see :data:`rules.facts.FACTS`) of one obligation on ``today``.
 
     Args:
-        obligation: The read-model row.
-        person: Its person.
-        today: The evaluation date; the person's local today when omitted.
+        obligation: What the workflow knows (or the read model recorded from it).
+        person: The person's directory attributes.
+        today: The person's local date at the decision's instant.
         grace_days: The requirement's grace period, for ``in_grace``.
+
+    Returns:
+        The complete facts, defaults filled in.
     """
-    day = today or local_today(person)
-    completed = obligation.completed_at is not None
     facts: dict[str, Any] = {
-        "kind": obligation.kind,
+        "kind": obligation.kind.value,
         "requirement": obligation.requirement_id,
-        "completed": completed,
-        "acknowledged": obligation.acknowledged_at is not None,
-        **person_facts(person),
+        "completed": obligation.completed,
+        "acknowledged": obligation.acknowledged,
+        "started": obligation.started,
+        # In force through its last day; the workflow lapses it at the end of that day.
+        "exempt": obligation.exempt
+        and (obligation.exempt_until is None or today <= obligation.exempt_until),
+        "ce_credits_short": obligation.ce_credits_short,
+        **person.model_dump(),
     }
-    past_due = 0
-    if obligation.due_date is not None:
-        facts["days_until_due"] = (obligation.due_date - day).days
-        past_due = max(past_due, -facts["days_until_due"])
-    if obligation.expiry_date is not None:
-        facts["days_until_expiry"] = (obligation.expiry_date - day).days
-        past_due = max(past_due, -facts["days_until_expiry"])
-    facts["in_grace"] = not completed and 0 < past_due <= grace_days
+    past = 0
+    # A certification is due when it expires: its due date is its expiry date.
+    due = obligation.due_date if obligation.due_date is not None else obligation.expiry_date
+    for name, day in (("days_until_due", due), ("days_until_expiry", obligation.expiry_date)):
+        if day is not None:
+            facts[name] = (day - today).days
+            past = max(past, -facts[name])
+    facts["in_grace"] = not obligation.completed and 0 < past <= grace_days
     return complete_facts(facts)

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from duly.domain import DEFAULT_LADDER_DAYS, stage_label
+from duly.domain import BUILTIN_PACK, DEFAULT_LADDER_DAYS, stage_label
 from rules.engine import NoRuleMatched, engine_for
 from rules.model import Pack
-from rules.obligation_facts import local_today, obligation_facts
+from rules.obligation_facts import PersonAttributes, build_facts, local_today
 from store.models import Obligation, Person
 from store.packs import active_pack, load_version
 
 CLOSED_STATUSES = frozenset({"cancelled"})
+#: Statuses a workflow sets itself, not the calendar: a sweep never re-decides them.
+WORKFLOW_HELD_STATUSES = ("cancelled", "suspended", "revoked")
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,9 @@ def preview(session: Session, pack: Pack, *, today: date | None = None) -> Previ
         if requirement is None:
             note = f"requirement {obligation.requirement_id!r} is not in this pack"
         grace = requirement.grace_days if requirement else 0
-        facts = obligation_facts(obligation, person, today=day, grace_days=grace)
+        known = obligation.facts()
+        attributes = PersonAttributes.of(person)
+        facts = build_facts(known, attributes, today=day, grace_days=grace)
         try:
             after = engine.evaluate(facts)
             status_after, rule_after = after.status, after.rule
@@ -180,8 +184,8 @@ def preview(session: Session, pack: Pack, *, today: date | None = None) -> Previ
         status_before, rule_before = obligation.status, None
         if pinned is not None:
             old_req = pinned.requirement(obligation.requirement_id)
-            before_facts = obligation_facts(
-                obligation, person, today=day, grace_days=old_req.grace_days if old_req else 0
+            before_facts = build_facts(
+                known, attributes, today=day, grace_days=old_req.grace_days if old_req else 0
             )
             try:
                 before = engine_for(pinned).evaluate(before_facts)
@@ -236,6 +240,123 @@ def preview(session: Session, pack: Pack, *, today: date | None = None) -> Previ
         rows=rows,
         new_requirements=new_requirements,
     )
+
+
+@dataclass(frozen=True)
+class SweepChange:
+    """A status the sweep would write: the row as read (id, version) and the new decision."""
+
+    obligation_id: int
+    version: int
+    status_before: str
+    status_after: str
+    rule: str
+
+
+@dataclass
+class SweepPlan:
+    """The read phase of a sweep: how many rows were decided, skipped, and what changes."""
+
+    evaluated: int = 0
+    skipped: int = 0
+    changes: list[SweepChange] = field(default_factory=list)
+
+
+@dataclass
+class SweepConflicts:
+    """The write phase of (part of) a sweep: rows updated, rows changed since the read."""
+
+    applied: int = 0
+    conflicts: int = 0
+    transitions: dict[str, int] = field(default_factory=dict)
+
+
+def plan_sweep(
+    session: Session, as_of: datetime, *, progress: Callable[[int], None] | None = None
+) -> SweepPlan:
+    """Read every open pinned obligation and decide it with its pack as of ``as_of``.
+
+    Facts come from the read model through the one fact builder, so a row decided by its
+    workflow at ``as_of`` gets the same status here. Rows whose pack is not stored, or lacks
+    the requirement, are skipped; statuses a workflow holds itself are not read at all.
+
+    Args:
+        session: A session (only read).
+        as_of: The sweep's instant; "today" is each person's local date at it.
+        progress: Called with the number decided so far after each pack (heartbeats).
+
+    Raises:
+        NoRuleMatched, FactsError: A pack cannot decide some facts (lint prevents it).
+    """
+    rows = list(
+        session.scalars(
+            select(Obligation)
+            .where(Obligation.completed_at.is_(None))
+            .where(Obligation.status.notin_(WORKFLOW_HELD_STATUSES))
+            .where(Obligation.suspended.is_(False))
+            .where(Obligation.pack_hash != BUILTIN_PACK)
+            .order_by(Obligation.pack_hash, Obligation.id)
+        )
+    )
+    by_pack: dict[str, list[Obligation]] = {}
+    for row in rows:
+        by_pack.setdefault(row.pack_hash, []).append(row)
+    plan = SweepPlan()
+    for pack_hash, obligations in by_pack.items():
+        pack = load_version(session, pack_hash)
+        if pack is None:
+            plan.skipped += len(obligations)
+            continue
+        batch: list[tuple[Obligation, dict[str, Any]]] = []
+        for row in obligations:
+            requirement = pack.requirement(row.requirement_id)
+            if requirement is None:
+                plan.skipped += 1
+                continue
+            facts = build_facts(
+                row.facts(),
+                PersonAttributes.of(row.person),
+                today=local_today(row.person, as_of),
+                grace_days=requirement.grace_days,
+            )
+            batch.append((row, facts))
+        decisions = engine_for(pack).evaluate_many([facts for _, facts in batch])
+        plan.evaluated += len(batch)
+        for (row, _), decision in zip(batch, decisions, strict=True):
+            # A row its workflow wrote after ``as_of`` is fresher than this decision.
+            if row.status != decision.status and row.as_of <= as_of:
+                plan.changes.append(
+                    SweepChange(row.id, row.version, row.status, decision.status, decision.rule)
+                )
+        if progress is not None:
+            progress(plan.evaluated)
+    return plan
+
+
+def apply_sweep(session: Session, changes: Sequence[SweepChange]) -> SweepConflicts:
+    """Write the sweep's decisions, each only if its row is still at the version read.
+
+    Compare-and-set (``UPDATE … WHERE id = … AND version = …``): a row its workflow wrote in
+    between (a completion, an exemption, a new due date) keeps what the workflow wrote. The
+    sweep does not move ``as_of`` (the workflow's clock): a workflow update is never refused
+    because a sweep ran.
+    """
+    outcome = SweepConflicts()
+    for change in changes:
+        result = session.execute(
+            update(Obligation)
+            .where(Obligation.id == change.obligation_id)
+            .where(Obligation.version == change.version)
+            .values(status=change.status_after, version=Obligation.version + 1),
+            execution_options={"synchronize_session": False},
+        )
+        if getattr(result, "rowcount", 0) == 1:
+            outcome.applied += 1
+            key = f"{change.status_before} -> {change.status_after}"
+            outcome.transitions[key] = outcome.transitions.get(key, 0) + 1
+        else:
+            outcome.conflicts += 1
+    return outcome
 
 
 def preview_json(result: Preview) -> dict[str, Any]:

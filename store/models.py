@@ -20,9 +20,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from duly.domain import ObligationFacts, ObligationKind
 from store.types import UTCDateTime, utcnow
 
 NAMING = {
@@ -85,6 +87,19 @@ class Obligation(Base):
     pack_hash: Mapped[str] = mapped_column(String(64))
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The other facts the workflow decides with (see duly.domain.ObligationFacts), so the
+    # sweep and `rules preview` decide from what the workflow knows, not a subset of it.
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    exempt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: The exemption's last day (None: until revoked).
+    exempt_until: Mapped[date | None] = mapped_column(Date)
+    ce_credits_short: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The workflow holds this status itself (a suspended certification): sweeps leave it.
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: The IANA zone the workflow planned its stages in (None: a fixed offset, older workflows).
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    #: Incremented by every write; the sweep updates a row only at the version it read.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     #: Workflow time of the update this row reflects; older updates never overwrite newer ones.
     as_of: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -96,6 +111,21 @@ class Obligation(Base):
         Index("ix_obligations_person_id", "person_id"),
         Index("ix_obligations_status", "status"),
     )
+
+    def facts(self) -> ObligationFacts:
+        """The obligation facts this row recorded from its workflow."""
+        return ObligationFacts(
+            kind=ObligationKind(self.kind),
+            requirement_id=self.requirement_id,
+            due_date=self.due_date,
+            expiry_date=self.expiry_date,
+            completed=self.completed_at is not None,
+            acknowledged=self.acknowledged_at is not None,
+            started=self.started_at is not None,
+            exempt=bool(self.exempt),
+            exempt_until=self.exempt_until,
+            ce_credits_short=self.ce_credits_short or 0,
+        )
 
 
 class Notification(Base):

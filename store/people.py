@@ -120,6 +120,16 @@ class ImportReport(BaseModel):
     unchanged: int = 0
     rejected: int = Field(default=0, description="Rows not written because of an error.")
     errors: list[RowError] = Field(default_factory=list)
+    replanned: int = Field(
+        default=0,
+        description="Open obligations signalled to re-plan their remaining reminders because"
+        " their person's time zone changed.",
+    )
+    replan_note: str | None = Field(
+        default=None,
+        description="Why some could not be signalled now (they are re-planned by the nightly"
+        " sweep).",
+    )
 
     @property
     def counts(self) -> dict[str, int]:

@@ -24,12 +24,13 @@ with workflow.unsafe.imports_passed_through():
         ExemptSignal,
         ExtendDueDate,
         LadderStage,
-        ObligationKind,
+        ObligationFacts,
         ObligationUpdate,
         PackMigration,
         PlanRequest,
         RedeliverSignal,
         ReminderRequest,
+        ReplanSignal,
         StagePlan,
         StartSignal,
         due_instant,
@@ -40,6 +41,9 @@ with workflow.unsafe.imports_passed_through():
     from rules.engine import Decision
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+#: Workflows started with this patch plan every instant through ``plan_stages`` in the
+#: person's IANA zone (DST-correct); histories recorded before it keep one fixed UTC offset.
+ZONE_PLANNING_PATCH = "zone-aware-planning"
 # Store and outbox failures are transient (database restart, lock timeout): retry with backoff
 # for a long time rather than lose a reminder; permanent ones are raised non-retryable.
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
@@ -55,12 +59,18 @@ class Wake(Enum):
 
 @workflow.defn
 class AssignmentWorkflow:
-    """Carries one training assignment.
+    """Carries one assignment: a training, apprenticeship or mentorship (``input.kind``).
 
     Sends the learner a reminder at each stage of the 90/60/30/14/7/0-day ladder (an assignment
     created late gets one immediate notice for the current stage instead of a burst of past
     ones), turns overdue at the end of the due day, and finishes when completion evidence
-    arrives. Signals: ``complete``, ``acknowledge``, ``adopt_pack``. Query: ``state``.
+    arrives. Signals: ``complete``, ``acknowledge``, ``start``, ``exempt``, ``cancel``,
+    ``redeliver``, ``adopt_pack``, ``replan``. Update: ``extend_due_date``. Query: ``state``.
+
+    Time: every instant (stages at 09:00 local, the end of the due day, an exemption's lapse)
+    is planned by the ``plan_stages`` activity in the person's IANA zone; ``replan`` (the
+    person moved zone) plans the stages not sent yet again. Histories recorded before
+    :data:`ZONE_PLANNING_PATCH` keep one fixed UTC offset (``input.utc_offset_minutes``).
 
     Pinning: the workflow keeps the rules pack it started with (``input.pack_hash``). Under a
     deployed pack the ladder comes from the requirement's escalation policy and every status
@@ -73,6 +83,12 @@ class AssignmentWorkflow:
     @workflow.init
     def __init__(self, input: AssignmentInput) -> None:
         self._input = input
+        # Until the planning activity answers (and for histories from before it): one offset.
+        self._offset = input.utc_offset_minutes
+        self._in_zone = False
+        self._zone: str | None = None
+        self._lapse_at: datetime | None = None
+        self._zone_change: ReplanSignal | None = None
         self._stages: list[LadderStage] = plan_ladder(input.due_date, input.utc_offset_minutes)
         self._due_at: datetime = due_instant(input.due_date, input.utc_offset_minutes)
         self._sent: list[str] = []
@@ -195,15 +211,20 @@ class AssignmentWorkflow:
             f"by {signal.actor}, approved by {signal.approver}, {until}: {signal.reason}",
         )
 
+    @workflow.signal
+    def replan(self, signal: ReplanSignal) -> None:
+        """The person's time zone changed: re-plan the stages not sent yet in the new zone."""
+        if not self._closed():
+            self._zone_change = signal
+
     @workflow.update
-    def extend_due_date(self, update: ExtendDueDate) -> AssignmentState:
-        """Move the due date later and re-plan the remaining stages at once."""
+    async def extend_due_date(self, update: ExtendDueDate) -> AssignmentState:
+        """Move the due date later and re-plan the remaining stages at once (in-zone)."""
         old = self._due_date
         self._due_date = update.new_due_date
-        self._due_at = due_instant(update.new_due_date, self._input.utc_offset_minutes)
-        self._stages = plan_ladder(
-            update.new_due_date, self._input.utc_offset_minutes, self._days_before
-        )
+        # Provisional (one offset), so the loop never acts on the old due date meanwhile.
+        self._due_at = due_instant(update.new_due_date, self._offset)
+        self._stages = plan_ladder(update.new_due_date, self._offset, self._days_before)
         now = workflow.now()
         self._upcoming = [s for s in self._stages if s.fire_at > now and s.label not in self._sent]
         self._replanned = True
@@ -213,6 +234,13 @@ class AssignmentWorkflow:
             f"{old.isoformat()} -> {update.new_due_date.isoformat()} by {update.actor}: "
             f"{update.reason}",
         )
+        if self._in_zone:
+            await self._replan()
+            now = workflow.now()
+            self._upcoming = [
+                s for s in self._stages if s.fire_at > now and s.label not in self._sent
+            ]
+            self._replanned = True
         return self.state()
 
     @extend_due_date.validator
@@ -259,6 +287,9 @@ class AssignmentWorkflow:
         """Walk the ladder, then wait for completion."""
         now = workflow.now()
         self._event("assigned", f"by {input.assigned_by}, due {input.due_date.isoformat()}")
+        if self._pack_hash == BUILTIN_PACK and workflow.patched(ZONE_PLANNING_PATCH):
+            # A pinned pack's plan comes with instants; the built-in ladder asks for them here.
+            await self._replan()
         await self._record()
 
         if self._pack_hash != BUILTIN_PACK:
@@ -320,6 +351,9 @@ class AssignmentWorkflow:
             if self._pending is not None and self._pending.mode is PackMigration.APPLY_NOW:
                 await self._adopt()
                 return Wake.REPLANNED
+            if self._zone_change is not None:
+                await self._apply_zone_change()
+                return Wake.REPLANNED
             if self._dirty:
                 self._dirty = False
                 await self._record()
@@ -343,6 +377,7 @@ class AssignmentWorkflow:
                         or self._dirty
                         or self._replanned
                         or bool(self._redeliver)
+                        or self._zone_change is not None
                         or (
                             self._pending is not None
                             and self._pending.mode is PackMigration.APPLY_NOW
@@ -359,7 +394,7 @@ class AssignmentWorkflow:
         Each cycle keeps its own bounded history and record; the ids link them.
         """
         assert plan.recurrence_months is not None
-        offset = timedelta(minutes=self._input.utc_offset_minutes)
+        offset = timedelta(minutes=self._offset)
         next_due = next_due_date(
             basis=plan.basis or "from_completion",
             months=plan.recurrence_months,
@@ -391,12 +426,16 @@ class AssignmentWorkflow:
         exemption = self._exemption
         assert exemption is not None
         await self._record()
-        deadline = (
-            due_instant(exemption.expires_on, self._input.utc_offset_minutes)
-            if exemption.expires_on
-            else None
-        )
+        if self._in_zone and exemption.expires_on is not None:
+            await self._replan()  # the end of its last day, in the person's zone
         while not self._closed() and self._exemption is exemption:
+            deadline = None
+            if exemption.expires_on is not None:
+                deadline = (
+                    self._lapse_at
+                    if self._in_zone and self._lapse_at is not None
+                    else due_instant(exemption.expires_on, self._offset)
+                )
             if await self._sleep_until(deadline) is Wake.DEADLINE:
                 self._exemption = None
                 self._event("exemption_lapsed", f"ended {exemption.expires_on}")
@@ -406,11 +445,20 @@ class AssignmentWorkflow:
                 ]
                 await self._record()
 
+    def _plan_request(self, pack_hash: str) -> PlanRequest:
+        return PlanRequest(
+            pack_hash=pack_hash,
+            requirement_id=self._input.requirement_id,
+            person=self._input.person,
+            due_date=self._due_date,
+            exempt_until=self._exemption.expires_on if self._exemption is not None else None,
+        )
+
     async def _plan_from_pack(self, pack_hash: str) -> bool:
         """Take the ladder from the pack's policy; False when the pack lacks the requirement."""
         plan = await workflow.execute_activity_method(
             RulesActivities.plan_stages,
-            PlanRequest(pack_hash=pack_hash, requirement_id=self._input.requirement_id),
+            self._plan_request(pack_hash),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
         )
@@ -419,10 +467,62 @@ class AssignmentWorkflow:
         self._days_before = tuple(plan.days_before)
         self._max_extension_days = plan.max_extension_days
         self._recurrence = plan if plan.recurrence_months else None
-        self._stages = plan_ladder(
-            self._due_date, self._input.utc_offset_minutes, self._days_before
-        )
+        self._apply_plan(plan)
         return True
+
+    async def _replan(self) -> None:
+        """Plan every instant again in the person's zone (due date, exemption, zone changed)."""
+        plan = await workflow.execute_activity_method(
+            RulesActivities.plan_stages,
+            self._plan_request(self._pack_hash),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        if plan.found:
+            self._apply_plan(plan)
+
+    def _apply_plan(self, plan: StagePlan) -> None:
+        """Use the plan's instants; a plan recorded before zone-aware planning has none."""
+        if plan.stages is None or plan.due_at is None:
+            self._stages = plan_ladder(self._due_date, self._offset, self._days_before)
+            return
+        self._in_zone = True
+        self._zone = plan.time_zone
+        self._stages = list(plan.stages)
+        self._due_at = plan.due_at
+        self._lapse_at = plan.exemption_lapses_at
+        if plan.utc_offset_minutes is not None:
+            self._offset = plan.utc_offset_minutes
+
+    async def _apply_zone_change(self) -> None:
+        """Re-plan the stages not sent yet in the person's new zone (a ``replan`` signal).
+
+        An unsent stage whose new instant has already passed goes out once, now, as a late
+        notice (never a burst). Workflows from before zone-aware planning keep their offset.
+        """
+        signal = self._zone_change
+        assert signal is not None
+        self._zone_change = None
+        if not self._in_zone:
+            self._event(
+                "replan_skipped",
+                f"time zone {signal.time_zone} by {signal.actor}: this assignment plans with a"
+                f" fixed UTC offset ({self._offset:+d} min)",
+            )
+            return
+        waiting = {s.label for s in self._upcoming}
+        await self._replan()
+        now = workflow.now()
+        missed = [s for s in self._stages if s.fire_at <= now and s.label in waiting]
+        self._upcoming = [s for s in self._stages if s.fire_at > now and s.label not in self._sent]
+        following = self._upcoming[0].fire_at.isoformat() if self._upcoming else "none"
+        self._event(
+            "replanned",
+            f"time zone {self._zone} (by {signal.actor}); next stage at {following}",
+        )
+        self._dirty = True
+        if missed and not self._closed() and self._exemption is None:
+            await self._send(missed[-1], late_notice=True)
 
     async def _adopt(self) -> None:
         """Adopt the pending pack: re-plan, re-decide, and catch up with at most one notice."""
@@ -455,14 +555,14 @@ class AssignmentWorkflow:
 
     def _days_left(self) -> int:
         """Whole days from the learner's local today to the due date (negative when overdue)."""
-        local_now = workflow.now() + timedelta(minutes=self._input.utc_offset_minutes)
+        local_now = workflow.now() + timedelta(minutes=self._offset)
         return (self._due_date - local_now.date()).days
 
     def _reminder(self, stage: LadderStage, *, late_notice: bool) -> ReminderRequest:
         return ReminderRequest(
             workflow_id=workflow.info().workflow_id,
             person=self._input.person,
-            kind=ObligationKind.TRAINING,
+            kind=self._input.kind,
             requirement_title=self._input.requirement_title,
             due_date=self._due_date,
             stage=stage.label,
@@ -537,21 +637,28 @@ class AssignmentWorkflow:
             return self._current_decision()
         return await workflow.execute_activity_method(
             RulesActivities.decide_status,
-            DecideRequest(
+            DecideRequest.of(
+                self._facts(),
                 workflow_id=workflow.info().workflow_id,
                 pack_hash=self._pack_hash,
                 person=self._input.person,
-                kind=ObligationKind.TRAINING,
-                requirement_id=self._input.requirement_id,
-                due_date=self._due_date,
-                completed=self._completion is not None,
-                acknowledged=self._acknowledgement is not None,
-                started=self._started is not None,
-                exempt=self._exemption is not None,
                 as_of=workflow.now(),
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
+        )
+
+    def _facts(self) -> ObligationFacts:
+        """What this workflow knows that the rules decide with (the read model stores it too)."""
+        return ObligationFacts(
+            kind=self._input.kind,
+            requirement_id=self._input.requirement_id,
+            due_date=self._due_date,
+            completed=self._completion is not None,
+            acknowledged=self._acknowledgement is not None,
+            started=self._started is not None,
+            exempt=self._exemption is not None,
+            exempt_until=self._exemption.expires_on if self._exemption is not None else None,
         )
 
     async def _record(self) -> None:
@@ -564,7 +671,7 @@ class AssignmentWorkflow:
             ObligationUpdate(
                 workflow_id=workflow.info().workflow_id,
                 person=self._input.person,
-                kind=ObligationKind.TRAINING,
+                kind=self._input.kind,
                 requirement_id=self._input.requirement_id,
                 requirement_title=self._input.requirement_title,
                 cycle=self._input.cycle,
@@ -577,6 +684,10 @@ class AssignmentWorkflow:
                 ),
                 completed_at=self._completion.completed_at if self._completion else None,
                 as_of=workflow.now(),
+                started_at=self._started.started_at if self._started else None,
+                exempt=self._exemption is not None,
+                exempt_until=self._exemption.expires_on if self._exemption else None,
+                time_zone=self._zone,
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         ClosedCycle,
         DecideRequest,
         LadderStage,
+        ObligationFacts,
         ObligationKind,
         ObligationUpdate,
         PlanRequest,
@@ -48,13 +49,15 @@ with workflow.unsafe.imports_passed_through():
         ReminderRequest,
         ReminderResult,
         RenewCertification,
+        ReplanSignal,
         RevokeCertification,
+        StagePlan,
         SuspendCertification,
         ce_credits_short,
         due_instant,
         plan_ladder,
     )
-    from workflows.assignment import ACTIVITY_TIMEOUT, RETRY
+    from workflows.assignment import ACTIVITY_TIMEOUT, RETRY, ZONE_PLANNING_PATCH
 
 #: Who hears about a suspension, reinstatement, revocation or the end of grace, and how.
 NOTICE_ROLES = ["learner", "manager"]
@@ -68,6 +71,11 @@ class _Mark:
     at: datetime
     kind: str  # "stage", "window", "expired", "grace_ended"
     stage: LadderStage | None = None
+
+
+def _key(mark: _Mark) -> tuple[str, str | None]:
+    """A mark's identity across re-plans (its instant may move)."""
+    return mark.kind, mark.stage.label if mark.stage is not None else None
 
 
 def renewal_outcome(today: date, expires_on: date, window_days: int | None, grace: int) -> str:
@@ -116,6 +124,15 @@ class CertificationWorkflow:
         self._replanned = False
         #: The pack's plan (CE credits, window, grace) is known: updates wait for it.
         self._planned = False
+        # Instants planned in the holder's zone by ``plan_stages`` (None: the input's offset,
+        # as histories from before zone-aware planning did).
+        self._offset = input.utc_offset_minutes
+        self._zone: str | None = None
+        self._expires_at: datetime | None = None
+        self._window_at: datetime | None = None
+        self._grace_at: datetime | None = None
+        self._zone_change: ReplanSignal | None = None
+        self._remark = False
 
     # -- messages -------------------------------------------------------------------------
 
@@ -243,6 +260,12 @@ class CertificationWorkflow:
             self._event("delivery_failed", f"{stage}: {signal.reason or 'permanent failure'}")
 
     @workflow.signal
+    def replan(self, signal: ReplanSignal) -> None:
+        """The holder's time zone changed: re-plan what has not happened yet in the new zone."""
+        if not self._closing():
+            self._zone_change = signal
+
+    @workflow.signal
     def adopt_pack(self, signal: AdoptPackSignal) -> None:
         """A newer pack was deployed: a certification takes it up at its next renewal."""
         if signal.pack_hash != self._pack_hash:
@@ -288,7 +311,7 @@ class CertificationWorkflow:
             f"cycle {cert.cycle} by {input.registered_by}: issued {cert.issued_on.isoformat()},"
             f" expires {cert.expires_on.isoformat()}",
         )
-        if self._pack_hash != BUILTIN_PACK:
+        if self._pack_hash != BUILTIN_PACK or workflow.patched(ZONE_PLANNING_PATCH):
             await self._plan()
         self._planned = True
         await self._record()
@@ -307,6 +330,23 @@ class CertificationWorkflow:
             if self._suspended is not None:
                 await self._while_suspended()
                 pending = [m for m in self._marks() if m.at > workflow.now()]
+                continue
+            if self._remark:
+                # Re-planned in a new zone: what was still waiting but whose new instant has
+                # passed happens now (one late notice for stages, never a burst); the rest
+                # waits for its new instant.
+                self._remark = False
+                waiting = {_key(m) for m in pending}
+                now = workflow.now()
+                marks = self._marks()
+                missed = [m for m in marks if m.at <= now and _key(m) in waiting]
+                pending = [m for m in marks if m.at > now]
+                stages = [m.stage for m in missed if m.stage is not None]
+                if stages:
+                    await self._send(stages[-1], late_notice=True)
+                for mark in missed:
+                    if mark.stage is None and not self._closing():
+                        await self._transition(mark.kind)
                 continue
             deadline = pending[0].at if pending else None
             if not await self._sleep_until(deadline):
@@ -350,7 +390,7 @@ class CertificationWorkflow:
             raise ValueError("the certification is already being renewed")
 
     def _today(self) -> date:
-        return (workflow.now() + timedelta(minutes=self._input.utc_offset_minutes)).date()
+        return (workflow.now() + timedelta(minutes=self._offset)).date()
 
     def _logged(self) -> float:
         return sum(c.credits for c in self._credits)
@@ -372,31 +412,79 @@ class CertificationWorkflow:
         marks = [_Mark(s.fire_at, "stage", s) for s in self._stages if s.label not in self._sent]
         if self._window_days is not None:
             opens = expires - timedelta(days=self._window_days)
-            marks.append(_Mark(due_instant(opens - timedelta(days=1), offset), "window"))
-        marks.append(_Mark(due_instant(expires, offset), "expired"))
+            marks.append(
+                _Mark(self._window_at or due_instant(opens - timedelta(days=1), offset), "window")
+            )
+        marks.append(_Mark(self._expired_at(), "expired"))
         if self._grace_days > 0:
             grace_end = expires + timedelta(days=self._grace_days)
-            marks.append(_Mark(due_instant(grace_end, offset), "grace_ended"))
+            marks.append(_Mark(self._grace_at or due_instant(grace_end, offset), "grace_ended"))
         order = {"stage": 0, "window": 1, "expired": 2, "grace_ended": 3}
         return sorted(marks, key=lambda m: (m.at, order[m.kind]))
 
-    async def _plan(self) -> None:
-        plan = await workflow.execute_activity_method(
+    def _expired_at(self) -> datetime:
+        """The end of the expiry day in the holder's zone (or the input's fixed offset)."""
+        return self._expires_at or due_instant(
+            self._cert.expires_on, self._input.utc_offset_minutes
+        )
+
+    async def _request_plan(self) -> StagePlan:
+        return await workflow.execute_activity_method(
             RulesActivities.plan_stages,
-            PlanRequest(pack_hash=self._pack_hash, requirement_id=self._input.certification_id),
+            PlanRequest(
+                pack_hash=self._pack_hash,
+                requirement_id=self._input.certification_id,
+                person=self._input.person,
+                due_date=self._cert.expires_on,
+            ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
         )
+
+    async def _plan(self) -> None:
+        plan = await self._request_plan()
         if not plan.found:
             self._event("pack_missing_requirement", f"{self._pack_hash[:12]}: built-in ladder")
             return
         self._days_before = tuple(plan.days_before)
-        self._stages = plan_ladder(
-            self._cert.expires_on, self._input.utc_offset_minutes, self._days_before
-        )
         self._required = plan.ce_credits
         self._window_days = plan.renewal_window_days
         self._grace_days = plan.grace_days
+        self._apply_plan(plan)
+
+    def _apply_plan(self, plan: StagePlan) -> None:
+        """Use the plan's in-zone instants; a plan recorded before them has none."""
+        if plan.stages is None or plan.due_at is None:
+            self._stages = plan_ladder(
+                self._cert.expires_on, self._input.utc_offset_minutes, self._days_before
+            )
+            return
+        self._zone = plan.time_zone
+        self._stages = list(plan.stages)
+        self._expires_at = plan.due_at
+        self._window_at = plan.window_opens_at
+        self._grace_at = plan.grace_ends_at
+        if plan.utc_offset_minutes is not None:
+            self._offset = plan.utc_offset_minutes
+
+    async def _apply_zone_change(self) -> None:
+        """Re-plan this cycle's instants in the holder's new zone (a ``replan`` signal)."""
+        signal = self._zone_change
+        assert signal is not None
+        self._zone_change = None
+        if self._expires_at is None:
+            self._event(
+                "replan_skipped",
+                f"time zone {signal.time_zone} by {signal.actor}: this cycle plans with a fixed"
+                f" UTC offset ({self._offset:+d} min)",
+            )
+            return
+        plan = await self._request_plan()
+        if plan.found:
+            self._apply_plan(plan)
+        self._remark = True
+        self._event("replanned", f"time zone {self._zone} (by {signal.actor})")
+        self._dirty = True
 
     async def _sleep_until(self, deadline: datetime | None) -> bool:
         """Sleep until ``deadline`` (None: forever) while handling messages; True when reached."""
@@ -406,6 +494,9 @@ class CertificationWorkflow:
             if self._notices:
                 await self._flush_notices()
                 continue
+            if self._zone_change is not None:
+                await self._apply_zone_change()
+                return False
             if self._dirty:
                 self._dirty = False
                 await self._record()
@@ -427,6 +518,7 @@ class CertificationWorkflow:
                         or self._replanned
                         or bool(self._notices)
                         or bool(self._redeliver)
+                        or self._zone_change is not None
                     ),
                     timeout=timeout,
                 )
@@ -532,26 +624,25 @@ class CertificationWorkflow:
         if self._pack_hash != BUILTIN_PACK:
             decision = await workflow.execute_activity_method(
                 RulesActivities.decide_status,
-                DecideRequest(
+                DecideRequest.of(
+                    ObligationFacts(
+                        kind=ObligationKind.CERTIFICATION,
+                        requirement_id=self._input.certification_id,
+                        expiry_date=self._cert.expires_on,
+                        acknowledged=self._acknowledged is not None,
+                        ce_credits_short=self._short(),
+                    ),
                     workflow_id=workflow.info().workflow_id,
                     pack_hash=self._pack_hash,
                     person=self._input.person,
-                    kind=ObligationKind.CERTIFICATION,
-                    requirement_id=self._input.certification_id,
-                    due_date=None,
-                    expiry_date=self._cert.expires_on,
-                    acknowledged=self._acknowledged is not None,
                     as_of=workflow.now(),
-                    ce_credits_short=self._short(),
                 ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,
             )
             status, rule = decision.status, decision.rule
         else:
-            expired = workflow.now() >= due_instant(
-                self._cert.expires_on, self._input.utc_offset_minutes
-            )
+            expired = workflow.now() >= self._expired_at()
             status, rule = ("non_compliant" if expired else "compliant"), "builtin"
         if status != self._status:
             self._event("status", f"{status} (rule {rule})")
@@ -573,6 +664,9 @@ class CertificationWorkflow:
                 pack_hash=self._pack_hash,
                 acknowledged_at=self._acknowledged.acknowledged_at if self._acknowledged else None,
                 as_of=workflow.now(),
+                ce_credits_short=self._short(),
+                suspended=self._suspended is not None,
+                time_zone=self._zone,
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,

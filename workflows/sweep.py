@@ -10,7 +10,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.rules import RulesActivities
-    from duly.domain import SweepRequest, SweepResult
+    from duly.domain import ReplanRequest, SweepRequest, SweepResult
 
 SWEEP_SCHEDULE_ID = "duly-status-sweep"
 SWEEP_WORKFLOW_ID = "status-sweep"
@@ -18,18 +18,32 @@ SWEEP_WORKFLOW_ID = "status-sweep"
 
 @workflow.defn
 class StatusSweepWorkflow:
-    """One sweep: batch-evaluate all open obligations as of now; the result lists transitions."""
+    """One sweep: batch-evaluate all open obligations as of now; the result lists transitions.
+
+    Then every open obligation still planned in a zone its person has left is signalled to
+    re-plan (a people import does it at once; this is the catch-up).
+    """
 
     @workflow.run
     async def run(self) -> SweepResult:
-        """Sweep once."""
-        return await workflow.execute_activity_method(
+        """Sweep once, then re-plan the obligations of people who moved time zone."""
+        result = await workflow.execute_activity_method(
             RulesActivities.sweep_statuses,
             SweepRequest(as_of=workflow.now()),
             start_to_close_timeout=timedelta(hours=1),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
         )
+        if workflow.patched("sweep-replans-moved-people"):
+            # The people import signals at once; this catches a signal it could not send.
+            replans = await workflow.execute_activity_method(
+                RulesActivities.replan_moved,
+                ReplanRequest(actor="nightly sweep"),
+                start_to_close_timeout=timedelta(minutes=30),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
+            )
+            result = result.model_copy(update={"replanned": replans.signalled})
+        return result
 
 
 async def ensure_sweep_schedule(

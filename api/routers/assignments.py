@@ -43,7 +43,7 @@ from api.schemas import (
     RestartRead,
     StartRequest,
 )
-from duly.assignments import assignment_input, start_assignment
+from duly.assignments import NotAnAssignment, assignment_input, start_assignment
 from duly.domain import (
     ID_PATTERN,
     AcknowledgeSignal,
@@ -245,15 +245,18 @@ async def create_assignment(
             status.HTTP_409_CONFLICT,
             detail=f"person {body.person!r} has left (employment_status=terminated)",
         )
-    inp = assignment_input(
-        person,
-        title=body.requirement,
-        due_date=body.due_date,
-        requirement_id=body.requirement_id,
-        cycle=body.cycle,
-        assigned_by=principal.actor,
-        pack=active_pack(session),
-    )
+    try:
+        inp = assignment_input(
+            person,
+            title=body.requirement,
+            due_date=body.due_date,
+            requirement_id=body.requirement_id,
+            cycle=body.cycle,
+            assigned_by=principal.actor,
+            pack=active_pack(session),
+        )
+    except NotAnAssignment as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
     client = await temporal()
     created = await start_assignment(client, settings.temporal_task_queue, inp)
     if not created:

@@ -28,7 +28,7 @@ from api.deps import (
     require_roles,
     within,
 )
-from duly.domain import BoundedDate, ExternalId, Role
+from duly.domain import BoundedDate, ExternalId, ObligationKind, Role
 from store import audit
 from store.models import Person
 from store.packs import active_pack
@@ -115,6 +115,12 @@ def _check_requirement(session: SessionDep, body: BulkAssignCreate) -> None:
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=f"requirement {body.requirement_id!r} is not in the active pack; "
             "give requirement_title",
+        )
+    if requirement is not None and requirement.kind is ObligationKind.CERTIFICATION:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"requirement {body.requirement_id!r} is a certification: it follows its"
+            " expiry date, not a due date; register certificates with POST /certifications",
         )
     if body.due_date is None and (requirement is None or requirement.due_in_days is None):
         raise HTTPException(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
@@ -11,10 +12,14 @@ from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from temporalio.service import RPCError
 
+from activities.rules import signal_replans
 from api.deps import (
     CurrentPrincipal,
+    LazyTemporal,
     SessionDep,
+    TemporalDep,
     ensure_visible,
     require_roles,
     visible_person_ids,
@@ -23,6 +28,7 @@ from api.schemas import ObligationRead
 from duly.domain import Role
 from store import audit
 from store.models import NotificationPreference, Person
+from store.obligations import moved_zone_targets
 from store.people import (
     CSV_COLUMNS,
     REQUIRED_COLUMNS,
@@ -35,6 +41,8 @@ from store.people import (
     parse_json,
 )
 from store.tokens import Principal
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/people", tags=["people"])
 
@@ -191,13 +199,15 @@ async def _read_upload(request: Request) -> tuple[str, bytes]:
     },
 )
 async def import_directory(
-    request: Request, session: SessionDep, principal: ImporterDep
+    request: Request, session: SessionDep, principal: ImporterDep, temporal: TemporalDep
 ) -> ImportReport:
     """Upsert people by external id from a CSV (header row first) or JSON body, or an upload.
 
     Answers 200 with the report even when some rows are rejected: each error names the row
     (CSV: header is row 1), the column and what to fix; every other row is written. Email and
-    phone values never appear in errors.
+    phone values never appear in errors. People whose ``time_zone`` changed get their open
+    obligations re-planned (``replanned``): the reminders not sent yet move to 09:00 in the
+    new zone.
     """
     media = _media_type(request.headers.get("content-type"))
     if media == "multipart/form-data":
@@ -212,7 +222,34 @@ async def import_directory(
             detail=f"unsupported Content-Type {media or '(none)'!r}: send text/csv, "
             "application/json, or multipart/form-data with a `file` field",
         )
-    return await run_in_threadpool(_import, session, principal, kind, body)
+    report = await run_in_threadpool(_import, session, principal, kind, body)
+    return await _replan_moved(report, session, temporal)
+
+
+async def _replan_moved(
+    report: ImportReport, session: Session, temporal: LazyTemporal
+) -> ImportReport:
+    """Signal ``replan`` to open obligations planned in a zone their person has left.
+
+    The import is committed already: when Temporal cannot be reached the report says so, and
+    the nightly sweep signals them (the read model still shows the old zone until then).
+    """
+    targets = await run_in_threadpool(moved_zone_targets, session)
+    if not targets:
+        return report
+    try:
+        client = await temporal()
+        outcome = await signal_replans(client, targets, actor="people import")
+    except (HTTPException, RPCError) as error:
+        reason = error.detail if isinstance(error, HTTPException) else error.message
+        log.warning("people import: %d re-plans not signalled: %s", len(targets), reason)
+        return report.model_copy(
+            update={
+                "replan_note": f"{len(targets)} obligations of people who changed time zone"
+                f" could not be re-planned now ({reason}); the nightly sweep re-plans them"
+            }
+        )
+    return report.model_copy(update={"replanned": outcome.signalled})
 
 
 def _import(session: Session, principal: Principal, kind: str, body: bytes) -> ImportReport:

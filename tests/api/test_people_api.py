@@ -365,3 +365,65 @@ def test_person_obligations_and_department_filter(
     assert certs == []
     scoped = client.get("/assignments", headers=bearer(db, Role.LEARNER, "p-1030")).json()
     assert [o["person"] for o in scoped] == ["p-1030"]
+
+
+def test_a_time_zone_change_replans_the_persons_open_obligations(db: Database) -> None:
+    """Open obligations planned in the old zone get a ``replan`` signal; others do not."""
+    from datetime import UTC, date, datetime
+
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from duly.domain import ReplanSignal
+    from store.models import Obligation, Person
+    from tests.fakes.temporal import FakeTemporal
+
+    temporal = FakeTemporal()
+    app = create_app(Settings(env="test"), database=db, temporal_client=temporal)
+    now = datetime(2027, 1, 4, tzinfo=UTC)
+    with db.session() as session:
+        person = Person(external_id="p-9", name="Ann", time_zone="America/New_York")
+        session.add(person)
+        session.flush()
+        for requirement, planned_in, completed in (
+            ("open", "America/New_York", None),
+            ("done", "America/New_York", now),
+            ("legacy", None, None),  # planned with a fixed offset: cannot re-plan
+        ):
+            session.add(
+                Obligation(
+                    workflow_id=f"assignment/p-9/{requirement}/1",
+                    person_id=person.id,
+                    kind="training",
+                    requirement_id=requirement,
+                    requirement_title=requirement,
+                    due_date=date(2027, 3, 1),
+                    status="assigned",
+                    pack_hash="builtin",
+                    time_zone=planned_in,
+                    completed_at=completed,
+                    as_of=now,
+                )
+            )
+    hr = bearer(db, Role.HR_ADMIN)
+    with TestClient(app) as client:
+        moved = [{"external_id": "p-9", "name": "Ann", "time_zone": "Asia/Tokyo"}]
+        response = client.post("/people/import", json=moved, headers=hr)
+        assert response.status_code == 200, response.text
+        assert (response.json()["updated"], response.json()["replanned"]) == (1, 1)
+        assert temporal.signals == [
+            (
+                "assignment/p-9/open/1",
+                "replan",
+                ReplanSignal(time_zone="Asia/Tokyo", actor="people import"),
+            )
+        ]
+
+        # Temporal down: the import is saved and says who re-plans them (the nightly sweep).
+        temporal.error = RPCError("unavailable", RPCStatusCode.UNAVAILABLE, b"")
+        moved[0]["time_zone"] = "Europe/Paris"
+        response = client.post("/people/import", json=moved, headers=hr)
+        assert response.status_code == 200, response.text
+        assert response.json()["replanned"] == 0
+        assert "nightly sweep" in response.json()["replan_note"]
+        listed_zone = client.get("/people/p-9", headers=hr).json()["time_zone"]
+        assert listed_zone == "Europe/Paris"

@@ -97,3 +97,41 @@ async def test_sweep_workflow_and_its_schedule(sqlite_db: Database) -> None:
     # The test server's clock is "now", not NOW: only the counts are fixed.
     assert (result.evaluated, result.skipped) == (3, 1)
     assert sum(result.transitions.values()) == result.changed
+
+
+@pytest.mark.asyncio
+async def test_the_sweep_catches_up_replans_an_import_could_not_signal(db: Database) -> None:
+    """An obligation still planned in a zone its person left is signalled by the sweep."""
+    from duly.domain import ReplanRequest
+    from tests.fakes.temporal import FakeTemporal, not_found
+
+    with db.session() as session:
+        person = Person(external_id="p-2", name="Bo", time_zone="Asia/Tokyo")
+        session.add(person)
+        session.flush()
+        for requirement in ("moved", "gone"):
+            session.add(
+                Obligation(
+                    workflow_id=f"assignment/p-2/{requirement}/1",
+                    person_id=person.id,
+                    kind="training",
+                    requirement_id=requirement,
+                    requirement_title=requirement,
+                    due_date=NOW.date(),
+                    status="assigned",
+                    pack_hash="builtin",
+                    time_zone="America/New_York",
+                    as_of=NOW,
+                )
+            )
+    temporal = FakeTemporal()
+    activities = RulesActivities(db, temporal)  # type: ignore[arg-type]
+    result = await ActivityEnvironment().run(activities.replan_moved, ReplanRequest())
+    assert (result.signalled, result.finished) == (2, 0)
+    assert {(wid, name) for wid, name, _ in temporal.signals} == {
+        ("assignment/p-2/moved/1", "replan"),
+        ("assignment/p-2/gone/1", "replan"),
+    }
+    temporal.error = not_found()  # both finished since: counted, not an error
+    result = await ActivityEnvironment().run(activities.replan_moved, ReplanRequest())
+    assert (result.signalled, result.finished) == (0, 2)

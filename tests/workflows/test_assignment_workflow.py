@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -81,17 +82,17 @@ async def test_whole_ladder_fires_on_the_right_days_then_completes(
     task_queue = f"tq-{uuid.uuid4()}"
     now = await env.get_current_time()
     due = (now + timedelta(days=120)).date()
-    offset = -300  # UTC-5: reminders at 09:00 local = 14:00 UTC
+    offset = -300  # the input's fallback offset; stages are planned in the person's zone
     async with build_worker(env.client, task_queue=task_queue, db=people):
         handle = await start(env.client, task_queue, due, offset)
         await env.sleep(timedelta(days=125))
 
         sent = ledger(people)
         assert [n.stage for n in sent] == ["-90d", "-60d", "-30d", "-14d", "-7d", "0d"]
+        new_york = ZoneInfo("America/New_York")
         for n, days in zip(sent, (90, 60, 30, 14, 7, 0), strict=True):
-            expected = datetime.combine(due - timedelta(days=days), datetime.min.time()).replace(
-                hour=14, tzinfo=UTC
-            )
+            # 09:00 in New York on the stage's own day, whatever the DST offset that day.
+            expected = datetime.combine(due - timedelta(days=days), time(9), tzinfo=new_york)
             assert abs(n.fired_at - expected) < timedelta(minutes=1), (n.stage, n.fired_at)
             assert n.channel == "email" and n.recipient_address == "ada@example.com"
         assert "due in 90 days" in sent[0].subject

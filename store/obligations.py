@@ -1,0 +1,55 @@
+"""Queries on the obligations read model shared by the API and the activities."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.models import Obligation, Person
+
+#: Statuses of obligations whose workflow has stopped acting (nothing left to re-plan).
+_FINISHED = ("cancelled", "revoked", "superseded")
+
+
+@dataclass(frozen=True)
+class ReplanTarget:
+    """An open obligation planned in another zone than its person's current one."""
+
+    workflow_id: str
+    planned_in: str
+    time_zone: str
+
+
+def moved_zone_targets(
+    session: Session, *, person_ids: Collection[int] | None = None
+) -> list[ReplanTarget]:
+    """Open obligations whose stages were planned in a zone the person has since left.
+
+    The read model records the zone each workflow planned in (``Obligation.time_zone``); a
+    directory change of ``Person.time_zone`` makes them differ until the workflow re-plans and
+    records the new zone, so asking again after a missed signal finds the same rows.
+    Obligations planned with a fixed offset (started before zone-aware planning) have no zone
+    and are not listed.
+
+    Args:
+        session: An open session.
+        person_ids: Only these people (None: everyone).
+    """
+    query = (
+        select(Obligation.workflow_id, Obligation.time_zone, Person.time_zone)
+        .join(Person, Person.id == Obligation.person_id)
+        .where(Obligation.completed_at.is_(None))
+        .where(Obligation.status.notin_(_FINISHED))
+        .where(Obligation.time_zone.is_not(None))
+        .where(Obligation.time_zone != Person.time_zone)
+        .order_by(Obligation.workflow_id)
+    )
+    if person_ids is not None:
+        query = query.where(Obligation.person_id.in_(list(person_ids)))
+    return [
+        ReplanTarget(workflow_id=wid, planned_in=planned or "", time_zone=zone)
+        for wid, planned, zone in session.execute(query)
+    ]
