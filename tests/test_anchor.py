@@ -31,7 +31,7 @@ def test_parse(text: str, anchor: Anchor) -> None:
 
 @pytest.mark.parametrize("text", ["", "noon", "24:00", "12:60", "32 10:00", "13-01 10:00", "7"])
 def test_parse_refuses_what_is_not_an_instant(text: str) -> None:
-    with pytest.raises(ValueError, match="HH:MM|must be|hour|minute"):
+    with pytest.raises(ValueError, match=r"HH:MM|must be|hour|minute"):
         Anchor.parse(text)
 
 
