@@ -138,6 +138,9 @@ def test_floors_the_code_relies_on() -> None:
     deps = (ROOT / "api" / "deps.py").read_text()
     if re.search(r"Depends\([^)]*scope=", deps):  # dependency scopes: FastAPI 0.121
         assert not floors["fastapi"].contains("0.120.4")
+    if re.search(r"class \w+:\n(?:.*\n)*?\s+def __init__\(self, request: Request", deps):
+        # A class dependency annotated as strings (from __future__ import annotations): 0.123.10
+        assert not floors["fastapi"].contains("0.123.9")
     loop_scoped = any("loop_scope" in p.read_text() for p in (ROOT / "tests").rglob("*.py"))
     if loop_scoped:  # loop_scope on marks and fixtures: pytest-asyncio 0.24
         assert not floors["pytest-asyncio"].contains("0.23.8")
