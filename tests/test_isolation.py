@@ -19,7 +19,7 @@ SUB_CONFTEST = """
 import tests.timeskip
 from tests.timeskip import *  # noqa: F403 - the fixtures and report hook under test
 
-tests.timeskip.PROBE_TIMEOUT = 2.0  # a locked clock is found in 2 s, not 10
+tests.timeskip.PROBE_TIMEOUT = 5.0  # a locked clock is found in 5 s, not 10
 """
 
 SUB_TESTS = '''
