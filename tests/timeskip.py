@@ -11,14 +11,13 @@ ran before it on the same server:
   computed from the anchored clock, never from the wall clock. Tests marked ``wall_clock``
   drive the API, which reads the system clock: they are anchored by the time of day only, so
   the server stays within a day of the system's date.
-* **Nothing left running.** When a test ends, every workflow still open on the server is
-  terminated. A workflow whose worker is gone locks the server's clock as soon as one of its
+* **Replaced when it cannot be trusted.** The server is shut down after a test that failed (or
+  xfailed), that left a workflow running, or that left its clock unable to skip, and the next
+  test starts a fresh one. A workflow whose worker is gone locks the clock as soon as one of its
   timers fires, and every later ``env.sleep`` of the module then times out (``RPCError: Timeout
-  expired``), whatever that test does.
-* **Replaced after a failure.** A test that failed (or xfailed) gets its server shut down, and so
-  does a test that left the clock unable to skip (a lock leaked by a task that was in flight when
-  its worker stopped); the next test starts a fresh server. One server per module otherwise
-  (starting one takes a few hundred milliseconds).
+  expired``) whatever that test does; terminating it is not enough when one of its tasks was in
+  flight as its worker stopped (the lock leaks). One server per module otherwise (starting one
+  takes a few hundred milliseconds).
 
 Run the suite as if it started at another time of day or on another date with, e.g.,
 ``DULY_TEST_CLOCK="23:59"``, ``DULY_TEST_CLOCK="last 23:59"`` (the last day of a month) or
@@ -42,7 +41,7 @@ import pytest
 import pytest_asyncio
 from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 __all__ = [
@@ -63,9 +62,10 @@ __all__ = [
 
 CLOCK_VARIABLE = "DULY_TEST_CLOCK"
 DEFAULT_CLOCK = "10:00"
-#: How long a healthy server may take to skip one virtual minute after a test. A server whose
-#: clock is locked needs a real minute for it, so this tells the two apart.
-PROBE_TIMEOUT = 10.0
+#: How long a healthy server may take to skip one virtual minute after a test: milliseconds, while
+#: one whose clock is locked needs a real minute. Erring costs a server restart, not a failure.
+PROBE_TIMEOUT = 1.0
+SHUTDOWN_TIMEOUT = 10.0
 #: The longest single skip while workflows run (each fired timer is a round trip to a worker; one
 #: RPC that fires too many of them can outlast its deadline).
 SKIP_STEP = timedelta(days=20)
@@ -217,40 +217,26 @@ class TimeSkippingServer:
         environment, self._environment = self._environment, None
         if environment is not None:
             try:
-                await asyncio.wait_for(environment.shutdown(), timeout=PROBE_TIMEOUT)
+                await asyncio.wait_for(environment.shutdown(), timeout=SHUTDOWN_TIMEOUT)
             except (TimeoutError, RPCError, RuntimeError) as exc:
                 # Said, not raised: the next test gets a new server on another free port anyway.
                 warnings.warn(f"a time-skipping server did not shut down: {exc!r}", stacklevel=1)
 
 
-async def _terminate_open_workflows(environment: WorkflowEnvironment) -> None:
-    """Terminate every workflow still running on the server (a test's leftovers)."""
+async def _anything_running(environment: WorkflowEnvironment) -> bool:
+    """Whether a workflow is still open on the server (a test's leftover)."""
     client = environment.client
-    token = b""
-    while True:
-        page = await client.workflow_service.list_open_workflow_executions(
-            ListOpenWorkflowExecutionsRequest(
-                namespace=client.namespace, maximum_page_size=1000, next_page_token=token
-            )
-        )
-        for execution in page.executions:
-            handle = client.get_workflow_handle(
-                execution.execution.workflow_id, run_id=execution.execution.run_id
-            )
-            try:
-                await handle.terminate("test ended")
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:  # closed meanwhile: fine
-                    raise
-        token = page.next_page_token
-        if not token:
-            return
+    page = await client.workflow_service.list_open_workflow_executions(
+        ListOpenWorkflowExecutionsRequest(namespace=client.namespace, maximum_page_size=1)
+    )
+    return bool(page.executions)
 
 
-async def _left_clean(environment: WorkflowEnvironment) -> bool:
-    """Terminate the test's leftovers; False when the server's clock can no longer skip."""
+async def _reusable(environment: WorkflowEnvironment) -> bool:
+    """Whether the next test may use this server: nothing left running, and its clock skips."""
     try:
-        await asyncio.wait_for(_terminate_open_workflows(environment), timeout=PROBE_TIMEOUT)
+        if await asyncio.wait_for(_anything_running(environment), timeout=PROBE_TIMEOUT):
+            return False
         await asyncio.wait_for(environment.sleep(timedelta(minutes=1)), timeout=PROBE_TIMEOUT)
     except (TimeoutError, RPCError):
         return False
@@ -292,8 +278,8 @@ async def env(
 ) -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server whose clock reads the default anchor's next instant.
 
-    Shared by the module's tests; the test's leftover workflows are terminated when it ends, and
-    a failed test (or one that left the clock locked) gets the server replaced.
+    Shared by the module's tests; replaced after a test that failed, left a workflow running or
+    left the clock locked.
     """
     environment = await time_skipping_server.current()
     where = default_anchor()
@@ -302,7 +288,7 @@ async def env(
         where = Anchor(where.at)
     await anchor(environment, where)
     yield environment
-    if _failed(request.node) or not await _left_clean(environment):
+    if _failed(request.node) or not await _reusable(environment):
         await time_skipping_server.discard()
 
 
