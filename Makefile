@@ -57,7 +57,7 @@ $(LOCKER)/bin/uv:
 lock: $(LOCKER)/bin/uv
 	$(LOCKER)/bin/uv pip compile pyproject.toml --extra test $(LOCK_FLAGS) $(UPGRADE) -o $(TEST_LOCK)
 	$(LOCKER)/bin/uv pip compile pyproject.toml $(LOCK_FLAGS) -c $(TEST_LOCK) -o $(LOCK)
-	printf 'pip\nsetuptools>=68\nwheel\n' | \
+	printf 'pip\nsetuptools>=77\nwheel\n' | \
 	  $(LOCKER)/bin/uv pip compile - $(LOCK_FLAGS) $(UPGRADE) -o $(BUILD_LOCK)
 
 clean:
