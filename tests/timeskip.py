@@ -1,7 +1,7 @@
 """The time-skipping test server for workflow tests: anchored, isolated, replaced after a failure.
 
 The server's clock starts at the real current time and can only move forward, and it is global to
-the server. Three rules keep a test independent of the hour the suite starts and of the tests that
+the server. Two rules keep a test independent of the hour the suite starts and of the tests that
 ran before it on the same server:
 
 * **Anchored.** Before each test the ``env`` fixture skips the clock to the next occurrence of a
@@ -10,7 +10,7 @@ ran before it on the same server:
   itself; the ``ladder_start`` fixture runs a test from several of them. Expectations are
   computed from the anchored clock, never from the wall clock. Tests marked ``wall_clock``
   drive the API, which reads the system clock: they are anchored by the time of day only, so
-  the server stays within a day of the system's date.
+  anchoring moves their server at most a day ahead of the system's clock.
 * **Replaced when it cannot be trusted.** The server is shut down after a test that failed (or
   xfailed), that left a workflow running, or that left its clock unable to skip, and the next
   test starts a fresh one. A workflow whose worker is gone locks the clock as soon as one of its
