@@ -21,6 +21,15 @@ from duly.settings import DEV_SECRET_KEY, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SECRET = "t" * 48
+#: What a production host must set (the secret and the public URL are required).
+HOST = {"DULY_SECRET_KEY": TEST_SECRET, "DULY_PUBLIC_URL": "https://duly.example.com"}
+#: Settings that do not belong in the containers' shared environment, and why.
+NOT_IN_CONTAINERS = {
+    "data_dir": "local state of `duly dev` only",
+    "temporal_ui_port": "the dev server's Web UI; compose runs temporalio/ui",
+    "api_host": "set on duly-api itself",
+    "api_port": "set on duly-api itself",
+}
 DULY_SERVICES = ("duly-migrate", "duly-api", "duly-worker")
 
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:[-?])(?P<arg>[^}]*))?\}")
@@ -123,7 +132,7 @@ def test_depends_on_targets_exist(services: dict[str, dict[str, Any]]) -> None:
 def test_database_url_points_at_the_postgresql_service(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    host = {"DULY_SECRET_KEY": TEST_SECRET, "POSTGRES_PASSWORD": "s3cret"}
+    host = {**HOST, "POSTGRES_PASSWORD": "s3cret"}
     pg = service_env(services["postgresql"], host)
     for name in DULY_SERVICES:
         url = sa.make_url(service_env(services[name], host)["DULY_DATABASE_URL"])
@@ -139,7 +148,7 @@ def test_database_url_points_at_the_postgresql_service(
 
 def test_temporal_address_is_the_temporal_service(services: dict[str, dict[str, Any]]) -> None:
     for name in (*DULY_SERVICES, "temporal-ui"):
-        env = service_env(services[name], {"DULY_SECRET_KEY": TEST_SECRET})
+        env = service_env(services[name], HOST)
         address = env.get("DULY_TEMPORAL_ADDRESS") or env["TEMPORAL_ADDRESS"]
         assert address.rsplit(":", 1)[0] in services
 
@@ -155,7 +164,7 @@ def _apply(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]) -> None:
 def test_compose_environment_is_valid_production_settings(
     services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    _apply(monkeypatch, service_env(services[name], {"DULY_SECRET_KEY": TEST_SECRET}))
+    _apply(monkeypatch, service_env(services[name], HOST))
     settings = Settings()
     assert settings.env == "production"
     assert settings.secret_key.get_secret_value() == TEST_SECRET
@@ -166,13 +175,72 @@ def test_compose_environment_is_valid_production_settings(
 
 def test_compose_requires_a_secret(services: dict[str, dict[str, Any]]) -> None:
     with pytest.raises(MissingVariable, match="DULY_SECRET_KEY"):
-        service_env(services["duly-api"], {})
+        service_env(services["duly-api"], {"DULY_PUBLIC_URL": HOST["DULY_PUBLIC_URL"]})
+
+
+def test_compose_requires_the_public_url(services: dict[str, dict[str, Any]]) -> None:
+    """Links in messages and provider webhooks use it: a silent localhost default breaks both."""
+    with pytest.raises(MissingVariable, match="DULY_PUBLIC_URL"):
+        service_env(services["duly-api"], {"DULY_SECRET_KEY": TEST_SECRET})
+
+
+@pytest.mark.parametrize("name", DULY_SERVICES)
+def test_every_setting_reaches_the_containers(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    """Each of Duly's settings is passed (or passed through from the host) to every service.
+
+    A setting added to ``Settings`` without a line in compose fails here until it is listed
+    there (or in ``NOT_IN_CONTAINERS`` with a reason).
+    """
+    listed = {
+        key.removeprefix("DULY_").lower()
+        for key in services[name].get("environment") or {}
+        if key.startswith("DULY_")
+    }
+    missing = sorted(set(Settings.model_fields) - listed - set(NOT_IN_CONTAINERS))
+    assert not missing, f"{name} never receives DULY_{{{', '.join(missing).upper()}}}"
+
+
+def test_passed_through_settings_reach_the_container(services: dict[str, dict[str, Any]]) -> None:
+    host = {**HOST, "DULY_SENDGRID_WEBHOOK_PUBLIC_KEY": "MFkw...", "DULY_SEND_LEASE_SECONDS": "90"}
+    env = service_env(services["duly-worker"], host)
+    assert env["DULY_SENDGRID_WEBHOOK_PUBLIC_KEY"] == "MFkw..."
+    assert env["DULY_SEND_LEASE_SECONDS"] == "90"
+    assert env["DULY_PUBLIC_URL"] == "https://duly.example.com"
+    assert "DULY_SLACK_BOT_TOKEN" not in env  # unset on the host: unset, not ""
+
+
+def _published(service: Mapping[str, Any], host: Mapping[str, str]) -> list[str]:
+    """The host side of each published port (``127.0.0.1:8233``), after interpolation."""
+    bound = []
+    for port in service.get("ports") or []:
+        spec = interpolate(str(port), host)
+        bound.append(spec.rsplit(":", 1)[0])  # drop the container port
+    return bound
+
+
+def test_nothing_is_published_on_every_interface(services: dict[str, dict[str, Any]]) -> None:
+    """Temporal, its UI and the API bind to loopback unless the operator says otherwise."""
+    for name, service in services.items():
+        for host_side in _published(service, HOST):
+            assert host_side.startswith("127.0.0.1:"), f"{name} publishes {host_side}"
+    assert "ports" not in services["postgresql"]
+    api = _published(services["duly-api"], {**HOST, "DULY_API_PUBLISH": "0.0.0.0:8000"})
+    assert api == ["0.0.0.0:8000"], "DULY_API_PUBLISH opens the API deliberately"
+
+
+def test_temporal_ui_is_read_only(services: dict[str, dict[str, Any]]) -> None:
+    """Write actions in the UI would let anyone reaching it terminate or signal workflows."""
+    env = service_env(services["temporal-ui"], HOST)
+    assert env["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
 
 
 def test_dev_secret_is_refused_in_production(
     services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _apply(monkeypatch, service_env(services["duly-api"], {"DULY_SECRET_KEY": DEV_SECRET_KEY}))
+    host = {**HOST, "DULY_SECRET_KEY": DEV_SECRET_KEY}
+    _apply(monkeypatch, service_env(services["duly-api"], host))
     with pytest.raises((SettingsError, ValidationError), match="DULY_SECRET_KEY"):
         Settings()
 
