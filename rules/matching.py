@@ -497,8 +497,10 @@ def _experience(
     gap = mentor.years_experience - mentee.years_experience
     points = weight * _gap_fraction(gap, ideal.min_years, ideal.max_years)
     span = f"{ideal.min_years}–{ideal.max_years}"
-    if gap <= 0:
-        text = f"mentor has no more experience than the mentee ({_years(gap)} gap)"
+    if gap == 0:
+        text = "mentor and mentee have the same experience"
+    elif gap < 0:
+        text = f"mentor has {_years(-gap)} less experience than the mentee"
     elif gap < ideal.min_years:
         text = f"experience gap {_years(gap)}, below the ideal {span}"
     elif gap <= ideal.max_years:
