@@ -235,25 +235,8 @@ class Prepared(Generic[P]):
         self._vocabulary: dict[str, int] = {}
         self._sides = [self._side(profile) for profile in self.profiles]
 
-    def _mask(self, topics: Iterable[str], *, grow: bool) -> int:
-        mask = 0
-        vocabulary = self._vocabulary
-        for topic in topics:
-            bit = vocabulary.get(topic)
-            if bit is None:
-                if not grow:
-                    continue
-                bit = vocabulary[topic] = 1 << len(vocabulary)
-            mask |= bit
-        return mask
-
     def _side(self, profile: MentorProfile | MenteeProfile, *, grow: bool = True) -> _Side:
-        times = 0
-        for time in profile.availability.preferred_times:
-            times |= _TIME_BITS[time]
-        styles = 0
-        for style in profile.communication_preferences:
-            styles |= _STYLE_BITS[style]
+        # Called once per profile per preparation: locals and positional fields on purpose.
         if isinstance(profile, MentorProfile):
             topics = profile.specializations
             record = profile.track_record
@@ -262,18 +245,33 @@ class Prepared(Generic[P]):
         else:
             topics = profile.specialization_interests
             success, remote_ok, open_ = 0.0, profile.open_to_remote, True
+        vocabulary, mask = self._vocabulary, 0
+        for topic in topics:
+            bit = vocabulary.get(topic)
+            if bit is None:
+                if not grow:
+                    continue  # nobody in the collection has it: no bit, still in topic_count
+                bit = vocabulary[topic] = 1 << len(vocabulary)
+            mask |= bit
+        times = 0
+        for time in profile.availability.preferred_times:
+            times |= _TIME_BITS[time]
+        styles = 0
+        for style in profile.communication_preferences:
+            styles |= _STYLE_BITS[style]
+        city, region = profile.city, profile.region
         return _Side(
-            topics=self._mask(topics, grow=grow),
-            topic_count=len(topics),
-            years=profile.years_experience,
-            times=times,
-            hours=profile.availability.hours_per_month,
-            styles=styles,
-            city=_key(profile.city),
-            region=_key(profile.region),
-            remote_ok=remote_ok,
-            success=success,
-            open=open_,
+            mask,
+            len(topics),
+            profile.years_experience,
+            times,
+            profile.availability.hours_per_month,
+            styles,
+            city.casefold() if city else "",
+            region.casefold() if region else "",
+            remote_ok,
+            success,
+            open_,
         )
 
     def __len__(self) -> int:
