@@ -224,6 +224,8 @@ P = TypeVar("P", MentorProfile, MenteeProfile)
 class Prepared(Generic[P]):
     """Profiles reduced once for fast ranking; reuse it while the profiles do not change.
 
+    Capacity is read here: after a mentor accepts a mentee (or stops accepting), prepare again.
+
     Attributes:
         profiles: The profiles, in the order given.
     """
@@ -233,7 +235,12 @@ class Prepared(Generic[P]):
     def __init__(self, profiles: Sequence[P]) -> None:
         self.profiles: tuple[P, ...] = tuple(profiles)
         self._vocabulary: dict[str, int] = {}
-        self._sides = [self._side(profile) for profile in self.profiles]
+        # Mentors who cannot take a mentee are never candidates: leave them out of the loop.
+        self._sides = [
+            (index, self._side(profile))
+            for index, profile in enumerate(self.profiles)
+            if not isinstance(profile, MentorProfile) or profile.has_capacity
+        ]
 
     def _side(self, profile: MentorProfile | MenteeProfile, *, grow: bool = True) -> _Side:
         # Called once per profile per preparation: locals and positional fields on purpose.
@@ -346,7 +353,7 @@ def find_mentors(
     scored: list[tuple[float, str, int]] = []
     append = scored.append
     lo, hi = gap.min_years, gap.max_years
-    for index, side in enumerate(prepared._sides):
+    for index, side in prepared._sides:
         total = _total(seeker, side, w, lo, hi)
         if total is not None:
             person = profiles[index].person_id
@@ -384,7 +391,7 @@ def find_mentees(
     profiles = prepared.profiles
     scored: list[tuple[float, str, int]] = []
     lo, hi = gap.min_years, gap.max_years
-    for index, side in enumerate(prepared._sides):
+    for index, side in prepared._sides:
         total = _total(side, offer, w, lo, hi)
         if total is not None:
             person = profiles[index].person_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,12 @@ def test_lint_warns_about_a_nudge_after_the_next_session_is_due(tmp_path: Path) 
 def test_nudge_channels_are_the_packs_channels() -> None:
     # Repeated in rules.mentorship_model so it imports nothing of ours; kept in step here.
     assert [c.value for c in NudgeChannel] == [c.value for c in Channel]
+
+
+def test_the_readme_example_is_valid_and_shows_the_defaults(tmp_path: Path) -> None:
+    readme = (PACKS.parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Mentorship matching (pack section and scoring)", 1)[1]
+    example = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert example is not None
+    loaded = load_pack(write(tmp_path, **{"mentorship.yaml": example.group(1)})).mentorship
+    assert loaded == MentorshipPolicy()
