@@ -28,6 +28,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -194,13 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary: dict[str, list[float]] = {"naive": [], "cold": [], "prepared": []}
     for seeker in seekers:
         naive_ms, _, expected = timed(
-            lambda s=seeker: naive(s, pool, weights, args.limit), args.repeat
+            partial(naive, seeker, pool, weights, args.limit), args.repeat
         )
         cold_ms, _, cold = timed(
-            lambda s=seeker: find_mentors(s, pool, weights, args.limit), args.repeat
+            partial(find_mentors, seeker, pool, weights, args.limit), args.repeat
         )
         warm_ms, _, warm = timed(
-            lambda s=seeker: find_mentors(s, prepared, weights, args.limit), args.repeat
+            partial(find_mentors, seeker, prepared, weights, args.limit), args.repeat
         )
         for name, got in (("fast, cold", cold), ("fast, prepared", warm)):
             if got != expected:

@@ -55,6 +55,7 @@ __all__ = [
     "Match",
     "PastRelationship",
     "Prepared",
+    "exclusion",
     "explain",
     "find_mentees",
     "find_mentors",
@@ -344,7 +345,12 @@ def find_mentors(
 
     Returns:
         Up to ``limit`` matches, highest score first; equal scores by person id.
+
+    Raises:
+        ValueError: ``limit`` is negative.
     """
+    if limit < 0:
+        raise ValueError(f"limit must be 0 or more, not {limit}")
     prepared = mentors if isinstance(mentors, Prepared) else Prepared(mentors)
     w, gap = weights or _DEFAULT_WEIGHTS, ideal_gap or _DEFAULT_GAP
     # Interests no mentor lists get no bit, but still count in topic_count (the denominator).
@@ -384,7 +390,12 @@ def find_mentees(
 
     Returns:
         Up to ``limit`` matches (``person_id`` is the mentee's), highest score first.
+
+    Raises:
+        ValueError: ``limit`` is negative.
     """
+    if limit < 0:
+        raise ValueError(f"limit must be 0 or more, not {limit}")
     prepared = mentees if isinstance(mentees, Prepared) else Prepared(mentees)
     w, gap = weights or _DEFAULT_WEIGHTS, ideal_gap or _DEFAULT_GAP
     offer = prepared._side(mentor, grow=False)
@@ -403,6 +414,42 @@ def find_mentees(
         match = explain(profiles[index], mentor, w, ideal_gap=gap)
         matches.append(Match(person, match.score, match.remote, match.factors))
     return matches
+
+
+def exclusion(mentee: MenteeProfile, mentor: MentorProfile) -> str | None:
+    """Why a mentor is not a candidate for a mentee, in plain language; None when they are.
+
+    The same rules :func:`find_mentors` applies, written from the profiles (for telling a
+    mentee why someone they looked for is not suggested).
+
+    Args:
+        mentee: The mentee.
+        mentor: The mentor.
+
+    Returns:
+        The reason, or None.
+    """
+    if mentor.person_id == mentee.person_id:
+        return "a mentee cannot be their own mentor"
+    if not mentor.accepting_mentees:
+        return "the mentor is not accepting mentees"
+    if mentor.active_mentees >= mentor.max_mentees:
+        return f"the mentor has no free slot ({mentor.active_mentees} of {mentor.max_mentees})"
+    place = _proximity(
+        _key(mentee.city), _key(mentee.region), _key(mentor.city), _key(mentor.region)
+    )
+    if place == 0.0:
+        unwilling = [
+            who
+            for who, willing in (
+                ("the mentor is not willing", mentor.willing_remote),
+                ("the mentee is not open", mentee.open_to_remote),
+            )
+            if not willing
+        ]
+        if unwilling:
+            return f"they could only meet remotely and {' and '.join(unwilling)} to that"
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ test changes one thing and says what that factor should give.
 
 from __future__ import annotations
 
+import ast
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from rules.matching import (
     FactorScore,
     Match,
     PastRelationship,
+    exclusion,
     explain,
     find_mentees,
     find_mentors,
@@ -339,6 +342,65 @@ def test_only_mentors_accepting_and_under_capacity() -> None:
     assert [m.person_id for m in find_mentors(mentee(), pool)] == ["one-slot-left"]
 
 
+@pytest.mark.parametrize(
+    ("offer", "seeker", "reason"),
+    [
+        (mentor(accepting_mentees=False), mentee(), "the mentor is not accepting mentees"),
+        (mentor(active_mentees=3, max_mentees=3), mentee(), "the mentor has no free slot (3 of 3)"),
+        (
+            mentor(city="Austin", region="Texas"),
+            mentee(),
+            "they could only meet remotely and the mentor is not willing and the mentee is not"
+            " open to that",
+        ),
+        (
+            mentor(city=None, region=None, willing_remote=True),
+            mentee(),
+            "they could only meet remotely and the mentee is not open to that",
+        ),
+        (mentor(person_id="apprentice-1"), mentee(), "a mentee cannot be their own mentor"),
+        (mentor(city="Boulder"), mentee(), None),
+    ],
+)
+def test_exclusion_says_why_a_mentor_is_not_suggested(
+    offer: MentorProfile, seeker: MenteeProfile, reason: str | None
+) -> None:
+    assert exclusion(seeker, offer) == reason
+    assert bool(find_mentors(seeker, [offer])) is (reason is None)
+
+
+def test_a_negative_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="limit must be 0 or more, not -1"):
+        find_mentors(mentee(), [mentor()], limit=-1)
+    with pytest.raises(ValueError, match="limit must be 0 or more"):
+        find_mentees(mentor(), [mentee()], limit=-1)
+
+
+OURS = ("duly", "workflows", "activities", "rules", "api", "notifications", "store", "domain")
+
+
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [("rules/mentorship_model.py", set()), ("rules/matching.py", {"rules.mentorship_model"})],
+)
+def test_matching_is_pure(module: str, allowed: set[str]) -> None:
+    # Floor 2 (rules) and below only, and no I/O libraries: profiles in, ranking out.
+    tree = ast.parse((Path(__file__).resolve().parents[2] / module).read_text(encoding="utf-8"))
+    imported = {
+        name
+        for node in ast.walk(tree)
+        for name in (
+            [alias.name for alias in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else []
+        )
+    }
+    assert {m for m in imported if m.split(".")[0] in OURS} == allowed
+    assert not imported & {"sqlalchemy", "temporalio", "durable", "httpx", "os", "time"}
+
+
 def test_the_mentee_is_never_their_own_mentor() -> None:
     pool = [mentor(person_id="apprentice-1"), mentor(person_id="mentor-2")]
     assert [m.person_id for m in find_mentors(mentee(), pool)] == ["mentor-2"]
@@ -452,9 +514,7 @@ def test_the_fast_ranking_equals_scoring_every_pair_with_explanations(seed: int)
     weights = MatchingWeights(specialization=25, geographic=25, availability=10, past_success=15)
 
     def candidate(m: MentorProfile) -> bool:
-        return m.has_capacity and (
-            not explain(seeker, m).remote or (m.willing_remote and seeker.open_to_remote)
-        )
+        return exclusion(seeker, m) is None
 
     slow = sorted(
         (explain(seeker, m, weights) for m in pool if candidate(m)),
