@@ -349,9 +349,7 @@ def _pour(program: Program, entries: Iterable[HoursEntry], kind: HoursKind) -> _
     return buckets
 
 
-def _pending(
-    program: Program, approved: _Buckets, entries: Iterable[HoursEntry], kind: HoursKind
-) -> list[float]:
+def _pending(approved: _Buckets, entries: Iterable[HoursEntry], kind: HoursKind) -> list[float]:
     after = _Buckets(list(approved.needs))
     after.filled = list(approved.filled)
     pending = sum(
@@ -397,8 +395,8 @@ def progress(
     active = enrolment.status is EnrollmentStatus.ACTIVE
     work = _pour(program, entries, HoursKind.WORK)
     classroom = _pour(program, entries, HoursKind.CLASSROOM)
-    work_pending = _pending(program, work, entries, HoursKind.WORK)
-    classroom_pending = _pending(program, classroom, entries, HoursKind.CLASSROOM)
+    work_pending = _pending(work, entries, HoursKind.WORK)
+    classroom_pending = _pending(classroom, entries, HoursKind.CLASSROOM)
 
     known = {skill_key(s) for s in program.skills}
     signed: dict[str, date] = {}
@@ -588,6 +586,7 @@ def check_entry(
     Returns:
         The errors (every one found), or that the entry is a duplicate of one recorded.
     """
+    status = EnrollmentStatus(status)
     same_id = next((e for e in existing if e.id == entry.id), None)
     if same_id is not None:
         if same_id.same_content(entry):
