@@ -53,7 +53,15 @@ import re
 from enum import StrEnum
 from typing import Annotated, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "Evaluations",
@@ -342,7 +350,18 @@ class Program(_Strict):
 
     @field_validator("periods")
     @classmethod
-    def _periods(cls, periods: list[Period]) -> list[Period]:
+    def _periods(cls, periods: list[Period], info: ValidationInfo) -> list[Period]:
+        # work_hours and classroom_hours come before periods, so they are in info.data when
+        # they are valid; the error then points at the periods, where the fix usually is.
+        for what in ("work_hours", "classroom_hours"):
+            total = info.data.get(what)
+            parts = [getattr(p, what) for p in periods]
+            if total is not None and sum(parts) != total:
+                shown = " + ".join(f"{n:,}" for n in parts)
+                raise ValueError(
+                    f"the periods' {what} add up to {sum(parts):,} ({shown}), not the program's"
+                    f" {what}: {total:,}; make them equal"
+                )
         for index, period in enumerate(periods, start=1):
             if period.number != index:
                 raise ValueError(
@@ -366,21 +385,6 @@ class Program(_Strict):
                         " a skill is signed off once, so keep it in one period"
                     )
         return periods
-
-    @model_validator(mode="after")
-    def _totals(self) -> Self:
-        for what, total in (
-            ("work_hours", self.work_hours),
-            ("classroom_hours", self.classroom_hours),
-        ):
-            parts = [getattr(p, what) for p in self.periods]
-            if sum(parts) != total:
-                shown = " + ".join(f"{n:,}" for n in parts)
-                raise ValueError(
-                    f"the periods' {what} add up to {sum(parts):,} ({shown}), not the program's"
-                    f" {what}: {total:,}; make them equal"
-                )
-        return self
 
     @property
     def skills(self) -> list[str]:
