@@ -175,8 +175,8 @@ class Period(_Strict):
 
     number: int = Field(ge=1, le=50)
     name: str = Field(min_length=1, max_length=100)
-    work_hours: int = Field(ge=0, le=20_000)
-    classroom_hours: int = Field(ge=0, le=5_000)
+    work_hours: int = Field(default=0, ge=0, le=20_000)
+    classroom_hours: int = Field(default=0, ge=0, le=5_000)
     skills: Skills
     wage_percentage: float = Field(gt=0, le=100)
 
