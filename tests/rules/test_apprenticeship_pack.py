@@ -271,14 +271,16 @@ def test_the_field_technicians_pack_ships_the_elevator_mechanic_program() -> Non
         (
             "[osha-10]",
             "[osha-100]",
-            "programs.yaml:23:33: programs[0] (id: hvac-tech).graduation.required_certifications[0]:"
+            "programs.yaml:23:33: programs[0] (id: hvac-tech).graduation.required_certifications[0]"
+            ":"
             " unknown requirement 'osha-100' (did you mean 'osha-10'?); name a requirement of kind"
             " certification (certifications in this pack: journeyworker-card, osha-10)",
         ),
         (
             "[osha-10]",
             "[safety-basics]",
-            "programs.yaml:23:33: programs[0] (id: hvac-tech).graduation.required_certifications[0]:"
+            "programs.yaml:23:33: programs[0] (id: hvac-tech).graduation.required_certifications[0]"
+            ":"
             " requirement 'safety-basics' is a training, not a certification;",
         ),
         (
