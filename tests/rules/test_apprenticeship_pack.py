@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 
 from rules.apprenticeship_model import (
+    Evaluations,
+    Graduation,
     Program,
     ProgramMigration,
     SponsorType,
     StallChannel,
+    StallPolicy,
     StallRecipient,
 )
 from rules.lint import Finding, lint
@@ -418,3 +421,8 @@ def test_the_readme_example_loads(tmp_path: Path) -> None:
     assert example is not None
     (program,) = load_pack(write(tmp_path, **{"programs.yaml": example.group(1)})).programs
     assert program.periods[0].name == "Probationary"
+    # The optional keys it shows are the defaults, as it says.
+    assert program.evaluations == Evaluations()
+    assert program.stall == StallPolicy()
+    assert program.graduation == Graduation()
+    assert (program.awards, program.on_new_version) == ([], ProgramMigration.GRANDFATHER)
