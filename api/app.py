@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.deps import Clock, wall_clock
-from api.limits import RequestLimits
+from api.limits import LIMIT_RESPONSES, RequestLimits
 from api.routers import (
     ack,
     assignments,
@@ -111,8 +111,8 @@ def create_app(
         certifications,
         verify,
     ):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=LIMIT_RESPONSES)
         if module is bulk:
             # GET /assignments (the list) is also registered ahead of the catch-all.
-            app.include_router(obligations.assignments_router)
+            app.include_router(obligations.assignments_router, responses=LIMIT_RESPONSES)
     return app

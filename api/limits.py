@@ -31,6 +31,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItem, parse_many
 from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindowRateLimiter
@@ -52,6 +53,17 @@ VERIFY_PREFIX = "/verify/"
 IMPORT_PATH = "/people/import"
 #: Words that switch a rate limit setting off.
 OFF = frozenset({"off", "none", "0", "false", "disabled"})
+
+
+#: Documented on every route (the middleware can answer them anywhere).
+LIMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "The request body is over DULY_MAX_BODY_BYTES (or the import's cap)."},
+    429: {
+        "description": "Too many requests from this token or address; retry after "
+        "`Retry-After` seconds.",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
+}
 
 
 def parse_rate(value: str, setting: str) -> list[RateLimitItem]:

@@ -117,9 +117,10 @@ class Settings(BaseSettings):
     max_import_bytes: int = Field(
         default=50 * 1024 * 1024,
         ge=1024,
-        le=1024 * 1024 * 1024,
+        # The import route refuses more than 50 MiB itself (api/routers/people.py).
+        le=50 * 1024 * 1024,
         description="Largest body (bytes) of `POST /people/import` (a 100,000-person CSV is "
-        "about 15 MB).",
+        "about 15 MB); at most 50 MiB.",
     )
     rate_limit_per_token: str = Field(
         default="100/minute;1000/hour",

@@ -282,3 +282,11 @@ def test_verify_limit_zero_disables_it(sqlite: Database) -> None:
     with TestClient(make_app(sqlite, verify_rate_limit_per_minute=0)) as client:
         answers = {client.get("/verify/DULY-X-Y").status_code for _ in range(40)}
     assert answers == {404}
+
+
+def test_every_route_documents_413_and_429(sqlite: Database) -> None:
+    paths = make_app(sqlite).openapi()["paths"]
+    operations = [op for methods in paths.values() for op in methods.values()]
+    assert operations
+    assert all({"413", "429"} <= set(op["responses"]) for op in operations)
+    assert "Retry-After" in paths["/rules/validate"]["post"]["responses"]["429"]["headers"]
