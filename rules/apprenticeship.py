@@ -30,6 +30,7 @@ spent suspended do not count (they move the expected completion date too).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -377,6 +378,7 @@ def progress(
     *,
     today: date,
     certifications_held: Collection[str] = (),
+    signed_off: Mapping[str, date] | None = None,
 ) -> Progress:
     """An apprenticeship's progress on ``today``.
 
@@ -388,6 +390,8 @@ def progress(
         today: The apprentice's local date.
         certifications_held: Requirement ids of the certifications the apprentice holds
             (valid today), for graduation.
+        signed_off: Skills signed off outside the evaluations given (such as a summary carried
+            over from earlier evaluations): skill -> the day it was signed off.
 
     Returns:
         The progress; see :class:`Progress`.
@@ -401,13 +405,14 @@ def progress(
     known = {skill_key(s) for s in program.skills}
     signed: dict[str, date] = {}
     unknown: list[str] = []
-    for evaluation in sorted(evaluations, key=lambda e: e.day):
-        for skill in evaluation.skills_signed_off:
-            key = skill_key(skill)
-            if key in known:
-                signed.setdefault(key, evaluation.day)
-            elif skill not in unknown:
-                unknown.append(skill)
+    sign_offs = [(day, skill) for skill, day in (signed_off or {}).items()]
+    sign_offs += [(e.day, skill) for e in evaluations for skill in e.skills_signed_off]
+    for day, skill in sorted(sign_offs, key=lambda pair: pair[0]):
+        key = skill_key(skill)
+        if key in known:
+            signed.setdefault(key, day)  # the first sign-off counts
+        elif skill not in unknown:
+            unknown.append(skill)
 
     periods: list[PeriodProgress] = []
     for index, period in enumerate(program.periods):
@@ -497,7 +502,7 @@ def progress(
         unknown_skills=unknown,
     )
     unmet = _unmet(program, result, ordered, certifications_held)
-    return Progress(**{**result.__dict__, "unmet": unmet})
+    return dataclasses.replace(result, unmet=unmet)
 
 
 def _unmet(

@@ -249,6 +249,24 @@ def test_skills_are_signed_off_case_insensitively_and_unknown_ones_are_reported(
     assert done.unknown_skills == ["Welding"]
 
 
+def test_skills_signed_off_outside_evaluations_count_from_their_day() -> None:
+    # A summary carried over: Brazing on 2025-01-20. Refrigerant recovery is signed off on
+    # 2025-02-01 and Brazing again on 2025-03-12; the first sign-off counts, so the period
+    # completes when its classroom hours are met, 2025-03-05 (not 2025-03-12).
+    carried = {"brazing": date(2025, 1, 20)}
+    signed = [
+        evaluation(date(2025, 2, 1), 85, "Refrigerant recovery"),
+        evaluation(date(2025, 3, 12), 85, "Brazing"),
+    ]
+    enrolment = Enrolment(enrolled_on=ENROLLED)
+    today = date(2025, 4, 1)
+    done = progress(PROGRAM, enrolment, ENTRIES, signed, today=today, signed_off=carried)
+    assert done.periods[0].skills_signed_off == ["Brazing", "Refrigerant recovery"]
+    assert done.periods[0].completed_on == date(2025, 3, 5)
+    alone = progress(PROGRAM, enrolment, ENTRIES, [], today=today, signed_off=carried)
+    assert alone.periods[0].skills_pending == ["Refrigerant recovery"]
+
+
 def test_periods_are_reached_in_order() -> None:
     # Period 2's skill is signed off but period 1's are not: still period 1.
     signed = [evaluation(date(2025, 3, 10), 85, "Heat pump diagnostics")]
