@@ -60,6 +60,7 @@ __all__ = [
 
 #: Most hours one day can hold, summed over its entries.
 MAX_HOURS_A_DAY = 24
+_EPSILON = 1e-6
 
 
 class _Frozen(BaseModel):
@@ -321,20 +322,20 @@ class _Buckets:
         self.filled = [0.0] * len(self.needs)
         self.met_on = [None] * len(self.needs)
 
+    def full(self, index: int) -> bool:
+        # Within a millionth of an hour: sums of fractions such as 0.1 are not exact in binary.
+        return self.filled[index] >= self.needs[index] - _EPSILON
+
     def pour(self, hours: float, day: date | None) -> None:
         index = 0
-        while hours > 0:
-            while index < len(self.needs) - 1 and self.filled[index] >= self.needs[index]:
+        while hours > _EPSILON:
+            while index < len(self.needs) - 1 and self.full(index):
                 index += 1
             room = self.needs[index] - self.filled[index]
             take = hours if index == len(self.needs) - 1 else min(hours, room)
             self.filled[index] += take
             hours -= take
-            if (
-                day is not None
-                and self.met_on[index] is None
-                and self.filled[index] >= (self.needs[index])
-            ):
+            if day is not None and self.met_on[index] is None and self.full(index):
                 self.met_on[index] = day
 
 
@@ -417,10 +418,10 @@ def progress(
     periods: list[PeriodProgress] = []
     for index, period in enumerate(program.periods):
         done = [s for s in period.skills if skill_key(s) in signed]
+        # A period that needs no hours of a kind has them from the start.
         hours_met_on = _latest(
-            work.met_on[index] or (enrolment.enrolled_on if period.work_hours == 0 else None),
-            classroom.met_on[index]
-            or (enrolment.enrolled_on if period.classroom_hours == 0 else None),
+            enrolment.enrolled_on if period.work_hours == 0 else work.met_on[index],
+            enrolment.enrolled_on if period.classroom_hours == 0 else classroom.met_on[index],
         )
         skills_met_on = (
             max((signed[skill_key(s)] for s in period.skills), default=enrolment.enrolled_on)

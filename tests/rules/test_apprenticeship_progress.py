@@ -281,6 +281,19 @@ def test_periods_are_reached_in_order() -> None:
     assert (done.period_reached, done.advancement_due) == (1, False)
 
 
+def test_fractions_of_hours_add_up_to_the_need() -> None:
+    # 100 entries of 0.4 classroom hours add up to 39.99999999999992 in binary floating point:
+    # still period 1's 40 hours, met on the 100th day (2025-04-11).
+    assert sum(0.4 for _ in range(100)) < 40  # the case this test is about
+    tenths = days(date(2025, 1, 2), 100, CLASSROOM, APPROVED, 0.4)
+    work = days(date(2025, 1, 2), 50, WORK, APPROVED)  # period 1's 400 work hours
+    done = progress(
+        PROGRAM, Enrolment(enrolled_on=ENROLLED), work + tenths, [], today=date(2025, 5, 1)
+    )
+    assert done.periods[0].hours_met_on == date(2025, 4, 11)
+    assert done.periods[1].classroom_approved < 1e-6
+
+
 def test_hours_beyond_the_program_stay_in_the_last_period() -> None:
     entries = days(date(2025, 1, 2), 130, WORK, APPROVED)  # 1,040 hours
     done = progress(PROGRAM, Enrolment(enrolled_on=ENROLLED), entries, [], today=date(2025, 6, 1))
