@@ -194,6 +194,23 @@ def test_the_field_technicians_pack_ships_the_elevator_mechanic_program() -> Non
             " (did you mean 'work_hours'?); allowed keys: id, name, sponsor, duration_years,",
         ),
         (
+            "sponsor: {type: employer, name: Cool Air Inc, contact: training@coolair.example}",
+            "sponsor: Cool Air Inc",
+            "programs.yaml:4:14: programs[0] (id: hvac-tech).sponsor: must be a mapping of"
+            " 'key: value' lines; found 'Cool Air Inc'",
+        ),
+        (
+            "duration_years: 2",
+            "duration_years: 2.5",
+            "programs.yaml:5:21: programs[0] (id: hvac-tech).duration_years: must be a whole"
+            " number, such as 30; found 2.5",
+        ),
+        (
+            "    periods:\n",
+            "    periods: []\n    old_periods:\n",
+            "programs.yaml:8:14: programs[0] (id: hvac-tech).periods: needs at least 1 item(s)",
+        ),
+        (
             "type: employer",
             "type: company",
             "programs.yaml:4:21: programs[0] (id: hvac-tech).sponsor.type: must be one of 'union',"
