@@ -18,7 +18,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select, text, update
@@ -35,6 +35,7 @@ from api.deps import (
     require_roles,
     within,
 )
+from api.pagination import Limit
 from duly.domain import (
     MAX_SCORE,
     BoundedInstant,
@@ -723,7 +724,7 @@ def _dead_letter_read(row: DeadLetter) -> DeadLetterRead:
 def list_dead_letters(
     session: SessionDep,
     principal: HrAdmin,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    limit: Limit = 200,
 ) -> list[DeadLetterRead]:
     """Unresolved completions (xAPI and plain), oldest first, with mboxes redacted."""
     rows = session.scalars(
