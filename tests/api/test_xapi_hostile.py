@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures imported from test_xapi are parameters here, by pytest design
 """Hostile or odd xAPI input never breaks ingestion for anyone (issue 13 item 6).
 
 Each test posts the exploit itself. Before the fix: a statement nested a few thousand levels
@@ -17,12 +18,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
 from store.db import Database
-from store.models import AuditEntry, DeadLetter, Notification
+from store.models import DeadLetter, Notification
 from store.types import NonFiniteJSON
 from tests.api.test_xapi import (  # noqa: F401 - fixtures used by name
     PERSON,
@@ -96,7 +97,12 @@ def test_a_deep_dead_letter_already_stored_is_listed_by_an_id_hr_can_resolve(
 
 
 @pytest.mark.parametrize(
-    "score", ['{"raw": NaN}', '{"raw": Infinity}', '{"scaled": -Infinity}', '{"raw": 1e400}']
+    "score",
+    [
+        '{"scaled": 0.5, "min": NaN}',
+        '{"scaled": 0.5, "max": Infinity}',
+        '{"scaled": 0.5, "max": 1e400}',
+    ],
 )
 def test_nan_or_infinity_is_400_and_never_reaches_the_audit_log(
     client: TestClient,
@@ -105,13 +111,15 @@ def test_nan_or_infinity_is_400_and_never_reaches_the_audit_log(
     db: Database,
     score: str,
 ) -> None:
-    text_body = json.dumps(statement()).replace(
+    text_body = json.dumps(statement(mbox=STRANGER)).replace(
         '"version"', f'"result": {{"score": {score}}}, "version"'
     )
     response = post_raw(client, integration, text_body)
     assert response.status_code == 400, response.text
     assert "finite" in response.json()["detail"]
     assert temporal.signals == []
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(DeadLetter)) == 0
     ok = client.post("/xapi/statements", json=statement(), headers=integration)
     assert ok.status_code == 200, ok.text
 
@@ -123,21 +131,22 @@ def test_nan_in_extensions_is_400(client: TestClient, integration: dict[str, str
 
 
 def test_a_json_column_refuses_nan(db: Database) -> None:
-    with pytest.raises(Exception, match="finite numbers only") as caught:
-        with db.session() as session:
-            session.add(DeadLetter(source="xapi", reason="r", payload={"raw": math.nan}))
-            session.flush()
+    with (
+        pytest.raises(Exception, match="finite numbers only") as caught,
+        db.session() as session,
+    ):
+        session.add(DeadLetter(source="xapi", reason="r", payload={"raw": math.nan}))
+        session.flush()
     assert isinstance(caught.value, NonFiniteJSON) or isinstance(
         caught.value.__cause__, NonFiniteJSON
     )
     from store import audit
 
-    with pytest.raises(NonFiniteJSON):
-        with db.session() as session:
-            audit.record(
-                session, actor="a", actor_role="hr_admin", action="x", target="t",
-                after={"score": math.inf},
-            )  # fmt: skip
+    with pytest.raises(NonFiniteJSON), db.session() as session:
+        audit.record(
+            session, actor="a", actor_role="hr_admin", action="x", target="t",
+            after={"score": math.inf},
+        )  # fmt: skip
 
 
 def test_a_nan_row_already_in_the_audit_log_breaks_nothing(
@@ -171,7 +180,8 @@ def test_a_nan_row_already_in_the_audit_log_breaks_nothing(
         )
     first = client.post("/xapi/statements", json=statement(), headers=integration)
     assert first.status_code == 200, first.text
-    again = client.post("/xapi/statements", json=statement(sid=first.json()["results"][0]["statement_id"]), headers=integration)  # fmt: skip
+    sid = first.json()["results"][0]["statement_id"]
+    again = client.post("/xapi/statements", json=statement(sid=sid), headers=integration)
     assert again.status_code == 200 and again.json()["results"][0]["outcome"] == "duplicate"
     listed = client.get("/audit", headers=hr)
     assert listed.status_code == 200, listed.text
@@ -261,9 +271,11 @@ _scalars = st.one_of(
 )
 _json = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
-)  # fmt: skip
+)
 _field = st.one_of(_json, st.just(None))
 
 
@@ -302,9 +314,13 @@ def test_fuzzed_statements_never_5xx_and_a_good_statement_still_goes_through(
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(_statements())
+    # The reported statements, always tried: NaN in a dead letter, nesting past the stack.
+    @example(with_extensions(statement(mbox=STRANGER), {"raw": math.nan}))
+    @example(with_extensions(statement(mbox=STRANGER), nested(300)))
     def post(body: Any) -> None:
         response = post_raw(client, integration, json.dumps(body))  # NaN stays a bare token
         assert response.status_code < 500, response.text
+        assert client.get("/xapi/dead-letters", headers=hr).status_code == 200
 
     post()
     assert client.get("/xapi/dead-letters", headers=hr).status_code == 200
