@@ -378,6 +378,10 @@ def _validate(data: Mapping[str, Any], *, row: int) -> PersonRow | list[RowError
         return _validation_errors(exc, row=row, data=data)
 
 
+def _no_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON value; write a number or a string")
+
+
 def _cell_problem(row: int, column: str, value: str) -> RowError | None:
     """A file-level error when a cell is too long or holds a NUL byte, else None.
 
@@ -556,8 +560,28 @@ def parse_json(data: Any) -> tuple[list[PersonRow], list[RowError]]:
     """
     if isinstance(data, bytes | bytearray | str):
         try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
+            data = json.loads(data, parse_constant=_no_constant)
+        except RecursionError:
+            # json.loads gives up at the interpreter's recursion limit (a 500 before).
+            raise PeopleFileError(
+                [
+                    RowError(
+                        row=0,
+                        message="the JSON nests arrays or objects too deeply; a people file is"
+                        " a list of flat objects",
+                        file_level=True,
+                    )
+                ]
+            ) from None
+        except UnicodeDecodeError:
+            raise PeopleFileError(
+                [RowError(row=0, message="the file is not UTF-8 text", file_level=True)]
+            ) from None
+        except ValueError as exc:
+            if not isinstance(exc, json.JSONDecodeError):  # NaN, or an absurdly long integer
+                raise PeopleFileError(
+                    [RowError(row=0, message=f"not valid JSON: {exc}", file_level=True)]
+                ) from None
             raise PeopleFileError(
                 [
                     RowError(
@@ -567,10 +591,6 @@ def parse_json(data: Any) -> tuple[list[PersonRow], list[RowError]]:
                         file_level=True,
                     )
                 ]
-            ) from None
-        except UnicodeDecodeError:
-            raise PeopleFileError(
-                [RowError(row=0, message="the file is not UTF-8 text", file_level=True)]
             ) from None
     if isinstance(data, dict) and isinstance(data.get("people"), list):
         items: list[Any] = data["people"]

@@ -112,3 +112,20 @@ def test_pack_errors_never_name_the_servers_temporary_directory(
             response = client.post(route, json={"files": files}, headers=hr)
             assert response.status_code in (200, 422), response.text
             assert temp not in response.text and "duly-pack-" not in response.text, response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("[" * 5000 + "]" * 5000, "too deeply"),
+        ('[{"external_id": "p-1", "name": "Ann", "department": NaN}]', "NaN"),
+    ],
+)
+def test_a_people_json_nested_past_the_stack_or_holding_nan_is_422(
+    client: TestClient, hr: dict[str, str], body: str, expected: str
+) -> None:
+    response = client.post(
+        "/people/import", content=body, headers={**hr, "content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert expected in response.json()["detail"]
