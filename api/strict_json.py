@@ -27,15 +27,11 @@ def _constant(name: str) -> Any:
     raise JsonRefused(f"{name} is not a JSON number; send a finite number or null")
 
 
-def _float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise JsonRefused(f"the number {text[:40]} is out of range; send a finite number")
-    return value
+def _walk(value: Any, *, finite: bool) -> int:
+    """How deeply ``value`` nests (a scalar is 0); with ``finite``, refuse infinite floats.
 
-
-def depth(value: Any) -> int:
-    """How deeply ``value`` nests lists and dicts (a scalar is 0), without recursion."""
+    One iterative pass (no recursion, so no depth can exhaust the stack here).
+    """
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
@@ -45,10 +41,18 @@ def depth(value: Any) -> int:
         elif isinstance(item, list):
             children = item
         else:
+            # json.loads reads 1e400 as inf without asking parse_constant.
+            if finite and isinstance(item, float) and not math.isfinite(item):
+                raise JsonRefused("a number is out of range (over 1.8e308); send a finite number")
             continue
         deepest = max(deepest, level + 1)
         stack.extend((child, level + 1) for child in children)
     return deepest
+
+
+def depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and dicts (a scalar is 0), without recursion."""
+    return _walk(value, finite=False)
 
 
 def loads(raw: bytes | str, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH) -> Any:
@@ -70,7 +74,7 @@ def loads(raw: bytes | str, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_
     if size > max_bytes:
         raise JsonRefused(f"the body has {size:,} bytes, more than the {max_bytes:,} allowed")
     try:
-        value = json.loads(raw, parse_constant=_constant, parse_float=_float)
+        value = json.loads(raw, parse_constant=_constant)
     except JsonRefused:
         raise
     except RecursionError:
@@ -85,6 +89,6 @@ def loads(raw: bytes | str, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_
     except ValueError as exc:
         # Not UTF-8, or an integer literal longer than Python converts (4,300 digits).
         raise JsonRefused(f"the body is not valid JSON: {str(exc)[:120]}") from None
-    if depth(value) > max_depth:
+    if _walk(value, finite=True) > max_depth:
         raise JsonRefused(f"the body nests objects or arrays more than {max_depth} levels deep")
     return value
