@@ -171,8 +171,12 @@ def _continue_later(outcomes: list[Outcome]) -> ApplicationError | None:
     return None
 
 
-class AssignmentActivities:
-    """Activities bound to one database (sync: the worker runs them on a thread pool)."""
+class ObligationActivities:
+    """The activities every family's ladder runs: the obligation read model and reminders.
+
+    Bound to one database (sync: the worker runs them on a thread pool). Assignments,
+    certifications and the families after them share them through ``workflows.ladder``.
+    """
 
     def __init__(
         self,
@@ -615,3 +619,7 @@ class AssignmentActivities:
     def all(self) -> list[Callable[..., Any]]:
         """Every activity callable, for the worker."""
         return [self.record_obligation, self.send_reminder, self.send_digest]
+
+
+#: The name workers and tests have always used; the activities serve every family.
+AssignmentActivities = ObligationActivities

@@ -434,12 +434,16 @@ class AcknowledgeSignal(_Model):
     channel: str = Field(default="api", max_length=32)
 
 
-class AssignmentEvent(_Model):
-    """One line of the workflow's own readable timeline."""
+class LadderEvent(_Model):
+    """One line of an obligation workflow's own readable timeline."""
 
     at: datetime
     kind: str
     detail: str
+
+
+class AssignmentEvent(LadderEvent):
+    """One line of an assignment's timeline (``assigned``, ``reminder_sent``, …)."""
 
 
 class AssignmentState(_Model):
@@ -994,6 +998,10 @@ class RevokeCertification(_Model):
     actor: str = Field(max_length=128)
 
 
+class CertificationEvent(LadderEvent):
+    """One line of a certification's timeline (``issued``, ``renewed``, ``lapsed``, …)."""
+
+
 class CertificationState(_Model):
     """What the certification workflow's ``state`` query answers."""
 
@@ -1014,7 +1022,7 @@ class CertificationState(_Model):
     ce_credits: list[CeCredit]
     history: list[ClosedCycle]
     pack_hash: str
-    events: list[AssignmentEvent]
+    events: list[CertificationEvent]
 
     @property
     def ce_credits_short(self) -> int:
