@@ -24,6 +24,7 @@ from duly.domain import (
     AdoptPackSignal,
     AssignmentInput,
     DecideRequest,
+    ObligationMessages,
     PlanRequest,
     ReplanRequest,
     ReplanResult,
@@ -170,7 +171,7 @@ class RulesActivities:
         for index in range(start, len(targets)):
             handle = self._client.get_workflow_handle(targets[index])
             try:
-                await handle.signal("adopt_pack", signal)
+                await handle.signal(ObligationMessages.adopt_pack, signal)
                 signalled += 1
             except RPCError as error:
                 if error.status is not RPCStatusCode.NOT_FOUND:
@@ -269,7 +270,9 @@ async def signal_replans(
     for target in targets:
         handle = client.get_workflow_handle(target.workflow_id)
         try:
-            await handle.signal("replan", ReplanSignal(time_zone=target.time_zone, actor=actor))
+            await handle.signal(
+                ObligationMessages.replan, ReplanSignal(time_zone=target.time_zone, actor=actor)
+            )
             signalled += 1
         except RPCError as error:
             if error.status is not RPCStatusCode.NOT_FOUND:

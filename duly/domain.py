@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
+from temporalio import workflow
 
 #: External ids end up in workflow ids and URLs, so they stay URL- and path-safe.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -845,6 +846,37 @@ class CancelSignal(_Model):
 
     reason: str = Field(min_length=3, max_length=500)
     actor: str = Field(max_length=128)
+
+
+class ObligationMessages:
+    """The signals every obligation family's workflow answers, for senders to reference.
+
+    Each family's workflow subclasses this and overrides every method with the same
+    decorator (the SDK refuses an undecorated override). Activities and services send
+    ``handle.signal(ObligationMessages.replan, ReplanSignal(...))`` to any family's workflow:
+    the signal's name and argument type come from here, never from a string, and the
+    workflows (a floor above) need not be imported to send them.
+    """
+
+    @workflow.signal
+    def acknowledge(self, signal: AcknowledgeSignal) -> None:
+        """The person acknowledged a reminder."""
+        raise NotImplementedError
+
+    @workflow.signal
+    def adopt_pack(self, signal: AdoptPackSignal) -> None:
+        """A newer rules pack was deployed."""
+        raise NotImplementedError
+
+    @workflow.signal
+    def redeliver(self, signal: RedeliverSignal) -> None:
+        """A message of a sent stage bounced permanently: send that stage again."""
+        raise NotImplementedError
+
+    @workflow.signal
+    def replan(self, signal: ReplanSignal) -> None:
+        """The person's time zone changed: plan what has not happened yet again."""
+        raise NotImplementedError
 
 
 def add_months(day: date, months: int) -> date:

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         ExtendDueDate,
         LadderStage,
         ObligationFacts,
+        ObligationMessages,
         ObligationUpdate,
         PackMigration,
         PlanRequest,
@@ -43,7 +44,7 @@ __all__ = ["ACTIVITY_TIMEOUT", "RETRY", "ZONE_PLANNING_PATCH", "AssignmentWorkfl
 
 
 @workflow.defn
-class AssignmentWorkflow:
+class AssignmentWorkflow(ObligationMessages):
     """Carries one assignment: a training, apprenticeship or mentorship (``input.kind``).
 
     Sends the learner a reminder at each stage of the 90/60/30/14/7/0-day ladder (an assignment

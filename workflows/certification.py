@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         LadderStage,
         ObligationFacts,
         ObligationKind,
+        ObligationMessages,
         ObligationUpdate,
         PlanRequest,
         RedeliverSignal,
@@ -88,7 +89,7 @@ def renewal_outcome(today: date, expires_on: date, window_days: int | None, grac
 
 
 @workflow.defn
-class CertificationWorkflow:
+class CertificationWorkflow(ObligationMessages):
     """Carries one held certification through its expiry ladder and its renewals.
 
     Updates (the caller needs an answer): ``renew``, ``log_ce_credits``. Signals: ``suspend``,
