@@ -15,6 +15,7 @@ from activities.assignment import AssignmentActivities
 from activities.bulk import BulkActivities
 from activities.certification import CertificationActivities
 from activities.rules import RulesActivities
+from duly.assignments import start_assignment
 from duly.settings import Settings
 from duly.temporal import connect
 from store.db import Database
@@ -67,7 +68,7 @@ def build_worker(
     activities = AssignmentActivities(
         db, settings, build_channels(settings, twilio_status_callback=callback), digest
     )
-    rules = RulesActivities(db, client)
+    rules = RulesActivities(db, client, start_cycle=start_assignment)
     bulk = BulkActivities(db, client)
     return Worker(
         client,
