@@ -1,4 +1,4 @@
-"""Activities of the assignment workflow: read-model writes and reminder sends."""
+"""Activities every obligation family's ladder runs: read-model writes, reminders, digests."""
 
 from __future__ import annotations
 
