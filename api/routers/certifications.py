@@ -49,10 +49,10 @@ from api.schemas import Accepted, ObligationRead, RestartRead
 from duly.assignments import utc_offset_minutes
 from duly.domain import (
     ID_PATTERN,
-    AssignmentEvent,
     BoundedDate,
     CeCredit,
     CertificateRecord,
+    CertificationEvent,
     CertificationInput,
     CertificationState,
     CertificationStatus,
@@ -176,7 +176,7 @@ class CertificationRead(BaseModel):
     ce_credits: list[CeCredit] = Field(default_factory=list)
     history: list[ClosedCycle] = Field(default_factory=list)
     pack_hash: str | None = None
-    events: list[AssignmentEvent] = Field(default_factory=list)
+    events: list[CertificationEvent] = Field(default_factory=list)
     read_model: ObligationRead | None = None
 
 
