@@ -16,7 +16,7 @@ from duly.domain import (
     LadderStage,
     Score,
 )
-from duly.restarts import Restarted
+from services.restarts import Restarted
 
 
 class AssignmentCreate(BaseModel):

@@ -688,8 +688,8 @@ def _run_restart(restart: Any, **kwargs: Any) -> Any:
     Exit codes: 0 restarted, 1 refused or not found, 2 a value out of range or missing.
     """
     from duly.domain import OutOfRange
-    from duly.restarts import InvalidField, RestartRefused, UnknownObligation
     from duly.temporal import connect
+    from services.restarts import InvalidField, RestartRefused, UnknownObligation
     from store.db import Database
 
     settings = load_settings()
@@ -746,7 +746,7 @@ def assignments_restart(
     title: Annotated[str | None, typer.Option(help="The training's title")] = None,
 ) -> None:
     """Replace a failed, stuck or closed assignment with a fresh run under the same id (audited)."""
-    from duly.restarts import restart_assignment
+    from services.restarts import restart_assignment
 
     due_date = _date_option("--due", due)
     _in_window(load_settings(), "--due", due_date)
@@ -770,7 +770,7 @@ def certifications_restart(
     certificate_number: Annotated[str | None, typer.Option(help="Certificate number")] = None,
 ) -> None:
     """Replace a failed, stuck or closed certification run with a fresh one (audited)."""
-    from duly.restarts import restart_certification
+    from services.restarts import restart_certification
 
     settings = load_settings()
     issued = _date_option("--issued-on", issued_on)

@@ -190,8 +190,8 @@ def deploy_demo_pack(db: Any) -> Pack | None:
 
 
 async def _assign_demo(settings: Settings, staff: list[Person], pack: Pack | None) -> None:
-    from duly.assignments import assignment_input, start_assignment
     from duly.temporal import connect
+    from services.assignments import assignment_input, start_assignment
 
     client = await connect(settings)
     today = date.today()
@@ -206,7 +206,9 @@ async def _assign_demo(settings: Settings, staff: list[Person], pack: Pack | Non
             assigned_by="demo",
             pack=pack,
         )
-        started += await start_assignment(client, settings.temporal_task_queue, inp)
+        started += await start_assignment(
+            client=client, task_queue=settings.temporal_task_queue, inp=inp
+        )
     console.print(
         f"demo training: {started} assignments started, "
         f"{len(DEMO_ASSIGNMENTS) - started} already running from an earlier start"

@@ -43,7 +43,6 @@ from api.schemas import (
     RestartRead,
     StartRequest,
 )
-from duly.assignments import NotAnAssignment, assignment_input, start_assignment
 from duly.domain import (
     ID_PATTERN,
     AcknowledgeSignal,
@@ -58,7 +57,8 @@ from duly.domain import (
     Role,
     StartSignal,
 )
-from duly.restarts import (
+from services.assignments import NotAnAssignment, assignment_input, start_assignment
+from services.restarts import (
     InvalidField,
     RestartRefused,
     UnknownObligation,
@@ -258,7 +258,9 @@ async def create_assignment(
     except NotAnAssignment as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
     client = await temporal()
-    created = await start_assignment(client, settings.temporal_task_queue, inp)
+    created = await start_assignment(
+        client=client, task_queue=settings.temporal_task_queue, inp=inp
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     if created:

@@ -45,7 +45,6 @@ from api.deps import (
 )
 from api.routers.assignments import obligation_read
 from api.schemas import Accepted, ObligationRead, RestartRead
-from duly.assignments import utc_offset_minutes
 from duly.domain import (
     ID_PATTERN,
     AssignmentEvent,
@@ -69,9 +68,10 @@ from duly.domain import (
     add_months,
     certification_workflow_id,
 )
-from duly.restarts import InvalidField, RestartRefused, UnknownObligation, restart_certification
 from rules.model import Pack, RenewalBasis, Requirement
 from rules.obligation_facts import local_today
+from services.assignments import utc_offset_minutes
+from services.restarts import InvalidField, RestartRefused, UnknownObligation, restart_certification
 from store.models import Certificate, Obligation, Person
 from store.packs import active_pack, load_version
 from store.tokens import Principal
