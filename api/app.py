@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from api import errors
 from api.deps import Clock, wall_clock
 from api.routers import (
     ack,
@@ -92,6 +93,7 @@ def create_app(
     app.state.database = db
     app.state.temporal = TemporalHolder(settings, temporal_client)
     app.state.clock = clock or wall_clock
+    errors.install(app)
     webhooks.warn_unconfigured(settings)
     for module in (
         health,

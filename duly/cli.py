@@ -580,13 +580,8 @@ def assign(
 
     from duly.domain import OutOfRange
     from duly.temporal import connect
-    from workflows.bulk import (
-        BulkAssignInput,
-        BulkAssignRequest,
-        BulkAssignWorkflow,
-        BulkSelector,
-        bulk_workflow_id,
-    )
+    from services.bulk import query_progress, start_bulk
+    from workflows.bulk import BulkAssignRequest, BulkSelector
 
     settings = load_settings()
     try:
@@ -616,18 +611,13 @@ def assign(
 
     async def run() -> Any:
         client = await connect(settings)
-        handle = await client.start_workflow(
-            BulkAssignWorkflow.run,
-            BulkAssignInput(request=request),
-            id=bulk_workflow_id(request.bulk_id),
-            task_queue=settings.temporal_task_queue,
-        )
+        await start_bulk(client, task_queue=settings.temporal_task_queue, request=request)
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}")
         ) as bar:
             task = bar.add_task(requirement, total=None, counts="resolving people…")
             while True:
-                progress = await handle.query(BulkAssignWorkflow.progress)
+                progress = await query_progress(client, bulk_id=request.bulk_id)
                 bar.update(
                     task,
                     total=progress.total or None,

@@ -26,6 +26,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.assigning import assignment_input, utc_offset_minutes
 from duly.domain import (
     BUILTIN_PACK,
     ID_PATTERN,
@@ -42,7 +43,6 @@ from duly.domain import (
 )
 from duly.settings import Settings
 from rules.model import Pack
-from services.assignments import assignment_input, utc_offset_minutes
 from store import audit
 from store.models import AuditEntry, Obligation, Person
 from store.packs import active_pack, load_version

@@ -43,8 +43,7 @@ from api.deps import (
 from api.deps import (
     audit_action as _audit,
 )
-from api.routers.assignments import obligation_read
-from api.schemas import Accepted, ObligationRead, RestartRead
+from api.schemas import Accepted, ObligationRead, RestartRead, obligation_read
 from duly.domain import (
     ID_PATTERN,
     AssignmentEvent,

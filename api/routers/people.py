@@ -24,8 +24,9 @@ from api.deps import (
     require_roles,
     visible_person_ids,
 )
-from api.schemas import ObligationRead
+from api.schemas import ObligationRead, obligation_read
 from duly.domain import Role
+from services import obligations
 from store import audit
 from store.models import NotificationPreference, Person
 from store.obligations import moved_zone_targets
@@ -405,16 +406,10 @@ def person_obligations(
     external_id: str, session: SessionDep, principal: CurrentPrincipal
 ) -> list[ObligationRead]:
     """One person's obligations from the read model (404 when outside your scope)."""
-    from api.routers.assignments import obligation_read
-    from store.models import Obligation
-
     person = session.scalar(select(Person).where(Person.external_id == external_id))
     if person is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
     ensure_visible(session, principal, person.id)
-    rows = session.scalars(
-        select(Obligation)
-        .where(Obligation.person_id == person.id)
-        .order_by(Obligation.due_date, Obligation.id)
-    )
-    return [obligation_read(row) for row in rows]
+    return [
+        obligation_read(row) for row in obligations.obligations_of(session, person_id=person.id)
+    ]
