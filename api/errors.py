@@ -28,7 +28,7 @@ def status_of(error: ServiceError) -> int:
 async def _handle(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ServiceError)
     # The same body as HTTPException's: {"detail": ...}.
-    return JSONResponse({"detail": error.detail}, status_code=status_of(error))
+    return JSONResponse({"detail": error.body()}, status_code=status_of(error))
 
 
 def install(app: FastAPI) -> None:

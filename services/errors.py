@@ -14,6 +14,10 @@ class ServiceError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    def body(self) -> object:
+        """The ``detail`` of the error's answer (a subclass may add structured fields)."""
+        return self.detail
+
 
 class NotFound(ServiceError):
     """The thing does not exist, or the caller may not see it (both answer the same)."""

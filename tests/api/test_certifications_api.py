@@ -24,7 +24,6 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from api.routers.certifications import new_verification_code, renewed_expiry
 from api.routers.verify import SlidingWindowLimiter
 from duly.demo import load_demo_people
 from duly.domain import Role, add_months
@@ -32,6 +31,7 @@ from duly.settings import Settings
 from duly.worker import build_worker
 from rules.loader import load_pack
 from rules.model import RenewalBasis
+from services.certifications import new_verification_code, renewed_expiry
 from store.db import Database
 from store.models import AuditEntry, Certificate, Obligation
 from store.packs import Migration, deploy
