@@ -9,23 +9,28 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from datetime import date
+from collections.abc import Collection
+from datetime import date, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.assigning import utc_offset_minutes
 from duly.domain import (
     ID_PATTERN,
     CeCredit,
     CertificateRecord,
+    CertificationInput,
     CertificationState,
     CertificationStatus,
     ClosedCycle,
+    EmploymentStatus,
     ObligationKind,
     ReinstateCertification,
     RenewCertification,
@@ -35,6 +40,7 @@ from duly.domain import (
     add_months,
     ce_credits_short,
     ce_shortfall,
+    certification_workflow_id,
     renewal_date_problem,
 )
 from rules.model import Pack, RenewalBasis, Requirement
@@ -42,7 +48,7 @@ from rules.obligation_facts import local_today
 from services.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from services.temporal import signal
 from store import audit
-from store.models import Certificate, Person
+from store.models import Certificate, Obligation, Person
 from store.packs import active_pack, load_version
 from store.tokens import Principal
 from workflows.certification import CertificationWorkflow
@@ -53,6 +59,18 @@ QUERY_TIMEOUT = 5.0
 CODE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 CODE_PREFIX = "DULY"
 ID_HELP = "certification ids look like certification/{person}/{certification}"
+
+
+class AlreadyRegistered(Conflict):
+    """The certification runs (or, for a non-HR caller, was closed): the answer names its id."""
+
+    def __init__(self, message: str, *, workflow_id: str) -> None:
+        super().__init__(message)
+        self.workflow_id = workflow_id
+
+    def body(self) -> object:
+        """The message and the existing certification's id."""
+        return {"message": self.detail, "id": self.workflow_id}
 
 
 class CeCreditsShort(Conflict):
@@ -411,3 +429,193 @@ def _audit(
         target=target,
         after=after.model_dump(mode="json"),
     )
+
+
+#: Statuses a certification no longer expires from (``expiring`` skips them).
+CLOSED_STATUSES = (CertificationStatus.REVOKED.value, CertificationStatus.SUPERSEDED.value)
+
+
+def expiring(
+    session: Session,
+    *,
+    scope: Collection[int] | None,
+    today: date,
+    within_days: int,
+    manager: str | None = None,
+    department: str | None = None,
+    location: str | None = None,
+    limit: int = 500,
+) -> list[Obligation]:
+    """Certifications expiring by ``today + within_days`` (or expired, not renewed), soonest first.
+
+    Revoked and superseded ones are left out. ``scope``: the person ids the caller may see.
+
+    Raises:
+        NotFound: ``manager`` is unknown.
+    """
+    stmt = (
+        select(Obligation)
+        .join(Person, Obligation.person_id == Person.id)
+        .where(
+            Obligation.kind == ObligationKind.CERTIFICATION.value,
+            Obligation.expiry_date.is_not(None),
+            Obligation.expiry_date <= today + timedelta(days=within_days),
+            Obligation.status.not_in(CLOSED_STATUSES),
+        )
+    )
+    if scope is not None:
+        stmt = stmt.where(Obligation.person_id.in_(scope))
+    if manager:
+        stmt = stmt.where(Obligation.person_id.in_(reports_of(session, manager=manager)))
+    if department:
+        stmt = stmt.where(Person.department == department)
+    if location:
+        stmt = stmt.where(Person.location == location)
+    stmt = stmt.order_by(Obligation.expiry_date, Obligation.id).limit(limit)
+    return list(session.scalars(stmt).unique())
+
+
+def list_certifications(
+    session: Session,
+    *,
+    scope: Collection[int] | None,
+    person: str | None = None,
+    status: str | None = None,
+    department: str | None = None,
+    location: str | None = None,
+    certification: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Obligation]:
+    """Held certifications from the read model, soonest expiry first, within ``scope``."""
+    stmt = (
+        select(Obligation)
+        .join(Person, Obligation.person_id == Person.id)
+        .where(Obligation.kind == ObligationKind.CERTIFICATION.value)
+    )
+    if scope is not None:
+        stmt = stmt.where(Obligation.person_id.in_(scope))
+    if person:
+        stmt = stmt.where(Person.external_id == person)
+    if status:
+        stmt = stmt.where(Obligation.status == status)
+    if department:
+        stmt = stmt.where(Person.department == department)
+    if location:
+        stmt = stmt.where(Person.location == location)
+    if certification:
+        stmt = stmt.where(Obligation.requirement_id == certification)
+    stmt = stmt.order_by(Obligation.expiry_date, Obligation.id).limit(limit).offset(offset)
+    return list(session.scalars(stmt).unique())
+
+
+async def register(
+    session: Session,
+    client: Client,
+    *,
+    task_queue: str,
+    person: Person,
+    certification_id: str,
+    issued_on: date,
+    expires_on: date | None,
+    certificate_number: str | None,
+    issuer: str | None,
+    evidence_ref: str | None,
+    principal: Principal,
+) -> CertificationInput:
+    """Register a held certificate: start its workflow (typed ``run``); audited.
+
+    Returns:
+        The started workflow's input (its certificate carries the new verification code).
+
+    Raises:
+        Forbidden: A manager registering their own.
+        Conflict: The person has left; :class:`AlreadyRegistered` when it runs (or was
+            closed and the caller is not HR).
+        Invalid: No pack, not a certification of the active pack, or impossible dates.
+    """
+    not_own(principal, person, "register")
+    if person.employment_status == EmploymentStatus.TERMINATED:
+        raise Conflict(f"person {person.external_id!r} has left (employment_status=terminated)")
+    pack = active_pack(session)
+    if pack is None:
+        raise Invalid(
+            "no rules pack is deployed, so no certification types exist; deploy one "
+            "first (`duly rules deploy PATH` or POST /rules/deploy)"
+        )
+    requirement = pack.requirement(certification_id)
+    if requirement is None or requirement.kind is not ObligationKind.CERTIFICATION:
+        valid = ", ".join(r.id for r in certification_types(pack)) or "(none)"
+        raise Invalid(
+            f"certification_id {certification_id!r} is not a certification of the"
+            f" active rules pack {pack.info.name!r}; valid ids: {valid}"
+            " (see GET /certifications/types)"
+        )
+    if expires_on is None:
+        months = requirement.validity_months
+        if months is None:  # pragma: no cover - the pack model requires validity
+            raise Invalid(f"{requirement.id!r} has no validity in the pack; give expires_on")
+        expires_on = add_months(issued_on, months)
+    if expires_on <= issued_on:
+        raise Invalid(
+            f"expires_on ({expires_on.isoformat()}) must be after issued_on"
+            f" ({issued_on.isoformat()})"
+        )
+    workflow_id = certification_workflow_id(person.external_id, requirement.id)
+    await _refuse_existing(client, workflow_id=workflow_id, principal=principal)
+    inp = CertificationInput(
+        person=person.external_id,
+        certification_id=requirement.id,
+        title=requirement.title,
+        certificate=CertificateRecord(
+            cycle=1,
+            certificate_number=certificate_number,
+            verification_code=unused_code(session),
+            issued_on=issued_on,
+            expires_on=expires_on,
+            issuer=issuer or requirement.issuing_body,
+            evidence_ref=evidence_ref,
+        ),
+        pack_hash=pack.content_hash,
+        utc_offset_minutes=utc_offset_minutes(person.time_zone, expires_on),
+        registered_by=principal.actor,
+    )
+    try:
+        await client.start_workflow(
+            CertificationWorkflow.run,
+            inp,
+            id=workflow_id,
+            task_queue=task_queue,
+            # A revoked (closed) certification may be registered again; a running one may not.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError as exc:
+        raise AlreadyRegistered(
+            f"{requirement.id!r} is already registered for {person.external_id!r};"
+            " renew it with POST /certifications/{id}/renew",
+            workflow_id=workflow_id,
+        ) from exc
+    _audit(session, principal, "certification.register", workflow_id, inp)
+    return inp
+
+
+async def _refuse_existing(client: Client, *, workflow_id: str, principal: Principal) -> None:
+    """Refuse a running certification; only HR may register a closed (revoked) one again."""
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return
+        raise
+    if description.status in (None, WorkflowExecutionStatus.RUNNING):
+        raise AlreadyRegistered(
+            "this certification is already registered and running; renew it"
+            " with POST /certifications/{id}/renew",
+            workflow_id=workflow_id,
+        )
+    if principal.role is not Role.HR_ADMIN:
+        name = description.status.name.lower()
+        raise AlreadyRegistered(
+            f"this certification was closed ({name}); only HR may register it again",
+            workflow_id=workflow_id,
+        )

@@ -10,7 +10,7 @@ once the workflow is closed or unreachable.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
@@ -18,10 +18,6 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
     ClockDep,
@@ -35,9 +31,6 @@ from api.deps import (
     visible_person_ids,
     within,
 )
-from api.deps import (
-    audit_action as _audit,
-)
 from api.schemas import Accepted, ObligationRead, RestartRead, obligation_read
 from duly.domain import (
     AssignmentEvent,
@@ -46,43 +39,25 @@ from duly.domain import (
     CertificateRecord,
     CertificationInput,
     CertificationState,
-    CertificationStatus,
     ClosedCycle,
-    EmploymentStatus,
     ExternalId,
     LadderStage,
-    ObligationKind,
     OutOfRange,
     ReinstateCertification,
     RevokeCertification,
     Role,
     SuspendCertification,
-    add_months,
-    certification_workflow_id,
 )
-from services import certifications, obligations
-from services.assignments import utc_offset_minutes
+from services import assignments, certifications, obligations
 from services.certifications import (
-    not_own,
-    reports_of,
-    unused_code,
     verify_url,
 )
 from services.restarts import InvalidField, RestartRefused, UnknownObligation, restart_certification
 from store.models import Certificate, Obligation, Person
 from store.packs import active_pack
 from store.tokens import Principal
-from workflows.certification import CertificationWorkflow
 
 router = APIRouter(prefix="/certifications", tags=["certifications"])
-
-QUERY_TIMEOUT = 5.0
-#: Statuses a certification no longer expires from (``GET /certifications/expiring`` skips them).
-CLOSED_STATUSES = (CertificationStatus.REVOKED.value, CertificationStatus.SUPERSEDED.value)
-#: Verification codes: ``DULY-`` and three groups of four from the base32 alphabet (60 bits).
-CODE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-CODE_PREFIX = "DULY"
-ID_HELP = "certification ids look like certification/{person}/{certification}"
 
 Anyone = CurrentPrincipal
 Registrar = Annotated[Principal, Depends(require_roles(Role.HR_ADMIN, Role.MANAGER))]
@@ -443,27 +418,17 @@ def expiring_certifications(
     sees their reports only.
     """
     today = _today()
-    stmt = (
-        select(Obligation)
-        .join(Person, Obligation.person_id == Person.id)
-        .where(
-            Obligation.kind == ObligationKind.CERTIFICATION.value,
-            Obligation.expiry_date.is_not(None),
-            Obligation.expiry_date <= today + timedelta(days=within),
-            Obligation.status.not_in(CLOSED_STATUSES),
-        )
+    rows = certifications.expiring(
+        session,
+        scope=visible_person_ids(session, principal),
+        today=today,
+        within_days=within,
+        manager=manager,
+        department=department,
+        location=location,
+        limit=limit,
     )
-    scope = visible_person_ids(session, principal)
-    if scope is not None:
-        stmt = stmt.where(Obligation.person_id.in_(scope))
-    if manager:
-        stmt = stmt.where(Obligation.person_id.in_(reports_of(session, manager=manager)))
-    if department:
-        stmt = stmt.where(Person.department == department)
-    if location:
-        stmt = stmt.where(Person.location == location)
-    stmt = stmt.order_by(Obligation.expiry_date, Obligation.id).limit(limit)
-    return [_item(row, today) for row in session.scalars(stmt).unique()]
+    return [_item(row, today) for row in rows]
 
 
 @router.get("", response_model=list[CertificationItem])
@@ -484,27 +449,19 @@ def list_certifications(
 
     A learner sees their own, a manager their reports', HR and auditors everyone's.
     """
-    stmt = (
-        select(Obligation)
-        .join(Person, Obligation.person_id == Person.id)
-        .where(Obligation.kind == ObligationKind.CERTIFICATION.value)
+    rows = certifications.list_certifications(
+        session,
+        scope=visible_person_ids(session, principal),
+        person=person,
+        status=status_,
+        department=department,
+        location=location,
+        certification=certification,
+        limit=limit,
+        offset=offset,
     )
-    scope = visible_person_ids(session, principal)
-    if scope is not None:
-        stmt = stmt.where(Obligation.person_id.in_(scope))
-    if person:
-        stmt = stmt.where(Person.external_id == person)
-    if status_:
-        stmt = stmt.where(Obligation.status == status_)
-    if department:
-        stmt = stmt.where(Person.department == department)
-    if location:
-        stmt = stmt.where(Person.location == location)
-    if certification:
-        stmt = stmt.where(Obligation.requirement_id == certification)
-    stmt = stmt.order_by(Obligation.expiry_date, Obligation.id).limit(limit).offset(offset)
     today = _today()
-    return [_item(row, today) for row in session.scalars(stmt).unique()]
+    return [_item(row, today) for row in rows]
 
 
 # --- register ---------------------------------------------------------------------------------
@@ -530,90 +487,22 @@ async def register_certification(
     within(settings.past_date_window((await clock()).date()), "issued_on", body.issued_on)
     if body.expires_on is not None:
         within(settings.due_date_window((await clock()).date()), "expires_on", body.expires_on)
-    person = session.scalar(select(Person).where(Person.external_id == body.person))
-    if person is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            detail=f"unknown person {body.person!r}; import them first (POST /people/import)",
-        )
+    person = assignments.person(session, external_id=body.person)
     ensure_visible(session, principal, person.id)
-    not_own(principal, person, "register")
-    if person.employment_status == EmploymentStatus.TERMINATED:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail=f"person {body.person!r} has left (employment_status=terminated)",
-        )
-    pack = active_pack(session)
-    if pack is None:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail="no rules pack is deployed, so no certification types exist; deploy one "
-            "first (`duly rules deploy PATH` or POST /rules/deploy)",
-        )
-    requirement = pack.requirement(body.certification_id)
-    if requirement is None or requirement.kind is not ObligationKind.CERTIFICATION:
-        valid = ", ".join(r.id for r in certifications.certification_types(pack)) or "(none)"
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"certification_id {body.certification_id!r} is not a certification of the"
-            f" active rules pack {pack.info.name!r}; valid ids: {valid}"
-            " (see GET /certifications/types)",
-        )
-    expires_on = body.expires_on
-    if expires_on is None:
-        months = requirement.validity_months
-        if months is None:  # pragma: no cover - the pack model requires validity
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=f"{requirement.id!r} has no validity in the pack; give expires_on",
-            )
-        expires_on = add_months(body.issued_on, months)
-    if expires_on <= body.issued_on:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"expires_on ({expires_on.isoformat()}) must be after issued_on"
-            f" ({body.issued_on.isoformat()})",
-        )
-    workflow_id = certification_workflow_id(person.external_id, requirement.id)
-    client = await temporal()
-    await _refuse_existing(client, workflow_id, principal)
-    inp = CertificationInput(
-        person=person.external_id,
-        certification_id=requirement.id,
-        title=requirement.title,
-        certificate=CertificateRecord(
-            cycle=1,
-            certificate_number=body.certificate_number,
-            verification_code=unused_code(session),
-            issued_on=body.issued_on,
-            expires_on=expires_on,
-            issuer=body.issuer or requirement.issuing_body,
-            evidence_ref=body.evidence_ref,
-        ),
-        pack_hash=pack.content_hash,
-        utc_offset_minutes=utc_offset_minutes(person.time_zone, expires_on),
-        registered_by=principal.actor,
+    inp = await certifications.register(
+        session,
+        await temporal(),
+        task_queue=settings.temporal_task_queue,
+        person=person,
+        certification_id=body.certification_id,
+        issued_on=body.issued_on,
+        expires_on=body.expires_on,
+        certificate_number=body.certificate_number,
+        issuer=body.issuer,
+        evidence_ref=body.evidence_ref,
+        principal=principal,
     )
-    try:
-        await client.start_workflow(
-            CertificationWorkflow.run,
-            inp,
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-            # A revoked (closed) certification may be registered again; a running one may not.
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        )
-    except WorkflowAlreadyStartedError as exc:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail={
-                "message": f"{requirement.id!r} is already registered for {person.external_id!r};"
-                " renew it with POST /certifications/{id}/renew",
-                "id": workflow_id,
-            },
-        ) from exc
-    _audit(session, principal, "certification.register", workflow_id, inp.model_dump(mode="json"))
-    cert = inp.certificate
+    cert, workflow_id = inp.certificate, inp.workflow_id
     return CertificationCreated(
         id=workflow_id,
         person=inp.person,
@@ -626,34 +515,6 @@ async def register_certification(
         verify_url=verify_url(cert.verification_code),
         status_url=f"/certifications/{workflow_id}",
     )
-
-
-async def _refuse_existing(client: Client, workflow_id: str, principal: Principal) -> None:
-    """409 when the certification runs; only HR may register a closed (revoked) one again."""
-    try:
-        description = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return
-        raise
-    if description.status in (None, WorkflowExecutionStatus.RUNNING):
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail={
-                "message": "this certification is already registered and running; renew it"
-                " with POST /certifications/{id}/renew",
-                "id": workflow_id,
-            },
-        )
-    if principal.role is not Role.HR_ADMIN:
-        name = description.status.name.lower()
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail={
-                "message": f"this certification was closed ({name}); only HR may register it again",
-                "id": workflow_id,
-            },
-        )
 
 
 # --- one certification ------------------------------------------------------------------------
