@@ -619,3 +619,13 @@ async def _refuse_existing(client: Client, *, workflow_id: str, principal: Princ
             f"this certification was closed ({name}); only HR may register it again",
             workflow_id=workflow_id,
         )
+
+
+def latest_certificate(session: Session, *, workflow_id: str) -> Certificate | None:
+    """The newest public verification record of a certification (its latest cycle)."""
+    return session.scalar(
+        select(Certificate)
+        .where(Certificate.workflow_id == workflow_id)
+        .order_by(Certificate.cycle.desc(), Certificate.as_of.desc())
+        .limit(1)
+    )

@@ -12,7 +12,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from api.deps import (
     ClockDep,
@@ -24,8 +23,7 @@ from api.deps import (
     within,
 )
 from duly.domain import BoundedDate, ExternalId, Role
-from services import bulk
-from store.models import Person
+from services import bulk, people
 from store.tokens import Principal
 from workflows.bulk import BulkAssignRequest, BulkProgress, BulkSelector
 
@@ -84,9 +82,7 @@ def _scope_selector(
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this token has no person")
     if selector.manager is None:
         return selector.model_copy(update={"manager": principal.person_external_id})
-    manager = session.scalar(select(Person).where(Person.external_id == selector.manager))
-    if manager is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    manager = people.person(session, external_id=selector.manager)
     ensure_visible(session, principal, manager.id)
     return selector
 

@@ -16,7 +16,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import (
@@ -53,7 +52,7 @@ from services.certifications import (
     verify_url,
 )
 from services.restarts import InvalidField, RestartRefused, UnknownObligation, restart_certification
-from store.models import Certificate, Obligation, Person
+from store.models import Obligation, Person
 from store.packs import active_pack
 from store.tokens import Principal
 
@@ -303,12 +302,7 @@ def _read(
             events=state.events,
             read_model=read_model,
         )
-    latest = session.scalar(
-        select(Certificate)
-        .where(Certificate.workflow_id == workflow_id)
-        .order_by(Certificate.cycle.desc(), Certificate.as_of.desc())
-        .limit(1)
-    )
+    latest = certifications.latest_certificate(session, workflow_id=workflow_id)
     if row is None and latest is None:
         return None
     record = (

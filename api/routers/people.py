@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -332,9 +331,7 @@ def person_obligations(
     external_id: str, session: SessionDep, principal: CurrentPrincipal
 ) -> list[ObligationRead]:
     """One person's obligations from the read model (404 when outside your scope)."""
-    person = session.scalar(select(Person).where(Person.external_id == external_id))
-    if person is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    person = people.person(session, external_id=external_id)
     ensure_visible(session, principal, person.id)
     return [
         obligation_read(row) for row in obligations.obligations_of(session, person_id=person.id)
