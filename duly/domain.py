@@ -999,7 +999,7 @@ class CertificationInput(_Model):
     registered_by: str = "system"
     #: Earlier cycles, oldest first (carried across continue-as-new).
     history: list[ClosedCycle] = Field(default_factory=list)
-    #: CE credits already logged in this cycle: a restart (``duly.restarts``) carries them into
+    #: CE credits already logged in this cycle: a restart (``services.restarts``) carries them into
     #: the fresh run; empty for a new cycle.
     ce_credits: list[CeCredit] = Field(default_factory=list, max_length=1000)
 

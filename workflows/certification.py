@@ -110,7 +110,7 @@ class CertificationWorkflow:
         self._sent: list[str] = []
         self._stage: str | None = None
         self._events: list[AssignmentEvent] = []
-        # Empty but for a restart, which carries the cycle's credits (duly.restarts).
+        # Empty but for a restart, which carries the cycle's credits (services.restarts).
         self._credits: list[CeCredit] = list(input.ce_credits)
         self._required = 0.0
         self._window_days: int | None = None
