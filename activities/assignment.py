@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.packs import load_version, person_attributes
 from duly.domain import (
     BUILTIN_PACK,
     DigestInput,
@@ -41,10 +42,9 @@ from notifications.outbox import OutboxSender, idempotency_key
 from notifications.preferences import next_allowed
 from notifications.recipients import person_recipient, resolve, stage_skip
 from rules.model import Pack, Stage, parse_offset
-from rules.obligation_facts import PersonAttributes, build_facts, local_today
+from rules.obligation_facts import build_facts, local_today
 from store.db import Database
 from store.models import Notification, NotificationPreference, Obligation, Person
-from store.packs import load_version
 from store.types import utcnow
 
 #: How long an acknowledgement link in a reminder stays valid.
@@ -103,8 +103,8 @@ def _unless_holds(
     )
     facts = build_facts(
         request.facts(),
-        PersonAttributes.of(person),
-        today=local_today(person, request.fired_at),
+        person_attributes(person),
+        today=local_today(person.time_zone, request.fired_at),
         grace_days=requirement.grace_days if requirement else 0,
     )
     return condition.text if condition.evaluate(facts) else None

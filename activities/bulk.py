@@ -13,11 +13,11 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.packs import active_pack, load_version
 from duly.assignments import assignment_input, start_assignment
 from duly.domain import EmploymentStatus
 from store.db import Database
 from store.models import Person
-from store.packs import active_pack, load_version
 from workflows.bulk import (
     MAX_ERRORS,
     BulkAssignRequest,

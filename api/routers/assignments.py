@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.packs import active_pack
 from api.deps import (
     ClockDep,
     CurrentPrincipal,
@@ -67,7 +68,6 @@ from duly.restarts import (
 )
 from store import audit
 from store.models import Obligation, Person
-from store.packs import active_pack
 from store.tokens import Principal
 from workflows.assignment import AssignmentWorkflow
 

@@ -19,6 +19,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.packs import active_pack
 from api.deps import (
     ClockDep,
     SessionDep,
@@ -31,7 +32,6 @@ from api.deps import (
 from duly.domain import BoundedDate, ExternalId, ObligationKind, Role
 from store import audit
 from store.models import Person
-from store.packs import active_pack
 from store.tokens import Principal
 from workflows.bulk import (
     BulkAssignInput,

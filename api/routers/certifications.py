@@ -27,6 +27,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.packs import active_pack, load_version
 from api.deps import (
     ClockDep,
     CurrentPrincipal,
@@ -73,7 +74,6 @@ from duly.restarts import InvalidField, RestartRefused, UnknownObligation, resta
 from rules.model import Pack, RenewalBasis, Requirement
 from rules.obligation_facts import local_today
 from store.models import Certificate, Obligation, Person
-from store.packs import active_pack, load_version
 from store.tokens import Principal
 from workflows.certification import CertificationWorkflow
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.packs import active_pack, load_version
 from api.deps import (
     ClockDep,
     LazyTemporal,
@@ -47,7 +48,6 @@ from duly.domain import (
 )
 from store import audit
 from store.models import AuditEntry, DeadLetter, Obligation, Person
-from store.packs import active_pack, load_version
 from store.tokens import Principal
 
 log = logging.getLogger("duly.api.xapi")
