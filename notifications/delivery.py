@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -243,7 +244,21 @@ def step_key(step: Step, recipient: Recipient, channel: str) -> str:
     )
 
 
-def allowed(preference: NotificationPreference | None, recipient: Recipient, channel: str) -> bool:
+class ChannelChoice(Protocol):
+    """A person's channel preferences (``store.models.NotificationPreference`` fits)."""
+
+    @property
+    def channels(self) -> list[str] | None:
+        """The channels they accept (None: every channel)."""
+        ...
+
+    @property
+    def sms_opt_out(self) -> bool:
+        """They answered STOP to an SMS."""
+        ...
+
+
+def allowed(preference: ChannelChoice | None, recipient: Recipient, channel: str) -> bool:
     """Whether ``recipient`` may be reached on ``channel`` (address known, not opted out)."""
     if recipient.address(channel) is None:
         return False
