@@ -338,11 +338,12 @@ def rules_lint(
     ] = True,
 ) -> None:
     """Find unreachable or missing status rules, empty stages, unused policies and more."""
+    from notifications.messages import lint_templates
     from rules.lint import Level, lint
 
     pack = _load_pack_or_exit(directory)
     people = _directory_people() if use_directory else None
-    findings = lint(pack, people)
+    findings = lint(pack, people, templates=lint_templates)
     for finding in findings:
         style = "red" if finding.level is Level.ERROR else "yellow"
         console.print(

@@ -93,6 +93,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from notifications.sms import fit_sms
+from rules.lint import Finding, Level
 
 if TYPE_CHECKING:
     from rules.model import Pack
@@ -560,3 +561,17 @@ def unused_templates(pack: Pack) -> list[str]:
                 " with part subject, txt, html (email), json (slack)"
             )
     return unused
+
+
+def lint_templates(pack: Pack) -> list[Finding]:
+    """The lint findings of ``pack``'s templates (pass to :func:`rules.lint.lint`).
+
+    Missing templates and templates that fail to render are errors; overrides no lookup uses
+    are warnings.
+    """
+    findings = [Finding(Level.ERROR, "missing-template", p) for p in missing_templates(pack)]
+    findings += [
+        Finding(Level.ERROR, "template-error", p, p.split(":", 1)[0]) for p in template_errors(pack)
+    ]
+    findings += [Finding(Level.WARNING, "unused-template", p) for p in unused_templates(pack)]
+    return findings

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rules.engine import NoRuleMatched, engine_for
-from rules.lint import Level, lint
+from rules.lint import Level, TemplateCheck, lint
 from rules.model import Pack
 
 
@@ -61,14 +61,17 @@ def run_tests(pack: Pack) -> list[CaseResult]:
     return results
 
 
-def deploy_blockers(pack: Pack, people: Sequence[Any] | None) -> list[str]:
+def deploy_blockers(
+    pack: Pack, people: Sequence[Any] | None, *, templates: TemplateCheck | None
+) -> list[str]:
     """Why ``pack`` must not be deployed: lint errors and failing pack tests (empty: deployable).
 
     Args:
         pack: The pack to deploy.
         people: The directory to lint against (None: directory checks skipped).
+        templates: The template checks (see :func:`rules.lint.lint`).
     """
-    problems = [str(f) for f in lint(pack, people) if f.level is Level.ERROR]
+    problems = [str(f) for f in lint(pack, people, templates=templates) if f.level is Level.ERROR]
     for case in run_tests(pack):
         if not case.passed:
             problems.append(f"test '{case.name}' fails: " + " / ".join(case.diff()))

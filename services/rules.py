@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from activities.packs import load_version, person_attributes
 from duly.domain import DEFAULT_LADDER_DAYS, stage_label
+from notifications.messages import lint_templates
 from rules.cases import CaseResult, run_tests
 from rules.cases import deploy_blockers as pack_blockers
 from rules.engine import NoRuleMatched, engine_for
@@ -150,12 +151,12 @@ def deploy_blockers(*, pack: Pack, people: Sequence[Any] | None) -> list[str]:
         pack: The pack to deploy.
         people: The directory to lint against (None: directory checks skipped).
     """
-    return pack_blockers(pack, people)
+    return pack_blockers(pack, people, templates=lint_templates)
 
 
 def validate(*, session: Session, pack: Pack) -> ValidationReport:
     """Lint ``pack`` against the current directory and run its tests."""
-    findings = lint(pack, directory(session=session))
+    findings = lint(pack, directory(session=session), templates=lint_templates)
     cases = run_tests(pack)
     return ValidationReport(
         valid=not any(f.level is Level.ERROR for f in findings) and all(c.passed for c in cases),
