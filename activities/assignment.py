@@ -38,7 +38,14 @@ from notifications.delivery import (
 )
 from notifications.messages import render_message
 from notifications.outbox import OutboxSender, idempotency_key
-from notifications.planning import Learner, Preference, audience, defer_until, plan_delivery
+from notifications.planning import (
+    DeliveryPlan,
+    Learner,
+    Preference,
+    audience,
+    defer_until,
+    plan_delivery,
+)
 from notifications.recipients import Resolved, person_recipient, resolve, stage_skip
 from rules.model import Pack
 from store.db import Database
@@ -226,8 +233,38 @@ class AssignmentActivities:
         because a provider refused Duly's credentials come back in ``deferred_until`` (with
         backoff), like quiet hours: the workflow runs the stage again then. People who left,
         or are on leave, are recorded ``skipped`` (see :mod:`notifications.recipients`).
+
+        Who gets what, when, is :func:`notifications.planning.plan_delivery`'s (pure); this
+        adapter reads the directory for it, then sends and records through the ledger.
         """
-        budget = _attempt_budget()
+        budget = _attempt_budget()  # the attempt's clock starts before the directory reads
+        plan, pack, learner_name = self._plan(request)
+        if plan.unless is not None:
+            return ReminderResult(
+                idempotency_key="",
+                status="skipped",
+                duplicate=False,
+                deliveries=[f"skipped: unless {plan.unless!r} holds"],
+            )
+        step = Step(
+            workflow_id=request.workflow_id,
+            pack_hash=request.pack_hash,
+            stage=ledger_stage(request),
+            kind=request.kind.value,
+            fired_at=request.fired_at,
+        )
+        lines = [f"{role}: nobody to notify" for role in plan.missing]
+        if plan.gone is not None:
+            return self._skip_stage(step, plan, plan.gone, lines)
+        skips = self._pass_over(step, plan, lines)
+        outcomes = self._deliver(request, step, plan, pack, learner_name, budget, lines)
+        later = _continue_later(outcomes + skips)
+        if later is not None:
+            raise later
+        return self._result(request, plan, outcomes, skips, lines)
+
+    def _plan(self, request: ReminderRequest) -> tuple[DeliveryPlan, Pack | None, str]:
+        """Read the learner, the pinned pack, the recipients and their preferences; plan."""
         with self._db.session() as session:
             person = self._person(
                 session.scalar(select(Person).where(Person.external_id == request.person)),
@@ -249,41 +286,52 @@ class AssignmentActivities:
                 preferences=_preferences(session, [person, *resolved_people(resolved)]),
                 digest=self._digest is not None,
             )
-            learner_name = person.name
-        if plan.unless is not None:
-            return ReminderResult(
-                idempotency_key="",
-                status="skipped",
-                duplicate=False,
-                deliveries=[f"skipped: unless {plan.unless!r} holds"],
-            )
-        channels = who.channels
-        step = Step(
-            workflow_id=request.workflow_id,
-            pack_hash=request.pack_hash,
-            stage=ledger_stage(request),
-            kind=request.kind.value,
-            fired_at=request.fired_at,
+            return plan, pack, person.name
+
+    def _skip_stage(
+        self, step: Step, plan: DeliveryPlan, gone: tuple[str, str], lines: list[str]
+    ) -> ReminderResult:
+        """The learner has left: nobody is reminded or escalated to about them (all skipped)."""
+        code, reason = gone
+        channels = plan.audience.channels
+        everyone = [
+            *(p.recipient for p in plan.recipients),
+            *(p.recipient for p in plan.passed_over),
+        ]
+        for recipient in everyone:
+            got = self._deliverer.skip(step, recipient, channels, code, reason)
+            lines += [f"{recipient.role} {o.channel} {o.status} ({code})" for o in got]
+        return ReminderResult(
+            idempotency_key="", status="skipped", duplicate=False, deliveries=lines
         )
-        lines = [f"{role}: nobody to notify" for role in plan.missing]
-        if plan.gone is not None:
-            # The learner has left: nobody is reminded or escalated to about them.
-            code, reason = plan.gone
-            everyone = [
-                *(p.recipient for p in plan.recipients),
-                *(p.recipient for p in plan.passed_over),
-            ]
-            for recipient in everyone:
-                got = self._deliverer.skip(step, recipient, channels, code, reason)
-                lines += [f"{recipient.role} {o.channel} {o.status} ({code})" for o in got]
-            return ReminderResult(
-                idempotency_key="", status="skipped", duplicate=False, deliveries=lines
-            )
+
+    def _pass_over(self, step: Step, plan: DeliveryPlan, lines: list[str]) -> list[Outcome]:
+        """Record ``skipped`` for the people passed over for their employment status."""
         skips: list[Outcome] = []
         for entry in plan.passed_over:
-            got = self._deliverer.skip(step, entry.recipient, channels, entry.code, entry.reason)
+            got = self._deliverer.skip(
+                step, entry.recipient, plan.audience.channels, entry.code, entry.reason
+            )
             skips += got
             lines += [f"{entry.recipient.role} {o.channel} {o.status}: {entry.reason}" for o in got]
+        return skips
+
+    def _deliver(
+        self,
+        request: ReminderRequest,
+        step: Step,
+        plan: DeliveryPlan,
+        pack: Pack | None,
+        learner_name: str,
+        budget: Budget | None,
+        lines: list[str],
+    ) -> list[Outcome]:
+        """Send (or queue for the digest) what the plan says goes out now.
+
+        Raises:
+            ApplicationError: Retryable, when a provider failed transiently (after every
+                recipient was tried: the ledger makes what went out a no-op on the retry).
+        """
         outcomes: list[Outcome] = []
         retry: RetryLater | None = None
         for part in plan.recipients:
@@ -321,9 +369,17 @@ class AssignmentActivities:
         if retry is not None:
             delay = timedelta(seconds=retry.retry_after) if retry.retry_after else None
             raise ApplicationError(f"transient provider failure: {retry}", next_retry_delay=delay)
-        later = _continue_later(outcomes + skips)
-        if later is not None:
-            raise later
+        return outcomes
+
+    def _result(
+        self,
+        request: ReminderRequest,
+        plan: DeliveryPlan,
+        outcomes: list[Outcome],
+        skips: list[Outcome],
+        lines: list[str],
+    ) -> ReminderResult:
+        """What the ledger holds, and when the workflow should run the stage again."""
         held = [o for o in outcomes if o.status == "held"]
         wake_at = [p.deferred_until for p in plan.recipients if p.deferred_until is not None]
         if held:
@@ -340,7 +396,7 @@ class AssignmentActivities:
             workflow_id=request.workflow_id,
             pack_hash=request.pack_hash,
             stage=ledger_stage(request),
-            recipient=person.external_id,
+            recipient=request.person,  # the learner's external id (looked up by it)
             channel=first.channel if first else request.channel,
         )
         return ReminderResult(
