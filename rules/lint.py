@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from rules.coverage import OTHER, analyse
+from rules.mentorship_model import NudgeRecipient
 from rules.model import Pack, Recipient
 
 
@@ -81,7 +82,7 @@ def lint(
     pack: Pack,
     people: Sequence[DirectoryPerson] | None = None,
     *,
-    templates: TemplateCheck | None,
+    templates: TemplateCheck | None = None,
 ) -> list[Finding]:
     """Every finding for ``pack``.
 
@@ -89,7 +90,8 @@ def lint(
         pack: A pack that loaded (see :func:`rules.loader.load_pack`).
         people: The current directory, to find requirements that apply to nobody (skipped when
             None).
-        templates: The template checks (None: templates are not checked).
+        templates: The template checks (None: templates are not checked; the CLI, the API
+            and deploys pass ``notifications.messages.lint_templates``).
 
     Returns:
         Findings, errors first.
@@ -100,6 +102,7 @@ def lint(
         *_requirements(pack, people),
         *_tests(pack),
         *(templates(pack) if templates is not None else ()),
+        *_mentorship(pack),
     ]
     return sorted(findings, key=lambda f: (f.level is not Level.ERROR, f.file, f.line))
 
@@ -252,4 +255,28 @@ def _tests(pack: Pack) -> Iterable[Finding]:
                 "untested-rule",
                 f"no test expects status rule '{rule.name}'",
                 *locate(pack, "name", rule.name),
+            )
+
+
+def _mentorship(pack: Pack) -> Iterable[Finding]:
+    section = pack.mentorship
+    for step in section.nudges:
+        where = locate(pack, "notify", step.notify.value)
+        if step.notify is NudgeRecipient.COORDINATOR and not pack.info.contacts.hr_mailbox:
+            yield Finding(
+                Level.WARNING,
+                "no-hr-mailbox",
+                "the mentorship nudge to the coordinator goes to pack.contacts.hr_mailbox,"
+                " which is not set",
+                *where,
+            )
+        if step.after_days >= section.session_cadence_days:
+            yield Finding(
+                Level.WARNING,
+                "late-nudge",
+                f"the mentorship nudge to the {step.notify.value} comes {step.after_days} days"
+                f" after a missed session, when the next session (every"
+                f" {section.session_cadence_days} days) is already due too; nudge sooner or"
+                " lengthen session_cadence_days",
+                *where,
             )
