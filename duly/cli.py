@@ -329,17 +329,16 @@ def _load_pack_or_exit(directory: Path) -> Any:
 
 def _directory_people() -> list[Any] | None:
     """The current directory for lint/preview, or None when the database is not set up."""
-    from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
 
+    from services.rules import directory
     from store.db import Database
-    from store.models import Person
 
     settings = load_settings()
     db = Database(settings.resolved_database_url)
     try:
         with db.session() as session:
-            people = list(session.scalars(select(Person)))
+            people = directory(session=session)
             session.expunge_all()
             return people
     except SQLAlchemyError:
@@ -369,11 +368,12 @@ def rules_lint(
     ] = True,
 ) -> None:
     """Find unreachable or missing status rules, empty stages, unused policies and more."""
+    from notifications.messages import lint_templates
     from rules.lint import Level, lint
 
     pack = _load_pack_or_exit(directory)
     people = _directory_people() if use_directory else None
-    findings = lint(pack, people)
+    findings = lint(pack, people, templates=lint_templates)
     for finding in findings:
         style = "red" if finding.level is Level.ERROR else "yellow"
         console.print(
@@ -393,7 +393,7 @@ def rules_test(directory: PackDir) -> None:
     """Run the pack's own test cases through durable_rules; exit 1 on any failure."""
     from rich.markup import escape
 
-    from rules.service import run_tests
+    from rules.cases import run_tests
 
     pack = _load_pack_or_exit(directory)
     results = run_tests(pack)
@@ -430,7 +430,7 @@ def rules_preview(
 
     from rich.table import Table
 
-    from rules.service import preview
+    from services.rules import preview
     from store.db import Database
 
     pack = _load_pack_or_exit(directory)
@@ -443,7 +443,7 @@ def rules_preview(
     db = Database(settings.resolved_database_url)
     try:
         with db.session() as session:
-            result = preview(session, pack, today=day)
+            result = preview(session=session, pack=pack, today=day)
     finally:
         db.dispose()
     if as_json:
@@ -482,9 +482,9 @@ def rules_deploy(
     author: Annotated[str | None, typer.Option(help="Who deploys (default: your login)")] = None,
 ) -> None:
     """Validate, lint and test a pack, store it with its hash, make it active, roll it out."""
-    from rules.service import deploy_blockers, start_rollout
+    from services.rules import deploy, deploy_blockers, start_rollout
     from store.db import Database
-    from store.packs import Migration, deploy
+    from store.packs import Migration
 
     try:
         mode = Migration(migration)
@@ -492,7 +492,7 @@ def rules_deploy(
         err.print(f"--migration must be grandfather, rebase or apply_now, not {migration!r}")
         raise typer.Exit(2) from None
     pack = _load_pack_or_exit(directory)
-    blockers = deploy_blockers(pack, _directory_people())
+    blockers = deploy_blockers(pack=pack, people=_directory_people())
     if blockers:
         err.print("[bold red]refusing to deploy:[/]")
         for problem in blockers:
@@ -512,7 +512,9 @@ def rules_deploy(
     db = Database(settings.resolved_database_url)
     try:
         with db.session() as session:
-            version = deploy(session, pack, author=who, message=message, migration=mode)
+            version = deploy(
+                session=session, pack=pack, author=who, message=message, migration=mode
+            )
             content_hash = version.content_hash
     finally:
         db.dispose()
@@ -521,7 +523,13 @@ def rules_deploy(
     )
     if client is not None:
         workflow_id = asyncio.run(
-            start_rollout(client, settings.temporal_task_queue, content_hash, mode.value, who)
+            start_rollout(
+                client=client,
+                task_queue=settings.temporal_task_queue,
+                pack_hash=content_hash,
+                mode=mode.value,
+                deployed_by=who,
+            )
         )
         console.print(f"roll-out to running workflows started: {workflow_id}")
 
@@ -531,14 +539,14 @@ def rules_versions() -> None:
     """List deployed pack versions, newest first."""
     from rich.table import Table
 
+    from services.rules import list_versions
     from store.db import Database
-    from store.packs import describe, versions
 
     settings = load_settings()
     db = Database(settings.resolved_database_url)
     try:
         with db.session() as session:
-            rows = [describe(v) for v in versions(session)]
+            rows = list_versions(session=session)
     finally:
         db.dispose()
     table = Table(title=f"{len(rows)} deployed versions")

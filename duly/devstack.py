@@ -175,8 +175,10 @@ DEMO_PACK = Path(__file__).resolve().parents[1] / "rules" / "packs" / "medical-p
 
 def deploy_demo_pack(db: Any) -> Pack | None:
     """Deploy the medical-practice example pack unless a pack is already active; the active one."""
+    from activities.packs import active_pack
     from rules.loader import load_pack
-    from store.packs import Migration, active_pack, deploy
+    from services.rules import deploy
+    from store.packs import Migration
 
     with db.session() as session:
         current = active_pack(session)
@@ -184,7 +186,13 @@ def deploy_demo_pack(db: Any) -> Pack | None:
             console.print(f"rules pack: {current.info.name} {current.content_hash[:12]} (active)")
             return current
         pack = load_pack(DEMO_PACK)
-        deploy(session, pack, author="demo", message="demo pack", migration=Migration.GRANDFATHER)
+        deploy(
+            session=session,
+            pack=pack,
+            author="demo",
+            message="demo pack",
+            migration=Migration.GRANDFATHER,
+        )
     console.print(f"rules pack: deployed {pack.info.name} {pack.content_hash[:12]}")
     return pack
 

@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -248,8 +249,22 @@ def step_key(step: Step, recipient: Recipient, channel: str) -> str:
     )
 
 
+class ChannelChoice(Protocol):
+    """A person's channel preferences (``store.models.NotificationPreference`` fits)."""
+
+    @property
+    def channels(self) -> list[str] | None:
+        """The channels they accept (None: every channel)."""
+        ...
+
+    @property
+    def sms_opt_out(self) -> bool:
+        """They answered STOP to an SMS."""
+        ...
+
+
 def allowed(
-    preference: NotificationPreference | None,
+    preference: ChannelChoice | None,
     recipient: Recipient,
     channel: str,
     *,
