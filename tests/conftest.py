@@ -23,6 +23,10 @@ from tests.timeskip import (  # noqa: F401 - fixtures and the report hook, regis
     wheel_binary,
 )
 
+# Settings without DULY_SECRET_KEY use a random per-process key in tests, instead of writing
+# a development key file into the working directory (see Settings.key_ring).
+os.environ.setdefault("DULY_ENV", "test")
+
 pytest_plugins = ["pytester"]  # tests/test_isolation.py runs pytest in pytest
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
