@@ -22,6 +22,7 @@ from api.routers import (
     obligations,
     people,
     rules,
+    tokens,
     verify,
     webhooks,
     xapi,
@@ -106,6 +107,7 @@ def create_app(
         webhooks,
         xapi,
         certifications,
+        tokens,
         verify,
     ):
         app.include_router(module.router)

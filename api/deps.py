@@ -19,7 +19,7 @@ from duly.settings import Settings
 from store import audit
 from store.db import Database
 from store.models import Person
-from store.tokens import Principal, authenticate
+from store.tokens import Principal, Scope, TokenRejected, check_token
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `duly tokens create`.")
 
@@ -86,11 +86,38 @@ TemporalDep = Annotated[LazyTemporal, Depends(LazyTemporal)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
+#: What an integration token needs for each route it may call, by (method, route path). A route
+#: not listed here is closed to integration tokens whatever their role would allow (deny by
+#: default: a new route is not opened to machines by accident).
+INTEGRATION_SCOPES: dict[tuple[str, str], Scope] = {
+    ("POST", "/xapi/statements"): Scope.XAPI_WRITE,
+    ("POST", "/completions"): Scope.COMPLETIONS_WRITE,
+    ("POST", "/assignments/{assignment_id:path}/complete"): Scope.COMPLETIONS_WRITE,
+    ("POST", "/assignments/{assignment_id:path}/start"): Scope.COMPLETIONS_WRITE,
+    ("POST", "/assignments"): Scope.ASSIGNMENTS_WRITE,
+    ("POST", "/people/import"): Scope.PEOPLE_IMPORT,
+    ("GET", "/people"): Scope.PEOPLE_READ,
+    ("GET", "/people/{external_id}"): Scope.PEOPLE_READ,
+}
+
+
+def required_scope(request: Request) -> Scope | None:
+    """The scope an integration token needs for the matched route (None: closed to them)."""
+    route = request.scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return INTEGRATION_SCOPES.get((request.method, str(path))) if path else None
+
+
 def get_principal(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Authenticate the bearer token (401 when missing, unknown or revoked)."""
+    """Authenticate the bearer token against the directory as it stands now.
+
+    401 when missing, unknown, revoked, expired or its person is terminated; 403 when an
+    integration token lacks the route's scope (see :data:`INTEGRATION_SCOPES`).
+    """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -98,13 +125,25 @@ def get_principal(
             "(create one with `duly tokens create --role ROLE`)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    principal = authenticate(session, credentials.credentials)
-    if principal is None:
+    try:
+        principal = check_token(session, credentials.credentials)
+    except TokenRejected as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            detail="unknown or revoked token",
+            detail=str(exc),
             headers={"WWW-Authenticate": "Bearer"},
-        )
+        ) from None
+    if principal.scopes is not None:
+        needed = required_scope(request)
+        if needed is None or not principal.allows(needed):
+            what = f"scope {needed.value}" if needed else "a scope no integration token has"
+            granted = ", ".join(sorted(s.value for s in principal.scopes)) or "none"
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"this integration token may not do this: it needs {what} "
+                f"(granted: {granted}); create a token with `duly tokens create --role "
+                "integration --scope SCOPE`",
+            )
     return principal
 
 
