@@ -327,7 +327,9 @@ def tokens_list(
             infos = list_tokens(session, include_inactive=show_all)
     finally:
         db.dispose()
-    table = Table("id", "prefix", "role", "person", "label", "scopes", "expires", "state")
+    table = Table()
+    for column in ("id", "prefix", "role", "person", "label", "scopes", "expires", "state"):
+        table.add_column(column, overflow="fold")  # wrap, never cut: ids and scopes matter
     for info in infos:
         table.add_row(
             str(info.id),
