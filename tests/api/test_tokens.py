@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from api.app import create_app
 import duly.cli as cli_module
+from api.app import create_app
 from duly.cli import app as cli
 from duly.demo import load_demo_people
 from duly.domain import Role
