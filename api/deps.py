@@ -89,23 +89,27 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 #: What an integration token needs for each route it may call, by (method, route path). A route
 #: not listed here is closed to integration tokens whatever their role would allow (deny by
 #: default: a new route is not opened to machines by accident).
-INTEGRATION_SCOPES: dict[tuple[str, str], Scope] = {
-    ("POST", "/xapi/statements"): Scope.XAPI_WRITE,
-    ("POST", "/completions"): Scope.COMPLETIONS_WRITE,
-    ("POST", "/assignments/{assignment_id:path}/complete"): Scope.COMPLETIONS_WRITE,
-    ("POST", "/assignments/{assignment_id:path}/start"): Scope.COMPLETIONS_WRITE,
-    ("POST", "/assignments"): Scope.ASSIGNMENTS_WRITE,
-    ("POST", "/people/import"): Scope.PEOPLE_IMPORT,
-    ("GET", "/people"): Scope.PEOPLE_READ,
-    ("GET", "/people/{external_id}"): Scope.PEOPLE_READ,
+INTEGRATION_SCOPES: dict[tuple[str, str], frozenset[Scope]] = {
+    ("POST", "/xapi/statements"): frozenset({Scope.XAPI_WRITE}),
+    ("POST", "/completions"): frozenset({Scope.COMPLETIONS_WRITE}),
+    ("POST", "/assignments/{assignment_id}/complete"): frozenset({Scope.COMPLETIONS_WRITE}),
+    ("POST", "/assignments/{assignment_id}/start"): frozenset({Scope.COMPLETIONS_WRITE}),
+    ("POST", "/assignments"): frozenset({Scope.ASSIGNMENTS_WRITE}),
+    # A machine that assigns or completes may read back the assignment it acted on.
+    ("GET", "/assignments/{assignment_id}"): frozenset(
+        {Scope.ASSIGNMENTS_WRITE, Scope.COMPLETIONS_WRITE}
+    ),
+    ("POST", "/people/import"): frozenset({Scope.PEOPLE_IMPORT}),
+    ("GET", "/people"): frozenset({Scope.PEOPLE_READ}),
+    ("GET", "/people/{external_id}"): frozenset({Scope.PEOPLE_READ}),
 }
 
 
-def required_scope(request: Request) -> Scope | None:
-    """The scope an integration token needs for the matched route (None: closed to them)."""
+def required_scopes(request: Request) -> frozenset[Scope]:
+    """Any one of these scopes lets an integration token call the matched route (empty: none)."""
     route = request.scope.get("route")
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return INTEGRATION_SCOPES.get((request.method, str(path))) if path else None
+    return INTEGRATION_SCOPES.get((request.method, str(path)), frozenset()) if path else frozenset()
 
 
 def get_principal(
@@ -134,9 +138,13 @@ def get_principal(
             headers={"WWW-Authenticate": "Bearer"},
         ) from None
     if principal.scopes is not None:
-        needed = required_scope(request)
-        if needed is None or not principal.allows(needed):
-            what = f"scope {needed.value}" if needed else "a scope no integration token has"
+        needed = required_scopes(request)
+        if not needed & principal.scopes:
+            what = (
+                "scope " + " or ".join(sorted(s.value for s in needed))
+                if needed
+                else "a scope no integration token has"
+            )
             granted = ", ".join(sorted(s.value for s in principal.scopes)) or "none"
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,

@@ -104,6 +104,10 @@ def test_an_integration_token_does_only_what_its_scopes_say(
     reader = bearer(org, Role.INTEGRATION, scopes=[Scope.PEOPLE_READ])
     assert "p-1020" in people_seen(client, reader)
     assert client.post("/xapi/statements", headers=reader, json={}).status_code == 403
+    completer = bearer(org, Role.INTEGRATION, scopes=[Scope.COMPLETIONS_WRITE])
+    complete = "/assignments/assignment/p-1020/hipaa/1/complete"
+    assert client.post(complete, headers=lms, json={}).status_code == 403
+    assert client.post(complete, headers=completer, json={}).status_code not in (401, 403)
 
 
 def test_person_tokens_expire_and_integration_tokens_only_by_choice(
@@ -243,3 +247,12 @@ def test_migration_gives_old_tokens_an_expiry_and_old_integrations_their_scopes(
         upgrade(url)
     finally:
         engine.dispose()
+
+
+def test_every_scoped_route_exists(client: TestClient) -> None:
+    """A typo in the scope table would silently close a route to every integration."""
+    from api.deps import INTEGRATION_SCOPES
+
+    paths = client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    app_routes = {(method.upper(), path) for path, ops in paths.items() for method in ops}
+    assert set(INTEGRATION_SCOPES) <= app_routes, set(INTEGRATION_SCOPES) - app_routes
