@@ -216,7 +216,7 @@ class ApiToken(Base):
     #: None: never expires (only an integration token created with ``--no-expiry``).
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: Integration tokens: what they may do (``xapi:write`` …); None for person tokens.
-    scopes: Mapped[list[str] | None] = mapped_column(JSON)
+    scopes: Mapped[list[str] | None] = mapped_column(StrictJSON)
 
     person: Mapped[Person | None] = relationship(lazy="joined")
 
