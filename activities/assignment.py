@@ -151,6 +151,7 @@ class ObligationActivities:
             channels or {},
             OutboxSender(),
             lease=timedelta(seconds=self._settings.send_lease_seconds),
+            ack_key=self._settings.key_ring().ack_link,
         )
         self._digest = digest
 
@@ -546,7 +547,7 @@ class ObligationActivities:
                 # Bound to the ledger row's workflow, stage and recipient (see notifications.ack).
                 assert recipient.person is not None
                 token = make_ack_token(
-                    self._settings.secret_key.get_secret_value(),
+                    self._settings.key_ring().ack_link,
                     notification_id,
                     request.workflow_id,
                     ledger_stage(request),

@@ -263,11 +263,31 @@ def tokens_create(
         str | None, typer.Option(help="External id of the person (required for manager/learner)")
     ] = None,
     label: Annotated[str | None, typer.Option(help="A note to recognise the token by")] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Integration tokens: what it may do, repeatable: xapi:write, "
+            "completions:write, assignments:write, people:import, people:read "
+            "(default: xapi:write only)"
+        ),
+    ] = None,
+    expires_in_days: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=3650, help="Days until it expires (default DULY_TOKEN_LIFETIME_DAYS)"
+        ),
+    ] = None,
+    no_expiry: Annotated[
+        bool, typer.Option("--no-expiry", help="Integration tokens only: never expires")
+    ] = False,
 ) -> None:
     """Create a bearer token and print it (it is stored hashed and cannot be shown again)."""
+    from datetime import timedelta
+
     from duly.domain import Role
+    from store import audit
     from store.db import Database
-    from store.tokens import TokenError, create_token
+    from store.tokens import TokenError, create_token, find_token, parse_scopes
 
     try:
         parsed = Role(role)
@@ -275,17 +295,113 @@ def tokens_create(
         err.print(f"[red]unknown role {role!r}[/]; use one of: {', '.join(r.value for r in Role)}")
         raise typer.Exit(2) from exc
     settings = load_settings()
+    if no_expiry and expires_in_days is not None:
+        err.print("[red]--no-expiry and --expires-in-days contradict each other[/]; give one")
+        raise typer.Exit(2)
+    days = expires_in_days or settings.token_lifetime_days
     db = Database(settings.resolved_database_url)
     try:
         with db.session() as session:
-            token = create_token(session, role=parsed, person_external_id=person, label=label)
+            token = create_token(
+                session,
+                role=parsed,
+                person_external_id=person,
+                label=label,
+                scopes=parse_scopes(scope) if scope else None,
+                lifetime=None if no_expiry else timedelta(days=days),
+            )
+            info = find_token(session, token)
+            assert info is not None
+            audit.record(
+                session,
+                actor=f"cli:{getpass.getuser()}",
+                actor_role="cli",
+                action="token.create",
+                target=f"token:{info.id}",
+                after={
+                    "prefix": info.prefix,
+                    "role": info.role,
+                    "person": info.person,
+                    "scopes": info.scopes,
+                    "expires_at": info.expires_at.isoformat() if info.expires_at else None,
+                },
+            )
     except TokenError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
     finally:
         db.dispose()
+    expiry = info.expires_at.date().isoformat() if info.expires_at else "never"
+    scopes = f", scopes {' '.join(info.scopes)}" if info.scopes is not None else ""
+    err.print(f"token {info.id} ({info.role}{scopes}) expires {expiry}")
     # Printed bare on stdout so scripts can capture it: TOKEN=$(duly tokens create ...)
     print(token)
+
+
+@tokens_app.command("list")
+def tokens_list(
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also expired, revoked and terminated people's tokens")
+    ] = False,
+) -> None:
+    """List tokens (id, first characters, role, person, scopes, expiry); never the secrets."""
+    from rich.table import Table
+
+    from store.db import Database
+    from store.tokens import list_tokens
+
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            infos = list_tokens(session, include_inactive=show_all)
+    finally:
+        db.dispose()
+    table = Table()
+    for column in ("id", "prefix", "role", "person", "label", "scopes", "expires", "state"):
+        table.add_column(column, overflow="fold")  # wrap, never cut: ids and scopes matter
+    for info in infos:
+        table.add_row(
+            str(info.id),
+            info.prefix,
+            info.role,
+            info.person or "",
+            info.label or "",
+            " ".join(info.scopes) if info.scopes is not None else "(role)",
+            info.expires_at.date().isoformat() if info.expires_at else "never",
+            info.state,
+        )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (see `duly tokens list`)")],
+) -> None:
+    """Revoke a token at once; its next request answers 401."""
+    from store import audit
+    from store.db import Database
+    from store.tokens import TokenError, revoke_token
+
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            info = revoke_token(session, token_id)
+            audit.record(
+                session,
+                actor=f"cli:{getpass.getuser()}",
+                actor_role="cli",
+                action="token.revoke",
+                target=f"token:{info.id}",
+                after={"prefix": info.prefix, "role": info.role, "person": info.person},
+            )
+    except TokenError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+    console.print(f"token {info.id} ({info.prefix}…, {info.role}) revoked")
 
 
 if __name__ == "__main__":
