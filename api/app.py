@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from api import errors
 from api.deps import Clock, wall_clock
 from api.routers import (
     ack,
@@ -93,6 +94,7 @@ def create_app(
     app.state.temporal = TemporalHolder(settings, temporal_client)
     app.state.clock = clock or wall_clock
     webhooks.warn_unconfigured(settings)
+    errors.install(app)
     for module in (
         health,
         people,

@@ -126,8 +126,8 @@ class OutboxSender:
         """
         meta = message.metadata
         recipient = meta.get("recipient", "?")
-        is_person = meta.get("recipient_is_person", "yes" if recipient.startswith("p") else "no")
-        is_person = is_person == "yes"
+        default = "yes" if recipient.startswith("p") else "no"
+        is_person = meta.get("recipient_is_person", default) == "yes"
         log.info(
             "OUTBOX %s to %s [%s %s]: notification %s (GET /notifications)",
             meta.get("channel", "email"),

@@ -300,7 +300,7 @@ async def _unanswered(client: Client, workflow_id: str) -> str | None:
     )
 
 
-@router.get("/{assignment_id:path}", response_model=AssignmentRead)
+@router.get("/{assignment_id:assignment_path}", response_model=AssignmentRead)
 async def get_assignment(
     assignment_id: str,
     session: SessionDep,

@@ -803,7 +803,7 @@ async def _refuse_existing(client: Client, workflow_id: str, principal: Principa
 # --- one certification ------------------------------------------------------------------------
 
 
-@router.get("/{certification_id:path}", response_model=CertificationRead)
+@router.get("/{certification_id:certification_path}", response_model=CertificationRead)
 async def get_certification(
     certification_id: str,
     session: SessionDep,
