@@ -143,12 +143,20 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
                 "type": {"type": "string"},
             },
         }
-    error_content = {"application/json": {"schema": {"$ref": _ERROR_REF}}}
+    json_error = {"application/json": {"schema": {"$ref": _ERROR_REF}}}
+    # Pages for people (acknowledgement links) answer their errors as a page too.
+    page_error = {"text/html": {"schema": {"type": "string"}}, **json_error}
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses: dict[str, Any] = operation["responses"]
+            is_page = any(
+                "text/html" in answer.get("content", {})
+                for code, answer in responses.items()
+                if code.startswith("2")
+            )
+            error_content = page_error if is_page else json_error
             for code, description in ERROR_STATUSES.items():
                 existing = responses.get(str(code))
                 if existing is None:

@@ -25,7 +25,7 @@ from duly.settings import Settings
 from store.db import Database
 from store.models import Notification, Obligation, Person
 from tests.conftest import bearer
-from tests.fakes.temporal import FakeHandle, FakeTemporal, not_found
+from tests.fakes.temporal import FakeTemporal, NoWorkflows
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BEGIN, END = "<!-- role-table:begin -->", "<!-- role-table:end -->"
@@ -47,25 +47,6 @@ def declared_routes(app: Any) -> set[tuple[str, str]]:
     return found
 
 
-class AbsentHandle(FakeHandle):
-    """A workflow Temporal does not know: signals are recorded, everything else is NOT_FOUND."""
-
-    async def _absent(self, *_: Any, **__: Any) -> Any:
-        raise not_found()
-
-    describe = query = result = execute_update = fetch_history = _absent
-
-
-class NoWorkflows(FakeTemporal):
-    """A Temporal with no workflows (the read model answers), so every route can be called."""
-
-    def get_workflow_handle(self, workflow_id: str, **_: Any) -> FakeHandle:
-        return AbsentHandle(workflow_id, self)
-
-    def get_workflow_handle_for(self, _run: Any, workflow_id: str, **_: Any) -> FakeHandle:
-        return AbsentHandle(workflow_id, self)
-
-
 @pytest.fixture
 def temporal() -> FakeTemporal:
     return NoWorkflows()
@@ -85,11 +66,16 @@ def client(app: Any) -> Iterator[TestClient]:
 
 @pytest.fixture
 def org(sqlite_db: Database) -> None:
+    """The demo org (see :func:`seed_org`)."""
+    seed_org(sqlite_db)
+
+
+def seed_org(db: Database) -> None:
     """The demo people, an assignment, a certification and a notification for three of them."""
     now = datetime.now(UTC)
-    with sqlite_db.session() as session:
+    with db.session() as session:
         assert load_demo_people(session).errors == []
-    with sqlite_db.session() as session:
+    with db.session() as session:
         for external_id in (MANAGER, LEARNER, OTHER):
             person = session.scalar(select(Person).where(Person.external_id == external_id))
             assert person is not None
