@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from rules.coverage import OTHER, analyse
+from rules.mentorship_model import NudgeRecipient
 from rules.model import Pack, Recipient
 
 
@@ -89,6 +90,7 @@ def lint(pack: Pack, people: Sequence[DirectoryPerson] | None = None) -> list[Fi
         *_requirements(pack, people),
         *_tests(pack),
         *_templates(pack),
+        *_mentorship(pack),
     ]
     return sorted(findings, key=lambda f: (f.level is not Level.ERROR, f.file, f.line))
 
@@ -254,3 +256,27 @@ def _templates(pack: Pack) -> Iterable[Finding]:
         yield Finding(Level.ERROR, "template-error", problem, problem.split(":", 1)[0])
     for problem in unused_templates(pack):
         yield Finding(Level.WARNING, "unused-template", problem)
+
+
+def _mentorship(pack: Pack) -> Iterable[Finding]:
+    section = pack.mentorship
+    for step in section.nudges:
+        where = locate(pack, "notify", step.notify.value)
+        if step.notify is NudgeRecipient.COORDINATOR and not pack.info.contacts.hr_mailbox:
+            yield Finding(
+                Level.WARNING,
+                "no-hr-mailbox",
+                "the mentorship nudge to the coordinator goes to pack.contacts.hr_mailbox,"
+                " which is not set",
+                *where,
+            )
+        if step.after_days >= section.session_cadence_days:
+            yield Finding(
+                Level.WARNING,
+                "late-nudge",
+                f"the mentorship nudge to the {step.notify.value} comes {step.after_days} days"
+                f" after a missed session, when the next session (every"
+                f" {section.session_cadence_days} days) is already due too; nudge sooner or"
+                " lengthen session_cadence_days",
+                *where,
+            )

@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from rules.mentorship_model import MentorshipPolicy
 from rules.model import BUILTIN_STATUSES, Pack, PackFile
 
 __all__ = ["MAX_FILE_BYTES", "PackInvalid", "PackIssue", "content_hash", "load_pack"]
@@ -152,6 +153,10 @@ def load_pack(directory: Path | str) -> Pack:
         escalation_policies=[p for c in checked for p in c.data.escalation_policies],
         status_rules=[r for c in checked for r in c.data.status_rules],
         tests=[t for c in checked for t in c.data.tests],
+        mentorship=next(
+            (c.data.mentorship for c in checked if c.data.mentorship is not None),
+            MentorshipPolicy(),
+        ),
         templates=templates,
         content_hash=content_hash(raw),
         files=texts,
@@ -707,6 +712,11 @@ def _cross_check(
     for extra, _ in packs[1:]:
         first = where(packs[0][0], ("pack",))
         add(extra, ("pack",), f"a second 'pack' section (the first is at {first}); keep one")
+    mentorships = [c for c in checked if c.data.mentorship is not None]
+    for extra in mentorships[1:]:
+        first = where(mentorships[0], ("mentorship",))
+        message = f"a second 'mentorship' section (the first is at {first}); keep one"
+        add(extra, ("mentorship",), message)
     if packs:
         item, info = packs[0]
         unique("status", [(s, item, ("pack", "statuses", i)) for i, s in enumerate(info.statuses)])

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from duly.domain import ObligationKind
 from rules.conditions import Condition, ConditionError, compile_condition
 from rules.facts import FACTS, FactType
+from rules.mentorship_model import MentorshipPolicy
 
 #: Statuses every pack may use without declaring them.
 BUILTIN_STATUSES: tuple[str, ...] = (
@@ -483,6 +484,7 @@ class PackFile(_Strict):
     escalation_policies: list[EscalationPolicy] = Field(default_factory=list)
     status_rules: list[StatusRule] = Field(default_factory=list)
     tests: list[RuleTest] = Field(default_factory=list)
+    mentorship: MentorshipPolicy | None = None
 
 
 class Pack(_Strict):
@@ -494,6 +496,8 @@ class Pack(_Strict):
         escalation_policies: Every policy.
         status_rules: The ordered status rules.
         tests: The pack's own test cases.
+        mentorship: The ``mentorship`` section (matching weights, request expiry, session
+            cadence, nudges, feedback); its defaults when the pack has none.
         templates: Message template overrides: path under ``templates/`` → Jinja2 source.
         content_hash: SHA-256 over every file of the pack (names and bytes).
         files: The pack's files: relative path → text (what a deploy stores).
@@ -507,6 +511,7 @@ class Pack(_Strict):
     escalation_policies: list[EscalationPolicy]
     status_rules: list[StatusRule]
     tests: list[RuleTest]
+    mentorship: MentorshipPolicy = Field(default_factory=MentorshipPolicy)
     templates: dict[str, str] = Field(default_factory=dict)
     content_hash: str
     files: dict[str, str] = Field(default_factory=dict)
