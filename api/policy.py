@@ -79,8 +79,10 @@ class Policy:
 
     def cell(self, role: Role) -> str:
         """What ``role`` may do here, in words (a README table cell)."""
-        if self.access is not Access.TOKEN:
+        if self.access is Access.PUBLIC:
             return "yes"
+        if self.access is Access.SIGNED:
+            return "signed"  # a token neither helps nor hurts
         if role not in self.roles:
             return "—"
         if role is Role.HR_ADMIN or self.scope is Scope.ALL:
