@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from api import errors
 from api.deps import Clock, wall_clock
+from api.limits import LIMIT_RESPONSES, RequestLimits
 from api.routers import (
     ack,
     assignments,
@@ -95,6 +96,8 @@ def create_app(
     app.state.clock = clock or wall_clock
     webhooks.warn_unconfigured(settings)
     errors.install(app)
+    # Body caps and rate limits run before routing and auth (a 401 must not read a huge body).
+    app.add_middleware(RequestLimits, settings=settings)
     for module in (
         health,
         people,
@@ -110,8 +113,8 @@ def create_app(
         certifications,
         verify,
     ):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=LIMIT_RESPONSES)
         if module is bulk:
             # GET /assignments (the list) is also registered ahead of the catch-all.
-            app.include_router(obligations.assignments_router)
+            app.include_router(obligations.assignments_router, responses=LIMIT_RESPONSES)
     return app

@@ -166,6 +166,9 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
                 if json_schema == {"$ref": _VALIDATION_REF}:
                     existing["content"] = error_content
                     existing["description"] = description
+                elif not json_schema and "text/html" not in existing.get("content", {}):
+                    # Declared elsewhere without a body (e.g. the limits' 413/429): the shape.
+                    existing["content"] = error_content
     return schema
 
 

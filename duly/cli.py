@@ -65,19 +65,49 @@ def worker() -> None:
 
 
 @app.command()
-def api() -> None:
-    """Run the HTTP API (stateless; run as many as you need behind a load balancer)."""
+def api(
+    proxy_headers: Annotated[
+        bool | None,
+        typer.Option(
+            "--proxy-headers/--no-proxy-headers",
+            help="Take the client address from X-Forwarded-For / X-Forwarded-Proto, but only on "
+            "connections from --forwarded-allow-ips. Default: on when DULY_FORWARDED_ALLOW_IPS "
+            "or --forwarded-allow-ips is given, off otherwise.",
+        ),
+    ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            help="Comma-separated IPs or networks of your reverse proxies (e.g. "
+            "10.0.0.5,10.1.0.0/16; default DULY_FORWARDED_ALLOW_IPS, else 127.0.0.1,::1). A "
+            "forwarded header from any other peer is ignored, so it cannot dodge the per-client "
+            "limits. Never '*' unless only the proxy can reach the API.",
+        ),
+    ] = None,
+) -> None:
+    """Run the HTTP API (stateless; run as many as you need behind a load balancer).
+
+    Behind a reverse proxy: ``duly api --forwarded-allow-ips 10.0.0.5`` so rate limits and logs
+    see each real client instead of the proxy.
+    """
     import uvicorn
 
     from api.app import create_app
 
     settings = load_settings()
     setup_logging(settings)
+    trusted = forwarded_allow_ips or settings.forwarded_allow_ips
+    if proxy_headers is None:
+        proxy_headers = trusted is not None
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
+        # Explicit either way: uvicorn's own default trusts loopback's headers implicitly.
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=trusted or "127.0.0.1,::1",
     )
 
 

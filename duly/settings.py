@@ -7,7 +7,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from duly.domain import MIN_DATE, DateWindow, InstantWindow, date_window, instant_window
@@ -106,6 +106,44 @@ class Settings(BaseSettings):
         "`GET /verify/{code}` page (a sliding window per API process); 0 disables the limit.",
     )
 
+    # Request limits (api/limits.py): applied before routing and authentication.
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest request body (bytes) any route accepts, except the people import; "
+        "larger is 413 before the body is read.",
+    )
+    max_import_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        ge=1024,
+        # The import route refuses more than 50 MiB itself (api/routers/people.py).
+        le=50 * 1024 * 1024,
+        description="Largest body (bytes) of `POST /people/import` (a 100,000-person CSV is "
+        "about 15 MB); at most 50 MiB.",
+    )
+    rate_limit_per_token: str = Field(
+        default="100/minute;1000/hour",
+        description="Requests one bearer token may make (`limits` notation: N/second|minute|"
+        "hour|day, several separated by ';'); `off` disables.",
+    )
+    rate_limit_anonymous: str = Field(
+        default="300/minute;5000/hour",
+        description="Requests one client IP may make without a token (ack pages, 401s, docs); "
+        "health probes and signed provider webhooks are not counted; `off` disables.",
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Where rate limit counters live: `memory://` (per API process) or a Redis "
+        "URL (`redis://host:6379/0`, `rediss://…`) shared by every API process.",
+    )
+
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="Reverse proxies (comma-separated IPs or networks) whose X-Forwarded-For "
+        "`duly api` trusts for the client address; unset: forwarded headers are ignored.",
+    )
+
     # Input bounds (see duly.domain: the models carry absolute bounds, this is the window the
     # API, CLI and services check against today).
     due_date_past_years: int = Field(
@@ -128,6 +166,41 @@ class Settings(BaseSettings):
         description="Evidence (completion, start) may be timestamped at most this far in the "
         "future, for clocks that differ a little.",
     )
+
+    @field_validator("rate_limit_per_token", "rate_limit_anonymous")
+    @classmethod
+    def _rate(cls, value: str, info: ValidationInfo) -> str:
+        from limits import parse_many
+
+        if value.strip().lower() in {"off", "none", "0", "false", "disabled"}:
+            return value
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"DULY_{(info.field_name or '').upper()}={value!r} is not a rate limit: write "
+                "e.g. '100/minute;1000/hour' (N/second|minute|hour|day, separated by ';'), or "
+                "'off'"
+            ) from None
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        scheme = value.strip().removeprefix("async+").split("://", 1)[0]
+        if "://" not in value or scheme not in {
+            "memory",
+            "redis",
+            "rediss",
+            "redis+unix",
+            "redis+sentinel",
+            "redis+cluster",
+        }:
+            raise ValueError(
+                f"DULY_RATE_LIMIT_STORAGE={value!r} is not supported: use memory:// or a Redis "
+                "URL such as redis://127.0.0.1:6379/0"
+            )
+        return value.strip()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -52,6 +52,7 @@ from notifications.channels import (
     TransientSendError,
 )
 from notifications.outbox import idempotency_key
+from notifications.preferences import is_mandatory, permitted_channels
 from store.db import Database
 from store.models import Notification, NotificationPreference, Person
 from store.types import utcnow
@@ -114,6 +115,10 @@ class Step:
     stage: str
     kind: str
     fired_at: datetime
+    #: Days to the due date when the stage fired (< 0: overdue), when the caller knows it: it
+    #: makes a labelled stage (``final warning``) mandatory; otherwise the name decides
+    #: (:func:`notifications.preferences.is_mandatory`).
+    days_before_due: int | None = None
 
 
 @dataclass(frozen=True)
@@ -243,15 +248,31 @@ def step_key(step: Step, recipient: Recipient, channel: str) -> str:
     )
 
 
-def allowed(preference: NotificationPreference | None, recipient: Recipient, channel: str) -> bool:
-    """Whether ``recipient`` may be reached on ``channel`` (address known, not opted out)."""
+def allowed(
+    preference: NotificationPreference | None,
+    recipient: Recipient,
+    channel: str,
+    *,
+    mandatory: bool = False,
+) -> bool:
+    """Whether ``recipient`` may be reached on ``channel`` (address known, not opted out).
+
+    ``mandatory`` (due-day and overdue notices): a ``channels`` preference that leaves no
+    reachable channel is set aside (see :func:`notifications.preferences.permitted_channels`).
+    """
     if recipient.address(channel) is None:
         return False
     if preference is None:
         return True
     if channel == "sms" and preference.sms_opt_out:
         return False
-    return preference.channels is None or channel in preference.channels
+    reachable = {
+        c
+        for c in FALLBACK_ORDER
+        if recipient.address(c) is not None and not (c == "sms" and preference.sms_opt_out)
+    }
+    permitted = permitted_channels(preference.channels, reachable, mandatory=mandatory)
+    return permitted is None or channel in permitted
 
 
 class Deliverer:
@@ -297,11 +318,14 @@ class Deliverer:
         outcomes: list[Outcome] = []
         transient: list[RetryLater] = []
         tried: set[str] = set()
+        mandatory = is_mandatory(step.stage, step.days_before_due)
         for channel in channels:
             if channel in tried:
                 continue
-            if not allowed(preference, recipient, channel):
-                replacement = self._next_allowed(preference, recipient, tried | {channel})
+            if not allowed(preference, recipient, channel, mandatory=mandatory):
+                replacement = self._next_allowed(
+                    preference, recipient, tried | {channel}, mandatory=mandatory
+                )
                 if replacement is None:
                     outcomes.append(Outcome(channel, "unreachable", None))
                     continue
@@ -309,7 +333,7 @@ class Deliverer:
                 channel = replacement
             try:
                 outcomes += self._send_with_fallback(
-                    step, recipient, channel, render, preference, tried, budget
+                    step, recipient, channel, render, preference, tried, budget, mandatory
                 )
             except RetryLater as error:
                 transient.append(error)
@@ -323,9 +347,15 @@ class Deliverer:
         preference: NotificationPreference | None,
         recipient: Recipient,
         exclude: set[str],
+        *,
+        mandatory: bool = False,
     ) -> str | None:
         return next(
-            (c for c in FALLBACK_ORDER if c not in exclude and allowed(preference, recipient, c)),
+            (
+                c
+                for c in FALLBACK_ORDER
+                if c not in exclude and allowed(preference, recipient, c, mandatory=mandatory)
+            ),
             None,
         )
 
@@ -338,6 +368,7 @@ class Deliverer:
         preference: NotificationPreference | None,
         tried: set[str],
         budget: Budget | None = None,
+        mandatory: bool = False,
     ) -> list[Outcome]:
         outcomes: list[Outcome] = []
         failed_from: str | None = None
@@ -353,7 +384,7 @@ class Deliverer:
             if outcome.status != "failed":
                 break
             failed_from, failed_id = current, outcome.notification_id
-            current = self._next_allowed(preference, recipient, tried)
+            current = self._next_allowed(preference, recipient, tried, mandatory=mandatory)
         return outcomes
 
     def _claim(

@@ -22,7 +22,9 @@ a ``button`` whose ``action_id`` is ``acknowledge`` and whose ``value`` is the t
 Escaping: ``.html`` and ``.json`` templates are autoescaped; in ``.json`` templates every value
 must go through ``tojson`` (JSON string escaping), and text that Slack shows as mrkdwn through
 ``mrkdwn`` first (``&``, ``<``, ``>`` escaped). Text, subject and SMS parts are not escaped.
-Templates run in a Jinja2 sandbox with ``StrictUndefined``: a missing variable is an error.
+Templates run in a Jinja2 sandbox with ``StrictUndefined``: a missing variable is an error. The
+sandbox also bounds the work of one message (:mod:`notifications.sandbox`): values, loops, calls
+and output; a template over a bound fails validation, and at send time fails without retrying.
 
 Wording per kind: the built-in channel templates lay out sentences that the kind's wording file
 ``{kind}/_wording.j2`` (falling back, macro by macro, to ``default/_wording.j2``) writes. Its
@@ -89,9 +91,9 @@ from jinja2 import (
     StrictUndefined,
     TemplateNotFound,
 )
-from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
+from notifications.sandbox import BoundedSandbox, render_bounded, render_budget
 from notifications.sms import fit_sms
 
 if TYPE_CHECKING:
@@ -199,7 +201,7 @@ _BUILTIN = PackageLoader("notifications", "templates")
 @lru_cache(maxsize=64)
 def _environment(overrides: tuple[tuple[str, str], ...]) -> Environment:
     loaders: list[BaseLoader] = [DictLoader(dict(overrides))] if overrides else []
-    environment = SandboxedEnvironment(
+    environment = BoundedSandbox(
         loader=ChoiceLoader([*loaders, _BUILTIN]),
         autoescape=_autoescape,
         undefined=StrictUndefined,
@@ -398,14 +400,16 @@ def render_message(
         raise ValueError(f"unknown channel {channel!r}; use one of {sorted(CHANNEL_PARTS)}")
     env = environment(overrides)
     values = _prepare(kind, stage, context)
-    values["wording"] = _wording(env, kind, values)
-    lookup_stage = DIGEST if values["digest_items"] is not None else str(stage)
     output: dict[str, str] = {}
     names: dict[str, str] = {}
-    for part in CHANNEL_PARTS[channel]:
-        template = env.select_template(lookup_chain(kind, lookup_stage, channel, part))
-        names[part] = template.name or ""
-        output[part] = template.render(values)
+    # One work budget for the whole message: wording and every part (notifications.sandbox).
+    with render_budget():
+        values["wording"] = _wording(env, kind, values)
+        lookup_stage = DIGEST if values["digest_items"] is not None else str(stage)
+        for part in CHANNEL_PARTS[channel]:
+            template = env.select_template(lookup_chain(kind, lookup_stage, channel, part))
+            names[part] = template.name or ""
+            output[part] = render_bounded(template, values)
     return _assemble(channel, output, names)
 
 
@@ -505,12 +509,14 @@ def _check(path: str, overrides: Mapping[str, str]) -> None:
     stage = match.group("stage") if match else "-14d"
     for sample in _samples(kind, stage, digest=stage == DIGEST):
         values = _prepare(kind, stage, sample)
-        if path.rsplit("/", 1)[-1] == _WORDING:
-            _wording(env, directory, values)
-            continue
-        # Channel templates get the built-in wording: a broken wording file is its own finding.
-        values["wording"] = _wording(environment(), kind, values)
-        text = env.get_template(path).render(values)
+        with render_budget():
+            if path.rsplit("/", 1)[-1] == _WORDING:
+                _wording(env, directory, values)
+                continue
+            # Channel templates get the built-in wording: a broken wording file is its own
+            # finding.
+            values["wording"] = _wording(environment(), kind, values)
+            text = render_bounded(env.get_template(path), values)
         if match and match.group("part") == "json":
             _blocks(text)
 

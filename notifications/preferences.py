@@ -1,9 +1,57 @@
-"""When a person may be messaged: quiet hours and business days, in their own time zone."""
+"""When and how a person may be messaged: channels, quiet hours and business days.
+
+A person's ``channels`` preference is honoured for every early reminder. Due-day and overdue
+notices are mandatory: a choice that leaves them no reachable channel (``channels: []``, or only
+channels the person has no address on) is set aside for them, so they still go out on the usual
+fallback order (email first). An SMS opt-out (STOP) is always honoured.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+#: A stage named by its offset from the due date (``-30d``, ``0d``, ``+7d``), optionally with a
+#: certification cycle prefix as the ledger keys it (``c2:0d``).
+_OFFSET_STAGE = re.compile(r"^(?:c\d+:)?(?P<days>[+-]?\d+)d$")
+
+
+def is_mandatory(stage: str, days_before_due: int | None = None) -> bool:
+    """Whether a notice is mandatory: on the due day or after it (overdue, escalations).
+
+    Args:
+        stage: The stage name (``0d``, ``+7d``, ``c2:0d``; a label such as ``final warning``
+            says nothing by itself).
+        days_before_due: Days from the learner's today to the due date when the stage fired
+            (< 0: overdue), when known; it decides for labelled stages.
+    """
+    if days_before_due is not None:
+        return days_before_due <= 0
+    match = _OFFSET_STAGE.match(stage.strip())
+    return match is not None and int(match["days"]) >= 0
+
+
+def permitted_channels(
+    chosen: Sequence[str] | None, reachable: Collection[str], *, mandatory: bool
+) -> frozenset[str] | None:
+    """The channels a message may use under a person's ``channels`` preference.
+
+    Args:
+        chosen: The person's allowed channels (None: all).
+        reachable: The channels the person has an address on and has not opted out of.
+        mandatory: A due-day or overdue notice (:func:`is_mandatory`).
+
+    Returns:
+        The permitted channels, or None for any. A mandatory notice whose choice leaves no
+        reachable channel gets None: it is never silenced by a preference.
+    """
+    if chosen is None:
+        return None
+    if mandatory and not any(channel in reachable for channel in chosen):
+        return None
+    return frozenset(chosen)
 
 
 def _clock(value: str | None) -> time | None:

@@ -2,7 +2,8 @@
 
 Every endpoint authenticates the provider before reading anything:
 
-* SendGrid's Signed Event Webhook (ECDSA P-256 over timestamp + raw body);
+* SendGrid's Signed Event Webhook (ECDSA P-256 over timestamp + raw body, at most ten minutes
+  old: a captured request replayed later is refused);
 * Twilio's ``X-Twilio-Signature`` (HMAC over the public URL and the form parameters);
 * Slack's ``X-Slack-Signature`` (HMAC over timestamp and raw body, at most five minutes old).
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -52,6 +54,9 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 SENDGRID_SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
+#: How far a signed SendGrid timestamp may be from now. Older is a replay of a captured request
+#: (the signature covers the timestamp, so it cannot be refreshed); SendGrid signs at send time.
+SENDGRID_MAX_AGE_SECONDS = 600
 
 #: Webhook name -> (settings field, environment variable) of the key that enables it.
 WEBHOOK_KEYS: dict[str, tuple[str, str]] = {
@@ -216,6 +221,16 @@ def _sendgrid_valid(public_key: str, body: bytes, signature: str, timestamp: str
         return False
 
 
+def _sendgrid_fresh(timestamp: str, now: float | None = None) -> bool:
+    """Whether a signed timestamp (Unix seconds) lies within ten minutes of ``now``."""
+    try:
+        signed = int(timestamp.strip())
+    except ValueError:
+        return False
+    current = time.time() if now is None else now
+    return abs(current - signed) <= SENDGRID_MAX_AGE_SECONDS
+
+
 def _sendgrid_row(session: Session, event: Mapping[str, Any]) -> Notification | None:
     key = event.get("idempotency_key")
     if isinstance(key, str) and key:
@@ -269,6 +284,11 @@ async def sendgrid_events(
         or not _sendgrid_valid(public_key, body, signature, timestamp)
     ):
         raise _forbidden()
+    if not _sendgrid_fresh(timestamp):
+        raise _forbidden(
+            f"stale signature: the signed timestamp is more than {SENDGRID_MAX_AGE_SECONDS // 60}"
+            " minutes from now (a replayed request, or a server clock that is off)"
+        )
     try:
         events = json.loads(body)
     except ValueError as exc:

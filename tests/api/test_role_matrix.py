@@ -54,7 +54,14 @@ def temporal() -> FakeTemporal:
 
 @pytest.fixture
 def app(sqlite_db: Database, temporal: FakeTemporal) -> Any:
-    settings = Settings(env="test", temporal_address="127.0.0.1:1")
+    # Every route per token: the rate limiter (tests/api/test_limits.py) would answer first.
+    settings = Settings(
+        env="test",
+        temporal_address="127.0.0.1:1",
+        rate_limit_per_token="off",
+        rate_limit_anonymous="off",
+        verify_rate_limit_per_minute=0,
+    )
     return create_app(settings, database=sqlite_db, temporal_client=temporal)  # type: ignore[arg-type]
 
 

@@ -69,6 +69,10 @@ def api_schema(database: Database, tmp_path_factory: pytest.TempPathFactory) -> 
         env="test",
         temporal_address="127.0.0.1:1",
         data_dir=Path(tmp_path_factory.mktemp("data")),
+        # Hundreds of requests per token: the limiter (tests/api/test_limits.py) would answer.
+        rate_limit_per_token="off",
+        rate_limit_anonymous="off",
+        verify_rate_limit_per_minute=0,
     )
     app = create_app(settings_, database=database, temporal_client=NoWorkflows())  # type: ignore[arg-type]
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)

@@ -84,9 +84,15 @@ def hook_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 # --- SendGrid ----------------------------------------------------------------------------------
 
 
-def sendgrid_post(client: TestClient, events: Any, key: ec.EllipticCurvePrivateKey = SG_KEY) -> Any:
+def sendgrid_post(
+    client: TestClient,
+    events: Any,
+    key: ec.EllipticCurvePrivateKey = SG_KEY,
+    *,
+    age_seconds: int = 0,
+) -> Any:
     body = json.dumps(events)
-    timestamp = str(int(time.time()))
+    timestamp = str(int(time.time()) - age_seconds)
     signature = key.sign((timestamp + body).encode(), ec.ECDSA(hashes.SHA256()))
     return client.post(
         "/webhooks/sendgrid/events",
@@ -175,6 +181,24 @@ def test_sendgrid_bad_signature_is_403(client: TestClient, db: Database) -> None
     )
     assert response.status_code == 403
     assert ledger_row(db, notification_id).status == "sent"
+
+
+def test_a_replayed_sendgrid_request_older_than_ten_minutes_is_refused(
+    client: TestClient, db: Database
+) -> None:
+    # The exploit: a captured, validly signed "bounce" replayed later fails a delivered message.
+    notification_id = seed(db)
+    events = [{"event": "bounce", "type": "bounce", "sg_message_id": "sg-abc.f", "reason": "x"}]
+
+    stale = sendgrid_post(client, events, age_seconds=11 * 60)
+    future = sendgrid_post(client, events, age_seconds=-11 * 60)
+
+    assert stale.status_code == 403 and "stale signature" in stale.json()["detail"]
+    assert future.status_code == 403
+    assert ledger_row(db, notification_id).status == "sent"
+    # Nine minutes old (a slow queue on SendGrid's side) is still accepted.
+    assert sendgrid_post(client, events, age_seconds=9 * 60).status_code == 204
+    assert ledger_row(db, notification_id).status == "failed"
 
 
 def test_sendgrid_with_a_broken_key_setting_is_403(db: Database, temporal: FakeTemporal) -> None:

@@ -29,6 +29,7 @@ from notifications.delivery import (
     step_key,
 )
 from notifications.outbox import OutboxSender
+from notifications.preferences import is_mandatory
 from store.db import Database
 from store.models import Notification, NotificationPreference, Person
 
@@ -422,3 +423,48 @@ def test_skip_records_why_and_settles_waiting_rows(db: Database, person: Person)
     assert rows["sms"].recipient_address is None  # never sent: no address kept
     deliverer.deliver(STEP, learner(person), ["email", "sms"], render)
     assert email.accepted == [] and len(slack.accepted) == 1
+
+
+@pytest.mark.parametrize(
+    ("stage", "days", "channels"),
+    [("0d", None, []), ("+7d", None, []), ("c2:+3d", None, ["sms"]), ("final warning", -3, [])],
+)
+def test_a_learner_cannot_silence_due_day_and_overdue_notices(
+    db: Database, person: Person, stage: str, days: int | None, channels: list[str]
+) -> None:
+    # The exploit: PUT /people/{me}/preferences {"channels": []} (or only a channel without an
+    # address), and the due-day and overdue notices went nowhere ("unreachable").
+    with db.session() as session:
+        session.add(NotificationPreference(person_id=person.id, channels=channels))
+    no_phone = Recipient("learner", "p-1", person, person.email, None, None)
+    email = ScriptedChannel("email")
+    deliverer = Deliverer(db, {"email": email}, OutboxSender())
+    step = Step(**{**STEP.__dict__, "stage": stage, "days_before_due": days})
+
+    outcomes = deliverer.deliver(step, no_phone, ["sms"], render)
+
+    assert [(o.channel, o.status) for o in outcomes] == [("sms", "skipped"), ("email", "sent")]
+    assert len(email.accepted) == 1
+
+
+def test_early_reminders_still_follow_the_preference(db: Database, person: Person) -> None:
+    with db.session() as session:
+        session.add(NotificationPreference(person_id=person.id, channels=[]))
+    email = ScriptedChannel("email")
+    deliverer = Deliverer(db, {"email": email}, OutboxSender())
+    outcomes = deliverer.deliver(STEP, learner(person), ["email"], render)
+    assert [(o.channel, o.status) for o in outcomes] == [("email", "unreachable")]
+    assert email.accepted == []
+
+
+def test_which_notices_are_mandatory() -> None:
+    assert [is_mandatory(s) for s in ("-30d", "-1d", "0d", "+7d", "c2:0d", "c3:-14d")] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert not is_mandatory("final warning") and is_mandatory("final warning", -1)
+    assert not is_mandatory("0d", 3)  # the stage fired before the due day after all

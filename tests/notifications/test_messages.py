@@ -346,3 +346,65 @@ def test_unused_templates() -> None:
         "certification/-14d.emial.html.j2",
         "certification/-14d.sms.html.j2",
     ]
+
+
+#: What an HR author (or a stolen HR token) could deploy to burn a worker's CPU or memory.
+EXPENSIVE = {
+    "training/-30d.email.subject.j2": '{{ "a" * 10**9 }}',
+    "training/-30d.email.txt.j2": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    ),
+    "training/-30d.email.html.j2": "{{ title|center(1000000000) }}",
+    "training/0d.email.subject.j2": '{{ "%999999999s"|format(title) }}',
+    "training/0d.email.txt.j2": (
+        '{% set ns = namespace(s="x" * 1000) %}'
+        "{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}"
+    ),
+    "training/0d.email.html.j2": (
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}"
+    ),
+    "training/+7d.email.subject.j2": "{{ (title * 1000).ljust(10**9) }}",
+    "training/+7d.email.txt.j2": (
+        '{% set s = "x" * 2000 %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}'
+    ),
+}
+
+
+def test_expensive_templates_are_lint_errors_within_a_second() -> None:
+    import time
+
+    from rules.lint import lint
+
+    loaded = pack("medical-practice").model_copy(update={"templates": EXPENSIVE})
+    started = time.monotonic()
+    findings = [f for f in lint(loaded) if f.code == "template-too-expensive"]
+    elapsed = time.monotonic() - started
+
+    assert {f.file for f in findings} == set(EXPENSIVE), [str(f) for f in findings]
+    assert all("simplify the template" in f.message for f in findings)
+    # Each template is rendered with 4 samples; all of them together stay cheap.
+    assert elapsed < 20, elapsed
+
+
+def test_an_expensive_template_fails_at_send_time_without_retrying() -> None:
+    from temporalio.exceptions import ApplicationError
+
+    from notifications.sandbox import TemplateLimitError
+
+    overrides = {"training/-30d.email.subject.j2": '{{ "a" * 10**9 }}'}
+    with pytest.raises(TemplateLimitError) as raised:
+        render_message("training", "-30d", "email", learner(), overrides=overrides)
+    # A Temporal activity raising it fails for good instead of retrying forever.
+    assert isinstance(raised.value, ApplicationError) and raised.value.non_retryable
+
+
+def test_the_sandbox_bounds_leave_ordinary_templates_alone() -> None:
+    overrides = {
+        "training/-30d.email.txt.j2": (
+            "{% for i in range(3) %}{{ i }}{% endfor %} {{ title|upper|center(60) }} "
+            '{{ "%5s"|format("ok") }} {{ ["a", "b"]|join(", ") }} {{ (title ~ "!") * 3 }}'
+        )
+    }
+    message = render_message("training", "-30d", "email", learner(), overrides=overrides)
+    assert message.text.startswith("012 ") and "a, b" in message.text
+    assert "HIPAA PRIVACY & SECURITY" in message.text
