@@ -14,18 +14,18 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from duly.assignments import assignment_input, start_assignment
-from duly.domain import EmploymentStatus
-from store.db import Database
-from store.models import Person
-from store.packs import active_pack, load_version
-from workflows.bulk import (
+from duly.domain import (
     MAX_ERRORS,
     BulkAssignRequest,
     BulkPlan,
     BulkSelector,
     BulkWindow,
     BulkWindowResult,
+    EmploymentStatus,
 )
+from store.db import Database
+from store.models import Person
+from store.packs import active_pack, load_version
 
 #: Assignment starts in flight at once within a window.
 CHUNK = 50

@@ -7,7 +7,7 @@ auditor can read it and a replay reproduces it without re-deciding.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,6 +24,7 @@ from duly.domain import (
     AdoptPackSignal,
     AssignmentInput,
     DecideRequest,
+    ObligationMessages,
     PlanRequest,
     ReplanRequest,
     ReplanResult,
@@ -46,6 +47,9 @@ from store.models import Obligation, Person
 from store.obligations import ReplanTarget, moved_zone_targets
 from store.packs import load_version
 
+#: Starts an assignment workflow unless one with its business key exists (True: started).
+CycleStarter = Callable[[Client, str, AssignmentInput], Awaitable[bool]]
+
 #: Rows written per transaction by the sweep's write phase (short transactions: SQLite has one
 #: writer at a time, and workflows keep recording while a sweep runs).
 SWEEP_WRITE_BATCH = 200
@@ -54,9 +58,24 @@ SWEEP_WRITE_BATCH = 200
 class RulesActivities:
     """Rules activities bound to one database (and a client, for roll-outs)."""
 
-    def __init__(self, db: Database, client: Client | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        client: Client | None = None,
+        *,
+        start_cycle: CycleStarter | None = None,
+    ) -> None:
+        """Bind the database, the Temporal client (roll-outs, re-plans) and the cycle starter.
+
+        Args:
+            db: The store.
+            client: Signals workflows (``roll_out_pack``, ``replan_moved``).
+            start_cycle: Starts an assignment workflow (``start_next_cycle``); the worker wires
+                it, since the workflow is a floor above the activities.
+        """
         self._db = db
         self._client = client
+        self._start_cycle = start_cycle
 
     def _pack(self, pack_hash: str) -> Pack:
         with self._db.session() as session:
@@ -170,7 +189,7 @@ class RulesActivities:
         for index in range(start, len(targets)):
             handle = self._client.get_workflow_handle(targets[index])
             try:
-                await handle.signal("adopt_pack", signal)
+                await handle.signal(ObligationMessages.adopt_pack, signal)
                 signalled += 1
             except RPCError as error:
                 if error.status is not RPCStatusCode.NOT_FOUND:
@@ -239,11 +258,13 @@ class RulesActivities:
         Its id (``…/{cycle}``) is the business key: a retried attempt finds it started.
         Not a child workflow: each cycle stands alone, with its own bounded history.
         """
-        if self._client is None:
-            raise ApplicationError("start_next_cycle needs a Temporal client", non_retryable=True)
-        from duly.assignments import start_assignment
-
-        return await start_assignment(self._client, activity.info().task_queue, request)
+        if self._client is None or self._start_cycle is None:
+            raise ApplicationError(
+                "start_next_cycle needs a Temporal client and a cycle starter (duly.worker wires"
+                " both)",
+                non_retryable=True,
+            )
+        return await self._start_cycle(self._client, activity.info().task_queue, request)
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity callable, for the worker."""
@@ -269,7 +290,9 @@ async def signal_replans(
     for target in targets:
         handle = client.get_workflow_handle(target.workflow_id)
         try:
-            await handle.signal("replan", ReplanSignal(time_zone=target.time_zone, actor=actor))
+            await handle.signal(
+                ObligationMessages.replan, ReplanSignal(time_zone=target.time_zone, actor=actor)
+            )
             signalled += 1
         except RPCError as error:
             if error.status is not RPCStatusCode.NOT_FOUND:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import AuditEntry
-from store.types import utcnow
+from store.types import check_finite, utcnow
 
 GENESIS = "0" * 64
 
@@ -38,6 +38,9 @@ def record(
     On PostgreSQL a transaction-scoped advisory lock serialises appends so two concurrent
     writers cannot both link to the same head and fork the chain; SQLite serialises writers itself.
     """
+    # Before the hash: a NaN would be hashed as a token no JSON column can store.
+    check_finite(before, "before")
+    check_finite(after, "after")
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy import text
 

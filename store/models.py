@@ -1,7 +1,8 @@
 """SQLAlchemy 2 models for Duly's tables.
 
 Temporal holds each obligation's truth; these tables are the directory, read models, the
-notification ledger, the audit log, API tokens and rules pack versions.
+notification ledger, the audit log, API tokens and rules pack versions. Every JSON column is
+:class:`~store.types.StrictJSON`: no NaN or infinity is ever written.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Boolean,
     Date,
     ForeignKey,
@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from duly.domain import ObligationFacts, ObligationKind
-from store.types import UTCDateTime, utcnow
+from store.types import StrictJSON, UTCDateTime, utcnow
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -53,7 +53,7 @@ class Person(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     phone: Mapped[str | None] = mapped_column(String(32))
     slack_user_id: Mapped[str | None] = mapped_column(String(32))
-    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    roles: Mapped[list[str]] = mapped_column(StrictJSON, default=list)
     department: Mapped[str | None] = mapped_column(String(100))
     location: Mapped[str | None] = mapped_column(String(100))
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
@@ -168,7 +168,7 @@ class Notification(Base):
     fallback_of: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, onupdate=utcnow)
     #: A queued message's rendered HTML and Slack blocks, so it can be released as rendered.
-    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(StrictJSON)
     #: Workflow time at which the stage fired (simulated time in tests, real time in production).
     fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -194,8 +194,8 @@ class AuditEntry(Base):
     actor_role: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
-    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    before: Mapped[dict[str, Any] | None] = mapped_column(StrictJSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(StrictJSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
@@ -226,7 +226,7 @@ class NotificationPreference(Base):
         ForeignKey("people.id", ondelete="CASCADE"), primary_key=True
     )
     #: Allowed channels (None: all of email, sms, slack, in_app).
-    channels: Mapped[list[str] | None] = mapped_column(JSON)
+    channels: Mapped[list[str] | None] = mapped_column(StrictJSON)
     #: Replied STOP to an SMS: never text them until they reply START.
     sms_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Quiet hours in the person's time zone, "HH:MM" (start may be after end: overnight).
@@ -244,7 +244,7 @@ class DeadLetter(Base):
     #: "xapi" or "completion-webhook".
     source: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(300))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any]] = mapped_column(StrictJSON)
     #: e.g. the xAPI statement id: the same statement posted twice is stored once.
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -262,7 +262,7 @@ class RulesPackVersion(Base):
     author: Mapped[str] = mapped_column(String(200))
     message: Mapped[str | None] = mapped_column(Text)
     migration: Mapped[str] = mapped_column(String(16), default="grandfather")
-    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    content: Mapped[dict[str, Any]] = mapped_column(StrictJSON)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -61,7 +61,8 @@ def pack_from_files(files: dict[str, str]) -> Pack:
             " (no '..', '/' at the start or backslashes)",
         )
         for name in files
-        if not _NAME.match(name) or ".." in name.split("/")
+        # "." names the directory itself (writing it was an IsADirectoryError, a 500).
+        if not _NAME.match(name) or {".", ".."} & set(name.split("/"))
     ]
     if bad:
         raise PackInvalid(bad)
@@ -71,7 +72,22 @@ def pack_from_files(files: dict[str, str]) -> Pack:
             target = root / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
-        return load_pack(root)
+        try:
+            return load_pack(root)
+        except PackInvalid as invalid:
+            # Directory-level issues name the directory: the server's temporary path, an
+            # internal no client should see. Name it "(pack)" instead.
+            raise PackInvalid(
+                [
+                    PackIssue(
+                        issue.file.replace(tmp, "(pack)"),
+                        issue.line,
+                        issue.column,
+                        issue.message.replace(tmp, "(pack)"),
+                    )
+                    for issue in invalid.issues
+                ]
+            ) from None
 
 
 _CACHE: dict[str, Pack] = {}

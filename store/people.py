@@ -89,6 +89,19 @@ _SLACK_RE = re.compile(r"^[A-Z0-9]{2,32}$")
 _ROLE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _ROLE_SPLIT = re.compile(r"[;|]")
 _MAX_VALUE_IN_ERROR = 120
+
+#: The longest cell (CSV) or string value (JSON) a people file may hold, in characters: the
+#: ``csv`` module's own default field limit. No directory field comes near it; a longer one is
+#: a wrong file or an attack, answered 422 naming the row and column.
+MAX_CELL_CHARS = 131_072
+#: At most this many cell problems are listed (a binary file would list every cell).
+_MAX_CELL_PROBLEMS = 20
+# The ``csv`` module's field limit is process-wide and raises mid-file without naming the row or
+# column (a 500 before). Raised (never lowered) to the largest import body, so the reader always
+# hands the cell to :func:`_cell_problem`, which applies MAX_CELL_CHARS and names where it is.
+_MAX_FILE_CHARS = 64 * 1024 * 1024
+if csv.field_size_limit() < _MAX_FILE_CHARS:
+    csv.field_size_limit(_MAX_FILE_CHARS)
 _IN_CHUNK = 500
 
 
@@ -365,6 +378,40 @@ def _validate(data: Mapping[str, Any], *, row: int) -> PersonRow | list[RowError
         return _validation_errors(exc, row=row, data=data)
 
 
+def _no_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON value; write a number or a string")
+
+
+def _cell_problem(row: int, column: str, value: str) -> RowError | None:
+    """A file-level error when a cell is too long or holds a NUL byte, else None.
+
+    PostgreSQL refuses NUL bytes in text and a cell this long is no directory value: both are
+    refused for the whole file (422) rather than failing at the database (a 500).
+    """
+    if len(value) > MAX_CELL_CHARS:
+        problem = (
+            f"the value has {len(value):,} characters, more than the {MAX_CELL_CHARS:,} allowed;"
+            " check the file is the HRIS export"
+        )
+    elif "\x00" in value:
+        problem = "the value holds a NUL byte (\\0); remove it or export the file as UTF-8 text"
+    else:
+        return None
+    return RowError(
+        row=row, column=column, message=f"row {row}, column {column}: {problem}", file_level=True
+    )
+
+
+def _refuse_cells(problems: list[RowError]) -> None:
+    """Raise :class:`PeopleFileError` listing (at most a screenful of) cell problems."""
+    if problems:
+        shown = problems[:_MAX_CELL_PROBLEMS]
+        if len(problems) > len(shown):
+            more = f"{len(problems) - len(shown)} more cells have the same problems"
+            shown.append(RowError(row=shown[-1].row, message=more, file_level=True))
+        raise PeopleFileError(shown)
+
+
 def _normalise_header(cell: str) -> str:
     return re.sub(r"[\s-]+", "_", cell.strip().lower())
 
@@ -413,6 +460,12 @@ def parse_csv(text: str) -> tuple[list[PersonRow], list[RowError]]:
             ]
         )
     header = [_normalise_header(c) for c in header_cells]
+    cell_problems = [
+        p
+        for i, c in enumerate(header_cells)
+        if (p := _cell_problem(1, f"{i + 1} (header)", c)) is not None
+    ]
+    _refuse_cells(cell_problems)
     allowed = ", ".join(CSV_COLUMNS)
     named = [h for h in header if h]
     duplicates = sorted({h for h in named if named.count(h) > 1})
@@ -444,7 +497,11 @@ def parse_csv(text: str) -> tuple[list[PersonRow], list[RowError]]:
     unknown = [h for h in named if h not in CSV_COLUMNS]
     unnamed_with_data: set[int] = set()
     for row_number, cells in enumerate(records, start=2):
-        if not any(c.strip() for c in cells):
+        for index, cell in enumerate(cells):
+            name = header[index] if index < len(header) and header[index] else str(index + 1)
+            if (problem := _cell_problem(row_number, name, cell)) is not None:
+                cell_problems.append(problem)
+        if cell_problems or not any(c.strip() for c in cells):
             continue
         extra = [c for c in cells[len(header) :] if c.strip()]
         if extra:
@@ -470,6 +527,7 @@ def parse_csv(text: str) -> tuple[list[PersonRow], list[RowError]]:
             rows.append(result)
         else:
             errors.extend(result)
+    _refuse_cells(cell_problems)
     unknown += [f"(column {i} has no header)" for i in sorted(unnamed_with_data)]
     if unknown:
         errors.insert(
@@ -502,8 +560,28 @@ def parse_json(data: Any) -> tuple[list[PersonRow], list[RowError]]:
     """
     if isinstance(data, bytes | bytearray | str):
         try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
+            data = json.loads(data, parse_constant=_no_constant)
+        except RecursionError:
+            # json.loads gives up at the interpreter's recursion limit (a 500 before).
+            raise PeopleFileError(
+                [
+                    RowError(
+                        row=0,
+                        message="the JSON nests arrays or objects too deeply; a people file is"
+                        " a list of flat objects",
+                        file_level=True,
+                    )
+                ]
+            ) from None
+        except UnicodeDecodeError:
+            raise PeopleFileError(
+                [RowError(row=0, message="the file is not UTF-8 text", file_level=True)]
+            ) from None
+        except ValueError as exc:
+            if not isinstance(exc, json.JSONDecodeError):  # NaN, or an absurdly long integer
+                raise PeopleFileError(
+                    [RowError(row=0, message=f"not valid JSON: {exc}", file_level=True)]
+                ) from None
             raise PeopleFileError(
                 [
                     RowError(
@@ -513,10 +591,6 @@ def parse_json(data: Any) -> tuple[list[PersonRow], list[RowError]]:
                         file_level=True,
                     )
                 ]
-            ) from None
-        except UnicodeDecodeError:
-            raise PeopleFileError(
-                [RowError(row=0, message="the file is not UTF-8 text", file_level=True)]
             ) from None
     if isinstance(data, dict) and isinstance(data.get("people"), list):
         items: list[Any] = data["people"]
@@ -532,6 +606,15 @@ def parse_json(data: Any) -> tuple[list[PersonRow], list[RowError]]:
                 )
             ]
         )
+    _refuse_cells(
+        [
+            p
+            for n, item in enumerate(items, start=1)
+            if isinstance(item, dict)
+            for key, value in item.items()
+            if isinstance(value, str) and (p := _cell_problem(n, str(key)[:64], value)) is not None
+        ]
+    )
     rows: list[PersonRow] = []
     errors: list[RowError] = []
     unknown: dict[str, int] = {}

@@ -13,6 +13,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, TemporalDep, require_roles
+from api.pagination import Limit, Offset
 from api.schemas import AuditRead
 from duly.domain import Role
 from store import audit
@@ -30,8 +31,8 @@ def list_audit(
     _principal: Reader,
     target: Annotated[str | None, Query(description="e.g. a workflow id")] = None,
     action: Annotated[str | None, Query(description="e.g. assignment.create")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[AuditEntry]:
     """Audit entries, oldest first."""
     stmt = select(AuditEntry)

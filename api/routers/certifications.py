@@ -43,15 +43,16 @@ from api.deps import (
 from api.deps import (
     audit_action as _audit,
 )
+from api.pagination import Limit, Offset
 from api.routers.assignments import obligation_read
 from api.schemas import Accepted, ObligationRead, RestartRead
 from duly.assignments import utc_offset_minutes
 from duly.domain import (
     ID_PATTERN,
-    AssignmentEvent,
     BoundedDate,
     CeCredit,
     CertificateRecord,
+    CertificationEvent,
     CertificationInput,
     CertificationState,
     CertificationStatus,
@@ -175,7 +176,7 @@ class CertificationRead(BaseModel):
     ce_credits: list[CeCredit] = Field(default_factory=list)
     history: list[ClosedCycle] = Field(default_factory=list)
     pack_hash: str | None = None
-    events: list[AssignmentEvent] = Field(default_factory=list)
+    events: list[CertificationEvent] = Field(default_factory=list)
     read_model: ObligationRead | None = None
 
 
@@ -578,7 +579,7 @@ def expiring_certifications(
         str | None, Query(description="A manager's external id: their (indirect) reports")
     ] = None,
     location: Annotated[str | None, Query(description="The holder's location")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    limit: Limit = 500,
 ) -> list[CertificationItem]:
     """Certifications expiring within ``within`` days, soonest first.
 
@@ -621,8 +622,8 @@ def list_certifications(
     department: Annotated[str | None, Query(description="The holder's department")] = None,
     location: Annotated[str | None, Query(description="The holder's location")] = None,
     certification: Annotated[str | None, Query(description="A certification id")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[CertificationItem]:
     """Held certifications from the read model, soonest expiry first.
 

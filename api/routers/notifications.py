@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from api.deps import CurrentPrincipal, SessionDep, visible_person_ids
+from api.pagination import Limit, Offset
 from api.schemas import NotificationRead
 from store.models import Notification, Person
 
@@ -27,8 +28,8 @@ def list_notifications(
     ] = None,
     workflow_id: Annotated[str | None, Query()] = None,
     person: Annotated[str | None, Query(description="A person's external id")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[NotificationRead]:
     """Messages Duly sent or queued, newest first, scoped like obligations."""
     stmt = select(Notification, Person.external_id).outerjoin(

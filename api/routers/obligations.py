@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from api.deps import CurrentPrincipal, SessionDep, visible_person_ids
+from api.pagination import Limit, Offset
 from api.routers.assignments import obligation_read
 from api.schemas import ObligationRead
 from store.models import Obligation, Person
@@ -27,8 +28,8 @@ def list_obligations(
     department: Annotated[str | None, Query(description="The person's department")] = None,
     location: Annotated[str | None, Query(description="The person's location")] = None,
     kind: Annotated[str | None, Query(description="training, certification, …")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[ObligationRead]:
     """List obligations: a learner sees their own, a manager their reports', HR and auditors all."""
     stmt = select(Obligation).join(Person, Obligation.person_id == Person.id)
@@ -61,8 +62,8 @@ def list_assignments(
     department: Annotated[str | None, Query(description="The person's department")] = None,
     location: Annotated[str | None, Query(description="The person's location")] = None,
     kind: Annotated[str, Query(description="training (default), certification, …")] = "training",
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[ObligationRead]:
     """List training assignments from the read model, e.g. ``?status=overdue&department=ICU``."""
     return list_obligations(

@@ -24,6 +24,7 @@ from api.deps import (
     require_roles,
     visible_person_ids,
 )
+from api.pagination import Offset, PeopleLimit
 from api.schemas import ObligationRead
 from duly.domain import Role
 from store import audit
@@ -279,8 +280,8 @@ def list_people(
     manager: Annotated[
         str | None, Query(max_length=64, description="Direct reports of this external id.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PeopleLimit = 1000,
+    offset: Offset = 0,
 ) -> list[PersonRead]:
     """People ordered by external id: learners see themselves, managers their whole chain."""
     query = select(Person).order_by(Person.external_id)

@@ -15,17 +15,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import func, select, text, update
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy import case, func, select, text, update
 from sqlalchemy.orm import Session
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import strict_json
 from api.deps import (
     ClockDep,
     LazyTemporal,
@@ -35,6 +46,7 @@ from api.deps import (
     require_roles,
     within,
 )
+from api.pagination import Limit
 from duly.domain import (
     MAX_SCORE,
     BoundedInstant,
@@ -70,6 +82,15 @@ COMPLETION_ACTION = "completion.record"
 _LOCK_CLASS = 0x78617069
 REDACTED = "[redacted]"
 MAX_BATCH = 500
+#: The largest statement payload kept in a dead letter (characters of its JSON); a larger one is
+#: kept as a summary (ids, verb, activity) so one statement cannot bloat the table or the list.
+MAX_DEAD_LETTER_CHARS = 16 * 1024
+#: xAPI 1.0.3 §2.4.7/4.5: ISO 8601 date-time; the offset is optional (then UTC), fractions any.
+_ISO_INSTANT = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}(:?\d{2})?)?$"
+)
+#: An Agent's Inverse Functional Identifiers: it MUST carry exactly one (xAPI 1.0.3 §2.4.2.1).
+_IFIS = ("mbox", "mbox_sha1sum", "openid", "account")
 
 # --- xAPI statement shape (only what Duly reads; every other xAPI key is allowed) -------------
 
@@ -86,10 +107,24 @@ class XapiAccount(_Open):
 
 
 class XapiActor(_Open):
-    """The learner: an Agent identified by ``mbox`` or ``account``."""
+    """The learner: an Agent identified by ``mbox`` or ``account`` (exactly one identifier)."""
 
     mbox: str | None = None
     account: XapiAccount | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_identifier(cls, value: Any) -> Any:
+        # Two identifiers may name two people (the mbox of one, the account of another): the
+        # spec forbids it and Duly would otherwise credit one of them at random.
+        if isinstance(value, dict):
+            given = [key for key in _IFIS if value.get(key) is not None]
+            if len(given) > 1:
+                raise ValueError(
+                    f"an Agent has exactly one identifier, this one has {' and '.join(given)}"
+                    " (xAPI 1.0.3 2.4.2.1); send only mbox or only account"
+                )
+        return value
 
     @field_validator("mbox")
     @classmethod
@@ -114,16 +149,20 @@ class XapiObject(_Open):
 class XapiScore(_Open):
     """The score; ``scaled`` (-1..1) is preferred, ``raw`` is the LMS's own scale."""
 
-    scaled: float | None = Field(default=None, ge=-1, le=1, allow_inf_nan=False)
-    raw: float | None = Field(default=None, ge=-MAX_SCORE, le=MAX_SCORE, allow_inf_nan=False)
+    # Strict: a JSON number, never the string "0.9" or a boolean.
+    scaled: StrictFloat | None = Field(default=None, ge=-1, le=1, allow_inf_nan=False)
+    raw: StrictFloat | None = Field(default=None, ge=-MAX_SCORE, le=MAX_SCORE, allow_inf_nan=False)
+    min: StrictFloat | None = Field(default=None, allow_inf_nan=False)
+    max: StrictFloat | None = Field(default=None, allow_inf_nan=False)
 
 
 class XapiResult(_Open):
     """The outcome of the attempt."""
 
     score: XapiScore | None = None
-    success: bool | None = None
-    completion: bool | None = None
+    # Strict: JSON true/false, never "yes", "true" or 1.
+    success: StrictBool | None = None
+    completion: StrictBool | None = None
 
 
 class XapiContext(_Open):
@@ -143,6 +182,21 @@ class XapiStatement(_Open):
     context: XapiContext | None = None
     timestamp: datetime | None = None
     stored: datetime | None = None
+
+    @field_validator("timestamp", "stored", mode="before")
+    @classmethod
+    def _iso_8601(cls, value: Any) -> Any:
+        # Pydantic alone would take an epoch number (1700000000) or a bare date.
+        if value is None:
+            return value
+        if not isinstance(value, str) or not _ISO_INSTANT.match(value):
+            raise ValueError(
+                "must be an ISO 8601 date-time string such as 2030-05-01T10:00:00Z"
+                " (xAPI 1.0.3 4.5), not a number or a date alone"
+            )
+        if re.search(r"-00(:?00)?$", value):
+            raise ValueError("the offset -00:00 is not allowed (xAPI 1.0.3 4.5); use Z")
+        return value
 
 
 # --- plain completions --------------------------------------------------------------------------
@@ -309,11 +363,16 @@ def _lock_keys(session: Session, keys: list[str]) -> None:
 
 
 def _processed(session: Session, action: str, field: str, value: str) -> str | None:
-    """The workflow id an already-processed statement id / idempotency key signalled."""
+    """The workflow id an already-processed statement id / idempotency key signalled.
+
+    On SQLite a row written before StrictJSON may hold a bare ``NaN`` that its JSON functions
+    refuse ("malformed JSON", a 500 for every later statement): such rows are skipped.
+    """
+    stored: Any = AuditEntry.after[field].as_string()
+    if session.get_bind().dialect.name == "sqlite":
+        stored = case((func.json_valid(AuditEntry.after) == 1, stored), else_=None)
     return session.scalar(
-        select(AuditEntry.target)
-        .where(AuditEntry.action == action, AuditEntry.after[field].as_string() == value)
-        .limit(1)
+        select(AuditEntry.target).where(AuditEntry.action == action, stored == value).limit(1)
     )
 
 
@@ -329,10 +388,32 @@ def _dead_letter(
             session.flush()
             return existing.id
     # Concurrent posts of the same key are serialised by _lock_keys (PostgreSQL).
-    row = DeadLetter(source=source, reason=reason[:300], payload=payload, dedupe_key=key)
+    row = DeadLetter(source=source, reason=reason[:300], payload=_capped(payload), dedupe_key=key)
     session.add(row)
     session.flush()
     return row.id
+
+
+def _capped(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload to keep: whole when small, else a summary naming what was dropped."""
+    size = len(json.dumps(payload, default=str))
+    if size <= MAX_DEAD_LETTER_CHARS:
+        return payload
+    summary: dict[str, Any] = {
+        "truncated": f"the statement had {size:,} characters of JSON, more than the"
+        f" {MAX_DEAD_LETTER_CHARS:,} kept; its ids are below",
+    }
+    for key in ("id", "actor", "verb", "object"):
+        value = payload.get(key)
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k in {"id", *_IFIS} and _small(v)}
+        if value is not None and _small(value):
+            summary[key] = value
+    return summary
+
+
+def _small(value: Any) -> bool:
+    return len(json.dumps(value, default=str)) <= 2048
 
 
 def _resolve_by_key(session: Session, key: str | None) -> None:
@@ -418,9 +499,9 @@ async def _deliver(
 def _parse_statements(raw: bytes) -> tuple[list[dict[str, Any]], list[XapiStatement]]:
     """Parse the body into statements, or 400 naming the offending field."""
     try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="body is not valid JSON") from exc
+        data = strict_json.loads(raw)
+    except strict_json.JsonRefused as refused:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(refused)) from None
     items = data if isinstance(data, list) else [data]
     if not items:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="no statements")
@@ -436,12 +517,13 @@ def _parse_statements(raw: bytes) -> tuple[list[dict[str, Any]], list[XapiStatem
         try:
             statements.append(XapiStatement.model_validate(item))
         except ValidationError as exc:
-            error = exc.errors()[0]
+            error = exc.errors(include_url=False, include_input=False)[0]
             where = ".".join(str(p) for p in error["loc"]) or "statement"
+            message = error["msg"].removeprefix("Value error, ")
             raise HTTPException(
                 status.HTTP_400_BAD_REQUEST,
-                detail=f"malformed {prefix}: {where}: {error['msg']}",
-            ) from exc
+                detail=f"malformed {prefix}: {where}: {message}",
+            ) from None
     return items, statements
 
 
@@ -708,6 +790,21 @@ def redact(value: Any) -> Any:
     return value
 
 
+def _shown_payload(payload: Any) -> dict[str, Any]:
+    """The payload as listed: redacted, or a note when it cannot be shown.
+
+    Rows stored before the parse limits may nest hundreds of levels (serialising them failed
+    the whole list for everyone) or not be an object; the row is still listed, with its id, so
+    HR can resolve it.
+    """
+    levels = strict_json.depth(payload)
+    if levels > strict_json.MAX_DEPTH:
+        return {"unreadable": f"the payload nests {levels} levels deep; not shown"}
+    if not isinstance(payload, dict):
+        return {"unreadable": f"the payload is a JSON {type(payload).__name__}, not an object"}
+    return cast(dict[str, Any], redact(payload))
+
+
 def _dead_letter_read(row: DeadLetter) -> DeadLetterRead:
     return DeadLetterRead(
         id=row.id,
@@ -715,7 +812,7 @@ def _dead_letter_read(row: DeadLetter) -> DeadLetterRead:
         reason=row.reason,
         received_at=row.received_at,
         resolved=row.resolved,
-        payload=redact(row.payload),
+        payload=_shown_payload(row.payload),
     )
 
 
@@ -723,7 +820,7 @@ def _dead_letter_read(row: DeadLetter) -> DeadLetterRead:
 def list_dead_letters(
     session: SessionDep,
     principal: HrAdmin,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    limit: Limit = 200,
 ) -> list[DeadLetterRead]:
     """Unresolved completions (xAPI and plain), oldest first, with mboxes redacted."""
     rows = session.scalars(
