@@ -515,7 +515,7 @@ async def register_certification(
 # --- one certification ------------------------------------------------------------------------
 
 
-@router.get("/{certification_id:path}", response_model=CertificationRead)
+@router.get("/{certification_id:certification_path}", response_model=CertificationRead)
 async def get_certification(
     certification_id: str,
     session: SessionDep,
