@@ -14,6 +14,7 @@ from typing import Protocol
 from rules.coverage import OTHER, analyse
 from rules.mentorship_model import NudgeRecipient
 from rules.model import Pack, Recipient
+from rules.tracks_lint import lint_gates, lint_tracks
 
 
 class Level(StrEnum):
@@ -91,6 +92,7 @@ def lint(pack: Pack, people: Sequence[DirectoryPerson] | None = None) -> list[Fi
         *_tests(pack),
         *_templates(pack),
         *_mentorship(pack),
+        *_gates_and_tracks(pack),
     ]
     return sorted(findings, key=lambda f: (f.level is not Level.ERROR, f.file, f.line))
 
@@ -283,3 +285,9 @@ def _mentorship(pack: Pack) -> Iterable[Finding]:
                 " lengthen session_cadence_days",
                 *where,
             )
+
+
+def _gates_and_tracks(pack: Pack) -> Iterable[Finding]:
+    for code, error, message, key, value in [*lint_gates(pack), *lint_tracks(pack)]:
+        level = Level.ERROR if error else Level.WARNING
+        yield Finding(level, code, message, *locate(pack, key, value))
