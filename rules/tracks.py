@@ -467,7 +467,9 @@ def readiness(
             progress = member.progress.get(track_id)
             status = progress.status if progress is not None else TrackStatus.NOT_STARTED
             counts[status] += 1
-            done_counts.append(progress.required_done if progress is not None else 0)
+            done = progress.required_done if progress is not None else 0
+            # Progress computed against another version of the track counts at most its courses.
+            done_counts.append(min(done, len(track.required_courses)))
             gap = _gap(member, track, names)
             if gap is not None:
                 gaps.append(gap)
@@ -492,14 +494,11 @@ def readiness(
         # along as its two most advanced people (missing people count as none done).
         best = sorted(done_counts, reverse=True)[:required]
         per_person = len(track.required_courses)
-        done_courses += min(sum(best), required * per_person)
+        done_courses += sum(best)
         total_courses += required * per_person
     is_ready = all(summary.ready for summary in summaries)
+    # Ready tracks have their `required` best people at 100 %, so only ready is 100 %.
     percent = 100 if total_courses == 0 else done_courses * 100 // total_courses
-    if is_ready:
-        percent = 100
-    elif percent == 100:
-        percent = 99  # e.g. more people needed than the team holds: never shown as 100
     when = as_of.date().isoformat()
     if is_ready:
         summary = (

@@ -307,19 +307,20 @@ def test_a_failed_person_is_shown_with_no_attempt_left() -> None:
 
 def test_needing_fewer_people_than_the_team_holds_counts_the_most_advanced() -> None:
     started = progress(INVESTIGATOR, CourseRecord("hsp", completed_at=at(1)), as_of=at(2))
+    # The least advanced first: the most advanced count, not the first listed.
     team = [
-        member("p-1", "Ana Ruiz", site_investigator=all_done(INVESTIGATOR)),
-        member("p-2", "Bo Chen", site_investigator=started),
         member("p-3", "Cy Diaz", site_investigator=progress(INVESTIGATOR, as_of=at(2))),
+        member("p-2", "Bo Chen", site_investigator=started),
+        member("p-1", "Ana Ruiz", site_investigator=all_done(INVESTIGATOR)),
     ]
     one = readiness(team, TRACKS, as_of=at(2), needed={"site-investigator": 1})
     assert (one.ready, one.percent, one.blocking) == (True, 100, ())
     # Still listed as not done, but not blocking.
-    assert [g.person_id for g in one.tracks[0].waiting_for] == ["p-2", "p-3"]
+    assert [g.person_id for g in one.tracks[0].waiting_for] == ["p-3", "p-2"]
     two = readiness(team, TRACKS, as_of=at(2), needed={"site-investigator": 2})
     # The two most advanced: 3 + 1 of 2 × 3 = 4 of 6 → 66 %.
     assert (two.ready, two.percent) == (False, 66)
-    assert [g.person_id for g in two.blocking] == ["p-2", "p-3"]
+    assert [g.person_id for g in two.blocking] == ["p-3", "p-2"]
 
 
 def test_needing_more_people_than_the_team_holds_is_never_ready_nor_100_percent() -> None:
