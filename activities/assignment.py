@@ -1,11 +1,10 @@
-"""Activities of the assignment workflow: read-model writes and reminder sends."""
+"""Activities every obligation family's ladder runs: read-model writes, reminders, digests."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,8 +13,6 @@ from temporalio.exceptions import ApplicationError
 
 from duly.domain import (
     BUILTIN_PACK,
-    DigestInput,
-    DigestItem,
     DigestRequest,
     DigestResult,
     ObligationUpdate,
@@ -57,34 +54,16 @@ FOLDABLE = frozenset({"email", "sms", "slack"})
 WAITING = frozenset({"queued", "retrying", "pending", "held"})
 
 
-class DigestStarter:
-    """Adds a queued reminder to the person's digest workflow of the day (signal-with-start).
+class DigestSink(Protocol):
+    """Where a queued reminder goes to be folded into the person's digest of the day.
 
-    Activities run on worker threads; the Temporal client lives on the worker's event loop.
+    The worker wires :class:`workflows.digest.DigestStarter` (it starts the digest workflow,
+    a floor above the activities).
     """
 
-    def __init__(
-        self,
-        client: Any,
-        task_queue: str,
-        loop: asyncio.AbstractEventLoop,
-        window_seconds: int = 600,
-    ) -> None:
-        """Bind the client, the task queue digests run on, the client's loop and the window."""
-        self._client, self._task_queue, self._loop = client, task_queue, loop
-        self._window = window_seconds
-
     def add(self, person: str, day: date, channel: str, notification_id: int) -> None:
-        """Signal-with-start ``digest/{person}/{day}/{channel}``."""
-        coroutine = self._client.start_workflow(
-            "DigestWorkflow",
-            DigestInput(person=person, channel=channel, day=day, window_seconds=self._window),
-            id=f"digest/{person}/{day.isoformat()}/{channel}",
-            task_queue=self._task_queue,
-            start_signal="add",
-            start_signal_args=[DigestItem(notification_id=notification_id)],
-        )
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
+        """Queue one notification for ``person``'s digest of ``day`` on ``channel``."""
+        ...
 
 
 def _unless_holds(
@@ -171,15 +150,19 @@ def _continue_later(outcomes: list[Outcome]) -> ApplicationError | None:
     return None
 
 
-class AssignmentActivities:
-    """Activities bound to one database (sync: the worker runs them on a thread pool)."""
+class ObligationActivities:
+    """The activities every family's ladder runs: the obligation read model and reminders.
+
+    Bound to one database (sync: the worker runs them on a thread pool). Assignments,
+    certifications and the families after them share them through ``workflows.ladder``.
+    """
 
     def __init__(
         self,
         db: Database,
         settings: Settings | None = None,
         channels: Mapping[str, Channel] | None = None,
-        digest: DigestStarter | None = None,
+        digest: DigestSink | None = None,
     ) -> None:
         """Bind the database, settings (secret, links), provider channels and digest starter."""
         self._db = db
@@ -615,3 +598,7 @@ class AssignmentActivities:
     def all(self) -> list[Callable[..., Any]]:
         """Every activity callable, for the worker."""
         return [self.record_obligation, self.send_reminder, self.send_digest]
+
+
+#: The name workers and tests have always used; the activities serve every family.
+AssignmentActivities = ObligationActivities

@@ -1,7 +1,8 @@
 """Activities of the certification workflow: the public certificate record.
 
-Reminders, status decisions and the obligation read model reuse the assignment and rules
-activities (``send_reminder``, ``decide_status``, ``record_obligation``, ``plan_stages``).
+Reminders, status decisions and the obligation read model are the ones every family's ladder
+runs (``workflows.ladder``: ``ObligationActivities.send_reminder``/``record_obligation``,
+``RulesActivities.plan_stages``/``decide_status``).
 """
 
 from __future__ import annotations

@@ -18,12 +18,14 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.assigning import AssignmentStarter
 from duly.domain import (
     BUILTIN_PACK,
     DEFAULT_LADDER_DAYS,
     AdoptPackSignal,
     AssignmentInput,
     DecideRequest,
+    ObligationMessages,
     PlanRequest,
     ReplanRequest,
     ReplanResult,
@@ -52,11 +54,26 @@ SWEEP_WRITE_BATCH = 200
 
 
 class RulesActivities:
-    """Rules activities bound to one database (and a client, for roll-outs)."""
+    """Rules activities bound to one database (and a client, for roll-outs).
 
-    def __init__(self, db: Database, client: Client | None = None) -> None:
+    Args:
+        db: The rules pack and read-model database.
+        client: Signals and starts workflows (roll-outs, re-plans, next cycles).
+        start_assignment: Starts the next cycle's workflow
+            (:func:`services.assignments.start_assignment`; the shell wires it in, as this
+            floor may not import the workflows).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        client: Client | None = None,
+        *,
+        start_assignment: AssignmentStarter | None = None,
+    ) -> None:
         self._db = db
         self._client = client
+        self._start_assignment = start_assignment
 
     def _pack(self, pack_hash: str) -> Pack:
         with self._db.session() as session:
@@ -170,7 +187,7 @@ class RulesActivities:
         for index in range(start, len(targets)):
             handle = self._client.get_workflow_handle(targets[index])
             try:
-                await handle.signal("adopt_pack", signal)
+                await handle.signal(ObligationMessages.adopt_pack, signal)
                 signalled += 1
             except RPCError as error:
                 if error.status is not RPCStatusCode.NOT_FOUND:
@@ -241,9 +258,13 @@ class RulesActivities:
         """
         if self._client is None:
             raise ApplicationError("start_next_cycle needs a Temporal client", non_retryable=True)
-        from duly.assignments import start_assignment
-
-        return await start_assignment(self._client, activity.info().task_queue, request)
+        if self._start_assignment is None:
+            raise ApplicationError(
+                "start_next_cycle needs an assignment starter", non_retryable=True
+            )
+        return await self._start_assignment(
+            client=self._client, task_queue=activity.info().task_queue, inp=request
+        )
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity callable, for the worker."""
@@ -269,7 +290,9 @@ async def signal_replans(
     for target in targets:
         handle = client.get_workflow_handle(target.workflow_id)
         try:
-            await handle.signal("replan", ReplanSignal(time_zone=target.time_zone, actor=actor))
+            await handle.signal(
+                ObligationMessages.replan, ReplanSignal(time_zone=target.time_zone, actor=actor)
+            )
             signalled += 1
         except RPCError as error:
             if error.status is not RPCStatusCode.NOT_FOUND:

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
+from temporalio import workflow
 
 #: External ids end up in workflow ids and URLs, so they stay URL- and path-safe.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -434,12 +435,16 @@ class AcknowledgeSignal(_Model):
     channel: str = Field(default="api", max_length=32)
 
 
-class AssignmentEvent(_Model):
-    """One line of the workflow's own readable timeline."""
+class LadderEvent(_Model):
+    """One line of an obligation workflow's own readable timeline."""
 
     at: datetime
     kind: str
     detail: str
+
+
+class AssignmentEvent(LadderEvent):
+    """One line of an assignment's timeline (``assigned``, ``reminder_sent``, …)."""
 
 
 class AssignmentState(_Model):
@@ -843,6 +848,37 @@ class CancelSignal(_Model):
     actor: str = Field(max_length=128)
 
 
+class ObligationMessages:
+    """The signals every obligation family's workflow answers, for senders to reference.
+
+    Each family's workflow subclasses this and overrides every method with the same
+    decorator (the SDK refuses an undecorated override). Activities and services send
+    ``handle.signal(ObligationMessages.replan, ReplanSignal(...))`` to any family's workflow:
+    the signal's name and argument type come from here, never from a string, and the
+    workflows (a floor above) need not be imported to send them.
+    """
+
+    @workflow.signal
+    def acknowledge(self, signal: AcknowledgeSignal) -> None:
+        """The person acknowledged a reminder."""
+        raise NotImplementedError
+
+    @workflow.signal
+    def adopt_pack(self, signal: AdoptPackSignal) -> None:
+        """A newer rules pack was deployed."""
+        raise NotImplementedError
+
+    @workflow.signal
+    def redeliver(self, signal: RedeliverSignal) -> None:
+        """A message of a sent stage bounced permanently: send that stage again."""
+        raise NotImplementedError
+
+    @workflow.signal
+    def replan(self, signal: ReplanSignal) -> None:
+        """The person's time zone changed: plan what has not happened yet again."""
+        raise NotImplementedError
+
+
 def add_months(day: date, months: int) -> date:
     """``day`` plus ``months`` calendar months, clamped to the month's end (Jan 31 + 1 → Feb 28)."""
     index = day.year * 12 + day.month - 1 + months
@@ -920,6 +956,49 @@ class CertificateRecord(_Model):
     evidence_ref: str | None = Field(default=None, max_length=500)
 
 
+def renewal_date_problem(
+    current: CertificateRecord, *, issued_on: date, expires_on: date
+) -> str | None:
+    """Why a renewed certificate's dates cannot follow ``current`` (None when they can).
+
+    The one check: the API answers 422 with it before asking, and the workflow's ``renew``
+    validator refuses with it (a caller that skipped the API).
+    """
+    if expires_on <= issued_on:
+        return (
+            f"expires_on ({expires_on.isoformat()}) must be after issued_on"
+            f" ({issued_on.isoformat()})"
+        )
+    if expires_on <= current.expires_on:
+        return (
+            f"the renewed certificate must expire after the current one"
+            f" ({current.expires_on.isoformat()}); got expires_on {expires_on.isoformat()}"
+        )
+    if issued_on < current.issued_on:
+        return (
+            f"issued_on ({issued_on.isoformat()}) is before the current certificate was issued"
+            f" ({current.issued_on.isoformat()})"
+        )
+    return None
+
+
+def ce_shortfall(required: float, logged: float, *, how: str = "log them") -> str | None:
+    """Why a renewal must wait for CE credits, or None when enough are logged.
+
+    Args:
+        required: Credits the cycle requires.
+        logged: Credits logged this cycle.
+        how: How to log them (the API names its endpoint).
+    """
+    short = ce_credits_short(required, logged)
+    if short <= 0:
+        return None
+    return (
+        f"{short} CE credit{'s' if short != 1 else ''} short: {logged:g} of"
+        f" {required:g} logged this cycle; {how} before renewing"
+    )
+
+
 class CeCredit(_Model):
     """Continuing-education credits logged against the current cycle (an update's input)."""
 
@@ -956,7 +1035,7 @@ class CertificationInput(_Model):
     registered_by: str = "system"
     #: Earlier cycles, oldest first (carried across continue-as-new).
     history: list[ClosedCycle] = Field(default_factory=list)
-    #: CE credits already logged in this cycle: a restart (``duly.restarts``) carries them into
+    #: CE credits already logged in this cycle: a restart (``services.restarts``) carries them into
     #: the fresh run; empty for a new cycle.
     ce_credits: list[CeCredit] = Field(default_factory=list, max_length=1000)
 
@@ -994,6 +1073,10 @@ class RevokeCertification(_Model):
     actor: str = Field(max_length=128)
 
 
+class CertificationEvent(LadderEvent):
+    """One line of a certification's timeline (``issued``, ``renewed``, ``lapsed``, …)."""
+
+
 class CertificationState(_Model):
     """What the certification workflow's ``state`` query answers."""
 
@@ -1014,7 +1097,7 @@ class CertificationState(_Model):
     ce_credits: list[CeCredit]
     history: list[ClosedCycle]
     pack_hash: str
-    events: list[AssignmentEvent]
+    events: list[CertificationEvent]
 
     @property
     def ce_credits_short(self) -> int:
@@ -1032,3 +1115,108 @@ class CertificateUpdate(_Model):
     certificate: CertificateRecord
     status: str
     as_of: datetime
+
+
+# -- bulk assignment (workflows.bulk.BulkAssignWorkflow, activities.bulk) -----------------
+
+#: People per ``start_bulk_assignments`` activity call (one progress update per window).
+WINDOW = 500
+#: First errors kept in :class:`BulkProgress` (the rest are only counted).
+MAX_ERRORS = 20
+
+
+def bulk_workflow_id(bulk_id: str) -> str:
+    """The business-key workflow id of a bulk job."""
+    return f"bulk/{bulk_id}"
+
+
+class _Bulk(BaseModel):
+    # Not frozen: the workflow adds each window's counts to its BulkProgress.
+    model_config = ConfigDict(extra="forbid")
+
+
+class BulkSelector(_Bulk):
+    """Who a bulk job is for. Criteria are ANDed; the values inside one criterion are ORed.
+
+    An empty selector matches every active employee. Only people whose employment status is
+    ``active`` are ever selected.
+    """
+
+    roles: list[str] | None = Field(default=None, description="Has any of these roles.")
+    departments: list[str] | None = Field(default=None, description="In one of these.")
+    locations: list[str] | None = Field(default=None, description="At one of these.")
+    manager: ExternalId | None = Field(
+        default=None, description="Reports (transitively) to this person's external id."
+    )
+    people: list[ExternalId] | None = Field(default=None, description="One of these ids.")
+
+
+class BulkAssignRequest(_Bulk):
+    """Assign one requirement to everyone the selector matches."""
+
+    bulk_id: ExternalId
+    requirement_id: ExternalId
+    requirement_title: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Needed only when the active pack does not define the requirement.",
+    )
+    due_date: BoundedDate | None = Field(
+        default=None, description="Defaults to today + the pack requirement's due_in_days."
+    )
+    selector: BulkSelector = Field(default_factory=BulkSelector)
+    assigned_by: str
+
+
+class BulkProgress(_Bulk):
+    """How far a bulk job is: ``started + skipped + failed`` people of ``total`` are done."""
+
+    bulk_id: str
+    total: int = 0
+    started: int = 0
+    skipped: int = Field(default=0, description="Already had the obligation.")
+    failed: int = 0
+    done: bool = False
+    errors: list[str] = Field(default_factory=list, description=f"The first {MAX_ERRORS}.")
+
+
+class BulkPlan(_Bulk):
+    """Result of ``resolve_bulk_targets``: what the job will do, fixed for its lifetime."""
+
+    people: list[str]
+    requirement_id: str
+    requirement_title: str
+    due_date: date
+    pack_hash: str | None = Field(description="The active pack at resolve time, if any.")
+
+
+class BulkWindow(_Bulk):
+    """Input of ``start_bulk_assignments``: one window of the plan."""
+
+    bulk_id: str
+    requirement_id: str
+    requirement_title: str
+    due_date: date
+    pack_hash: str | None
+    assigned_by: str
+    people: list[str]
+
+
+class BulkWindowResult(_Bulk):
+    """What one ``start_bulk_assignments`` call did."""
+
+    started: int = 0
+    skipped: int = 0
+    failed: int = 0
+    errors: list[str] = Field(default_factory=list)
+
+
+class BulkAssignInput(_Bulk):
+    """The workflow's input: the request, plus the carried-over state after continue-as-new."""
+
+    request: BulkAssignRequest
+    plan: BulkPlan | None = None
+    offset: int = 0
+    progress: BulkProgress | None = None
+    window: int = Field(default=WINDOW, ge=1, le=5000, description="People per activity call.")

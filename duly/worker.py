@@ -11,17 +11,18 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.assignment import AssignmentActivities, DigestStarter
+from activities.assignment import AssignmentActivities
 from activities.bulk import BulkActivities
 from activities.certification import CertificationActivities
 from activities.rules import RulesActivities
 from duly.settings import Settings
 from duly.temporal import connect
+from services.assignments import start_assignment
 from store.db import Database
 from workflows.assignment import AssignmentWorkflow
 from workflows.bulk import BulkAssignWorkflow
 from workflows.certification import CertificationWorkflow
-from workflows.digest import DigestWorkflow
+from workflows.digest import DigestStarter, DigestWorkflow
 from workflows.rollout import PackRolloutWorkflow
 from workflows.sweep import SWEEP_SCHEDULE_ID, StatusSweepWorkflow, ensure_sweep_schedule
 
@@ -67,8 +68,8 @@ def build_worker(
     activities = AssignmentActivities(
         db, settings, build_channels(settings, twilio_status_callback=callback), digest
     )
-    rules = RulesActivities(db, client)
-    bulk = BulkActivities(db, client)
+    rules = RulesActivities(db, client, start_assignment=start_assignment)
+    bulk = BulkActivities(db, client, start_assignment=start_assignment)
     return Worker(
         client,
         task_queue=task_queue,

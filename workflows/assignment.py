@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from enum import Enum
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.assignment import AssignmentActivities
     from activities.rules import RulesActivities
     from duly.domain import (
         BUILTIN_PACK,
@@ -25,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         ExtendDueDate,
         LadderStage,
         ObligationFacts,
+        ObligationMessages,
         ObligationUpdate,
         PackMigration,
         PlanRequest,
@@ -40,25 +38,13 @@ with workflow.unsafe.imports_passed_through():
     from rules.builtin import StatusDecision, builtin_status
     from rules.engine import Decision
 
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
-#: Workflows started with this patch plan every instant through ``plan_stages`` in the
-#: person's IANA zone (DST-correct); histories recorded before it keep one fixed UTC offset.
-ZONE_PLANNING_PATCH = "zone-aware-planning"
-# Store and outbox failures are transient (database restart, lock timeout): retry with backoff
-# for a long time rather than lose a reminder; permanent ones are raised non-retryable.
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+from workflows.ladder import ACTIVITY_TIMEOUT, RETRY, ZONE_PLANNING_PATCH, Ladder, Wake
 
-
-class Wake(Enum):
-    """Why :meth:`AssignmentWorkflow._sleep_until` returned."""
-
-    DEADLINE = "deadline"
-    DONE = "done"
-    REPLANNED = "replanned"
+__all__ = ["ACTIVITY_TIMEOUT", "RETRY", "ZONE_PLANNING_PATCH", "AssignmentWorkflow", "Wake"]
 
 
 @workflow.defn
-class AssignmentWorkflow:
+class AssignmentWorkflow(ObligationMessages):
     """Carries one assignment: a training, apprenticeship or mentorship (``input.kind``).
 
     Sends the learner a reminder at each stage of the 90/60/30/14/7/0-day ladder (an assignment
@@ -84,33 +70,30 @@ class AssignmentWorkflow:
     def __init__(self, input: AssignmentInput) -> None:
         self._input = input
         # Until the planning activity answers (and for histories from before it): one offset.
-        self._offset = input.utc_offset_minutes
+        self._ladder = Ladder(
+            self,
+            event_type=AssignmentEvent,
+            stages=plan_ladder(input.due_date, input.utc_offset_minutes),
+            offset=input.utc_offset_minutes,
+            deferral_survives_replan=True,
+            silent_delivery="to learner by email ({status})",
+        )
         self._in_zone = False
-        self._zone: str | None = None
         self._lapse_at: datetime | None = None
-        self._zone_change: ReplanSignal | None = None
-        self._stages: list[LadderStage] = plan_ladder(input.due_date, input.utc_offset_minutes)
         self._due_at: datetime = due_instant(input.due_date, input.utc_offset_minutes)
-        self._sent: list[str] = []
-        self._stage: str | None = None
         self._completion: CompleteSignal | None = None
         self._acknowledgement: AcknowledgeSignal | None = None
-        self._events: list[AssignmentEvent] = []
         self._decision: StatusDecision | Decision | None = None
-        self._dirty = False
         self._pack_hash = input.pack_hash
         self._pending: AdoptPackSignal | None = None
         self._upcoming: list[LadderStage] = []
-        self._last_sent_at: datetime | None = None
-        self._redeliver: list[RedeliverSignal] = []
         self._due_date = input.due_date
         self._started: StartSignal | None = None
         self._cancelled: CancelSignal | None = None
         self._exemption: ExemptSignal | None = None
         self._max_extension_days = 30
         self._recurrence: StagePlan | None = None
-        self._days_before: tuple[int, ...] = tuple(s.days_before_due for s in self._stages)
-        self._replanned = False
+        self._days_before: tuple[int, ...] = tuple(s.days_before_due for s in self._ladder.stages)
 
     # -- messages -------------------------------------------------------------------------
 
@@ -160,7 +143,7 @@ class AssignmentWorkflow:
         if self._acknowledgement is not None or self._completion is not None:
             return
         self._acknowledgement = signal
-        self._dirty = True
+        self._ladder.dirty = True
         self._event("acknowledged", f"by {signal.actor} via {signal.channel}")
 
     @workflow.signal
@@ -177,23 +160,22 @@ class AssignmentWorkflow:
     @workflow.signal
     def redeliver(self, signal: RedeliverSignal) -> None:
         """A message of a sent stage bounced: re-send that stage (the failed channel falls back)."""
-        if self._completion is not None or signal.stage not in self._sent:
+        if self._completion is not None or signal.stage not in self._ladder.sent:
             return
-        self._redeliver.append(signal)
-        self._event("delivery_failed", f"{signal.stage}: {signal.reason or 'permanent failure'}")
+        self._ladder.queue_redelivery(signal)
 
     @workflow.signal
     def start(self, signal: StartSignal) -> None:
         """The learner began the training (a fact for the rules and stage ``unless``)."""
-        if self._started is None and not self._closed():
+        if self._started is None and not self.closed():
             self._started = signal
-            self._dirty = True
+            self._ladder.dirty = True
             self._event("started", f"{signal.source} by {signal.actor}")
 
     @workflow.signal
     def cancel(self, signal: CancelSignal) -> None:
         """Close the obligation without completion; reminders stop at once."""
-        if self._closed():
+        if self.closed():
             return
         self._cancelled = signal
         self._event("cancelled", f"by {signal.actor}: {signal.reason}")
@@ -201,10 +183,10 @@ class AssignmentWorkflow:
     @workflow.signal
     def exempt(self, signal: ExemptSignal) -> None:
         """Exempt the person (reminders pause); the exemption lapses on its own timer."""
-        if self._closed():
+        if self.closed():
             return
         self._exemption = signal
-        self._replanned = True
+        self._ladder.replanned = True
         until = signal.expires_on.isoformat() if signal.expires_on else "until revoked"
         self._event(
             "exempted",
@@ -214,21 +196,21 @@ class AssignmentWorkflow:
     @workflow.signal
     def replan(self, signal: ReplanSignal) -> None:
         """The person's time zone changed: re-plan the stages not sent yet in the new zone."""
-        if not self._closed():
-            self._zone_change = signal
+        if not self.closed():
+            self._ladder.zone_change = signal
 
     @workflow.update
     async def extend_due_date(self, update: ExtendDueDate) -> AssignmentState:
         """Move the due date later and re-plan the remaining stages at once (in-zone)."""
+        ladder = self._ladder
         old = self._due_date
         self._due_date = update.new_due_date
         # Provisional (one offset), so the loop never acts on the old due date meanwhile.
-        self._due_at = due_instant(update.new_due_date, self._offset)
-        self._stages = plan_ladder(update.new_due_date, self._offset, self._days_before)
-        now = workflow.now()
-        self._upcoming = [s for s in self._stages if s.fire_at > now and s.label not in self._sent]
-        self._replanned = True
-        self._dirty = True
+        self._due_at = due_instant(update.new_due_date, ladder.offset)
+        ladder.stages = plan_ladder(update.new_due_date, ladder.offset, self._days_before)
+        self._upcoming = ladder.unsent_after(workflow.now())
+        ladder.replanned = True
+        ladder.dirty = True
         self._event(
             "due_date_extended",
             f"{old.isoformat()} -> {update.new_due_date.isoformat()} by {update.actor}: "
@@ -236,16 +218,13 @@ class AssignmentWorkflow:
         )
         if self._in_zone:
             await self._replan()
-            now = workflow.now()
-            self._upcoming = [
-                s for s in self._stages if s.fire_at > now and s.label not in self._sent
-            ]
-            self._replanned = True
+            self._upcoming = ladder.unsent_after(workflow.now())
+            ladder.replanned = True
         return self.state()
 
     @extend_due_date.validator
     def _validate_extension(self, update: ExtendDueDate) -> None:
-        if self._closed():
+        if self.closed():
             raise ValueError("the assignment is closed (completed or cancelled)")
         if update.new_due_date <= self._due_date:
             raise ValueError(
@@ -269,15 +248,15 @@ class AssignmentWorkflow:
             cycle=self._input.cycle,
             due_date=self._due_date,
             status=self._current_decision().status,
-            stage=self._stage,
-            stages=self._stages,
-            stages_sent=list(self._sent),
+            stage=self._ladder.stage,
+            stages=self._ladder.stages,
+            stages_sent=list(self._ladder.sent),
             acknowledged_at=self._acknowledgement.acknowledged_at
             if self._acknowledgement
             else None,
             completed_at=self._completion.completed_at if self._completion else None,
             pack_hash=self._pack_hash,
-            events=list(self._events),
+            events=list(self._ladder.events),
         )
 
     # -- main -----------------------------------------------------------------------------
@@ -285,108 +264,159 @@ class AssignmentWorkflow:
     @workflow.run
     async def run(self, input: AssignmentInput) -> AssignmentState:
         """Walk the ladder, then wait for completion."""
+        ladder = self._ladder
         now = workflow.now()
         self._event("assigned", f"by {input.assigned_by}, due {input.due_date.isoformat()}")
         if self._pack_hash == BUILTIN_PACK and workflow.patched(ZONE_PLANNING_PATCH):
             # A pinned pack's plan comes with instants; the built-in ladder asks for them here.
             await self._replan()
-        await self._record()
+        await self.record()
 
         if self._pack_hash != BUILTIN_PACK:
             await self._plan_from_pack(self._pack_hash)
-            await self._record()
+            await self.record()
 
-        past = [s for s in self._stages if s.fire_at <= now]
-        self._upcoming = [s for s in self._stages if s.fire_at > now]
+        past = [s for s in ladder.stages if s.fire_at <= now]
+        self._upcoming = [s for s in ladder.stages if s.fire_at > now]
         if past and self._completion is None:
-            # Created late: one notice for the stage we are in, not one per missed stage.
-            await self._send(past[-1], late_notice=True)
-            for skipped in past[:-1]:
-                self._event("stage_skipped", f"{skipped.label} was before the assignment")
+            await ladder.catch_up(past, before="assignment")
 
         # Stages and the due instant in time order: a policy may have stages after the due
         # date (+7d escalations), and the status must turn overdue at the due instant itself.
         # An extension moves both; an exemption pauses the ladder until it lapses.
         overdue_for = None
-        while not self._closed():
+        while not self.closed():
             if self._exemption is not None:
                 await self._while_exempt()
                 continue
             stage = self._upcoming[0] if self._upcoming else None
             if overdue_for != self._due_date and (stage is None or self._due_at <= stage.fire_at):
-                wake = await self._sleep_until(self._due_at)
+                wake = await ladder.sleep_until(self._due_at)
                 if wake is Wake.DEADLINE:
                     overdue_for = self._due_date
                     self._event(
                         "overdue", f"not completed by the end of {self._due_date.isoformat()}"
                     )
-                    await self._record()
+                    await self.record()
                 continue
             if stage is None:
-                await self._sleep_until(None)
+                await ladder.sleep_until(None)
                 continue
-            wake = await self._sleep_until(stage.fire_at)
+            wake = await ladder.sleep_until(stage.fire_at)
             if wake is Wake.DEADLINE and self._upcoming and self._upcoming[0] is stage:
-                await self._send(self._upcoming.pop(0))
+                await ladder.send(self._upcoming.pop(0))
 
-        await self._record()
+        await self.record()
         if self._completion is not None and self._recurrence is not None:
             await self._start_next_cycle(self._recurrence, self._completion)
         return self.state()
 
-    # -- helpers --------------------------------------------------------------------------
+    # -- the ladder's questions (workflows.ladder.LadderFamily) ---------------------------
 
-    async def _sleep_until(self, deadline: datetime | None) -> Wake:
-        """Sleep until ``deadline`` (None: forever), keeping the read model fresh meanwhile.
+    def closed(self) -> bool:
+        """Completed or cancelled: the ladder stops."""
+        return self._completion is not None or self._cancelled is not None
 
-        A pending ``apply_now`` adoption is handled as soon as it arrives, a ``rebase`` one when
-        the deadline passes (the workflow's next step); both re-plan the remaining stages.
+    async def interrupt(self) -> Wake | None:
+        """A pending ``apply_now`` adoption is handled as soon as it arrives."""
+        if self._pending is not None and self._pending.mode is PackMigration.APPLY_NOW:
+            await self._adopt()
+            return Wake.REPLANNED
+        return None
 
-        Returns:
-            Why it returned: the deadline passed, the assignment completed, or it re-planned.
+    async def at_deadline(self) -> Wake | None:
+        """A pending ``rebase`` adoption is handled at the workflow's next step."""
+        if self._pending is not None:
+            await self._adopt()
+            return Wake.REPLANNED
+        return None
+
+    def waiting(self) -> bool:
+        """An ``apply_now`` adoption wakes the ladder."""
+        return self._pending is not None and self._pending.mode is PackMigration.APPLY_NOW
+
+    async def replan_zone(self, signal: ReplanSignal) -> None:
+        """Re-plan the stages not sent yet in the person's new zone (a ``replan`` signal).
+
+        An unsent stage whose new instant has already passed goes out once, now, as a late
+        notice (never a burst). Workflows from before zone-aware planning keep their offset.
         """
-        while True:
-            if self._closed():
-                return Wake.DONE
-            if self._pending is not None and self._pending.mode is PackMigration.APPLY_NOW:
-                await self._adopt()
-                return Wake.REPLANNED
-            if self._zone_change is not None:
-                await self._apply_zone_change()
-                return Wake.REPLANNED
-            if self._dirty:
-                self._dirty = False
-                await self._record()
-                continue
-            if self._redeliver:
-                await self._resend(self._redeliver.pop(0))
-                continue
-            if self._replanned:
-                self._replanned = False
-                return Wake.REPLANNED
-            timeout = None if deadline is None else deadline - workflow.now()
-            if timeout is not None and timeout <= timedelta(0):
-                if self._pending is not None:
-                    await self._adopt()
-                    return Wake.REPLANNED
-                return Wake.DEADLINE
-            try:
-                await workflow.wait_condition(
-                    lambda: (
-                        self._closed()
-                        or self._dirty
-                        or self._replanned
-                        or bool(self._redeliver)
-                        or self._zone_change is not None
-                        or (
-                            self._pending is not None
-                            and self._pending.mode is PackMigration.APPLY_NOW
-                        )
-                    ),
-                    timeout=timeout,
-                )
-            except TimeoutError:
-                continue
+        ladder = self._ladder
+        if not self._in_zone:
+            self._event(
+                "replan_skipped",
+                f"time zone {signal.time_zone} by {signal.actor}: this assignment plans with a"
+                f" fixed UTC offset ({ladder.offset:+d} min)",
+            )
+            return
+        waiting = {s.label for s in self._upcoming}
+        await self._replan()
+        now = workflow.now()
+        missed = [s for s in ladder.stages if s.fire_at <= now and s.label in waiting]
+        self._upcoming = ladder.unsent_after(now)
+        following = self._upcoming[0].fire_at.isoformat() if self._upcoming else "none"
+        self._event(
+            "replanned",
+            f"time zone {ladder.zone} (by {signal.actor}); next stage at {following}",
+        )
+        ladder.dirty = True
+        if missed and not self.closed() and self._exemption is None:
+            await ladder.send(missed[-1], late_notice=True)
+
+    def reminder(
+        self, stage: LadderStage, *, late_notice: bool, event: str | None = None
+    ) -> ReminderRequest:
+        """The ``send_reminder`` request for one stage (assignments send no status notices)."""
+        assert event is None
+        return ReminderRequest(
+            workflow_id=workflow.info().workflow_id,
+            person=self._input.person,
+            kind=self._input.kind,
+            requirement_title=self._input.requirement_title,
+            due_date=self._due_date,
+            stage=stage.label,
+            # The real days left, not the stage's offset: a late notice for a stage of
+            # -7d may go out with 3 days left, and the learner must read "3 days".
+            days_before_due=self._days_left(),
+            pack_hash=self._pack_hash,
+            fired_at=workflow.now(),
+            late_notice=late_notice,
+            requirement_id=self._input.requirement_id,
+            acknowledged=self._acknowledgement is not None,
+            started=self._started is not None,
+        )
+
+    async def record(self) -> None:
+        """Decide the status and write the obligation's read model."""
+        decision = await self._decide()
+        if self._decision is None or decision.status != self._decision.status:
+            self._event("status", f"{decision.status} (rule {decision.rule})")
+        self._decision = decision
+        await self._ladder.record_obligation(
+            ObligationUpdate(
+                workflow_id=workflow.info().workflow_id,
+                person=self._input.person,
+                kind=self._input.kind,
+                requirement_id=self._input.requirement_id,
+                requirement_title=self._input.requirement_title,
+                cycle=self._input.cycle,
+                due_date=self._due_date,
+                stage=self._ladder.stage,
+                status=decision.status,
+                pack_hash=self._pack_hash,
+                acknowledged_at=(
+                    self._acknowledgement.acknowledged_at if self._acknowledgement else None
+                ),
+                completed_at=self._completion.completed_at if self._completion else None,
+                as_of=workflow.now(),
+                started_at=self._started.started_at if self._started else None,
+                exempt=self._exemption is not None,
+                exempt_until=self._exemption.expires_on if self._exemption else None,
+                time_zone=self._ladder.zone,
+            )
+        )
+
+    # -- helpers --------------------------------------------------------------------------
 
     async def _start_next_cycle(self, plan: StagePlan, completion: CompleteSignal) -> None:
         """Start the next cycle as its own workflow (``…/{cycle + 1}``).
@@ -394,7 +424,7 @@ class AssignmentWorkflow:
         Each cycle keeps its own bounded history and record; the ids link them.
         """
         assert plan.recurrence_months is not None
-        offset = timedelta(minutes=self._offset)
+        offset = timedelta(minutes=self._ladder.offset)
         next_due = next_due_date(
             basis=plan.basis or "from_completion",
             months=plan.recurrence_months,
@@ -418,32 +448,26 @@ class AssignmentWorkflow:
         )
         self._event("next_cycle", f"cycle {following.cycle} due {next_due.isoformat()}")
 
-    def _closed(self) -> bool:
-        return self._completion is not None or self._cancelled is not None
-
     async def _while_exempt(self) -> None:
         """Hold the ladder while exempt; when the exemption lapses, re-plan from now."""
         exemption = self._exemption
         assert exemption is not None
-        await self._record()
+        await self.record()
         if self._in_zone and exemption.expires_on is not None:
             await self._replan()  # the end of its last day, in the person's zone
-        while not self._closed() and self._exemption is exemption:
+        while not self.closed() and self._exemption is exemption:
             deadline = None
             if exemption.expires_on is not None:
                 deadline = (
                     self._lapse_at
                     if self._in_zone and self._lapse_at is not None
-                    else due_instant(exemption.expires_on, self._offset)
+                    else due_instant(exemption.expires_on, self._ladder.offset)
                 )
-            if await self._sleep_until(deadline) is Wake.DEADLINE:
+            if await self._ladder.sleep_until(deadline) is Wake.DEADLINE:
                 self._exemption = None
                 self._event("exemption_lapsed", f"ended {exemption.expires_on}")
-                now = workflow.now()
-                self._upcoming = [
-                    s for s in self._stages if s.fire_at > now and s.label not in self._sent
-                ]
-                await self._record()
+                self._upcoming = self._ladder.unsent_after(workflow.now())
+                await self.record()
 
     def _plan_request(self, pack_hash: str) -> PlanRequest:
         return PlanRequest(
@@ -456,12 +480,7 @@ class AssignmentWorkflow:
 
     async def _plan_from_pack(self, pack_hash: str) -> bool:
         """Take the ladder from the pack's policy; False when the pack lacks the requirement."""
-        plan = await workflow.execute_activity_method(
-            RulesActivities.plan_stages,
-            self._plan_request(pack_hash),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-        )
+        plan = await self._ladder.plan(self._plan_request(pack_hash))
         if not plan.found:
             return False
         self._days_before = tuple(plan.days_before)
@@ -472,57 +491,20 @@ class AssignmentWorkflow:
 
     async def _replan(self) -> None:
         """Plan every instant again in the person's zone (due date, exemption, zone changed)."""
-        plan = await workflow.execute_activity_method(
-            RulesActivities.plan_stages,
-            self._plan_request(self._pack_hash),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-        )
+        plan = await self._ladder.plan(self._plan_request(self._pack_hash))
         if plan.found:
             self._apply_plan(plan)
 
     def _apply_plan(self, plan: StagePlan) -> None:
         """Use the plan's instants; a plan recorded before zone-aware planning has none."""
-        if plan.stages is None or plan.due_at is None:
-            self._stages = plan_ladder(self._due_date, self._offset, self._days_before)
+        ladder = self._ladder
+        if not ladder.apply_zone_plan(plan):
+            ladder.stages = plan_ladder(self._due_date, ladder.offset, self._days_before)
             return
+        assert plan.due_at is not None
         self._in_zone = True
-        self._zone = plan.time_zone
-        self._stages = list(plan.stages)
         self._due_at = plan.due_at
         self._lapse_at = plan.exemption_lapses_at
-        if plan.utc_offset_minutes is not None:
-            self._offset = plan.utc_offset_minutes
-
-    async def _apply_zone_change(self) -> None:
-        """Re-plan the stages not sent yet in the person's new zone (a ``replan`` signal).
-
-        An unsent stage whose new instant has already passed goes out once, now, as a late
-        notice (never a burst). Workflows from before zone-aware planning keep their offset.
-        """
-        signal = self._zone_change
-        assert signal is not None
-        self._zone_change = None
-        if not self._in_zone:
-            self._event(
-                "replan_skipped",
-                f"time zone {signal.time_zone} by {signal.actor}: this assignment plans with a"
-                f" fixed UTC offset ({self._offset:+d} min)",
-            )
-            return
-        waiting = {s.label for s in self._upcoming}
-        await self._replan()
-        now = workflow.now()
-        missed = [s for s in self._stages if s.fire_at <= now and s.label in waiting]
-        self._upcoming = [s for s in self._stages if s.fire_at > now and s.label not in self._sent]
-        following = self._upcoming[0].fire_at.isoformat() if self._upcoming else "none"
-        self._event(
-            "replanned",
-            f"time zone {self._zone} (by {signal.actor}); next stage at {following}",
-        )
-        self._dirty = True
-        if missed and not self._closed() and self._exemption is None:
-            await self._send(missed[-1], late_notice=True)
 
     async def _adopt(self) -> None:
         """Adopt the pending pack: re-plan, re-decide, and catch up with at most one notice."""
@@ -539,88 +521,25 @@ class AssignmentWorkflow:
             return
         self._pack_hash = signal.pack_hash
         self._event("pack_adopted", f"{old[:12]} -> {signal.pack_hash[:12]} ({signal.mode.value})")
-        await self._record()
+        await self.record()
+        ladder = self._ladder
         now = workflow.now()
         due_now = [
             s
-            for s in self._stages
+            for s in ladder.stages
             if s.fire_at <= now
-            and s.label not in self._sent
-            and (self._last_sent_at is None or s.fire_at > self._last_sent_at)
+            and s.label not in ladder.sent
+            and (ladder.last_sent_at is None or s.fire_at > ladder.last_sent_at)
         ]
-        self._upcoming = [s for s in self._stages if s.fire_at > now]
-        if due_now and not self._closed() and self._exemption is None:
+        self._upcoming = [s for s in ladder.stages if s.fire_at > now]
+        if due_now and not self.closed() and self._exemption is None:
             # The new ladder has a stage between the last notice and now: send it once, late.
-            await self._send(due_now[-1], late_notice=True)
+            await ladder.send(due_now[-1], late_notice=True)
 
     def _days_left(self) -> int:
         """Whole days from the learner's local today to the due date (negative when overdue)."""
-        local_now = workflow.now() + timedelta(minutes=self._offset)
+        local_now = workflow.now() + timedelta(minutes=self._ladder.offset)
         return (self._due_date - local_now.date()).days
-
-    def _reminder(self, stage: LadderStage, *, late_notice: bool) -> ReminderRequest:
-        return ReminderRequest(
-            workflow_id=workflow.info().workflow_id,
-            person=self._input.person,
-            kind=self._input.kind,
-            requirement_title=self._input.requirement_title,
-            due_date=self._due_date,
-            stage=stage.label,
-            # The real days left, not the stage's offset: a late notice for a stage of
-            # -7d may go out with 3 days left, and the learner must read "3 days".
-            days_before_due=self._days_left(),
-            pack_hash=self._pack_hash,
-            fired_at=workflow.now(),
-            late_notice=late_notice,
-            requirement_id=self._input.requirement_id,
-            acknowledged=self._acknowledgement is not None,
-            started=self._started is not None,
-        )
-
-    async def _send(self, stage: LadderStage, *, late_notice: bool = False) -> None:
-        self._stage = stage.label
-        result = await workflow.execute_activity_method(
-            AssignmentActivities.send_reminder,
-            self._reminder(stage, late_notice=late_notice),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-        )
-        self._sent.append(stage.label)
-        # When the learner last heard from us (not the stage's nominal time): a late notice
-        # sent now already covers every stage that fell due before now.
-        self._last_sent_at = workflow.now()
-        if result.deliveries:
-            self._event("reminder_sent", f"{stage.label}: " + "; ".join(result.deliveries))
-        else:
-            self._event("reminder_sent", f"{stage.label} to learner by email ({result.status})")
-        await self._record()
-        # Recipients in quiet hours (or a weekend under a business-days policy) get the stage
-        # later, never not at all: run it again then; the ledger skips what already went out.
-        while result.deferred_until is not None:
-            if await self._sleep_until(result.deferred_until) is Wake.DONE:
-                return
-            result = await workflow.execute_activity_method(
-                AssignmentActivities.send_reminder,
-                self._reminder(stage, late_notice=late_notice),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
-            )
-            self._event(
-                "reminder_sent", f"{stage.label} (deferred): " + "; ".join(result.deliveries)
-            )
-
-    async def _resend(self, signal: RedeliverSignal) -> None:
-        """Run a sent stage again: sent parts are ledger no-ops, the failed one falls back."""
-        stage = next((s for s in self._stages if s.label == signal.stage), None)
-        if stage is None:
-            return
-        result = await workflow.execute_activity_method(
-            AssignmentActivities.send_reminder,
-            self._reminder(stage, late_notice=False),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-        )
-        self._event("redelivered", f"{stage.label}: " + "; ".join(result.deliveries))
 
     def _current_decision(self) -> StatusDecision | Decision:
         if self._pack_hash != BUILTIN_PACK and self._decision is not None and not self._cancelled:
@@ -635,17 +554,14 @@ class AssignmentWorkflow:
     async def _decide(self) -> StatusDecision | Decision:
         if self._pack_hash == BUILTIN_PACK or self._cancelled is not None:
             return self._current_decision()
-        return await workflow.execute_activity_method(
-            RulesActivities.decide_status,
+        return await self._ladder.decide(
             DecideRequest.of(
                 self._facts(),
                 workflow_id=workflow.info().workflow_id,
                 pack_hash=self._pack_hash,
                 person=self._input.person,
                 as_of=workflow.now(),
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
+            )
         )
 
     def _facts(self) -> ObligationFacts:
@@ -661,37 +577,5 @@ class AssignmentWorkflow:
             exempt_until=self._exemption.expires_on if self._exemption is not None else None,
         )
 
-    async def _record(self) -> None:
-        decision = await self._decide()
-        if self._decision is None or decision.status != self._decision.status:
-            self._event("status", f"{decision.status} (rule {decision.rule})")
-        self._decision = decision
-        await workflow.execute_activity_method(
-            AssignmentActivities.record_obligation,
-            ObligationUpdate(
-                workflow_id=workflow.info().workflow_id,
-                person=self._input.person,
-                kind=self._input.kind,
-                requirement_id=self._input.requirement_id,
-                requirement_title=self._input.requirement_title,
-                cycle=self._input.cycle,
-                due_date=self._due_date,
-                stage=self._stage,
-                status=decision.status,
-                pack_hash=self._pack_hash,
-                acknowledged_at=(
-                    self._acknowledgement.acknowledged_at if self._acknowledgement else None
-                ),
-                completed_at=self._completion.completed_at if self._completion else None,
-                as_of=workflow.now(),
-                started_at=self._started.started_at if self._started else None,
-                exempt=self._exemption is not None,
-                exempt_until=self._exemption.expires_on if self._exemption else None,
-                time_zone=self._zone,
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-        )
-
     def _event(self, kind: str, detail: str) -> None:
-        self._events.append(AssignmentEvent(at=workflow.now(), kind=kind, detail=detail))
+        self._ladder.event(kind, detail)

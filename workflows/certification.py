@@ -23,17 +23,15 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.assignment import AssignmentActivities
     from activities.certification import CertificationActivities
-    from activities.rules import RulesActivities
     from duly.domain import (
         BUILTIN_PACK,
         DEFAULT_LADDER_DAYS,
         AcknowledgeSignal,
         AdoptPackSignal,
-        AssignmentEvent,
         CeCredit,
         CertificateUpdate,
+        CertificationEvent,
         CertificationInput,
         CertificationState,
         CertificationStatus,
@@ -42,22 +40,25 @@ with workflow.unsafe.imports_passed_through():
         LadderStage,
         ObligationFacts,
         ObligationKind,
+        ObligationMessages,
         ObligationUpdate,
         PlanRequest,
         RedeliverSignal,
         ReinstateCertification,
         ReminderRequest,
-        ReminderResult,
         RenewCertification,
         ReplanSignal,
         RevokeCertification,
         StagePlan,
         SuspendCertification,
         ce_credits_short,
+        ce_shortfall,
         due_instant,
         plan_ladder,
+        renewal_date_problem,
     )
-    from workflows.assignment import ACTIVITY_TIMEOUT, RETRY, ZONE_PLANNING_PATCH
+
+from workflows.ladder import ACTIVITY_TIMEOUT, RETRY, ZONE_PLANNING_PATCH, Ladder, Wake
 
 #: Who hears about a suspension, reinstatement, revocation or the end of grace, and how.
 NOTICE_ROLES = ["learner", "manager"]
@@ -90,7 +91,7 @@ def renewal_outcome(today: date, expires_on: date, window_days: int | None, grac
 
 
 @workflow.defn
-class CertificationWorkflow:
+class CertificationWorkflow(ObligationMessages):
     """Carries one held certification through its expiry ladder and its renewals.
 
     Updates (the caller needs an answer): ``renew``, ``log_ce_credits``. Signals: ``suspend``,
@@ -104,11 +105,16 @@ class CertificationWorkflow:
         self._pack_hash = input.pack_hash
         self._next_pack: str | None = None
         self._days_before: tuple[int, ...] = DEFAULT_LADDER_DAYS
-        self._stages = plan_ladder(self._cert.expires_on, input.utc_offset_minutes)
-        self._sent: list[str] = []
-        self._stage: str | None = None
-        self._events: list[AssignmentEvent] = []
-        # Empty but for a restart, which carries the cycle's credits (duly.restarts).
+        # Instants planned in the holder's zone by ``plan_stages`` (until then, and for
+        # histories from before zone-aware planning, the input's offset).
+        self._ladder = Ladder(
+            self,
+            event_type=CertificationEvent,
+            stages=plan_ladder(self._cert.expires_on, input.utc_offset_minutes),
+            offset=input.utc_offset_minutes,
+            deferral_survives_replan=False,
+        )
+        # Empty but for a restart, which carries the cycle's credits (services.restarts).
         self._credits: list[CeCredit] = list(input.ce_credits)
         self._required = 0.0
         self._window_days: int | None = None
@@ -119,19 +125,11 @@ class CertificationWorkflow:
         self._revoked: RevokeCertification | None = None
         self._renewal: tuple[RenewCertification, ClosedCycle] | None = None
         self._notices: list[tuple[str, str]] = []  # (event, detail) waiting to be sent
-        self._redeliver: list[RedeliverSignal] = []
-        self._dirty = False
-        self._replanned = False
         #: The pack's plan (CE credits, window, grace) is known: updates wait for it.
         self._planned = False
-        # Instants planned in the holder's zone by ``plan_stages`` (None: the input's offset,
-        # as histories from before zone-aware planning did).
-        self._offset = input.utc_offset_minutes
-        self._zone: str | None = None
         self._expires_at: datetime | None = None
         self._window_at: datetime | None = None
         self._grace_at: datetime | None = None
-        self._zone_change: ReplanSignal | None = None
         self._remark = False
 
     # -- messages -------------------------------------------------------------------------
@@ -140,10 +138,10 @@ class CertificationWorkflow:
     async def renew(self, request: RenewCertification) -> ClosedCycle:
         """Close this cycle with a renewed certificate; the workflow continues as new for it."""
         await workflow.wait_condition(lambda: self._planned)
-        short = self._short()
-        if short > 0:
+        shortfall = self._shortfall()
+        if shortfall is not None:
             # Checked again here: an update that arrived before the plan passed the validator.
-            raise ApplicationError(self._shortfall(short), type="CeCreditsShort")
+            raise ApplicationError(shortfall, type="CeCreditsShort")
         today = self._today()
         outcome = renewal_outcome(today, self._cert.expires_on, self._window_days, self._grace_days)
         closed = ClosedCycle(
@@ -172,34 +170,24 @@ class CertificationWorkflow:
                 f"the renewal must be cycle {self._cert.cycle + 1} (this is cycle"
                 f" {self._cert.cycle}); got {new.cycle}"
             )
-        if new.expires_on <= new.issued_on:
-            raise ValueError("the renewed certificate must expire after it is issued")
-        if new.expires_on <= self._cert.expires_on:
-            raise ValueError(
-                f"the renewed certificate must expire after the current one"
-                f" ({self._cert.expires_on.isoformat()})"
-            )
-        if new.issued_on < self._cert.issued_on:
-            raise ValueError(
-                f"the renewal cannot be issued before the current certificate"
-                f" ({self._cert.issued_on.isoformat()})"
-            )
-        short = self._short()
-        if short > 0:
-            raise ValueError(self._shortfall(short))
-
-    def _shortfall(self, short: int) -> str:
-        return (
-            f"{short} CE credit{'s' if short != 1 else ''} short: {self._logged():g} of"
-            f" {self._required:g} logged this cycle; log them before renewing"
+        problem = renewal_date_problem(
+            self._cert, issued_on=new.issued_on, expires_on=new.expires_on
         )
+        if problem is not None:
+            raise ValueError(problem)
+        shortfall = self._shortfall()
+        if shortfall is not None:
+            raise ValueError(shortfall)
+
+    def _shortfall(self) -> str | None:
+        return ce_shortfall(self._required, self._logged())
 
     @workflow.update
     async def log_ce_credits(self, credit: CeCredit) -> CertificationState:
         """Count continuing-education credits towards this cycle's renewal."""
         await workflow.wait_condition(lambda: self._planned)
         self._credits.append(credit)
-        self._dirty = True
+        self._ladder.dirty = True
         self._event(
             "ce_credits",
             f"{credit.credits:g} for {credit.activity!r} on {credit.earned_on.isoformat()}"
@@ -221,25 +209,25 @@ class CertificationWorkflow:
     @workflow.signal
     def suspend(self, signal: SuspendCertification) -> None:
         """Pause the certification: reminders stop and the status is ``suspended``."""
-        if self._closing() or self._suspended is not None:
+        if self.closed() or self._suspended is not None:
             return
         self._suspended = signal
-        self._replanned = True
+        self._ladder.replanned = True
         self._notices.append(("suspended", f"by {signal.actor}: {signal.reason}"))
 
     @workflow.signal
     def reinstate(self, signal: ReinstateCertification) -> None:
         """Lift a suspension; the ladder resumes from now (missed stages are not replayed)."""
-        if self._closing() or self._suspended is None:
+        if self.closed() or self._suspended is None:
             return
         self._suspended = None
-        self._replanned = True
+        self._ladder.replanned = True
         self._notices.append(("reinstated", f"by {signal.actor}: {signal.reason}"))
 
     @workflow.signal
     def revoke(self, signal: RevokeCertification) -> None:
         """Revoke the certification: terminal; the holder and manager are told."""
-        if self._closing():
+        if self.closed():
             return
         self._revoked = signal
         self._notices.append(("revoked", f"by {signal.actor}: {signal.reason}"))
@@ -255,15 +243,14 @@ class CertificationWorkflow:
     def redeliver(self, signal: RedeliverSignal) -> None:
         """A sent stage bounced: send it again (the failed channel falls back)."""
         stage = signal.stage.split(":", 1)[-1]  # the ledger's "c2:-30d"
-        if stage in self._sent and not self._closing():
-            self._redeliver.append(signal.model_copy(update={"stage": stage}))
-            self._event("delivery_failed", f"{stage}: {signal.reason or 'permanent failure'}")
+        if stage in self._ladder.sent and not self.closed():
+            self._ladder.queue_redelivery(signal.model_copy(update={"stage": stage}))
 
     @workflow.signal
     def replan(self, signal: ReplanSignal) -> None:
         """The holder's time zone changed: re-plan what has not happened yet in the new zone."""
-        if not self._closing():
-            self._zone_change = signal
+        if not self.closed():
+            self._ladder.zone_change = signal
 
     @workflow.signal
     def adopt_pack(self, signal: AdoptPackSignal) -> None:
@@ -289,15 +276,15 @@ class CertificationWorkflow:
                 else None
             ),
             grace_ends_on=self._cert.expires_on + timedelta(days=self._grace_days),
-            stage=self._stage,
-            stages=self._stages,
-            stages_sent=list(self._sent),
+            stage=self._ladder.stage,
+            stages=self._ladder.stages,
+            stages_sent=list(self._ladder.sent),
             ce_credits_required=self._required,
             ce_credits_logged=self._logged(),
             ce_credits=list(self._credits),
             history=list(self._input.history),
             pack_hash=self._pack_hash,
-            events=list(self._events),
+            events=list(self._ladder.events),
         )
 
     # -- main -----------------------------------------------------------------------------
@@ -305,6 +292,7 @@ class CertificationWorkflow:
     @workflow.run
     async def run(self, input: CertificationInput) -> CertificationState:
         """Walk the expiry ladder until the certification is renewed or revoked."""
+        ladder = self._ladder
         cert = self._cert
         self._event(
             "issued" if cert.cycle == 1 else "cycle_started",
@@ -314,19 +302,16 @@ class CertificationWorkflow:
         if self._pack_hash != BUILTIN_PACK or workflow.patched(ZONE_PLANNING_PATCH):
             await self._plan()
         self._planned = True
-        await self._record()
+        await self.record()
 
         now = workflow.now()
         marks = self._marks()
         past_stages = [m.stage for m in marks if m.at <= now and m.stage is not None]
         pending = [m for m in marks if m.at > now]
-        if past_stages and not self._closing():
-            # Registered late in its cycle: one notice for the stage we are in, not a burst.
-            await self._send(past_stages[-1], late_notice=True)
-            for skipped in past_stages[:-1]:
-                self._event("stage_skipped", f"{skipped.label} was before the registration")
+        if past_stages and not self.closed():
+            await ladder.catch_up(past_stages, before="registration")
 
-        while not self._closing():
+        while not self.closed():
             if self._suspended is not None:
                 await self._while_suspended()
                 pending = [m for m in self._marks() if m.at > workflow.now()]
@@ -343,22 +328,22 @@ class CertificationWorkflow:
                 pending = [m for m in marks if m.at > now]
                 stages = [m.stage for m in missed if m.stage is not None]
                 if stages:
-                    await self._send(stages[-1], late_notice=True)
+                    await ladder.send(stages[-1], late_notice=True)
                 for mark in missed:
-                    if mark.stage is None and not self._closing():
+                    if mark.stage is None and not self.closed():
                         await self._transition(mark.kind)
                 continue
             deadline = pending[0].at if pending else None
-            if not await self._sleep_until(deadline):
+            if await ladder.sleep_until(deadline) is not Wake.DEADLINE:
                 continue
             mark = pending.pop(0)
             if mark.stage is not None:
-                await self._send(mark.stage)
+                await ladder.send(mark.stage)
             else:
                 await self._transition(mark.kind)
 
         if self._revoked is not None:
-            await self._record()
+            await self.record()
             await self._flush_notices()
             return self.state()
         assert self._renewal is not None
@@ -378,191 +363,47 @@ class CertificationWorkflow:
             )
         )
 
-    # -- helpers --------------------------------------------------------------------------
+    # -- the ladder's questions (workflows.ladder.LadderFamily) ---------------------------
 
-    def _closing(self) -> bool:
+    def closed(self) -> bool:
+        """Revoked, or being renewed: this cycle's ladder stops."""
         return self._revoked is not None or self._renewal is not None
 
-    def _refuse_if_closed(self) -> None:
-        if self._revoked is not None:
-            raise ValueError("the certification was revoked")
-        if self._renewal is not None:
-            raise ValueError("the certification is already being renewed")
+    async def interrupt(self) -> Wake | None:
+        """Status notices (suspended, reinstated, revoked) go out as soon as they arrive."""
+        if self._notices:
+            await self._flush_notices()
+            return Wake.AGAIN
+        return None
 
-    def _today(self) -> date:
-        return (workflow.now() + timedelta(minutes=self._offset)).date()
+    async def at_deadline(self) -> Wake | None:
+        """Nothing of its own happens at a deadline."""
+        return None
 
-    def _logged(self) -> float:
-        return sum(c.credits for c in self._credits)
+    def waiting(self) -> bool:
+        """A status notice wakes the ladder."""
+        return bool(self._notices)
 
-    def _short(self) -> int:
-        return ce_credits_short(self._required, self._logged())
-
-    def _current_status(self) -> str:
-        if self._revoked is not None:
-            return CertificationStatus.REVOKED.value
-        if self._suspended is not None:
-            return CertificationStatus.SUSPENDED.value
-        return self._status
-
-    def _marks(self) -> list[_Mark]:
-        """Every moment this cycle acts at, in time order (stages before transitions on ties)."""
-        offset = self._input.utc_offset_minutes
-        expires = self._cert.expires_on
-        marks = [_Mark(s.fire_at, "stage", s) for s in self._stages if s.label not in self._sent]
-        if self._window_days is not None:
-            opens = expires - timedelta(days=self._window_days)
-            marks.append(
-                _Mark(self._window_at or due_instant(opens - timedelta(days=1), offset), "window")
-            )
-        marks.append(_Mark(self._expired_at(), "expired"))
-        if self._grace_days > 0:
-            grace_end = expires + timedelta(days=self._grace_days)
-            marks.append(_Mark(self._grace_at or due_instant(grace_end, offset), "grace_ended"))
-        order = {"stage": 0, "window": 1, "expired": 2, "grace_ended": 3}
-        return sorted(marks, key=lambda m: (m.at, order[m.kind]))
-
-    def _expired_at(self) -> datetime:
-        """The end of the expiry day in the holder's zone (or the input's fixed offset)."""
-        return self._expires_at or due_instant(
-            self._cert.expires_on, self._input.utc_offset_minutes
-        )
-
-    async def _request_plan(self) -> StagePlan:
-        return await workflow.execute_activity_method(
-            RulesActivities.plan_stages,
-            PlanRequest(
-                pack_hash=self._pack_hash,
-                requirement_id=self._input.certification_id,
-                person=self._input.person,
-                due_date=self._cert.expires_on,
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-        )
-
-    async def _plan(self) -> None:
-        plan = await self._request_plan()
-        if not plan.found:
-            self._event("pack_missing_requirement", f"{self._pack_hash[:12]}: built-in ladder")
-            return
-        self._days_before = tuple(plan.days_before)
-        self._required = plan.ce_credits
-        self._window_days = plan.renewal_window_days
-        self._grace_days = plan.grace_days
-        self._apply_plan(plan)
-
-    def _apply_plan(self, plan: StagePlan) -> None:
-        """Use the plan's in-zone instants; a plan recorded before them has none."""
-        if plan.stages is None or plan.due_at is None:
-            self._stages = plan_ladder(
-                self._cert.expires_on, self._input.utc_offset_minutes, self._days_before
-            )
-            return
-        self._zone = plan.time_zone
-        self._stages = list(plan.stages)
-        self._expires_at = plan.due_at
-        self._window_at = plan.window_opens_at
-        self._grace_at = plan.grace_ends_at
-        if plan.utc_offset_minutes is not None:
-            self._offset = plan.utc_offset_minutes
-
-    async def _apply_zone_change(self) -> None:
+    async def replan_zone(self, signal: ReplanSignal) -> None:
         """Re-plan this cycle's instants in the holder's new zone (a ``replan`` signal)."""
-        signal = self._zone_change
-        assert signal is not None
-        self._zone_change = None
         if self._expires_at is None:
             self._event(
                 "replan_skipped",
                 f"time zone {signal.time_zone} by {signal.actor}: this cycle plans with a fixed"
-                f" UTC offset ({self._offset:+d} min)",
+                f" UTC offset ({self._ladder.offset:+d} min)",
             )
             return
-        plan = await self._request_plan()
+        plan = await self._ladder.plan(self._plan_request())
         if plan.found:
             self._apply_plan(plan)
         self._remark = True
-        self._event("replanned", f"time zone {self._zone} (by {signal.actor})")
-        self._dirty = True
+        self._event("replanned", f"time zone {self._ladder.zone} (by {signal.actor})")
+        self._ladder.dirty = True
 
-    async def _sleep_until(self, deadline: datetime | None) -> bool:
-        """Sleep until ``deadline`` (None: forever) while handling messages; True when reached."""
-        while True:
-            if self._closing():
-                return False
-            if self._notices:
-                await self._flush_notices()
-                continue
-            if self._zone_change is not None:
-                await self._apply_zone_change()
-                return False
-            if self._dirty:
-                self._dirty = False
-                await self._record()
-                continue
-            if self._redeliver:
-                await self._resend(self._redeliver.pop(0))
-                continue
-            if self._replanned:
-                self._replanned = False
-                return False
-            timeout = None if deadline is None else deadline - workflow.now()
-            if timeout is not None and timeout <= timedelta(0):
-                return True
-            try:
-                await workflow.wait_condition(
-                    lambda: (
-                        self._closing()
-                        or self._dirty
-                        or self._replanned
-                        or bool(self._notices)
-                        or bool(self._redeliver)
-                        or self._zone_change is not None
-                    ),
-                    timeout=timeout,
-                )
-            except TimeoutError:
-                continue
-
-    async def _while_suspended(self) -> None:
-        """Hold the ladder until reinstated (or revoked/renewed); stages that passed are dropped."""
-        while self._suspended is not None and not self._closing():
-            await self._sleep_until(None)
-        if self._suspended is None and not self._closing():
-            now = workflow.now()
-            for stage in self._stages:
-                if stage.fire_at <= now and stage.label not in self._sent:
-                    self._sent.append(stage.label)
-                    self._event("stage_skipped", f"{stage.label} fell in the suspension")
-            await self._record()
-
-    async def _transition(self, kind: str) -> None:
-        """A status boundary: re-decide now; the end of grace is announced.
-
-        With no grace period the end of validity is that moment: the holder and their manager
-        are told the certification lapsed.
-        """
-        await self._record()
-        if kind == "grace_ended" or (kind == "expired" and self._grace_days == 0):
-            self._notices.append(("lapsed", f"status {self._status}"))
-            await self._flush_notices()
-
-    async def _flush_notices(self) -> None:
-        """Record and send the pending notices (suspended, reinstated, revoked, lapsed)."""
-        while self._notices:
-            event, detail = self._notices.pop(0)
-            self._event(event, detail)
-            await self._record()
-            # One ledger entry per notice: a second suspension in a cycle is a new message.
-            count = sum(1 for e in self._events if e.kind == event)
-            label = event if count == 1 else f"{event}-{count}"
-            stage = LadderStage(label=label, days_before_due=0, fire_at=workflow.now())
-            await self._send(stage, event=event)
-
-    def _reminder(
+    def reminder(
         self, stage: LadderStage, *, late_notice: bool, event: str | None
     ) -> ReminderRequest:
+        """The ``send_reminder`` request for a stage, or (``event``) a status notice."""
         return ReminderRequest(
             workflow_id=workflow.info().workflow_id,
             person=self._input.person,
@@ -583,47 +424,10 @@ class CertificationWorkflow:
             event=event,
         )
 
-    async def _send(
-        self, stage: LadderStage, *, late_notice: bool = False, event: str | None = None
-    ) -> None:
-        if event is None:
-            self._stage = stage.label
-        result = await self._deliver(self._reminder(stage, late_notice=late_notice, event=event))
-        if event is None:
-            self._sent.append(stage.label)
-        self._event("reminder_sent", f"{stage.label}: " + "; ".join(result.deliveries))
-        if event is None:
-            await self._record()
-        # Quiet hours defer a recipient, never drop them: run the stage again then.
-        while result.deferred_until is not None:
-            if not await self._sleep_until(result.deferred_until):
-                return
-            result = await self._deliver(
-                self._reminder(stage, late_notice=late_notice, event=event)
-            )
-            self._event(
-                "reminder_sent", f"{stage.label} (deferred): " + "; ".join(result.deliveries)
-            )
-
-    async def _deliver(self, request: ReminderRequest) -> ReminderResult:
-        return await workflow.execute_activity_method(
-            AssignmentActivities.send_reminder,
-            request,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-        )
-
-    async def _resend(self, signal: RedeliverSignal) -> None:
-        stage = next((s for s in self._stages if s.label == signal.stage), None)
-        if stage is not None:
-            result = await self._deliver(self._reminder(stage, late_notice=False, event=None))
-            self._event("redelivered", f"{stage.label}: " + "; ".join(result.deliveries))
-
-    async def _record(self) -> None:
+    async def record(self) -> None:
         """Decide the status with the pinned pack and write the read models."""
         if self._pack_hash != BUILTIN_PACK:
-            decision = await workflow.execute_activity_method(
-                RulesActivities.decide_status,
+            decision = await self._ladder.decide(
                 DecideRequest.of(
                     ObligationFacts(
                         kind=ObligationKind.CERTIFICATION,
@@ -636,9 +440,7 @@ class CertificationWorkflow:
                     pack_hash=self._pack_hash,
                     person=self._input.person,
                     as_of=workflow.now(),
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
+                )
             )
             status, rule = decision.status, decision.rule
         else:
@@ -648,8 +450,7 @@ class CertificationWorkflow:
             self._event("status", f"{status} (rule {rule})")
         self._status = status
         current = self._current_status()
-        await workflow.execute_activity_method(
-            AssignmentActivities.record_obligation,
+        await self._ladder.record_obligation(
             ObligationUpdate(
                 workflow_id=workflow.info().workflow_id,
                 person=self._input.person,
@@ -659,19 +460,131 @@ class CertificationWorkflow:
                 cycle=self._cert.cycle,
                 due_date=self._cert.expires_on,
                 expiry_date=self._cert.expires_on,
-                stage=self._stage,
+                stage=self._ladder.stage,
                 status=current,
                 pack_hash=self._pack_hash,
                 acknowledged_at=self._acknowledged.acknowledged_at if self._acknowledged else None,
                 as_of=workflow.now(),
                 ce_credits_short=self._short(),
                 suspended=self._suspended is not None,
-                time_zone=self._zone,
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
+                time_zone=self._ladder.zone,
+            )
         )
         await self._record_certificate(current)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _refuse_if_closed(self) -> None:
+        if self._revoked is not None:
+            raise ValueError("the certification was revoked")
+        if self._renewal is not None:
+            raise ValueError("the certification is already being renewed")
+
+    def _today(self) -> date:
+        return (workflow.now() + timedelta(minutes=self._ladder.offset)).date()
+
+    def _logged(self) -> float:
+        return sum(c.credits for c in self._credits)
+
+    def _short(self) -> int:
+        return ce_credits_short(self._required, self._logged())
+
+    def _current_status(self) -> str:
+        if self._revoked is not None:
+            return CertificationStatus.REVOKED.value
+        if self._suspended is not None:
+            return CertificationStatus.SUSPENDED.value
+        return self._status
+
+    def _marks(self) -> list[_Mark]:
+        """Every moment this cycle acts at, in time order (stages before transitions on ties)."""
+        offset = self._input.utc_offset_minutes
+        expires = self._cert.expires_on
+        sent = self._ladder.sent
+        marks = [_Mark(s.fire_at, "stage", s) for s in self._ladder.stages if s.label not in sent]
+        if self._window_days is not None:
+            opens = expires - timedelta(days=self._window_days)
+            marks.append(
+                _Mark(self._window_at or due_instant(opens - timedelta(days=1), offset), "window")
+            )
+        marks.append(_Mark(self._expired_at(), "expired"))
+        if self._grace_days > 0:
+            grace_end = expires + timedelta(days=self._grace_days)
+            marks.append(_Mark(self._grace_at or due_instant(grace_end, offset), "grace_ended"))
+        order = {"stage": 0, "window": 1, "expired": 2, "grace_ended": 3}
+        return sorted(marks, key=lambda m: (m.at, order[m.kind]))
+
+    def _expired_at(self) -> datetime:
+        """The end of the expiry day in the holder's zone (or the input's fixed offset)."""
+        return self._expires_at or due_instant(
+            self._cert.expires_on, self._input.utc_offset_minutes
+        )
+
+    def _plan_request(self) -> PlanRequest:
+        return PlanRequest(
+            pack_hash=self._pack_hash,
+            requirement_id=self._input.certification_id,
+            person=self._input.person,
+            due_date=self._cert.expires_on,
+        )
+
+    async def _plan(self) -> None:
+        plan = await self._ladder.plan(self._plan_request())
+        if not plan.found:
+            self._event("pack_missing_requirement", f"{self._pack_hash[:12]}: built-in ladder")
+            return
+        self._days_before = tuple(plan.days_before)
+        self._required = plan.ce_credits
+        self._window_days = plan.renewal_window_days
+        self._grace_days = plan.grace_days
+        self._apply_plan(plan)
+
+    def _apply_plan(self, plan: StagePlan) -> None:
+        """Use the plan's in-zone instants; a plan recorded before them has none."""
+        if not self._ladder.apply_zone_plan(plan):
+            self._ladder.stages = plan_ladder(
+                self._cert.expires_on, self._input.utc_offset_minutes, self._days_before
+            )
+            return
+        self._expires_at = plan.due_at
+        self._window_at = plan.window_opens_at
+        self._grace_at = plan.grace_ends_at
+
+    async def _while_suspended(self) -> None:
+        """Hold the ladder until reinstated (or revoked/renewed); stages that passed are dropped."""
+        ladder = self._ladder
+        while self._suspended is not None and not self.closed():
+            await ladder.sleep_until(None)
+        if self._suspended is None and not self.closed():
+            now = workflow.now()
+            for stage in ladder.stages:
+                if stage.fire_at <= now and stage.label not in ladder.sent:
+                    ladder.sent.append(stage.label)
+                    self._event("stage_skipped", f"{stage.label} fell in the suspension")
+            await self.record()
+
+    async def _transition(self, kind: str) -> None:
+        """A status boundary: re-decide now; the end of grace is announced.
+
+        With no grace period the end of validity is that moment: the holder and their manager
+        are told the certification lapsed.
+        """
+        await self.record()
+        if kind == "grace_ended" or (kind == "expired" and self._grace_days == 0):
+            self._notices.append(("lapsed", f"status {self._status}"))
+            await self._flush_notices()
+
+    async def _flush_notices(self) -> None:
+        """Record and send the pending notices (suspended, reinstated, revoked, lapsed)."""
+        while self._notices:
+            event, detail = self._notices.pop(0)
+            self._event(event, detail)
+            await self.record()
+            # One ledger entry per notice: a second suspension in a cycle is a new message.
+            count = self._ladder.count(event)
+            label = event if count == 1 else f"{event}-{count}"
+            stage = LadderStage(label=label, days_before_due=0, fire_at=workflow.now())
+            await self._ladder.send(stage, event=event)
 
     async def _record_certificate(self, status: str) -> None:
         await workflow.execute_activity_method(
@@ -690,4 +603,4 @@ class CertificationWorkflow:
         )
 
     def _event(self, kind: str, detail: str) -> None:
-        self._events.append(AssignmentEvent(at=workflow.now(), kind=kind, detail=detail))
+        self._ladder.event(kind, detail)
