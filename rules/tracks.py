@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from rules.tracks_model import Track, TrackCourse
+from rules.assessment import Gate
+from rules.tracks_model import Track, TrackCourse, TracksSection
 
 __all__ = [
     "CourseProgress",
@@ -37,6 +38,8 @@ __all__ = [
     "TrackProgress",
     "TrackReadiness",
     "TrackStatus",
+    "auto_enrolments",
+    "course_gate",
     "readiness",
     "track_progress",
 ]
@@ -270,6 +273,59 @@ def track_progress(
         completed_at=completed_at,
         next_course=next((c.requirement_id for c in required if not c.done), None),
     )
+
+
+def course_gate(
+    course: TrackCourse,
+    *,
+    passing_score: float | None,
+    max_attempts: int | None,
+    retake_after_days: int | None,
+) -> Gate:
+    """The assessment gate of a track course: its requirement's, with the course's pass mark.
+
+    Args:
+        course: The course.
+        passing_score: The requirement's ``passing_score``.
+        max_attempts: The requirement's ``max_attempts``.
+        retake_after_days: The requirement's ``retake_after_days``.
+
+    Returns:
+        The gate (attempt limit and cool-down always the requirement's).
+    """
+    own = course.passing_score if course.exam and course.passing_score is not None else None
+    return Gate(
+        passing_score=own if own is not None else passing_score,
+        max_attempts=max_attempts,
+        retake_after_days=retake_after_days or 0,
+    )
+
+
+def auto_enrolments(
+    section: TracksSection, *, roles: list[str], department: str, location: str, employer: str
+) -> list[Track]:
+    """The learning paths a person is enrolled in automatically.
+
+    Inactive tracks enrol nobody new; people already enrolled keep their progress (the caller
+    keeps their enrolment).
+
+    Args:
+        section: The pack's ``tracks`` section.
+        roles: The person's roles.
+        department: Their department ("" when unknown).
+        location: Their location ("" when unknown).
+        employer: Their employer ("" when unknown).
+
+    Returns:
+        The active learning paths that select them, in pack order.
+    """
+    return [
+        track
+        for track in section.tracks
+        if track.active
+        and track.auto_enrol is not None
+        and track.auto_enrol.selects(roles, department, location, employer)
+    ]
 
 
 # --------------------------------------------------------------------------------------------

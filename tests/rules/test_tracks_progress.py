@@ -6,16 +6,19 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from rules.assessment import Gate
 from rules.tracks import (
     CourseRecord,
     CourseStatus,
     TeamMember,
     TrackProgress,
     TrackStatus,
+    auto_enrolments,
+    course_gate,
     readiness,
     track_progress,
 )
-from rules.tracks_model import Track
+from rules.tracks_model import Track, TracksSection
 
 ENROLLED = date(2026, 3, 2)
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -347,3 +350,53 @@ def test_tracks_not_required_for_go_live_or_unknown_are_ignored_and_said_so() ->
 def test_a_track_needing_nobody_or_one_completed_person_is_ready(needed: int) -> None:
     team = [member("p-1", "Ana Ruiz", site_admin=all_done(ADMIN))]
     assert readiness(team, TRACKS, as_of=at(5), needed={"site-admin": needed}).ready
+
+
+# ----------------------------------------------------------------------------------------
+# Reordering, deactivation, auto-enrolment and course gates
+
+
+def test_reordering_courses_keeps_progress_and_moves_the_next_course() -> None:
+    records = [CourseRecord("systems", completed_at=at(2))]
+    before = track_progress(ADMIN, enrolled_on=ENROLLED, records=records, as_of=at(3))
+    assert [c.requirement_id for c in before.courses] == ["hipaa", "systems"]
+    assert (before.next_course, before.required_done) == ("hipaa", 1)
+    data = ADMIN.model_dump(by_alias=True)
+    data["courses"][0]["order"], data["courses"][1]["order"] = 2, 1
+    swapped = Track.model_validate(data)  # what a pack edit would load
+    after = track_progress(swapped, enrolled_on=ENROLLED, records=records, as_of=at(3))
+    # Progress is kept by requirement, not by place: the completed course stays completed.
+    assert [c.requirement_id for c in after.courses] == ["systems", "hipaa"]
+    assert (after.next_course, after.required_done, after.percent) == ("hipaa", 1, 50)
+
+
+def test_a_deactivated_track_still_reports_the_progress_of_people_mid_track() -> None:
+    inactive = INVESTIGATOR.model_copy(update={"active": False})
+    records = [CourseRecord("hsp", completed_at=at(2))]
+    active = track_progress(INVESTIGATOR, enrolled_on=ENROLLED, records=records, as_of=at(3))
+    assert track_progress(inactive, enrolled_on=ENROLLED, records=records, as_of=at(3)) == active
+
+
+def test_auto_enrolment_selects_active_learning_paths_only() -> None:
+    section = TracksSection(tracks=[INVESTIGATOR, PATH, ADMIN])
+    nurse = {"roles": ["nurse"], "department": "Nursing", "location": "Boston", "employer": "X"}
+    assert [t.id for t in auto_enrolments(section, **nurse)] == ["nurse-path"]
+    tech = {**nurse, "roles": ["technician"]}
+    assert auto_enrolments(section, **tech) == []
+    retired = TracksSection(tracks=[PATH.model_copy(update={"active": False})])
+    assert auto_enrolments(retired, **nurse) == []
+
+
+def test_a_course_gate_is_the_requirements_with_the_courses_pass_mark() -> None:
+    systems = ADMIN.courses[1]  # exam, passing_score 70
+    assert course_gate(systems, passing_score=80, max_attempts=3, retake_after_days=2) == Gate(
+        passing_score=70, max_attempts=3, retake_after_days=2
+    )
+    hipaa = ADMIN.courses[0]  # no exam of its own
+    assert course_gate(hipaa, passing_score=None, max_attempts=None, retake_after_days=None) == (
+        Gate()
+    )
+    gcp = INVESTIGATOR.courses[0]  # exam, no pass mark of its own
+    assert course_gate(gcp, passing_score=80, max_attempts=3, retake_after_days=None) == Gate(
+        passing_score=80, max_attempts=3
+    )
