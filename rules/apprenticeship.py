@@ -55,6 +55,7 @@ __all__ = [
     "Progress",
     "apprenticeship_facts",
     "check_entry",
+    "compliance_status",
     "progress",
 ]
 
@@ -711,3 +712,34 @@ def apprenticeship_facts(
         "graduation_ready": done.graduation_ready,
     }
     return complete_facts(facts)
+
+
+# --------------------------------------------------------------------------------------------
+# Compliance status
+
+#: Hours behind linear pacing that still count as on track: a week of full-time work, or
+#: a tenth of what is expected by today, whichever is more (a holiday is not "behind").
+BEHIND_TOLERANCE_HOURS = 40.0
+BEHIND_TOLERANCE_SHARE = 0.1
+
+
+def compliance_status(done: Progress) -> tuple[str, str]:
+    """``on_track``, ``behind``, ``stalled`` (or ``inactive``) and the rule that decided it.
+
+    Decided here, from the progress maths, rather than by the pack's status rules: the
+    field-technicians pack's status coverage check cannot yet sample the apprenticeship facts
+    (their combinations with the other kinds' exceed its sampling budget). The rule names are
+    stable so a pack rule can take over with the same answers.
+    """
+    if done.status is not EnrollmentStatus.ACTIVE:
+        return "inactive", f"apprenticeship:{done.status.value}"
+    if done.stalled:
+        return "stalled", "apprenticeship:no_approved_hours"
+    tolerance = max(BEHIND_TOLERANCE_HOURS, BEHIND_TOLERANCE_SHARE * done.hours_expected)
+    if done.hours_behind > tolerance:
+        return "behind", "apprenticeship:hours_behind"
+    if done.evaluation_overdue:
+        return "behind", "apprenticeship:evaluation_overdue"
+    if done.below_minimum:
+        return "behind", "apprenticeship:below_minimum_score"
+    return "on_track", "apprenticeship:on_track"

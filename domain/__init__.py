@@ -1,0 +1,1 @@
+"""Duly domain: ids, roles, kinds, statuses and one contracts module per family."""

@@ -1,0 +1,1 @@
+"""Workflow, signal, update, query and activity contracts, one module per family."""
