@@ -200,6 +200,14 @@ class ApprenticeshipWorkflow:
             events=list(self._events),
         )
 
+    def _answer(self) -> ApprenticeshipState:
+        """What an update answers: the state without the entries and timeline.
+
+        Update results are recorded in the history; the whole list of entries in each would
+        grow a run's history quadratically (the ``state`` query has them).
+        """
+        return self.state().model_copy(update={"entries": [], "events": []})
+
     # -- updates ---------------------------------------------------------------------------
 
     def _known(self, entry: HoursEntry) -> bool | None:
@@ -218,7 +226,7 @@ class ApprenticeshipWorkflow:
         await workflow.wait_condition(lambda: self._program is not None)
         entry = request.entry.model_copy(update={"status": EntryStatus.PENDING})
         if self._known(entry) is not None:
-            return self.state()
+            return self._answer()
         check = check_entry(
             entry,
             self._logged(),
@@ -227,7 +235,7 @@ class ApprenticeshipWorkflow:
             enrolled_on=self._enrolment.enrolled_on,
         )
         if check.duplicate:
-            return self.state()
+            return self._answer()
         self._entries.append(entry)
         self._entry_ids[entry.id] = _fingerprint(entry)
         await self._record_entry(
@@ -251,7 +259,7 @@ class ApprenticeshipWorkflow:
             + (f" (corrects {request.corrects})" if request.corrects else ""),
         )
         self._changed = True
-        return self.state()
+        return self._answer()
 
     @log_hours.validator
     def _validate_hours(self, request: LogHours) -> None:
@@ -291,7 +299,7 @@ class ApprenticeshipWorkflow:
         await workflow.wait_condition(lambda: self._program is not None)
         await self._review(request.entry_id, request.approve, request.actor, request.reason)
         self._changed = True
-        return self.state()
+        return self._answer()
 
     @review_hours.validator
     def _validate_review(self, request: ReviewHours) -> None:
@@ -331,7 +339,7 @@ class ApprenticeshipWorkflow:
         """Record the supervisor's evaluation; skills signed off count from its day."""
         await workflow.wait_condition(lambda: self._program is not None)
         if request.evaluation_id in self._evaluation_ids:
-            return self.state()
+            return self._answer()
         self._evaluation_ids.add(request.evaluation_id)
         evaluation = request.evaluation
         self._evaluations.append(evaluation)
@@ -359,7 +367,7 @@ class ApprenticeshipWorkflow:
             + (", final" if evaluation.final else ""),
         )
         self._changed = True
-        return self.state()
+        return self._answer()
 
     @evaluate.validator
     def _validate_evaluation(self, request: SubmitEvaluation) -> None:
@@ -405,7 +413,7 @@ class ApprenticeshipWorkflow:
             + (f": {request.reason}" if request.reason else "."),
         )
         self._changed = True
-        return self.state()
+        return self._answer()
 
     @change_enrolment.validator
     def _validate_change(self, request: ChangeEnrolment) -> None:
@@ -426,7 +434,7 @@ class ApprenticeshipWorkflow:
             "supervisor_transferred", f"{before} -> {request.supervisor} by {request.actor}"
         )
         self._changed = True
-        return self.state()
+        return self._answer()
 
     @transfer_supervisor.validator
     def _validate_transfer(self, request: TransferSupervisor) -> None:
@@ -480,7 +488,7 @@ class ApprenticeshipWorkflow:
         self._event("notice", f"{key} {event}: " + "; ".join(lines))
 
     async def _record(self) -> None:
-        state = self.state()
+        state = self._answer()
         await workflow.execute_activity_method(
             ApprenticeshipActivities.record,
             RecordApprenticeship(
