@@ -136,7 +136,7 @@ def readable(session: Session, *, principal: Principal, workflow_id: str) -> App
 def mine(session: Session, *, principal: Principal) -> list[Apprenticeship]:
     """The caller's own apprenticeships (as the apprentice)."""
     if principal.person_id is None:
-        raise Forbidden("only a person's token has an apprenticeship of their own")
+        return []  # a token not bound to a person (HR's service token) has none
     return list(
         session.scalars(
             select(Apprenticeship)
