@@ -465,6 +465,9 @@ class AssignmentState(_Model):
     completed_at: datetime | None
     pack_hash: str
     events: list[AssignmentEvent]
+    #: Failed attempts (``complete`` with ``passed`` false) this cycle: all are counted, the
+    #: first :data:`NOTED_REPEATS` are listed in ``events``.
+    failed_attempts: int = 0
 
 
 class ObligationUpdate(_Model):
@@ -954,6 +957,15 @@ class CertificateRecord(_Model):
     expires_on: BoundedDate
     issuer: str | None = Field(default=None, max_length=200)
     evidence_ref: str | None = Field(default=None, max_length=500)
+
+
+#: The most CE credit entries one certification cycle keeps (``log_ce_credits`` refuses more,
+#: and a refused update writes nothing to the workflow's history). Far above any real cycle
+#: (dozens of courses), far below Temporal's 2,000 updates per run, so renewal always fits.
+CE_CREDIT_ENTRIES_PER_CYCLE = 200
+#: How many lines of one kind a message a client may repeat at will (a failed attempt, an
+#: ignored completion) adds to a workflow's timeline; the rest are counted, not listed.
+NOTED_REPEATS = 20
 
 
 class CeCredit(_Model):

@@ -103,21 +103,23 @@ class AssignmentWorkflow(ObligationMessages):
 
         A failed attempt (``passed`` false) is recorded and does not complete.
         """
+        ladder = self._ladder
         if signal.passed is False:
+            # Counted, and listed up to a bound: an LMS may report any number of attempts.
             score = f", score {signal.score}" if signal.score is not None else ""
-            self._event("attempt_failed", f"{signal.source} by {signal.actor}{score}")
+            ladder.note("attempt_failed", f"{signal.source} by {signal.actor}{score}")
             return
         if self._cancelled is not None:
-            self._event("completion_ignored", f"cancelled; {signal.source} by {signal.actor}")
+            ladder.note("completion_ignored", f"cancelled; {signal.source} by {signal.actor}")
             return
         if self._completion is not None:
-            self._event(
+            ladder.note(
                 "completion_ignored", f"already completed; {signal.source} by {signal.actor}"
             )
             return
         if self._input.cycle > 1 and signal.completed_at < workflow.info().start_time:
             # Evidence of an attempt made before this cycle existed counted for an earlier one.
-            self._event(
+            ladder.note(
                 "completion_ignored",
                 f"evidence from {signal.completed_at} predates cycle {self._input.cycle};"
                 f" {signal.source} by {signal.actor}",
@@ -257,6 +259,7 @@ class AssignmentWorkflow(ObligationMessages):
             completed_at=self._completion.completed_at if self._completion else None,
             pack_hash=self._pack_hash,
             events=list(self._ladder.events),
+            failed_attempts=self._ladder.repeats.get("attempt_failed", 0),
         )
 
     # -- main -----------------------------------------------------------------------------

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.assignment import ObligationActivities
     from activities.rules import RulesActivities
     from duly.domain import (
+        NOTED_REPEATS,
         DecideRequest,
         LadderEvent,
         LadderStage,
@@ -156,12 +157,35 @@ class Ladder(Generic[EventT]):
         self.dirty = False
         #: The plan changed (exemption, suspension, extension): the loop looks again.
         self.replanned = False
+        #: How many times each repeatable message kind arrived (see :meth:`note`).
+        self.repeats: dict[str, int] = {}
 
     # -- timeline ---------------------------------------------------------------------------
 
     def event(self, kind: str, detail: str) -> None:
         """Add one line to the workflow's readable timeline."""
         self.events.append(self._event_type(at=workflow.now(), kind=kind, detail=detail))
+
+    def note(self, kind: str, detail: str) -> int:
+        """A timeline line for a message a client may send any number of times.
+
+        The first :data:`~duly.domain.NOTED_REPEATS` of ``kind`` are listed, then one line
+        says the rest are only counted: a flood of failed attempts or ignored completions
+        cannot grow the workflow's state (and every ``state`` answer) without bound.
+
+        Returns:
+            How many of ``kind`` arrived so far, this one included.
+        """
+        seen = self.repeats.get(kind, 0) + 1
+        self.repeats[kind] = seen
+        if seen <= NOTED_REPEATS:
+            self.event(kind, detail)
+        elif seen == NOTED_REPEATS + 1:
+            self.event(
+                "repeats_counted",
+                f"more than {NOTED_REPEATS} {kind} lines: further ones are counted, not listed",
+            )
+        return seen
 
     def count(self, kind: str) -> int:
         """How many timeline lines of ``kind`` there are."""

@@ -41,6 +41,7 @@ from notifications.ack import (
 )
 from store import audit
 from store.models import Notification, Obligation, Person
+from store.obligations import acknowledgement_recorded
 from workflows.assignment import AssignmentWorkflow
 
 log = logging.getLogger("duly.api.ack")
@@ -173,9 +174,11 @@ async def acknowledge_notification(
     signal = AcknowledgeSignal(acknowledged_at=now, actor=actor, channel=channel)
     closed = False
     try:
-        client = await temporal()
-        handle = client.get_workflow_handle(row.workflow_id)
-        await handle.signal(AssignmentWorkflow.acknowledge, signal)
+        # Another row (or the API) already acknowledged this obligation: mark this row only.
+        if not acknowledgement_recorded(session, row.workflow_id):
+            client = await temporal()
+            handle = client.get_workflow_handle(row.workflow_id)
+            await handle.signal(AssignmentWorkflow.acknowledge, signal)
     except HTTPException as exc:
         raise AcknowledgeUnavailable("Temporal is unreachable") from exc
     except RPCError as exc:

@@ -67,6 +67,7 @@ from duly.restarts import (
 )
 from store import audit
 from store.models import Obligation, Person
+from store.obligations import acknowledgement_recorded
 from store.packs import active_pack
 from store.tokens import Principal
 from workflows.assignment import AssignmentWorkflow
@@ -379,8 +380,14 @@ async def acknowledge_assignment(
     principal: Acknowledger,
     temporal: TemporalDep,
 ) -> Accepted:
-    """Acknowledge the reminders (the learner themself, their manager or HR)."""
+    """Acknowledge the reminders (the learner themself, their manager or HR).
+
+    Idempotent: once the assignment has recorded an acknowledgement (or a completion) nothing
+    is sent to the workflow again, so repeated calls add nothing to its history.
+    """
     _person_of(session, principal, assignment_id)
+    if acknowledgement_recorded(session, assignment_id):
+        return Accepted(id=assignment_id, detail="already acknowledged; nothing changed")
     signal = AcknowledgeSignal(
         acknowledged_at=datetime.now(UTC), actor=principal.actor, channel=body.channel
     )
