@@ -74,3 +74,21 @@ def acknowledgement_recorded(session: Session, workflow_id: str) -> bool:
         )
     ).first()
     return row is not None and (row.acknowledged_at is not None or row.completed_at is not None)
+
+
+def start_recorded(session: Session, workflow_id: str) -> bool:
+    """The obligation's workflow already recorded that the learner began (or it completed).
+
+    The workflow keeps only the first start; like :func:`acknowledgement_recorded` this lets
+    senders skip a signal that would only grow the workflow's history.
+
+    Args:
+        session: An open session.
+        workflow_id: The obligation's workflow id.
+    """
+    row = session.execute(
+        select(Obligation.started_at, Obligation.completed_at).where(
+            Obligation.workflow_id == workflow_id
+        )
+    ).first()
+    return row is not None and (row.started_at is not None or row.completed_at is not None)

@@ -67,7 +67,7 @@ from duly.restarts import (
 )
 from store import audit
 from store.models import Obligation, Person
-from store.obligations import acknowledgement_recorded
+from store.obligations import acknowledgement_recorded, start_recorded
 from store.packs import active_pack
 from store.tokens import Principal
 from workflows.assignment import AssignmentWorkflow
@@ -431,6 +431,8 @@ async def start_training(
     now = await clock()
     started_at = within(settings.evidence_window(now), "started_at", body.started_at or now)
     _person_of(session, principal, assignment_id)
+    if start_recorded(session, assignment_id):  # a repeat would only grow the history
+        return Accepted(id=assignment_id, detail="already started; nothing changed")
     signal = StartSignal(started_at=started_at, actor=principal.actor, source=body.source)
     await _signal(await temporal(), assignment_id, "start", signal)
     _audit(session, principal, "assignment.start", assignment_id, signal.model_dump(mode="json"))

@@ -161,6 +161,24 @@ async def test_repeated_start_adds_no_history(
             assert again.json()["created"] is False
         assert await settled(handle) == before
 
+        # The learner beginning the training: the first start is signalled, repeats are not.
+        learner = api.token(Role.LEARNER, "p-1021")
+        path = f"/assignments/{handle.id}/start"
+        first = await api.http.post(path, json={}, headers=learner)
+        assert first.status_code == 202, first.text
+
+        async def started() -> Obligation | None:
+            row = read_model(api.db, handle.id)
+            return row if row is not None and row.started_at is not None else None
+
+        await eventually(started)
+        before = await settled(handle)
+        for _ in range(50):
+            again = await api.http.post(path, json={}, headers=learner)
+            assert again.status_code == 202, again.text
+        assert await settled(handle) - before <= 4
+        assert "already started" in again.json()["detail"]
+
 
 async def test_failed_attempts_are_counted_not_listed(
     env: WorkflowEnvironment, sqlite_db: Database
