@@ -19,7 +19,8 @@ class FactType(StrEnum):
     STR_LIST = "str_list"
 
 
-#: name -> (type, meaning). Obligation facts first, then the person's directory attributes.
+#: name -> (type, meaning). Obligation facts first, then apprenticeship programs', then the
+#: person's directory attributes.
 FACTS: dict[str, tuple[FactType, str]] = {
     "kind": (FactType.STR, "training, certification, apprenticeship or mentorship"),
     "requirement": (FactType.STR, "the requirement id"),
@@ -38,6 +39,27 @@ FACTS: dict[str, tuple[FactType, str]] = {
     "exempt": (FactType.BOOL, "an unexpired exemption is in force"),
     "in_grace": (FactType.BOOL, "past due/expiry but within the requirement's grace_days"),
     "ce_credits_short": (FactType.INT, "CE credits still needed for renewal (0 when enough)"),
+    # Apprenticeship programs (rules.apprenticeship.apprenticeship_facts); their defaults
+    # (empty, 0, false) for every other obligation.
+    "program": (FactType.STR, "the apprenticeship program id; empty for other obligations"),
+    "apprenticeship_status": (
+        FactType.STR,
+        "active, suspended, completed or withdrawn (apprenticeship programs)",
+    ),
+    "period": (FactType.INT, "the apprentice's period on record (1, 2...)"),
+    "hours_logged": (FactType.INT, "approved work and classroom hours, whole hours"),
+    "hours_expected": (
+        FactType.INT,
+        "hours expected by today at the program's pace (linear over its duration)",
+    ),
+    "hours_behind": (FactType.INT, "hours_expected minus hours_logged; 0 when ahead"),
+    "days_since_approved_hours": (
+        FactType.INT,
+        "days since the last day with approved hours (or enrolment/reinstatement)",
+    ),
+    "evaluation_overdue": (FactType.BOOL, "an evaluation is past its due date and grace days"),
+    "advancement_due": (FactType.BOOL, "the current period's hours and skills are all met"),
+    "graduation_ready": (FactType.BOOL, "everything graduation needs is met"),
     "roles": (FactType.STR_LIST, 'the person\'s roles; test with "nurse" in roles'),
     "department": (FactType.STR, "the person's department"),
     "location": (FactType.STR, "the person's location"),

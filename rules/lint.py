@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from rules.apprenticeship_model import StallRecipient
 from rules.coverage import OTHER, analyse
 from rules.mentorship_model import NudgeRecipient
 from rules.model import Pack, Recipient
@@ -91,6 +92,7 @@ def lint(pack: Pack, people: Sequence[DirectoryPerson] | None = None) -> list[Fi
         *_tests(pack),
         *_templates(pack),
         *_mentorship(pack),
+        *_programs(pack),
     ]
     return sorted(findings, key=lambda f: (f.level is not Level.ERROR, f.file, f.line))
 
@@ -281,5 +283,64 @@ def _mentorship(pack: Pack) -> Iterable[Finding]:
                 f" after a missed session, when the next session (every"
                 f" {section.session_cadence_days} days) is already due too; nudge sooner or"
                 " lengthen session_cadence_days",
+                *where,
+            )
+
+
+#: Work hours a year beyond which a program's pace is more than full time (40 h x 52 weeks,
+#: plus a quarter for overtime).
+_MAX_WORK_HOURS_A_YEAR = 2_600
+
+
+def _programs(pack: Pack) -> Iterable[Finding]:
+    for program in pack.programs:
+        where = locate(pack, "id", program.id)
+        notified = {step.notify for step in program.stall.ladder}
+        if StallRecipient.HR in notified and not pack.info.contacts.hr_mailbox:
+            yield Finding(
+                Level.WARNING,
+                "no-hr-mailbox",
+                f"the stall ladder of program '{program.id}' notifies hr, but pack.contacts has"
+                " no hr_mailbox",
+                *where,
+            )
+        pace = program.work_hours / program.duration_years
+        if pace > _MAX_WORK_HOURS_A_YEAR:
+            yield Finding(
+                Level.WARNING,
+                "implausible-pace",
+                f"program '{program.id}' needs {pace:,.0f} work hours a year"
+                f" ({program.work_hours:,} over {program.duration_years} years), more than"
+                f" {_MAX_WORK_HOURS_A_YEAR:,}; check work_hours and duration_years",
+                *where,
+            )
+        for period in program.periods:
+            if not period.skills:
+                yield Finding(
+                    Level.WARNING,
+                    "period-without-skills",
+                    f"period {period.number} ({period.name}) of program '{program.id}' lists no"
+                    " skills: apprentices advance on hours alone; list the skills a supervisor"
+                    " signs off",
+                    *where,
+                )
+        final = program.graduation.final_evaluation_min_score
+        if final is not None and final < program.evaluations.minimum_score:
+            yield Finding(
+                Level.WARNING,
+                "final-score-below-minimum",
+                f"program '{program.id}' graduates on a final evaluation of {final}, below the"
+                f" minimum score of every evaluation ({program.evaluations.minimum_score})",
+                *where,
+            )
+        first_rung = program.stall.ladder[0].after_days
+        if program.stall.after_days + first_rung > program.evaluations.every_days:
+            yield Finding(
+                Level.WARNING,
+                "late-stall-notice",
+                f"program '{program.id}' first tells anyone of a stall"
+                f" {program.stall.after_days + first_rung} days after the last approved hours,"
+                f" later than the next evaluation (every {program.evaluations.every_days} days)"
+                " would notice; shorten stall.after_days",
                 *where,
             )

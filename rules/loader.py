@@ -157,6 +157,7 @@ def load_pack(directory: Path | str) -> Pack:
             (c.data.mentorship for c in checked if c.data.mentorship is not None),
             MentorshipPolicy(),
         ),
+        programs=[p for c in checked for p in c.data.programs],
         templates=templates,
         content_hash=content_hash(raw),
         files=texts,
@@ -668,6 +669,7 @@ _UNIQUE = (
     ("escalation_policies", "id", "escalation policy id"),
     ("status_rules", "name", "status rule name"),
     ("tests", "name", "test name"),
+    ("programs", "id", "program id"),
 )
 
 
@@ -757,6 +759,45 @@ def _cross_check(
                 names = ", ".join(rule_names)
                 message = f"no status rule is named '{t.expect.rule}'{hint}; rules: {names}"
                 add(c, ("tests", i, "expect", "rule"), message)
+    kinds = {r.id: r.kind.value for c in checked for r in c.data.requirements}
+    for c in checked:
+        for i, program in enumerate(c.data.programs):
+            for loc, ids in (
+                (
+                    ("graduation", "required_certifications"),
+                    program.graduation.required_certifications,
+                ),
+                (("awards",), program.awards),
+            ):
+                for j, requirement_id in enumerate(ids):
+                    problem = _not_a_certification(requirement_id, kinds)
+                    if problem:
+                        add(c, ("programs", i, *loc, j), problem)
+            for j, requirement_id in enumerate(program.awards):
+                if requirement_id in program.graduation.required_certifications:
+                    message = (
+                        f"'{requirement_id}' is both required to graduate and awarded on"
+                        " graduation, so nobody could graduate; remove it from one list"
+                    )
+                    add(c, ("programs", i, "awards", j), message)
+
+
+def _not_a_certification(requirement_id: str, kinds: dict[str, str]) -> str | None:
+    """Why ``requirement_id`` cannot be a program's certification (None: it can)."""
+    certifications = [r for r, kind in kinds.items() if kind == "certification"]
+    known = ", ".join(certifications) or "none are defined"
+    if requirement_id not in kinds:
+        hint = _suggest(requirement_id, certifications)
+        return (
+            f"unknown requirement '{requirement_id}'{hint}; name a requirement of kind"
+            f" certification (certifications in this pack: {known})"
+        )
+    if kinds[requirement_id] != "certification":
+        return (
+            f"requirement '{requirement_id}' is a {kinds[requirement_id]}, not a certification;"
+            f" name a requirement of kind certification (certifications in this pack: {known})"
+        )
+    return None
 
 
 def _unknown_status(status: str, statuses: list[str]) -> str:

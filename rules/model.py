@@ -46,6 +46,7 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from duly.domain import ObligationKind
+from rules.apprenticeship_model import Program
 from rules.conditions import Condition, ConditionError, compile_condition
 from rules.facts import FACTS, FactType
 from rules.mentorship_model import MentorshipPolicy
@@ -485,6 +486,7 @@ class PackFile(_Strict):
     status_rules: list[StatusRule] = Field(default_factory=list)
     tests: list[RuleTest] = Field(default_factory=list)
     mentorship: MentorshipPolicy | None = None
+    programs: list[Program] = Field(default_factory=list)
 
 
 class Pack(_Strict):
@@ -498,6 +500,7 @@ class Pack(_Strict):
         tests: The pack's own test cases.
         mentorship: The ``mentorship`` section (matching weights, request expiry, session
             cadence, nudges, feedback); its defaults when the pack has none.
+        programs: The apprenticeship programs (``programs`` sections), in file order.
         templates: Message template overrides: path under ``templates/`` → Jinja2 source.
         content_hash: SHA-256 over every file of the pack (names and bytes).
         files: The pack's files: relative path → text (what a deploy stores).
@@ -512,6 +515,7 @@ class Pack(_Strict):
     status_rules: list[StatusRule]
     tests: list[RuleTest]
     mentorship: MentorshipPolicy = Field(default_factory=MentorshipPolicy)
+    programs: list[Program] = Field(default_factory=list)
     templates: dict[str, str] = Field(default_factory=dict)
     content_hash: str
     files: dict[str, str] = Field(default_factory=dict)
@@ -532,6 +536,10 @@ class Pack(_Strict):
     def policy_for(self, requirement: Requirement) -> EscalationPolicy | None:
         """The ladder a requirement follows (None: no reminders)."""
         return self.policy(requirement.escalation) if requirement.escalation else None
+
+    def program(self, program_id: str) -> Program | None:
+        """The apprenticeship program with this id, if any."""
+        return next((p for p in self.programs if p.id == program_id), None)
 
     def by_xapi_activity(self, activity_id: str) -> Requirement | None:
         """The requirement an LMS activity completes, if mapped."""

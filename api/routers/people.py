@@ -8,16 +8,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from temporalio.service import RPCError
 
-from activities.rules import signal_replans
 from api.deps import (
     CurrentPrincipal,
-    LazyTemporal,
     SessionDep,
     TemporalDep,
     ensure_visible,
@@ -25,11 +21,10 @@ from api.deps import (
     visible_person_ids,
 )
 from api.pagination import Offset, PeopleLimit
-from api.schemas import ObligationRead
+from api.schemas import ObligationRead, obligation_read
 from duly.domain import Role
-from store import audit
-from store.models import NotificationPreference, Person
-from store.obligations import moved_zone_targets
+from services import obligations, people
+from store.models import Person
 from store.people import (
     CSV_COLUMNS,
     REQUIRED_COLUMNS,
@@ -37,7 +32,6 @@ from store.people import (
     PeopleFileError,
     PersonRow,
     RowError,
-    import_people,
     parse_csv,
     parse_json,
 )
@@ -224,51 +218,14 @@ async def import_directory(
             "application/json, or multipart/form-data with a `file` field",
         )
     report = await run_in_threadpool(_import, session, principal, kind, body)
-    return await _replan_moved(report, session, temporal)
-
-
-async def _replan_moved(
-    report: ImportReport, session: Session, temporal: LazyTemporal
-) -> ImportReport:
-    """Signal ``replan`` to open obligations planned in a zone their person has left.
-
-    The import is committed already: when Temporal cannot be reached the report says so, and
-    the nightly sweep signals them (the read model still shows the old zone until then).
-    """
-    targets = await run_in_threadpool(moved_zone_targets, session)
-    if not targets:
-        return report
-    try:
-        client = await temporal()
-        outcome = await signal_replans(client, targets, actor="people import")
-    except (HTTPException, RPCError) as error:
-        reason = error.detail if isinstance(error, HTTPException) else error.message
-        log.warning("people import: %d re-plans not signalled: %s", len(targets), reason)
-        return report.model_copy(
-            update={
-                "replan_note": f"{len(targets)} obligations of people who changed time zone"
-                f" could not be re-planned now ({reason}); the nightly sweep re-plans them"
-            }
-        )
-    return report.model_copy(update={"replanned": outcome.signalled})
+    return await people.replan_moved(session, temporal=temporal, report=report)
 
 
 def _import(session: Session, principal: Principal, kind: str, body: bytes) -> ImportReport:
     rows, errors = _parse(kind, body)
-    report = import_people(session, rows, errors)
-    after: dict[str, Any] = {"format": kind, **report.counts}
-    audit.record(
-        session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action="people.import",
-        target="people",
-        after=after,
+    return people.import_directory(
+        session, rows=rows, errors=errors, kind=kind, principal=principal
     )
-    # Commit here, not in the session dependency's exit: that runs after the response is sent,
-    # and a 200 report must describe people that are really saved.
-    session.commit()
-    return report
 
 
 @router.get("", response_model=list[PersonRead], summary="List the people you may see")
@@ -284,24 +241,16 @@ def list_people(
     offset: Offset = 0,
 ) -> list[PersonRead]:
     """People ordered by external id: learners see themselves, managers their whole chain."""
-    query = select(Person).order_by(Person.external_id)
-    scope = visible_person_ids(session, principal)
-    if scope is not None:
-        query = query.where(Person.id.in_(scope))
-    if department is not None:
-        query = query.where(Person.department == department)
-    if role is not None:
-        # Roles are a JSON list of id-safe strings; matching the quoted element in the JSON
-        # text is exact and works the same on SQLite and PostgreSQL.
-        needle = role.strip().lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
-        query = query.where(cast(Person.roles, String).like(f'%"{needle}"%', escape="\\"))
-    if manager is not None:
-        boss = session.scalar(select(Person.id).where(Person.external_id == manager))
-        if boss is None:
-            return []
-        query = query.where(Person.manager_id == boss)
-    people = session.scalars(query.limit(limit).offset(offset)).unique()
-    return [PersonRead.of(p) for p in people]
+    found = people.list_people(
+        session,
+        scope=visible_person_ids(session, principal),
+        department=department,
+        role=role,
+        manager=manager,
+        limit=limit,
+        offset=offset,
+    )
+    return [PersonRead.of(p) for p in found]
 
 
 @router.get(
@@ -312,9 +261,7 @@ def list_people(
 )
 def get_person(external_id: str, session: SessionDep, principal: CurrentPrincipal) -> PersonRead:
     """One person by external id (404 when unknown or outside your scope)."""
-    person = session.scalar(select(Person).where(Person.external_id == external_id))
-    if person is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    person = people.person(session, external_id=external_id)
     ensure_visible(session, principal, person.id)
     return PersonRead.of(person)
 
@@ -339,15 +286,9 @@ class Preferences(BaseModel):
 
 
 def _own_or_hr(session: Session, principal: Principal, external_id: str) -> Person:
-    person = session.scalar(select(Person).where(Person.external_id == external_id))
-    if person is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    person = people.person(session, external_id=external_id)
     ensure_visible(session, principal, person.id)
-    if principal.role is not Role.HR_ADMIN and principal.person_id != person.id:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            detail="only the person themself or hr_admin may read or change these preferences",
-        )
+    people.own_or_hr(principal, person)
     return person
 
 
@@ -357,7 +298,7 @@ def get_preferences(
 ) -> Preferences:
     """A person's notification preferences (defaults when never set)."""
     person = _own_or_hr(session, principal, external_id)
-    row = session.get(NotificationPreference, person.id)
+    row = people.preferences(session, person=person)
     if row is None:
         return Preferences()
     return Preferences(
@@ -374,29 +315,14 @@ def put_preferences(
 ) -> Preferences:
     """Replace a person's notification preferences (the person themself or hr_admin)."""
     person = _own_or_hr(session, principal, external_id)
-    row = session.get(NotificationPreference, person.id)
-    before = None
-    if row is None:
-        row = NotificationPreference(person_id=person.id)
-        session.add(row)
-    else:
-        before = {
-            "channels": row.channels,
-            "sms_opt_out": row.sms_opt_out,
-            "quiet_start": row.quiet_start,
-            "quiet_end": row.quiet_end,
-        }
-    row.channels = list(body.channels) if body.channels is not None else None
-    row.sms_opt_out = body.sms_opt_out
-    row.quiet_start, row.quiet_end = body.quiet_start, body.quiet_end
-    audit.record(
+    people.set_preferences(
         session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action="person.preferences",
-        target=f"person/{person.external_id}",
-        before=before,
-        after=body.model_dump(),
+        person=person,
+        principal=principal,
+        channels=list(body.channels) if body.channels is not None else None,
+        sms_opt_out=body.sms_opt_out,
+        quiet_start=body.quiet_start,
+        quiet_end=body.quiet_end,
     )
     return body
 
@@ -406,16 +332,8 @@ def person_obligations(
     external_id: str, session: SessionDep, principal: CurrentPrincipal
 ) -> list[ObligationRead]:
     """One person's obligations from the read model (404 when outside your scope)."""
-    from api.routers.assignments import obligation_read
-    from store.models import Obligation
-
-    person = session.scalar(select(Person).where(Person.external_id == external_id))
-    if person is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    person = people.person(session, external_id=external_id)
     ensure_visible(session, principal, person.id)
-    rows = session.scalars(
-        select(Obligation)
-        .where(Obligation.person_id == person.id)
-        .order_by(Obligation.due_date, Obligation.id)
-    )
-    return [obligation_read(row) for row in rows]
+    return [
+        obligation_read(row) for row in obligations.obligations_of(session, person_id=person.id)
+    ]

@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from api.routers.ack import AckOutcome, acknowledge_notification
 from duly.domain import (
     CE_CREDIT_ENTRIES_PER_CYCLE,
     NOTED_REPEATS,
@@ -27,6 +26,7 @@ from duly.domain import (
     CompleteSignal,
     Role,
 )
+from services.acks import AckOutcome, acknowledge_notification
 from store.db import Database
 from store.models import Notification, Obligation
 from tests.api.test_certifications_api import PHARMACIST, Api, eventually, running
@@ -122,13 +122,13 @@ async def test_repeated_acknowledge_adds_no_history(
             ).first()
             assert row is not None and row.acknowledged_at is None
 
-            async def temporal() -> Any:
+            async def temporal() -> Client:
                 return env.client
 
             outcome = await acknowledge_notification(
                 session,
-                temporal,
-                row,
+                temporal=temporal,
+                row=row,
                 actor="person:p-1020",
                 actor_role=Role.LEARNER.value,
                 channel="email-link",
