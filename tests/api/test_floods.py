@@ -18,6 +18,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from duly import domain
 from duly.domain import (
     CE_CREDIT_ENTRIES_PER_CYCLE,
     NOTED_REPEATS,
@@ -37,6 +38,7 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.wall_clock]
 
 REQUIREMENT = "hipaa-privacy-security"
 FLOOD = 200
+BATCH = 20
 UPDATE_EVENTS = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
@@ -252,3 +254,77 @@ async def test_ce_credit_entries_are_capped_and_renewal_still_fits(
         body = await api.live(workflow_id, lambda b: b["cycle"] == 2)
         assert body["ce_credits"] == []  # the next cycle counts afresh
         assert isinstance(date.fromisoformat(body["certificate"]["expires_on"]), date)
+
+
+async def test_a_flood_of_signals_continues_as_new_before_the_history_limit(
+    env: WorkflowEnvironment, sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(env, sqlite_db) as api:
+        handle = await assign(api, "p-1023", due_in_days=20)
+        learner = api.token(Role.LEARNER, "p-1023")
+        acked = await api.http.post(
+            f"/assignments/{handle.id}/acknowledge", json={}, headers=learner
+        )
+        assert acked.status_code == 202, acked.text
+        await settled(handle)
+        before = await handle.query(AssignmentWorkflow.state)
+        assert before.acknowledged_at is not None and before.stages_sent
+        first_run = (await handle.describe()).run_id
+
+        # 51,200 in production; lowered (the workflows read it at each check) so 200 signals
+        # (about 800 events) cross it several times.
+        limit = 200
+        monkeypatch.setattr(domain, "HISTORY_LIMIT", limit)
+        now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+        latest = env.client.get_workflow_handle_for(AssignmentWorkflow.run, handle.id)
+        for attempt in range(FLOOD):
+            if attempt % BATCH == 0:
+                # Paced as the per-token rate limit paces a client: a batch, then the worker
+                # catches up (a run continues as new only between signals, never while they
+                # keep arriving faster than one workflow task).
+                await settled(latest)
+            await latest.signal(
+                AssignmentWorkflow.complete,
+                CompleteSignal(
+                    completed_at=now,
+                    source="xapi",
+                    actor="integration:lms",
+                    passed=False,
+                    attempt_id=f"a-{attempt}",
+                ),
+            )
+        await settled(latest)
+
+        # Follow the chain of runs from the first: each ends in continued-as-new, none long.
+        runs, run_id = 0, first_run
+        while True:
+            runs += 1
+            run_handle = env.client.get_workflow_handle(handle.id, run_id=run_id)
+            events = (await run_handle.fetch_history()).events
+            # Signals that arrive while a run decides to continue still land in it: a few.
+            # A signal that arrives while a run continues as new fails that command (it must
+            # be handled first), so a run may pass the limit by what one batch brings.
+            assert len(events) <= limit + 4 * BATCH + 20, (runs, len(events))
+            last = events[-1]
+            if last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+                break
+            run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+        assert runs >= 3
+
+        state = await latest.query(AssignmentWorkflow.state)
+        kinds = [e.kind for e in state.events]
+        assert (await latest.describe()).run_id != first_run
+        assert state.failed_attempts == FLOOD
+        assert kinds.count("assigned") == 1 and kinds.count("acknowledged") == 1
+        assert kinds.count("continued_as_new") == runs - 1
+        assert state.acknowledged_at == before.acknowledged_at
+        assert state.stages_sent == before.stages_sent
+        assert state.due_date == before.due_date and state.status == before.status
+
+        # The last run still completes the assignment.
+        await latest.signal(
+            AssignmentWorkflow.complete,
+            CompleteSignal(completed_at=now, source="xapi", actor="integration:lms", passed=True),
+        )
+        done = await latest.result()
+        assert done.completed_at == now
