@@ -24,6 +24,7 @@ from api.routers import (
     obligations,
     people,
     rules,
+    tokens,
     verify,
     webhooks,
     xapi,
@@ -111,6 +112,7 @@ def create_app(
         webhooks,
         xapi,
         certifications,
+        tokens,
         verify,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)
