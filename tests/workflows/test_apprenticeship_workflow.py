@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from temporalio.client import WorkflowHandle, WorkflowHistory
+from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
@@ -30,6 +30,7 @@ from domain.contracts.apprenticeship import (
     LogHours,
     ReviewHours,
     SubmitEvaluation,
+    TransferSupervisor,
 )
 from duly.worker import build_worker
 from rules.apprenticeship import EnrollmentStatus, Evaluation, HoursEntry, HoursKind
@@ -44,7 +45,7 @@ from workflows.apprenticeship import ApprenticeshipWorkflow
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 FIELD = Path(__file__).parents[2] / "rules" / "packs" / "field-technicians"
-HISTORY = Path(__file__).parent / "histories" / "apprenticeship" / "first_period.json"
+HISTORY = Path(__file__).parent / "histories" / "apprenticeship" / "short_life.json"
 Handle = WorkflowHandle[ApprenticeshipWorkflow, ApprenticeshipState]
 
 
@@ -298,9 +299,6 @@ async def test_a_whole_program_from_enrolment_to_graduation(
         await award.terminate("test done")
 
         histories = await _runs(env, wid)
-        if os.environ.get("DULY_RECORD_HISTORIES"):
-            HISTORY.parent.mkdir(exist_ok=True)
-            HISTORY.write_text(histories[0].to_json())
 
     rows = _ledger(db, wid)
     everyone = Counter(
@@ -336,10 +334,84 @@ async def test_a_whole_program_from_enrolment_to_graduation(
     assert max(events) < 10_000
 
 
+async def test_a_short_life_enrol_review_suspend_transfer_withdraw(
+    env: WorkflowEnvironment, sqlite_db: Database
+) -> None:
+    """Every message once, small enough to keep as the replay fixture (record it with
+    DULY_RECORD_HISTORIES=1); a rejection needs a reason; withdrawn hours are refused."""
+    db = sqlite_db
+    person, supervisor, pack_hash = _org(db)
+    start = (await env.get_current_time()).date()
+    tq = f"tq-{uuid.uuid4()}"
+    async with build_worker(env.client, task_queue=tq, db=db):
+        inp = ApprenticeshipInput(
+            person=person,
+            program_id="elevator-mechanic",
+            pack_hash=pack_hash,
+            supervisor=supervisor,
+            enrolled_on=start,
+        )
+        await env.client.start_workflow(
+            ApprenticeshipWorkflow.run, inp, id=inp.workflow_id, task_queue=tq
+        )
+        handle: Handle = env.client.get_workflow_handle_for(
+            ApprenticeshipWorkflow.run, inp.workflow_id
+        )
+        me = Apprentice(env, handle, supervisor, start)
+        await me.skip_days(3)
+        for number, hours in ((1, 8.0), (2, 6.0)):
+            entry = HoursEntry(
+                id=f"e-{number}",
+                day=start + timedelta(days=number),
+                kind=HoursKind.WORK,
+                hours=hours,
+            )
+            await handle.execute_update(
+                ApprenticeshipWorkflow.log_hours, LogHours(entry=entry, actor="learner")
+            )
+        await handle.execute_update(
+            ApprenticeshipWorkflow.review_hours,
+            ReviewHours(entry_id="e-1", approve=True, actor=supervisor),
+        )
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(
+                ApprenticeshipWorkflow.review_hours,
+                ReviewHours(entry_id="e-2", approve=False, actor=supervisor),
+            )
+        assert "needs a reason" in str(refused.value.cause)
+        await handle.execute_update(
+            ApprenticeshipWorkflow.review_hours,
+            ReviewHours(entry_id="e-2", approve=False, actor=supervisor, reason="not on site"),
+        )
+        await me.evaluate(["Rigging and hoisting of machinery"], score=60)
+        for action in (EnrolmentAction.SUSPEND, EnrolmentAction.REINSTATE):
+            await handle.execute_update(
+                ApprenticeshipWorkflow.change_enrolment, ChangeEnrolment(action=action, actor="hr")
+            )
+        await handle.execute_update(
+            ApprenticeshipWorkflow.transfer_supervisor,
+            TransferSupervisor(supervisor="jw-other", actor="hr"),
+        )
+        state = await handle.query(ApprenticeshipWorkflow.state)
+        assert state.work_approved == 8 and state.supervisor == "jw-other"
+        assert state.compliance_status == "behind"  # the evaluation scored below 70
+        await handle.execute_update(
+            ApprenticeshipWorkflow.change_enrolment,
+            ChangeEnrolment(action=EnrolmentAction.WITHDRAW, actor="hr", reason="left the trade"),
+        )
+        final = await handle.result()
+        assert final.status is EnrollmentStatus.WITHDRAWN
+        history = await handle.fetch_history()
+        if os.environ.get("DULY_RECORD_HISTORIES"):
+            HISTORY.parent.mkdir(exist_ok=True)
+            HISTORY.write_text(history.to_json())
+    assert len(history.events) < 200
+
+
 async def test_recorded_apprenticeship_history_replays() -> None:
     """The recorded first period replays against today's code (non-determinism fails here)."""
     if not HISTORY.exists():
-        pytest.skip("record it with DULY_RECORD_HISTORIES=1")
+        pytest.fail(f"{HISTORY} is missing: record it with DULY_RECORD_HISTORIES=1")
     replayer = Replayer(workflows=[ApprenticeshipWorkflow], data_converter=pydantic_data_converter)
     history = WorkflowHistory.from_json("replayed", HISTORY.read_text())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
