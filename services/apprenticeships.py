@@ -12,10 +12,11 @@ reinstates, withdraws and transfers the supervisor.
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Select, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
@@ -37,7 +38,7 @@ from domain.contracts.apprenticeship import (
     apprenticeship_workflow_id,
 )
 from duly.domain import EmploymentStatus, Role
-from rules.apprenticeship import Evaluation, HoursEntry
+from rules.apprenticeship import Evaluation, HoursEntry, add_years
 from rules.apprenticeship_model import Program
 from rules.obligation_facts import local_today
 from services import certifications
@@ -51,6 +52,8 @@ from store.tokens import Principal
 from workflows.apprenticeship import ApprenticeshipWorkflow
 
 QUERY_TIMEOUT = 5.0
+#: The ``as_of`` of the row enrolment writes: older than any workflow update.
+ENROLLED_AS_OF = datetime(2000, 1, 1, tzinfo=UTC)
 #: The principal graduation registers awards as (the audit log names it).
 GRADUATION = Principal(
     token_id=0,
@@ -221,8 +224,12 @@ async def enroll(
     supervisor: str,
     enrolled_on: date | None,
     principal: Principal,
+    pack_hash: str | None = None,
 ) -> ApprenticeshipInput:
     """Enrol a person in a program of the active pack (HR); starts its workflow.
+
+    ``pack_hash`` enrols against another stored pack version instead (the demo: the
+    field-technicians pack carries the program while another pack is active).
 
     Raises:
         Invalid: Unknown person, supervisor or program; a future date; self-supervision.
@@ -234,7 +241,7 @@ async def enroll(
     _person(session, supervisor, "supervisor")
     if supervisor == person:
         raise Invalid("an apprentice cannot supervise themselves; name a journeyworker")
-    pack = active_pack(session)
+    pack = load_version(session, pack_hash) if pack_hash else active_pack(session)
     if pack is None or pack.program(program_id) is None:
         known = ", ".join(p.id for p in (pack.programs if pack else [])) or "(none)"
         raise Invalid(
@@ -264,10 +271,49 @@ async def enroll(
         )
     except WorkflowAlreadyStartedError as exc:
         raise Conflict(f"{person!r} is already enrolled in {program_id!r}") from exc
+    _placeholder(session, inp, apprentice, pack.program(program_id))
     _audit(
         session, principal, "apprenticeship.enroll", inp.workflow_id, inp.model_dump(mode="json")
     )
     return inp
+
+
+def _placeholder(
+    session: Session, inp: ApprenticeshipInput, person: Person, found: Program | None
+) -> None:
+    """The read-model row right away, so the apprentice can log at once.
+
+    The workflow's first record overwrites it (its ``as_of`` is older than any workflow time).
+    """
+    assert found is not None  # checked by the caller
+    if session.scalar(
+        select(Apprenticeship.id).where(Apprenticeship.workflow_id == inp.workflow_id)
+    ):
+        return
+    row = Apprenticeship(
+        workflow_id=inp.workflow_id,
+        person_id=person.id,
+        program_id=found.id,
+        program_name=found.name,
+        pack_hash=inp.pack_hash,
+        supervisor=inp.supervisor,
+        status="active",
+        compliance_status="on_track",
+        decided_by="enrolled",
+        period=1,
+        wage_percentage=found.periods[0].wage_percentage,
+        enrolled_on=inp.enrolled_on,
+        expected_completion=add_years(inp.enrolled_on, found.duration_years),
+        work_approved=0.0,
+        classroom_approved=0.0,
+        summary={},
+        as_of=ENROLLED_AS_OF,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        pass  # the workflow recorded itself first
 
 
 async def log_hours(
