@@ -243,8 +243,9 @@ def deploy_demo_pack(db: Any) -> Pack | None:
 #: The pack that carries the demo's apprenticeship program (stored, not made active).
 PROGRAM_PACK = Path(__file__).resolve().parents[1] / "rules" / "packs" / "field-technicians"
 DEMO_APPRENTICES = Path(__file__).with_name("demo") / "apprentices.csv"
-#: (apprentice, days since enrolment, days of 8 work hours approved, last of them days ago,
-#: skills of period 1 signed off): one on track, one stalled, one in period 2.
+#: (apprentice, days since enrolment, days of approved hours (8 h; 24 h for the one who
+#: finished period 1), the last of them days ago, period 1 complete): one on track, one
+#: stalled, one advancing to period 2.
 DEMO_STAGES = (
     ("p-2011", 40, 24, 2, False),
     ("p-2012", 120, 20, 45, False),
@@ -295,9 +296,16 @@ def _store_program_pack(db: Any) -> str:
 async def _enroll_demo_apprentices(settings: Settings, db: Any) -> None:
     """Three elevator-mechanic apprentices at different stages (idempotent across starts)."""
     from activities.packs import load_version
+    from domain.contracts.apprenticeship import Carried
     from duly.domain import Role
     from duly.temporal import connect
-    from rules.apprenticeship import Evaluation, HoursEntry, HoursKind
+    from rules.apprenticeship import (
+        EnrollmentStatus,
+        EntryStatus,
+        Evaluation,
+        HoursEntry,
+        HoursKind,
+    )
     from services import apprenticeships
     from services.errors import Conflict
     from store.people import import_people, parse_csv
@@ -310,72 +318,60 @@ async def _enroll_demo_apprentices(settings: Settings, db: Any) -> None:
     hr = Principal(
         token_id=0, role=Role.HR_ADMIN, person_id=None, person_external_id=None, label="demo"
     )
+    with db.session() as session:
+        stored = load_version(session, pack_hash)
+    program = stored.program("elevator-mechanic") if stored else None
+    assert program is not None  # the field-technicians pack carries it
     client = await connect(settings)
     today = date.today()
     enrolled = 0
     for person, since, days, last_ago, signed in DEMO_STAGES:
+        # Their record so far, as a transfer-in summary (the worker is not running yet, so
+        # nothing can be logged and approved through the workflow here).
+        last = today - timedelta(days=last_ago)
+        hours = 24.0 * days if signed else 8.0 * days
+        entries = [
+            HoursEntry(
+                id="~demo-work",
+                day=last,
+                kind=HoursKind.WORK,
+                hours=min(hours, 2000.0) if signed else hours,
+                status=EntryStatus.APPROVED,
+                description=f"{days} days of approved hours before the demo",
+            )
+        ]
+        if signed:
+            entries.append(
+                entries[0].model_copy(
+                    update={"id": "~demo-classroom", "kind": HoursKind.CLASSROOM, "hours": 144.0}
+                )
+            )
+        carried = Carried(
+            period=1,
+            status=EnrollmentStatus.ACTIVE,
+            supervisor="p-2001",
+            entries=entries,
+            last_evaluation=Evaluation(day=last, score=82) if signed else None,
+            evaluations_done=1 if signed else 0,
+            signed_off={s: last for s in program.periods[0].skills} if signed else {},
+        )
         with db.session() as session:
             try:
-                inp = await apprenticeships.enroll(
+                await apprenticeships.enroll(
                     session,
                     client,
                     task_queue=settings.temporal_task_queue,
                     person=person,
-                    program_id="elevator-mechanic",
+                    program_id=program.id,
                     supervisor="p-2001",
                     enrolled_on=today - timedelta(days=since),
                     principal=hr,
                     pack_hash=pack_hash,
+                    carried=carried,
                 )
             except Conflict:
                 continue  # enrolled on an earlier start
         enrolled += 1
-        first = today - timedelta(days=last_ago + days - 1)
-        for offset in range(days):
-            day = first + timedelta(days=offset)
-            # Period 2's apprentice has period 1's hours in full (24 h days, compressed).
-            hours = 24.0 if signed else 8.0
-            entry = HoursEntry(id=f"demo-{day}", day=day, kind=HoursKind.WORK, hours=hours)
-            if signed and offset * 24 >= 2000:
-                entry = entry.model_copy(update={"kind": HoursKind.CLASSROOM})
-            for step in ("log", "approve"):
-                with db.session() as session:
-                    if step == "log":
-                        await apprenticeships.log_hours(
-                            session,
-                            client,
-                            workflow_id=inp.workflow_id,
-                            entry=entry,
-                            principal=hr,
-                            source="demo",
-                        )
-                    else:
-                        await apprenticeships.review_hours(
-                            session,
-                            client,
-                            workflow_id=inp.workflow_id,
-                            entry_id=entry.id,
-                            approve=True,
-                            reason=None,
-                            principal=hr,
-                        )
-        with db.session() as session:
-            stored = load_version(session, pack_hash)
-            program = stored.program("elevator-mechanic") if stored else None
-            assert program is not None  # the field-technicians pack carries it
-            await apprenticeships.evaluate(
-                session,
-                client,
-                workflow_id=inp.workflow_id,
-                evaluation_id=f"demo-{today}",
-                evaluation=Evaluation(
-                    day=today,
-                    score=82,
-                    skills_signed_off=list(program.periods[0].skills) if signed else [],
-                ),
-                notes="demo evaluation",
-                principal=hr,
-            )
     console.print(
         f"demo apprenticeships: {enrolled} enrolled (elevator-mechanic, {pack_hash[:12]})"
     )

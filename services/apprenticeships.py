@@ -29,6 +29,7 @@ from domain.contracts.apprenticeship import (
     ApprenticeshipInput,
     ApprenticeshipState,
     AwardRequest,
+    Carried,
     ChangeEnrolment,
     EnrolmentAction,
     LogHours,
@@ -225,11 +226,14 @@ async def enroll(
     enrolled_on: date | None,
     principal: Principal,
     pack_hash: str | None = None,
+    carried: Carried | None = None,
 ) -> ApprenticeshipInput:
     """Enrol a person in a program of the active pack (HR); starts its workflow.
 
     ``pack_hash`` enrols against another stored pack version instead (the demo: the
-    field-technicians pack carries the program while another pack is active).
+    field-technicians pack carries the program while another pack is active). ``carried``
+    starts from a recorded summary (an apprentice transferring in with approved hours and
+    skills signed off elsewhere; the demo's apprentices at different stages).
 
     Raises:
         Invalid: Unknown person, supervisor or program; a future date; self-supervision.
@@ -260,6 +264,7 @@ async def enroll(
         enrolled_on=day,
         utc_offset_minutes=utc_offset_minutes(apprentice.time_zone, day),
         enrolled_by=principal.actor,
+        carried=carried,
     )
     try:
         await client.start_workflow(
