@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.rules import signal_replans
-from duly.domain import Role
+from domain.roles import Role
 from services.errors import Forbidden, NotFound
 from store import audit
 from store.models import NotificationPreference, Person

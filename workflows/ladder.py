@@ -17,8 +17,9 @@ messages, its status and its own moments (an exemption lapsing, a renewal window
 A new family's workflow holds a ``Ladder`` (``self._ladder = Ladder(self, event_type=...)``),
 implements :class:`LadderFamily` (when it is closed, how it records its status, what a reminder
 for one of its stages says, how it re-plans in a new zone, and any messages of its own), and
-subclasses ``duly.domain.ObligationMessages`` so senders reach it without string names. Its
-``run`` walks its own moments and calls :meth:`Ladder.sleep_until` and :meth:`Ladder.send`.
+subclasses ``domain.contracts.obligation.ObligationMessages`` so senders reach it without string
+names. Its ``run`` walks its own moments and calls :meth:`Ladder.sleep_until` and
+:meth:`Ladder.send`.
 
 The family answers through :class:`LadderFamily`. The runner issues exactly the commands the
 two families issued before it existed, in the same order (the recorded histories in
@@ -37,10 +38,10 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import ObligationActivities
     from activities.rules import RulesActivities
-    from duly.domain import (
+    from domain.calendar import LadderStage
+    from domain.contracts.obligation import (
         DecideRequest,
         LadderEvent,
-        LadderStage,
         ObligationUpdate,
         PlanRequest,
         RedeliverSignal,
