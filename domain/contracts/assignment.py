@@ -9,7 +9,13 @@ from pydantic import Field
 from domain.base import Contract
 from domain.bounds import BoundedDate, BoundedInstant, Cycle, Score
 from domain.calendar import LadderStage
-from domain.contracts.obligation import LadderEvent
+from domain.contracts.obligation import (
+    AcknowledgeSignal,
+    LadderEvent,
+    RedeliverSignal,
+    StagePlan,
+)
+from domain.contracts.packs import AdoptPackSignal
 from domain.ids import BUILTIN_PACK, ExternalId, assignment_workflow_id
 from domain.kinds import ObligationKind
 
@@ -27,6 +33,8 @@ class AssignmentInput(Contract):
     pack_hash: str = BUILTIN_PACK
     #: The requirement's kind (histories recorded before kinds were carried: training).
     kind: ObligationKind = ObligationKind.TRAINING
+    #: Set when a run continued as new because its history grew long: where it stood.
+    resume: AssignmentResume | None = None
 
     @property
     def workflow_id(self) -> str:
@@ -72,6 +80,9 @@ class AssignmentState(Contract):
     completed_at: datetime | None
     pack_hash: str
     events: list[AssignmentEvent]
+    #: Failed attempts (``complete`` with ``passed`` false) this cycle: all are counted, the
+    #: first :data:`~domain.contracts.obligation.NOTED_REPEATS` are listed in ``events``.
+    failed_attempts: int = 0
 
 
 class StartSignal(Contract):
@@ -104,3 +115,38 @@ class CancelSignal(Contract):
 
     reason: str = Field(min_length=3, max_length=500)
     actor: str = Field(max_length=128)
+
+
+class AssignmentResume(Contract):
+    """Where an assignment stood when its run continued as new (its history grew long)."""
+
+    #: When the first run of this cycle started (evidence older than it counts for an earlier
+    #: cycle).
+    first_started_at: datetime
+    due_date: date
+    due_at: datetime
+    in_zone: bool
+    lapse_at: datetime | None
+    pack_hash: str
+    pending: AdoptPackSignal | None
+    started: StartSignal | None
+    acknowledgement: AcknowledgeSignal | None
+    exemption: ExemptSignal | None
+    max_extension_days: int
+    days_before: list[int]
+    recurrence: StagePlan | None
+    upcoming: list[LadderStage]
+    overdue_for: date | None
+    stages: list[LadderStage]
+    sent: list[str]
+    stage: str | None
+    last_sent_at: datetime | None
+    events: list[AssignmentEvent]
+    zone: str | None
+    offset: int
+    redeliver: list[RedeliverSignal]
+    repeats: dict[str, int]
+    continued: int = Field(default=1, ge=1)
+
+
+AssignmentInput.model_rebuild()

@@ -84,6 +84,12 @@ def ce_shortfall(required: float, logged: float, *, how: str = "log them") -> st
     )
 
 
+#: The most CE credit entries one certification cycle keeps (``log_ce_credits`` refuses more,
+#: and a refused update writes nothing to the workflow's history). Far above any real cycle
+#: (dozens of courses), far below Temporal's 2,000 updates per run, so renewal always fits.
+CE_CREDIT_ENTRIES_PER_CYCLE = 200
+
+
 class CeCredit(Contract):
     """Continuing-education credits logged against the current cycle (an update's input)."""
 

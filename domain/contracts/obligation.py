@@ -17,6 +17,16 @@ from domain.calendar import LadderStage
 from domain.contracts.packs import AdoptPackSignal
 from domain.kinds import ObligationKind
 
+#: How many lines of one kind a message a client may repeat at will (a failed attempt, an
+#: ignored completion) adds to a workflow's timeline; the rest are counted, not listed.
+NOTED_REPEATS = 20
+
+#: A ladder workflow's run continues as new (carrying its state) once its history reaches this
+#: many events, or earlier when the server suggests it: Temporal ends a run at 51,200 events, and
+#: every signal is an event whatever the workflow does with it. An ordinary run stays far below
+#: (a few hundred). Read at each check, so tests may lower it.
+HISTORY_LIMIT = 10_000
+
 
 class ObligationFacts(Contract):
     """What an obligation's workflow knows that a status rule or an ``unless`` condition uses.
