@@ -24,21 +24,14 @@ from domain.calendar import add_months
 
 #: The earliest and latest dates any workflow input may carry.
 MIN_DATE = date(1970, 1, 1)
-
-
 MAX_DATE = date(2200, 12, 31)
-
 
 #: The earliest and latest instants any workflow input may carry (UTC).
 MIN_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 MAX_INSTANT = datetime(2200, 12, 31, 23, 59, 59, tzinfo=UTC)
-
 
 #: Cycles of one obligation (a monthly training for 80 years is under 1,000).
 MAX_CYCLE = 1000
-
 
 #: The largest magnitude a reported score may have (any LMS scale fits).
 MAX_SCORE = 1_000_000.0
@@ -128,16 +121,13 @@ def _check_score(value: float) -> float:
 #: A date a workflow input may carry (1970-01-01 … 2200-12-31).
 BoundedDate = Annotated[date, AfterValidator(_check_date)]
 
-
 #: An instant a workflow input may carry (in 1970 … 2200; no offset means UTC).
 BoundedInstant = Annotated[datetime, AfterValidator(_check_instant)]
-
 
 #: An obligation cycle (1 … 1000; part of the business key and an int4 column).
 Cycle = Annotated[
     int, AfterValidator(_check_cycle), Field(json_schema_extra={"minimum": 1, "maximum": MAX_CYCLE})
 ]
-
 
 #: A score as an LMS reports it: finite, within ±1,000,000.
 Score = Annotated[

@@ -14,7 +14,6 @@ from domain.base import Contract
 #: The skeleton's fixed reminder ladder, in days before the due date (0 = the due day).
 DEFAULT_LADDER_DAYS: tuple[int, ...] = (90, 60, 30, 14, 7, 0)
 
-
 #: Reminders land at this local hour in the learner's time zone.
 REMINDER_HOUR = 9
 

@@ -9,10 +9,7 @@ from pydantic import StringConstraints
 
 #: External ids end up in workflow ids and URLs, so they stay URL- and path-safe.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-
 ExternalId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-
 
 #: Marks decisions made before a rules pack is deployed (the skeleton's built-in ladder).
 BUILTIN_PACK = "builtin"

@@ -12,7 +12,6 @@ from domain.ids import ExternalId
 #: People per ``start_bulk_assignments`` activity call (one progress update per window).
 WINDOW = 500
 
-
 #: First errors kept in :class:`BulkProgress` (the rest are only counted).
 MAX_ERRORS = 20
 
