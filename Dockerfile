@@ -31,6 +31,7 @@ COPY rules/ rules/
 COPY api/ api/
 COPY notifications/ notifications/
 COPY store/ store/
+COPY services/ services/
 RUN pip install --no-deps --no-build-isolation . \
     && pip check \
     && duly --help > /dev/null

@@ -12,12 +12,9 @@ from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from temporalio.service import RPCError
 
-from activities.rules import signal_replans
 from api.deps import (
     CurrentPrincipal,
-    LazyTemporal,
     SessionDep,
     TemporalDep,
     ensure_visible,
@@ -27,9 +24,9 @@ from api.deps import (
 from api.pagination import Offset, PeopleLimit
 from api.schemas import ObligationRead
 from duly.domain import Role
+from services import directory
 from store import audit
 from store.models import NotificationPreference, Person
-from store.obligations import moved_zone_targets
 from store.people import (
     CSV_COLUMNS,
     REQUIRED_COLUMNS,
@@ -37,7 +34,6 @@ from store.people import (
     PeopleFileError,
     PersonRow,
     RowError,
-    import_people,
     parse_csv,
     parse_json,
 )
@@ -223,52 +219,21 @@ async def import_directory(
             detail=f"unsupported Content-Type {media or '(none)'!r}: send text/csv, "
             "application/json, or multipart/form-data with a `file` field",
         )
-    report = await run_in_threadpool(_import, session, principal, kind, body)
-    return await _replan_moved(report, session, temporal)
+    outcome = await run_in_threadpool(_import, session, principal, kind, body)
+    # The change records (outcome.changes) are what the joiner/mover/leaver automation will take.
+    replan = await directory.replan_moved(session, temporal=temporal, actor="people import")
+    if replan.note is not None:
+        return outcome.report.model_copy(update={"replan_note": replan.note})
+    return outcome.report.model_copy(update={"replanned": replan.signalled})
 
 
-async def _replan_moved(
-    report: ImportReport, session: Session, temporal: LazyTemporal
-) -> ImportReport:
-    """Signal ``replan`` to open obligations planned in a zone their person has left.
-
-    The import is committed already: when Temporal cannot be reached the report says so, and
-    the nightly sweep signals them (the read model still shows the old zone until then).
-    """
-    targets = await run_in_threadpool(moved_zone_targets, session)
-    if not targets:
-        return report
-    try:
-        client = await temporal()
-        outcome = await signal_replans(client, targets, actor="people import")
-    except (HTTPException, RPCError) as error:
-        reason = error.detail if isinstance(error, HTTPException) else error.message
-        log.warning("people import: %d re-plans not signalled: %s", len(targets), reason)
-        return report.model_copy(
-            update={
-                "replan_note": f"{len(targets)} obligations of people who changed time zone"
-                f" could not be re-planned now ({reason}); the nightly sweep re-plans them"
-            }
-        )
-    return report.model_copy(update={"replanned": outcome.signalled})
-
-
-def _import(session: Session, principal: Principal, kind: str, body: bytes) -> ImportReport:
+def _import(
+    session: Session, principal: Principal, kind: str, body: bytes
+) -> directory.ImportOutcome:
     rows, errors = _parse(kind, body)
-    report = import_people(session, rows, errors)
-    after: dict[str, Any] = {"format": kind, **report.counts}
-    audit.record(
-        session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action="people.import",
-        target="people",
-        after=after,
+    return directory.import_directory(
+        session, rows=rows, errors=errors, kind=kind, principal=principal
     )
-    # Commit here, not in the session dependency's exit: that runs after the response is sent,
-    # and a 200 report must describe people that are really saved.
-    session.commit()
-    return report
 
 
 @router.get("", response_model=list[PersonRead], summary="List the people you may see")
