@@ -23,6 +23,7 @@ from api.routers import (
     obligations,
     people,
     rules,
+    scim,
     verify,
     webhooks,
     xapi,
@@ -110,9 +111,11 @@ def create_app(
         xapi,
         certifications,
         verify,
+        scim,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)
         if module is bulk:
             # GET /assignments (the list) is also registered ahead of the catch-all.
             app.include_router(obligations.assignments_router, responses=LIMIT_RESPONSES)
+    scim.install(app)
     return app
