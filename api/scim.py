@@ -111,9 +111,8 @@ def user_resource(person: Person, base: str) -> dict[str, Any]:
             "displayName": person.manager.name,
         }
     resource[ENTERPRISE] = enterprise
+    # The location is shown once, as the work address's locality (a PATCH of either works).
     duly: dict[str, Any] = {"employmentStatus": person.employment_status}
-    if person.location:
-        duly["location"] = person.location
     if person.slack_user_id:
         duly["slackUserId"] = person.slack_user_id
     resource[DULY] = duly
@@ -275,14 +274,17 @@ def user_fields(raw: Mapping[str, Any], *, current: Person | None = None) -> dic
             active = active.lower() == "true"  # Entra ID sends "False" as a string in PATCH
         else:
             raise invalid_value("active must be true or false")
-    status = duly.get("employmentstatus") if duly else None
-    if status is None:
-        if not active:
-            status = "terminated"
-        elif current is not None and current.employment_status == "leave":
-            status = "leave"
-        else:
-            status = "active"
+    # ``active`` decides whether the person works here; the Duly extension only tells leave
+    # from active (a rendered resource carries both, so a PATCH of either one is honoured).
+    extended = duly.get("employmentstatus") if duly else None
+    if not active:
+        status: Any = "terminated"
+    elif extended is not None and extended != "terminated":
+        status = extended
+    elif current is not None and current.employment_status == "leave" and extended is None:
+        status = "leave"
+    else:
+        status = "active"
     fields["employment_status"] = status
     return fields
 
