@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from duly.assignments import assignment_input, start_assignment
+from activities.assigning import AssignmentStarter, assignment_input
 from duly.domain import (
     MAX_ERRORS,
     BulkAssignRequest,
@@ -95,12 +95,23 @@ class BulkActivities:
         db: The directory and rules pack database.
         client: Starts the assignment workflows.
         task_queue: Where assignment workflows run; by default the activity's own task queue.
+        start_assignment: Starts one assignment workflow
+            (:func:`services.assignments.start_assignment`; the shell wires it in, as this
+            floor may not import the workflows).
     """
 
-    def __init__(self, db: Database, client: Client, task_queue: str | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        client: Client,
+        task_queue: str | None = None,
+        *,
+        start_assignment: AssignmentStarter,
+    ) -> None:
         self._db = db
         self._client = client
         self._task_queue = task_queue
+        self._start_assignment = start_assignment
 
     @activity.defn(name="resolve_bulk_targets")
     def resolve_bulk_targets(self, request: BulkAssignRequest) -> BulkPlan:
@@ -200,7 +211,9 @@ class BulkActivities:
                     _fail(counts, f"{external_id}: {exc}"[:300])
                     continue
                 started.append(external_id)
-                starts.append(start_assignment(self._client, task_queue, inp))
+                starts.append(
+                    self._start_assignment(client=self._client, task_queue=task_queue, inp=inp)
+                )
             results = await asyncio.gather(*starts, return_exceptions=True)
             for external_id in missing:
                 _fail(counts, f"{external_id}: not in the directory any more")

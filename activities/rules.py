@@ -7,7 +7,7 @@ auditor can read it and a replay reproduces it without re-deciding.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.assigning import AssignmentStarter
 from duly.domain import (
     BUILTIN_PACK,
     DEFAULT_LADDER_DAYS,
@@ -47,35 +48,32 @@ from store.models import Obligation, Person
 from store.obligations import ReplanTarget, moved_zone_targets
 from store.packs import load_version
 
-#: Starts an assignment workflow unless one with its business key exists (True: started).
-CycleStarter = Callable[[Client, str, AssignmentInput], Awaitable[bool]]
-
 #: Rows written per transaction by the sweep's write phase (short transactions: SQLite has one
 #: writer at a time, and workflows keep recording while a sweep runs).
 SWEEP_WRITE_BATCH = 200
 
 
 class RulesActivities:
-    """Rules activities bound to one database (and a client, for roll-outs)."""
+    """Rules activities bound to one database (and a client, for roll-outs).
+
+    Args:
+        db: The rules pack and read-model database.
+        client: Signals and starts workflows (roll-outs, re-plans, next cycles).
+        start_assignment: Starts the next cycle's workflow
+            (:func:`services.assignments.start_assignment`; the shell wires it in, as this
+            floor may not import the workflows).
+    """
 
     def __init__(
         self,
         db: Database,
         client: Client | None = None,
         *,
-        start_cycle: CycleStarter | None = None,
+        start_assignment: AssignmentStarter | None = None,
     ) -> None:
-        """Bind the database, the Temporal client (roll-outs, re-plans) and the cycle starter.
-
-        Args:
-            db: The store.
-            client: Signals workflows (``roll_out_pack``, ``replan_moved``).
-            start_cycle: Starts an assignment workflow (``start_next_cycle``); the worker wires
-                it, since the workflow is a floor above the activities.
-        """
         self._db = db
         self._client = client
-        self._start_cycle = start_cycle
+        self._start_assignment = start_assignment
 
     def _pack(self, pack_hash: str) -> Pack:
         with self._db.session() as session:
@@ -258,13 +256,15 @@ class RulesActivities:
         Its id (``…/{cycle}``) is the business key: a retried attempt finds it started.
         Not a child workflow: each cycle stands alone, with its own bounded history.
         """
-        if self._client is None or self._start_cycle is None:
+        if self._client is None:
+            raise ApplicationError("start_next_cycle needs a Temporal client", non_retryable=True)
+        if self._start_assignment is None:
             raise ApplicationError(
-                "start_next_cycle needs a Temporal client and a cycle starter (duly.worker wires"
-                " both)",
-                non_retryable=True,
+                "start_next_cycle needs an assignment starter", non_retryable=True
             )
-        return await self._start_cycle(self._client, activity.info().task_queue, request)
+        return await self._start_assignment(
+            client=self._client, task_queue=activity.info().task_queue, inp=request
+        )
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity callable, for the worker."""

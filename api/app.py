@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from api import errors
 from api.deps import Clock, wall_clock
 from api.limits import LIMIT_RESPONSES, RequestLimits
 from api.routers import (
@@ -94,6 +95,7 @@ def create_app(
     app.state.database = db
     app.state.temporal = TemporalHolder(settings, temporal_client)
     app.state.clock = clock or wall_clock
+    errors.install(app)
     webhooks.warn_unconfigured(settings)
     # Body caps and rate limits run before routing and auth (a 401 must not read a huge body).
     app.add_middleware(RequestLimits, settings=settings)

@@ -11,8 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
 from duly.domain import DateWindow, InstantWindow, OutOfRange, Role
 from duly.settings import Settings
@@ -167,28 +166,6 @@ def audit_action(
         target=target,
         after=after,
     )
-
-
-async def signal_workflow(
-    client: Client, workflow_id: str, name: str, arg: object, *, what: str
-) -> None:
-    """Signal a workflow; 404 when there is none, 409 (naming ``what``) once it has closed."""
-    handle = client.get_workflow_handle(workflow_id)
-    try:
-        await handle.signal(name, arg)
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-        try:
-            description = await handle.describe()
-        except RPCError:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found") from exc
-        if description.status != WorkflowExecutionStatus.RUNNING:
-            state = description.status.name.lower() if description.status else "closed"
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, detail=f"{what} is already closed ({state})"
-            ) from exc
-        raise
 
 
 def out_of_range(problem: OutOfRange, loc: tuple[str | int, ...] = ("body",)) -> Exception:

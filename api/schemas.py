@@ -16,7 +16,8 @@ from duly.domain import (
     LadderStage,
     Score,
 )
-from duly.restarts import Restarted
+from services.restarts import Restarted
+from store.models import Obligation
 
 
 class AssignmentCreate(BaseModel):
@@ -271,3 +272,22 @@ class AuditRead(BaseModel):
     after: dict[str, Any] | None
     prev_hash: str
     hash: str
+
+
+def obligation_read(row: Obligation) -> ObligationRead:
+    """Map a read-model row to its schema."""
+    return ObligationRead(
+        workflow_id=row.workflow_id,
+        person=row.person.external_id,
+        kind=row.kind,
+        requirement_id=row.requirement_id,
+        requirement_title=row.requirement_title,
+        cycle=row.cycle,
+        due_date=row.due_date,
+        stage=row.stage,
+        status=row.status,
+        pack_hash=row.pack_hash,
+        acknowledged_at=row.acknowledged_at,
+        completed_at=row.completed_at,
+        updated_at=row.updated_at,
+    )

@@ -156,10 +156,11 @@ def people_import(
     from rich.table import Table
     from rich.text import Text
 
+    from services import directory
     from store import audit
     from store.db import Database
     from store.obligations import moved_zone_targets
-    from store.people import PeopleFileError, import_people, parse_csv, parse_json
+    from store.people import PeopleFileError, parse_csv, parse_json
 
     suffix = file.suffix.lower()
     if suffix not in {".csv", ".json"}:
@@ -184,7 +185,9 @@ def people_import(
     db = Database(settings.resolved_database_url)
     try:
         with db.session() as session:
-            report = import_people(session, rows, errors)
+            report, _changes = directory.apply_rows(
+                session, rows=rows, errors=errors, source="import", actor=f"cli:{getpass.getuser()}"
+            )
             audit.record(
                 session,
                 actor=f"cli:{getpass.getuser()}",
@@ -610,13 +613,8 @@ def assign(
 
     from duly.domain import OutOfRange
     from duly.temporal import connect
-    from workflows.bulk import (
-        BulkAssignInput,
-        BulkAssignRequest,
-        BulkAssignWorkflow,
-        BulkSelector,
-        bulk_workflow_id,
-    )
+    from services.bulk import query_progress, start_bulk
+    from workflows.bulk import BulkAssignRequest, BulkSelector
 
     settings = load_settings()
     try:
@@ -646,18 +644,13 @@ def assign(
 
     async def run() -> Any:
         client = await connect(settings)
-        handle = await client.start_workflow(
-            BulkAssignWorkflow.run,
-            BulkAssignInput(request=request),
-            id=bulk_workflow_id(request.bulk_id),
-            task_queue=settings.temporal_task_queue,
-        )
+        await start_bulk(client, task_queue=settings.temporal_task_queue, request=request)
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}")
         ) as bar:
             task = bar.add_task(requirement, total=None, counts="resolving people…")
             while True:
-                progress = await handle.query(BulkAssignWorkflow.progress)
+                progress = await query_progress(client, bulk_id=request.bulk_id)
                 bar.update(
                     task,
                     total=progress.total or None,
@@ -718,8 +711,8 @@ def _run_restart(restart: Any, **kwargs: Any) -> Any:
     Exit codes: 0 restarted, 1 refused or not found, 2 a value out of range or missing.
     """
     from duly.domain import OutOfRange
-    from duly.restarts import InvalidField, RestartRefused, UnknownObligation
     from duly.temporal import connect
+    from services.restarts import InvalidField, RestartRefused, UnknownObligation
     from store.db import Database
 
     settings = load_settings()
@@ -776,7 +769,7 @@ def assignments_restart(
     title: Annotated[str | None, typer.Option(help="The training's title")] = None,
 ) -> None:
     """Replace a failed, stuck or closed assignment with a fresh run under the same id (audited)."""
-    from duly.restarts import restart_assignment
+    from services.restarts import restart_assignment
 
     due_date = _date_option("--due", due)
     _in_window(load_settings(), "--due", due_date)
@@ -800,7 +793,7 @@ def certifications_restart(
     certificate_number: Annotated[str | None, typer.Option(help="Certificate number")] = None,
 ) -> None:
     """Replace a failed, stuck or closed certification run with a fresh one (audited)."""
-    from duly.restarts import restart_certification
+    from services.restarts import restart_certification
 
     settings = load_settings()
     issued = _date_option("--issued-on", issued_on)

@@ -190,8 +190,8 @@ def deploy_demo_pack(db: Any) -> Pack | None:
 
 
 async def _assign_demo(settings: Settings, staff: list[Person], pack: Pack | None) -> None:
-    from duly.assignments import assignment_input, start_assignment
     from duly.temporal import connect
+    from services.assignments import assignment_input, start_assignment
 
     client = await connect(settings)
     today = date.today()
@@ -206,7 +206,9 @@ async def _assign_demo(settings: Settings, staff: list[Person], pack: Pack | Non
             assigned_by="demo",
             pack=pack,
         )
-        started += await start_assignment(client, settings.temporal_task_queue, inp)
+        started += await start_assignment(
+            client=client, task_queue=settings.temporal_task_queue, inp=inp
+        )
     console.print(
         f"demo training: {started} assignments started, "
         f"{len(DEMO_ASSIGNMENTS) - started} already running from an earlier start"
@@ -220,16 +222,8 @@ DEMO_DEPARTMENT = ("Nursing", "fire-safety", "demo-nursing-fire-safety")
 
 
 async def _assign_demo_department(client: Any, settings: Settings) -> None:
-    from temporalio.common import WorkflowIDReusePolicy
-    from temporalio.exceptions import WorkflowAlreadyStartedError
-
-    from workflows.bulk import (
-        BulkAssignInput,
-        BulkAssignRequest,
-        BulkAssignWorkflow,
-        BulkSelector,
-        bulk_workflow_id,
-    )
+    from services.bulk import start_bulk
+    from workflows.bulk import BulkAssignRequest, BulkSelector
 
     department, requirement, bulk_id = DEMO_DEPARTMENT
     request = BulkAssignRequest(
@@ -238,16 +232,7 @@ async def _assign_demo_department(client: Any, settings: Settings) -> None:
         selector=BulkSelector(departments=[department]),
         assigned_by="demo",
     )
-    try:
-        await client.start_workflow(
-            BulkAssignWorkflow.run,
-            BulkAssignInput(request=request),
-            id=bulk_workflow_id(bulk_id),
-            task_queue=settings.temporal_task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            memo={"assigned_by": "demo"},
-        )
-    except WorkflowAlreadyStartedError:
+    if not await start_bulk(client, task_queue=settings.temporal_task_queue, request=request):
         console.print(f"demo department: {department} bulk job ran on an earlier start")
         return
     console.print(

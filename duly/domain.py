@@ -956,6 +956,49 @@ class CertificateRecord(_Model):
     evidence_ref: str | None = Field(default=None, max_length=500)
 
 
+def renewal_date_problem(
+    current: CertificateRecord, *, issued_on: date, expires_on: date
+) -> str | None:
+    """Why a renewed certificate's dates cannot follow ``current`` (None when they can).
+
+    The one check: the API answers 422 with it before asking, and the workflow's ``renew``
+    validator refuses with it (a caller that skipped the API).
+    """
+    if expires_on <= issued_on:
+        return (
+            f"expires_on ({expires_on.isoformat()}) must be after issued_on"
+            f" ({issued_on.isoformat()})"
+        )
+    if expires_on <= current.expires_on:
+        return (
+            f"the renewed certificate must expire after the current one"
+            f" ({current.expires_on.isoformat()}); got expires_on {expires_on.isoformat()}"
+        )
+    if issued_on < current.issued_on:
+        return (
+            f"issued_on ({issued_on.isoformat()}) is before the current certificate was issued"
+            f" ({current.issued_on.isoformat()})"
+        )
+    return None
+
+
+def ce_shortfall(required: float, logged: float, *, how: str = "log them") -> str | None:
+    """Why a renewal must wait for CE credits, or None when enough are logged.
+
+    Args:
+        required: Credits the cycle requires.
+        logged: Credits logged this cycle.
+        how: How to log them (the API names its endpoint).
+    """
+    short = ce_credits_short(required, logged)
+    if short <= 0:
+        return None
+    return (
+        f"{short} CE credit{'s' if short != 1 else ''} short: {logged:g} of"
+        f" {required:g} logged this cycle; {how} before renewing"
+    )
+
+
 class CeCredit(_Model):
     """Continuing-education credits logged against the current cycle (an update's input)."""
 
@@ -992,7 +1035,7 @@ class CertificationInput(_Model):
     registered_by: str = "system"
     #: Earlier cycles, oldest first (carried across continue-as-new).
     history: list[ClosedCycle] = Field(default_factory=list)
-    #: CE credits already logged in this cycle: a restart (``duly.restarts``) carries them into
+    #: CE credits already logged in this cycle: a restart (``services.restarts``) carries them into
     #: the fresh run; empty for a new cycle.
     ce_credits: list[CeCredit] = Field(default_factory=list, max_length=1000)
 

@@ -15,9 +15,9 @@ from activities.assignment import AssignmentActivities
 from activities.bulk import BulkActivities
 from activities.certification import CertificationActivities
 from activities.rules import RulesActivities
-from duly.assignments import start_assignment
 from duly.settings import Settings
 from duly.temporal import connect
+from services.assignments import start_assignment
 from store.db import Database
 from workflows.assignment import AssignmentWorkflow
 from workflows.bulk import BulkAssignWorkflow
@@ -68,8 +68,8 @@ def build_worker(
     activities = AssignmentActivities(
         db, settings, build_channels(settings, twilio_status_callback=callback), digest
     )
-    rules = RulesActivities(db, client, start_cycle=start_assignment)
-    bulk = BulkActivities(db, client)
+    rules = RulesActivities(db, client, start_assignment=start_assignment)
+    bulk = BulkActivities(db, client, start_assignment=start_assignment)
     return Worker(
         client,
         task_queue=task_queue,

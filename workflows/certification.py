@@ -52,8 +52,10 @@ with workflow.unsafe.imports_passed_through():
         StagePlan,
         SuspendCertification,
         ce_credits_short,
+        ce_shortfall,
         due_instant,
         plan_ladder,
+        renewal_date_problem,
     )
 
 from workflows.ladder import ACTIVITY_TIMEOUT, RETRY, ZONE_PLANNING_PATCH, Ladder, Wake
@@ -112,7 +114,7 @@ class CertificationWorkflow(ObligationMessages):
             offset=input.utc_offset_minutes,
             deferral_survives_replan=False,
         )
-        # Empty but for a restart, which carries the cycle's credits (duly.restarts).
+        # Empty but for a restart, which carries the cycle's credits (services.restarts).
         self._credits: list[CeCredit] = list(input.ce_credits)
         self._required = 0.0
         self._window_days: int | None = None
@@ -136,10 +138,10 @@ class CertificationWorkflow(ObligationMessages):
     async def renew(self, request: RenewCertification) -> ClosedCycle:
         """Close this cycle with a renewed certificate; the workflow continues as new for it."""
         await workflow.wait_condition(lambda: self._planned)
-        short = self._short()
-        if short > 0:
+        shortfall = self._shortfall()
+        if shortfall is not None:
             # Checked again here: an update that arrived before the plan passed the validator.
-            raise ApplicationError(self._shortfall(short), type="CeCreditsShort")
+            raise ApplicationError(shortfall, type="CeCreditsShort")
         today = self._today()
         outcome = renewal_outcome(today, self._cert.expires_on, self._window_days, self._grace_days)
         closed = ClosedCycle(
@@ -168,27 +170,17 @@ class CertificationWorkflow(ObligationMessages):
                 f"the renewal must be cycle {self._cert.cycle + 1} (this is cycle"
                 f" {self._cert.cycle}); got {new.cycle}"
             )
-        if new.expires_on <= new.issued_on:
-            raise ValueError("the renewed certificate must expire after it is issued")
-        if new.expires_on <= self._cert.expires_on:
-            raise ValueError(
-                f"the renewed certificate must expire after the current one"
-                f" ({self._cert.expires_on.isoformat()})"
-            )
-        if new.issued_on < self._cert.issued_on:
-            raise ValueError(
-                f"the renewal cannot be issued before the current certificate"
-                f" ({self._cert.issued_on.isoformat()})"
-            )
-        short = self._short()
-        if short > 0:
-            raise ValueError(self._shortfall(short))
-
-    def _shortfall(self, short: int) -> str:
-        return (
-            f"{short} CE credit{'s' if short != 1 else ''} short: {self._logged():g} of"
-            f" {self._required:g} logged this cycle; log them before renewing"
+        problem = renewal_date_problem(
+            self._cert, issued_on=new.issued_on, expires_on=new.expires_on
         )
+        if problem is not None:
+            raise ValueError(problem)
+        shortfall = self._shortfall()
+        if shortfall is not None:
+            raise ValueError(shortfall)
+
+    def _shortfall(self) -> str | None:
+        return ce_shortfall(self._required, self._logged())
 
     @workflow.update
     async def log_ce_credits(self, credit: CeCredit) -> CertificationState:

@@ -16,22 +16,16 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
-from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import LazyTemporal, SessionDep, SettingsDep, TemporalDep
-from duly.domain import AcknowledgeSignal
+from api.deps import SessionDep, SettingsDep, TemporalDep
 from notifications.ack import (
     AckClaim,
     AckTokenExpired,
@@ -39,9 +33,14 @@ from notifications.ack import (
     ledger_lookup,
     verify_ack_token,
 )
-from store import audit
-from store.models import Notification, Obligation, Person
-from workflows.assignment import AssignmentWorkflow
+from services.acks import (
+    AcknowledgeUnavailable,
+    AckOutcome,
+    acknowledge_notification,
+    actor_for,
+    describe,
+)
+from store.models import Notification
 
 log = logging.getLogger("duly.api.ack")
 
@@ -57,14 +56,6 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-}
-
-#: Ledger recipient roles mapped to the audit log's actor roles.
-ACTOR_ROLES = {
-    "learner": "learner",
-    "manager": "manager",
-    "managers_manager": "manager",
-    "hr": "hr_admin",
 }
 
 _ACK_PATH = re.compile(r"/ack/[^\s\"?#]+")
@@ -92,125 +83,6 @@ def install_log_redaction(logger_name: str = "uvicorn.access") -> None:
 
 
 install_log_redaction()
-
-
-class AckOutcome(StrEnum):
-    """What :func:`acknowledge_notification` did."""
-
-    #: Signalled the workflow and marked the ledger row.
-    ACKNOWLEDGED = "acknowledged"
-    #: The row was already acknowledged; nothing was done.
-    ALREADY = "already"
-    #: The workflow has closed; the row was marked anyway.
-    CLOSED = "closed"
-
-
-class AcknowledgeUnavailable(Exception):
-    """Temporal could not be reached or refused the signal; nothing was recorded."""
-
-
-@dataclass(frozen=True)
-class AckItem:
-    """What a page shows about the acknowledged reminder (no personal data)."""
-
-    title: str
-    stage: str
-    due_date: date | None
-    acknowledged_at: datetime | None
-
-
-def actor_for(session: Session, row: Notification) -> tuple[str, str]:
-    """The audit ``(actor, actor_role)`` of whoever received ledger row ``row``."""
-    role = ACTOR_ROLES.get(row.recipient_role or "learner", "recipient")
-    person = session.get(Person, row.person_id) if row.person_id is not None else None
-    if person is not None:
-        return f"person:{person.external_id}", role
-    return f"recipient:{row.recipient_role or 'unknown'}", role
-
-
-def describe(session: Session, row: Notification) -> AckItem:
-    """Title, stage and due date of the reminder behind ``row``."""
-    obligation = session.scalar(select(Obligation).where(Obligation.workflow_id == row.workflow_id))
-    return AckItem(
-        title=obligation.requirement_title if obligation is not None else row.subject,
-        stage=row.stage.replace("_", " "),
-        due_date=obligation.due_date if obligation is not None else None,
-        acknowledged_at=row.acknowledged_at,
-    )
-
-
-async def acknowledge_notification(
-    session: Session,
-    temporal: LazyTemporal,
-    row: Notification,
-    *,
-    actor: str,
-    actor_role: str,
-    channel: str,
-) -> AckOutcome:
-    """Acknowledge ledger row ``row``: signal its workflow, mark the row, audit — once.
-
-    A row that is already acknowledged is left alone (no second signal). A workflow that has
-    closed (Temporal answers NOT_FOUND) still gets its row marked.
-
-    Args:
-        session: The request's session (committed by the caller's dependency).
-        temporal: The lazy Temporal client.
-        row: The ledger row being acknowledged.
-        actor: Who acknowledged, for the workflow and the audit log (``person:<external id>``).
-        actor_role: The audit log's role of the actor.
-        channel: How (``email-link``, ``sms``, ``slack``...).
-
-    Returns:
-        What was done.
-
-    Raises:
-        AcknowledgeUnavailable: Temporal is unreachable or failed; nothing was recorded.
-    """
-    if row.acknowledged_at is not None:
-        return AckOutcome.ALREADY
-    now = datetime.now(UTC)
-    signal = AcknowledgeSignal(acknowledged_at=now, actor=actor, channel=channel)
-    closed = False
-    try:
-        client = await temporal()
-        handle = client.get_workflow_handle(row.workflow_id)
-        await handle.signal(AssignmentWorkflow.acknowledge, signal)
-    except HTTPException as exc:
-        raise AcknowledgeUnavailable("Temporal is unreachable") from exc
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise AcknowledgeUnavailable(f"signal failed ({exc.status.name})") from exc
-        closed = True
-    except Exception as exc:  # any other failure: ask to retry, never a 500
-        raise AcknowledgeUnavailable(f"signal failed ({type(exc).__name__})") from exc
-    result = cast(
-        CursorResult[Any],
-        session.execute(
-            update(Notification)
-            .where(Notification.id == row.id, Notification.acknowledged_at.is_(None))
-            .values(acknowledged_at=now)
-        ),
-    )
-    if result.rowcount == 0:  # a concurrent request got there first
-        session.refresh(row)
-        return AckOutcome.ALREADY
-    session.refresh(row)
-    audit.record(
-        session,
-        actor=actor,
-        actor_role=actor_role,
-        action="notification.acknowledge",
-        target=row.workflow_id,
-        after={
-            "notification_id": row.id,
-            "stage": row.stage,
-            "channel": channel,
-            "acknowledged_at": now.isoformat(),
-            "workflow_closed": closed,
-        },
-    )
-    return AckOutcome.CLOSED if closed else AckOutcome.ACKNOWLEDGED
 
 
 @lru_cache(maxsize=1)
@@ -296,7 +168,12 @@ async def acknowledge(
     channel = row.channel if row.channel != "email" else "email-link"
     try:
         outcome = await acknowledge_notification(
-            session, temporal, row, actor=actor, actor_role=actor_role, channel=channel
+            session,
+            temporal=temporal,
+            row=row,
+            actor=actor,
+            actor_role=actor_role,
+            channel=channel,
         )
     except AcknowledgeUnavailable as exc:
         log.warning("acknowledgement of notification %d deferred: %s", row.id, exc)

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
     ClockDep,
@@ -23,11 +18,7 @@ from api.deps import (
     ensure_visible,
     out_of_range,
     require_roles,
-    signal_workflow,
     within,
-)
-from api.deps import (
-    audit_action as _audit,
 )
 from api.schemas import (
     Accepted,
@@ -39,37 +30,31 @@ from api.schemas import (
     CompleteRequest,
     ExemptRequest,
     ExtendRequest,
-    ObligationRead,
     RestartRead,
     StartRequest,
+    obligation_read,
 )
-from duly.assignments import NotAnAssignment, assignment_input, start_assignment
 from duly.domain import (
-    ID_PATTERN,
     AcknowledgeSignal,
     AssignmentInput,
     AssignmentState,
     CancelSignal,
     CompleteSignal,
-    EmploymentStatus,
     ExemptSignal,
     ExtendDueDate,
     OutOfRange,
     Role,
     StartSignal,
 )
-from duly.restarts import (
+from services import assignments, obligations
+from services.restarts import (
     InvalidField,
     RestartRefused,
     UnknownObligation,
-    describe_previous,
     restart_assignment,
 )
-from store import audit
-from store.models import Obligation, Person
-from store.packs import active_pack
+from store.models import Person
 from store.tokens import Principal
-from workflows.assignment import AssignmentWorkflow
 
 router = APIRouter(prefix="/assignments", tags=["assignments"])
 
@@ -86,54 +71,11 @@ Acknowledger = Annotated[
 ]
 
 
-def obligation_read(row: Obligation) -> ObligationRead:
-    """Map a read-model row to its schema."""
-    return ObligationRead(
-        workflow_id=row.workflow_id,
-        person=row.person.external_id,
-        kind=row.kind,
-        requirement_id=row.requirement_id,
-        requirement_title=row.requirement_title,
-        cycle=row.cycle,
-        due_date=row.due_date,
-        stage=row.stage,
-        status=row.status,
-        pack_hash=row.pack_hash,
-        acknowledged_at=row.acknowledged_at,
-        completed_at=row.completed_at,
-        updated_at=row.updated_at,
-    )
-
-
 def _person_of(session: Session, principal: Principal, assignment_id: str) -> Person:
     """Resolve the person an assignment id belongs to, enforcing row-level visibility."""
-    import re
-
-    parts = assignment_id.split("/")
-    if len(parts) != 4 or parts[0] != "assignment" or not re.match(ID_PATTERN, parts[1]):
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            detail="unknown assignment id; ids look like assignment/{person}/{requirement}/{cycle}",
-        )
-    person = session.scalar(select(Person).where(Person.external_id == parts[1]))
-    if person is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    person = assignments.person_of(session, assignment_id=assignment_id)
     ensure_visible(session, principal, person.id)
     return person
-
-
-async def _signal(client: Client, assignment_id: str, name: str, arg: object) -> None:
-    await signal_workflow(client, assignment_id, name, arg, what="assignment")
-
-
-async def _live_state(client: Client, workflow_id: str) -> AssignmentState | None:
-    try:
-        handle = client.get_workflow_handle(workflow_id)
-        return await asyncio.wait_for(handle.query(AssignmentWorkflow.state), QUERY_TIMEOUT)
-    except (RPCError, TimeoutError):
-        return None
-    except Exception:  # noqa: BLE001 - a failed query (e.g. no worker yet) falls back to the store
-        return None
 
 
 def _read(
@@ -142,7 +84,7 @@ def _read(
     workflow_id: str,
     fallback: AssignmentInput | None,
 ) -> AssignmentRead | None:
-    row = session.scalar(select(Obligation).where(Obligation.workflow_id == workflow_id))
+    row = obligations.obligation(session, workflow_id=workflow_id)
     read_model = obligation_read(row) if row is not None else None
     if state is not None:
         return AssignmentRead(
@@ -233,71 +175,31 @@ async def create_assignment(
     today − 5 years … today + 10 years (settings) or ``cycle`` outside 1 … 1000.
     """
     within(settings.due_date_window((await clock()).date()), "due_date", body.due_date)
-    person = session.scalar(select(Person).where(Person.external_id == body.person))
-    if person is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            detail=f"unknown person {body.person!r}; import them first (POST /people/import)",
-        )
+    person = assignments.person(session, external_id=body.person)
     ensure_visible(session, principal, person.id)
-    if person.employment_status == EmploymentStatus.TERMINATED:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail=f"person {body.person!r} has left (employment_status=terminated)",
-        )
-    try:
-        inp = assignment_input(
-            person,
-            title=body.requirement,
-            due_date=body.due_date,
-            requirement_id=body.requirement_id,
-            cycle=body.cycle,
-            assigned_by=principal.actor,
-            pack=active_pack(session),
-        )
-    except NotAnAssignment as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
     client = await temporal()
-    created = await start_assignment(client, settings.temporal_task_queue, inp)
+    done = await assignments.create(
+        session,
+        client,
+        task_queue=settings.temporal_task_queue,
+        person=person,
+        title=body.requirement,
+        due_date=body.due_date,
+        requirement_id=body.requirement_id,
+        cycle=body.cycle,
+        principal=principal,
+    )
+    created, inp, state = done.created, done.inp, done.state
     if not created:
         response.status_code = status.HTTP_200_OK
-    if created:
-        audit.record(
-            session,
-            actor=principal.actor,
-            actor_role=principal.role.value,
-            action="assignment.create",
-            target=inp.workflow_id,
-            after=inp.model_dump(mode="json"),
-        )
-    state = await _live_state(client, inp.workflow_id) if not created else None
     result = _read(session, state, inp.workflow_id, inp)
     assert result is not None
     detail = None
     if not created and state is None:
-        detail = await _unanswered(client, inp.workflow_id)
+        detail = await assignments.unanswered(client, workflow_id=inp.workflow_id)
         if detail is not None and result.read_model is None:
             detail += " (the fields of this answer are the request's)"
     return result.model_copy(update={"created": created, "detail": detail})
-
-
-async def _unanswered(client: Client, workflow_id: str) -> str | None:
-    """Why an existing run did not answer, and how HR replaces it (None: nothing to add)."""
-    try:
-        previous = await describe_previous(client, workflow_id)
-    except RPCError:
-        return None
-    if previous is None:
-        return None
-    stuck = (
-        f", its workflow task failed {previous.workflow_task_attempts} times"
-        if previous.workflow_task_attempts > 1
-        else ""
-    )
-    return (
-        f"the run did not answer (status {previous.status}{stuck}); if it is stuck, HR can"
-        f" replace it: POST /assignments/{workflow_id}/restart"
-    )
 
 
 @router.get("/{assignment_id:path}", response_model=AssignmentRead)
@@ -310,11 +212,11 @@ async def get_assignment(
     """An assignment, answered by the running workflow (``live: true``) or the read model."""
     _person_of(session, principal, assignment_id)
     client = await temporal()
-    state = await _live_state(client, assignment_id)
+    state = await assignments.live_state(client, workflow_id=assignment_id)
     result = _read(session, state, assignment_id, None)
     if result is None:
         # A run that never recorded anything and does not answer (e.g. stuck on its input).
-        hint = await _unanswered(client, assignment_id)
+        hint = await assignments.unanswered(client, workflow_id=assignment_id)
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=hint or "not found")
     return result
 
@@ -341,10 +243,6 @@ async def complete_assignment(
     now = await clock()
     completed_at = within(settings.evidence_window(now), "completed_at", body.completed_at or now)
     person = _person_of(session, principal, assignment_id)
-    if principal.role is Role.MANAGER and principal.person_id == person.id:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, detail="managers cannot complete their own assignments"
-        )
     signal = CompleteSignal(
         completed_at=completed_at,
         source=body.source,
@@ -355,14 +253,13 @@ async def complete_assignment(
         certificate_id=body.certificate_id,
         note=body.note,
     )
-    await _signal(await temporal(), assignment_id, "complete", signal)
-    audit.record(
+    await assignments.complete(
         session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action="assignment.complete",
-        target=assignment_id,
-        after=signal.model_dump(mode="json"),
+        await temporal(),
+        workflow_id=assignment_id,
+        person=person,
+        completion=signal,
+        principal=principal,
     )
     return Accepted(id=assignment_id, detail="completion recorded; GET shows the new status")
 
@@ -384,14 +281,12 @@ async def acknowledge_assignment(
     signal = AcknowledgeSignal(
         acknowledged_at=datetime.now(UTC), actor=principal.actor, channel=body.channel
     )
-    await _signal(await temporal(), assignment_id, "acknowledge", signal)
-    audit.record(
+    await assignments.acknowledge(
         session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action="assignment.acknowledge",
-        target=assignment_id,
-        after=signal.model_dump(mode="json"),
+        await temporal(),
+        workflow_id=assignment_id,
+        acknowledgement=signal,
+        principal=principal,
     )
     return Accepted(id=assignment_id, detail="acknowledgement recorded")
 
@@ -401,11 +296,6 @@ HrOnly = Annotated[Principal, Depends(require_roles(Role.HR_ADMIN))]
 Starter = Annotated[
     Principal, Depends(require_roles(Role.LEARNER, Role.HR_ADMIN, Role.INTEGRATION))
 ]
-
-
-def _not_own(principal: Principal, person: Person, what: str) -> None:
-    if principal.role is Role.MANAGER and principal.person_id == person.id:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"managers cannot {what} their own")
 
 
 @router.post(
@@ -425,8 +315,9 @@ async def start_training(
     started_at = within(settings.evidence_window(now), "started_at", body.started_at or now)
     _person_of(session, principal, assignment_id)
     signal = StartSignal(started_at=started_at, actor=principal.actor, source=body.source)
-    await _signal(await temporal(), assignment_id, "start", signal)
-    _audit(session, principal, "assignment.start", assignment_id, signal.model_dump(mode="json"))
+    await assignments.start_training(
+        session, await temporal(), workflow_id=assignment_id, start=signal, principal=principal
+    )
     return Accepted(id=assignment_id, detail="start recorded")
 
 
@@ -448,22 +339,17 @@ async def extend_assignment(
     """
     within(settings.due_date_window((await clock()).date()), "new_due_date", body.new_due_date)
     person = _person_of(session, principal, assignment_id)
-    _not_own(principal, person, "extend")
     update = ExtendDueDate(
         new_due_date=body.new_due_date, reason=body.reason, actor=principal.actor
     )
-    client = await temporal()
-    handle = client.get_workflow_handle(assignment_id)
-    try:
-        state = await handle.execute_update(AssignmentWorkflow.extend_due_date, update)
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc.cause)
-        raise HTTPException(422, detail=f"extension refused: {cause}") from exc
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail="assignment is closed") from exc
-        raise
-    _audit(session, principal, "assignment.extend", assignment_id, update.model_dump(mode="json"))
+    state = await assignments.extend(
+        session,
+        await temporal(),
+        workflow_id=assignment_id,
+        person=person,
+        update=update,
+        principal=principal,
+    )
     read = _read(session, state, assignment_id, None)
     assert read is not None  # the workflow answered with its state
     return read
@@ -491,8 +377,9 @@ async def exempt_assignment(
         actor=principal.actor,
         expires_on=body.expires_on,
     )
-    await _signal(await temporal(), assignment_id, "exempt", signal)
-    _audit(session, principal, "assignment.exempt", assignment_id, signal.model_dump(mode="json"))
+    await assignments.exempt(
+        session, await temporal(), workflow_id=assignment_id, exemption=signal, principal=principal
+    )
     return Accepted(id=assignment_id, detail="exemption recorded")
 
 
@@ -508,10 +395,15 @@ async def cancel_assignment(
 ) -> Accepted:
     """Cancel the obligation (HR, or a manager for their reports); reminders stop."""
     person = _person_of(session, principal, assignment_id)
-    _not_own(principal, person, "cancel")
     signal = CancelSignal(reason=body.reason, actor=principal.actor)
-    await _signal(await temporal(), assignment_id, "cancel", signal)
-    _audit(session, principal, "assignment.cancel", assignment_id, signal.model_dump(mode="json"))
+    await assignments.cancel(
+        session,
+        await temporal(),
+        workflow_id=assignment_id,
+        person=person,
+        cancellation=signal,
+        principal=principal,
+    )
     return Accepted(id=assignment_id, detail="cancelled; reminders stop")
 
 

@@ -10,22 +10,13 @@ once the workflow is closed or unreachable.
 
 from __future__ import annotations
 
-import asyncio
-import math
-import re
-import secrets
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
     ClockDep,
@@ -36,57 +27,37 @@ from api.deps import (
     ensure_visible,
     out_of_range,
     require_roles,
-    signal_workflow,
     visible_person_ids,
     within,
 )
-from api.deps import (
-    audit_action as _audit,
-)
 from api.pagination import Limit, Offset
-from api.routers.assignments import obligation_read
-from api.schemas import Accepted, ObligationRead, RestartRead
-from duly.assignments import utc_offset_minutes
+from api.schemas import Accepted, ObligationRead, RestartRead, obligation_read
 from duly.domain import (
-    ID_PATTERN,
     BoundedDate,
     CeCredit,
     CertificateRecord,
     CertificationEvent,
     CertificationInput,
     CertificationState,
-    CertificationStatus,
     ClosedCycle,
-    EmploymentStatus,
     ExternalId,
     LadderStage,
-    ObligationKind,
     OutOfRange,
     ReinstateCertification,
-    RenewCertification,
     RevokeCertification,
     Role,
     SuspendCertification,
-    add_months,
-    certification_workflow_id,
 )
-from duly.restarts import InvalidField, RestartRefused, UnknownObligation, restart_certification
-from rules.model import Pack, RenewalBasis, Requirement
-from rules.obligation_facts import local_today
-from store.models import Certificate, Obligation, Person
-from store.packs import active_pack, load_version
+from services import assignments, certifications, obligations
+from services.certifications import (
+    verify_url,
+)
+from services.restarts import InvalidField, RestartRefused, UnknownObligation, restart_certification
+from store.models import Obligation, Person
+from store.packs import active_pack
 from store.tokens import Principal
-from workflows.certification import CertificationWorkflow
 
 router = APIRouter(prefix="/certifications", tags=["certifications"])
-
-QUERY_TIMEOUT = 5.0
-#: Statuses a certification no longer expires from (``GET /certifications/expiring`` skips them).
-CLOSED_STATUSES = (CertificationStatus.REVOKED.value, CertificationStatus.SUPERSEDED.value)
-#: Verification codes: ``DULY-`` and three groups of four from the base32 alphabet (60 bits).
-CODE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-CODE_PREFIX = "DULY"
-ID_HELP = "certification ids look like certification/{person}/{certification}"
 
 Anyone = CurrentPrincipal
 Registrar = Annotated[Principal, Depends(require_roles(Role.HR_ADMIN, Role.MANAGER))]
@@ -289,141 +260,21 @@ class CertificationItem(BaseModel):
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def new_verification_code() -> str:
-    """A fresh random verification code such as ``DULY-7KQ2-MZ4P-XW3A`` (60 random bits)."""
-    groups = ("".join(secrets.choice(CODE_ALPHABET) for _ in range(4)) for _ in range(3))
-    return "-".join((CODE_PREFIX, *groups))
-
-
-def _unused_code(session: Session) -> str:
-    """A verification code no certificate has yet (a clash is ~impossible; checked anyway)."""
-    while True:
-        code = new_verification_code()
-        if session.scalar(select(Certificate.id).where(Certificate.verification_code == code)):
-            continue
-        return code
-
-
-def verify_url(code: str) -> str:
-    """The public verification path of a code."""
-    return f"/verify/{code}"
-
-
 def _today() -> date:
     return datetime.now(UTC).date()
 
 
-def _certification_types(pack: Pack | None) -> list[Requirement]:
-    if pack is None:
-        return []
-    return [r for r in pack.requirements if r.kind is ObligationKind.CERTIFICATION]
-
-
 def _person_of(session: Session, principal: Principal, certification_id: str) -> Person:
     """Resolve the holder of a certification id, enforcing row-level visibility (else 404)."""
-    parts = certification_id.split("/")
-    if (
-        len(parts) != 3
-        or parts[0] != "certification"
-        or not all(re.match(ID_PATTERN, p) for p in parts[1:])
-    ):
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail=f"unknown certification id; {ID_HELP}"
-        )
-    person = session.scalar(select(Person).where(Person.external_id == parts[1]))
-    if person is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    person = certifications.person_of(session, certification_id=certification_id)
     ensure_visible(session, principal, person.id)
     return person
-
-
-def _not_own(principal: Principal, person: Person, what: str) -> None:
-    if principal.role is Role.MANAGER and principal.person_id == person.id:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            detail=f"managers cannot {what} their own certifications; ask HR",
-        )
-
-
-def _failure(exc: WorkflowUpdateFailedError) -> str:
-    cause = exc.cause
-    return cause.message if isinstance(cause, ApplicationError) else str(cause)
-
-
-async def _live_state(client: Client, workflow_id: str) -> CertificationState | None:
-    """The workflow's ``state`` query, or None when it cannot answer."""
-    try:
-        handle = client.get_workflow_handle(workflow_id)
-        return await asyncio.wait_for(handle.query(CertificationWorkflow.state), QUERY_TIMEOUT)
-    except (RPCError, TimeoutError):
-        return None
-    except Exception:  # noqa: BLE001 - a failed query (e.g. no worker yet) falls back to the store
-        return None
-
-
-async def _require_state(client: Client, workflow_id: str) -> CertificationState:
-    """The live state, or a 404/409/503 that says why there is none."""
-    state = await _live_state(client, workflow_id)
-    if state is not None:
-        return state
-    try:
-        description = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found") from exc
-        raise
-    if description.status not in (None, WorkflowExecutionStatus.RUNNING):
-        name = description.status.name.lower()
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, detail=f"the certification is closed ({name})"
-        )
-    raise HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        detail="the certification workflow did not answer (is a worker running?); try again",
-    )
-
-
-def _refuse_if_revoked(state: CertificationState) -> None:
-    if state.status == CertificationStatus.REVOKED.value:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail="the certification was revoked; register the new certificate with "
-            "POST /certifications instead",
-        )
-
-
-def _pinned_requirement(session: Session, state: CertificationState) -> Requirement | None:
-    """The certification as the pack the workflow is pinned to defines it (else the active one)."""
-    pack = load_version(session, state.pack_hash) or active_pack(session)
-    return pack.requirement(state.certification_id) if pack is not None else None
-
-
-def renewed_expiry(
-    requirement: Requirement, *, issued_on: date, current_expiry: date
-) -> date | None:
-    """The renewed certificate's expiry by the certification's renewal basis.
-
-    ``from_renewal``: ``issued_on`` plus the validity. ``from_previous_expiry``: the current
-    expiry plus the validity when renewed on or before it, else ``issued_on`` plus the validity.
-
-    Returns:
-        None when the certification has no validity to count with.
-    """
-    months = requirement.validity_months
-    if months is None:
-        return None
-    if (
-        requirement.renewal_basis is RenewalBasis.FROM_PREVIOUS_EXPIRY
-        and issued_on <= current_expiry
-    ):
-        return add_months(current_expiry, months)
-    return add_months(issued_on, months)
 
 
 def _read(
     session: Session, workflow_id: str, state: CertificationState | None
 ) -> CertificationRead | None:
-    row = session.scalar(select(Obligation).where(Obligation.workflow_id == workflow_id))
+    row = obligations.obligation(session, workflow_id=workflow_id)
     read_model = obligation_read(row) if row is not None else None
     if state is not None:
         cert = state.certificate
@@ -452,12 +303,7 @@ def _read(
             events=state.events,
             read_model=read_model,
         )
-    latest = session.scalar(
-        select(Certificate)
-        .where(Certificate.workflow_id == workflow_id)
-        .order_by(Certificate.cycle.desc(), Certificate.as_of.desc())
-        .limit(1)
-    )
+    latest = certifications.latest_certificate(session, workflow_id=workflow_id)
     if row is None and latest is None:
         return None
     record = (
@@ -521,27 +367,6 @@ def _item(row: Obligation, today: date) -> CertificationItem:
     )
 
 
-def _reports_of(session: Session, manager: str) -> set[int]:
-    """Every person under ``manager`` (direct and indirect reports); 404 for an unknown id."""
-    boss = session.scalar(select(Person.id).where(Person.external_id == manager))
-    if boss is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            detail=f"unknown manager {manager!r}; give a person's external id",
-        )
-    seen: set[int] = set()
-    frontier = {boss}
-    while frontier:
-        reports = set(session.scalars(select(Person.id).where(Person.manager_id.in_(frontier))))
-        frontier = reports - seen
-        seen |= frontier
-    return seen
-
-
-async def _signal(client: Client, workflow_id: str, name: str, arg: object) -> None:
-    await signal_workflow(client, workflow_id, name, arg, what="the certification")
-
-
 # --- the registry and lists (fixed paths first: the {id:path} routes would match them) ------
 
 
@@ -563,7 +388,7 @@ def certification_types(session: SessionDep, principal: Anyone) -> list[Certific
             ce_credits=r.ce_credits,
             renewal_basis=r.renewal_basis.value,
         )
-        for r in _certification_types(active_pack(session))
+        for r in certifications.certification_types(active_pack(session))
     ]
 
 
@@ -588,27 +413,17 @@ def expiring_certifications(
     sees their reports only.
     """
     today = _today()
-    stmt = (
-        select(Obligation)
-        .join(Person, Obligation.person_id == Person.id)
-        .where(
-            Obligation.kind == ObligationKind.CERTIFICATION.value,
-            Obligation.expiry_date.is_not(None),
-            Obligation.expiry_date <= today + timedelta(days=within),
-            Obligation.status.not_in(CLOSED_STATUSES),
-        )
+    rows = certifications.expiring(
+        session,
+        scope=visible_person_ids(session, principal),
+        today=today,
+        within_days=within,
+        manager=manager,
+        department=department,
+        location=location,
+        limit=limit,
     )
-    scope = visible_person_ids(session, principal)
-    if scope is not None:
-        stmt = stmt.where(Obligation.person_id.in_(scope))
-    if manager:
-        stmt = stmt.where(Obligation.person_id.in_(_reports_of(session, manager)))
-    if department:
-        stmt = stmt.where(Person.department == department)
-    if location:
-        stmt = stmt.where(Person.location == location)
-    stmt = stmt.order_by(Obligation.expiry_date, Obligation.id).limit(limit)
-    return [_item(row, today) for row in session.scalars(stmt).unique()]
+    return [_item(row, today) for row in rows]
 
 
 @router.get("", response_model=list[CertificationItem])
@@ -629,27 +444,19 @@ def list_certifications(
 
     A learner sees their own, a manager their reports', HR and auditors everyone's.
     """
-    stmt = (
-        select(Obligation)
-        .join(Person, Obligation.person_id == Person.id)
-        .where(Obligation.kind == ObligationKind.CERTIFICATION.value)
+    rows = certifications.list_certifications(
+        session,
+        scope=visible_person_ids(session, principal),
+        person=person,
+        status=status_,
+        department=department,
+        location=location,
+        certification=certification,
+        limit=limit,
+        offset=offset,
     )
-    scope = visible_person_ids(session, principal)
-    if scope is not None:
-        stmt = stmt.where(Obligation.person_id.in_(scope))
-    if person:
-        stmt = stmt.where(Person.external_id == person)
-    if status_:
-        stmt = stmt.where(Obligation.status == status_)
-    if department:
-        stmt = stmt.where(Person.department == department)
-    if location:
-        stmt = stmt.where(Person.location == location)
-    if certification:
-        stmt = stmt.where(Obligation.requirement_id == certification)
-    stmt = stmt.order_by(Obligation.expiry_date, Obligation.id).limit(limit).offset(offset)
     today = _today()
-    return [_item(row, today) for row in session.scalars(stmt).unique()]
+    return [_item(row, today) for row in rows]
 
 
 # --- register ---------------------------------------------------------------------------------
@@ -675,90 +482,22 @@ async def register_certification(
     within(settings.past_date_window((await clock()).date()), "issued_on", body.issued_on)
     if body.expires_on is not None:
         within(settings.due_date_window((await clock()).date()), "expires_on", body.expires_on)
-    person = session.scalar(select(Person).where(Person.external_id == body.person))
-    if person is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            detail=f"unknown person {body.person!r}; import them first (POST /people/import)",
-        )
+    person = assignments.person(session, external_id=body.person)
     ensure_visible(session, principal, person.id)
-    _not_own(principal, person, "register")
-    if person.employment_status == EmploymentStatus.TERMINATED:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail=f"person {body.person!r} has left (employment_status=terminated)",
-        )
-    pack = active_pack(session)
-    if pack is None:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail="no rules pack is deployed, so no certification types exist; deploy one "
-            "first (`duly rules deploy PATH` or POST /rules/deploy)",
-        )
-    requirement = pack.requirement(body.certification_id)
-    if requirement is None or requirement.kind is not ObligationKind.CERTIFICATION:
-        valid = ", ".join(r.id for r in _certification_types(pack)) or "(none)"
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"certification_id {body.certification_id!r} is not a certification of the"
-            f" active rules pack {pack.info.name!r}; valid ids: {valid}"
-            " (see GET /certifications/types)",
-        )
-    expires_on = body.expires_on
-    if expires_on is None:
-        months = requirement.validity_months
-        if months is None:  # pragma: no cover - the pack model requires validity
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=f"{requirement.id!r} has no validity in the pack; give expires_on",
-            )
-        expires_on = add_months(body.issued_on, months)
-    if expires_on <= body.issued_on:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"expires_on ({expires_on.isoformat()}) must be after issued_on"
-            f" ({body.issued_on.isoformat()})",
-        )
-    workflow_id = certification_workflow_id(person.external_id, requirement.id)
-    client = await temporal()
-    await _refuse_existing(client, workflow_id, principal)
-    inp = CertificationInput(
-        person=person.external_id,
-        certification_id=requirement.id,
-        title=requirement.title,
-        certificate=CertificateRecord(
-            cycle=1,
-            certificate_number=body.certificate_number,
-            verification_code=_unused_code(session),
-            issued_on=body.issued_on,
-            expires_on=expires_on,
-            issuer=body.issuer or requirement.issuing_body,
-            evidence_ref=body.evidence_ref,
-        ),
-        pack_hash=pack.content_hash,
-        utc_offset_minutes=utc_offset_minutes(person.time_zone, expires_on),
-        registered_by=principal.actor,
+    inp = await certifications.register(
+        session,
+        await temporal(),
+        task_queue=settings.temporal_task_queue,
+        person=person,
+        certification_id=body.certification_id,
+        issued_on=body.issued_on,
+        expires_on=body.expires_on,
+        certificate_number=body.certificate_number,
+        issuer=body.issuer,
+        evidence_ref=body.evidence_ref,
+        principal=principal,
     )
-    try:
-        await client.start_workflow(
-            CertificationWorkflow.run,
-            inp,
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-            # A revoked (closed) certification may be registered again; a running one may not.
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        )
-    except WorkflowAlreadyStartedError as exc:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail={
-                "message": f"{requirement.id!r} is already registered for {person.external_id!r};"
-                " renew it with POST /certifications/{id}/renew",
-                "id": workflow_id,
-            },
-        ) from exc
-    _audit(session, principal, "certification.register", workflow_id, inp.model_dump(mode="json"))
-    cert = inp.certificate
+    cert, workflow_id = inp.certificate, inp.workflow_id
     return CertificationCreated(
         id=workflow_id,
         person=inp.person,
@@ -771,34 +510,6 @@ async def register_certification(
         verify_url=verify_url(cert.verification_code),
         status_url=f"/certifications/{workflow_id}",
     )
-
-
-async def _refuse_existing(client: Client, workflow_id: str, principal: Principal) -> None:
-    """409 when the certification runs; only HR may register a closed (revoked) one again."""
-    try:
-        description = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return
-        raise
-    if description.status in (None, WorkflowExecutionStatus.RUNNING):
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail={
-                "message": "this certification is already registered and running; renew it"
-                " with POST /certifications/{id}/renew",
-                "id": workflow_id,
-            },
-        )
-    if principal.role is not Role.HR_ADMIN:
-        name = description.status.name.lower()
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail={
-                "message": f"this certification was closed ({name}); only HR may register it again",
-                "id": workflow_id,
-            },
-        )
 
 
 # --- one certification ------------------------------------------------------------------------
@@ -817,7 +528,7 @@ async def get_certification(
     is closed or unreachable. A learner sees their own, a manager their reports'.
     """
     _person_of(session, principal, certification_id)
-    state = await _live_state(await temporal(), certification_id)
+    state = await certifications.live_state(await temporal(), workflow_id=certification_id)
     result = _read(session, certification_id, state)
     if result is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
@@ -844,66 +555,17 @@ async def renew_certification(
     if body.expires_on is not None:
         within(settings.due_date_window((await clock()).date()), "expires_on", body.expires_on)
     person = _person_of(session, principal, certification_id)
-    _not_own(principal, person, "renew")
-    client = await temporal()
-    state = await _require_state(client, certification_id)
-    _refuse_if_revoked(state)
-    requirement = _pinned_requirement(session, state)
-    current = state.certificate
-    issued_on = body.issued_on or local_today(person)
-    expires_on = body.expires_on
-    if expires_on is None and requirement is not None:
-        expires_on = renewed_expiry(
-            requirement, issued_on=issued_on, current_expiry=current.expires_on
-        )
-    if expires_on is None:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"the rules pack this certification is pinned to does not define"
-            f" {state.certification_id!r} any more; give expires_on",
-        )
-    _check_renewal_dates(current, issued_on, expires_on)
-    required = state.ce_credits_required
-    if not required and requirement is not None:
-        required = requirement.ce_credits  # the workflow has not planned its cycle yet
-    short = max(0, math.ceil(required - state.ce_credits_logged))
-    if short > 0:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail={
-                "message": f"{short} CE credit{'s' if short != 1 else ''} short:"
-                f" {state.ce_credits_logged:g} of {required:g} logged this cycle; log them"
-                f" with POST /certifications/{certification_id}/ce-credits before renewing",
-                "ce_credits_required": required,
-                "ce_credits_logged": state.ce_credits_logged,
-                "ce_credits_short": short,
-            },
-        )
-    new = CertificateRecord(
-        cycle=state.cycle + 1,
+    new, closed = await certifications.renew(
+        session,
+        await temporal(),
+        workflow_id=certification_id,
+        person=person,
+        principal=principal,
+        issued_on=body.issued_on,
+        expires_on=body.expires_on,
         certificate_number=body.certificate_number,
-        verification_code=_unused_code(session),
-        issued_on=issued_on,
-        expires_on=expires_on,
-        issuer=body.issuer or current.issuer or (requirement.issuing_body if requirement else None),
+        issuer=body.issuer,
         evidence_ref=body.evidence_ref,
-    )
-    request = RenewCertification(certificate=new, actor=principal.actor)
-    handle = client.get_workflow_handle(certification_id)
-    try:
-        closed = await handle.execute_update(CertificationWorkflow.renew, request)
-    except WorkflowUpdateFailedError as exc:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, detail=f"renewal refused: {_failure(exc)}"
-        ) from exc
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, detail="the certification is closed"
-            ) from exc
-        raise
-    _audit(
-        session, principal, "certification.renew", certification_id, request.model_dump(mode="json")
     )
     return RenewResult(
         id=certification_id,
@@ -915,28 +577,6 @@ async def renew_certification(
         outcome=closed.outcome,
         previous=closed,
     )
-
-
-def _check_renewal_dates(current: CertificateRecord, issued_on: date, expires_on: date) -> None:
-    """422 for dates the workflow would refuse anyway, with how to fix them."""
-    if expires_on <= issued_on:
-        problem = (
-            f"expires_on ({expires_on.isoformat()}) must be after issued_on"
-            f" ({issued_on.isoformat()})"
-        )
-    elif expires_on <= current.expires_on:
-        problem = (
-            f"the renewed certificate must expire after the current one"
-            f" ({current.expires_on.isoformat()}); got expires_on {expires_on.isoformat()}"
-        )
-    elif issued_on < current.issued_on:
-        problem = (
-            f"issued_on ({issued_on.isoformat()}) is before the current certificate was issued"
-            f" ({current.issued_on.isoformat()})"
-        )
-    else:
-        return
-    raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"renewal refused: {problem}")
 
 
 @router.post("/{certification_id:path}/ce-credits", response_model=CeCreditsResult)
@@ -963,29 +603,8 @@ async def log_ce_credits(
         evidence_ref=body.evidence_ref,
         actor=principal.actor,
     )
-    client = await temporal()
-    handle = client.get_workflow_handle(certification_id)
-    try:
-        state = await handle.execute_update(CertificationWorkflow.log_ce_credits, credit)
-    except WorkflowUpdateFailedError as exc:
-        message = _failure(exc)
-        closed = "revoked" in message or "already being renewed" in message
-        raise HTTPException(
-            status.HTTP_409_CONFLICT if closed else status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"credits refused: {message}",
-        ) from exc
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, detail="the certification is closed"
-            ) from exc
-        raise
-    _audit(
-        session,
-        principal,
-        "certification.ce_credits",
-        certification_id,
-        credit.model_dump(mode="json"),
+    state = await certifications.log_ce_credits(
+        session, await temporal(), workflow_id=certification_id, credit=credit, principal=principal
     )
     return CeCreditsResult(
         id=certification_id,
@@ -994,24 +613,6 @@ async def log_ce_credits(
         ce_credits_logged=state.ce_credits_logged,
         ce_credits_short=state.ce_credits_short,
         ce_credits=state.ce_credits,
-    )
-
-
-async def _hr_signal(
-    certification_id: str,
-    session: Session,
-    principal: Principal,
-    client: Client,
-    name: str,
-    signal: BaseModel,
-) -> None:
-    await _signal(client, certification_id, name, signal)
-    _audit(
-        session,
-        principal,
-        f"certification.{name}",
-        certification_id,
-        signal.model_dump(mode="json"),
     )
 
 
@@ -1030,7 +631,13 @@ async def suspend_certification(
     """Suspend (HR): the status becomes ``suspended`` and reminders stop until reinstated."""
     _person_of(session, principal, certification_id)
     signal = SuspendCertification(reason=body.reason, actor=principal.actor)
-    await _hr_signal(certification_id, session, principal, await temporal(), "suspend", signal)
+    await certifications.suspend(
+        session,
+        await temporal(),
+        workflow_id=certification_id,
+        suspension=signal,
+        principal=principal,
+    )
     return Accepted(id=certification_id, detail="suspension recorded; GET shows the new status")
 
 
@@ -1049,7 +656,13 @@ async def reinstate_certification(
     """Reinstate (HR): lift a suspension; reminders resume from now."""
     _person_of(session, principal, certification_id)
     signal = ReinstateCertification(reason=body.reason, actor=principal.actor)
-    await _hr_signal(certification_id, session, principal, await temporal(), "reinstate", signal)
+    await certifications.reinstate(
+        session,
+        await temporal(),
+        workflow_id=certification_id,
+        reinstatement=signal,
+        principal=principal,
+    )
     return Accepted(id=certification_id, detail="reinstatement recorded; GET shows the status")
 
 
@@ -1068,7 +681,13 @@ async def revoke_certification(
     """Revoke (HR): terminal; the holder and their manager are told and the workflow ends."""
     _person_of(session, principal, certification_id)
     signal = RevokeCertification(reason=body.reason, actor=principal.actor)
-    await _hr_signal(certification_id, session, principal, await temporal(), "revoke", signal)
+    await certifications.revoke(
+        session,
+        await temporal(),
+        workflow_id=certification_id,
+        revocation=signal,
+        principal=principal,
+    )
     return Accepted(id=certification_id, detail="revocation recorded; the certification ends")
 
 

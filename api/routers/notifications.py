@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from api.deps import CurrentPrincipal, SessionDep, visible_person_ids
 from api.pagination import Limit, Offset
 from api.schemas import NotificationRead
-from store.models import Notification, Person
+from services import notifications
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 
@@ -32,19 +31,15 @@ def list_notifications(
     offset: Offset = 0,
 ) -> list[NotificationRead]:
     """Messages Duly sent or queued, newest first, scoped like obligations."""
-    stmt = select(Notification, Person.external_id).outerjoin(
-        Person, Notification.person_id == Person.id
+    rows = notifications.list_notifications(
+        session,
+        scope=visible_person_ids(session, principal),
+        status=status,
+        workflow_id=workflow_id,
+        person=person,
+        limit=limit,
+        offset=offset,
     )
-    scope = visible_person_ids(session, principal)
-    if scope is not None:
-        stmt = stmt.where(Notification.person_id.in_(scope))
-    if status:
-        stmt = stmt.where(Notification.status == status)
-    if workflow_id:
-        stmt = stmt.where(Notification.workflow_id == workflow_id)
-    if person:
-        stmt = stmt.where(Person.external_id == person)
-    stmt = stmt.order_by(Notification.id.desc()).limit(limit).offset(offset)
     return [
         NotificationRead(
             id=n.id,
@@ -69,5 +64,5 @@ def list_notifications(
             fired_at=n.fired_at,
             created_at=n.created_at,
         )
-        for n, external_id in session.execute(stmt)
+        for n, external_id in rows
     ]

@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from api.deps import CurrentPrincipal, SessionDep, visible_person_ids
 from api.pagination import Limit, Offset
-from api.routers.assignments import obligation_read
-from api.schemas import ObligationRead
-from store.models import Obligation, Person
+from api.schemas import ObligationRead, obligation_read
+from services import obligations
 
 router = APIRouter(prefix="/obligations", tags=["obligations"])
 #: ``GET /assignments``: the same read model, training assignments by default.
@@ -32,24 +30,19 @@ def list_obligations(
     offset: Offset = 0,
 ) -> list[ObligationRead]:
     """List obligations: a learner sees their own, a manager their reports', HR and auditors all."""
-    stmt = select(Obligation).join(Person, Obligation.person_id == Person.id)
-    if department:
-        stmt = stmt.where(Person.department == department)
-    if location:
-        stmt = stmt.where(Person.location == location)
-    if kind:
-        stmt = stmt.where(Obligation.kind == kind)
-    scope = visible_person_ids(session, principal)
-    if scope is not None:
-        stmt = stmt.where(Obligation.person_id.in_(scope))
-    if status:
-        stmt = stmt.where(Obligation.status == status)
-    if person:
-        stmt = stmt.where(Person.external_id == person)
-    if requirement:
-        stmt = stmt.where(Obligation.requirement_id == requirement)
-    stmt = stmt.order_by(Obligation.due_date, Obligation.id).limit(limit).offset(offset)
-    return [obligation_read(row) for row in session.scalars(stmt).unique()]
+    rows = obligations.list_obligations(
+        session,
+        scope=visible_person_ids(session, principal),
+        status=status,
+        person=person,
+        requirement=requirement,
+        department=department,
+        location=location,
+        kind=kind,
+        limit=limit,
+        offset=offset,
+    )
+    return [obligation_read(row) for row in rows]
 
 
 @assignments_router.get("", response_model=list[ObligationRead])

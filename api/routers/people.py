@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -22,11 +21,10 @@ from api.deps import (
     visible_person_ids,
 )
 from api.pagination import Offset, PeopleLimit
-from api.schemas import ObligationRead
+from api.schemas import ObligationRead, obligation_read
 from duly.domain import Role
-from services import directory
-from store import audit
-from store.models import NotificationPreference, Person
+from services import obligations, people
+from store.models import Person
 from store.people import (
     CSV_COLUMNS,
     REQUIRED_COLUMNS,
@@ -219,19 +217,13 @@ async def import_directory(
             detail=f"unsupported Content-Type {media or '(none)'!r}: send text/csv, "
             "application/json, or multipart/form-data with a `file` field",
         )
-    outcome = await run_in_threadpool(_import, session, principal, kind, body)
-    # The change records (outcome.changes) are what the joiner/mover/leaver automation will take.
-    replan = await directory.replan_moved(session, temporal=temporal, actor="people import")
-    if replan.note is not None:
-        return outcome.report.model_copy(update={"replan_note": replan.note})
-    return outcome.report.model_copy(update={"replanned": replan.signalled})
+    report = await run_in_threadpool(_import, session, principal, kind, body)
+    return await people.replan_moved(session, temporal=temporal, report=report)
 
 
-def _import(
-    session: Session, principal: Principal, kind: str, body: bytes
-) -> directory.ImportOutcome:
+def _import(session: Session, principal: Principal, kind: str, body: bytes) -> ImportReport:
     rows, errors = _parse(kind, body)
-    return directory.import_directory(
+    return people.import_directory(
         session, rows=rows, errors=errors, kind=kind, principal=principal
     )
 
@@ -249,24 +241,16 @@ def list_people(
     offset: Offset = 0,
 ) -> list[PersonRead]:
     """People ordered by external id: learners see themselves, managers their whole chain."""
-    query = select(Person).order_by(Person.external_id)
-    scope = visible_person_ids(session, principal)
-    if scope is not None:
-        query = query.where(Person.id.in_(scope))
-    if department is not None:
-        query = query.where(Person.department == department)
-    if role is not None:
-        # Roles are a JSON list of id-safe strings; matching the quoted element in the JSON
-        # text is exact and works the same on SQLite and PostgreSQL.
-        needle = role.strip().lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
-        query = query.where(cast(Person.roles, String).like(f'%"{needle}"%', escape="\\"))
-    if manager is not None:
-        boss = session.scalar(select(Person.id).where(Person.external_id == manager))
-        if boss is None:
-            return []
-        query = query.where(Person.manager_id == boss)
-    people = session.scalars(query.limit(limit).offset(offset)).unique()
-    return [PersonRead.of(p) for p in people]
+    found = people.list_people(
+        session,
+        scope=visible_person_ids(session, principal),
+        department=department,
+        role=role,
+        manager=manager,
+        limit=limit,
+        offset=offset,
+    )
+    return [PersonRead.of(p) for p in found]
 
 
 @router.get(
@@ -277,9 +261,7 @@ def list_people(
 )
 def get_person(external_id: str, session: SessionDep, principal: CurrentPrincipal) -> PersonRead:
     """One person by external id (404 when unknown or outside your scope)."""
-    person = session.scalar(select(Person).where(Person.external_id == external_id))
-    if person is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    person = people.person(session, external_id=external_id)
     ensure_visible(session, principal, person.id)
     return PersonRead.of(person)
 
@@ -304,15 +286,9 @@ class Preferences(BaseModel):
 
 
 def _own_or_hr(session: Session, principal: Principal, external_id: str) -> Person:
-    person = session.scalar(select(Person).where(Person.external_id == external_id))
-    if person is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    person = people.person(session, external_id=external_id)
     ensure_visible(session, principal, person.id)
-    if principal.role is not Role.HR_ADMIN and principal.person_id != person.id:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            detail="only the person themself or hr_admin may read or change these preferences",
-        )
+    people.own_or_hr(principal, person)
     return person
 
 
@@ -322,7 +298,7 @@ def get_preferences(
 ) -> Preferences:
     """A person's notification preferences (defaults when never set)."""
     person = _own_or_hr(session, principal, external_id)
-    row = session.get(NotificationPreference, person.id)
+    row = people.preferences(session, person=person)
     if row is None:
         return Preferences()
     return Preferences(
@@ -339,29 +315,14 @@ def put_preferences(
 ) -> Preferences:
     """Replace a person's notification preferences (the person themself or hr_admin)."""
     person = _own_or_hr(session, principal, external_id)
-    row = session.get(NotificationPreference, person.id)
-    before = None
-    if row is None:
-        row = NotificationPreference(person_id=person.id)
-        session.add(row)
-    else:
-        before = {
-            "channels": row.channels,
-            "sms_opt_out": row.sms_opt_out,
-            "quiet_start": row.quiet_start,
-            "quiet_end": row.quiet_end,
-        }
-    row.channels = list(body.channels) if body.channels is not None else None
-    row.sms_opt_out = body.sms_opt_out
-    row.quiet_start, row.quiet_end = body.quiet_start, body.quiet_end
-    audit.record(
+    people.set_preferences(
         session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action="person.preferences",
-        target=f"person/{person.external_id}",
-        before=before,
-        after=body.model_dump(),
+        person=person,
+        principal=principal,
+        channels=list(body.channels) if body.channels is not None else None,
+        sms_opt_out=body.sms_opt_out,
+        quiet_start=body.quiet_start,
+        quiet_end=body.quiet_end,
     )
     return body
 
@@ -371,16 +332,8 @@ def person_obligations(
     external_id: str, session: SessionDep, principal: CurrentPrincipal
 ) -> list[ObligationRead]:
     """One person's obligations from the read model (404 when outside your scope)."""
-    from api.routers.assignments import obligation_read
-    from store.models import Obligation
-
-    person = session.scalar(select(Person).where(Person.external_id == external_id))
-    if person is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    person = people.person(session, external_id=external_id)
     ensure_visible(session, principal, person.id)
-    rows = session.scalars(
-        select(Obligation)
-        .where(Obligation.person_id == person.id)
-        .order_by(Obligation.due_date, Obligation.id)
-    )
-    return [obligation_read(row) for row in rows]
+    return [
+        obligation_read(row) for row in obligations.obligations_of(session, person_id=person.id)
+    ]

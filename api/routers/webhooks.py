@@ -35,15 +35,15 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from api.deps import SessionDep, SettingsDep, TemporalDep
-from api.routers.ack import (
+from duly.domain import ObligationStatus
+from duly.settings import Settings
+from notifications.ack import AckTokenExpired, AckTokenInvalid, ledger_lookup, verify_ack_token
+from services.acks import (
     AcknowledgeUnavailable,
     AckOutcome,
     acknowledge_notification,
     actor_for,
 )
-from duly.domain import ObligationStatus
-from duly.settings import Settings
-from notifications.ack import AckTokenExpired, AckTokenInvalid, ledger_lookup, verify_ack_token
 from store import audit
 from store.models import Notification, NotificationPreference, Obligation, Person
 
@@ -453,7 +453,7 @@ async def twilio_sms(
     actor, actor_role = actor_for(session, row)
     try:
         outcome = await acknowledge_notification(
-            session, temporal, row, actor=actor, actor_role=actor_role, channel="sms"
+            session, temporal=temporal, row=row, actor=actor, actor_role=actor_role, channel="sms"
         )
     except AcknowledgeUnavailable as exc:
         log.warning("sms acknowledgement of notification %d deferred: %s", row.id, exc)
@@ -578,7 +578,7 @@ async def slack_interactions(
         actor, actor_role = f"slack:{slack_user or 'unknown'}", "recipient"
     try:
         outcome = await acknowledge_notification(
-            session, temporal, row, actor=actor, actor_role=actor_role, channel="slack"
+            session, temporal=temporal, row=row, actor=actor, actor_role=actor_role, channel="slack"
         )
     except AcknowledgeUnavailable as exc:
         log.warning("slack acknowledgement of notification %d deferred: %s", row.id, exc)

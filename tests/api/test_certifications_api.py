@@ -24,13 +24,13 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from api.routers.certifications import new_verification_code, renewed_expiry
 from duly.demo import load_demo_people
 from duly.domain import Role, add_months
 from duly.settings import Settings
 from duly.worker import build_worker
 from rules.loader import load_pack
 from rules.model import RenewalBasis
+from services.certifications import new_verification_code, renewed_expiry
 from store.db import Database
 from store.models import AuditEntry, Certificate, Obligation
 from store.packs import Migration, deploy

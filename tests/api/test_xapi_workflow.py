@@ -22,12 +22,12 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from duly.assignments import utc_offset_minutes
 from duly.demo import load_demo_people
 from duly.domain import AssignmentState, CompleteSignal, Role, add_months
 from duly.settings import Settings
 from duly.worker import build_worker
 from rules.loader import load_pack
+from services.assignments import utc_offset_minutes
 from store.db import Database
 from store.models import AuditEntry, Notification, Obligation
 from store.packs import Migration, deploy

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from duly.assignments import NotAnAssignment, assignment_input
 from duly.domain import AssignmentInput, ObligationKind
 from rules.loader import load_pack
+from services.assignments import NotAnAssignment, assignment_input
 from store.models import Person
 
 FIELD = Path(__file__).parents[2] / "rules" / "packs" / "field-technicians"

@@ -28,6 +28,7 @@ from duly.domain import Role, assignment_workflow_id
 from duly.settings import Settings
 from duly.worker import build_worker
 from rules.loader import load_pack
+from services.assignments import start_assignment
 from store.db import Database
 from store.packs import Migration, deploy
 from tests.conftest import bearer, wheel_binary
@@ -99,7 +100,9 @@ async def setup(server: WorkflowEnvironment, demo_db: Database) -> AsyncIterator
         client,
         task_queue=bulk_queue,
         workflows=[BulkAssignWorkflow],
-        activities=BulkActivities(demo_db, client, task_queue=queue).all(),
+        activities=BulkActivities(
+            demo_db, client, task_queue=queue, start_assignment=start_assignment
+        ).all(),
         activity_executor=executor,
     )
     async with build_worker(client, task_queue=queue, db=demo_db), bulk_worker:

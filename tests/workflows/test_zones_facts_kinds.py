@@ -32,7 +32,6 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.rules import RulesActivities
 from api.app import create_app
-from duly.assignments import assignment_input, utc_offset_minutes
 from duly.domain import (
     AssignmentState,
     CertificateRecord,
@@ -49,6 +48,7 @@ from duly.settings import Settings
 from duly.worker import build_worker
 from rules.loader import load_pack
 from rules.model import Pack
+from services.assignments import assignment_input, utc_offset_minutes
 from store.db import Database
 from store.models import Notification, Obligation, Person
 from store.packs import Migration, deploy

@@ -26,7 +26,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from duly.assignments import assignment_input, utc_offset_minutes
+from activities.assigning import assignment_input, utc_offset_minutes
 from duly.domain import (
     BUILTIN_PACK,
     ID_PATTERN,

@@ -1,13 +1,19 @@
-"""Starting assignments: the one code path used by the API, the demo and (later) bulk jobs."""
+"""Building assignment inputs (pure) and the starter activities are given.
+
+Activities start assignment workflows (the bulk job, the next cycle of a recurring
+requirement) but may not import ``workflows/`` (the workflows import the activities): the
+shell hands them :func:`services.assignments.start_assignment` as an
+:class:`AssignmentStarter`. The API, the CLI and the demo use the same two functions through
+:mod:`services.assignments`.
+"""
 
 from __future__ import annotations
 
 from datetime import date
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from duly.domain import (
     BUILTIN_PACK,
@@ -18,7 +24,6 @@ from duly.domain import (
 )
 from rules.model import Pack
 from store.models import Person
-from workflows.assignment import AssignmentWorkflow
 
 
 def utc_offset_minutes(time_zone: str, day: date) -> int:
@@ -82,22 +87,9 @@ def assignment_input(
     )
 
 
-async def start_assignment(client: Client, task_queue: str, inp: AssignmentInput) -> bool:
-    """Start the assignment workflow unless it already exists.
+class AssignmentStarter(Protocol):
+    """Starts an assignment workflow unless it exists: ``services.assignments.start_assignment``."""
 
-    Returns:
-        True when this call started it, False when a workflow with the same business key
-        exists (running or closed): a second start is a no-op, enforced by Temporal.
-    """
-    try:
-        await client.start_workflow(
-            AssignmentWorkflow.run,
-            inp,
-            id=inp.workflow_id,
-            task_queue=task_queue,
-            # A closed assignment keeps its id too: a second start never begins a second chain.
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
-    except WorkflowAlreadyStartedError:
-        return False
-    return True
+    async def __call__(self, *, client: Client, task_queue: str, inp: AssignmentInput) -> bool:
+        """Start ``inp``'s workflow; False when one with its business key already exists."""
+        ...
