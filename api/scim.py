@@ -203,6 +203,10 @@ def _name(resource: Mapping[str, Any]) -> str | None:
     return _string(resource.get("displayname"), "displayName")
 
 
+def _role_key(role: str) -> str:
+    return re.sub(r"\s+", "_", role.strip().lower())
+
+
 def _manager(value: Any) -> Any:
     if isinstance(value, dict):
         lowered = {k.lower(): v for k, v in value.items()}
@@ -247,15 +251,18 @@ def user_fields(raw: Mapping[str, Any], *, current: Person | None = None) -> dic
     fields["email"] = _pick(resource.get("emails"), "emails")
     fields["phone"] = _pick(resource.get("phonenumbers"), "phoneNumbers")
     roles = resource.get("roles")
+    listed: list[Any] = []
     if roles is not None:
         if not isinstance(roles, list):
             raise invalid_value("roles must be a list of objects with a value")
-        fields["roles"] = [
+        listed = [
             _string(r.get("value"), "roles.value") if isinstance(r, dict) else r for r in roles
         ]
-    else:
-        title = _string(resource.get("title"), "title")
-        fields["roles"] = [title] if title else []
+    title = _string(resource.get("title"), "title")
+    if title and _role_key(title) not in {_role_key(r) for r in listed if isinstance(r, str)}:
+        # The title is the primary role: a new title replaces the first one.
+        listed = [title, *listed[1:]]
+    fields["roles"] = listed
     fields["time_zone"] = _string(resource.get("timezone"), "timezone")
     fields["department"] = _string(enterprise.get("department"), f"{ENTERPRISE}:department")
     fields["employer"] = _string(enterprise.get("organization"), f"{ENTERPRISE}:organization")
