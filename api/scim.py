@@ -10,6 +10,8 @@ are ``id`` and ``externalId``; ``userName`` cannot change once a person exists.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import hashlib
 import json
@@ -581,6 +583,13 @@ def _apply(resource: dict[str, Any], op: str, path: str | None, value: Any) -> N
             parent = {k: v for k, v in parent.items() if k.lower() not in drop}
         container[key] = parent
         return
+    if op == "remove" and isinstance(value, list) and isinstance(container.get(key), list):
+        # Entra ID removes group members as {"path": "members", "value": [{"value": id}]}.
+        gone = {str(v.get("value")) for v in value if isinstance(v, dict)}
+        container[key] = [
+            e for e in container[key] if not (isinstance(e, dict) and str(e.get("value")) in gone)
+        ]
+        return
     if op == "remove" and attribute.lower() != "title":
         container.pop(key, None)
         return
@@ -633,6 +642,101 @@ def apply_patch(resource: Mapping[str, Any], body: Any) -> dict[str, Any]:
             raise ScimError(400, f"{op} needs a value", "invalidSyntax")
         _apply(result, op, path, operation.get("value"))
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Groups: departments
+# ---------------------------------------------------------------------------------------------
+
+
+def group_id(department: str) -> str:
+    """A department's group id: its name, base64url-encoded (names may hold '/' or spaces)."""
+    return base64.urlsafe_b64encode(department.encode()).decode().rstrip("=")
+
+
+def department_of(group: str) -> str:
+    """The department a group id names.
+
+    Raises:
+        ScimError: 404 when the id is not one Duly issued.
+    """
+    try:
+        name = base64.urlsafe_b64decode(group + "=" * (-len(group) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ScimError(404, f"no group {group[:64]!r}") from None
+    if not name or group_id(name) != group:
+        raise ScimError(404, f"no group {group[:64]!r}")
+    return name
+
+
+def group_resource(department: str, members: list[Person], base: str) -> dict[str, Any]:
+    """A department as a SCIM Group."""
+    resource: dict[str, Any] = {
+        "schemas": [GROUP],
+        "id": group_id(department),
+        "displayName": department,
+        "members": [
+            {
+                "value": person.external_id,
+                "$ref": f"{base}/Users/{person.external_id}",
+                "display": person.name,
+                "type": "User",
+            }
+            for person in members
+        ],
+    }
+    resource["meta"] = {
+        "resourceType": "Group",
+        "location": f"{base}/Groups/{resource['id']}",
+        "version": etag(resource),
+    }
+    return resource
+
+
+def group_fields(raw: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """(department name, member user ids) of a SCIM Group.
+
+    Raises:
+        ScimError: 400 when ``displayName`` is missing or members are not ``{"value": id}``.
+    """
+    resource = _lower_keys(dict(raw))
+    name = resource.get("displayname")
+    if not isinstance(name, str) or not name.strip():
+        raise invalid_value("displayName is required: the department's name")
+    members = resource.get("members") or []
+    if not isinstance(members, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("value"), str) for m in members
+    ):
+        raise invalid_value('members must be a list of {"value": userName}')
+    return name.strip(), [m["value"] for m in members]
+
+
+_GROUP_FILTER_ATTRIBUTES: dict[str, Attribute] = {"displayname": "department"}
+
+
+def parse_group_filter(text: str) -> Condition:
+    """A filter on Groups: ``eq``/``co``/``sw`` on ``displayName``, with and/or.
+
+    Raises:
+        ScimError: 400 ``invalidFilter``.
+    """
+    if len(text) > MAX_FILTER:
+        raise _invalid_filter(f"the filter is longer than {MAX_FILTER} characters")
+    return _FilterParser(text, _GROUP_FILTER_ATTRIBUTES).parse()
+
+
+def holds(condition: Condition, value: str) -> bool:
+    """Whether a department name satisfies a group filter (case-insensitive)."""
+    if isinstance(condition, AllOf):
+        return all(holds(part, value) for part in condition.parts)
+    if isinstance(condition, AnyOf):
+        return any(holds(part, value) for part in condition.parts)
+    expected, actual = str(condition.value).lower(), value.lower()
+    if condition.op == "eq":
+        return actual == expected
+    if condition.op == "sw":
+        return actual.startswith(expected)
+    return expected in actual
 
 
 def paging(start_index: int | None, count: int | None) -> tuple[int, int]:
@@ -703,6 +807,15 @@ def resource_types(base: str) -> list[dict[str, Any]]:
                 {"schema": DULY, "required": False},
             ],
             "meta": {"resourceType": "ResourceType", "location": f"{base}/ResourceTypes/User"},
+        },
+        {
+            "schemas": [RESOURCE_TYPE],
+            "id": "Group",
+            "name": "Group",
+            "endpoint": "/Groups",
+            "description": "A department: the people whose department it is",
+            "schema": GROUP,
+            "meta": {"resourceType": "ResourceType", "location": f"{base}/ResourceTypes/Group"},
         },
     ]
 
@@ -800,9 +913,24 @@ def schemas(base: str) -> list[dict[str, Any]]:
         _attribute("employmentStatus", description="active, leave or terminated"),
         _attribute("slackUserId", description="Slack member id, e.g. U012AB3CD"),
     ]
+    group = [
+        _attribute("displayName", required=True, description="The department's name"),
+        _attribute(
+            "members",
+            "complex",
+            multi=True,
+            sub=[
+                _attribute("value", mutability="immutable", description="The member's userName"),
+                _attribute("$ref", "reference", mutability="immutable"),
+                _attribute("display", mutability="readOnly"),
+                _attribute("type", mutability="immutable"),
+            ],
+        ),
+    ]
     out = []
     for urn, name, attributes in (
         (USER, "User", user),
+        (GROUP, "Group", group),
         (ENTERPRISE, "EnterpriseUser", enterprise),
         (DULY, "DulyUser", duly),
     ):

@@ -614,3 +614,95 @@ def list_people(
     total = session.scalar(count) or 0
     people = list(session.scalars(query.offset(offset).limit(limit)).unique())
     return total, people
+
+
+# ---------------------------------------------------------------------------------------------
+# Departments (SCIM Groups): a department is the people whose ``department`` names it
+# ---------------------------------------------------------------------------------------------
+
+
+def departments(session: Session) -> list[tuple[str, int]]:
+    """Every department someone is in, with how many people are, ordered by name."""
+    rows = session.execute(
+        select(Person.department, func.count())
+        .where(Person.department.is_not(None))
+        .group_by(Person.department)
+        .order_by(Person.department)
+    )
+    return [(name, count) for name, count in rows if name is not None]
+
+
+def department_members(session: Session, *, name: str) -> list[Person]:
+    """The people in a department, ordered by external id (empty when nobody is)."""
+    return list(
+        session.scalars(
+            select(Person).where(Person.department == name).order_by(Person.external_id)
+        ).unique()
+    )
+
+
+def set_department_members(
+    session: Session,
+    *,
+    name: str | None,
+    members: Collection[str],
+    previous: str | None,
+    principal: Principal,
+    source: str,
+) -> list[DirectoryChange]:
+    """Make ``members`` exactly the people of department ``name`` (committed, audited).
+
+    People in department ``previous`` (the department's old name; ``name`` when it is not
+    renamed) who are not in ``members`` leave it (their department is cleared). ``name`` None
+    empties the department. Every member changed is a mover.
+
+    Raises:
+        InvalidPerson: A member is unknown, or the name is not a valid department.
+    """
+    wanted = list(dict.fromkeys(members))
+    people: dict[str, Person] = {}
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        for person in session.scalars(select(Person).where(Person.external_id.in_(chunk))):
+            people[person.external_id] = person
+    unknown = [ext for ext in wanted if ext not in people]
+    if unknown:
+        shown = ", ".join(repr(ext[:64]) for ext in unknown[:10])
+        raise InvalidPerson(
+            [
+                RowError(
+                    row=1,
+                    column="members",
+                    message=f"unknown member(s) {shown}: create the users first",
+                )
+            ]
+        )
+    leaving = (
+        [p for p in department_members(session, name=previous) if p.external_id not in people]
+        if previous is not None
+        else []
+    )
+    data = [
+        {"external_id": p.external_id, "name": p.name, "department": name} for p in people.values()
+    ] + [{"external_id": p.external_id, "name": p.name, "department": None} for p in leaving]
+    if not data:
+        return []
+    rows, errors = parse_json(data)
+    problems = [e for e in errors if not e.file_level]
+    if problems:
+        raise InvalidPerson(problems[:1])
+    report, changes = apply_rows(session, rows=rows, source=source, actor=principal.actor)
+    problems = [e for e in report.errors if not e.file_level]
+    if problems:
+        raise InvalidPerson(problems)
+    for change in changes:
+        audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action="person.department",
+            target=f"person/{change.external_id}",
+            after=change.audit_view(),
+        )
+    session.commit()
+    return changes

@@ -240,6 +240,154 @@ def delete_user(
 
 
 # ---------------------------------------------------------------------------------------------
+# Groups: departments
+# ---------------------------------------------------------------------------------------------
+
+
+def _group(
+    session: Session, request: Request, department: str, code: int = 200, *, known: bool = True
+) -> ScimResponse:
+    members = directory.department_members(session, name=department)
+    if known and not members:
+        raise scim.ScimError(404, f"nobody is in the department {department[:100]!r}")
+    resource = scim.group_resource(department, members, _base(request))
+    headers = {"ETag": resource["meta"]["version"]}
+    if code == status.HTTP_201_CREATED:
+        headers["Location"] = resource["meta"]["location"]
+    return ScimResponse(resource, status_code=code, headers=headers)
+
+
+def _set_members(
+    session: Session,
+    principal: Principal,
+    *,
+    name: str | None,
+    members: list[str],
+    previous: str | None,
+) -> None:
+    _call(
+        lambda: directory.set_department_members(
+            session,
+            name=name,
+            members=members,
+            previous=previous,
+            principal=principal,
+            source=_SOURCE,
+        )
+    )
+
+
+@router.post("/Groups", status_code=201, summary="Create a group (a department)")
+async def create_group(request: Request, session: SessionDep, principal: ScimPrincipal) -> Response:
+    """Put the members in the department ``displayName`` (409 when it has people already).
+
+    A department exists while someone is in it: a group created without members is answered
+    201 but is not listed until it has some.
+    """
+    name, members = scim.group_fields(await _json(request))
+    if directory.department_members(session, name=name):
+        raise scim.ScimError(
+            409, f"the department {name[:100]!r} exists; patch its members", "uniqueness"
+        )
+    await run_in_threadpool(
+        _set_members, session, principal, name=name, members=members, previous=None
+    )
+    return _group(session, request, name, status.HTTP_201_CREATED, known=False)
+
+
+@router.get("/Groups", summary="List or filter groups (departments)")
+def list_groups(
+    request: Request,
+    session: SessionDep,
+    principal: ScimPrincipal,
+    filter: Annotated[str | None, Query(max_length=scim.MAX_FILTER)] = None,
+    start_index: Annotated[int | None, Query(alias="startIndex", ge=-(2**31), lt=2**31)] = None,
+    count: Annotated[int | None, Query(ge=-(2**31), lt=2**31)] = None,
+) -> Response:
+    """Departments ordered by name; ``filter`` on displayName, 1-based paging (max 200)."""
+    where = scim.parse_group_filter(filter) if filter else None
+    offset, limit = scim.paging(start_index, count)
+    names = [n for n, _ in directory.departments(session) if where is None or scim.holds(where, n)]
+    base = _base(request)
+    page = [
+        scim.group_resource(name, directory.department_members(session, name=name), base)
+        for name in names[offset : offset + limit]
+    ]
+    return ScimResponse(scim.list_response(page, len(names), offset + 1))
+
+
+@router.get("/Groups/{group_id}", summary="One group")
+def get_group(
+    group_id: str, request: Request, session: SessionDep, principal: ScimPrincipal
+) -> Response:
+    """A department and its members."""
+    return _group(session, request, scim.department_of(group_id))
+
+
+async def _replace_group(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    department: str,
+    resource: dict[str, Any],
+) -> Response:
+    name, members = scim.group_fields(resource)
+    await run_in_threadpool(
+        _set_members, session, principal, name=name, members=members, previous=department
+    )
+    return _group(session, request, name, known=False)
+
+
+def _check_group_match(request: Request, session: Session, department: str) -> dict[str, Any]:
+    members = directory.department_members(session, name=department)
+    if not members:
+        raise scim.ScimError(404, f"nobody is in the department {department[:100]!r}")
+    resource = scim.group_resource(department, members, _base(request))
+    wanted = request.headers.get("if-match")
+    if (
+        wanted is not None
+        and wanted.strip() != "*"
+        and resource["meta"]["version"] not in {tag.strip() for tag in wanted.split(",")}
+    ):
+        raise scim.ScimError(412, "the group changed since you read it (If-Match)")
+    return resource
+
+
+@router.put("/Groups/{group_id}", summary="Replace a group's name and members")
+async def replace_group(
+    group_id: str, request: Request, session: SessionDep, principal: ScimPrincipal
+) -> Response:
+    """Members not listed leave the department; a new displayName renames it for everyone."""
+    department = scim.department_of(group_id)
+    body = await _json(request)
+    _check_group_match(request, session, department)
+    return await _replace_group(request, session, principal, department, body)
+
+
+@router.patch("/Groups/{group_id}", summary="Add or remove members, rename")
+async def patch_group(
+    group_id: str, request: Request, session: SessionDep, principal: ScimPrincipal
+) -> Response:
+    """PatchOp on ``members`` (add, remove by value or filter, replace) and ``displayName``."""
+    department = scim.department_of(group_id)
+    body = await _json(request)
+    current = _check_group_match(request, session, department)
+    resource = scim.apply_patch(current, body)
+    return await _replace_group(request, session, principal, department, resource)
+
+
+@router.delete("/Groups/{group_id}", status_code=204, summary="Empty a group")
+def delete_group(
+    group_id: str, request: Request, session: SessionDep, principal: ScimPrincipal
+) -> Response:
+    """Clear the department of everyone in it (the people stay)."""
+    department = scim.department_of(group_id)
+    _check_group_match(request, session, department)
+    _set_members(session, principal, name=None, members=[], previous=department)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# ---------------------------------------------------------------------------------------------
 # Discovery (RFC 7644 §4)
 # ---------------------------------------------------------------------------------------------
 

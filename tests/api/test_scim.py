@@ -308,7 +308,7 @@ def test_discovery(client: TestClient, hr: dict[str, str]) -> None:
     assert config["patch"]["supported"] is True
     assert config["filter"]["maxResults"] == 200
     types = client.get(f"{BASE}/ResourceTypes", headers=hr).json()
-    assert [t["id"] for t in types["Resources"]] == ["User"]
+    assert [t["id"] for t in types["Resources"]] == ["User", "Group"]
     schema_ids = [s["id"] for s in client.get(f"{BASE}/Schemas", headers=hr).json()["Resources"]]
     assert USER in schema_ids and ENTERPRISE in schema_ids
     assert client.get(f"{BASE}/Schemas/{USER}", headers=hr).status_code == 200
@@ -358,3 +358,71 @@ def test_import_and_scim_share_the_directory_service(sqlite_db: Database) -> Non
             session, rows=rows, errors=errors, kind="json", principal=principal
         )
         assert [c.kind for c in outcome.changes] == [directory.ChangeKind.REHIRE]
+
+
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+
+
+def test_groups_are_departments(
+    client: TestClient, hr: dict[str, str], sqlite_db: Database
+) -> None:
+    for n in (1, 2, 3):
+        create(client, hr, user(f"p-{n}", **{ENTERPRISE: {}}))
+    response = client.post(
+        f"{BASE}/Groups",
+        json={"schemas": [GROUP], "displayName": "ICU / Night", "members": [{"value": "p-1"}]},
+        headers=hr,
+    )
+    assert response.status_code == 201, response.text
+    group = response.json()
+    assert response.headers["location"].endswith(f"/Groups/{group['id']}")
+    assert [m["value"] for m in group["members"]] == ["p-1"]
+    assert stored(sqlite_db, "p-1").department == "ICU / Night"
+    again = client.post(
+        f"{BASE}/Groups", json={"schemas": [GROUP], "displayName": "ICU / Night"}, headers=hr
+    )
+    assert_scim_error(again, 409, "uniqueness")
+
+    def members() -> list[str]:
+        got = client.get(f"{BASE}/Groups/{group['id']}", headers=hr)
+        assert got.status_code == 200, got.text
+        return [m["value"] for m in got.json()["members"]]
+
+    ops = {
+        "schemas": [PATCH],
+        "Operations": [
+            {"op": "add", "path": "members", "value": [{"value": "p-2"}, {"value": "p-3"}]}
+        ],
+    }
+    assert client.patch(f"{BASE}/Groups/{group['id']}", json=ops, headers=hr).status_code == 200
+    assert members() == ["p-1", "p-2", "p-3"]
+    ops = {
+        "schemas": [PATCH],
+        "Operations": [
+            {"op": "remove", "path": 'members[value eq "p-1"]'},
+            {"op": "Remove", "path": "members", "value": [{"value": "p-3"}]},
+        ],
+    }
+    assert client.patch(f"{BASE}/Groups/{group['id']}", json=ops, headers=hr).status_code == 200
+    assert members() == ["p-2"]
+    assert stored(sqlite_db, "p-1").department is None
+    assert stored(sqlite_db, "p-2").department == "ICU / Night"
+    listed = client.get(
+        f"{BASE}/Groups", params={"filter": 'displayName sw "icu"'}, headers=hr
+    ).json()
+    assert [g["displayName"] for g in listed["Resources"]] == ["ICU / Night"]
+    assert_scim_error(
+        client.get(f"{BASE}/Groups", params={"filter": 'members eq "p-2"'}, headers=hr),
+        400,
+        "invalidFilter",
+    )
+    unknown = client.put(
+        f"{BASE}/Groups/{group['id']}",
+        json={"schemas": [GROUP], "displayName": "ICU / Night", "members": [{"value": "zz"}]},
+        headers=hr,
+    )
+    assert_scim_error(unknown, 400, "invalidValue")
+    assert client.delete(f"{BASE}/Groups/{group['id']}", headers=hr).status_code == 204
+    assert stored(sqlite_db, "p-2").department is None
+    assert_scim_error(client.get(f"{BASE}/Groups/{group['id']}", headers=hr), 404)
+    assert_scim_error(client.get(f"{BASE}/Groups/not-base64!", headers=hr), 404)
