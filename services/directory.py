@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import ColumnElement, String, and_, cast, false, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -433,9 +434,16 @@ def create_person(
         raise PersonExists(
             f"a person with the id {row.external_id!r} already exists; replace or patch them"
         )
-    person, change = _write(
-        session, row=row, principal=principal, source=source, action="person.create"
-    )
+    try:
+        person, change = _write(
+            session, row=row, principal=principal, source=source, action="person.create"
+        )
+    except IntegrityError:
+        # Created by a concurrent request between the check above and the insert.
+        session.rollback()
+        raise PersonExists(
+            f"a person with the id {row.external_id!r} already exists; replace or patch them"
+        ) from None
     assert change is not None  # a new person always changes the directory
     return person, change
 
