@@ -166,7 +166,15 @@ def test_auth_hr_and_integration_only(client: TestClient, sqlite_db: Database) -
     assert client.get(f"{BASE}/Users", headers=integration).status_code == 200
 
 
-def test_filters_and_pagination(client: TestClient, hr: dict[str, str]) -> None:
+def test_filters_and_pagination(db: Database) -> None:
+    """On SQLite and PostgreSQL: case-insensitive eq, co/sw with LIKE escapes, and/or."""
+    app = create_app(Settings(env="test"), database=db)
+    hr = bearer(db, Role.HR_ADMIN)
+    with TestClient(app) as client:
+        _filters_and_pagination(client, hr)
+
+
+def _filters_and_pagination(client: TestClient, hr: dict[str, str]) -> None:
     for n in range(1, 8):
         extra = {ENTERPRISE: {"department": "Pharmacy" if n % 2 else "Nursing"}}
         create(client, hr, user(f"p-{n}", **extra))
@@ -188,6 +196,8 @@ def test_filters_and_pagination(client: TestClient, hr: dict[str, str]) -> None:
         "p-7",
     ]
     assert ids(filter='emails co "p-6@"') == ["p-6"]
+    assert ids(filter='userName co "%"') == []  # LIKE wildcards are literal
+    assert ids(filter='userName sw "p_"') == []
     assert ids(filter="active eq false") == []
     page = client.get(f"{BASE}/Users", params={"startIndex": 3, "count": 2}, headers=hr).json()
     assert page["totalResults"] == 7
@@ -217,10 +227,29 @@ def test_replace_clears_omitted_core_attributes_and_keeps_the_key(
         f"{BASE}/Users/p-1", json=body, headers={**hr, "If-Match": 'W/"not-current"'}
     )
     assert_scim_error(stale, 412)
+    with sqlite_db.session() as session:
+        principal = Principal(
+            token_id=1, role=Role.HR_ADMIN, person_id=None, person_external_id=None, label="t"
+        )
+        directory.patch_person(
+            session,
+            external_id="p-1",
+            fields={"slack_user_id": "U012AB3CD"},
+            principal=principal,
+            source="api",
+        )
     fresh = client.put(
         f"{BASE}/Users/p-1", json=body, headers={**hr, "If-Match": response.headers["etag"]}
     )
+    assert fresh.status_code == 412, "the Slack id changed the version"
+    fresh = client.put(
+        f"{BASE}/Users/p-1",
+        json=body,
+        headers={**hr, "If-Match": client.get(f"{BASE}/Users/p-1", headers=hr).headers["etag"]},
+    )
     assert fresh.status_code == 200, fresh.text
+    # An identity provider that does not know the Duly extension does not erase the Slack id.
+    assert stored(sqlite_db, "p-1").slack_user_id == "U012AB3CD"
 
 
 def test_patch_paths(client: TestClient, hr: dict[str, str], sqlite_db: Database) -> None:
