@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.packs import load_version, person_attributes
 from duly.domain import (
     BUILTIN_PACK,
     DigestRequest,
@@ -31,25 +32,27 @@ from notifications.delivery import (
     Renderer,
     RetryLater,
     Step,
-    allowed,
 )
 from notifications.messages import render_message
 from notifications.outbox import OutboxSender, idempotency_key
-from notifications.preferences import next_allowed
-from notifications.recipients import person_recipient, resolve, stage_skip
-from rules.model import Pack, Stage, parse_offset
-from rules.obligation_facts import PersonAttributes, build_facts, local_today
+from notifications.planning import (
+    DeliveryPlan,
+    Learner,
+    Preference,
+    audience,
+    defer_until,
+    plan_delivery,
+)
+from notifications.recipients import Resolved, person_recipient, resolve, stage_skip
+from rules.model import Pack
 from store.db import Database
 from store.models import Notification, NotificationPreference, Obligation, Person
-from store.packs import load_version
 from store.types import utcnow
 
 #: How long an acknowledgement link in a reminder stays valid.
 ACK_LINK_LIFETIME = timedelta(days=45)
 
 
-#: Channels whose early reminders are folded into a daily digest (in-app is a feed: never).
-FOLDABLE = frozenset({"email", "sms", "slack"})
 #: Ledger statuses of a digest item that has not gone out yet.
 WAITING = frozenset({"queued", "retrying", "pending", "held"})
 
@@ -66,53 +69,29 @@ class DigestSink(Protocol):
         ...
 
 
-def _unless_holds(
-    stage: Stage | None, request: ReminderRequest, person: Person, pack: Pack | None
-) -> str | None:
-    """The stage's ``unless`` condition when it holds for this obligation now (skip the stage).
-
-    Facts come from the one fact builder, as for status rules: the person's local today at
-    the instant the stage fires, the requirement's grace period.
-    """
-    condition = stage.condition if stage is not None else None
-    if condition is None:
-        return None
-    requirement = (
-        pack.requirement(request.requirement_id) if pack and request.requirement_id else None
-    )
-    facts = build_facts(
-        request.facts(),
-        PersonAttributes.of(person),
-        today=local_today(person, request.fired_at),
-        grace_days=requirement.grace_days if requirement else 0,
-    )
-    return condition.text if condition.evaluate(facts) else None
-
-
 def ledger_stage(request: ReminderRequest) -> str:
     """The stage as the ledger keys it: ``c2:-30d`` for a certification's second cycle."""
     return f"c{request.cycle}:{request.stage}" if request.cycle is not None else request.stage
 
 
-def _business_days_only(pack: Pack | None, requirement_id: str | None) -> bool:
-    requirement = pack.requirement(requirement_id) if pack and requirement_id else None
-    policy = pack.policy_for(requirement) if pack and requirement else None
-    return bool(policy and policy.business_days_only)
+def resolved_people(resolved: Resolved) -> list[Person]:
+    """The directory entries among a stage's recipients (mailboxes and channels have none)."""
+    return [r.person for r in resolved.recipients if r.person is not None]
 
 
-def _pack_stage(pack: Pack | None, requirement_id: str | None, stage: str) -> Stage | None:
-    """The pack stage a workflow stage label (``-30d``, ``0d``, ``+7d``) stands for."""
-    if pack is None or requirement_id is None:
-        return None
-    requirement = pack.requirement(requirement_id)
-    policy = pack.policy_for(requirement) if requirement else None
-    if policy is None:
-        return None
-    try:
-        offset = parse_offset(stage)
-    except ValueError:
-        return None
-    return next((s for s in policy.stages if s.offset_days == offset), None)
+def _preferences(session: Session, people: Sequence[Person]) -> dict[str, Preference]:
+    """Each person's delivery preferences as plain data, by external id."""
+    found: dict[str, Preference] = {}
+    for person in people:
+        row = session.get(NotificationPreference, person.id)
+        found[person.external_id] = Preference(
+            time_zone=person.time_zone,
+            quiet_start=row.quiet_start if row else None,
+            quiet_end=row.quiet_end if row else None,
+            channels=list(row.channels) if row and row.channels is not None else None,
+            sms_opt_out=bool(row.sms_opt_out) if row else False,
+        )
+    return found
 
 
 class UnknownPerson(ApplicationError):
@@ -172,6 +151,7 @@ class ObligationActivities:
             channels or {},
             OutboxSender(),
             lease=timedelta(seconds=self._settings.send_lease_seconds),
+            ack_key=self._settings.key_ring().ack_link,
         )
         self._digest = digest
 
@@ -237,8 +217,38 @@ class ObligationActivities:
         because a provider refused Duly's credentials come back in ``deferred_until`` (with
         backoff), like quiet hours: the workflow runs the stage again then. People who left,
         or are on leave, are recorded ``skipped`` (see :mod:`notifications.recipients`).
+
+        Who gets what, when, is :func:`notifications.planning.plan_delivery`'s (pure); this
+        adapter reads the directory for it, then sends and records through the ledger.
         """
-        budget = _attempt_budget()
+        budget = _attempt_budget()  # the attempt's clock starts before the directory reads
+        plan, pack, learner_name = self._plan(request)
+        if plan.unless is not None:
+            return ReminderResult(
+                idempotency_key="",
+                status="skipped",
+                duplicate=False,
+                deliveries=[f"skipped: unless {plan.unless!r} holds"],
+            )
+        step = Step(
+            workflow_id=request.workflow_id,
+            pack_hash=request.pack_hash,
+            stage=ledger_stage(request),
+            kind=request.kind.value,
+            fired_at=request.fired_at,
+        )
+        lines = [f"{role}: nobody to notify" for role in plan.missing]
+        if plan.gone is not None:
+            return self._skip_stage(step, plan, plan.gone, lines)
+        skips = self._pass_over(step, plan, lines)
+        outcomes = self._deliver(request, step, plan, pack, learner_name, budget, lines)
+        later = _continue_later(outcomes + skips)
+        if later is not None:
+            raise later
+        return self._result(request, plan, outcomes, skips, lines)
+
+    def _plan(self, request: ReminderRequest) -> tuple[DeliveryPlan, Pack | None, str]:
+        """Read the learner, the pinned pack, the recipients and their preferences; plan."""
         with self._db.session() as session:
             person = self._person(
                 session.scalar(select(Person).where(Person.external_id == request.person)),
@@ -249,88 +259,85 @@ class ObligationActivities:
                 if request.pack_hash != BUILTIN_PACK
                 else None
             )
-            stage = _pack_stage(pack, request.requirement_id, request.stage)
-            skip = _unless_holds(stage, request, person, pack)
-            if skip is not None:
-                return ReminderResult(
-                    idempotency_key="",
-                    status="skipped",
-                    duplicate=False,
-                    deliveries=[f"skipped: unless {skip!r} holds"],
-                )
-            if stage is not None:
-                roles = [r.value for r in stage.notify]
-                channels = [c.value for c in stage.channels]
-            else:
-                roles = request.notify or ["learner"]
-                channels = request.channels or [request.channel]
-            recipients, missing, passed_over = resolve(person, roles, pack, stage)
-            gone = stage_skip(person)
-            learner_name = person.name
-            business_days = _business_days_only(pack, request.requirement_id)
-            preference = session.get(NotificationPreference, person.id)
-            fold_allowed = {
-                c for c in FOLDABLE if allowed(preference, person_recipient("learner", person), c)
-            }
-            deferred: dict[str, datetime] = {}
-            for recipient in recipients:
-                until = self._defer_until(session, request, recipient, business_days)
-                if until is not None:
-                    deferred[recipient.key] = until
-        step = Step(
-            workflow_id=request.workflow_id,
-            pack_hash=request.pack_hash,
-            stage=ledger_stage(request),
-            kind=request.kind.value,
-            fired_at=request.fired_at,
-        )
-        lines = [f"{role}: nobody to notify" for role in missing]
-        if gone is not None:
-            # The learner has left: nobody is reminded or escalated to about them.
-            code, reason = gone
-            everyone = [*recipients, *(p.recipient for p in passed_over)]
-            for recipient in everyone:
-                got = self._deliverer.skip(step, recipient, channels, code, reason)
-                lines += [f"{recipient.role} {o.channel} {o.status} ({code})" for o in got]
-            return ReminderResult(
-                idempotency_key="", status="skipped", duplicate=False, deliveries=lines
+            who = audience(request, pack)
+            resolved = resolve(person, who.roles, pack, who.stage)
+            plan = plan_delivery(
+                request=request,
+                pack=pack,
+                audience=who,
+                learner=Learner(person.external_id, person.time_zone, person_attributes(person)),
+                resolved=resolved,
+                preferences=_preferences(session, [person, *resolved_people(resolved)]),
+                digest=self._digest is not None,
             )
+            return plan, pack, person.name
+
+    def _skip_stage(
+        self, step: Step, plan: DeliveryPlan, gone: tuple[str, str], lines: list[str]
+    ) -> ReminderResult:
+        """The learner has left: nobody is reminded or escalated to about them (all skipped)."""
+        code, reason = gone
+        channels = plan.audience.channels
+        everyone = [
+            *(p.recipient for p in plan.recipients),
+            *(p.recipient for p in plan.passed_over),
+        ]
+        for recipient in everyone:
+            got = self._deliverer.skip(step, recipient, channels, code, reason)
+            lines += [f"{recipient.role} {o.channel} {o.status} ({code})" for o in got]
+        return ReminderResult(
+            idempotency_key="", status="skipped", duplicate=False, deliveries=lines
+        )
+
+    def _pass_over(self, step: Step, plan: DeliveryPlan, lines: list[str]) -> list[Outcome]:
+        """Record ``skipped`` for the people passed over for their employment status."""
         skips: list[Outcome] = []
-        for entry in passed_over:
-            got = self._deliverer.skip(step, entry.recipient, channels, entry.code, entry.reason)
+        for entry in plan.passed_over:
+            got = self._deliverer.skip(
+                step, entry.recipient, plan.audience.channels, entry.code, entry.reason
+            )
             skips += got
             lines += [f"{entry.recipient.role} {o.channel} {o.status}: {entry.reason}" for o in got]
+        return skips
+
+    def _deliver(
+        self,
+        request: ReminderRequest,
+        step: Step,
+        plan: DeliveryPlan,
+        pack: Pack | None,
+        learner_name: str,
+        budget: Budget | None,
+        lines: list[str],
+    ) -> list[Outcome]:
+        """Send (or queue for the digest) what the plan says goes out now.
+
+        Raises:
+            ApplicationError: Retryable, when a provider failed transiently (after every
+                recipient was tried: the ledger makes what went out a no-op on the retry).
+        """
         outcomes: list[Outcome] = []
         retry: RetryLater | None = None
-        for recipient in recipients:
-            if recipient.key in deferred:
+        for part in plan.recipients:
+            recipient = part.recipient
+            if part.deferred_until is not None:
                 lines.append(
-                    f"{recipient.role} deferred to {deferred[recipient.key].isoformat()}"
+                    f"{recipient.role} deferred to {part.deferred_until.isoformat()}"
                     " (quiet hours or weekend)"
                 )
                 continue
             render = self._renderer(request, recipient, learner_name, pack)
-            direct = list(channels)
-            if self._foldable(request, recipient):
-                folded = [c for c in channels if c in FOLDABLE and c in fold_allowed]
-                direct = [c for c in channels if c not in folded]
-                for channel in folded:
-                    notification_id, status = self._deliverer.queue(
-                        step, recipient, channel, render
-                    )
-                    if status == "failed":
-                        direct.append(channel)  # bounced: deliver() falls back at once
-                        continue
-                    if status != "queued":
-                        continue  # already went out (or was folded) on an earlier attempt
-                    assert self._digest is not None and recipient.person is not None
-                    self._digest.add(
-                        recipient.key,
-                        local_today(recipient.person, request.fired_at),
-                        channel,
-                        notification_id,
-                    )
-                    lines.append(f"{recipient.role} {channel} queued for today's digest")
+            direct = list(part.direct)
+            for channel in part.folded:
+                notification_id, status = self._deliverer.queue(step, recipient, channel, render)
+                if status == "failed":
+                    direct.append(channel)  # bounced: deliver() falls back at once
+                    continue
+                if status != "queued":
+                    continue  # already went out (or was folded) on an earlier attempt
+                assert self._digest is not None and part.digest_day is not None
+                self._digest.add(recipient.key, part.digest_day, channel, notification_id)
+                lines.append(f"{recipient.role} {channel} queued for today's digest")
             try:
                 got = self._deliverer.deliver(step, recipient, direct, render, budget)
             except RetryLater as error:
@@ -346,11 +353,19 @@ class ObligationActivities:
         if retry is not None:
             delay = timedelta(seconds=retry.retry_after) if retry.retry_after else None
             raise ApplicationError(f"transient provider failure: {retry}", next_retry_delay=delay)
-        later = _continue_later(outcomes + skips)
-        if later is not None:
-            raise later
+        return outcomes
+
+    def _result(
+        self,
+        request: ReminderRequest,
+        plan: DeliveryPlan,
+        outcomes: list[Outcome],
+        skips: list[Outcome],
+        lines: list[str],
+    ) -> ReminderResult:
+        """What the ledger holds, and when the workflow should run the stage again."""
         held = [o for o in outcomes if o.status == "held"]
-        wake_at = list(deferred.values())
+        wake_at = [p.deferred_until for p in plan.recipients if p.deferred_until is not None]
         if held:
             # Like quiet hours: the workflow sleeps (a completion meanwhile stops it) and runs
             # the stage again; workflow time, so the timer is right in tests that skip time.
@@ -365,7 +380,7 @@ class ObligationActivities:
             workflow_id=request.workflow_id,
             pack_hash=request.pack_hash,
             stage=ledger_stage(request),
-            recipient=person.external_id,
+            recipient=request.person,  # the learner's external id (looked up by it)
             channel=first.channel if first else request.channel,
         )
         return ReminderResult(
@@ -383,16 +398,6 @@ class ObligationActivities:
             initial * 2 ** max(0, min(attempts, 32) - 1), self._settings.held_retry_max_seconds
         )
         return timedelta(seconds=max(1, seconds))
-
-    def _foldable(self, request: ReminderRequest, recipient: Recipient) -> bool:
-        """Early reminders to a learner wait for the day's digest; due-day and overdue never."""
-        return (
-            self._digest is not None
-            and recipient.role == "learner"
-            and recipient.person is not None
-            and request.days_before_due > 0
-            and request.event is None  # a suspension or revocation notice goes out at once
-        )
 
     @activity.defn(name="send_digest")
     def send_digest(self, request: DigestRequest) -> DigestResult:
@@ -519,27 +524,12 @@ class ObligationActivities:
     ) -> datetime | None:
         """When a message to ``recipient`` may go out, if not now (None: now).
 
-        Quiet hours come from the person's preferences, weekends from the policy; both in the
-        recipient's time zone. A due-today or overdue notice is never deferred past its own day:
-        if the next allowed moment is on a later local day, it goes out now.
+        See :func:`notifications.planning.defer_until`; this reads the recipient's preferences.
         """
         if recipient.person is None:
             return None  # mailboxes and Slack channels have no quiet hours
-        preference = session.get(NotificationPreference, recipient.person.id)
-        allowed_at = next_allowed(
-            request.fired_at,
-            recipient.person.time_zone,
-            quiet_start=preference.quiet_start if preference else None,
-            quiet_end=preference.quiet_end if preference else None,
-            business_days_only=business_days,
-        )
-        if allowed_at <= request.fired_at:
-            return None
-        if request.days_before_due <= 0:
-            person = recipient.person
-            if local_today(person, allowed_at) != local_today(person, request.fired_at):
-                return None
-        return allowed_at
+        preference = _preferences(session, [recipient.person])[recipient.person.external_id]
+        return defer_until(request, preference, business_days=business_days)
 
     def _renderer(
         self, request: ReminderRequest, recipient: Recipient, learner_name: str, pack: Pack | None
@@ -557,7 +547,7 @@ class ObligationActivities:
                 # Bound to the ledger row's workflow, stage and recipient (see notifications.ack).
                 assert recipient.person is not None
                 token = make_ack_token(
-                    self._settings.secret_key.get_secret_value(),
+                    self._settings.key_ring().ack_link,
                     notification_id,
                     request.workflow_id,
                     ledger_stage(request),

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import AssignmentStarter, assignment_input
+from activities.packs import active_pack, load_version
 from duly.domain import (
     MAX_ERRORS,
     BulkAssignRequest,
@@ -23,9 +24,9 @@ from duly.domain import (
     BulkWindowResult,
     EmploymentStatus,
 )
+from rules import selectors
 from store.db import Database
 from store.models import Person
-from store.packs import active_pack, load_version
 
 #: Assignment starts in flight at once within a window.
 CHUNK = 50
@@ -44,7 +45,7 @@ _Row = tuple[int, str, list[str] | None, str | None, str | None, int | None]
 
 
 def select_people(rows: Iterable[_Row], selector: BulkSelector) -> list[str]:
-    """Filter directory rows by ``selector``.
+    """Filter directory rows by ``selector`` (see :func:`rules.selectors.select_people`).
 
     Args:
         rows: ``(id, external_id, roles, department, location, manager_id)`` of the active
@@ -57,35 +58,17 @@ def select_people(rows: Iterable[_Row], selector: BulkSelector) -> list[str]:
     Raises:
         ApplicationError: Non-retryable, when ``selector.manager`` is not an active person.
     """
-    rows = list(rows)
-    team: set[int] | None = None
-    if selector.manager is not None:
-        by_external = {row[1]: row[0] for row in rows}
-        if selector.manager not in by_external:
-            raise ApplicationError(
-                f"manager {selector.manager!r} is not an active person", non_retryable=True
-            )
-        reports: dict[int, list[int]] = {}
-        for row in rows:
-            if row[5] is not None:
-                reports.setdefault(row[5], []).append(row[0])
-        team, frontier = set(), [by_external[selector.manager]]
-        while frontier:
-            frontier = [r for m in frontier for r in reports.get(m, []) if r not in team]
-            team.update(frontier)
-    roles = set(selector.roles) if selector.roles is not None else None
-    departments = set(selector.departments) if selector.departments is not None else None
-    locations = set(selector.locations) if selector.locations is not None else None
-    people = set(selector.people) if selector.people is not None else None
-    return sorted(
-        external_id
-        for pk, external_id, person_roles, department, location, _ in rows
-        if (roles is None or roles.intersection(person_roles or ()))
-        and (departments is None or department in departments)
-        and (locations is None or location in locations)
-        and (team is None or pk in team)
-        and (people is None or external_id in people)
-    )
+    try:
+        return selectors.select_people(
+            rows,
+            roles=selector.roles,
+            departments=selector.departments,
+            locations=selector.locations,
+            manager=selector.manager,
+            people=selector.people,
+        )
+    except selectors.UnknownManager as error:
+        raise ApplicationError(str(error), non_retryable=True) from None
 
 
 class BulkActivities:

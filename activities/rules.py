@@ -19,6 +19,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import AssignmentStarter
+from activities.packs import load_version, person_attributes
+from activities.sweep import plan_sweep
 from duly.domain import (
     BUILTIN_PACK,
     DEFAULT_LADDER_DAYS,
@@ -41,12 +43,11 @@ from duly.domain import (
 )
 from rules.engine import Decision, FactsError, NoRuleMatched, engine_for
 from rules.model import Pack
-from rules.obligation_facts import PersonAttributes, build_facts, local_today
-from rules.service import SweepConflicts, apply_sweep, plan_sweep
+from rules.obligation_facts import build_facts, local_today
 from store.db import Database
 from store.models import Obligation, Person
 from store.obligations import ReplanTarget, moved_zone_targets
-from store.packs import load_version
+from store.sweep import SweepConflicts, apply_sweep
 
 #: Rows written per transaction by the sweep's write phase (short transactions: SQLite has one
 #: writer at a time, and workflows keep recording while a sweep runs).
@@ -145,8 +146,8 @@ class RulesActivities:
                 raise ApplicationError(
                     f"person {request.person!r} is not in the directory", non_retryable=True
                 )
-            today = local_today(person, request.as_of)
-            attributes = PersonAttributes.of(person)
+            today = local_today(person.time_zone, request.as_of)
+            attributes = person_attributes(person)
         requirement = pack.requirement(request.requirement_id)
         facts = build_facts(
             request.facts(),

@@ -25,6 +25,7 @@ from api.routers import (
     people,
     rules,
     scim,
+    tokens,
     verify,
     webhooks,
     xapi,
@@ -112,6 +113,7 @@ def create_app(
         webhooks,
         xapi,
         certifications,
+        tokens,
         verify,
         scim,
     ):

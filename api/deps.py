@@ -18,7 +18,7 @@ from duly.settings import Settings
 from store import audit
 from store.db import Database
 from store.models import Person
-from store.tokens import Principal, authenticate
+from store.tokens import Principal, Scope, TokenRejected, check_token
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `duly tokens create`.")
 
@@ -85,11 +85,55 @@ TemporalDep = Annotated[LazyTemporal, Depends(LazyTemporal)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
+#: What an integration token needs for each route it may call, by (method, route path). A route
+#: not listed here is closed to integration tokens whatever their role would allow (deny by
+#: default: a new route is not opened to machines by accident).
+INTEGRATION_SCOPES: dict[tuple[str, str], frozenset[Scope]] = {
+    ("POST", "/xapi/statements"): frozenset({Scope.XAPI_WRITE}),
+    ("POST", "/completions"): frozenset({Scope.COMPLETIONS_WRITE}),
+    ("POST", "/assignments/{assignment_id}/complete"): frozenset({Scope.COMPLETIONS_WRITE}),
+    ("POST", "/assignments/{assignment_id}/start"): frozenset({Scope.COMPLETIONS_WRITE}),
+    ("POST", "/assignments"): frozenset({Scope.ASSIGNMENTS_WRITE}),
+    # A machine that assigns or completes may read back the assignment it acted on.
+    ("GET", "/assignments/{assignment_id}"): frozenset(
+        {Scope.ASSIGNMENTS_WRITE, Scope.COMPLETIONS_WRITE}
+    ),
+    ("POST", "/people/import"): frozenset({Scope.PEOPLE_IMPORT}),
+    ("GET", "/people"): frozenset({Scope.PEOPLE_READ}),
+    ("GET", "/people/{external_id}"): frozenset({Scope.PEOPLE_READ}),
+}
+#: Scopes by path prefix, for route families a machine uses whole: an identity provider
+#: provisioning by SCIM calls every ``/scim/v2`` route and nothing else.
+INTEGRATION_SCOPE_PREFIXES: dict[str, frozenset[Scope]] = {
+    "/scim/v2/": frozenset({Scope.SCIM}),
+}
+
+
+def required_scopes(request: Request) -> frozenset[Scope]:
+    """Any one of these scopes lets an integration token call the matched route (empty: none)."""
+    route = request.scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not path:
+        return frozenset()
+    exact = INTEGRATION_SCOPES.get((request.method, str(path)))
+    if exact is not None:
+        return exact
+    for prefix, scopes in INTEGRATION_SCOPE_PREFIXES.items():
+        if str(path).startswith(prefix):
+            return scopes
+    return frozenset()
+
+
 def get_principal(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Authenticate the bearer token (401 when missing, unknown or revoked)."""
+    """Authenticate the bearer token against the directory as it stands now.
+
+    401 when missing, unknown, revoked, expired or its person is terminated; 403 when an
+    integration token lacks the route's scope (see :data:`INTEGRATION_SCOPES`).
+    """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -97,13 +141,29 @@ def get_principal(
             "(create one with `duly tokens create --role ROLE`)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    principal = authenticate(session, credentials.credentials)
-    if principal is None:
+    try:
+        principal = check_token(session, credentials.credentials)
+    except TokenRejected as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            detail="unknown or revoked token",
+            detail=str(exc),
             headers={"WWW-Authenticate": "Bearer"},
-        )
+        ) from None
+    if principal.scopes is not None:
+        needed = required_scopes(request)
+        if not needed & principal.scopes:
+            what = (
+                "scope " + " or ".join(sorted(s.value for s in needed))
+                if needed
+                else "a scope no integration token has"
+            )
+            granted = ", ".join(sorted(s.value for s in principal.scopes)) or "none"
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"this integration token may not do this: it needs {what} "
+                f"(granted: {granted}); create a token with `duly tokens create --role "
+                "integration --scope SCOPE`",
+            )
     return principal
 
 

@@ -266,11 +266,31 @@ def tokens_create(
         str | None, typer.Option(help="External id of the person (required for manager/learner)")
     ] = None,
     label: Annotated[str | None, typer.Option(help="A note to recognise the token by")] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Integration tokens: what it may do, repeatable: xapi:write, "
+            "completions:write, assignments:write, people:import, people:read, scim "
+            "(default: xapi:write only)"
+        ),
+    ] = None,
+    expires_in_days: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=3650, help="Days until it expires (default DULY_TOKEN_LIFETIME_DAYS)"
+        ),
+    ] = None,
+    no_expiry: Annotated[
+        bool, typer.Option("--no-expiry", help="Integration tokens only: never expires")
+    ] = False,
 ) -> None:
     """Create a bearer token and print it (it is stored hashed and cannot be shown again)."""
+    from datetime import timedelta
+
     from duly.domain import Role
+    from store import audit
     from store.db import Database
-    from store.tokens import TokenError, create_token
+    from store.tokens import TokenError, create_token, find_token, parse_scopes
 
     try:
         parsed = Role(role)
@@ -278,17 +298,113 @@ def tokens_create(
         err.print(f"[red]unknown role {role!r}[/]; use one of: {', '.join(r.value for r in Role)}")
         raise typer.Exit(2) from exc
     settings = load_settings()
+    if no_expiry and expires_in_days is not None:
+        err.print("[red]--no-expiry and --expires-in-days contradict each other[/]; give one")
+        raise typer.Exit(2)
+    days = expires_in_days or settings.token_lifetime_days
     db = Database(settings.resolved_database_url)
     try:
         with db.session() as session:
-            token = create_token(session, role=parsed, person_external_id=person, label=label)
+            token = create_token(
+                session,
+                role=parsed,
+                person_external_id=person,
+                label=label,
+                scopes=parse_scopes(scope) if scope else None,
+                lifetime=None if no_expiry else timedelta(days=days),
+            )
+            info = find_token(session, token)
+            assert info is not None
+            audit.record(
+                session,
+                actor=f"cli:{getpass.getuser()}",
+                actor_role="cli",
+                action="token.create",
+                target=f"token:{info.id}",
+                after={
+                    "prefix": info.prefix,
+                    "role": info.role,
+                    "person": info.person,
+                    "scopes": info.scopes,
+                    "expires_at": info.expires_at.isoformat() if info.expires_at else None,
+                },
+            )
     except TokenError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
     finally:
         db.dispose()
+    expiry = info.expires_at.date().isoformat() if info.expires_at else "never"
+    scopes = f", scopes {' '.join(info.scopes)}" if info.scopes is not None else ""
+    err.print(f"token {info.id} ({info.role}{scopes}) expires {expiry}")
     # Printed bare on stdout so scripts can capture it: TOKEN=$(duly tokens create ...)
     print(token)
+
+
+@tokens_app.command("list")
+def tokens_list(
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also expired, revoked and terminated people's tokens")
+    ] = False,
+) -> None:
+    """List tokens (id, first characters, role, person, scopes, expiry); never the secrets."""
+    from rich.table import Table
+
+    from store.db import Database
+    from store.tokens import list_tokens
+
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            infos = list_tokens(session, include_inactive=show_all)
+    finally:
+        db.dispose()
+    table = Table()
+    for column in ("id", "prefix", "role", "person", "label", "scopes", "expires", "state"):
+        table.add_column(column, overflow="fold")  # wrap, never cut: ids and scopes matter
+    for info in infos:
+        table.add_row(
+            str(info.id),
+            info.prefix,
+            info.role,
+            info.person or "",
+            info.label or "",
+            " ".join(info.scopes) if info.scopes is not None else "(role)",
+            info.expires_at.date().isoformat() if info.expires_at else "never",
+            info.state,
+        )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (see `duly tokens list`)")],
+) -> None:
+    """Revoke a token at once; its next request answers 401."""
+    from store import audit
+    from store.db import Database
+    from store.tokens import TokenError, revoke_token
+
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            info = revoke_token(session, token_id)
+            audit.record(
+                session,
+                actor=f"cli:{getpass.getuser()}",
+                actor_role="cli",
+                action="token.revoke",
+                target=f"token:{info.id}",
+                after={"prefix": info.prefix, "role": info.role, "person": info.person},
+            )
+    except TokenError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+    console.print(f"token {info.id} ({info.prefix}…, {info.role}) revoked")
 
 
 if __name__ == "__main__":
@@ -332,17 +448,16 @@ def _load_pack_or_exit(directory: Path) -> Any:
 
 def _directory_people() -> list[Any] | None:
     """The current directory for lint/preview, or None when the database is not set up."""
-    from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
 
+    from services.rules import directory
     from store.db import Database
-    from store.models import Person
 
     settings = load_settings()
     db = Database(settings.resolved_database_url)
     try:
         with db.session() as session:
-            people = list(session.scalars(select(Person)))
+            people = directory(session=session)
             session.expunge_all()
             return people
     except SQLAlchemyError:
@@ -372,11 +487,12 @@ def rules_lint(
     ] = True,
 ) -> None:
     """Find unreachable or missing status rules, empty stages, unused policies and more."""
+    from notifications.messages import lint_templates
     from rules.lint import Level, lint
 
     pack = _load_pack_or_exit(directory)
     people = _directory_people() if use_directory else None
-    findings = lint(pack, people)
+    findings = lint(pack, people, templates=lint_templates)
     for finding in findings:
         style = "red" if finding.level is Level.ERROR else "yellow"
         console.print(
@@ -396,7 +512,7 @@ def rules_test(directory: PackDir) -> None:
     """Run the pack's own test cases through durable_rules; exit 1 on any failure."""
     from rich.markup import escape
 
-    from rules.service import run_tests
+    from rules.cases import run_tests
 
     pack = _load_pack_or_exit(directory)
     results = run_tests(pack)
@@ -433,7 +549,7 @@ def rules_preview(
 
     from rich.table import Table
 
-    from rules.service import preview
+    from services.rules import preview
     from store.db import Database
 
     pack = _load_pack_or_exit(directory)
@@ -446,7 +562,7 @@ def rules_preview(
     db = Database(settings.resolved_database_url)
     try:
         with db.session() as session:
-            result = preview(session, pack, today=day)
+            result = preview(session=session, pack=pack, today=day)
     finally:
         db.dispose()
     if as_json:
@@ -485,9 +601,9 @@ def rules_deploy(
     author: Annotated[str | None, typer.Option(help="Who deploys (default: your login)")] = None,
 ) -> None:
     """Validate, lint and test a pack, store it with its hash, make it active, roll it out."""
-    from rules.service import deploy_blockers, start_rollout
+    from services.rules import deploy, deploy_blockers, start_rollout
     from store.db import Database
-    from store.packs import Migration, deploy
+    from store.packs import Migration
 
     try:
         mode = Migration(migration)
@@ -495,7 +611,7 @@ def rules_deploy(
         err.print(f"--migration must be grandfather, rebase or apply_now, not {migration!r}")
         raise typer.Exit(2) from None
     pack = _load_pack_or_exit(directory)
-    blockers = deploy_blockers(pack, _directory_people())
+    blockers = deploy_blockers(pack=pack, people=_directory_people())
     if blockers:
         err.print("[bold red]refusing to deploy:[/]")
         for problem in blockers:
@@ -515,7 +631,9 @@ def rules_deploy(
     db = Database(settings.resolved_database_url)
     try:
         with db.session() as session:
-            version = deploy(session, pack, author=who, message=message, migration=mode)
+            version = deploy(
+                session=session, pack=pack, author=who, message=message, migration=mode
+            )
             content_hash = version.content_hash
     finally:
         db.dispose()
@@ -524,7 +642,13 @@ def rules_deploy(
     )
     if client is not None:
         workflow_id = asyncio.run(
-            start_rollout(client, settings.temporal_task_queue, content_hash, mode.value, who)
+            start_rollout(
+                client=client,
+                task_queue=settings.temporal_task_queue,
+                pack_hash=content_hash,
+                mode=mode.value,
+                deployed_by=who,
+            )
         )
         console.print(f"roll-out to running workflows started: {workflow_id}")
 
@@ -534,14 +658,14 @@ def rules_versions() -> None:
     """List deployed pack versions, newest first."""
     from rich.table import Table
 
+    from services.rules import list_versions
     from store.db import Database
-    from store.packs import describe, versions
 
     settings = load_settings()
     db = Database(settings.resolved_database_url)
     try:
         with db.session() as session:
-            rows = [describe(v) for v in versions(session)]
+            rows = list_versions(session=session)
     finally:
         db.dispose()
     table = Table(title=f"{len(rows)} deployed versions")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -126,7 +127,6 @@ def load_demo(settings: Settings) -> dict[str, str]:
     from duly.domain import Role
     from store.db import Database
     from store.models import Person
-    from store.tokens import create_token
 
     db = Database(settings.resolved_database_url)
     try:
@@ -145,27 +145,69 @@ def load_demo(settings: Settings) -> dict[str, str]:
             learner = next(p for p in staff if p.manager is not None)
             manager = learner.manager
             assert manager is not None
-            tokens = {
-                "hr_admin": create_token(session, role=Role.HR_ADMIN, label="demo hr_admin"),
-                "manager": create_token(
-                    session,
-                    role=Role.MANAGER,
-                    person_external_id=manager.external_id,
-                    label="demo manager",
-                ),
-                "learner": create_token(
-                    session,
-                    role=Role.LEARNER,
-                    person_external_id=learner.external_id,
-                    label="demo learner",
-                ),
-                "auditor": create_token(session, role=Role.AUDITOR, label="demo auditor"),
-            }
+            tokens = _demo_tokens(
+                settings.data_dir,
+                session,
+                {
+                    "hr_admin": (Role.HR_ADMIN, None),
+                    "manager": (Role.MANAGER, manager.external_id),
+                    "learner": (Role.LEARNER, learner.external_id),
+                    "auditor": (Role.AUDITOR, None),
+                },
+                lifetime=timedelta(days=settings.token_lifetime_days),
+            )
             tokens["manager_person"] = manager.external_id
             tokens["learner_person"] = learner.external_id
         asyncio.run(_assign_demo(settings, staff, pack))
     finally:
         db.dispose()
+    return tokens
+
+
+#: Where ``duly dev`` keeps its demo tokens between starts (mode 0600, in the data dir).
+DEMO_TOKENS_FILE = "demo_tokens.json"
+
+
+def _demo_tokens(
+    data_dir: Path,
+    session: Any,
+    wanted: dict[str, tuple[Any, str | None]],
+    *,
+    lifetime: timedelta,
+) -> dict[str, str]:
+    """The demo's tokens by name: those of an earlier start while they still work, else new.
+
+    Tokens are stored hashed, so the clear values a restart shows again live in
+    ``data_dir/demo_tokens.json`` (0600), like the development key beside it. A token that was
+    revoked, expired, or belongs to another person or role now is replaced.
+    """
+    from store.tokens import create_token, find_token
+
+    path = data_dir / DEMO_TOKENS_FILE
+    try:
+        kept = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        kept = {}
+    tokens: dict[str, str] = {}
+    for name, (role, person) in wanted.items():
+        previous = kept.get(name) if isinstance(kept, dict) else None
+        info = find_token(session, previous) if isinstance(previous, str) else None
+        if (
+            info is not None
+            and info.state == "active"
+            and info.role == role.value
+            and info.person == person
+        ):
+            tokens[name] = str(previous)
+            continue
+        tokens[name] = create_token(
+            session, role=role, person_external_id=person, label=f"demo {name}", lifetime=lifetime
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(tokens, handle)
+    path.chmod(0o600)
     return tokens
 
 
@@ -175,8 +217,10 @@ DEMO_PACK = Path(__file__).resolve().parents[1] / "rules" / "packs" / "medical-p
 
 def deploy_demo_pack(db: Any) -> Pack | None:
     """Deploy the medical-practice example pack unless a pack is already active; the active one."""
+    from activities.packs import active_pack
     from rules.loader import load_pack
-    from store.packs import Migration, active_pack, deploy
+    from services.rules import deploy
+    from store.packs import Migration
 
     with db.session() as session:
         current = active_pack(session)
@@ -184,7 +228,13 @@ def deploy_demo_pack(db: Any) -> Pack | None:
             console.print(f"rules pack: {current.info.name} {current.content_hash[:12]} (active)")
             return current
         pack = load_pack(DEMO_PACK)
-        deploy(session, pack, author="demo", message="demo pack", migration=Migration.GRANDFATHER)
+        deploy(
+            session=session,
+            pack=pack,
+            author="demo",
+            message="demo pack",
+            migration=Migration.GRANDFATHER,
+        )
     console.print(f"rules pack: deployed {pack.info.name} {pack.content_hash[:12]}")
     return pack
 

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from duly.domain import MIN_DATE, DateWindow, InstantWindow, date_window, instant_window
+from duly.keys import MIN_SECRET_LENGTH, KeyRing, load_or_create_key_file
 
-#: The secret shipped for local development. Production refuses to start with it.
+#: The constant development secret of earlier versions. Refused in production; ignored elsewhere
+#: (a random key is generated instead), because everyone knows it.
 DEV_SECRET_KEY = "duly-dev-secret-change-me"
+
+#: ``DULY_ENV=test`` without ``DULY_SECRET_KEY``: one random key per process, never written.
+_PROCESS_TEST_KEY = secrets.token_urlsafe(48)
 
 
 class Environment(StrEnum):
@@ -58,7 +71,19 @@ class Settings(BaseSettings):
         default=None, description="Base URL used in links sent to people (defaults to the API)."
     )
 
-    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Master key; per-purpose keys (acknowledgement links, sign-in links) are "
+        "derived from it with HKDF. Required in production; elsewhere generated into "
+        "data_dir/secret_key (mode 0600) on first start.",
+    )
+    token_lifetime_days: int = Field(
+        default=90,
+        ge=1,
+        le=3_650,
+        description="Days a new person token (learner, manager, hr_admin, auditor) and, unless "
+        "created with --no-expiry, a new integration token stays valid.",
+    )
     log_level: str = "INFO"
 
     # Providers. A channel without credentials falls back to the outbox. The *_base_url settings
@@ -205,8 +230,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env is Environment.PRODUCTION:
-            secret = self.secret_key.get_secret_value()
-            if secret == DEV_SECRET_KEY or len(secret) < 32:
+            secret = self.secret_key.get_secret_value() if self.secret_key else ""
+            if secret == DEV_SECRET_KEY or len(secret) < MIN_SECRET_LENGTH:
                 raise SettingsError(
                     "DULY_SECRET_KEY is missing, is the development default, or is shorter than "
                     "32 characters; production refuses to start with it. Generate one with "
@@ -220,6 +245,27 @@ class Settings(BaseSettings):
                     "default is for development only."
                 )
         return self
+
+    _key_ring: KeyRing | None = PrivateAttr(default=None)
+
+    def key_ring(self) -> KeyRing:
+        """The per-purpose keys (see :mod:`duly.keys`), resolved on first use.
+
+        ``DULY_SECRET_KEY`` when set (production requires it). Otherwise, in ``dev``, a random
+        key generated once into ``data_dir/secret_key`` (mode 0600) and reused on every start,
+        so links sent before a restart keep working; in ``test``, a random key per process.
+        The old constant development secret counts as unset outside production.
+        """
+        if self._key_ring is None:
+            given = self.secret_key.get_secret_value() if self.secret_key else ""
+            if given and given != DEV_SECRET_KEY:
+                master = given
+            elif self.env is Environment.TEST:
+                master = _PROCESS_TEST_KEY
+            else:
+                master = load_or_create_key_file(self.data_dir)
+            self._key_ring = KeyRing(master)
+        return self._key_ring
 
     def due_date_window(self, today: date | None = None) -> DateWindow:
         """The due/expiry dates a caller may give, from ``today`` (default: today in UTC)."""

@@ -3,10 +3,12 @@
 A token names one notification ledger row and an expiry, and is authenticated by an HMAC that
 also binds the row's workflow id, stage and recipient::
 
-    v1.<ledger row id>.<expiry, unix seconds>.<base64url HMAC-SHA256, first 128 bits>
+    v2.<ledger row id>.<expiry, unix seconds>.<base64url HMAC-SHA256, first 128 bits>
 
-The MAC input is ``f"{id}|{exp}|{workflow_id}|{stage}|{recipient}"`` keyed with the app's secret
-key. Only the id and expiry travel in the token (and so in URLs, mail logs and Slack button
+The MAC input is ``f"{id}|{exp}|{workflow_id}|{stage}|{recipient}"`` keyed with the
+acknowledgement-link key, derived from ``DULY_SECRET_KEY`` by HKDF (:mod:`duly.keys`,
+``Purpose.ACK_LINK``); ``v1`` tokens were keyed with the master key itself and no longer verify.
+Only the id and expiry travel in the token (and so in URLs, mail logs and Slack button
 values); the workflow id, stage and recipient are looked up from the ledger when the token is
 verified, so a token for a deleted or re-used row id no longer verifies.
 
@@ -15,6 +17,11 @@ Verification raises exactly one of two errors and nothing else, whatever the inp
 * :class:`AckTokenInvalid` — malformed, forged, tampered with, signed with another key, or for
   a ledger row that does not exist;
 * :class:`AckTokenExpired` — authentic, but past its expiry.
+
+**A token is a credential of its recipient: it is never stored.** Messages are rendered with a
+live token at send time; the ledger (``GET /notifications``, which HR, auditors, managers and
+integrations read) keeps the redacted form, ``…/ack/<redacted>`` (:func:`redact`). A queued
+message sent later gets a fresh token for its row (:func:`restore`).
 """
 
 from __future__ import annotations
@@ -25,13 +32,22 @@ import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from store.models import Notification
 
-VERSION = "v1"
+VERSION = "v2"
+#: How long a link stays valid after its reminder fired.
+ACK_LINK_LIFETIME = timedelta(days=45)
+#: What the ledger keeps in place of a token.
+REDACTED = "<redacted>"
+#: Any acknowledgement token (every version), as it appears in text, URLs, HTML and JSON.
+TOKEN_PATTERN = re.compile(
+    r"(?<![A-Za-z0-9_.-])v[0-9]+\.[0-9]+\.[0-9]+\.[A-Za-z0-9_-]{22}(?![A-Za-z0-9_-])"
+)
 #: Bytes of the HMAC-SHA256 kept in the token (128 bits).
 MAC_BYTES = 16
 #: Longer inputs are rejected before any parsing or database work.
@@ -84,10 +100,10 @@ class AckClaim:
 
 
 def _mac(
-    secret: str, notification_id: int, exp: int, workflow_id: str, stage: str, recipient: str
+    key: bytes, notification_id: int, exp: int, workflow_id: str, stage: str, recipient: str
 ) -> str:
     message = f"{notification_id}|{exp}|{workflow_id}|{stage}|{recipient}".encode()
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()[:MAC_BYTES]
+    digest = hmac.new(key, message, hashlib.sha256).digest()[:MAC_BYTES]
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
@@ -98,7 +114,7 @@ def _epoch(moment: datetime) -> int:
 
 
 def make_ack_token(
-    secret: str,
+    key: bytes,
     notification_id: int,
     workflow_id: str,
     stage: str,
@@ -108,7 +124,8 @@ def make_ack_token(
     """Issue a token acknowledging ledger row ``notification_id`` until ``expires_at``.
 
     Args:
-        secret: The signing key (``DULY_SECRET_KEY``).
+        key: The acknowledgement-link key (``settings.key_ring().ack_link``), never the
+            master key.
         notification_id: The ledger row the token acknowledges.
         workflow_id: That row's workflow id (bound by the MAC, not carried).
         stage: That row's stage (bound by the MAC, not carried).
@@ -119,21 +136,21 @@ def make_ack_token(
         A URL-safe token of about 45 characters.
 
     Raises:
-        ValueError: Empty secret, negative id or naive ``expires_at``.
+        ValueError: Short key, negative id or naive ``expires_at``.
     """
-    if not secret:
-        raise ValueError("secret must not be empty")
+    if len(key) < 16:
+        raise ValueError("the acknowledgement-link key must be at least 16 bytes")
     if notification_id < 0:
         raise ValueError("notification_id must not be negative")
     exp = _epoch(expires_at)
     if exp < 0:
         raise ValueError("expires_at must be after 1970")
-    mac = _mac(secret, notification_id, exp, workflow_id, stage, recipient)
+    mac = _mac(key, notification_id, exp, workflow_id, stage, recipient)
     return f"{VERSION}.{notification_id}.{exp}.{mac}"
 
 
 def verify_ack_token(
-    secret: str, token: str, lookup: Lookup, *, now: datetime | None = None
+    key: bytes, token: str, lookup: Lookup, *, now: datetime | None = None
 ) -> AckClaim:
     """Check ``token`` and return what it acknowledges.
 
@@ -141,7 +158,7 @@ def verify_ack_token(
     reported as expired.
 
     Args:
-        secret: The signing key the token was issued with.
+        key: The acknowledgement-link key the token was issued with.
         token: The token as received (any string).
         lookup: Maps a ledger row id to ``(workflow_id, stage, recipient)``, None if unknown.
         now: The current time (tests); the wall clock otherwise.
@@ -153,7 +170,7 @@ def verify_ack_token(
         AckTokenInvalid: Malformed, forged, tampered with or for an unknown row.
         AckTokenExpired: Authentic but expired.
     """
-    if not secret or not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+    if len(key) < 16 or not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
         raise AckTokenInvalid("malformed token")
     parts = token.split(".")
     if (
@@ -173,7 +190,7 @@ def verify_ack_token(
     if bound is None:
         raise AckTokenInvalid("unknown token")
     workflow_id, stage, recipient = bound
-    expected = _mac(secret, notification_id, exp, workflow_id, stage, recipient)
+    expected = _mac(key, notification_id, exp, workflow_id, stage, recipient)
     if not hmac.compare_digest(expected.encode("ascii"), parts[3].encode("ascii")):
         raise AckTokenInvalid("bad signature")
     claim = AckClaim(notification_id, workflow_id, stage, recipient, expires_at)
@@ -198,9 +215,9 @@ def recipient_of(row: Notification) -> str:
     return f"role:{row.recipient_role or 'unknown'}"
 
 
-def token_for(secret: str, row: Notification, expires_at: datetime) -> str:
+def token_for(key: bytes, row: Notification, expires_at: datetime) -> str:
     """Issue a token for a ledger row (the delivery layer's entry point)."""
-    return make_ack_token(secret, row.id, row.workflow_id, row.stage, recipient_of(row), expires_at)
+    return make_ack_token(key, row.id, row.workflow_id, row.stage, recipient_of(row), expires_at)
 
 
 def ledger_lookup(session: Session) -> Lookup:
@@ -215,3 +232,35 @@ def ledger_lookup(session: Session) -> Lookup:
         return row.workflow_id, row.stage, recipient_of(row)
 
     return lookup
+
+
+def redact(text: str) -> str:
+    """``text`` with every acknowledgement token replaced by ``<redacted>``."""
+    return TOKEN_PATTERN.sub(REDACTED, text)
+
+
+def redact_json(value: Any) -> Any:
+    """A JSON value (Slack blocks, a payload) with every token in every string redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [redact_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: redact_json(item) for key, item in value.items()}
+    return value
+
+
+def restore(text: str, token: str) -> str:
+    """A redacted message made sendable again: each ``<redacted>`` becomes ``token``."""
+    return text.replace(REDACTED, token)
+
+
+def restore_json(value: Any, token: str) -> Any:
+    """:func:`restore` through a JSON value."""
+    if isinstance(value, str):
+        return restore(value, token)
+    if isinstance(value, list):
+        return [restore_json(item, token) for item in value]
+    if isinstance(value, dict):
+        return {key: restore_json(item, token) for key, item in value.items()}
+    return value

@@ -28,6 +28,12 @@ The remaining window: a worker that dies after the provider accepted a message b
 outcome was committed leaves a ``pending`` row whose lease expires; the next attempt sends
 again. Providers offer no idempotency keys for these APIs (SendGrid, Twilio SMS, Slack chat), so
 this is the smallest window the design allows; it is logged as ``resumed pending``.
+
+**No usable acknowledgement token is stored.** The provider gets the message as rendered, with
+its live link; the ledger row keeps it redacted (``…/ack/<redacted>``, see
+:func:`notifications.ack.redact`), because HR, auditors, managers and integrations read the
+ledger and a token acts as its learner. Each attempt renders again (a fresh link); a queued
+message released later gets a fresh token for its row (:meth:`Deliverer.release`).
 """
 
 from __future__ import annotations
@@ -39,11 +45,21 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from notifications.ack import (
+    ACK_LINK_LIFETIME,
+    REDACTED,
+    redact,
+    redact_json,
+    restore,
+    restore_json,
+    token_for,
+)
 from notifications.channels import (
     Channel,
     ChannelMessage,
@@ -248,8 +264,22 @@ def step_key(step: Step, recipient: Recipient, channel: str) -> str:
     )
 
 
+class ChannelChoice(Protocol):
+    """A person's channel preferences (``store.models.NotificationPreference`` fits)."""
+
+    @property
+    def channels(self) -> list[str] | None:
+        """The channels they accept (None: every channel)."""
+        ...
+
+    @property
+    def sms_opt_out(self) -> bool:
+        """They answered STOP to an SMS."""
+        ...
+
+
 def allowed(
-    preference: NotificationPreference | None,
+    preference: ChannelChoice | None,
     recipient: Recipient,
     channel: str,
     *,
@@ -285,12 +315,19 @@ class Deliverer:
         outbox: Channel,
         *,
         lease: timedelta = DEFAULT_LEASE,
+        ack_key: bytes | None = None,
     ) -> None:
-        """Bind the database, the provider channels by name, the outbox fallback and the lease."""
+        """Bind the database, channels by name, the outbox fallback, the lease and link key.
+
+        ``ack_key`` (``settings.key_ring().ack_link``) re-signs the acknowledgement link of a
+        queued message when it is released; without it such a message goes out with its link
+        redacted.
+        """
         self._db = db
         self._channels = dict(channels)
         self._outbox = outbox
         self.lease = lease
+        self._ack_key = ack_key
 
     def _channel(self, name: str) -> Channel:
         # in_app lives in the ledger (the app shows it); a channel without credentials too.
@@ -499,7 +536,8 @@ class Deliverer:
                         row.id,
                     )
             rendered = render(channel, row.id)
-            row.subject, row.body = rendered.subject[:300], rendered.text
+            # The provider gets the live link; the ledger keeps it redacted.
+            row.subject, row.body = redact(rendered.subject)[:300], redact(rendered.text)
             row.attempts += 1
             row.fallback_of = fallback_of
             row.provider = self._channel(channel).provider
@@ -661,15 +699,19 @@ class Deliverer:
             if existed and row.status != "pending":
                 return row.id, row.status
             rendered = render(channel, row.id)
-            row.subject, row.body = rendered.subject[:300], rendered.text
-            row.payload = {"html": rendered.html, "blocks": rendered.blocks}
+            # Kept redacted until it is sent: release() signs a fresh link for the row.
+            row.subject, row.body = redact(rendered.subject)[:300], redact(rendered.text)
+            row.payload = {
+                "html": redact(rendered.html) if rendered.html is not None else None,
+                "blocks": redact_json(rendered.blocks),
+            }
             row.status = "queued"
             return row.id, row.status
 
     def release(
         self, notification_id: int, recipient: Recipient, budget: Budget | None = None
     ) -> Outcome:
-        """Send a queued message as it was rendered (a digest of one)."""
+        """Send a queued message as it was rendered (a digest of one), with a fresh link."""
         with self._db.session() as session:
             row = session.get(Notification, notification_id)
             assert row is not None
@@ -680,11 +722,25 @@ class Deliverer:
                 html=(row.payload or {}).get("html"),
                 blocks=(row.payload or {}).get("blocks"),
             )
+            stored = self._relink(row, stored)
             channel = row.channel
         [outcome, *_] = self._send_with_fallback(
             step, recipient, channel, lambda _c, _n: stored, None, set(), budget
         )
         return outcome
+
+    def _relink(self, row: Notification, stored: Rendered) -> Rendered:
+        """A stored (redacted) message with a freshly signed link for ``row``."""
+        parts = (stored.subject, stored.text, stored.html or "", str(stored.blocks or ""))
+        if self._ack_key is None or not any(REDACTED in part for part in parts):
+            return stored
+        token = token_for(self._ack_key, row, row.fired_at + ACK_LINK_LIFETIME)
+        return Rendered(
+            subject=restore(stored.subject, token),
+            text=restore(stored.text, token),
+            html=restore(stored.html, token) if stored.html is not None else None,
+            blocks=restore_json(stored.blocks, token),
+        )
 
     def fold(
         self,

@@ -95,6 +95,7 @@ from markupsafe import Markup
 
 from notifications.sandbox import BoundedSandbox, render_bounded, render_budget
 from notifications.sms import fit_sms
+from rules.lint import Finding, Level
 
 if TYPE_CHECKING:
     from rules.model import Pack
@@ -566,3 +567,19 @@ def unused_templates(pack: Pack) -> list[str]:
                 " with part subject, txt, html (email), json (slack)"
             )
     return unused
+
+
+def lint_templates(pack: Pack) -> list[Finding]:
+    """The lint findings of ``pack``'s templates (pass to :func:`rules.lint.lint`).
+
+    Missing templates and templates that fail to render are errors; overrides no lookup uses
+    are warnings.
+    """
+    findings = [Finding(Level.ERROR, "missing-template", p) for p in missing_templates(pack)]
+    for problem in template_errors(pack):
+        # Over the sandbox's bounds (notifications.sandbox): its own code, so it is not taken
+        # for a typo; at send time it would fail without retrying.
+        code = "template-too-expensive" if "TemplateLimitError" in problem else "template-error"
+        findings.append(Finding(Level.ERROR, code, problem, problem.split(":", 1)[0]))
+    findings += [Finding(Level.WARNING, "unused-template", p) for p in unused_templates(pack)]
+    return findings

@@ -94,14 +94,16 @@ class OutboxChannel:
                 raise
             return Delivery(winner.id, winner.status, duplicate=True)
         row.provider_message_id = f"outbox-{row.id}"
-        # Person ids only: addresses and names are personal data and stay out of logs.
+        # External ids only: addresses and names are personal data and stay out of logs. The
+        # subject is left out too: a manager's or HR's subject names the learner.
         log.info(
-            "OUTBOX %s to person %s [%s %s]: %s",
+            "OUTBOX %s to person %s [%s %s]: %s notification %s",
             message.channel,
             message.person_external_id,
             message.workflow_id,
             message.stage,
-            message.subject,
+            message.kind,
+            row.id,
         )
         return Delivery(row.id, row.status, duplicate=False)
 
@@ -117,17 +119,22 @@ class OutboxSender:
     provider = "outbox"
 
     def send(self, message: ChannelMessage) -> SendResult:
-        """Log the message; the delivery layer has already written it to the ledger."""
+        """Log the message; the delivery layer has already written it to the ledger.
+
+        The line names the recipient by external id (or role) and points at the ledger row;
+        never the subject or body, which name the learner in a manager's or HR's message.
+        """
         meta = message.metadata
+        recipient = meta.get("recipient", "?")
+        default = "yes" if recipient.startswith("p") else "no"
+        is_person = meta.get("recipient_is_person", default) == "yes"
         log.info(
-            "OUTBOX %s to %s [%s %s]: %s",
+            "OUTBOX %s to %s [%s %s]: notification %s (GET /notifications)",
             meta.get("channel", "email"),
-            f"person {meta['recipient']}"
-            if meta.get("recipient", "").startswith("p")
-            else meta.get("recipient", "?"),
+            f"person {recipient}" if is_person else recipient,
             meta.get("workflow_id", ""),
             meta.get("stage", ""),
-            message.subject,
+            meta.get("notification_id", "?"),
         )
         return SendResult(
             provider=self.provider, provider_message_id=f"outbox-{meta.get('notification_id', '')}"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from notifications.delivery import Recipient
 from rules.model import Pack, Stage
@@ -67,7 +67,21 @@ class Resolved(NamedTuple):
     passed_over: list[PassedOver]
 
 
-def stage_skip(learner: Person) -> tuple[str, str] | None:
+class Employee(Protocol):
+    """Who an obligation belongs to, as far as :func:`stage_skip` cares (a ``Person`` fits)."""
+
+    @property
+    def external_id(self) -> str:
+        """The directory's id."""
+        ...
+
+    @property
+    def employment_status(self) -> str:
+        """active, leave or terminated."""
+        ...
+
+
+def stage_skip(learner: Employee) -> tuple[str, str] | None:
     """(code, reason) when no one may be notified about ``learner`` at all: they have left."""
     if learner.employment_status == "terminated":
         return (

@@ -6,7 +6,7 @@ Errors make ``duly rules lint`` (and a deploy) fail; warnings are shown and allo
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -74,13 +74,25 @@ def _show(point: dict[str, object]) -> str:
     return ", ".join(parts)
 
 
-def lint(pack: Pack, people: Sequence[DirectoryPerson] | None = None) -> list[Finding]:
+#: Checks of a pack's message templates (``notifications.messages.lint_templates``): the
+#: templates belong to the notifications layer, above this one, so the caller passes them in.
+TemplateCheck = Callable[[Pack], Iterable[Finding]]
+
+
+def lint(
+    pack: Pack,
+    people: Sequence[DirectoryPerson] | None = None,
+    *,
+    templates: TemplateCheck | None = None,
+) -> list[Finding]:
     """Every finding for ``pack``.
 
     Args:
         pack: A pack that loaded (see :func:`rules.loader.load_pack`).
         people: The current directory, to find requirements that apply to nobody (skipped when
             None).
+        templates: The template checks (None: templates are not checked; the CLI, the API
+            and deploys pass ``notifications.messages.lint_templates``).
 
     Returns:
         Findings, errors first.
@@ -90,7 +102,7 @@ def lint(pack: Pack, people: Sequence[DirectoryPerson] | None = None) -> list[Fi
         *_policies(pack),
         *_requirements(pack, people),
         *_tests(pack),
-        *_templates(pack),
+        *(templates(pack) if templates is not None else ()),
         *_mentorship(pack),
         *_programs(pack),
     ]
@@ -246,21 +258,6 @@ def _tests(pack: Pack) -> Iterable[Finding]:
                 f"no test expects status rule '{rule.name}'",
                 *locate(pack, "name", rule.name),
             )
-
-
-def _templates(pack: Pack) -> Iterable[Finding]:
-    # Imported here: notifications depends on rules.model, not the other way round.
-    from notifications.messages import missing_templates, template_errors, unused_templates
-
-    for problem in missing_templates(pack):
-        yield Finding(Level.ERROR, "missing-template", problem)
-    for problem in template_errors(pack):
-        # Over the sandbox's bounds (notifications.sandbox): its own code, so it is not taken
-        # for a typo; at send time it would fail without retrying.
-        code = "template-too-expensive" if "TemplateLimitError" in problem else "template-error"
-        yield Finding(Level.ERROR, code, problem, problem.split(":", 1)[0])
-    for problem in unused_templates(pack):
-        yield Finding(Level.WARNING, "unused-template", problem)
 
 
 def _mentorship(pack: Pack) -> Iterable[Finding]:

@@ -16,7 +16,9 @@ import difflib
 import hashlib
 import os
 import re
+import tempfile
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
@@ -165,6 +167,58 @@ def load_pack(directory: Path | str) -> Pack:
     # Pack strips whitespace from every str (str_strip_whitespace), templates and files included;
     # keep the texts exactly as read so they match content_hash.
     return pack.model_copy(update={"templates": templates, "files": texts})
+
+
+_NAME = re.compile(r"^(templates/([A-Za-z0-9_.-]+/)*)?[A-Za-z0-9_.-]+$")
+
+
+def pack_from_files(files: Mapping[str, str]) -> Pack:
+    """Load a pack from its files (stored, or uploaded through the API) exactly as from a directory.
+
+    Args:
+        files: Relative file name -> text, as :attr:`rules.model.Pack.files` holds them.
+
+    Raises:
+        PackInvalid: A file name that is not a plain pack file name, or anything
+            :func:`load_pack` finds.
+    """
+    bad = [
+        PackIssue(
+            name[:80],
+            1,
+            1,
+            "file names are plain names like requirements.yaml or templates/<dir>/<name>.j2"
+            " (no '..', '/' at the start or backslashes)",
+        )
+        for name in files
+        # "." names the directory itself (writing it was an IsADirectoryError, a 500).
+        if not _NAME.match(name) or {".", ".."} & set(name.split("/"))
+    ]
+    if bad:
+        raise PackInvalid(bad)
+    # The loader reads a directory: write the texts to a private scratch one (no shared state).
+    with tempfile.TemporaryDirectory(prefix="duly-pack-") as tmp:
+        root = Path(tmp)
+        for name, text in files.items():
+            target = root / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        try:
+            return load_pack(root)
+        except PackInvalid as invalid:
+            # Directory-level issues name the directory: the server's temporary path, an
+            # internal no client should see. Name it "(pack)" instead.
+            raise PackInvalid(
+                [
+                    PackIssue(
+                        issue.file.replace(tmp, "(pack)"),
+                        issue.line,
+                        issue.column,
+                        issue.message.replace(tmp, "(pack)"),
+                    )
+                    for issue in invalid.issues
+                ]
+            ) from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Every path that decides or tests an obligation goes through :func:`build_facts`, with plain data
 in: ``decide_status`` (from the workflow's request), a stage's ``unless`` (from the reminder
-request), the nightly sweep and ``rules preview`` (from the read model, which stores every
-obligation fact the workflows feed). So a sweep at the same instant, with the same pack,
+request, in :func:`notifications.planning.plan_delivery`), the nightly sweep and
+``rules preview`` (from the read model, which stores every obligation fact the workflows feed).
+No database rows come in: callers pass :class:`duly.domain.ObligationFacts` and
+:class:`PersonAttributes` snapshots. So a sweep at the same instant, with the same pack,
 decides exactly what the workflow decided.
 """
 
@@ -21,21 +23,6 @@ from rules.facts import complete_facts
 class _HasTimeZone(Protocol):
     @property
     def time_zone(self) -> str: ...
-
-
-class _DirectoryEntry(Protocol):
-    """What the directory knows of a person (``store.models.Person`` fits)."""
-
-    @property
-    def roles(self) -> list[str] | None: ...
-    @property
-    def department(self) -> str | None: ...
-    @property
-    def location(self) -> str | None: ...
-    @property
-    def employer(self) -> str | None: ...
-    @property
-    def employment_status(self) -> str: ...
 
 
 def local_today(person: _HasTimeZone | str, now: datetime | None = None) -> date:
@@ -56,7 +43,11 @@ def local_today(person: _HasTimeZone | str, now: datetime | None = None) -> date
 
 
 class PersonAttributes(BaseModel):
-    """A person's directory attributes, as facts (``roles``, ``department``...)."""
+    """A person's directory attributes, as facts (``roles``, ``department``...).
+
+    Plain data: the caller builds it from its directory row
+    (``activities.packs.person_attributes``).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -65,17 +56,6 @@ class PersonAttributes(BaseModel):
     location: str = ""
     employer: str = ""
     employment_status: str = "active"
-
-    @classmethod
-    def of(cls, person: _DirectoryEntry) -> PersonAttributes:
-        """Read the attributes of a directory entry (empty text for missing values)."""
-        return cls(
-            roles=list(person.roles or []),
-            department=person.department or "",
-            location=person.location or "",
-            employer=person.employer or "",
-            employment_status=person.employment_status,
-        )
 
 
 def build_facts(

@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import NotAnAssignment, assignment_input, utc_offset_minutes
+from activities.packs import active_pack
 from duly.domain import (
     ID_PATTERN,
     AcknowledgeSignal,
@@ -39,7 +40,6 @@ from services.restarts import describe_previous
 from services.temporal import signal
 from store import audit
 from store.models import Person
-from store.packs import active_pack
 from store.tokens import Principal
 from workflows.assignment import AssignmentWorkflow
 

@@ -14,10 +14,10 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.packs import active_pack
 from duly.domain import ObligationKind, Role
 from services.errors import Invalid, NotFound, Unavailable
 from store import audit
-from store.packs import active_pack
 from store.tokens import Principal
 from workflows.bulk import (
     BulkAssignInput,

@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import utc_offset_minutes
+from activities.packs import active_pack, load_version
 from duly.domain import (
     ID_PATTERN,
     CeCredit,
@@ -49,7 +50,6 @@ from services.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from services.temporal import signal
 from store import audit
 from store.models import Certificate, Obligation, Person
-from store.packs import active_pack, load_version
 from store.tokens import Principal
 from workflows.certification import CertificationWorkflow
 

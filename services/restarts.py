@@ -27,6 +27,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import assignment_input, utc_offset_minutes
+from activities.packs import active_pack, load_version
 from duly.domain import (
     BUILTIN_PACK,
     ID_PATTERN,
@@ -45,7 +46,6 @@ from duly.settings import Settings
 from rules.model import Pack
 from store import audit
 from store.models import AuditEntry, Obligation, Person
-from store.packs import active_pack, load_version
 from workflows.assignment import AssignmentWorkflow
 from workflows.certification import CertificationWorkflow
 

@@ -213,6 +213,10 @@ class ApiToken(Base):
     label: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: None: never expires (only an integration token created with ``--no-expiry``).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Integration tokens: what they may do (``xapi:write`` …); None for person tokens.
+    scopes: Mapped[list[str] | None] = mapped_column(StrictJSON)
 
     person: Mapped[Person | None] = relationship(lazy="joined")
 

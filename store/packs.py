@@ -1,25 +1,24 @@
-"""Deployed rules pack versions: store, activate, list and load them by content hash.
+"""Deployed rules pack versions: store, activate, list them and read their files by hash.
 
 A version is stored with every file of the pack (so the exact pack a workflow is pinned to can
 be loaded again years later), its content hash, author, message and migration mode. Exactly one
 version is active: new obligations pin it. Redeploying content that was deployed before
 reactivates that version (a rollback) instead of storing a copy.
+
+The store keeps files, not parsed packs: parsing and validation belong to the rules layer
+(``rules.loader.pack_from_files``), and callers load a stored version through
+``activities.packs.load_version`` (parsed once per content hash).
 """
 
 from __future__ import annotations
 
-import re
-import tempfile
-import threading
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from rules.loader import PackInvalid, PackIssue, load_pack
-from rules.model import Pack
 from store import audit
 from store.models import RulesPackVersion
 from store.types import utcnow
@@ -42,61 +41,37 @@ class Migration(StrEnum):
     APPLY_NOW = "apply_now"
 
 
-_NAME = re.compile(r"^(templates/([A-Za-z0-9_.-]+/)*)?[A-Za-z0-9_.-]+$")
+class _PackInfo(Protocol):
+    @property
+    def name(self) -> str: ...
 
 
-def pack_from_files(files: dict[str, str]) -> Pack:
-    """Load a pack from its files (stored, or uploaded through the API) exactly as from a directory.
+class DeployablePack(Protocol):
+    """What the store keeps of a pack the caller has already loaded, validated and linted.
 
-    Raises:
-        PackInvalid: A file name that is not a plain pack file name, or anything
-            :func:`rules.loader.load_pack` finds.
+    :class:`rules.model.Pack` fits; the store never parses a pack itself (the rules layer
+    does: ``rules.loader.pack_from_files`` on :func:`stored_files`).
     """
-    bad = [
-        PackIssue(
-            name[:80],
-            1,
-            1,
-            "file names are plain names like requirements.yaml or templates/<dir>/<name>.j2"
-            " (no '..', '/' at the start or backslashes)",
-        )
-        for name in files
-        # "." names the directory itself (writing it was an IsADirectoryError, a 500).
-        if not _NAME.match(name) or {".", ".."} & set(name.split("/"))
-    ]
-    if bad:
-        raise PackInvalid(bad)
-    with tempfile.TemporaryDirectory(prefix="duly-pack-") as tmp:
-        root = Path(tmp)
-        for name, text in files.items():
-            target = root / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        try:
-            return load_pack(root)
-        except PackInvalid as invalid:
-            # Directory-level issues name the directory: the server's temporary path, an
-            # internal no client should see. Name it "(pack)" instead.
-            raise PackInvalid(
-                [
-                    PackIssue(
-                        issue.file.replace(tmp, "(pack)"),
-                        issue.line,
-                        issue.column,
-                        issue.message.replace(tmp, "(pack)"),
-                    )
-                    for issue in invalid.issues
-                ]
-            ) from None
 
+    @property
+    def content_hash(self) -> str:
+        """The hash of the pack's files (its identity)."""
+        ...
 
-_CACHE: dict[str, Pack] = {}
-_CACHE_LOCK = threading.Lock()
+    @property
+    def info(self) -> _PackInfo:
+        """The pack's ``pack`` section (its name)."""
+        ...
+
+    @property
+    def files(self) -> dict[str, str]:
+        """Every file of the pack: relative name -> text."""
+        ...
 
 
 def deploy(
     session: Session,
-    pack: Pack,
+    pack: DeployablePack,
     *,
     author: str,
     message: str | None,
@@ -180,25 +155,23 @@ def find_version(session: Session, content_hash: str) -> RulesPackVersion | None
     return matches[0] if len(matches) == 1 else None
 
 
-def load_version(session: Session, content_hash: str) -> Pack | None:
-    """The pack stored under ``content_hash`` (cached: a stored version never changes)."""
-    with _CACHE_LOCK:
-        cached = _CACHE.get(content_hash)
-    if cached is not None:
-        return cached
+def stored_files(session: Session, content_hash: str) -> tuple[str, dict[str, str]] | None:
+    """The full content hash and the files of a stored version (a unique 8+ prefix works).
+
+    Returns:
+        ``(content_hash, files)``, or None when no version matches.
+    """
     version = find_version(session, content_hash)
     if version is None:
         return None
-    pack = pack_from_files(dict(version.content["files"]))
-    with _CACHE_LOCK:
-        _CACHE[version.content_hash] = pack
-    return pack
+    return version.content_hash, dict(version.content["files"])
 
 
-def active_pack(session: Session) -> Pack | None:
-    """The active pack, if any was deployed."""
-    version = active_version(session)
-    return load_version(session, version.content_hash) if version else None
+def active_hash(session: Session) -> str | None:
+    """The active version's content hash (None: no pack deployed, the built-in rules apply)."""
+    return session.scalar(
+        select(RulesPackVersion.content_hash).where(RulesPackVersion.active.is_(True))
+    )
 
 
 def describe(version: RulesPackVersion) -> dict[str, object]:

@@ -23,6 +23,10 @@ from tests.timeskip import (  # noqa: F401 - fixtures and the report hook, regis
     wheel_binary,
 )
 
+# Settings without DULY_SECRET_KEY use a random per-process key in tests, instead of writing
+# a development key file into the working directory (see Settings.key_ring).
+os.environ.setdefault("DULY_ENV", "test")
+
 pytest_plugins = ["pytester"]  # tests/test_isolation.py runs pytest in pytest
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -122,13 +126,29 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
         database.dispose()
 
 
-def bearer(db: Database, role: object, person: str | None = None) -> dict[str, str]:
-    """An Authorization header with a fresh token for ``role`` (and ``person``)."""
-    from duly.domain import Role
-    from store.tokens import create_token
+def bearer(
+    db: Database, role: object, person: str | None = None, scopes: object = "all"
+) -> dict[str, str]:
+    """An Authorization header with a fresh token for ``role`` (and ``person``).
 
+    Integration tokens get every scope unless ``scopes`` names some (None: the default).
+    """
+    from duly.domain import Role
+    from store.tokens import Scope, create_token
+
+    parsed = Role(str(role))
+    granted: list[Scope] | None = None
+    if parsed is Role.INTEGRATION:
+        if scopes == "all":
+            granted = list(Scope)
+        elif scopes is not None:
+            granted = [Scope(str(s)) for s in scopes]  # type: ignore[attr-defined]
     with db.session() as session:
         value = create_token(
-            session, role=Role(str(role)), person_external_id=person, label=f"test {role}"
+            session,
+            role=parsed,
+            person_external_id=person,
+            label=f"test {role}",
+            scopes=granted,
         )
     return {"Authorization": f"Bearer {value}"}

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -34,6 +35,8 @@ class DevStack:
             "DULY_TEMPORAL_UI_PORT": str(free_port()),
             "DULY_API_PORT": str(self.api_port),
             "COLUMNS": "200",
+            # As a newcomer runs it: the development key is generated into the data dir.
+            "DULY_ENV": "dev",
         }
         self.env.pop("DULY_DATABASE_URL", None)
         self.log = data_dir / "dev-out.log"
@@ -166,14 +169,24 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
     assert code == 0, stack.output()
     assert "Duly stopped" in stack.output()
     assert (tmp_path / "data" / "temporal.db").exists()
+    # A random development key, private to its owner, instead of a constant every install shares.
+    key_file = tmp_path / "data" / "secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "data" / "demo_tokens.json").stat().st_mode) == 0o600
+    first_token = token
 
     proc = stack.start()
     try:
         token = stack.wait_for(r"hr_admin token (duly_\S+)", proc)
+        # The demo tokens of the first start are shown again, not four new ones minted.
+        assert token == first_token
         stack.wait_for(r"Uvicorn running", proc)
+        tokens = get(stack.api_port, "/tokens?all=true", token).json()
+        assert len(tokens) == 4, tokens
         assert re.search(r"0 assignments started, \d+ already running", stack.output())
         assert "Nursing bulk job ran on an earlier start" in stack.output()
-        wid = first[0]["workflow_id"]
+        # An assignment's row (the newest row may be a digest, which no workflow reports).
+        wid = next(n["workflow_id"] for n in first if n["workflow_id"].startswith("assignment/"))
         response = get(stack.api_port, f"/assignments/{wid}", token)
         assert response.status_code == 200
         assert response.json()["live"] is True  # the workflow resumed on the new worker

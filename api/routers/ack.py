@@ -135,10 +135,10 @@ def _unavailable() -> HTMLResponse:
     return response
 
 
-def _verify(session: Session, secret: str, token: str) -> Notification | HTMLResponse:
+def _verify(session: Session, key: bytes, token: str) -> Notification | HTMLResponse:
     """The ledger row a token acknowledges, or the error page to answer with."""
     try:
-        claim: AckClaim = verify_ack_token(secret, token, ledger_lookup(session))
+        claim: AckClaim = verify_ack_token(key, token, ledger_lookup(session))
     except AckTokenExpired:
         return _expired()
     except AckTokenInvalid:
@@ -150,7 +150,7 @@ def _verify(session: Session, secret: str, token: str) -> Notification | HTMLRes
 @router.get("/{token:path}", response_class=HTMLResponse)
 def show_acknowledgement(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     """Show the reminder and an "Acknowledge" button; changes nothing."""
-    row = _verify(session, settings.secret_key.get_secret_value(), token)
+    row = _verify(session, settings.key_ring().ack_link, token)
     if isinstance(row, HTMLResponse):
         return row
     return page("confirm.html", item=describe(session, row))
@@ -161,7 +161,7 @@ async def acknowledge(
     token: str, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
 ) -> HTMLResponse:
     """Acknowledge the reminder (idempotent) and thank the person."""
-    row = _verify(session, settings.secret_key.get_secret_value(), token)
+    row = _verify(session, settings.key_ring().ack_link, token)
     if isinstance(row, HTMLResponse):
         return row
     actor, actor_role = actor_for(session, row)

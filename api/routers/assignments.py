@@ -202,7 +202,7 @@ async def create_assignment(
     return result.model_copy(update={"created": created, "detail": detail})
 
 
-@router.get("/{assignment_id:path}", response_model=AssignmentRead)
+@router.get("/{assignment_id:assignment_path}", response_model=AssignmentRead)
 async def get_assignment(
     assignment_id: str,
     session: SessionDep,

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from activities.packs import active_pack
 from api.deps import (
     ClockDep,
     CurrentPrincipal,
@@ -54,7 +55,6 @@ from services.certifications import (
 )
 from services.restarts import InvalidField, RestartRefused, UnknownObligation, restart_certification
 from store.models import Obligation, Person
-from store.packs import active_pack
 from store.tokens import Principal
 
 router = APIRouter(prefix="/certifications", tags=["certifications"])
@@ -515,7 +515,7 @@ async def register_certification(
 # --- one certification ------------------------------------------------------------------------
 
 
-@router.get("/{certification_id:path}", response_model=CertificationRead)
+@router.get("/{certification_id:certification_path}", response_model=CertificationRead)
 async def get_certification(
     certification_id: str,
     session: SessionDep,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request, Response, status
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 router = APIRouter(tags=["health"])
@@ -16,7 +17,19 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    """What ``/readyz`` found (the same body with 200 and 503)."""
+
+    status: str = Field(description="ready, or not ready")
+    database: str = Field(description="ok, or unreachable: <why>")
+    temporal: str = Field(description="ok, or unreachable: <why>")
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready: names what is unreachable"}},
+)
 async def readyz(request: Request, response: Response) -> dict[str, str]:
     """The database and Temporal are reachable (503 naming what is not)."""
     checks: dict[str, str] = {}

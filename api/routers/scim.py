@@ -8,6 +8,7 @@ import uses.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -444,11 +445,23 @@ def _error_response(error: scim.ScimError, headers: dict[str, str] | None = None
 
 
 def install(app: FastAPI) -> None:
-    """Answer errors under ``/scim/v2`` in SCIM's error schema (others as before)."""
+    """Answer errors under ``/scim/v2`` in SCIM's error schema.
+
+    Call after the app's other handlers are installed: errors elsewhere still go to them.
+    """
     from fastapi.exception_handlers import (
         http_exception_handler,
         request_validation_exception_handler,
     )
+
+    http_before = app.exception_handlers.get(HTTPException, http_exception_handler)
+    validation_before = app.exception_handlers.get(
+        RequestValidationError, request_validation_exception_handler
+    )
+
+    async def delegate(handler: Any, request: Request, error: Exception) -> Response:
+        answer = handler(request, error)
+        return await answer if inspect.isawaitable(answer) else answer  # type: ignore[no-any-return]
 
     async def on_scim(_request: Request, error: Exception) -> Response:
         assert isinstance(error, scim.ScimError)
@@ -457,7 +470,7 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
         if not _in_scim(request):
-            return await http_exception_handler(request, error)
+            return await delegate(http_before, request, error)
         detail = error.detail if isinstance(error.detail, str) else json.dumps(error.detail)
         return _error_response(
             scim.ScimError(error.status_code, detail), headers=dict(error.headers or {})
@@ -466,7 +479,7 @@ def install(app: FastAPI) -> None:
     async def on_validation(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
         if not _in_scim(request):
-            return await request_validation_exception_handler(request, error)
+            return await delegate(validation_before, request, error)
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()
         )

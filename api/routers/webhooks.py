@@ -553,7 +553,7 @@ async def slack_interactions(
         return ok
     try:
         claim = verify_ack_token(
-            settings.secret_key.get_secret_value(),
+            settings.key_ring().ack_link,
             str(action.get("value", "")),
             ledger_lookup(session),
         )

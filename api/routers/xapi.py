@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.packs import active_pack, load_version
 from api import strict_json
 from api.deps import (
     ClockDep,
@@ -59,7 +60,6 @@ from duly.domain import (
 )
 from store import audit
 from store.models import AuditEntry, DeadLetter, Obligation, Person
-from store.packs import active_pack, load_version
 from store.tokens import Principal
 
 log = logging.getLogger("duly.api.xapi")

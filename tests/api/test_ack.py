@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.app import create_app
 from duly.domain import AcknowledgeSignal
+from duly.keys import Purpose, derive_key
 from duly.settings import Settings
 from notifications.ack import (
     AckTokenExpired,
@@ -31,6 +32,8 @@ from store.models import AuditEntry, Notification, Obligation, Person
 from tests.fakes.temporal import FakeTemporal, not_found
 
 SECRET = "test-secret-key-for-ack-tokens-0123456789"
+#: The acknowledgement-link key the API derives from SECRET.
+KEY = derive_key(SECRET, Purpose.ACK_LINK)
 WORKFLOW = "assignment/p-1/bls/1"
 FUTURE = datetime.now(UTC) + timedelta(days=30)
 
@@ -106,7 +109,7 @@ def token_of(db: Database, notification_id: int, expires_at: datetime = FUTURE) 
     with db.session() as session:
         row = session.get(Notification, notification_id)
         assert row is not None
-        return token_for(SECRET, row, expires_at)
+        return token_for(KEY, row, expires_at)
 
 
 def ledger_row(db: Database, notification_id: int) -> Notification:
@@ -136,12 +139,12 @@ def lookup(notification_id: int) -> tuple[str, str, str] | None:
 
 def make(notification_id: int = 7, expires_at: datetime = FUTURE) -> str:
     workflow_id, stage, recipient = BOUND[notification_id]
-    return make_ack_token(SECRET, notification_id, workflow_id, stage, recipient, expires_at)
+    return make_ack_token(KEY, notification_id, workflow_id, stage, recipient, expires_at)
 
 
 def test_round_trip_and_url() -> None:
     token = make()
-    claim = verify_ack_token(SECRET, token, lookup)
+    claim = verify_ack_token(KEY, token, lookup)
     assert (claim.notification_id, claim.workflow_id, claim.stage) == (7, WORKFLOW, "due_soon")
     assert claim.recipient == "person:1"
     assert claim.expires_at == datetime.fromtimestamp(int(FUTURE.timestamp()), UTC)
@@ -165,7 +168,7 @@ def _flip(text: str) -> str:
 @pytest.mark.parametrize(
     "tamper",
     [
-        lambda t: _replace_part(t, 0, "v2"),
+        lambda t: _replace_part(t, 0, "v1"),
         lambda t: _replace_part(t, 1, "8"),  # another existing row
         lambda t: _replace_part(t, 1, "07"),  # same number, non-canonical
         lambda t: _replace_part(t, 2, str(int(t.split(".")[2]) + 3600)),  # extended expiry
@@ -178,34 +181,36 @@ def _flip(text: str) -> str:
 )
 def test_tampering_with_any_part_is_invalid(tamper: Any) -> None:
     with pytest.raises(AckTokenInvalid):
-        verify_ack_token(SECRET, tamper(make()), lookup)
+        verify_ack_token(KEY, tamper(make()), lookup)
 
 
 def test_wrong_secret_unknown_row_and_changed_binding_are_invalid() -> None:
     token = make()
     with pytest.raises(AckTokenInvalid):
-        verify_ack_token("another-secret", token, lookup)
+        verify_ack_token(derive_key("another-secret", Purpose.ACK_LINK), token, lookup)
+    with pytest.raises(AckTokenInvalid):  # the master key itself signs nothing
+        verify_ack_token(SECRET.encode(), token, lookup)
     with pytest.raises(AckTokenInvalid):
-        verify_ack_token(SECRET, token, lambda _id: None)
+        verify_ack_token(KEY, token, lambda _id: None)
     with pytest.raises(AckTokenInvalid):  # the row now belongs to another recipient
-        verify_ack_token(SECRET, token, lambda _id: (WORKFLOW, "due_soon", "person:9"))
+        verify_ack_token(KEY, token, lambda _id: (WORKFLOW, "due_soon", "person:9"))
 
 
 def test_expired_is_its_own_error_and_checked_after_the_mac() -> None:
     past = datetime.now(UTC) - timedelta(seconds=1)
     with pytest.raises(AckTokenExpired) as expired:
-        verify_ack_token(SECRET, make(expires_at=past), lookup)
+        verify_ack_token(KEY, make(expires_at=past), lookup)
     assert not isinstance(expired.value, AckTokenInvalid)
     assert expired.value.claim.notification_id == 7
     # An expired *forged* token is invalid, not expired.
     forged = _replace_part(make(expires_at=past), 3, _flip(make(expires_at=past).split(".")[3]))
     with pytest.raises(AckTokenInvalid):
-        verify_ack_token(SECRET, forged, lookup)
+        verify_ack_token(KEY, forged, lookup)
     # Explicit clock: valid just before expiry.
     token = make(expires_at=FUTURE)
-    assert verify_ack_token(SECRET, token, lookup, now=FUTURE - timedelta(seconds=2))
+    assert verify_ack_token(KEY, token, lookup, now=FUTURE - timedelta(seconds=2))
     with pytest.raises(AckTokenExpired):
-        verify_ack_token(SECRET, token, lookup, now=FUTURE + timedelta(seconds=1))
+        verify_ack_token(KEY, token, lookup, now=FUTURE + timedelta(seconds=1))
 
 
 GARBAGE = [
@@ -231,7 +236,7 @@ GARBAGE = [
 @pytest.mark.parametrize("token", GARBAGE)
 def test_garbage_is_invalid_never_another_exception(token: str) -> None:
     with pytest.raises(AckTokenInvalid):
-        verify_ack_token(SECRET, token, lookup)
+        verify_ack_token(KEY, token, lookup)
 
 
 def test_random_input_only_ever_raises_the_two_errors() -> None:
@@ -248,21 +253,21 @@ def test_random_input_only_ever_raises_the_two_errors() -> None:
         if candidate == real:
             continue
         with pytest.raises((AckTokenInvalid, AckTokenExpired)):
-            verify_ack_token(SECRET, candidate, lookup)
+            verify_ack_token(KEY, candidate, lookup)
 
 
 def test_make_refuses_naive_expiry_and_empty_secret() -> None:
     with pytest.raises(ValueError):
-        make_ack_token(SECRET, 1, WORKFLOW, "due_soon", "person:1", datetime(2030, 1, 1))
+        make_ack_token(KEY, 1, WORKFLOW, "due_soon", "person:1", datetime(2030, 1, 1))
     with pytest.raises(ValueError):
-        make_ack_token("", 1, WORKFLOW, "due_soon", "person:1", FUTURE)
+        make_ack_token(b"", 1, WORKFLOW, "due_soon", "person:1", FUTURE)
 
 
 def test_ledger_lookup_binds_row_and_ignores_out_of_range_ids(sqlite_db: Database) -> None:
     notification_id = seed(sqlite_db)
     token = token_of(sqlite_db, notification_id)
     with sqlite_db.session() as session:
-        claim = verify_ack_token(SECRET, token, ledger_lookup(session))
+        claim = verify_ack_token(KEY, token, ledger_lookup(session))
         assert claim.notification_id == notification_id
         assert ledger_lookup(session)(2**40) is None
 

@@ -149,7 +149,7 @@ def test_tokens_cli_prints_a_token_that_is_stored_hashed(
     runner = CliRunner()
     result = runner.invoke(cli, ["tokens", "create", "--role", "learner", "--person", "p-1020"])
     assert result.exit_code == 0, result.output
-    token = result.output.strip()
+    token = result.stdout.strip()  # stdout alone: TOKEN=$(duly tokens create …)
     assert token.startswith("duly_")
     with db.session() as session:
         stored = [row.token_hash for row in session.scalars(select(ApiToken))]

@@ -43,3 +43,31 @@ class FakeTemporal:
 def not_found() -> RPCError:
     """What Temporal answers for a signal to a closed workflow."""
     return RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND, b"")
+
+
+class AbsentHandle(FakeHandle):
+    """A workflow Temporal does not know: signals are recorded, everything else is NOT_FOUND."""
+
+    async def _absent(self, *_: Any, **__: Any) -> Any:
+        raise not_found()
+
+    describe = query = result = execute_update = fetch_history = _absent
+
+
+class HealthyService:
+    """``client.service_client``: answers the readiness probe."""
+
+    async def check_health(self, **_: Any) -> bool:
+        return True
+
+
+class NoWorkflows(FakeTemporal):
+    """A Temporal with no workflows (the read model answers), so every route can be called."""
+
+    service_client = HealthyService()
+
+    def get_workflow_handle(self, workflow_id: str, **_: Any) -> FakeHandle:
+        return AbsentHandle(workflow_id, self)
+
+    def get_workflow_handle_for(self, _run: Any, workflow_id: str, **_: Any) -> FakeHandle:
+        return AbsentHandle(workflow_id, self)

@@ -425,6 +425,43 @@ def test_skip_records_why_and_settles_waiting_rows(db: Database, person: Person)
     assert email.accepted == [] and len(slack.accepted) == 1
 
 
+def test_links_are_live_for_the_provider_and_redacted_in_the_ledger(
+    db: Database, person: Person
+) -> None:
+    """Issue 13 item 1: the ledger never holds a usable acknowledgement token."""
+    from notifications.ack import TOKEN_PATTERN, ledger_lookup, make_ack_token, verify_ack_token
+
+    key = b"k" * 32
+    expires = STEP.fired_at + timedelta(days=45)
+
+    def with_link(channel: str, notification_id: int) -> Rendered:
+        token = make_ack_token(
+            key, notification_id, STEP.workflow_id, STEP.stage, f"person:{person.id}", expires
+        )
+        url = f"https://duly.example/ack/{token}"
+        button = [{"type": "actions", "elements": [{"action_id": "acknowledge", "value": token}]}]
+        return Rendered(f"Reminder {token}", f"Open {url}", f'<a href="{url}">ack</a>', button)
+
+    email, slack = ScriptedChannel("email"), ScriptedChannel("slack")
+    deliverer = Deliverer(db, {"email": email, "slack": slack}, OutboxSender(), ack_key=key)
+    deliverer.deliver(STEP, learner(person), ["email"], with_link)
+    queued_id, _ = deliverer.queue(STEP, learner(person), "slack", with_link)
+    for row in ledger(db):
+        stored = f"{row.subject} {row.body} {row.payload}"
+        assert not TOKEN_PATTERN.search(stored), stored
+        assert "<redacted>" in row.body
+    # A queued message released later gets a fresh, valid token for its row.
+    deliverer.release(queued_id, learner(person))
+    for message in (*email.accepted, *slack.accepted):
+        tokens = TOKEN_PATTERN.findall(f"{message.text} {message.html} {message.blocks}")
+        assert tokens, message
+        with db.session() as session:
+            for token in tokens:
+                claim = verify_ack_token(key, token, ledger_lookup(session))
+                assert str(claim.notification_id) == message.metadata["notification_id"]
+    assert not any(TOKEN_PATTERN.search(f"{r.body} {r.payload}") for r in ledger(db))
+
+
 @pytest.mark.parametrize(
     ("stage", "days", "channels"),
     [("0d", None, []), ("+7d", None, []), ("c2:+3d", None, ["sms"]), ("final warning", -3, [])],

@@ -257,7 +257,8 @@ def _row(db: Database, workflow_id: str) -> Obligation:
 
 def test_the_sweep_never_overwrites_a_row_written_after_it_read_it(db: Database) -> None:
     """A completion lands between the sweep's read and its write: the completion stays."""
-    from rules.service import apply_sweep, plan_sweep
+    from activities.sweep import plan_sweep
+    from store.sweep import apply_sweep
 
     pack_hash, fire = _seed_two(db)
     with db.session() as session:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from rules.cases import run_tests
 from rules.loader import load_pack
-from rules.service import run_tests
 
 README = Path(__file__).parents[2] / "README.md"
 

@@ -1,0 +1,245 @@
+"""Who may call what: the one declaration of the API's access policy.
+
+Every route of the app is declared here, keyed by ``(method, path template)``: how a caller
+authenticates (no token, a signed link or provider signature, or a bearer token), which roles
+a token needs, and the row-level rule applied to what it reads or changes. The routers enforce it
+(``require_roles``, ``ensure_visible``); ``tests/api/test_role_matrix.py`` walks the app's route
+table, fails for a route declared nowhere, and calls every route as anonymous, as each role and
+on another person's resource to check the answer matches this table. The README's role table is
+generated from it::
+
+    python -m api.policy --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from enum import StrEnum
+
+from duly.domain import Role
+
+
+class Access(StrEnum):
+    """How a caller proves who it is."""
+
+    #: No credentials: probes and certificate verification.
+    PUBLIC = "public"
+    #: A signature instead of a token: acknowledgement links, provider webhooks.
+    SIGNED = "signed"
+    #: ``Authorization: Bearer <token>``; the token's role must be among the declared roles.
+    TOKEN = "token"
+
+
+class Scope(StrEnum):
+    """Which rows an admitted role reaches."""
+
+    #: Everything (hr_admin-only or auditor-only routes, the registry of types).
+    ALL = "all"
+    #: Row-level: a learner their own rows, a manager themself and their reports (transitively);
+    #: hr_admin, auditor and integration everyone. An invisible resource is 404.
+    ROWS = "rows"
+    #: Row-level, and a manager may not act on their own obligation (403).
+    NOT_OWN = "not_own"
+    #: The person themself (403 for someone else they can see, 404 otherwise); hr_admin anyone.
+    SELF = "self"
+    #: The caller who started it; hr_admin any.
+    STARTER = "starter"
+
+
+ROLES: tuple[Role, ...] = (
+    Role.HR_ADMIN,
+    Role.MANAGER,
+    Role.LEARNER,
+    Role.AUDITOR,
+    Role.INTEGRATION,
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The access rule of one route.
+
+    Attributes:
+        access: How the caller authenticates.
+        roles: The token roles admitted (403 for the others); empty unless ``access`` is TOKEN.
+        scope: The row-level rule for the admitted roles.
+        note: Anything the table cannot say (shown in the README).
+    """
+
+    access: Access
+    roles: frozenset[Role] = frozenset()
+    scope: Scope = Scope.ALL
+    note: str = ""
+
+    def admits(self, role: Role) -> bool:
+        """Whether a token of ``role`` passes the role check."""
+        return self.access is not Access.TOKEN or role in self.roles
+
+    def cell(self, role: Role) -> str:
+        """What ``role`` may do here, in words (a README table cell)."""
+        if self.access is Access.PUBLIC:
+            return "yes"
+        if self.access is Access.SIGNED:
+            return "signed"  # a token neither helps nor hurts
+        if role not in self.roles:
+            return "—"
+        if role is Role.HR_ADMIN or self.scope is Scope.ALL:
+            return "yes"
+        if self.scope is Scope.STARTER:
+            return "own jobs"
+        if self.scope is Scope.SELF:
+            return "own"
+        if role is Role.LEARNER:
+            return "own"
+        if role is Role.MANAGER:
+            return "team, not own" if self.scope is Scope.NOT_OWN else "team"
+        return "yes"
+
+
+ALL = frozenset(ROLES)
+HR = frozenset({Role.HR_ADMIN})
+HR_MANAGER = frozenset({Role.HR_ADMIN, Role.MANAGER})
+HR_INTEGRATION = frozenset({Role.HR_ADMIN, Role.INTEGRATION})
+HR_MANAGER_INTEGRATION = frozenset({Role.HR_ADMIN, Role.MANAGER, Role.INTEGRATION})
+READERS = frozenset({Role.HR_ADMIN, Role.AUDITOR})
+
+PUBLIC = Policy(Access.PUBLIC)
+SIGNED = Policy(Access.SIGNED)
+
+
+def _token(roles: frozenset[Role], scope: Scope = Scope.ALL, note: str = "") -> Policy:
+    return Policy(Access.TOKEN, roles, scope, note)
+
+
+#: The declaration: (method, path template as in /openapi.json) -> policy.
+POLICY: dict[tuple[str, str], Policy] = {
+    ("GET", "/openapi.json"): Policy(Access.PUBLIC, note="the API description"),
+    ("GET", "/docs"): Policy(Access.PUBLIC, note="the API description"),
+    ("GET", "/docs/oauth2-redirect"): Policy(Access.PUBLIC, note="the API description"),
+    ("GET", "/redoc"): Policy(Access.PUBLIC, note="the API description"),
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/verify/{code}"): Policy(Access.PUBLIC, note="rate-limited per client"),
+    ("GET", "/ack/{token}"): Policy(Access.SIGNED, note="the acknowledgement link"),
+    ("POST", "/ack/{token}"): Policy(Access.SIGNED, note="the acknowledgement link"),
+    ("POST", "/webhooks/sendgrid/events"): Policy(Access.SIGNED, note="provider signature"),
+    ("POST", "/webhooks/twilio/status"): Policy(Access.SIGNED, note="provider signature"),
+    ("POST", "/webhooks/twilio/sms"): Policy(Access.SIGNED, note="provider signature"),
+    ("POST", "/webhooks/slack/interactions"): Policy(Access.SIGNED, note="provider signature"),
+    # People
+    ("POST", "/people/import"): _token(HR_INTEGRATION),
+    ("GET", "/people"): _token(ALL, Scope.ROWS),
+    ("GET", "/people/{external_id}"): _token(ALL, Scope.ROWS),
+    ("GET", "/people/{external_id}/preferences"): _token(
+        frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER}), Scope.SELF
+    ),
+    ("PUT", "/people/{external_id}/preferences"): _token(
+        frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER}), Scope.SELF
+    ),
+    ("GET", "/people/{external_id}/obligations"): _token(ALL, Scope.ROWS),
+    # Assignments
+    ("GET", "/assignments"): _token(ALL, Scope.ROWS),
+    ("POST", "/assignments"): _token(HR_MANAGER_INTEGRATION, Scope.ROWS),
+    ("POST", "/assignments/bulk"): _token(HR_MANAGER, Scope.ROWS, "a manager: own team only"),
+    ("GET", "/assignments/bulk/{bulk_id}"): _token(HR_MANAGER, Scope.STARTER),
+    ("GET", "/assignments/{assignment_id}"): _token(ALL, Scope.ROWS),
+    ("POST", "/assignments/{assignment_id}/complete"): _token(
+        HR_MANAGER_INTEGRATION, Scope.NOT_OWN
+    ),
+    ("POST", "/assignments/{assignment_id}/acknowledge"): _token(
+        frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER}), Scope.ROWS
+    ),
+    ("POST", "/assignments/{assignment_id}/start"): _token(
+        frozenset({Role.HR_ADMIN, Role.LEARNER, Role.INTEGRATION}), Scope.ROWS
+    ),
+    ("POST", "/assignments/{assignment_id}/extend"): _token(HR_MANAGER, Scope.NOT_OWN),
+    ("POST", "/assignments/{assignment_id}/exempt"): _token(HR),
+    ("POST", "/assignments/{assignment_id}/cancel"): _token(HR_MANAGER, Scope.NOT_OWN),
+    ("POST", "/assignments/{assignment_id}/restart"): _token(HR),
+    ("GET", "/obligations"): _token(ALL, Scope.ROWS),
+    ("GET", "/notifications"): _token(ALL, Scope.ROWS),
+    # Certifications
+    ("GET", "/certifications/types"): _token(ALL),
+    ("GET", "/certifications/expiring"): _token(
+        frozenset({Role.HR_ADMIN, Role.MANAGER, Role.AUDITOR}), Scope.ROWS
+    ),
+    ("GET", "/certifications"): _token(ALL, Scope.ROWS),
+    ("POST", "/certifications"): _token(HR_MANAGER, Scope.ROWS),
+    ("GET", "/certifications/{certification_id}"): _token(ALL, Scope.ROWS),
+    ("POST", "/certifications/{certification_id}/renew"): _token(HR_MANAGER, Scope.NOT_OWN),
+    ("POST", "/certifications/{certification_id}/ce-credits"): _token(
+        frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER}), Scope.ROWS
+    ),
+    ("POST", "/certifications/{certification_id}/suspend"): _token(HR),
+    ("POST", "/certifications/{certification_id}/reinstate"): _token(HR),
+    ("POST", "/certifications/{certification_id}/revoke"): _token(HR),
+    ("POST", "/certifications/{certification_id}/restart"): _token(HR),
+    # SCIM provisioning (integration tokens need scope scim)
+    ("POST", "/scim/v2/Users"): _token(HR_INTEGRATION),
+    ("GET", "/scim/v2/Users"): _token(HR_INTEGRATION),
+    ("GET", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION),
+    ("PUT", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION),
+    ("PATCH", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION),
+    ("DELETE", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION),
+    ("POST", "/scim/v2/Groups"): _token(HR_INTEGRATION),
+    ("GET", "/scim/v2/Groups"): _token(HR_INTEGRATION),
+    ("GET", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION),
+    ("PUT", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION),
+    ("PATCH", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION),
+    ("DELETE", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION),
+    ("GET", "/scim/v2/ServiceProviderConfig"): _token(HR_INTEGRATION),
+    ("GET", "/scim/v2/ResourceTypes"): _token(HR_INTEGRATION),
+    ("GET", "/scim/v2/ResourceTypes/{name}"): _token(HR_INTEGRATION),
+    ("GET", "/scim/v2/Schemas"): _token(HR_INTEGRATION),
+    ("GET", "/scim/v2/Schemas/{urn}"): _token(HR_INTEGRATION),
+    # Completions from an LMS
+    ("POST", "/xapi/statements"): _token(HR_INTEGRATION),
+    ("POST", "/completions"): _token(HR_INTEGRATION),
+    ("GET", "/xapi/dead-letters"): _token(HR),
+    ("POST", "/xapi/dead-letters/{dead_letter_id}/resolve"): _token(HR),
+    # Rules
+    ("POST", "/rules/validate"): _token(HR),
+    ("POST", "/rules/preview"): _token(HR),
+    ("POST", "/rules/deploy"): _token(HR),
+    ("GET", "/rules/versions"): _token(HR),
+    ("GET", "/rules/active"): _token(HR),
+    ("GET", "/rules/versions/{content_hash}"): _token(HR),
+    # Audit
+    ("GET", "/audit"): _token(READERS),
+    ("GET", "/audit/verify"): _token(READERS),
+    ("GET", "/audit/workflows/{workflow_id}/history"): _token(READERS),
+    ("GET", "/audit/workflows/{workflow_id}/timeline"): _token(READERS),
+}
+
+
+def markdown() -> str:
+    """The README's role table: one row per route, one column per caller."""
+    header = ["endpoint", "no token", *(role.value for role in ROLES), "notes"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for (method, path), policy in POLICY.items():
+        anonymous = {
+            Access.PUBLIC: "yes",
+            Access.SIGNED: "signed",
+            Access.TOKEN: "—",
+        }[policy.access]
+        cells = [f"`{method} {path}`", anonymous, *(policy.cell(role) for role in ROLES)]
+        lines.append("| " + " | ".join([*cells, policy.note]).rstrip() + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m api.policy --markdown``: print the README's role table."""
+    parser = argparse.ArgumentParser(prog="python -m api.policy", description=__doc__)
+    parser.add_argument("--markdown", action="store_true", help="print the README role table")
+    args = parser.parse_args(argv)
+    if not args.markdown:
+        parser.print_help()
+        return 2
+    sys.stdout.write(markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
