@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from api import scim
 from api.deps import SessionDep, TemporalDep, require_roles
+from api.errors import allowed_methods
 from duly.domain import Role
 from services import directory
 from store.models import Person
@@ -472,9 +473,10 @@ def install(app: FastAPI) -> None:
         if not _in_scim(request):
             return await delegate(http_before, request, error)
         detail = error.detail if isinstance(error.detail, str) else json.dumps(error.detail)
-        return _error_response(
-            scim.ScimError(error.status_code, detail), headers=dict(error.headers or {})
-        )
+        headers = dict(error.headers or {})
+        if error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+        return _error_response(scim.ScimError(error.status_code, detail), headers=headers)
 
     async def on_validation(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
@@ -485,6 +487,62 @@ def install(app: FastAPI) -> None:
         )
         return _error_response(scim.invalid_value(problems))
 
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return document(generate())
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
     app.add_exception_handler(scim.ScimError, on_scim)
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+
+
+#: SCIM's error resource (RFC 7644 §3.12).
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "ScimError",
+    "type": "object",
+    "required": ["schemas", "status"],
+    "properties": {
+        "schemas": {"type": "array", "items": {"type": "string"}},
+        "status": {"type": "string", "description": "The HTTP status, as a string"},
+        "scimType": {"type": "string"},
+        "detail": {"type": "string"},
+    },
+}
+#: Answered by the request-limits middleware before routing, in the API's own shape.
+_MIDDLEWARE_STATUSES = frozenset({"413", "429"})
+
+
+def document(schema: dict[str, Any]) -> dict[str, Any]:
+    """Document ``/scim/v2`` operations as SCIM: ``application/scim+json`` bodies and errors.
+
+    Idempotent (the app's description is built once and cached, then handed out again).
+    """
+    schema.setdefault("components", {}).setdefault("schemas", {})["ScimError"] = ERROR_SCHEMA
+    resource = {"schema": {"type": "object"}}
+    error = {"schema": {"$ref": "#/components/schemas/ScimError"}}
+    for path, operations in schema.get("paths", {}).items():
+        if not path.startswith(PREFIX + "/"):
+            continue
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            if method in {"post", "put", "patch"}:
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {scim.SCIM_MEDIA_TYPE: resource, "application/json": resource},
+                }
+            responses: dict[str, Any] = operation["responses"]
+            if method in {"put", "patch", "delete"}:
+                responses.setdefault("412", {"description": "If-Match names an older version"})
+            for code, answer in responses.items():
+                if code.startswith("2"):
+                    if "content" in answer:
+                        answer["content"] = {scim.SCIM_MEDIA_TYPE: resource}
+                    continue
+                content = {scim.SCIM_MEDIA_TYPE: error}
+                if code in _MIDDLEWARE_STATUSES:
+                    content.update(answer.get("content", {}))
+                answer["content"] = content
+    return schema

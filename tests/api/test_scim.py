@@ -156,6 +156,12 @@ def test_bad_values_are_400_invalid_value_without_personal_data(
 
 def test_get_unknown_is_404_in_scim_error_schema(client: TestClient, hr: dict[str, str]) -> None:
     assert_scim_error(client.get(f"{BASE}/Users/nobody", headers=hr), 404)
+    assert_scim_error(client.get(f"{BASE}/Bulk", headers=hr), 404)
+    not_allowed = client.post(f"{BASE}/Users/p-1", json={}, headers=hr)
+    assert_scim_error(not_allowed, 405)
+    assert not_allowed.headers["allow"] == "DELETE, GET, PATCH, PUT"
+    # Elsewhere the API keeps its own error shape.
+    assert client.get("/people/nobody", headers=hr).json() == {"detail": "not found"}
 
 
 def test_auth_hr_and_integration_only(client: TestClient, sqlite_db: Database) -> None:
