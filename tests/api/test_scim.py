@@ -168,8 +168,21 @@ def test_auth_hr_and_integration_only(client: TestClient, sqlite_db: Database) -
     assert_scim_error(client.get(f"{BASE}/Users"), 401)
     learner_token = bearer(sqlite_db, Role.AUDITOR)
     assert_scim_error(client.get(f"{BASE}/Users", headers=learner_token), 403)
-    integration = bearer(sqlite_db, Role.INTEGRATION)
-    assert client.get(f"{BASE}/Users", headers=integration).status_code == 200
+    scim_only = bearer(sqlite_db, Role.INTEGRATION, scopes=["scim"])
+    assert client.get(f"{BASE}/Users", headers=scim_only).status_code == 200
+    assert client.post(f"{BASE}/Users", json=user("p-1"), headers=scim_only).status_code == 201
+    # The scim scope opens SCIM and nothing else; other scopes do not open SCIM.
+    refused = client.post(
+        "/people/import",
+        content="external_id,name\np-2,Bo\n",
+        headers={**scim_only, "content-type": "text/csv"},
+    )
+    assert refused.status_code == 403, refused.text
+    assert client.get("/people", headers=scim_only).status_code == 403
+    importer = bearer(sqlite_db, Role.INTEGRATION, scopes=["people:import", "people:read"])
+    forbidden = client.get(f"{BASE}/Users", headers=importer)
+    assert_scim_error(forbidden, 403)
+    assert "scim" in forbidden.json()["detail"]
 
 
 def test_filters_and_pagination(db: Database) -> None:
