@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.client import Client
 
+from api.policy import integration_grants
 from duly.domain import DateWindow, InstantWindow, OutOfRange, Role
 from duly.settings import Settings
 from store import audit
@@ -85,43 +86,11 @@ TemporalDep = Annotated[LazyTemporal, Depends(LazyTemporal)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-#: What an integration token needs for each route it may call, by (method, route path). A route
-#: not listed here is closed to integration tokens whatever their role would allow (deny by
-#: default: a new route is not opened to machines by accident).
-INTEGRATION_SCOPES: dict[tuple[str, str], frozenset[Scope]] = {
-    ("POST", "/xapi/statements"): frozenset({Scope.XAPI_WRITE}),
-    ("POST", "/completions"): frozenset({Scope.COMPLETIONS_WRITE}),
-    ("POST", "/assignments/{assignment_id}/complete"): frozenset({Scope.COMPLETIONS_WRITE}),
-    ("POST", "/assignments/{assignment_id}/start"): frozenset({Scope.COMPLETIONS_WRITE}),
-    ("POST", "/assignments"): frozenset({Scope.ASSIGNMENTS_WRITE}),
-    # A machine that assigns or completes may read back the assignment it acted on.
-    ("GET", "/assignments/{assignment_id}"): frozenset(
-        {Scope.ASSIGNMENTS_WRITE, Scope.COMPLETIONS_WRITE}
-    ),
-    ("POST", "/people/import"): frozenset({Scope.PEOPLE_IMPORT}),
-    ("GET", "/people"): frozenset({Scope.PEOPLE_READ}),
-    ("GET", "/people/{external_id}"): frozenset({Scope.PEOPLE_READ}),
-}
-#: Scopes by path prefix, for route families a machine uses whole: an identity provider
-#: provisioning by SCIM calls every ``/scim/v2`` route and nothing else.
-INTEGRATION_SCOPE_PREFIXES: dict[str, frozenset[Scope]] = {
-    "/scim/v2/": frozenset({Scope.SCIM}),
-}
-
-
 def required_scopes(request: Request) -> frozenset[Scope]:
     """Any one of these scopes lets an integration token call the matched route (empty: none)."""
     route = request.scope.get("route")
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
-    if not path:
-        return frozenset()
-    exact = INTEGRATION_SCOPES.get((request.method, str(path)))
-    if exact is not None:
-        return exact
-    for prefix, scopes in INTEGRATION_SCOPE_PREFIXES.items():
-        if str(path).startswith(prefix):
-            return scopes
-    return frozenset()
+    return integration_grants(request.method, str(path)) if path else frozenset()
 
 
 def get_principal(
@@ -132,7 +101,7 @@ def get_principal(
     """Authenticate the bearer token against the directory as it stands now.
 
     401 when missing, unknown, revoked, expired or its person is terminated; 403 when an
-    integration token lacks the route's scope (see :data:`INTEGRATION_SCOPES`).
+    integration token lacks the route's scope (declared in :data:`api.policy.POLICY`).
     """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(

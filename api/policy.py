@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from duly.domain import Role
+from store.tokens import Scope as Grant
 
 
 class Access(StrEnum):
@@ -66,12 +67,22 @@ class Policy:
         roles: The token roles admitted (403 for the others); empty unless ``access`` is TOKEN.
         scope: The row-level rule for the admitted roles.
         note: Anything the table cannot say (shown in the README).
+        grants: The integration-token scopes of which any one admits an integration token
+            (required exactly when ``roles`` admits :attr:`Role.INTEGRATION`).
     """
 
     access: Access
     roles: frozenset[Role] = frozenset()
     scope: Scope = Scope.ALL
     note: str = ""
+    grants: frozenset[Grant] = frozenset()
+
+    def __post_init__(self) -> None:
+        if (Role.INTEGRATION in self.roles) != bool(self.grants):
+            raise ValueError(
+                "a policy admitting integration tokens names the scopes that admit them"
+                " (grants=...), and only such a policy does"
+            )
 
     def admits(self, role: Role) -> bool:
         """Whether a token of ``role`` passes the role check."""
@@ -85,6 +96,8 @@ class Policy:
             return "signed"  # a token neither helps nor hurts
         if role not in self.roles:
             return "—"
+        if role is Role.INTEGRATION:
+            return "scope " + " or ".join(sorted(g.value for g in self.grants))
         if role is Role.HR_ADMIN or self.scope is Scope.ALL:
             return "yes"
         if self.scope is Scope.STARTER:
@@ -109,9 +122,24 @@ PUBLIC = Policy(Access.PUBLIC)
 SIGNED = Policy(Access.SIGNED)
 
 
-def _token(roles: frozenset[Role], scope: Scope = Scope.ALL, note: str = "") -> Policy:
-    return Policy(Access.TOKEN, roles, scope, note)
+PEOPLE = frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER, Role.AUDITOR})
 
+
+def _token(
+    roles: frozenset[Role],
+    scope: Scope = Scope.ALL,
+    note: str = "",
+    grants: frozenset[Grant] = frozenset(),
+) -> Policy:
+    return Policy(Access.TOKEN, roles, scope, note, grants)
+
+
+def _g(*grants: Grant) -> frozenset[Grant]:
+    return frozenset(grants)
+
+
+#: An identity provider provisioning by SCIM: every ``/scim/v2`` route, and nothing else.
+SCIM = _g(Grant.SCIM)
 
 #: The declaration: (method, path template as in /openapi.json) -> policy.
 POLICY: dict[tuple[str, str], Policy] = {
@@ -129,45 +157,54 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/webhooks/twilio/sms"): Policy(Access.SIGNED, note="provider signature"),
     ("POST", "/webhooks/slack/interactions"): Policy(Access.SIGNED, note="provider signature"),
     # People
-    ("POST", "/people/import"): _token(HR_INTEGRATION),
-    ("GET", "/people"): _token(ALL, Scope.ROWS),
-    ("GET", "/people/{external_id}"): _token(ALL, Scope.ROWS),
+    ("POST", "/people/import"): _token(HR_INTEGRATION, grants=_g(Grant.PEOPLE_IMPORT)),
+    ("GET", "/people"): _token(ALL, Scope.ROWS, grants=_g(Grant.PEOPLE_READ)),
+    ("GET", "/people/{external_id}"): _token(ALL, Scope.ROWS, grants=_g(Grant.PEOPLE_READ)),
     ("GET", "/people/{external_id}/preferences"): _token(
         frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER}), Scope.SELF
     ),
     ("PUT", "/people/{external_id}/preferences"): _token(
         frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER}), Scope.SELF
     ),
-    ("GET", "/people/{external_id}/obligations"): _token(ALL, Scope.ROWS),
+    ("GET", "/people/{external_id}/obligations"): _token(PEOPLE, Scope.ROWS),
     # Assignments
-    ("GET", "/assignments"): _token(ALL, Scope.ROWS),
-    ("POST", "/assignments"): _token(HR_MANAGER_INTEGRATION, Scope.ROWS),
+    ("GET", "/assignments"): _token(PEOPLE, Scope.ROWS),
+    ("POST", "/assignments"): _token(
+        HR_MANAGER_INTEGRATION, Scope.ROWS, grants=_g(Grant.ASSIGNMENTS_WRITE)
+    ),
     ("POST", "/assignments/bulk"): _token(HR_MANAGER, Scope.ROWS, "a manager: own team only"),
     ("GET", "/assignments/bulk/{bulk_id}"): _token(HR_MANAGER, Scope.STARTER),
-    ("GET", "/assignments/{assignment_id}"): _token(ALL, Scope.ROWS),
+    ("GET", "/assignments/{assignment_id}"): _token(
+        ALL,
+        Scope.ROWS,
+        "a machine reads back what it assigned or completed",
+        _g(Grant.ASSIGNMENTS_WRITE, Grant.COMPLETIONS_WRITE),
+    ),
     ("POST", "/assignments/{assignment_id}/complete"): _token(
-        HR_MANAGER_INTEGRATION, Scope.NOT_OWN
+        HR_MANAGER_INTEGRATION, Scope.NOT_OWN, grants=_g(Grant.COMPLETIONS_WRITE)
     ),
     ("POST", "/assignments/{assignment_id}/acknowledge"): _token(
         frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER}), Scope.ROWS
     ),
     ("POST", "/assignments/{assignment_id}/start"): _token(
-        frozenset({Role.HR_ADMIN, Role.LEARNER, Role.INTEGRATION}), Scope.ROWS
+        frozenset({Role.HR_ADMIN, Role.LEARNER, Role.INTEGRATION}),
+        Scope.ROWS,
+        grants=_g(Grant.COMPLETIONS_WRITE),
     ),
     ("POST", "/assignments/{assignment_id}/extend"): _token(HR_MANAGER, Scope.NOT_OWN),
     ("POST", "/assignments/{assignment_id}/exempt"): _token(HR),
     ("POST", "/assignments/{assignment_id}/cancel"): _token(HR_MANAGER, Scope.NOT_OWN),
     ("POST", "/assignments/{assignment_id}/restart"): _token(HR),
-    ("GET", "/obligations"): _token(ALL, Scope.ROWS),
-    ("GET", "/notifications"): _token(ALL, Scope.ROWS),
+    ("GET", "/obligations"): _token(PEOPLE, Scope.ROWS),
+    ("GET", "/notifications"): _token(PEOPLE, Scope.ROWS),
     # Certifications
-    ("GET", "/certifications/types"): _token(ALL),
+    ("GET", "/certifications/types"): _token(PEOPLE),
     ("GET", "/certifications/expiring"): _token(
         frozenset({Role.HR_ADMIN, Role.MANAGER, Role.AUDITOR}), Scope.ROWS
     ),
-    ("GET", "/certifications"): _token(ALL, Scope.ROWS),
+    ("GET", "/certifications"): _token(PEOPLE, Scope.ROWS),
     ("POST", "/certifications"): _token(HR_MANAGER, Scope.ROWS),
-    ("GET", "/certifications/{certification_id}"): _token(ALL, Scope.ROWS),
+    ("GET", "/certifications/{certification_id}"): _token(PEOPLE, Scope.ROWS),
     ("POST", "/certifications/{certification_id}/renew"): _token(HR_MANAGER, Scope.NOT_OWN),
     ("POST", "/certifications/{certification_id}/ce-credits"): _token(
         frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER}), Scope.ROWS
@@ -177,26 +214,26 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/certifications/{certification_id}/revoke"): _token(HR),
     ("POST", "/certifications/{certification_id}/restart"): _token(HR),
     # SCIM provisioning (integration tokens need scope scim)
-    ("POST", "/scim/v2/Users"): _token(HR_INTEGRATION),
-    ("GET", "/scim/v2/Users"): _token(HR_INTEGRATION),
-    ("GET", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION),
-    ("PUT", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION),
-    ("PATCH", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION),
-    ("DELETE", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION),
-    ("POST", "/scim/v2/Groups"): _token(HR_INTEGRATION),
-    ("GET", "/scim/v2/Groups"): _token(HR_INTEGRATION),
-    ("GET", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION),
-    ("PUT", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION),
-    ("PATCH", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION),
-    ("DELETE", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION),
-    ("GET", "/scim/v2/ServiceProviderConfig"): _token(HR_INTEGRATION),
-    ("GET", "/scim/v2/ResourceTypes"): _token(HR_INTEGRATION),
-    ("GET", "/scim/v2/ResourceTypes/{name}"): _token(HR_INTEGRATION),
-    ("GET", "/scim/v2/Schemas"): _token(HR_INTEGRATION),
-    ("GET", "/scim/v2/Schemas/{urn}"): _token(HR_INTEGRATION),
+    ("POST", "/scim/v2/Users"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/Users"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("PUT", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("PATCH", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("DELETE", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("POST", "/scim/v2/Groups"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/Groups"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("PUT", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("PATCH", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("DELETE", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/ServiceProviderConfig"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/ResourceTypes"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/ResourceTypes/{name}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/Schemas"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/Schemas/{urn}"): _token(HR_INTEGRATION, grants=SCIM),
     # Completions from an LMS
-    ("POST", "/xapi/statements"): _token(HR_INTEGRATION),
-    ("POST", "/completions"): _token(HR_INTEGRATION),
+    ("POST", "/xapi/statements"): _token(HR_INTEGRATION, grants=_g(Grant.XAPI_WRITE)),
+    ("POST", "/completions"): _token(HR_INTEGRATION, grants=_g(Grant.COMPLETIONS_WRITE)),
     ("GET", "/xapi/dead-letters"): _token(HR),
     ("POST", "/xapi/dead-letters/{dead_letter_id}/resolve"): _token(HR),
     # Rules
@@ -206,6 +243,9 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/rules/versions"): _token(HR),
     ("GET", "/rules/active"): _token(HR),
     ("GET", "/rules/versions/{content_hash}"): _token(HR),
+    # Tokens
+    ("GET", "/tokens"): _token(HR),
+    ("DELETE", "/tokens/{token_id}"): _token(HR),
     # Audit
     ("GET", "/audit"): _token(READERS),
     ("GET", "/audit/verify"): _token(READERS),
@@ -243,3 +283,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def integration_grants(method: str, path: str) -> frozenset[Grant]:
+    """The scopes of which any one admits an integration token to ``method path`` (empty: none).
+
+    ``path`` is the route's template as declared (``/assignments/{assignment_id}``).
+    """
+    policy = POLICY.get((method, path))
+    return policy.grants if policy is not None else frozenset()

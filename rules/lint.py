@@ -15,6 +15,7 @@ from rules.apprenticeship_model import StallRecipient
 from rules.coverage import OTHER, analyse
 from rules.mentorship_model import NudgeRecipient
 from rules.model import Pack, Recipient
+from rules.tracks_lint import lint_gates, lint_tracks
 
 
 class Level(StrEnum):
@@ -104,6 +105,7 @@ def lint(
         *_tests(pack),
         *(templates(pack) if templates is not None else ()),
         *_mentorship(pack),
+        *_gates_and_tracks(pack),
         *_programs(pack),
     ]
     return sorted(findings, key=lambda f: (f.level is not Level.ERROR, f.file, f.line))
@@ -282,6 +284,12 @@ def _mentorship(pack: Pack) -> Iterable[Finding]:
                 " lengthen session_cadence_days",
                 *where,
             )
+
+
+def _gates_and_tracks(pack: Pack) -> Iterable[Finding]:
+    for code, error, message, key, value in [*lint_gates(pack), *lint_tracks(pack)]:
+        level = Level.ERROR if error else Level.WARNING
+        yield Finding(level, code, message, *locate(pack, key, value))
 
 
 #: Work hours a year beyond which a program's pace is more than full time (40 h x 52 weeks,

@@ -30,6 +30,7 @@ from pydantic_core import ErrorDetails
 
 from rules.mentorship_model import MentorshipPolicy
 from rules.model import BUILTIN_STATUSES, Pack, PackFile
+from rules.tracks_model import TracksSection
 
 __all__ = ["MAX_FILE_BYTES", "PackInvalid", "PackIssue", "content_hash", "load_pack"]
 
@@ -45,7 +46,7 @@ _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _AT_CHARACTER = re.compile(r" \[at character (\d+)\]$")
 _FACT_ERROR = re.compile(r"^(unknown fact|fact) (['\"])(.*?)\2")
-_ITEM_LABELS = ("id", "name", "at")
+_ITEM_LABELS = ("id", "name", "at", "requirement")
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ def load_pack(directory: Path | str) -> Pack:
             (c.data.mentorship for c in checked if c.data.mentorship is not None),
             MentorshipPolicy(),
         ),
+        tracks=next((c.data.tracks for c in checked if c.data.tracks is not None), TracksSection()),
         programs=[p for c in checked for p in c.data.programs],
         templates=templates,
         content_hash=content_hash(raw),
@@ -773,6 +775,10 @@ def _cross_check(
         first = where(mentorships[0], ("mentorship",))
         message = f"a second 'mentorship' section (the first is at {first}); keep one"
         add(extra, ("mentorship",), message)
+    track_sections = [c for c in checked if c.data.tracks is not None]
+    for extra in track_sections[1:]:
+        first = where(track_sections[0], ("tracks",))
+        add(extra, ("tracks",), f"a second 'tracks' section (the first is at {first}); keep one")
     if packs:
         item, info = packs[0]
         unique("status", [(s, item, ("pack", "statuses", i)) for i, s in enumerate(info.statuses)])
@@ -813,6 +819,10 @@ def _cross_check(
                 names = ", ".join(rule_names)
                 message = f"no status rule is named '{t.expect.rule}'{hint}; rules: {names}"
                 add(c, ("tests", i, "expect", "rule"), message)
+        if c.data.tracks is not None:
+            gates = {r.id: r.passing_score for d in checked for r in d.data.requirements}
+            for loc, message in c.data.tracks.problems(gates):
+                add(c, ("tracks", *loc), message)
     kinds = {r.id: r.kind.value for c in checked for r in c.data.requirements}
     for c in checked:
         for i, program in enumerate(c.data.programs):

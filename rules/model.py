@@ -50,6 +50,7 @@ from rules.apprenticeship_model import Program
 from rules.conditions import Condition, ConditionError, compile_condition
 from rules.facts import FACTS, FactType
 from rules.mentorship_model import MentorshipPolicy
+from rules.tracks_model import TracksSection
 
 #: Statuses every pack may use without declaring them.
 BUILTIN_STATUSES: tuple[str, ...] = (
@@ -281,6 +282,12 @@ class Requirement(_Strict):
     renewal_basis: RenewalBasis = RenewalBasis.FROM_RENEWAL
     issuing_body: str | None = None
     code: str | None = None
+    #: Assessment gate (see rules.assessment): the exam score, in percent, that completes it.
+    passing_score: float | None = Field(default=None, ge=0, le=100)
+    #: Failed attempts allowed before the obligation is ``failed`` (HR may grant more).
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    #: Days to wait after a failed attempt before the next one counts.
+    retake_after_days: int | None = Field(default=None, ge=0, le=365)
 
     @field_validator("validity")
     @classmethod
@@ -486,6 +493,7 @@ class PackFile(_Strict):
     status_rules: list[StatusRule] = Field(default_factory=list)
     tests: list[RuleTest] = Field(default_factory=list)
     mentorship: MentorshipPolicy | None = None
+    tracks: TracksSection | None = None
     programs: list[Program] = Field(default_factory=list)
 
 
@@ -500,6 +508,8 @@ class Pack(_Strict):
         tests: The pack's own test cases.
         mentorship: The ``mentorship`` section (matching weights, request expiry, session
             cadence, nudges, feedback); its defaults when the pack has none.
+        tracks: The ``tracks`` section (track types, tracks and learning paths); no tracks
+            when the pack has none.
         programs: The apprenticeship programs (``programs`` sections), in file order.
         templates: Message template overrides: path under ``templates/`` → Jinja2 source.
         content_hash: SHA-256 over every file of the pack (names and bytes).
@@ -515,6 +525,7 @@ class Pack(_Strict):
     status_rules: list[StatusRule]
     tests: list[RuleTest]
     mentorship: MentorshipPolicy = Field(default_factory=MentorshipPolicy)
+    tracks: TracksSection = Field(default_factory=TracksSection)
     programs: list[Program] = Field(default_factory=list)
     templates: dict[str, str] = Field(default_factory=dict)
     content_hash: str

@@ -249,10 +249,17 @@ def test_migration_gives_old_tokens_an_expiry_and_old_integrations_their_scopes(
         engine.dispose()
 
 
-def test_every_scoped_route_exists(client: TestClient) -> None:
-    """A typo in the scope table would silently close a route to every integration."""
-    from api.deps import INTEGRATION_SCOPES
+def test_every_scope_opens_a_route_and_integration_routes_name_their_scopes(
+    client: TestClient,
+) -> None:
+    """The policy is the one scope table: no scope that opens nothing, no open-ended route."""
+    from api.policy import POLICY, Access, Policy
+    from duly.domain import Role
+    from store.tokens import Scope
 
     paths = client.app.openapi()["paths"]  # type: ignore[attr-defined]
     app_routes = {(method.upper(), path) for path, ops in paths.items() for method in ops}
-    assert set(INTEGRATION_SCOPES) <= app_routes, set(INTEGRATION_SCOPES) - app_routes
+    granted = {g for key, p in POLICY.items() if key in app_routes for g in p.grants}
+    assert granted == set(Scope)
+    with pytest.raises(ValueError, match="grants"):
+        Policy(Access.TOKEN, frozenset({Role.INTEGRATION}))

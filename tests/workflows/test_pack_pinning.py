@@ -219,8 +219,9 @@ async def test_a_pack_without_the_requirement_is_not_adopted(
     db, v1, _, person = packs
     target = tmp_path / "other"
     shutil.copytree(MEDICAL, target)
-    requirements = target / "requirements.yaml"
-    requirements.write_text(requirements.read_text().replace(REQUIREMENT, "hipaa-renamed"))
+    for name in ("requirements.yaml", "tracks.yaml"):  # the tracks name the requirement too
+        copied = target / name
+        copied.write_text(copied.read_text().replace(REQUIREMENT, "hipaa-renamed"))
     other = load_pack(target)
     task_queue = f"tq-{uuid.uuid4()}"
     async with build_worker(env.client, task_queue=task_queue, db=db):
