@@ -23,10 +23,9 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, String, and_, cast, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -34,13 +33,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.rules import signal_replans
+from duly.directory_change import ATTRIBUTES, MOVER_ATTRIBUTES, ChangeKind, DirectoryChange
 from duly.domain import EmploymentStatus
 from store import audit
 from store.models import Person
 from store.obligations import moved_zone_targets
 from store.people import (
-    REDACTED,
-    REDACTED_COLUMNS,
     ImportReport,
     PersonRow,
     RowError,
@@ -51,87 +49,7 @@ from store.tokens import Principal
 
 log = logging.getLogger(__name__)
 
-#: The attributes a change record carries (``manager`` is the manager's external id).
-ATTRIBUTES: tuple[str, ...] = (
-    "name",
-    "email",
-    "phone",
-    "slack_user_id",
-    "roles",
-    "department",
-    "location",
-    "time_zone",
-    "employer",
-    "manager",
-    "employment_status",
-)
-#: A change of any of these makes a mover: what applies to them may have changed.
-MOVER_ATTRIBUTES: frozenset[str] = frozenset({"roles", "department", "location", "employer"})
 _IN_CHUNK = 500
-
-
-class ChangeKind(StrEnum):
-    """What a directory change means for a person's obligations."""
-
-    JOINER = "joiner"
-    MOVER = "mover"
-    LEAVER = "leaver"
-    REHIRE = "rehire"
-    #: Leave of absence starts (``employment_status`` becomes ``leave``).
-    LEAVE = "leave"
-    #: Back from leave (``leave`` → ``active``).
-    RETURN = "return"
-    #: Other attributes (name, contact details, time zone, manager): nothing to assign or close.
-    UPDATE = "update"
-
-
-class DirectoryChange(BaseModel):
-    """One person's change, as the joiner/mover/leaver automation will receive it.
-
-    Attributes:
-        change_id: Unique per change; with the person, the automation's business key.
-        person_id: The person's database id.
-        external_id: The person's directory key.
-        kind: Joiner, mover, leaver, rehire, leave, return or update.
-        changed: The attributes that changed (all of them for a joiner).
-        before: The attributes before (None for a joiner).
-        after: The attributes after.
-        source: ``import``, ``scim`` or ``api``.
-        actor: The audit actor who made the change.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    change_id: str
-    person_id: int
-    external_id: str
-    kind: ChangeKind
-    changed: list[str]
-    before: dict[str, Any] | None
-    after: dict[str, Any]
-    source: str
-    actor: str
-
-    def audit_view(self) -> dict[str, Any]:
-        """The change without contact details (email and phone are redacted)."""
-
-        def safe(values: dict[str, Any] | None) -> dict[str, Any] | None:
-            if values is None:
-                return None
-            return {
-                k: (REDACTED if k in REDACTED_COLUMNS and v is not None else v)
-                for k, v in values.items()
-                if k in self.changed
-            }
-
-        return {
-            "change_id": self.change_id,
-            "kind": self.kind.value,
-            "source": self.source,
-            "changed": self.changed,
-            "before": safe(self.before),
-            "after": safe(self.after),
-        }
 
 
 class DirectoryError(Exception):

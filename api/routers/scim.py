@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from api import scim
 from api.deps import SessionDep, TemporalDep, require_roles
 from api.errors import allowed_methods
+from duly.directory_change import DirectoryChange
 from duly.domain import Role
 from services import directory
 from store.models import Person
@@ -97,9 +98,7 @@ def _check_match(request: Request, person: Person) -> None:
         )
 
 
-async def _replan(
-    session: Session, temporal: TemporalDep, change: directory.DirectoryChange | None
-) -> None:
+async def _replan(session: Session, temporal: TemporalDep, change: DirectoryChange | None) -> None:
     if change is not None and "time_zone" in change.changed:
         await directory.replan_moved(
             session, temporal=temporal, actor="scim", person_ids=[change.person_id]

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
+from duly.directory_change import ChangeKind
 from duly.domain import Role
 from duly.settings import Settings
 from notifications.recipients import stage_skip
@@ -374,7 +375,7 @@ def test_import_and_scim_share_the_directory_service(sqlite_db: Database) -> Non
             principal=principal,
             source="api",
         )
-        assert change.kind is directory.ChangeKind.JOINER
+        assert change.kind is ChangeKind.JOINER
         _, moved = directory.patch_person(
             session,
             external_id="p-1",
@@ -382,13 +383,13 @@ def test_import_and_scim_share_the_directory_service(sqlite_db: Database) -> Non
             principal=principal,
             source="api",
         )
-        assert moved is not None and moved.kind is directory.ChangeKind.MOVER
+        assert moved is not None and moved.kind is ChangeKind.MOVER
         assert moved.changed == ["department"]
         assert moved.before is not None and moved.before["department"] is None
         _, left = directory.deactivate_person(
             session, external_id="p-1", principal=principal, source="api"
         )
-        assert left is not None and left.kind is directory.ChangeKind.LEAVER
+        assert left is not None and left.kind is ChangeKind.LEAVER
         assert left.person_id == person.id
         assert len({change.change_id, moved.change_id, left.change_id}) == 3
         with pytest.raises(directory.InvalidPerson, match="time zone"):
@@ -405,7 +406,7 @@ def test_import_and_scim_share_the_directory_service(sqlite_db: Database) -> Non
         outcome = directory.import_directory(
             session, rows=rows, errors=errors, kind="json", principal=principal
         )
-        assert [c.kind for c in outcome.changes] == [directory.ChangeKind.REHIRE]
+        assert [c.kind for c in outcome.changes] == [ChangeKind.REHIRE]
 
 
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
