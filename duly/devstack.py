@@ -123,8 +123,8 @@ async def _wait_for_temporal(settings: Settings, process: subprocess.Popen[bytes
 
 def load_demo(settings: Settings) -> dict[str, str]:
     """Import the demo org, create demo tokens and assign training; returns tokens by role."""
+    from domain.roles import Role
     from duly.demo import load_demo_people
-    from duly.domain import Role
     from store.db import Database
     from store.models import Person
 
@@ -296,8 +296,8 @@ def _store_program_pack(db: Any) -> str:
 async def _enroll_demo_apprentices(settings: Settings, db: Any) -> None:
     """Three elevator-mechanic apprentices at different stages (idempotent across starts)."""
     from activities.packs import load_version
+    from domain import Role
     from domain.contracts.apprenticeship import Carried
-    from duly.domain import Role
     from duly.temporal import connect
     from rules.apprenticeship import (
         EnrollmentStatus,

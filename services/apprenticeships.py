@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import utc_offset_minutes
 from activities.packs import active_pack, load_version
+from domain import EmploymentStatus, Role
 from domain.contracts.apprenticeship import (
     ApprenticeshipInput,
     ApprenticeshipState,
@@ -38,7 +39,6 @@ from domain.contracts.apprenticeship import (
     TransferSupervisor,
     apprenticeship_workflow_id,
 )
-from duly.domain import EmploymentStatus, Role
 from rules.apprenticeship import Evaluation, HoursEntry, add_years
 from rules.apprenticeship_model import Program
 from rules.obligation_facts import local_today

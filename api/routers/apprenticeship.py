@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
+from domain import Role
 from domain.contracts.apprenticeship import ApprenticeshipState, EnrolmentAction
-from duly.domain import Role
 from rules.apprenticeship import Evaluation, HoursEntry, HoursKind
 from services import apprenticeships
 from services.errors import Invalid, NotFound

@@ -1,18 +1,17 @@
 """Contracts of the apprenticeship family: workflow input, messages, query, activity requests.
 
 One input model per workflow, signal, update and activity (they can grow without breaking
-running workflows). The pure progress types (:class:`~rules.apprenticeship.HoursEntry`,
-:class:`~rules.apprenticeship.Evaluation`) are the rules floor's; these contracts carry them.
+running workflows). The hours entry, the evaluation and the statuses live here too (floor 1):
+the progress maths (:mod:`rules.apprenticeship`) and every contract build on them.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from rules.apprenticeship import EnrollmentStatus, Evaluation, HoursEntry
 
 __all__ = [
     "APPRENTICESHIP_KIND",
@@ -23,8 +22,13 @@ __all__ = [
     "Carried",
     "ChangeEnrolment",
     "ComplianceStatus",
+    "EnrollmentStatus",
     "EnrolmentAction",
     "EntryRefused",
+    "EntryStatus",
+    "Evaluation",
+    "HoursEntry",
+    "HoursKind",
     "LogHours",
     "NoticeRequest",
     "ProgramRequest",
@@ -35,6 +39,7 @@ __all__ = [
     "SubmitEvaluation",
     "TransferSupervisor",
     "apprenticeship_workflow_id",
+    "skill_key",
 ]
 
 APPRENTICESHIP_KIND = "apprenticeship"
@@ -49,6 +54,94 @@ def apprenticeship_workflow_id(person: str, program: str) -> str:
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def skill_key(skill: str) -> str:
+    """How skills are compared: case-insensitive, spaces collapsed.
+
+    A sign-off for ``"hoistway  safety"`` counts for ``"Hoistway safety"``.
+    """
+    return _SPACES.sub(" ", skill).strip().casefold()
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class HoursKind(StrEnum):
+    """On-the-job (OJL) work or related classroom instruction (RTI)."""
+
+    WORK = "work"
+    CLASSROOM = "classroom"
+
+
+class EntryStatus(StrEnum):
+    """Where an hours entry is in its approval."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class EnrollmentStatus(StrEnum):
+    """Where an apprenticeship is in its life."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    COMPLETED = "completed"
+    WITHDRAWN = "withdrawn"
+
+
+class HoursEntry(_Frozen):
+    """One hours entry, as logged (``hours`` is checked by :func:`check_entry`, not here).
+
+    Attributes:
+        id: The entry's id, chosen by whoever logs it (idempotent: the same id and content is
+            the same entry).
+        day: The day the hours were worked or taught (the apprentice's local date).
+        kind: Work or classroom.
+        hours: Hours that day.
+        status: Pending until the supervisor approves or rejects it.
+        skills: Skill tags: what the hours practised.
+        description: In the apprentice's words.
+    """
+
+    id: str = Field(min_length=1, max_length=100)
+    day: date
+    kind: HoursKind
+    hours: float
+    status: EntryStatus = EntryStatus.PENDING
+    skills: list[str] = Field(default_factory=list, max_length=50)
+    description: str = Field(default="", max_length=2000)
+
+    def same_content(self, other: HoursEntry) -> bool:
+        """Whether ``other`` logs the same thing (status aside: approval does not change it)."""
+        return (
+            self.day == other.day
+            and self.kind is other.kind
+            and self.hours == other.hours
+            and [skill_key(s) for s in self.skills] == [skill_key(s) for s in other.skills]
+            and self.description == other.description
+        )
+
+
+class Evaluation(_Frozen):
+    """A supervisor's evaluation.
+
+    Attributes:
+        day: When it was done.
+        score: 0-100.
+        skills_signed_off: Skills the supervisor signed off in it.
+        final: The final evaluation graduation looks at.
+    """
+
+    day: date
+    score: int = Field(ge=0, le=100)
+    skills_signed_off: list[str] = Field(default_factory=list, max_length=200)
+    final: bool = False
 
 
 class ComplianceStatus(StrEnum):

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from duly.domain import Role
+from domain import Role
 from duly.settings import Settings
 from duly.worker import build_worker
 from rules.loader import load_pack
