@@ -33,6 +33,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.apprenticeship import ApprenticeshipActivities
@@ -55,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         SubmitEvaluation,
         TransferSupervisor,
     )
+    from domain.contracts.packs import AdoptPackSignal
     from rules.apprenticeship import (
         EnrollmentStatus,
         Enrolment,
@@ -67,7 +69,7 @@ with workflow.unsafe.imports_passed_through():
         compliance_status,
         progress,
     )
-    from rules.apprenticeship_model import Program, skill_key
+    from rules.apprenticeship_model import Program, ProgramMigration, skill_key
 
 TIMEOUT = timedelta(seconds=30)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
@@ -127,6 +129,10 @@ class ApprenticeshipWorkflow:
         self._completed_on: date | None = None
         self._changed = False
         self._decided = ("on_track", "apprenticeship:on_track")
+        #: The pack version this run is pinned to, and one deployed since to adopt.
+        self._pack_hash = input.pack_hash
+        self._next_pack: str | None = None
+        self._adopt_now = False
 
     # -- time ------------------------------------------------------------------------------
 
@@ -171,7 +177,7 @@ class ApprenticeshipWorkflow:
             workflow_id=self._input.workflow_id,
             person=self._input.person,
             program_id=self._input.program_id,
-            pack_hash=self._input.pack_hash,
+            pack_hash=self._pack_hash,
             supervisor=self._supervisor,
             status=self._enrolment.status,
             compliance_status=ComplianceStatus(status),
@@ -219,6 +225,51 @@ class ApprenticeshipWorkflow:
     def _logged(self) -> list[HoursEntry]:
         """The entries as logged (carried-over folded totals are not days' entries)."""
         return [e for e in self._entries if not e.id.startswith("~")]
+
+    @workflow.signal
+    def adopt_pack(self, signal: AdoptPackSignal) -> None:
+        """A new pack version was deployed: the program's ``on_new_version`` decides.
+
+        ``grandfather`` keeps this version to the end; ``rebase`` adopts the new one at the
+        next period advancement, ``apply_now`` at once (both continue as new on it, keeping the
+        hours, sign-offs and evaluations; a version without the program is not adopted).
+        """
+        if signal.pack_hash == self._pack_hash or self._program is None:
+            return
+        rule = self.program.on_new_version
+        if rule is ProgramMigration.GRANDFATHER:
+            self._event(
+                "pack_deployed",
+                f"{signal.pack_hash[:12]} by {signal.deployed_by}: kept {self._pack_hash[:12]}"
+                " (the program is grandfathered)",
+            )
+            return
+        self._next_pack = signal.pack_hash
+        self._adopt_now = rule is ProgramMigration.APPLY_NOW
+        self._changed = True
+        self._event(
+            "pack_deployed",
+            f"{signal.pack_hash[:12]} by {signal.deployed_by}: adopted "
+            + ("now" if self._adopt_now else "at the next period advancement"),
+        )
+
+    async def _adopt(self) -> None:
+        """Switch to the deployed version if it still has the program (checked first)."""
+        new, self._next_pack, self._adopt_now = self._next_pack, None, False
+        if new is None:
+            return
+        try:
+            await workflow.execute_activity_method(
+                ApprenticeshipActivities.program,
+                ProgramRequest(pack_hash=new, program_id=self._input.program_id),
+                start_to_close_timeout=TIMEOUT,
+                retry_policy=RETRY,
+            )
+        except ActivityError as error:
+            self._event("pack_kept", f"{new[:12]} was not adopted: {error.cause}")
+            return
+        self._pack_hash = new
+        self._event("pack_adopted", f"now pinned to {new[:12]}")
 
     @workflow.update
     async def log_hours(self, request: LogHours) -> ApprenticeshipState:
@@ -472,7 +523,7 @@ class ApprenticeshipWorkflow:
                 workflow_id=self._input.workflow_id,
                 person=self._input.person,
                 supervisor=self._supervisor,
-                pack_hash=self._input.pack_hash,
+                pack_hash=self._pack_hash,
                 program_id=self._input.program_id,
                 key=key,
                 event=event,
@@ -503,7 +554,7 @@ class ApprenticeshipWorkflow:
         decided = (state.compliance_status.value, state.decided_by)
         if decided != self._decided:
             self._decided = decided
-            self._event("status", f"{decided[0]} ({decided[1]}, pack {self._input.pack_hash[:12]})")
+            self._event("status", f"{decided[0]} ({decided[1]}, pack {self._pack_hash[:12]})")
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -531,9 +582,15 @@ class ApprenticeshipWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._record()
                 return self.state()
+            if self._adopt_now:
+                await self._adopt()
+                if self._pack_hash != self._input.pack_hash:
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    workflow.continue_as_new(self._carry())
             done = self._progress()
             if done.advancement_due:
                 await self._advance(done)
+                await self._adopt()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._carry())
             if await self._graduation_ready(done):
@@ -667,7 +724,7 @@ class ApprenticeshipWorkflow:
             AwardRequest(
                 workflow_id=self._input.workflow_id,
                 person=self._input.person,
-                pack_hash=self._input.pack_hash,
+                pack_hash=self._pack_hash,
                 certification_ids=list(self.program.awards),
                 issued_on=today,
             ),
@@ -726,4 +783,4 @@ class ApprenticeshipWorkflow:
             sent=self._sent,
             runs=self._runs + 1,
         )
-        return self._input.model_copy(update={"carried": carried})
+        return self._input.model_copy(update={"carried": carried, "pack_hash": self._pack_hash})

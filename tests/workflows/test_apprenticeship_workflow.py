@@ -32,6 +32,7 @@ from domain.contracts.apprenticeship import (
     SubmitEvaluation,
     TransferSupervisor,
 )
+from domain.contracts.packs import AdoptPackSignal, PackMigration
 from duly.worker import build_worker
 from rules.apprenticeship import EnrollmentStatus, Evaluation, HoursEntry, HoursKind
 from rules.loader import load_pack
@@ -392,8 +393,15 @@ async def test_a_short_life_enrol_review_suspend_transfer_withdraw(
             ApprenticeshipWorkflow.transfer_supervisor,
             TransferSupervisor(supervisor="jw-other", actor="hr"),
         )
+        # A new pack version: the elevator-mechanic program is grandfathered, so it is kept.
+        await handle.signal(
+            ApprenticeshipWorkflow.adopt_pack,
+            AdoptPackSignal(pack_hash="f" * 64, mode=PackMigration.REBASE, deployed_by="hr"),
+        )
         state = await handle.query(ApprenticeshipWorkflow.state)
         assert state.work_approved == 8 and state.supervisor == "jw-other"
+        assert state.pack_hash == pack_hash
+        assert any(e.kind == "pack_deployed" and "grandfathered" in e.detail for e in state.events)
         assert state.compliance_status == "behind"  # the evaluation scored below 70
         await handle.execute_update(
             ApprenticeshipWorkflow.change_enrolment,
