@@ -133,6 +133,7 @@ class ApprenticeshipWorkflow:
         self._pack_hash = input.pack_hash
         self._next_pack: str | None = None
         self._adopt_now = False
+        self._early_adopt: AdoptPackSignal | None = None
 
     # -- time ------------------------------------------------------------------------------
 
@@ -234,7 +235,10 @@ class ApprenticeshipWorkflow:
         next period advancement, ``apply_now`` at once (both continue as new on it, keeping the
         hours, sign-offs and evaluations; a version without the program is not adopted).
         """
-        if signal.pack_hash == self._pack_hash or self._program is None:
+        if self._program is None:
+            self._early_adopt = signal  # before the program loaded: handled right after
+            return
+        if signal.pack_hash == self._pack_hash:
             return
         rule = self.program.on_new_version
         if rule is ProgramMigration.GRANDFATHER:
@@ -567,6 +571,8 @@ class ApprenticeshipWorkflow:
             start_to_close_timeout=TIMEOUT,
             retry_policy=RETRY,
         )
+        if self._early_adopt is not None:
+            self.adopt_pack(self._early_adopt)
         if input.carried is None:
             self._event(
                 "enrolled",

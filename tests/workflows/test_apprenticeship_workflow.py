@@ -416,6 +416,77 @@ async def test_a_short_life_enrol_review_suspend_transfer_withdraw(
     assert len(history.events) < 200
 
 
+def _variant(tmp_path: Path, name: str, *replacements: tuple[str, str]) -> Path:
+    """A copy of the field-technicians pack with its programs.yaml edited."""
+    import shutil
+
+    target = tmp_path / name
+    shutil.copytree(FIELD, target)
+    programs = target / "programs.yaml"
+    text = programs.read_text(encoding="utf-8")
+    for old, new in replacements:
+        assert old in text
+        text = text.replace(old, new)
+    programs.write_text(text, encoding="utf-8")
+    return target
+
+
+async def test_a_rebased_program_is_adopted_at_the_next_advancement(
+    env: WorkflowEnvironment, sqlite_db: Database, tmp_path: Path
+) -> None:
+    """on_new_version: rebase -> the new version (its period 2 wage) from the next period on."""
+    db = sqlite_db
+    person, supervisor, _ = _org(db)
+    rebase = ("on_new_version: grandfather", "on_new_version: rebase")
+    v1 = load_pack(_variant(tmp_path, "v1", rebase))
+    v2 = load_pack(
+        _variant(
+            tmp_path,
+            "v2",
+            rebase,
+            ("        wage_percentage: 60\n", "        wage_percentage: 62\n"),
+        )
+    )
+    with db.session() as session:
+        for pack in (v2, v1):  # v1 active, v2 stored
+            deploy(session, pack, author="hr", message=None, migration=Migration.GRANDFATHER)
+    start = (await env.get_current_time()).date()
+    tq = f"tq-{uuid.uuid4()}"
+    async with build_worker(env.client, task_queue=tq, db=db):
+        inp = ApprenticeshipInput(
+            person=person,
+            program_id="elevator-mechanic",
+            pack_hash=v1.content_hash,
+            supervisor=supervisor,
+            enrolled_on=start,
+        )
+        await env.client.start_workflow(
+            ApprenticeshipWorkflow.run, inp, id=inp.workflow_id, task_queue=tq
+        )
+        handle: Handle = env.client.get_workflow_handle_for(
+            ApprenticeshipWorkflow.run, inp.workflow_id
+        )
+        await handle.signal(
+            ApprenticeshipWorkflow.adopt_pack,
+            AdoptPackSignal(pack_hash=v2.content_hash, mode=PackMigration.REBASE),
+        )
+        me = Apprentice(env, handle, supervisor, start)
+        program = v1.program("elevator-mechanic")
+        assert program is not None
+        await me.fill(program.periods[0].work_hours, program.periods[0].classroom_hours)
+        state = await handle.query(ApprenticeshipWorkflow.state)
+        assert state.pack_hash == v1.content_hash and state.period == 1  # not before advancing
+        await me.evaluate(program.periods[0].skills)
+        for _ in range(50):
+            state = await handle.query(ApprenticeshipWorkflow.state)
+            if state.runs == 2:
+                break
+            await env.sleep(timedelta(seconds=1))
+        assert state.pack_hash == v2.content_hash
+        assert state.period == 2 and state.wage_percentage == 62
+        await handle.terminate("test done")
+
+
 async def test_recorded_apprenticeship_history_replays() -> None:
     """The recorded first period replays against today's code (non-determinism fails here)."""
     if not HISTORY.exists():
