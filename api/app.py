@@ -15,6 +15,7 @@ from api.deps import Clock, wall_clock
 from api.limits import LIMIT_RESPONSES, RequestLimits
 from api.routers import (
     ack,
+    apprenticeship,
     assignments,
     audit,
     bulk,
@@ -113,6 +114,7 @@ def create_app(
         webhooks,
         xapi,
         certifications,
+        apprenticeship,
         tokens,
         verify,
         scim,

@@ -11,14 +11,17 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.apprenticeship import ApprenticeshipActivities
 from activities.assignment import AssignmentActivities
 from activities.bulk import BulkActivities
 from activities.certification import CertificationActivities
 from activities.rules import RulesActivities
 from duly.settings import Settings
 from duly.temporal import connect
+from services.apprenticeships import award_registrar
 from services.assignments import start_assignment
 from store.db import Database
+from workflows.apprenticeship import ApprenticeshipWorkflow
 from workflows.assignment import AssignmentWorkflow
 from workflows.bulk import BulkAssignWorkflow
 from workflows.certification import CertificationWorkflow
@@ -35,6 +38,7 @@ WORKFLOWS: list[type] = [
     StatusSweepWorkflow,
     DigestWorkflow,
     BulkAssignWorkflow,
+    ApprenticeshipWorkflow,
 ]
 
 
@@ -79,6 +83,8 @@ def build_worker(
             *rules.all(),
             *bulk.all(),
             *CertificationActivities(db).all(),
+            # Notices through the reminders' deliverer (same channels, ledger and lease).
+            *ApprenticeshipActivities(db, activities.deliverer, award_registrar(db, client)).all(),
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,

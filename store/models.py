@@ -301,3 +301,8 @@ class Certificate(Base):
     person: Mapped[Person] = relationship(lazy="joined")
 
     __table_args__ = (Index("ix_certificates_workflow_id", "workflow_id"),)
+
+
+# Tables of their own modules, registered on Base.metadata here so migrations and the
+# models-agree check see them wherever the models are imported from.
+from store import apprenticeships as _apprenticeships  # noqa: E402, F401
