@@ -39,6 +39,7 @@ from services.errors import Conflict, Forbidden, Invalid, NotFound
 from services.restarts import describe_previous
 from services.temporal import signal
 from store import audit
+from store.db import committed
 from store.models import Person
 from store.tokens import Principal
 from workflows.assignment import AssignmentWorkflow
@@ -145,6 +146,7 @@ async def create(
     """
     if person.employment_status == EmploymentStatus.TERMINATED:
         raise Conflict(f"person {person.external_id!r} has left (employment_status=terminated)")
+    pack = await committed(session, lambda: active_pack(session))
     try:
         inp = assignment_input(
             person,
@@ -153,19 +155,22 @@ async def create(
             requirement_id=requirement_id,
             cycle=cycle,
             assigned_by=principal.actor,
-            pack=active_pack(session),
+            pack=pack,
         )
     except NotAnAssignment as error:
         raise Invalid(str(error)) from None
     created = await start_assignment(client=client, task_queue=task_queue, inp=inp)
     if created:
-        audit.record(
+        await committed(
             session,
-            actor=principal.actor,
-            actor_role=principal.role.value,
-            action="assignment.create",
-            target=inp.workflow_id,
-            after=inp.model_dump(mode="json"),
+            lambda: audit.record(
+                session,
+                actor=principal.actor,
+                actor_role=principal.role.value,
+                action="assignment.create",
+                target=inp.workflow_id,
+                after=inp.model_dump(mode="json"),
+            ),
         )
     state = await live_state(client, workflow_id=inp.workflow_id) if not created else None
     return Created(inp=inp, created=created, state=state)
@@ -207,13 +212,16 @@ async def _send(
 ) -> None:
     """Signal the assignment (typed reference) and audit the action as the caller."""
     await signal(client, workflow_id=workflow_id, signal=signal_ref, arg=arg, what="assignment")
-    audit.record(
+    await committed(
         session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action=action,
-        target=workflow_id,
-        after=arg.model_dump(mode="json"),
+        lambda: audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action=action,
+            target=workflow_id,
+            after=arg.model_dump(mode="json"),
+        ),
     )
 
 
@@ -355,12 +363,15 @@ async def extend(
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise Conflict("assignment is closed") from exc
         raise
-    audit.record(
+    await committed(
         session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action="assignment.extend",
-        target=workflow_id,
-        after=update.model_dump(mode="json"),
+        lambda: audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action="assignment.extend",
+            target=workflow_id,
+            after=update.model_dump(mode="json"),
+        ),
     )
     return state

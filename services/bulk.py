@@ -18,6 +18,7 @@ from activities.packs import active_pack
 from duly.domain import ObligationKind, Role
 from services.errors import Invalid, NotFound, Unavailable
 from store import audit
+from store.db import committed
 from store.tokens import Principal
 from workflows.bulk import (
     BulkAssignInput,
@@ -88,13 +89,16 @@ async def start_bulk(
     except WorkflowAlreadyStartedError:
         return False
     if session is not None and principal is not None:
-        audit.record(
+        await committed(
             session,
-            actor=principal.actor,
-            actor_role=principal.role.value,
-            action="assignment.bulk",
-            target=bulk_workflow_id(request.bulk_id),
-            after=request.model_dump(mode="json"),
+            lambda: audit.record(
+                session,
+                actor=principal.actor,
+                actor_role=principal.role.value,
+                action="assignment.bulk",
+                target=bulk_workflow_id(request.bulk_id),
+                after=request.model_dump(mode="json"),
+            ),
         )
     return True
 

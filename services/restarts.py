@@ -45,6 +45,7 @@ from duly.domain import (
 from duly.settings import Settings
 from rules.model import Pack
 from store import audit
+from store.db import committed
 from store.models import AuditEntry, Obligation, Person
 from workflows.assignment import AssignmentWorkflow
 from workflows.certification import CertificationWorkflow
@@ -375,13 +376,13 @@ async def restart_assignment(
         previous=previous,
         reason=f"restarted by {actor}: {reason}",
     )
-    _audit(
+    await _audit(
         session, actor, actor_role, "assignment.restart", previous, run_id, terminated, reason, inp
     )
     return Restarted(workflow_id, run_id, previous, terminated, inp)
 
 
-def _audit(
+async def _audit(
     session: Session,
     actor: str,
     actor_role: str,
@@ -393,20 +394,28 @@ def _audit(
     inp: BaseModel,
     **extra: Any,
 ) -> None:
-    audit.record(
+    await committed(
         session,
-        actor=actor,
-        actor_role=actor_role,
-        action=action,
-        target=str(getattr(inp, "workflow_id", "")),
-        before={
-            "run_id": previous.run_id,
-            "status": previous.status,
-            "workflow_task_attempts": previous.workflow_task_attempts,
-            "terminated": terminated,
-            "input": previous.input,
-        },
-        after={"reason": reason, "run_id": run_id, "input": inp.model_dump(mode="json"), **extra},
+        lambda: audit.record(
+            session,
+            actor=actor,
+            actor_role=actor_role,
+            action=action,
+            target=str(getattr(inp, "workflow_id", "")),
+            before={
+                "run_id": previous.run_id,
+                "status": previous.status,
+                "workflow_task_attempts": previous.workflow_task_attempts,
+                "terminated": terminated,
+                "input": previous.input,
+            },
+            after={
+                "reason": reason,
+                "run_id": run_id,
+                "input": inp.model_dump(mode="json"),
+                **extra,
+            },
+        ),
     )
 
 
@@ -549,7 +558,7 @@ async def restart_certification(
         previous=previous,
         reason=f"restarted by {actor}: {reason}",
     )
-    _audit(
+    await _audit(
         session,
         actor,
         actor_role,

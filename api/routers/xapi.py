@@ -652,7 +652,8 @@ async def post_statements(
     statement timestamped in the future (beyond DULY_CLOCK_SKEW_SECONDS) or older than
     DULY_DUE_DATE_PAST_YEARS is answered 422 and kept as a dead letter.
     """
-    raw_items, statements = _parse_statements(await request.body())
+    # Parsing and validating a batch takes a while: a worker thread, so the loop keeps answering.
+    raw_items, statements = await asyncio.to_thread(_parse_statements, await request.body())
     signaller = _Signaller(temporal)
     results: list[ItemResult] = []
     window = settings.evidence_window(await clock())
@@ -661,7 +662,7 @@ async def post_statements(
             results.append(
                 await _one_statement(session, principal, signaller, index, raw, statement, window)
             )
-    return _answer(results)
+    return await asyncio.to_thread(_answer, results)
 
 
 def _match_statement(
