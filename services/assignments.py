@@ -141,9 +141,11 @@ async def create(
     """Assign ``title`` to ``person`` (idempotent per business key); audited when started.
 
     Raises:
+        Forbidden: A manager assigning to themself.
         Conflict: The person has left.
         Invalid: The requirement is a certification.
     """
+    check_assignee(principal, person)
     if person.employment_status == EmploymentStatus.TERMINATED:
         raise Conflict(f"person {person.external_id!r} has left (employment_status=terminated)")
     pack = await committed(session, lambda: active_pack(session))
@@ -193,6 +195,19 @@ async def unanswered(client: Client, *, workflow_id: str) -> str | None:
         f"the run did not answer (status {previous.status}{stuck}); if it is stuck, HR can"
         f" replace it: POST /assignments/{workflow_id}/restart"
     )
+
+
+def check_assignee(principal: Principal, person: Person) -> None:
+    """Managers assign to their reports, not to themselves (the README's "own reports").
+
+    Raises:
+        Forbidden: A manager naming themself.
+    """
+    if principal.role is Role.MANAGER and principal.person_id == person.id:
+        raise Forbidden(
+            "managers assign training to their reports, not to themselves; ask HR to assign"
+            f" {person.external_id!r}"
+        )
 
 
 def _not_own(principal: Principal, person: Person, what: str) -> None:

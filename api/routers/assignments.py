@@ -81,6 +81,7 @@ def _assignee(session: Session, principal: Principal, external_id: str) -> Perso
     """The person named in a request body, if the principal may see them (else 404)."""
     person = assignments.person(session, external_id=external_id)
     ensure_visible(session, principal, person.id)
+    assignments.check_assignee(principal, person)
     return person
 
 
