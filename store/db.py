@@ -22,6 +22,8 @@ T = TypeVar("T")
 class Timeouts:
     """PostgreSQL session limits, in seconds (see the ``DULY_DB_*_TIMEOUT_SECONDS`` settings).
 
+    0 disables a limit (PostgreSQL's own meaning of 0).
+
     Why: a request must never wait on the database for ever, for a connection, a slow
     statement or a lock another transaction holds.
     """
@@ -38,6 +40,11 @@ class Timeouts:
             statement=settings.db_statement_timeout_seconds,
             lock=settings.db_lock_timeout_seconds,
         )
+
+
+#: Migrations may rewrite large tables: no statement timeout (0 disables it in PostgreSQL), but
+#: they still give up on a lock they cannot get instead of queueing every query behind them.
+MIGRATION_TIMEOUTS = Timeouts(statement=0)
 
 
 def make_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
@@ -77,7 +84,7 @@ def make_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
         pool_size=10,
         max_overflow=10,
         # Waiting for a pooled connection is bounded too.
-        pool_timeout=limits.statement,
+        pool_timeout=limits.statement or 30,
         connect_args=connect_args,
     )
 

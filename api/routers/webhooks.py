@@ -166,7 +166,8 @@ async def _redeliver(session: Session, temporal: Any) -> None:
     pending = session.info.pop(REDELIVER, [])
     if not pending:
         return
-    session.commit()
+    # Whatever the caller changed is committed (off the loop) before any signal is awaited.
+    await committed(session, lambda: None)
     from duly.domain import RedeliverSignal
 
     try:
