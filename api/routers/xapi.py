@@ -7,7 +7,11 @@ person's open obligation, whose workflow receives ``AssignmentWorkflow.complete`
 
 Whatever cannot be matched is kept as a :class:`~store.models.DeadLetter` for HR to resolve.
 Duplicates (the same statement id or idempotency key) are answered without a second signal; the
-record of what was processed is the audit log, so this holds across API processes.
+record of what was processed is the audit log, so this holds across API processes (two processes
+posting the same statement at the same instant may both signal it; it is audited once).
+
+No transaction spans an ``await``: each statement is matched in one short transaction, its
+workflow signalled, and the result audited in another (all database work in a worker thread).
 """
 
 from __future__ import annotations
