@@ -16,7 +16,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.packs import active_pack
-from duly.domain import EmploymentStatus, ObligationKind, Role
+from domain.kinds import ObligationKind
+from domain.roles import Role
+from domain.statuses import EmploymentStatus
 from services.errors import Forbidden, Invalid, NotFound, Unavailable
 from store import audit
 from store.db import committed

@@ -24,8 +24,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from domain.roles import Role
 from duly.demo import load_demo_people
-from duly.domain import Role
 from rules.loader import load_pack
 from store.db import Database
 from store.migrate import upgrade
