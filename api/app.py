@@ -78,7 +78,7 @@ def create_app(
     """
     settings = settings or get_settings()
     owns_db = database is None
-    db = database or Database(settings.resolved_database_url)
+    db = database or Database.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

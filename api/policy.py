@@ -172,9 +172,11 @@ POLICY: dict[tuple[str, str], Policy] = {
     # Assignments
     ("GET", "/assignments"): _token(PEOPLE, Scope.ROWS),
     ("POST", "/assignments"): _token(
-        HR_MANAGER_INTEGRATION, Scope.ROWS, grants=_g(Grant.ASSIGNMENTS_WRITE)
+        HR_MANAGER_INTEGRATION, Scope.NOT_OWN, grants=_g(Grant.ASSIGNMENTS_WRITE)
     ),
-    ("POST", "/assignments/bulk"): _token(HR_MANAGER, Scope.ROWS, "a manager: own team only"),
+    ("POST", "/assignments/bulk"): _token(
+        HR_MANAGER, Scope.ROWS, "a manager: own team only, not themself"
+    ),
     ("GET", "/assignments/bulk/{bulk_id}"): _token(HR_MANAGER, Scope.STARTER),
     ("GET", "/assignments/{assignment_id}"): _token(
         ALL,

@@ -182,7 +182,7 @@ def people_import(
         raise typer.Exit(2) from exc
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             report, _changes = directory.apply_rows(
@@ -234,7 +234,7 @@ def people_list(
     from store.models import Person
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             query = select(Person).order_by(Person.external_id)
@@ -302,7 +302,7 @@ def tokens_create(
         err.print("[red]--no-expiry and --expires-in-days contradict each other[/]; give one")
         raise typer.Exit(2)
     days = expires_in_days or settings.token_lifetime_days
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             token = create_token(
@@ -354,7 +354,7 @@ def tokens_list(
     from store.tokens import list_tokens
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             infos = list_tokens(session, include_inactive=show_all)
@@ -387,7 +387,7 @@ def tokens_revoke(
     from store.tokens import TokenError, revoke_token
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             info = revoke_token(session, token_id)
@@ -454,7 +454,7 @@ def _directory_people() -> list[Any] | None:
     from store.db import Database
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             people = directory(session=session)
@@ -559,7 +559,7 @@ def rules_preview(
         err.print(f"--today must be a date like 2026-11-23, not {today!r}")
         raise typer.Exit(2) from None
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             result = preview(session=session, pack=pack, today=day)
@@ -628,7 +628,7 @@ def rules_deploy(
         except Exception as exc:  # noqa: BLE001 - reported, nothing deployed
             err.print(f"[red]cannot reach Temporal to roll out ({exc}); nothing was deployed[/]")
             raise typer.Exit(1) from None
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             version = deploy(
@@ -662,7 +662,7 @@ def rules_versions() -> None:
     from store.db import Database
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             rows = list_versions(session=session)
@@ -840,7 +840,7 @@ def _run_restart(restart: Any, **kwargs: Any) -> Any:
     from store.db import Database
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
 
     async def run() -> Any:
         client = await connect(settings)

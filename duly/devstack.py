@@ -128,7 +128,7 @@ def load_demo(settings: Settings) -> dict[str, str]:
     from store.db import Database
     from store.models import Person
 
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             report = load_demo_people(session)

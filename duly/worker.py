@@ -112,7 +112,7 @@ async def connect_with_retry(settings: Settings, *, attempts: int = 60) -> Clien
 async def run_worker(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then finish in-flight tasks and exit."""
     client = await connect_with_retry(settings)
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     worker = build_worker(client, task_queue=settings.temporal_task_queue, db=db, settings=settings)
     if await ensure_sweep_schedule(client, settings.temporal_task_queue):
         log.info("created the daily status sweep schedule %r", SWEEP_SCHEDULE_ID)
