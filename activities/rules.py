@@ -27,6 +27,7 @@ from duly.domain import (
     AdoptPackSignal,
     AssignmentInput,
     DecideRequest,
+    GateSpec,
     ObligationMessages,
     PlanRequest,
     ReplanRequest,
@@ -42,7 +43,7 @@ from duly.domain import (
     zone_offset_minutes,
 )
 from rules.engine import Decision, FactsError, NoRuleMatched, engine_for
-from rules.model import Pack
+from rules.model import Pack, Requirement
 from rules.obligation_facts import build_facts, local_today
 from store.db import Database
 from store.models import Obligation, Person
@@ -118,6 +119,7 @@ class RulesActivities:
                 renewal_window_days=requirement.renewal_window_days,
                 ce_credits=requirement.ce_credits,
                 renewal_basis=requirement.renewal_basis.value,
+                gate=_gate(requirement),
             )
         if request.person is None or request.due_date is None:
             return plan  # a request recorded before zone-aware planning
@@ -300,6 +302,17 @@ async def signal_replans(
                 raise
             finished += 1
     return ReplanResult(signalled=signalled, finished=finished)
+
+
+def _gate(requirement: Requirement) -> GateSpec | None:
+    """The requirement's assessment gate, None when it has none (the LMS's flag decides)."""
+    if requirement.passing_score is None and requirement.max_attempts is None:
+        return None
+    return GateSpec(
+        passing_score=requirement.passing_score,
+        max_attempts=requirement.max_attempts,
+        retake_after_days=requirement.retake_after_days or 0,
+    )
 
 
 def _in_zone(plan: StagePlan, request: PlanRequest, time_zone: str) -> StagePlan:

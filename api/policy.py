@@ -192,6 +192,7 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/assignments/{assignment_id}/exempt"): _token(HR),
     ("POST", "/assignments/{assignment_id}/cancel"): _token(HR_MANAGER, Scope.NOT_OWN),
     ("POST", "/assignments/{assignment_id}/restart"): _token(HR),
+    ("POST", "/assignments/{assignment_id}/grant-attempts"): _token(HR),
     ("GET", "/obligations"): _token(PEOPLE, Scope.ROWS),
     ("GET", "/notifications"): _token(PEOPLE, Scope.ROWS),
     # Certifications

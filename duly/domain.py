@@ -427,6 +427,32 @@ class CompleteSignal(_Model):
     #: The LMS attempt / registration id or certificate number, for the audit trail.
     attempt_id: str | None = Field(default=None, max_length=200)
     certificate_id: str | None = Field(default=None, max_length=200)
+    #: The score as a percentage (0..100), what a requirement's ``passing_score`` compares
+    #: (xAPI: from ``result.score`` via ``rules.assessment.score_percent``).
+    score_percent: float | None = Field(default=None, ge=0, le=100)
+
+
+class GateAttempt(_Model):
+    """A failed attempt counted against a requirement's assessment gate."""
+
+    at: datetime
+    score: float | None = None
+
+
+class GateSpec(_Model):
+    """A requirement's assessment gate as the pinned pack has it (see ``rules.assessment``)."""
+
+    passing_score: float | None = Field(default=None, ge=0, le=100)
+    max_attempts: int | None = Field(default=None, ge=1)
+    retake_after_days: int = Field(default=0, ge=0)
+
+
+class GrantAttempts(_Model):
+    """Update: HR grants extra attempts at an assessment gate (audited)."""
+
+    attempts: int = Field(default=1, ge=1, le=10)
+    reason: str = Field(min_length=3, max_length=500)
+    actor: str = Field(max_length=128)
 
 
 class AcknowledgeSignal(_Model):
@@ -470,6 +496,11 @@ class AssignmentState(_Model):
     #: Failed attempts (``complete`` with ``passed`` false) this cycle: all are counted, the
     #: first :data:`NOTED_REPEATS` are listed in ``events``.
     failed_attempts: int = 0
+    #: The assessment gate (None: the LMS's passed flag decides), attempts allowed (None:
+    #: unlimited; HR grants included) and when the next attempt counts (None: now).
+    gate: GateSpec | None = None
+    attempts_allowed: int | None = None
+    retake_opens_at: datetime | None = None
 
 
 class ObligationUpdate(_Model):
@@ -647,6 +678,8 @@ class StagePlan(_Model):
     exemption_lapses_at: datetime | None = None
     #: The zone's UTC offset on the due date, for the workflow's local-date arithmetic.
     utc_offset_minutes: int | None = None
+    #: The requirement's assessment gate (None: none; plans recorded before gates have none).
+    gate: GateSpec | None = None
 
 
 class DecideRequest(_Model):
@@ -1273,6 +1306,10 @@ class AssignmentResume(_Model):
     redeliver: list[RedeliverSignal]
     repeats: dict[str, int]
     continued: int = Field(default=1, ge=1)
+    gate: GateSpec | None = None
+    gate_attempts: list[GateAttempt] = Field(default_factory=list)
+    extra_attempts: int = 0
+    failed: bool = False
 
 
 AssignmentInput.model_rebuild()
