@@ -1,0 +1,1 @@
+"""Workflow inputs, signals, updates, queries and activity requests, one module per family."""
