@@ -23,8 +23,10 @@ from api.routers import (
     notifications,
     obligations,
     people,
+    projects,
     rules,
     tokens,
+    tracks,
     verify,
     webhooks,
     xapi,
@@ -113,6 +115,8 @@ def create_app(
         xapi,
         certifications,
         tokens,
+        tracks,
+        projects,
         verify,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)

@@ -15,6 +15,7 @@ from activities.assignment import AssignmentActivities
 from activities.bulk import BulkActivities
 from activities.certification import CertificationActivities
 from activities.rules import RulesActivities
+from activities.tracks import TrackActivities
 from duly.settings import Settings
 from duly.temporal import connect
 from services.assignments import start_assignment
@@ -23,6 +24,7 @@ from workflows.assignment import AssignmentWorkflow
 from workflows.bulk import BulkAssignWorkflow
 from workflows.certification import CertificationWorkflow
 from workflows.digest import DigestStarter, DigestWorkflow
+from workflows.project import ProjectReadinessWorkflow
 from workflows.rollout import PackRolloutWorkflow
 from workflows.sweep import SWEEP_SCHEDULE_ID, StatusSweepWorkflow, ensure_sweep_schedule
 
@@ -35,6 +37,7 @@ WORKFLOWS: list[type] = [
     StatusSweepWorkflow,
     DigestWorkflow,
     BulkAssignWorkflow,
+    ProjectReadinessWorkflow,
 ]
 
 
@@ -79,6 +82,7 @@ def build_worker(
             *rules.all(),
             *bulk.all(),
             *CertificationActivities(db).all(),
+            *TrackActivities(db).all(),
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,
