@@ -44,8 +44,9 @@ class ProjectReadinessWorkflow:
     While the project is not ready, the project manager and their manager hear at 30, 14, 7
     and 1 days before go-live which tracks block (the shared ladder runner sends each stage;
     a countdown started late sends one notice for the stage it is in). Readiness is looked at
-    when a completion signals (``check``), at every stage and every ``check_every_hours``; the
-    moment it is ready both are told once and the workflow ends. ``move_go_live`` re-plans the
+    when signalled (``check``), at every stage, and every ``check_every_hours`` (default 1) in
+    the last 30 days (daily before); as soon as it is ready both are told once and the workflow
+    ends. ``move_go_live`` re-plans the
     countdown for the new date (its stages are new ones: a stage already sent for the old date
     goes out again for the new one). At go-live the workflow ends, ready or not.
     """
@@ -100,7 +101,6 @@ class ProjectReadinessWorkflow:
         ladder = self._ladder
         ladder.event("started", f"go-live {self._go_live.isoformat()}")
         await self._look()
-        every = timedelta(hours=input.check_every_hours)
         while not self._ready and not self._over:
             now = workflow.now()
             due = [s for s in ladder.stages if s.label not in ladder.sent and s.fire_at <= now]
@@ -119,6 +119,9 @@ class ProjectReadinessWorkflow:
                 ladder.event("go_live_reached", f"not ready: {self._answer.summary}")
                 break
             upcoming = [s.fire_at for s in ladder.stages if s.label not in ladder.sent]
+            # Hourly (``check_every_hours``) in the countdown's last 30 days, daily before.
+            near = end - now <= timedelta(days=COUNTDOWN_DAYS[0])
+            every = timedelta(hours=input.check_every_hours if near else 24)
             deadline = min([*upcoming, now + every, end])
             if await ladder.sleep_until(deadline) is Wake.DEADLINE:
                 await self._look()

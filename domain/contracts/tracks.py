@@ -45,8 +45,8 @@ class ProjectReadinessInput(_Model):
     go_live: date
     #: The project manager's external id: the countdown's recipient (their manager is copied).
     manager: str = Field(max_length=64)
-    #: How often readiness is looked at between countdown stages (a completion also signals).
-    check_every_hours: int = Field(default=24, ge=1, le=24 * 7)
+    #: How often readiness is looked at in the countdown's last 30 days (daily before).
+    check_every_hours: int = Field(default=1, ge=1, le=24)
 
 
 class ReadinessCheck(_Model):
