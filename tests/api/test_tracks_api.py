@@ -247,3 +247,53 @@ def test_an_inactive_track_enrols_nobody_new(
     hr = _as(sqlite_db, Role.HR_ADMIN)
     refused = client.post("/tracks/site-investigator/enroll", json={"person": "p-1033"}, headers=hr)
     assert refused.status_code == 409 and "inactive" in refused.text
+
+
+@pytest.mark.asyncio
+async def test_auto_enrolment_follows_the_learning_paths(
+    sqlite_db: Database, temporal: FakeTemporal
+) -> None:
+    from services import tracks
+    from store.tokens import Principal
+
+    with sqlite_db.session() as session:
+        assert load_demo_people(session).errors == []
+        deploy(
+            session, load_pack(MEDICAL), author="hr", message="v1", migration=Migration.GRANDFATHER
+        )
+    cli = Principal(
+        token_id=0, role=Role.HR_ADMIN, person_id=None, person_external_id=None, label="cli:t"
+    )
+    with sqlite_db.session() as session:
+        done = await tracks.auto_enrol(
+            session, temporal, task_queue="q", principal=cli, now=datetime.now(UTC)
+        )  # type: ignore[arg-type]
+        enrolled = {(r.enrolment.person.external_id, r.enrolment.track_id) for r in done}
+    # Radiology technicians (the path's auto_enrol), nobody else.
+    assert enrolled >= {("p-1030", PATH), ("p-1031", PATH), ("p-1034", PATH)}
+    assert {track for _, track in enrolled} == {PATH}
+    assert ("p-1033", PATH) not in enrolled  # a Radiology physician
+    with sqlite_db.session() as session:
+        again = await tracks.auto_enrol(
+            session, temporal, task_queue="q", principal=cli, now=datetime.now(UTC)
+        )  # type: ignore[arg-type]
+    assert again == []
+
+
+def test_cli_progress_and_usage(sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from duly.cli import app as cli
+
+    monkeypatch.setenv("DULY_DATABASE_URL", sqlite_db.url)
+    with sqlite_db.session() as session:
+        assert load_demo_people(session).errors == []
+        deploy(
+            session, load_pack(MEDICAL), author="hr", message="v1", migration=Migration.GRANDFATHER
+        )
+    runner = CliRunner()
+    empty = runner.invoke(cli, ["tracks", "progress", PATH])
+    assert empty.exit_code == 0 and "nobody is enrolled" in empty.output
+    unknown = runner.invoke(cli, ["tracks", "progress", "nope"])
+    assert unknown.exit_code == 1
+    assert runner.invoke(cli, ["tracks", "enroll"]).exit_code == 2
