@@ -88,10 +88,13 @@ def stage_pairs(ledger: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """(workflow id, stage) of the ledger's stage messages.
 
     Digest rows (``digest/{person}/{day}``) are left out: they fold a person's early reminders
-    of the day a few seconds later, and no workflow reports them as a stage.
+    of the day a few seconds later, and no workflow reports them as a stage. So are the demo
+    project's go-live countdown notices (``project/{id}/readiness``), which no assignment sends.
     """
     return {
-        (n["workflow_id"], n["stage"]) for n in ledger if not n["workflow_id"].startswith("digest/")
+        (n["workflow_id"], n["stage"])
+        for n in ledger
+        if not n["workflow_id"].startswith(("digest/", "project/"))
     }
 
 
@@ -162,6 +165,13 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
         assert active_nurses and active_nurses <= with_fire
         assert "demo department: assigning fire-safety to everyone in Nursing" in stack.output()
         assert "created the daily status sweep schedule" in stack.output()
+        # The demo client project: two weeks from go-live, one blocking track.
+        assert "demo project: Riverside imaging study" in stack.output()
+        projects = get(stack.api_port, "/projects", token).json()
+        assert [p["name"] for p in projects] == ["Riverside imaging study"]
+        readiness = get(stack.api_port, f"/projects/{projects[0]['id']}/readiness", token).json()
+        assert readiness["ready"] is False
+        assert [b["track"] for b in readiness["blocking"]] == ["site-administrator"]
         # Personal data stays out of the console.
         assert "@demo.duly.example" not in stack.output()
     finally:
@@ -185,6 +195,9 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
         assert len(tokens) == 4, tokens
         assert re.search(r"0 assignments started, \d+ already running", stack.output())
         assert "Nursing bulk job ran on an earlier start" in stack.output()
+        assert "demo project: Riverside imaging study exists from an earlier start" in (
+            stack.output()
+        )
         # An assignment's row (the newest row may be a digest, which no workflow reports).
         wid = next(n["workflow_id"] for n in first if n["workflow_id"].startswith("assignment/"))
         response = get(stack.api_port, f"/assignments/{wid}", token)
