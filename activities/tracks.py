@@ -18,10 +18,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.packs import active_pack
-from domain.contracts.tracks import ReadinessRequest, ReadinessResult
+from domain.contracts.tracks import (
+    NudgeRequest,
+    ProjectMessages,
+    ReadinessCheck,
+    ReadinessRequest,
+    ReadinessResult,
+    project_workflow_id,
+)
 from duly.domain import ObligationKind
 from rules.model import Pack
 from rules.tracks import (
@@ -215,8 +224,9 @@ def project_readiness(
 class TrackActivities:
     """Activities of the tracks family (sync: the worker runs them on a thread pool)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, client: Client | None = None) -> None:
         self._db = db
+        self._client = client
 
     @activity.defn(name="check_project_readiness")
     def check_project_readiness(self, request: ReadinessRequest) -> ReadinessResult:
@@ -237,6 +247,43 @@ class TrackActivities:
                 summary=answer.summary,
             )
 
+    @activity.defn(name="nudge_projects")
+    async def nudge_projects(self, request: NudgeRequest) -> int:
+        """A course completed: the projects needing the person's tracks look at readiness now.
+
+        Signals ``check`` to each such project's workflow, so readiness is announced at once
+        rather than at the next periodic look.
+
+        Returns:
+            How many project workflows were signalled (finished ones are skipped).
+        """
+        if self._client is None:
+            raise ApplicationError("nudge_projects needs a Temporal client", non_retryable=True)
+        with self._db.session() as session:
+            person = session.scalar(select(Person).where(Person.external_id == request.person))
+            if person is None:
+                return 0
+            project_ids = list(
+                session.scalars(
+                    select(ProjectTrack.project_id)
+                    .join(TrackEnrolment, TrackEnrolment.track_id == ProjectTrack.track_id)
+                    .where(TrackEnrolment.person_id == person.id)
+                    .distinct()
+                )
+            )
+        signalled = 0
+        for project_id in sorted(project_ids):
+            handle = self._client.get_workflow_handle(project_workflow_id(project_id))
+            try:
+                await handle.signal(
+                    ProjectMessages.check, ReadinessCheck(reason=f"{request.requirement_id} done")
+                )
+                signalled += 1
+            except RPCError as error:
+                if error.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+        return signalled
+
     def all(self) -> list[Callable[..., Any]]:
         """Every activity callable, for the worker."""
-        return [self.check_project_readiness]
+        return [self.check_project_readiness, self.nudge_projects]

@@ -82,7 +82,7 @@ def build_worker(
             *rules.all(),
             *bulk.all(),
             *CertificationActivities(db).all(),
-            *TrackActivities(db).all(),
+            *TrackActivities(db, client).all(),
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,

@@ -8,6 +8,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.rules import RulesActivities
+    from activities.tracks import TrackActivities
+    from domain.contracts.tracks import NudgeRequest
     from duly.domain import (
         BUILTIN_PACK,
         AcknowledgeSignal,
@@ -48,12 +50,16 @@ from workflows.ladder import ACTIVITY_TIMEOUT, RETRY, ZONE_PLANNING_PATCH, Ladde
 __all__ = [
     "ACTIVITY_TIMEOUT",
     "FAILED_STATUS",
+    "NUDGE_PROJECTS_PATCH",
     "RETRY",
     "ZONE_PLANNING_PATCH",
     "AssignmentWorkflow",
     "Wake",
 ]
 
+#: Workflows started (or replayed past completion) with this patch tell the projects waiting on
+#: the person's tracks that a course completed (``nudge_projects``); older histories did not.
+NUDGE_PROJECTS_PATCH = "nudge-projects-on-completion"
 #: The status of an assignment whose assessment attempts are all used (HR may grant more).
 FAILED_STATUS = "failed"
 #: Who hears that the attempts are exhausted, and how (HR escalated, the manager told).
@@ -443,6 +449,14 @@ class AssignmentWorkflow(ObligationMessages):
         await self.record()
         if self._completion is not None and self._recurrence is not None:
             await self._start_next_cycle(self._recurrence, self._completion)
+        if self._completion is not None and workflow.patched(NUDGE_PROJECTS_PATCH):
+            # A project's go-live may have waited for this course: it looks at readiness now.
+            await workflow.execute_activity_method(
+                TrackActivities.nudge_projects,
+                NudgeRequest(person=self._input.person, requirement_id=self._input.requirement_id),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY,
+            )
         return self.state()
 
     async def _open(self, input: AssignmentInput) -> None:

@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
         COUNTDOWN_DAYS,
         GoLiveChange,
         ProjectEvent,
+        ProjectMessages,
         ProjectReadinessInput,
         ProjectReadinessState,
         ReadinessCheck,
@@ -38,13 +39,13 @@ STAGE_TIME = time(9, 0)
 
 
 @workflow.defn
-class ProjectReadinessWorkflow:
+class ProjectReadinessWorkflow(ProjectMessages):
     """Counts a project down to go-live (business key ``project/{id}/readiness``).
 
     While the project is not ready, the project manager and their manager hear at 30, 14, 7
     and 1 days before go-live which tracks block (the shared ladder runner sends each stage;
     a countdown started late sends one notice for the stage it is in). Readiness is looked at
-    when signalled (``check``), at every stage, and every ``check_every_hours`` (default 1) in
+    when signalled (``check``), at every stage, and every ``check_every_hours`` (default 6) in
     the last 30 days (daily before); as soon as it is ready both are told once and the workflow
     ends. ``move_go_live`` re-plans the
     countdown for the new date (its stages are new ones: a stage already sent for the old date

@@ -10,12 +10,15 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
+from temporalio import workflow
 
 from duly.domain import LadderEvent
 
 __all__ = [
     "GoLiveChange",
+    "NudgeRequest",
     "ProjectEvent",
+    "ProjectMessages",
     "ProjectReadinessInput",
     "ProjectReadinessState",
     "ReadinessCheck",
@@ -46,7 +49,7 @@ class ProjectReadinessInput(_Model):
     #: The project manager's external id: the countdown's recipient (their manager is copied).
     manager: str = Field(max_length=64)
     #: How often readiness is looked at in the countdown's last 30 days (daily before).
-    check_every_hours: int = Field(default=1, ge=1, le=24)
+    check_every_hours: int = Field(default=6, ge=1, le=24)
 
 
 class ReadinessCheck(_Model):
@@ -90,3 +93,23 @@ class ProjectReadinessState(_Model):
     blocking_tracks: list[str]
     stages_sent: list[str]
     events: list[ProjectEvent]
+
+
+class NudgeRequest(_Model):
+    """Activity input: a person's course completed; projects needing their tracks look now."""
+
+    person: str = Field(max_length=64)
+    requirement_id: str = Field(max_length=64)
+
+
+class ProjectMessages:
+    """The readiness workflow's signals, for senders below the workflows floor to reference.
+
+    ``ProjectReadinessWorkflow`` overrides each with the same decorator (as with
+    ``duly.domain.ObligationMessages``): no string names.
+    """
+
+    @workflow.signal
+    def check(self, signal: ReadinessCheck) -> None:
+        """A completion landed: look at readiness now."""
+        raise NotImplementedError

@@ -6,6 +6,7 @@ retake_after_days 1.
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -180,6 +181,12 @@ async def test_exhausting_attempts_fails_tells_people_and_hr_can_grant_another(
         await _attempt(env, handle, 90)
         final = await handle.result()
         await _end_next_cycle(env, person)
+        if os.environ.get("DULY_RECORD_HISTORIES"):
+            # The replay fixture of a gated assignment: failed, granted, passed.
+            history = await handle.fetch_history()
+            (Path(__file__).parent / "histories" / "assignment_gate.json").write_text(
+                history.to_json()
+            )
     assert final.completed_at is not None
 
 

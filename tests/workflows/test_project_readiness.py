@@ -4,6 +4,7 @@ readiness announced when the last required completion lands.
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -120,7 +121,11 @@ async def test_countdown_names_blockers_replans_and_announces_readiness(
         handle = await env.client.start_workflow(
             ProjectReadinessWorkflow.run,
             ProjectReadinessInput(
-                project_id=project_id, name="Imaging", go_live=go_live, manager=pm
+                project_id=project_id,
+                name="Imaging",
+                go_live=go_live,
+                manager=pm,
+                check_every_hours=24,  # a small history for the replay fixture
             ),
             id=workflow_id,
             task_queue=task_queue,
@@ -153,6 +158,11 @@ async def test_countdown_names_blockers_replans_and_announces_readiness(
                 row.status = "compliant"
         await handle.signal(ProjectReadinessWorkflow.check, ReadinessCheck())
         final = await handle.result()
+        if os.environ.get("DULY_RECORD_HISTORIES"):
+            history = await handle.fetch_history()
+            (Path(__file__).parent / "histories" / "project_countdown.json").write_text(
+                history.to_json()
+            )
     assert final.ready and final.blocking_tracks == []
     ledger = _ledger(sqlite_db, workflow_id)
     assert list(dict.fromkeys(s for s, _, _ in ledger))[-1] == "g2:ready"
@@ -188,3 +198,61 @@ async def test_a_project_ready_at_the_start_sends_no_countdown(
     assert final.ready
     stages = {s for s, _, _ in _ledger(sqlite_db, project_workflow_id(project_id))}
     assert stages == {"g1:ready"}
+
+
+async def test_the_last_completion_announces_readiness_at_once(
+    env: WorkflowEnvironment, sqlite_db: Database
+) -> None:
+    """A real assignment completing nudges the project (no periodic look needed)."""
+    from duly.domain import AssignmentInput, CompleteSignal
+    from workflows.assignment import AssignmentWorkflow
+
+    now = await env.get_current_time()
+    project_id, pm, admin = _seed(sqlite_db, now)
+    with sqlite_db.session() as session:
+        hipaa = session.scalar(
+            select(Obligation).where(
+                Obligation.workflow_id == f"assignment/{admin}/hipaa-privacy-security/1"
+            )
+        )
+        assert hipaa is not None
+        hipaa.completed_at = now
+        pack_hash = hipaa.pack_hash
+    task_queue = f"tq-{uuid.uuid4()}"
+    async with build_worker(env.client, task_queue=task_queue, db=sqlite_db):
+        project = await env.client.start_workflow(
+            ProjectReadinessWorkflow.run,
+            ProjectReadinessInput(
+                project_id=project_id,
+                name="Imaging",
+                go_live=(now + timedelta(days=40)).date(),
+                manager=pm,
+                check_every_hours=24,
+            ),
+            id=project_workflow_id(project_id),
+            task_queue=task_queue,
+        )
+        course = AssignmentInput(
+            person=admin,
+            requirement_id="research-systems-admin",
+            requirement_title="Research Site Systems Administration",
+            due_date=(now + timedelta(days=30)).date(),
+            assigned_by="track site-administrator",
+            pack_hash=pack_hash,
+        )
+        assignment = await env.client.start_workflow(
+            AssignmentWorkflow.run, course, id=course.workflow_id, task_queue=task_queue
+        )
+        await env.sleep(timedelta(hours=1))
+        assert not (await project.query(ProjectReadinessWorkflow.state)).ready
+        await assignment.signal(
+            AssignmentWorkflow.complete,
+            CompleteSignal(
+                completed_at=await env.get_current_time(), actor="lms", score_percent=95
+            ),
+        )
+        await assignment.result()
+        final = await project.result()  # well before the next daily look
+        elapsed = await env.get_current_time() - now
+    assert final.ready and elapsed < timedelta(hours=12)
+    assert "g1:ready" in {s for s, _, _ in _ledger(sqlite_db, project_workflow_id(project_id))}
