@@ -31,7 +31,7 @@ from domain.contracts.tracks import (
     ReadinessResult,
     project_workflow_id,
 )
-from duly.domain import ObligationKind
+from domain.kinds import ObligationKind
 from rules.model import Pack
 from rules.tracks import (
     CourseRecord,

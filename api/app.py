@@ -25,6 +25,7 @@ from api.routers import (
     people,
     projects,
     rules,
+    scim,
     tokens,
     tracks,
     verify,
@@ -118,9 +119,11 @@ def create_app(
         tracks,
         projects,
         verify,
+        scim,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)
         if module is bulk:
             # GET /assignments (the list) is also registered ahead of the catch-all.
             app.include_router(obligations.assignments_router, responses=LIMIT_RESPONSES)
+    scim.install(app)
     return app

@@ -156,10 +156,11 @@ def people_import(
     from rich.table import Table
     from rich.text import Text
 
+    from services import directory
     from store import audit
     from store.db import Database
     from store.obligations import moved_zone_targets
-    from store.people import PeopleFileError, import_people, parse_csv, parse_json
+    from store.people import PeopleFileError, parse_csv, parse_json
 
     suffix = file.suffix.lower()
     if suffix not in {".csv", ".json"}:
@@ -184,7 +185,9 @@ def people_import(
     db = Database(settings.resolved_database_url)
     try:
         with db.session() as session:
-            report = import_people(session, rows, errors)
+            report, _changes = directory.apply_rows(
+                session, rows=rows, errors=errors, source="import", actor=f"cli:{getpass.getuser()}"
+            )
             audit.record(
                 session,
                 actor=f"cli:{getpass.getuser()}",
@@ -267,7 +270,7 @@ def tokens_create(
         list[str] | None,
         typer.Option(
             help="Integration tokens: what it may do, repeatable: xapi:write, "
-            "completions:write, assignments:write, people:import, people:read "
+            "completions:write, assignments:write, people:import, people:read, scim "
             "(default: xapi:write only)"
         ),
     ] = None,
@@ -284,7 +287,7 @@ def tokens_create(
     """Create a bearer token and print it (it is stored hashed and cannot be shown again)."""
     from datetime import timedelta
 
-    from duly.domain import Role
+    from domain.roles import Role
     from store import audit
     from store.db import Database
     from store.tokens import TokenError, create_token, find_token, parse_scopes
@@ -732,7 +735,7 @@ def assign(
 
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from duly.domain import OutOfRange
+    from domain.bounds import OutOfRange
     from duly.temporal import connect
     from services.bulk import query_progress, start_bulk
     from workflows.bulk import BulkAssignRequest, BulkSelector
@@ -814,7 +817,7 @@ def _date_option(name: str, value: str | None) -> Any:
 
 def _in_window(settings: Settings, name: str, value: Any, *, past: bool = False) -> None:
     """Exit 2 naming the option, the value and the allowed range when ``value`` is outside it."""
-    from duly.domain import OutOfRange
+    from domain.bounds import OutOfRange
 
     if value is None:
         return
@@ -831,7 +834,7 @@ def _run_restart(restart: Any, **kwargs: Any) -> Any:
 
     Exit codes: 0 restarted, 1 refused or not found, 2 a value out of range or missing.
     """
-    from duly.domain import OutOfRange
+    from domain.bounds import OutOfRange
     from duly.temporal import connect
     from services.restarts import InvalidField, RestartRefused, UnknownObligation
     from store.db import Database
@@ -947,7 +950,7 @@ app.add_typer(tracks_app, name="tracks", no_args_is_help=True)
 
 
 def _cli_principal() -> Any:
-    from duly.domain import Role
+    from domain.roles import Role
     from store.tokens import Principal
 
     return Principal(

@@ -23,7 +23,9 @@ from activities.assigning import assignment_input
 from activities.packs import active_pack, person_attributes
 from activities.tracks import ProjectReadiness, enrolment_progress, project_readiness
 from domain.contracts.tracks import GoLiveChange, ProjectReadinessInput, project_workflow_id
-from duly.domain import EmploymentStatus, ObligationKind, Role
+from domain.kinds import ObligationKind
+from domain.roles import Role
+from domain.statuses import EmploymentStatus
 from rules.model import Pack
 from rules.tracks import TrackProgress, auto_enrolments
 from rules.tracks_model import Track

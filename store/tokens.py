@@ -17,7 +17,8 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from duly.domain import EmploymentStatus, Role
+from domain.roles import Role
+from domain.statuses import EmploymentStatus
 from store.models import ApiToken, Person
 from store.types import utcnow
 
@@ -34,6 +35,8 @@ class Scope(StrEnum):
     ASSIGNMENTS_WRITE = "assignments:write"
     PEOPLE_IMPORT = "people:import"
     PEOPLE_READ = "people:read"
+    #: Provisioning by an identity provider: every ``/scim/v2`` route (and nothing else).
+    SCIM = "scim"
 
 
 #: An integration token created without ``--scope`` may only post learning records.

@@ -9,38 +9,36 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.rules import RulesActivities
     from activities.tracks import TrackActivities
-    from domain.contracts.tracks import NudgeRequest
-    from duly.domain import (
-        BUILTIN_PACK,
-        AcknowledgeSignal,
-        AdoptPackSignal,
+    from domain.calendar import LadderStage, due_instant, next_due_date, plan_ladder
+    from domain.contracts.assignment import (
         AssignmentEvent,
         AssignmentInput,
         AssignmentResume,
         AssignmentState,
         CancelSignal,
         CompleteSignal,
-        DecideRequest,
         ExemptSignal,
         ExtendDueDate,
         GateAttempt,
-        GateSpec,
         GrantAttempts,
-        LadderStage,
+        StartSignal,
+    )
+    from domain.contracts.obligation import (
+        AcknowledgeSignal,
+        DecideRequest,
+        GateSpec,
         ObligationFacts,
         ObligationMessages,
         ObligationUpdate,
-        PackMigration,
         PlanRequest,
         RedeliverSignal,
         ReminderRequest,
         ReplanSignal,
         StagePlan,
-        StartSignal,
-        due_instant,
-        next_due_date,
-        plan_ladder,
     )
+    from domain.contracts.packs import AdoptPackSignal, PackMigration
+    from domain.contracts.tracks import NudgeRequest
+    from domain.ids import BUILTIN_PACK
     from rules.assessment import Attempt, Evidence, Gate, GateDecision, Verdict, decide
     from rules.builtin import StatusDecision, builtin_status
     from rules.engine import Decision

@@ -8,6 +8,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.tracks import TrackActivities
+    from domain.calendar import LadderStage
+    from domain.contracts.obligation import ReminderRequest, ReplanSignal
     from domain.contracts.tracks import (
         COUNTDOWN_DAYS,
         GoLiveChange,
@@ -19,13 +21,8 @@ with workflow.unsafe.imports_passed_through():
         ReadinessRequest,
         ReadinessResult,
     )
-    from duly.domain import (
-        BUILTIN_PACK,
-        LadderStage,
-        ObligationKind,
-        ReminderRequest,
-        ReplanSignal,
-    )
+    from domain.ids import BUILTIN_PACK
+    from domain.kinds import ObligationKind
 
 from workflows.ladder import ACTIVITY_TIMEOUT, RETRY, Ladder, Wake
 

@@ -35,8 +35,8 @@ from api.schemas import (
     StartRequest,
     obligation_read,
 )
-from duly.domain import (
-    AcknowledgeSignal,
+from domain.bounds import OutOfRange
+from domain.contracts.assignment import (
     AssignmentInput,
     AssignmentState,
     CancelSignal,
@@ -44,10 +44,10 @@ from duly.domain import (
     ExemptSignal,
     ExtendDueDate,
     GrantAttempts,
-    OutOfRange,
-    Role,
     StartSignal,
 )
+from domain.contracts.obligation import AcknowledgeSignal
+from domain.roles import Role
 from services import assignments, obligations
 from services.restarts import (
     InvalidField,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from api.deps import ClockDep, SessionDep, SettingsDep, TemporalDep, require_roles
 from domain.contracts.tracks import project_workflow_id
-from duly.domain import Role
+from domain.roles import Role
 from services import tracks
 from services.errors import Invalid
 from store.models import Person, Project

@@ -18,7 +18,7 @@ from api.deps import (
     require_roles,
     visible_person_ids,
 )
-from duly.domain import Role
+from domain.roles import Role
 from rules.tracks import TrackProgress
 from rules.tracks_model import Track
 from services import tracks

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from temporalio import workflow
 
-from duly.domain import LadderEvent
+from domain.base import Contract
+from domain.contracts.obligation import LadderEvent
 
 __all__ = [
     "GoLiveChange",
@@ -36,11 +37,7 @@ def project_workflow_id(project_id: int) -> str:
     return f"project/{project_id}/readiness"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ProjectReadinessInput(_Model):
+class ProjectReadinessInput(Contract):
     """Workflow input: the project and its go-live date."""
 
     project_id: int
@@ -52,27 +49,27 @@ class ProjectReadinessInput(_Model):
     check_every_hours: int = Field(default=6, ge=1, le=24)
 
 
-class ReadinessCheck(_Model):
+class ReadinessCheck(Contract):
     """Signal: a completion landed that may make the project ready; look now."""
 
     reason: str = Field(default="completion", max_length=200)
 
 
-class GoLiveChange(_Model):
+class GoLiveChange(Contract):
     """Signal: the go-live date moved; the countdown re-plans."""
 
     go_live: date
     actor: str = Field(max_length=128)
 
 
-class ReadinessRequest(_Model):
+class ReadinessRequest(Contract):
     """Activity input: the project's readiness as of an instant."""
 
     project_id: int
     as_of: datetime
 
 
-class ReadinessResult(_Model):
+class ReadinessResult(Contract):
     """Activity output: ready or not, the blocking tracks (names) and one summary line."""
 
     ready: bool
@@ -84,7 +81,7 @@ class ProjectEvent(LadderEvent):
     """One line of a project's readiness timeline (``countdown_sent``, ``ready``, …)."""
 
 
-class ProjectReadinessState(_Model):
+class ProjectReadinessState(Contract):
     """What the workflow's ``state`` query answers."""
 
     project_id: int
@@ -95,7 +92,7 @@ class ProjectReadinessState(_Model):
     events: list[ProjectEvent]
 
 
-class NudgeRequest(_Model):
+class NudgeRequest(Contract):
     """Activity input: a person's course completed; projects needing their tracks look now."""
 
     person: str = Field(max_length=64)
@@ -106,7 +103,7 @@ class ProjectMessages:
     """The readiness workflow's signals, for senders below the workflows floor to reference.
 
     ``ProjectReadinessWorkflow`` overrides each with the same decorator (as with
-    ``duly.domain.ObligationMessages``): no string names.
+    ``domain.contracts.obligation.ObligationMessages``): no string names.
     """
 
     @workflow.signal

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from duly.domain import AssignmentState, CompleteSignal, GateSpec
+from domain.contracts.assignment import AssignmentState, CompleteSignal
+from domain.contracts.obligation import GateSpec
 from services.assignments import _gate_admits
 from services.errors import Conflict
 

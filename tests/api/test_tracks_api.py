@@ -12,9 +12,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
+from domain.contracts.assignment import AssignmentInput
 from domain.contracts.tracks import ProjectReadinessInput
+from domain.roles import Role
 from duly.demo import load_demo_people
-from duly.domain import AssignmentInput, Role
 from duly.settings import Settings
 from rules.loader import load_pack
 from store.db import Database

@@ -16,7 +16,12 @@ from sqlalchemy import select
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from duly.domain import AssignmentInput, AssignmentState, CompleteSignal, GrantAttempts
+from domain.contracts.assignment import (
+    AssignmentInput,
+    AssignmentState,
+    CompleteSignal,
+    GrantAttempts,
+)
 from duly.worker import build_worker
 from rules.loader import load_pack
 from rules.model import Pack

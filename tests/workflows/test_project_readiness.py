@@ -204,7 +204,7 @@ async def test_the_last_completion_announces_readiness_at_once(
     env: WorkflowEnvironment, sqlite_db: Database
 ) -> None:
     """A real assignment completing nudges the project (no periodic look needed)."""
-    from duly.domain import AssignmentInput, CompleteSignal
+    from domain.contracts.assignment import AssignmentInput, CompleteSignal
     from workflows.assignment import AssignmentWorkflow
 
     now = await env.get_current_time()
