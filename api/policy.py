@@ -255,6 +255,8 @@ POLICY: dict[tuple[str, str], Policy] = {
         HR_MANAGER, Scope.NOT_OWN, "a manager: their reports"
     ),
     ("GET", "/tracks/{track_id}/progress"): _token(MANAGER_READERS, Scope.ROWS),
+    ("GET", "/tracks/{track_id}/summary"): _token(MANAGER_READERS, Scope.ROWS),
+    ("GET", "/people/{external_id}/tracks"): _token(PEOPLE, Scope.ROWS),
     ("GET", "/me/tracks"): _token(
         frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER}), Scope.ROWS
     ),

@@ -253,6 +253,55 @@ async def track_progress(
     return [_progress(person, progress) for person, _, progress in rows]
 
 
+class SummaryRead(BaseModel):
+    """A track across everyone enrolled (that the caller may see)."""
+
+    track_id: str
+    enrolled: int
+    completed: int
+    in_progress: int
+    not_started: int
+    failed: int
+    average_completion: float = Field(description="Mean percentage of required courses done.")
+
+
+@router.get("/tracks/{track_id}/summary", response_model=SummaryRead)
+async def track_summary(
+    track_id: str, session: SessionDep, principal: Reader, clock: ClockDep
+) -> SummaryRead:
+    """Enrolled, completed, in progress, not started, failed and the average completion."""
+    rows = tracks.track_progress(
+        session,
+        track_id=track_id,
+        as_of=await clock(),
+        visible=visible_person_ids(session, principal),
+    )
+    statuses = [progress.status.value for _, _, progress in rows]
+    percents = [progress.percent for _, _, progress in rows]
+    return SummaryRead(
+        track_id=track_id,
+        enrolled=len(rows),
+        completed=statuses.count("completed"),
+        in_progress=statuses.count("in_progress"),
+        not_started=statuses.count("not_started"),
+        failed=statuses.count("failed"),
+        average_completion=round(sum(percents) / len(percents), 1) if percents else 0.0,
+    )
+
+
+@router.get("/people/{external_id}/tracks", response_model=list[ProgressRead])
+async def person_tracks(
+    external_id: str, session: SessionDep, principal: Member, clock: ClockDep
+) -> list[ProgressRead]:
+    """A person's tracks and progress (a learner their own, a manager their team)."""
+    person = session.scalar(select(Person).where(Person.external_id == external_id))
+    if person is None:
+        raise NotFound(f"unknown person {external_id!r}")
+    ensure_visible(session, principal, person.id)
+    rows = tracks.person_tracks(session, person_id=person.id, as_of=await clock())
+    return [_progress(person, progress) for _, progress in rows]
+
+
 @router.get("/me/tracks", response_model=list[ProgressRead])
 async def my_tracks(session: SessionDep, principal: Self, clock: ClockDep) -> list[ProgressRead]:
     """The caller's own tracks and progress (empty for a token without a person)."""

@@ -298,3 +298,32 @@ def test_cli_progress_and_usage(sqlite_db: Database, monkeypatch: pytest.MonkeyP
     unknown = runner.invoke(cli, ["tracks", "progress", "nope"])
     assert unknown.exit_code == 1
     assert runner.invoke(cli, ["tracks", "enroll"]).exit_code == 2
+
+
+def test_summary_and_a_persons_tracks(client: TestClient, sqlite_db: Database) -> None:
+    hr = _as(sqlite_db, Role.HR_ADMIN)
+    for person in ("p-1030", "p-1031"):
+        client.post(f"/tracks/{PATH}/enroll", json={"person": person}, headers=hr)
+    now = datetime.now(UTC)
+    for requirement in (
+        "hipaa-privacy-security",
+        "osha-bloodborne-pathogens",
+        "human-subjects-protection",
+        "ich-gcp",
+    ):
+        _complete(sqlite_db, "p-1030", requirement, now)
+    summary = client.get(f"/tracks/{PATH}/summary", headers=hr).json()
+    assert summary == {
+        "track_id": PATH,
+        "enrolled": 2,
+        "completed": 1,
+        "in_progress": 0,
+        "not_started": 1,
+        "failed": 0,
+        "average_completion": 50.0,
+    }
+    manager = _as(sqlite_db, Role.MANAGER, "p-1012")
+    theirs = client.get("/people/p-1030/tracks", headers=manager).json()
+    assert theirs[0]["status"] == "completed" and theirs[0]["completed_at"] is not None
+    other = _as(sqlite_db, Role.MANAGER, "p-1010")
+    assert client.get("/people/p-1030/tracks", headers=other).status_code == 404
