@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.assigning import assignment_input
 from activities.packs import active_pack, person_attributes
 from activities.tracks import ProjectReadiness, enrolment_progress, project_readiness
+from domain.contracts.assignment import AssignmentInput
 from domain.contracts.tracks import GoLiveChange, ProjectReadinessInput, project_workflow_id
 from domain.kinds import ObligationKind
 from domain.roles import Role
@@ -32,12 +33,14 @@ from rules.tracks_model import Track
 from services.assignments import start_assignment
 from services.errors import Conflict, Forbidden, Invalid, NotFound
 from store import audit
+from store.db import committed
 from store.models import Obligation, Person, Project, ProjectTrack, TrackEnrolment
 from store.tokens import Principal
 from workflows.project import ProjectReadinessWorkflow
 
 __all__ = [
     "Enrolled",
+    "ProjectReadiness",
     "assign_track",
     "auto_enrol",
     "create_project",
@@ -122,6 +125,10 @@ async def enrol(
 ) -> Enrolled:
     """Enrol ``person`` in a track and assign its training courses (idempotent).
 
+    The enrolment is committed first (in a worker thread: no transaction is held while
+    Temporal is called); then each course without an obligation yet is started. Enrolling
+    again starts any course a failed earlier call left out, and changes nothing else.
+
     Raises:
         NotFound: No such track.
         Conflict: The track is inactive, or the person has left.
@@ -129,36 +136,71 @@ async def enrol(
     """
     if principal.role is Role.MANAGER and principal.person_id == person.id:
         raise Forbidden("managers cannot enrol themselves; ask HR")
+    enrolment, created, inputs = await committed(
+        session,
+        lambda: _enrolment(
+            session, track_id=track_id, person=person, principal=principal, source=source, now=now
+        ),
+    )
+    started: list[str] = []
+    for inp in inputs:
+        if await start_assignment(client=client, task_queue=task_queue, inp=inp):
+            started.append(inp.workflow_id)
+    if created or started:
+        await committed(
+            session,
+            lambda: audit.record(
+                session,
+                actor=principal.actor,
+                actor_role=principal.role.value,
+                action="track.enrol",
+                target=f"track/{track_id}/{person.external_id}",
+                after={"source": source, "created": created, "started": started},
+            ),
+        )
+    return Enrolled(enrolment, created=created, started=started)
+
+
+def _enrolment(
+    session: Session,
+    *,
+    track_id: str,
+    person: Person,
+    principal: Principal,
+    source: str,
+    now: datetime,
+) -> tuple[TrackEnrolment, bool, list[AssignmentInput]]:
+    """The enrolment (created when new) and the course assignments still to start."""
     pack = _pack(session)
     chosen = pack.tracks.track(track_id)
     if chosen is None:
         raise NotFound(f"unknown track {track_id!r}; GET /tracks lists them")
-    existing = session.scalar(
+    enrolment = session.scalar(
         select(TrackEnrolment).where(
             TrackEnrolment.person_id == person.id, TrackEnrolment.track_id == track_id
         )
     )
-    if existing is not None:
-        return Enrolled(existing, created=False, started=[])
-    if not chosen.active:
-        raise Conflict(
-            f"track {track_id!r} is inactive: nobody new is enrolled (people already enrolled"
-            " keep their progress)"
+    created = enrolment is None
+    if enrolment is None:
+        if not chosen.active:
+            raise Conflict(
+                f"track {track_id!r} is inactive: nobody new is enrolled (people already"
+                " enrolled keep their progress)"
+            )
+        if person.employment_status == EmploymentStatus.TERMINATED:
+            raise Conflict(f"person {person.external_id!r} has left (employment_status=terminated)")
+        enrolment = TrackEnrolment(
+            person_id=person.id,
+            track_id=track_id,
+            pack_hash=pack.content_hash,
+            enrolled_on=now.date(),
+            enrolled_at=now,
+            source=source,
+            enrolled_by=principal.actor,
         )
-    if person.employment_status == EmploymentStatus.TERMINATED:
-        raise Conflict(f"person {person.external_id!r} has left (employment_status=terminated)")
-    enrolment = TrackEnrolment(
-        person_id=person.id,
-        track_id=track_id,
-        pack_hash=pack.content_hash,
-        enrolled_on=now.date(),
-        enrolled_at=now,
-        source=source,
-        enrolled_by=principal.actor,
-    )
-    session.add(enrolment)
-    session.flush()
-    started: list[str] = []
+        session.add(enrolment)
+        session.flush()
+    inputs: list[AssignmentInput] = []
     for course in chosen.ordered_courses:
         requirement = pack.requirement(course.requirement)
         if requirement is None or requirement.kind is ObligationKind.CERTIFICATION:
@@ -170,25 +212,18 @@ async def enrol(
             )
         ):
             continue  # already obligated (or done): the existing assignment counts
-        inp = assignment_input(
-            person,
-            title=requirement.title,
-            due_date=_due(pack, chosen, course.requirement, course.days_to_complete, now.date()),
-            requirement_id=course.requirement,
-            assigned_by=f"track {track_id} ({principal.actor})",
-            pack=pack,
+        due = _due(pack, chosen, course.requirement, course.days_to_complete, enrolment.enrolled_on)
+        inputs.append(
+            assignment_input(
+                person,
+                title=requirement.title,
+                due_date=due,
+                requirement_id=course.requirement,
+                assigned_by=f"track {track_id} ({principal.actor})",
+                pack=pack,
+            )
         )
-        if await start_assignment(client=client, task_queue=task_queue, inp=inp):
-            started.append(inp.workflow_id)
-    audit.record(
-        session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action="track.enrol",
-        target=f"track/{track_id}/{person.external_id}",
-        after={"source": source, "started": started, "pack_hash": pack.content_hash},
-    )
-    return Enrolled(enrolment, created=True, started=started)
+    return enrolment, created, inputs
 
 
 async def auto_enrol(
@@ -319,20 +354,25 @@ async def create_project(
     Raises:
         Conflict: A project of that name exists.
     """
-    if session.scalar(select(Project.id).where(Project.name == name)):
-        raise Conflict(f"a project named {name!r} exists")
-    row = Project(name=name, client=client_name, go_live=go_live, manager_id=manager.id)
-    session.add(row)
-    session.flush()
-    audit.record(
-        session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action="project.create",
-        target=f"project/{row.id}",
-        after={"name": name, "client": client_name, "go_live": go_live.isoformat()},
-    )
-    session.commit()  # the workflow's first readiness check reads the row
+
+    def insert() -> Project:
+        if session.scalar(select(Project.id).where(Project.name == name)):
+            raise Conflict(f"a project named {name!r} exists")
+        row = Project(name=name, client=client_name, go_live=go_live, manager_id=manager.id)
+        session.add(row)
+        session.flush()
+        audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action="project.create",
+            target=f"project/{row.id}",
+            after={"name": name, "client": client_name, "go_live": go_live.isoformat()},
+        )
+        return row
+
+    # Committed (in a worker thread) before the workflow's first readiness check reads it.
+    row = await committed(session, insert)
     with contextlib.suppress(WorkflowAlreadyStartedError):
         await client.start_workflow(
             ProjectReadinessWorkflow.run,
@@ -416,15 +456,19 @@ async def move_go_live(
 ) -> Project:
     """Move the go-live date; the countdown re-plans (a signal to its workflow)."""
     old = project_row.go_live
-    project_row.go_live = go_live
-    audit.record(
-        session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action="project.move_go_live",
-        target=f"project/{project_row.id}",
-        after={"from": old.isoformat(), "to": go_live.isoformat()},
-    )
+
+    def update() -> None:
+        project_row.go_live = go_live
+        audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action="project.move_go_live",
+            target=f"project/{project_row.id}",
+            after={"from": old.isoformat(), "to": go_live.isoformat()},
+        )
+
+    await committed(session, update)
     handle = client.get_workflow_handle(project_workflow_id(project_row.id))
     try:
         await handle.signal(

@@ -357,3 +357,8 @@ class ProjectTrack(Base):
     due_date: Mapped[date] = mapped_column(Date)
 
     __table_args__ = (UniqueConstraint("project_id", "track_id"),)
+
+
+# Tables of their own modules, registered on Base.metadata here so migrations and the
+# models-agree check see them wherever the models are imported from.
+from store import apprenticeships as _apprenticeships  # noqa: E402, F401

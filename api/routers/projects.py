@@ -14,6 +14,7 @@ from domain.contracts.tracks import project_workflow_id
 from domain.roles import Role
 from services import tracks
 from services.errors import Invalid
+from store.db import committed
 from store.models import Person, Project
 from store.tokens import Principal
 
@@ -132,9 +133,14 @@ async def create_project(
     settings: SettingsDep,
 ) -> ProjectRead:
     """Create a project (HR); its go-live countdown starts (``ProjectReadinessWorkflow``)."""
-    manager = session.scalar(select(Person).where(Person.external_id == body.project_manager))
-    if manager is None:
-        raise Invalid(f"project_manager {body.project_manager!r} is not in the directory")
+
+    def find() -> Person:
+        manager = session.scalar(select(Person).where(Person.external_id == body.project_manager))
+        if manager is None:
+            raise Invalid(f"project_manager {body.project_manager!r} is not in the directory")
+        return manager
+
+    manager = await committed(session, find)
     row = await tracks.create_project(
         session,
         await temporal(),
@@ -145,7 +151,7 @@ async def create_project(
         manager=manager,
         principal=principal,
     )
-    return _read(row, session)
+    return await committed(session, lambda: _read(row, session))
 
 
 @router.get("", response_model=list[ProjectRead])
@@ -185,13 +191,17 @@ async def readiness(
 ) -> ReadinessRead:
     """``{ready, blocking: [...]}``: each blocking track with who has not completed it."""
     now = await clock()
-    row = tracks.project(session, project_id=project_id, principal=principal)
     instant = (
         now
         if as_of is None or as_of >= now.date()
         else datetime.combine(as_of, time.max, tzinfo=UTC)
     )
-    answer = tracks.readiness(session, project_row=row, as_of=instant)
+
+    def read() -> tuple[Project, tracks.ProjectReadiness]:
+        row = tracks.project(session, project_id=project_id, principal=principal)
+        return row, tracks.readiness(session, project_row=row, as_of=instant)
+
+    row, answer = await committed(session, read)
     return ReadinessRead(
         project=row.id,
         as_of=instant,
@@ -222,8 +232,10 @@ async def move_go_live(
     temporal: TemporalDep,
 ) -> ProjectRead:
     """Move the go-live date (HR, or the project manager); the countdown re-plans."""
-    row = tracks.project(session, project_id=project_id, principal=principal)
+    row = await committed(
+        session, lambda: tracks.project(session, project_id=project_id, principal=principal)
+    )
     await tracks.move_go_live(
         session, await temporal(), project_row=row, go_live=body.go_live, principal=principal
     )
-    return _read(row, session)
+    return await committed(session, lambda: _read(row, session))

@@ -23,6 +23,7 @@ from rules.tracks import TrackProgress
 from rules.tracks_model import Track
 from services import tracks
 from services.errors import NotFound
+from store.db import committed
 from store.models import Person
 from store.tokens import Principal
 
@@ -171,6 +172,15 @@ def _progress(person: Person, progress: TrackProgress) -> ProgressRead:
     )
 
 
+def _visible(session: SessionDep, principal: Principal, external_id: str) -> Person:
+    """The person by external id, if the principal may see them (404 otherwise)."""
+    person = session.scalar(select(Person).where(Person.external_id == external_id))
+    if person is None:
+        raise NotFound(f"unknown person {external_id!r}")
+    ensure_visible(session, principal, person.id)
+    return person
+
+
 def _as_of(as_of: date | None, now: datetime) -> datetime:
     """The end of ``as_of`` (UTC), or now."""
     if as_of is None or as_of >= now.date():
@@ -209,10 +219,7 @@ async def enroll(
     **409** when the track is inactive or the person has left; **403** for a manager enrolling
     themself.
     """
-    person = session.scalar(select(Person).where(Person.external_id == body.person))
-    if person is None:
-        raise NotFound(f"unknown person {body.person!r}")
-    ensure_visible(session, principal, person.id)
+    person = await committed(session, lambda: _visible(session, principal, body.person))
     result = await tracks.enrol(
         session,
         await temporal(),
@@ -244,13 +251,17 @@ async def track_progress(
 ) -> list[ProgressRead]:
     """Everyone enrolled (a manager: their team) and their progress per course."""
     instant = _as_of(as_of, await clock())
-    rows = tracks.track_progress(
-        session,
-        track_id=track_id,
-        as_of=instant,
-        visible=visible_person_ids(session, principal),
-    )
-    return [_progress(person, progress) for person, _, progress in rows]
+
+    def read() -> list[ProgressRead]:
+        rows = tracks.track_progress(
+            session,
+            track_id=track_id,
+            as_of=instant,
+            visible=visible_person_ids(session, principal),
+        )
+        return [_progress(person, progress) for person, _, progress in rows]
+
+    return await committed(session, read)
 
 
 class SummaryRead(BaseModel):
@@ -270,11 +281,12 @@ async def track_summary(
     track_id: str, session: SessionDep, principal: Reader, clock: ClockDep
 ) -> SummaryRead:
     """Enrolled, completed, in progress, not started, failed and the average completion."""
-    rows = tracks.track_progress(
+    now = await clock()
+    rows = await committed(
         session,
-        track_id=track_id,
-        as_of=await clock(),
-        visible=visible_person_ids(session, principal),
+        lambda: tracks.track_progress(
+            session, track_id=track_id, as_of=now, visible=visible_person_ids(session, principal)
+        ),
     )
     statuses = [progress.status.value for _, _, progress in rows]
     percents = [progress.percent for _, _, progress in rows]
@@ -294,12 +306,14 @@ async def person_tracks(
     external_id: str, session: SessionDep, principal: Member, clock: ClockDep
 ) -> list[ProgressRead]:
     """A person's tracks and progress (a learner their own, a manager their team)."""
-    person = session.scalar(select(Person).where(Person.external_id == external_id))
-    if person is None:
-        raise NotFound(f"unknown person {external_id!r}")
-    ensure_visible(session, principal, person.id)
-    rows = tracks.person_tracks(session, person_id=person.id, as_of=await clock())
-    return [_progress(person, progress) for _, progress in rows]
+    now = await clock()
+
+    def read() -> list[ProgressRead]:
+        person = _visible(session, principal, external_id)
+        rows = tracks.person_tracks(session, person_id=person.id, as_of=now)
+        return [_progress(person, progress) for _, progress in rows]
+
+    return await committed(session, read)
 
 
 @router.get("/me/tracks", response_model=list[ProgressRead])
@@ -307,7 +321,13 @@ async def my_tracks(session: SessionDep, principal: Self, clock: ClockDep) -> li
     """The caller's own tracks and progress (empty for a token without a person)."""
     if principal.person_id is None:
         return []
-    person = session.get(Person, principal.person_id)
-    assert person is not None
-    rows = tracks.person_tracks(session, person_id=person.id, as_of=await clock())
-    return [_progress(person, progress) for _, progress in rows]
+    now = await clock()
+    person_id = principal.person_id
+
+    def read() -> list[ProgressRead]:
+        person = session.get(Person, person_id)
+        assert person is not None
+        rows = tracks.person_tracks(session, person_id=person.id, as_of=now)
+        return [_progress(person, progress) for _, progress in rows]
+
+    return await committed(session, read)

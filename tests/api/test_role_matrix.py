@@ -160,6 +160,15 @@ def body(method: str, path: str, person: str) -> dict[str, Any] | None:
         "/projects": {"name": "P", "client": "C", "go_live": soon, "project_manager": person},
         "/projects/{project_id}/tracks": {"track_id": "x", "people_needed": 1, "due_date": soon},
         "/projects/{project_id}/go-live": {"go_live": soon},
+        "/apprenticeship/enroll": {
+            "person": person,
+            "program_id": "elevator-mechanic",
+            "supervisor": MANAGER,
+        },
+        "/me/apprenticeship/log-hours": {"id": "e-1", "day": today, "kind": "work", "hours": 8},
+        "/apprenticeship/{apprenticeship_id}/evaluate": {"id": "ev-1", "day": today, "score": 80},
+        "/apprenticeship/{apprenticeship_id}/hours/{entry_id}/reject": {"reason": "wrong day"},
+        "/apprenticeship/{apprenticeship_id}/transfer-supervisor": {"supervisor": MANAGER},
         "/certifications/{certification_id}/ce-credits": {
             "credits": 1,
             "activity": "course",

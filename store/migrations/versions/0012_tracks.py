@@ -1,7 +1,7 @@
 """tracks: track enrolments, projects and the tracks a project's go-live needs (issue 17)
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-30 15:00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision = "0012"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
