@@ -108,6 +108,24 @@ def test_enrolment_assigns_the_courses_at_their_milestones(
         "human-subjects-protection": 45,
         "ich-gcp": 60,
     }
+    # The workflows record their obligations: enrolling again starts nothing more.
+    with sqlite_db.session() as session:
+        person = session.scalar(select(Person).where(Person.external_id == "p-1030"))
+        assert person is not None
+        for inp in inputs:
+            session.add(
+                Obligation(
+                    workflow_id=inp.workflow_id,
+                    person_id=person.id,
+                    kind="training",
+                    requirement_id=inp.requirement_id,
+                    requirement_title=inp.requirement_title,
+                    due_date=inp.due_date,
+                    status="assigned",
+                    pack_hash=inp.pack_hash,
+                    as_of=datetime.now(UTC),
+                )
+            )
     again = client.post(f"/tracks/{PATH}/enroll", json={"person": "p-1030"}, headers=hr)
     assert again.json()["created"] is False and again.json()["started"] == []
     assert len(_started(temporal)) == 4
