@@ -33,7 +33,7 @@ NAMES = {
             "exempt",
             "replan",
         },
-        {"extend_due_date"},
+        {"extend_due_date", "grant_attempts"},
         {"state"},
     ),
     CertificationWorkflow: (
@@ -69,7 +69,8 @@ def test_both_families_compose_the_runner() -> None:
         if path.name != "ladder.py"
     }
     composing = {p.name for p, text in sources.items() if "Ladder(" in text}
-    assert composing == {"assignment.py", "certification.py"}
+    # The project countdown (issue 17) composes it too.
+    assert composing == {"assignment.py", "certification.py", "project.py"}
     # The loop, the re-send and the timeline live in the runner only.
     for path, text in sources.items():
         for copy in ("def _sleep_until", "def _resend", "deferred_until", "wait_condition(\n"):
