@@ -16,6 +16,7 @@ from activities.assignment import AssignmentActivities
 from activities.bulk import BulkActivities
 from activities.certification import CertificationActivities
 from activities.rules import RulesActivities
+from activities.tracks import TrackActivities
 from duly.settings import Settings
 from duly.temporal import connect
 from services.apprenticeships import award_registrar
@@ -26,6 +27,7 @@ from workflows.assignment import AssignmentWorkflow
 from workflows.bulk import BulkAssignWorkflow
 from workflows.certification import CertificationWorkflow
 from workflows.digest import DigestStarter, DigestWorkflow
+from workflows.project import ProjectReadinessWorkflow
 from workflows.rollout import PackRolloutWorkflow
 from workflows.sweep import SWEEP_SCHEDULE_ID, StatusSweepWorkflow, ensure_sweep_schedule
 
@@ -38,6 +40,7 @@ WORKFLOWS: list[type] = [
     StatusSweepWorkflow,
     DigestWorkflow,
     BulkAssignWorkflow,
+    ProjectReadinessWorkflow,
     ApprenticeshipWorkflow,
 ]
 
@@ -83,6 +86,7 @@ def build_worker(
             *rules.all(),
             *bulk.all(),
             *CertificationActivities(db).all(),
+            *TrackActivities(db, client).all(),
             # Notices through the reminders' deliverer (same channels, ledger and lease).
             *ApprenticeshipActivities(db, activities.deliverer, award_registrar(db, client)).all(),
         ],
