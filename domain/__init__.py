@@ -1,0 +1,1 @@
+"""Floor 1: ids, roles, kinds, statuses, calendar maths and one contracts module per family."""

@@ -1,0 +1,1 @@
+"""Workflow contracts (inputs, signals, updates, queries, activity requests), one module per family."""
