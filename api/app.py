@@ -20,6 +20,7 @@ from api.routers import (
     bulk,
     certifications,
     health,
+    mentorship,
     notifications,
     obligations,
     people,
@@ -114,6 +115,7 @@ def create_app(
         certifications,
         tokens,
         verify,
+        mentorship,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)
         if module is bulk:

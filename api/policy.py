@@ -123,6 +123,7 @@ SIGNED = Policy(Access.SIGNED)
 
 
 PEOPLE = frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER, Role.AUDITOR})
+SELF_PEOPLE = frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER})
 
 
 def _token(
@@ -225,6 +226,37 @@ POLICY: dict[tuple[str, str], Policy] = {
     # Tokens
     ("GET", "/tokens"): _token(HR),
     ("DELETE", "/tokens/{token_id}"): _token(HR),
+    # Mentorship
+    ("GET", "/mentorship/profile/mentor"): _token(SELF_PEOPLE, Scope.SELF, "HR: ?person="),
+    ("PUT", "/mentorship/profile/mentor"): _token(SELF_PEOPLE, Scope.SELF, "HR: any person"),
+    ("GET", "/mentorship/profile/mentee"): _token(SELF_PEOPLE, Scope.SELF, "HR: ?person="),
+    ("PUT", "/mentorship/profile/mentee"): _token(SELF_PEOPLE, Scope.SELF, "HR: any person"),
+    ("GET", "/mentorship/find-mentor"): _token(SELF_PEOPLE, Scope.SELF, "for a mentee"),
+    ("GET", "/mentorship/find-mentee"): _token(SELF_PEOPLE, Scope.SELF, "for a mentor"),
+    ("POST", "/mentorship/request"): _token(SELF_PEOPLE, Scope.SELF, "the mentee asks"),
+    ("PUT", "/mentorship/request/{mentee}/{mentor}/{n}/accept"): _token(
+        SELF_PEOPLE, Scope.ROWS, "the mentor (or HR)"
+    ),
+    ("PUT", "/mentorship/request/{mentee}/{mentor}/{n}/decline"): _token(
+        SELF_PEOPLE, Scope.ROWS, "the mentor (or HR)"
+    ),
+    ("POST", "/mentorship/{mentee}/{mentor}/{n}/log-session"): _token(
+        SELF_PEOPLE, Scope.ROWS, "either side (or HR)"
+    ),
+    ("POST", "/mentorship/{mentee}/{mentor}/{n}/feedback"): _token(
+        SELF_PEOPLE, Scope.ROWS, "either side"
+    ),
+    ("POST", "/mentorship/{mentee}/{mentor}/{n}/complete"): _token(
+        SELF_PEOPLE, Scope.ROWS, "either side (or HR)"
+    ),
+    ("POST", "/mentorship/{mentee}/{mentor}/{n}/cancel"): _token(
+        SELF_PEOPLE, Scope.ROWS, "either side (or HR)"
+    ),
+    ("GET", "/mentorship/{mentee}/{mentor}/{n}"): _token(
+        PEOPLE, Scope.ROWS, "session notes: author and HR only"
+    ),
+    ("GET", "/mentorship"): _token(PEOPLE, Scope.ROWS),
+    ("GET", "/me/mentorship"): _token(PEOPLE, Scope.ROWS, "as mentee or mentor"),
     # Audit
     ("GET", "/audit"): _token(READERS),
     ("GET", "/audit/verify"): _token(READERS),

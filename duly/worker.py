@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 from activities.assignment import AssignmentActivities
 from activities.bulk import BulkActivities
 from activities.certification import CertificationActivities
+from activities.mentorship import MentorshipActivities
 from activities.rules import RulesActivities
 from duly.settings import Settings
 from duly.temporal import connect
@@ -23,6 +24,7 @@ from workflows.assignment import AssignmentWorkflow
 from workflows.bulk import BulkAssignWorkflow
 from workflows.certification import CertificationWorkflow
 from workflows.digest import DigestStarter, DigestWorkflow
+from workflows.mentorship import MentorshipWorkflow
 from workflows.rollout import PackRolloutWorkflow
 from workflows.sweep import SWEEP_SCHEDULE_ID, StatusSweepWorkflow, ensure_sweep_schedule
 
@@ -35,6 +37,7 @@ WORKFLOWS: list[type] = [
     StatusSweepWorkflow,
     DigestWorkflow,
     BulkAssignWorkflow,
+    MentorshipWorkflow,
 ]
 
 
@@ -79,6 +82,7 @@ def build_worker(
             *rules.all(),
             *bulk.all(),
             *CertificationActivities(db).all(),
+            *MentorshipActivities(db).all(),
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,

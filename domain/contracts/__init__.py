@@ -1,1 +1,1 @@
-"""Workflow contracts (inputs, signals, updates, queries, activity requests), one module per family."""
+"""Workflow contracts (inputs, signals, updates, queries), one module per family."""

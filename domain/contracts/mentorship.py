@@ -17,6 +17,8 @@ from duly.domain import LadderEvent, slugify
 from rules.mentorship_model import MentorshipPolicy
 
 __all__ = [
+    "FINAL",
+    "AcceptRequest",
     "ActionItem",
     "CancelMentorship",
     "ClaimRequest",
@@ -120,6 +122,12 @@ class MentorshipInput(_Model):
     duration_months: int = Field(default=6, ge=1, le=36)
     milestones: list[str] = Field(default_factory=list, max_length=20)
     message: str | None = Field(default=None, max_length=1000)
+
+
+class AcceptRequest(_Model):
+    """Update: the mentor accepts (a slot is claimed atomically; no free slot refuses it)."""
+
+    by: str
 
 
 class DeclineRequest(_Model):

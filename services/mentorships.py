@@ -1,0 +1,564 @@
+"""Mentorships: profiles, matching, and the ``MentorshipWorkflow`` of each relationship.
+
+Keyword-only functions over the store (profiles, read models) and the workflow (typed updates
+and queries); the API router maps their :mod:`services.errors` to HTTP. Store work happens in
+short sessions that are closed before any call to Temporal, so no transaction is held across an
+``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.packs import active_pack
+from domain.contracts.mentorship import (
+    AcceptRequest,
+    CancelMentorship,
+    CompleteMentorship,
+    DeclineRequest,
+    FeedbackRequest,
+    MentorshipInput,
+    MentorshipState,
+    MentorshipType,
+    SessionLog,
+    mentorship_workflow_id,
+)
+from duly.domain import BUILTIN_PACK, Role
+from rules.matching import Match, find_mentees, find_mentors
+from rules.mentorship_model import MenteeProfile, MentorProfile, MentorshipPolicy
+from services.errors import Conflict, Forbidden, Invalid, NotFound
+from store import audit
+from store import mentorship as store
+from store.db import Database
+from store.models import Mentorship, MentorshipFeedback, MentorshipSession, Person
+from store.tokens import Principal
+from workflows.mentorship import MentorshipWorkflow
+
+QUERY_TIMEOUT = 5.0
+Side = Literal["mentor", "mentee"]
+#: Connects to Temporal when called (after the store checks: an invisible id is 404 even
+#: while Temporal is down).
+Connect = Callable[[], Awaitable[Client]]
+#: Who reads every relationship (and every timeline).
+READ_ALL = frozenset({Role.HR_ADMIN, Role.AUDITOR})
+
+
+# --- visibility -------------------------------------------------------------------------------
+
+
+def _visible(session: Session, principal: Principal) -> set[int] | None:
+    """Person ids whose relationships the caller sees (None: all).
+
+    A learner sees their own; a manager their own and their reports' (transitively); HR and
+    the auditor everyone.
+    """
+    if principal.role in READ_ALL:
+        return None
+    if principal.person_id is None:
+        return set()
+    seen = {principal.person_id}
+    if principal.role is Role.MANAGER:
+        frontier = set(seen)
+        while frontier:
+            reports = set(session.scalars(select(Person.id).where(Person.manager_id.in_(frontier))))
+            frontier = reports - seen
+            seen |= frontier
+    return seen
+
+
+def subject(session: Session, principal: Principal, person: str | None) -> Person:
+    """The person a profile call is about: the caller, or (HR) anyone.
+
+    Raises:
+        Forbidden: Someone other than HR naming another person.
+        NotFound: No such person, or the caller has no person.
+    """
+    if person is None or person == principal.person_external_id:
+        if principal.person_external_id is None:
+            raise NotFound("this token has no person; name one with person")
+        person = principal.person_external_id
+    row = store.person(session, person)
+    if principal.role is not Role.HR_ADMIN and person != principal.person_external_id:
+        scope = _visible(session, principal)
+        if row is None or (scope is not None and row.id not in scope):
+            raise NotFound()
+        raise Forbidden("only HR acts on someone else's mentorship profile or requests")
+    if row is None:
+        raise NotFound(f"person {person!r} is not in the directory")
+    return row
+
+
+def _policy(session: Session) -> tuple[MentorshipPolicy, str]:
+    """The active pack's mentorship policy and its hash (the built-in defaults without one)."""
+    pack = active_pack(session)
+    if pack is None:
+        return MentorshipPolicy(), BUILTIN_PACK
+    return pack.mentorship, pack.content_hash
+
+
+# --- profiles ---------------------------------------------------------------------------------
+
+
+def get_profile(
+    session: Session, *, principal: Principal, side: Side, person: str | None
+) -> MentorProfile | MenteeProfile:
+    """A mentor or mentee profile, with certifications and track record filled in.
+
+    Raises:
+        Forbidden, NotFound: See :func:`_subject`; NotFound also when there is no profile.
+    """
+    who = subject(session, principal, person)
+    found: list[Any] = (
+        store.mentor_profiles(session, only=who.external_id)
+        if side == "mentor"
+        else store.mentee_profiles(session, only=who.external_id)
+    )
+    if not found:
+        raise NotFound(f"{who.external_id!r} has no {side} profile; create it with PUT")
+    profile: MentorProfile | MenteeProfile = found[0]
+    return profile
+
+
+def put_profile(
+    session: Session,
+    *,
+    principal: Principal,
+    side: Side,
+    person: str | None,
+    data: dict[str, Any],
+) -> MentorProfile | MenteeProfile:
+    """Create or replace a profile (certifications and the track record are computed).
+
+    Raises:
+        Forbidden, NotFound: See :func:`_subject`.
+        Invalid: The profile does not validate.
+    """
+    who = subject(session, principal, person)
+    body = {k: v for k, v in data.items() if k not in store.COMPUTED}
+    body["person_id"] = who.external_id
+    try:
+        if side == "mentor":
+            store.save_mentor(session, who, MentorProfile.model_validate(body))
+        else:
+            store.save_mentee(session, who, MenteeProfile.model_validate(body))
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise Invalid(f"the {side} profile is invalid: {exc}") from exc
+    session.flush()
+    audit.record(
+        session,
+        actor=principal.actor,
+        actor_role=principal.role.value,
+        action=f"mentorship.profile.{side}",
+        target=who.external_id,
+        after={"updated": True},
+    )
+    return get_profile(session, principal=principal, side=side, person=who.external_id)
+
+
+# --- matching ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A ranked list and the pack whose weights ranked it."""
+
+    matches: list[Match]
+    pack_hash: str
+
+
+def find_mentor(
+    session: Session, *, principal: Principal, person: str | None, limit: int
+) -> Ranked:
+    """The best mentors for a mentee (the caller; HR may name anyone), with explanations.
+
+    Raises:
+        NotFound: The mentee has no profile.
+    """
+    mentee = get_profile(session, principal=principal, side="mentee", person=person)
+    assert isinstance(mentee, MenteeProfile)
+    policy, pack_hash = _policy(session)
+    mentors = store.mentor_profiles(session)
+    matches = find_mentors(
+        mentee, mentors, policy.weights, limit, ideal_gap=policy.ideal_experience_gap
+    )
+    return Ranked(matches, pack_hash)
+
+
+def find_mentee(
+    session: Session, *, principal: Principal, person: str | None, limit: int
+) -> Ranked:
+    """The mentees a mentor (the caller; HR may name anyone) would suit best.
+
+    Raises:
+        NotFound: The mentor has no profile.
+    """
+    mentor = get_profile(session, principal=principal, side="mentor", person=person)
+    assert isinstance(mentor, MentorProfile)
+    policy, pack_hash = _policy(session)
+    mentees = store.mentee_profiles(session)
+    matches = find_mentees(
+        mentor, mentees, policy.weights, limit, ideal_gap=policy.ideal_experience_gap
+    )
+    return Ranked(matches, pack_hash)
+
+
+# --- relationships ----------------------------------------------------------------------------
+
+
+async def request(
+    db: Database,
+    connect: Connect,
+    *,
+    principal: Principal,
+    mentor: str,
+    mentee: str | None,
+    type: MentorshipType,
+    goals: list[str],
+    duration_months: int,
+    milestones: list[str],
+    message: str | None,
+    task_queue: str,
+) -> MentorshipInput:
+    """Ask a mentor: start the relationship's workflow (``pending``).
+
+    Raises:
+        Forbidden: Someone other than HR asking on another's behalf.
+        NotFound: The mentee or the mentor is unknown, or the mentor has no profile.
+        Conflict: The mentor is not accepting or has no free slot; the same request is pending.
+        Invalid: Asking oneself.
+    """
+    with db.session() as session:
+        who = subject(session, principal, mentee)
+        mentor_row = store.person(session, mentor)
+        if mentor_row is None:
+            raise NotFound(f"mentor {mentor!r} is not in the directory")
+        if mentor_row.id == who.id:
+            raise Invalid(
+                "a mentee cannot ask themself; pick a mentor from GET /mentorship/find-mentor"
+            )
+        profiles = store.mentor_profiles(session, only=mentor)
+        if not profiles:
+            raise NotFound(f"{mentor!r} has no mentor profile")
+        if not profiles[0].has_capacity:
+            raise Conflict(
+                f"{mentor!r} is not taking mentees now (accepting: "
+                f"{profiles[0].accepting_mentees}, {profiles[0].active_mentees} of"
+                f" {profiles[0].max_mentees} slots taken); ask another mentor"
+            )
+        n = store.count_between(session, who.id, mentor_row.id) + 1
+        policy, pack_hash = _policy(session)
+        mentee_id = who.external_id
+    inp = MentorshipInput(
+        workflow_id=mentorship_workflow_id(mentee_id, mentor, n),
+        mentee=mentee_id,
+        mentor=mentor,
+        pack_hash=pack_hash,
+        policy=policy,
+        type=type,
+        goals=goals,
+        duration_months=duration_months,
+        milestones=milestones,
+        message=message,
+    )
+    client = await connect()
+    try:
+        await client.start_workflow(
+            MentorshipWorkflow.run, inp, id=inp.workflow_id, task_queue=task_queue
+        )
+    except WorkflowAlreadyStartedError as exc:
+        raise Conflict(f"this request is already pending as {inp.workflow_id}") from exc
+    with db.session() as session:
+        _audit(session, principal, "mentorship.request", inp.workflow_id, {"mentor": mentor})
+    return inp
+
+
+def _audit(session: Session, principal: Principal, action: str, target: str, after: Any) -> None:
+    audit.record(
+        session,
+        actor=principal.actor,
+        actor_role=principal.role.value,
+        action=action,
+        target=target,
+        after=after,
+    )
+
+
+def _load(session: Session, principal: Principal, workflow_id: str) -> Mentorship:
+    """The relationship's read model, if the caller may see it (404 otherwise)."""
+    row = store.relationship(session, workflow_id)
+    if row is None:
+        raise NotFound()
+    scope = _visible(session, principal)
+    if scope is not None and not {row.mentee_id, row.mentor_id} & scope:
+        raise NotFound()
+    return row
+
+
+@dataclass(frozen=True)
+class _Parties:
+    mentee: str
+    mentor: str
+    mentee_id: int
+    mentor_id: int
+    row_id: int
+
+
+def _parties(db: Database, principal: Principal, workflow_id: str) -> _Parties:
+    with db.session() as session:
+        row = _load(session, principal, workflow_id)
+        return _Parties(
+            row.mentee.external_id, row.mentor.external_id, row.mentee_id, row.mentor_id, row.id
+        )
+
+
+def _require_party(principal: Principal, parties: _Parties, *sides: Side) -> str:
+    """The caller's person id when they are one of ``sides`` (HR may act for anyone)."""
+    allowed = {"mentee": parties.mentee, "mentor": parties.mentor}
+    me = principal.person_external_id
+    if principal.role is Role.HR_ADMIN:
+        return me or principal.actor
+    if me is None or me not in {allowed[side] for side in sides}:
+        names = " or ".join(f"the {side}" for side in sides)
+        raise Forbidden(f"only {names} (or HR) may do this")
+    return me
+
+
+async def _update(client: Client, workflow_id: str, update: Any, arg: Any) -> MentorshipState:
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        state: MentorshipState = await handle.execute_update(update, arg)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise Conflict(message) from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise Conflict("the mentorship has ended") from exc
+        raise
+    return state
+
+
+async def accept(
+    db: Database, connect: Connect, *, principal: Principal, workflow_id: str
+) -> MentorshipState:
+    """The mentor (or HR) accepts; a slot is claimed atomically.
+
+    Raises:
+        Conflict: Not pending, or the mentor has no free slot (the reason says which).
+    """
+    parties = _parties(db, principal, workflow_id)
+    by = _require_party(principal, parties, "mentor")
+    state = await _update(
+        await connect(), workflow_id, MentorshipWorkflow.accept, AcceptRequest(by=by)
+    )
+    with db.session() as session:
+        _audit(session, principal, "mentorship.accept", workflow_id, {"status": state.status})
+    return state
+
+
+async def decline(
+    db: Database, connect: Connect, *, principal: Principal, workflow_id: str, reason: str | None
+) -> MentorshipState:
+    """The mentor (or HR) declines, optionally with a reason for the mentee."""
+    parties = _parties(db, principal, workflow_id)
+    by = _require_party(principal, parties, "mentor")
+    state = await _update(
+        await connect(),
+        workflow_id,
+        MentorshipWorkflow.decline,
+        DeclineRequest(by=by, reason=reason),
+    )
+    with db.session() as session:
+        _audit(session, principal, "mentorship.decline", workflow_id, {"reason": reason})
+    return state
+
+
+async def log_session(
+    db: Database, connect: Connect, *, principal: Principal, workflow_id: str, log: dict[str, Any]
+) -> MentorshipState:
+    """Either side logs a session (the cadence restarts); its notes are kept for its author.
+
+    Raises:
+        Invalid: The session does not validate.
+        Conflict: Not active, or the workflow refused it (a date in the future...).
+    """
+    parties = _parties(db, principal, workflow_id)
+    by = _require_party(principal, parties, "mentee", "mentor")
+    try:
+        entry = SessionLog.model_validate({**log, "by": by})
+    except ValueError as exc:
+        raise Invalid(f"the session is invalid: {exc}") from exc
+    state = await _update(await connect(), workflow_id, MentorshipWorkflow.log_session, entry)
+    with db.session() as session:
+        author = store.person(session, by)
+        session.add(
+            MentorshipSession(
+                mentorship_id=parties.row_id,
+                author_id=author.id if author is not None else parties.mentee_id,
+                held_on=entry.held_on,
+                duration_minutes=entry.duration_minutes,
+                details=entry.model_dump(
+                    mode="json", exclude={"by", "notes", "held_on", "duration_minutes"}
+                ),
+                notes=entry.notes,
+            )
+        )
+        _audit(session, principal, "mentorship.session", workflow_id, {"held_on": entry.held_on})
+    return state
+
+
+async def feedback(
+    db: Database, connect: Connect, *, principal: Principal, workflow_id: str, body: dict[str, Any]
+) -> MentorshipState:
+    """The mentee or the mentor gives midpoint or end feedback (once per phase each)."""
+    parties = _parties(db, principal, workflow_id)
+    me = principal.person_external_id
+    if me not in (parties.mentee, parties.mentor):
+        raise Forbidden("only the mentee or the mentor gives feedback on their mentorship")
+    try:
+        request = FeedbackRequest.model_validate({**body, "by": me})
+    except ValueError as exc:
+        raise Invalid(f"the feedback is invalid: {exc}") from exc
+    state = await _update(await connect(), workflow_id, MentorshipWorkflow.feedback, request)
+    side = "mentee" if me == parties.mentee else "mentor"
+    try:
+        with db.session() as session:
+            session.add(
+                MentorshipFeedback(
+                    mentorship_id=parties.row_id,
+                    author_id=parties.mentee_id if side == "mentee" else parties.mentor_id,
+                    side=side,
+                    phase=request.phase.value,
+                    rating=request.rating,
+                    comment=request.comment,
+                )
+            )
+    except IntegrityError as exc:  # the workflow refuses a second one first; belt and braces
+        raise Conflict(f"the {side} already gave {request.phase.value} feedback") from exc
+    return state
+
+
+async def complete(
+    db: Database, connect: Connect, *, principal: Principal, workflow_id: str, note: str | None
+) -> MentorshipState:
+    """Complete the relationship (either side or HR); the mentor's record counts it."""
+    parties = _parties(db, principal, workflow_id)
+    by = _require_party(principal, parties, "mentee", "mentor")
+    state = await _update(
+        await connect(),
+        workflow_id,
+        MentorshipWorkflow.complete,
+        CompleteMentorship(by=by, note=note),
+    )
+    with db.session() as session:
+        _audit(session, principal, "mentorship.complete", workflow_id, {"note": note})
+    return state
+
+
+async def cancel(
+    db: Database, connect: Connect, *, principal: Principal, workflow_id: str, reason: str
+) -> MentorshipState:
+    """Cancel a pending or active relationship with a reason (either side or HR)."""
+    parties = _parties(db, principal, workflow_id)
+    by = _require_party(principal, parties, "mentee", "mentor")
+    state = await _update(
+        await connect(),
+        workflow_id,
+        MentorshipWorkflow.cancel,
+        CancelMentorship(by=by, reason=reason),
+    )
+    with db.session() as session:
+        _audit(session, principal, "mentorship.cancel", workflow_id, {"reason": reason})
+    return state
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def read_row(row: Mentorship) -> dict[str, Any]:
+    """A relationship's read model as plain data."""
+    return {
+        "id": row.workflow_id,
+        "mentee": row.mentee.external_id,
+        "mentor": row.mentor.external_id,
+        "status": row.status,
+        "type": row.type,
+        "goals": list(row.goals or []),
+        "milestones": list(row.milestones or []),
+        "duration_months": row.duration_months,
+        "requested_at": row.requested_at,
+        "started_at": row.started_at,
+        "ended_at": row.ended_at,
+        "reason": row.reason,
+    }
+
+
+def list_visible(session: Session, *, principal: Principal, mine: bool) -> list[dict[str, Any]]:
+    """Relationships the caller sees: their own (``mine``), or also their reports' / all."""
+    query = select(Mentorship).order_by(Mentorship.requested_at.desc(), Mentorship.id)
+    if mine:
+        if principal.person_id is None:
+            return []
+        scope: set[int] | None = {principal.person_id}
+    else:
+        scope = _visible(session, principal)
+    if scope is not None:
+        query = query.where(or_(Mentorship.mentee_id.in_(scope), Mentorship.mentor_id.in_(scope)))
+    return [read_row(row) for row in session.scalars(query).unique()]
+
+
+async def read(
+    db: Database, connect: Connect, *, principal: Principal, workflow_id: str
+) -> dict[str, Any]:
+    """One relationship: its read model, the workflow's live state and timeline, its sessions.
+
+    Session notes are shown to their author and HR only.
+    """
+    with db.session() as session:
+        row = _load(session, principal, workflow_id)
+        body = read_row(row)
+        sessions = []
+        for entry in session.scalars(
+            select(MentorshipSession)
+            .where(MentorshipSession.mentorship_id == row.id)
+            .order_by(MentorshipSession.held_on, MentorshipSession.id)
+        ):
+            visible = principal.role is Role.HR_ADMIN or entry.author_id == principal.person_id
+            sessions.append(
+                {
+                    "held_on": entry.held_on,
+                    "duration_minutes": entry.duration_minutes,
+                    **entry.details,
+                    "notes": entry.notes if visible else None,
+                }
+            )
+    body["sessions"] = sessions
+    client = await connect()
+    try:
+        handle = client.get_workflow_handle(workflow_id)
+        state = await asyncio.wait_for(handle.query(MentorshipWorkflow.state), QUERY_TIMEOUT)
+    except (RPCError, TimeoutError):
+        state = None
+    except Exception:  # noqa: BLE001 - a failed query (no worker yet) falls back to the store
+        state = None
+    if state is not None:
+        body.update(
+            status=state.status.value,
+            expires_at=state.expires_at,
+            ends_at=state.ends_at,
+            next_session_due=state.next_session_due,
+            feedback=state.feedback,
+            next_matches=state.next_matches,
+            timeline=[e.model_dump(mode="json") for e in state.events],
+        )
+    return body
