@@ -24,6 +24,7 @@ RUN pip install --require-hashes -r requirements-build.lock \
     && pip install --require-hashes --no-build-isolation -r requirements.lock
 
 COPY pyproject.toml README.md ./
+COPY domain/ domain/
 COPY duly/ duly/
 COPY workflows/ workflows/
 COPY activities/ activities/

@@ -154,9 +154,15 @@ def claim_slot(session: Session, *, workflow_id: str, mentor: str) -> str | None
 
     Returns:
         None when the relationship holds a slot (now or already), else why not.
+
+    Raises:
+        LookupError: The relationship's row is not written yet (retry).
     """
     relationship = session.scalar(select(Mentorship).where(Mentorship.workflow_id == workflow_id))
-    if relationship is not None and relationship.holds_slot:
+    if relationship is None:
+        # The slot is recorded on the relationship's row, so it must exist first.
+        raise LookupError(f"mentorship {workflow_id!r} is not recorded yet; retry")
+    if relationship.holds_slot:
         return None  # a retried activity: the slot is already ours
     who = person(session, mentor)
     if who is None:
@@ -178,8 +184,7 @@ def claim_slot(session: Session, *, workflow_id: str, mentor: str) -> str | None
         if not row.accepting_mentees:
             return "the mentor is not accepting mentees now"
         return f"the mentor has no free slot ({row.active_mentees} of {row.max_mentees} taken)"
-    if relationship is not None:
-        relationship.holds_slot = True
+    relationship.holds_slot = True
     return None
 
 

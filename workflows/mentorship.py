@@ -68,6 +68,9 @@ from workflows.ladder import ACTIVITY_TIMEOUT, RETRY, Ladder, Wake
 
 #: Channels of the messages that are not nudges (requests, answers, feedback, action items).
 NOTICE_CHANNELS = ["email", "in_app"]
+# Stage labels fit the ledger's 16 characters: ``request``, ``request-2`` (the reminder),
+# ``s{n}:mentee|mentor|coordinator`` (nudges of the n-th cadence period), ``fb-midpoint``,
+# ``fb-end``, ``action-{i}``, and the status notices (``accepted``, ``expired``...).
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ class MentorshipWorkflow(ObligationMessages):
         self._wrapping_up_until: datetime | None = None
         #: Something changed (an answer, a session): look at the marks again.
         self._changed = False
+        #: The read model's row exists (the slot is claimed on it).
+        self._recorded = False
 
     # -- updates ----------------------------------------------------------------------------
 
@@ -134,6 +139,8 @@ class MentorshipWorkflow(ObligationMessages):
         """
         self._accepting = True
         try:
+            # The slot is recorded on the relationship's row: it must be written first.
+            await workflow.wait_condition(lambda: self._recorded)
             claim: ClaimResult = await workflow.execute_activity_method(
                 MentorshipActivities.claim_slot,
                 ClaimRequest(workflow_id=self._input.workflow_id, mentor=self._input.mentor),
@@ -311,6 +318,7 @@ class MentorshipWorkflow(ObligationMessages):
             f" months); expires {self._expires_at.date().isoformat()}",
         )
         await self._record()
+        self._recorded = True
         await self._notice(input.mentor, "request", self._expires_at.date())
         while not self.closed():
             mark = self._next_mark()
@@ -359,7 +367,7 @@ class MentorshipWorkflow(ObligationMessages):
         if mark.kind != "deferred":
             self._done.add((mark.kind, mark.index))
         if mark.kind == "reminder":
-            await self._notice(self._input.mentor, "request-reminder", self._expires_at.date())
+            await self._notice(self._input.mentor, "request-2", self._expires_at.date())
         elif mark.kind == "expire":
             await workflow.wait_condition(lambda: not self._accepting)
             if self._status is MentorshipStatus.PENDING:
@@ -372,7 +380,7 @@ class MentorshipWorkflow(ObligationMessages):
             assert self._ends_at is not None
             due = (workflow.now() + timedelta(days=self._policy.feedback.due_within_days)).date()
             for person in (self._input.mentee, self._input.mentor):
-                await self._notice(person, f"feedback-{mark.kind}", due)
+                await self._notice(person, f"fb-{mark.kind}", due)
             self._ladder.event("feedback_requested", f"{mark.kind} feedback due {due.isoformat()}")
             if mark.kind == "end":
                 self._wrapping_up_until = workflow.now() + timedelta(
@@ -399,7 +407,7 @@ class MentorshipWorkflow(ObligationMessages):
         await self._send(
             self._request(
                 person,
-                f"p{period}:nudge-{step.notify.value}",
+                f"s{period}:{step.notify.value}",
                 due.date(),
                 notify=notify,
                 channels=[c.value for c in step.channels],
