@@ -227,12 +227,20 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/tokens"): _token(HR),
     ("DELETE", "/tokens/{token_id}"): _token(HR),
     # Mentorship
-    ("GET", "/mentorship/profile/mentor"): _token(SELF_PEOPLE, Scope.SELF, "HR: ?person="),
+    ("GET", "/mentorship/profile/mentor"): _token(
+        SELF_PEOPLE, Scope.ROWS, "?person= (default: own)"
+    ),
     ("PUT", "/mentorship/profile/mentor"): _token(SELF_PEOPLE, Scope.SELF, "HR: any person"),
-    ("GET", "/mentorship/profile/mentee"): _token(SELF_PEOPLE, Scope.SELF, "HR: ?person="),
+    ("GET", "/mentorship/profile/mentee"): _token(
+        SELF_PEOPLE, Scope.ROWS, "?person= (default: own)"
+    ),
     ("PUT", "/mentorship/profile/mentee"): _token(SELF_PEOPLE, Scope.SELF, "HR: any person"),
-    ("GET", "/mentorship/find-mentor"): _token(SELF_PEOPLE, Scope.SELF, "for a mentee"),
-    ("GET", "/mentorship/find-mentee"): _token(SELF_PEOPLE, Scope.SELF, "for a mentor"),
+    ("GET", "/mentorship/find-mentor"): _token(
+        SELF_PEOPLE, Scope.ROWS, "?person= (default: own), a mentee"
+    ),
+    ("GET", "/mentorship/find-mentee"): _token(
+        SELF_PEOPLE, Scope.ROWS, "?person= (default: own), a mentor"
+    ),
     ("POST", "/mentorship/request"): _token(SELF_PEOPLE, Scope.SELF, "the mentee asks"),
     ("PUT", "/mentorship/request/{mentee}/{mentor}/{n}/accept"): _token(
         SELF_PEOPLE, Scope.ROWS, "the mentor (or HR)"

@@ -76,12 +76,20 @@ def _visible(session: Session, principal: Principal) -> set[int] | None:
     return seen
 
 
-def subject(session: Session, principal: Principal, person: str | None) -> Person:
-    """The person a profile call is about: the caller, or (HR) anyone.
+def subject(
+    session: Session, principal: Principal, person: str | None, *, read: bool = False
+) -> Person:
+    """The person a profile or request call is about: the caller, or (HR) anyone.
+
+    Args:
+        session: The session.
+        principal: The caller.
+        person: Whom the call names (None: the caller).
+        read: Only reading: a manager may also read their reports' profiles and matches.
 
     Raises:
-        Forbidden: Someone other than HR naming another person.
-        NotFound: No such person, or the caller has no person.
+        Forbidden: Someone other than HR naming another person they can see.
+        NotFound: No such person, someone the caller cannot see, or a token without a person.
     """
     if person is None or person == principal.person_external_id:
         if principal.person_external_id is None:
@@ -92,6 +100,8 @@ def subject(session: Session, principal: Principal, person: str | None) -> Perso
         scope = _visible(session, principal)
         if row is None or (scope is not None and row.id not in scope):
             raise NotFound()
+        if read:
+            return row
         raise Forbidden("only HR acts on someone else's mentorship profile or requests")
     if row is None:
         raise NotFound(f"person {person!r} is not in the directory")
@@ -117,7 +127,7 @@ def get_profile(
     Raises:
         Forbidden, NotFound: See :func:`_subject`; NotFound also when there is no profile.
     """
-    who = subject(session, principal, person)
+    who = subject(session, principal, person, read=True)
     found: list[Any] = (
         store.mentor_profiles(session, only=who.external_id)
         if side == "mentor"

@@ -33,7 +33,9 @@ Readers = Annotated[
 ]
 PersonQuery = Annotated[
     str | None,
-    Query(max_length=64, description="Whose (HR only; default: the caller)."),
+    Query(
+        max_length=64, description="Whose (default: the caller; managers: a report; HR: anyone)."
+    ),
 ]
 LimitQuery = Annotated[int, Query(ge=1, le=50)]
 
@@ -199,7 +201,7 @@ def _id(mentee: str, mentor: str, n: str) -> str:
 def _profile(
     session: SessionDep, principal: Principal, side: mentorships.Side, person: str | None
 ) -> tuple[str, Any]:
-    who = mentorships.subject(session, principal, person)
+    who = mentorships.subject(session, principal, person, read=True)
     try:
         found = mentorships.get_profile(
             session, principal=principal, side=side, person=who.external_id

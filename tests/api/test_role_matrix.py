@@ -155,6 +155,10 @@ def body(method: str, path: str, person: str) -> dict[str, Any] | None:
         },
         "/assignments/{assignment_id}/extend": {"new_due_date": soon, "reason": "on leave"},
         "/assignments/{assignment_id}/cancel": {"reason": "left the team"},
+        "/mentorship/request": {"mentee": person, "mentor": MANAGER},
+        "/mentorship/profile/mentor": {"person": person},
+        "/mentorship/profile/mentee": {"person": person},
+        "/mentorship/{mentee}/{mentor}/{n}/cancel": {"reason": "moved away"},
         "/certifications/{certification_id}/ce-credits": {
             "credits": 1,
             "activity": "course",
