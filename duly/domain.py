@@ -404,6 +404,8 @@ class AssignmentInput(_Model):
     pack_hash: str = BUILTIN_PACK
     #: The requirement's kind (histories recorded before kinds were carried: training).
     kind: ObligationKind = ObligationKind.TRAINING
+    #: Set when a run continued as new because its history grew long: where it stood.
+    resume: AssignmentResume | None = None
 
     @property
     def workflow_id(self) -> str:
@@ -465,6 +467,9 @@ class AssignmentState(_Model):
     completed_at: datetime | None
     pack_hash: str
     events: list[AssignmentEvent]
+    #: Failed attempts (``complete`` with ``passed`` false) this cycle: all are counted, the
+    #: first :data:`NOTED_REPEATS` are listed in ``events``.
+    failed_attempts: int = 0
 
 
 class ObligationUpdate(_Model):
@@ -999,6 +1004,22 @@ def ce_shortfall(required: float, logged: float, *, how: str = "log them") -> st
     )
 
 
+#: The most CE credit entries one certification cycle keeps (``log_ce_credits`` refuses more,
+#: and a refused update writes nothing to the workflow's history). Far above any real cycle
+#: (dozens of courses), far below Temporal's 2,000 updates per run, so renewal always fits.
+CE_CREDIT_ENTRIES_PER_CYCLE = 200
+#: How many lines of one kind a message a client may repeat at will (a failed attempt, an
+#: ignored completion) adds to a workflow's timeline; the rest are counted, not listed.
+NOTED_REPEATS = 20
+
+
+#: A ladder workflow's run continues as new (carrying its state) once its history reaches this
+#: many events, or earlier when the server suggests it: Temporal ends a run at 51,200 events, and
+#: every signal is an event whatever the workflow does with it. An ordinary run stays far below
+#: (a few hundred). Read at each check, so tests may lower it.
+HISTORY_LIMIT = 10_000
+
+
 class CeCredit(_Model):
     """Continuing-education credits logged against the current cycle (an update's input)."""
 
@@ -1220,3 +1241,38 @@ class BulkAssignInput(_Bulk):
     offset: int = 0
     progress: BulkProgress | None = None
     window: int = Field(default=WINDOW, ge=1, le=5000, description="People per activity call.")
+
+
+class AssignmentResume(_Model):
+    """Where an assignment stood when its run continued as new (its history grew long)."""
+
+    #: When the first run of this cycle started (evidence older than it counts for an earlier
+    #: cycle).
+    first_started_at: datetime
+    due_date: date
+    due_at: datetime
+    in_zone: bool
+    lapse_at: datetime | None
+    pack_hash: str
+    pending: AdoptPackSignal | None
+    started: StartSignal | None
+    acknowledgement: AcknowledgeSignal | None
+    exemption: ExemptSignal | None
+    max_extension_days: int
+    days_before: list[int]
+    recurrence: StagePlan | None
+    upcoming: list[LadderStage]
+    overdue_for: date | None
+    stages: list[LadderStage]
+    sent: list[str]
+    stage: str | None
+    last_sent_at: datetime | None
+    events: list[AssignmentEvent]
+    zone: str | None
+    offset: int
+    redeliver: list[RedeliverSignal]
+    repeats: dict[str, int]
+    continued: int = Field(default=1, ge=1)
+
+
+AssignmentInput.model_rebuild()

@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from duly.domain import AcknowledgeSignal
 from store import audit
 from store.models import Notification, Obligation, Person
+from store.obligations import acknowledgement_recorded
 from workflows.assignment import AssignmentWorkflow
 
 #: Ledger recipient roles mapped to the audit log's actor roles.
@@ -114,8 +115,11 @@ async def acknowledge_notification(
     except Exception as exc:  # the API's lazy client answers 503 when Temporal is down
         raise AcknowledgeUnavailable("Temporal is unreachable") from exc
     try:
-        handle = client.get_workflow_handle(row.workflow_id)
-        await handle.signal(AssignmentWorkflow.acknowledge, signal)
+        # Another row (or the API) already acknowledged this obligation: mark this row only;
+        # a repeated signal would only grow the workflow's history.
+        if not acknowledgement_recorded(session, row.workflow_id):
+            handle = client.get_workflow_handle(row.workflow_id)
+            await handle.signal(AssignmentWorkflow.acknowledge, signal)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise AcknowledgeUnavailable(f"signal failed ({exc.status.name})") from exc

@@ -40,6 +40,7 @@ from services.restarts import describe_previous
 from services.temporal import signal
 from store import audit
 from store.models import Person
+from store.obligations import acknowledgement_recorded, start_recorded
 from store.tokens import Principal
 from workflows.assignment import AssignmentWorkflow
 
@@ -253,8 +254,16 @@ async def acknowledge(
     workflow_id: str,
     acknowledgement: AcknowledgeSignal,
     principal: Principal,
-) -> None:
-    """Acknowledge the reminders (raises like :func:`complete`)."""
+) -> bool:
+    """Acknowledge the reminders (raises like :func:`complete`).
+
+    Returns:
+        False, sending nothing, when the assignment already recorded an acknowledgement (or a
+        completion): every signal is a history event whatever the workflow does with it, and
+        a workflow whose history passes 51,200 events is ended by Temporal.
+    """
+    if acknowledgement_recorded(session, workflow_id):
+        return False
     await _send(
         session,
         client,
@@ -264,6 +273,7 @@ async def acknowledge(
         action="assignment.acknowledge",
         principal=principal,
     )
+    return True
 
 
 async def start_training(
@@ -273,8 +283,15 @@ async def start_training(
     workflow_id: str,
     start: StartSignal,
     principal: Principal,
-) -> None:
-    """Record that the learner began (raises like :func:`complete`)."""
+) -> bool:
+    """Record that the learner began (raises like :func:`complete`).
+
+    Returns:
+        False, sending nothing, when the assignment already recorded a start (or a completion):
+        a repeat would only grow the workflow's history (see :func:`acknowledge`).
+    """
+    if start_recorded(session, workflow_id):
+        return False
     await _send(
         session,
         client,
@@ -284,6 +301,7 @@ async def start_training(
         action="assignment.start",
         principal=principal,
     )
+    return True
 
 
 async def exempt(

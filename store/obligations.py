@@ -53,3 +53,42 @@ def moved_zone_targets(
         ReplanTarget(workflow_id=wid, planned_in=planned or "", time_zone=zone)
         for wid, planned, zone in session.execute(query)
     ]
+
+
+def acknowledgement_recorded(session: Session, workflow_id: str) -> bool:
+    """The obligation's workflow already recorded an acknowledgement (or a completion).
+
+    A workflow keeps only the first acknowledgement, but every ``acknowledge`` signal is an
+    event in its history whatever the handler does, and Temporal ends a workflow whose history
+    passes 51,200 events: senders ask this first and signal only an obligation that still
+    needs it. The read model follows the current cycle (a certification's new cycle starts
+    unacknowledged).
+
+    Args:
+        session: An open session.
+        workflow_id: The obligation's workflow id.
+    """
+    row = session.execute(
+        select(Obligation.acknowledged_at, Obligation.completed_at).where(
+            Obligation.workflow_id == workflow_id
+        )
+    ).first()
+    return row is not None and (row.acknowledged_at is not None or row.completed_at is not None)
+
+
+def start_recorded(session: Session, workflow_id: str) -> bool:
+    """The obligation's workflow already recorded that the learner began (or it completed).
+
+    The workflow keeps only the first start; like :func:`acknowledgement_recorded` this lets
+    senders skip a signal that would only grow the workflow's history.
+
+    Args:
+        session: An open session.
+        workflow_id: The obligation's workflow id.
+    """
+    row = session.execute(
+        select(Obligation.started_at, Obligation.completed_at).where(
+            Obligation.workflow_id == workflow_id
+        )
+    ).first()
+    return row is not None and (row.started_at is not None or row.completed_at is not None)

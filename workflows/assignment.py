@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 
@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
         AdoptPackSignal,
         AssignmentEvent,
         AssignmentInput,
+        AssignmentResume,
         AssignmentState,
         CancelSignal,
         CompleteSignal,
@@ -77,6 +78,7 @@ class AssignmentWorkflow(ObligationMessages):
             offset=input.utc_offset_minutes,
             deferral_survives_replan=True,
             silent_delivery="to learner by email ({status})",
+            continue_as_new=self._continue_as_new,
         )
         self._in_zone = False
         self._lapse_at: datetime | None = None
@@ -94,6 +96,10 @@ class AssignmentWorkflow(ObligationMessages):
         self._max_extension_days = 30
         self._recurrence: StagePlan | None = None
         self._days_before: tuple[int, ...] = tuple(s.days_before_due for s in self._ladder.stages)
+        #: The due date the status last turned overdue for.
+        self._overdue_for: date | None = None
+        if input.resume is not None:
+            self._resume(input.resume)
 
     # -- messages -------------------------------------------------------------------------
 
@@ -103,21 +109,23 @@ class AssignmentWorkflow(ObligationMessages):
 
         A failed attempt (``passed`` false) is recorded and does not complete.
         """
+        ladder = self._ladder
         if signal.passed is False:
+            # Counted, and listed up to a bound: an LMS may report any number of attempts.
             score = f", score {signal.score}" if signal.score is not None else ""
-            self._event("attempt_failed", f"{signal.source} by {signal.actor}{score}")
+            ladder.note("attempt_failed", f"{signal.source} by {signal.actor}{score}")
             return
         if self._cancelled is not None:
-            self._event("completion_ignored", f"cancelled; {signal.source} by {signal.actor}")
+            ladder.note("completion_ignored", f"cancelled; {signal.source} by {signal.actor}")
             return
         if self._completion is not None:
-            self._event(
+            ladder.note(
                 "completion_ignored", f"already completed; {signal.source} by {signal.actor}"
             )
             return
-        if self._input.cycle > 1 and signal.completed_at < workflow.info().start_time:
+        if self._input.cycle > 1 and signal.completed_at < self._first_started_at():
             # Evidence of an attempt made before this cycle existed counted for an earlier one.
-            self._event(
+            ladder.note(
                 "completion_ignored",
                 f"evidence from {signal.completed_at} predates cycle {self._input.cycle};"
                 f" {signal.source} by {signal.actor}",
@@ -257,6 +265,7 @@ class AssignmentWorkflow(ObligationMessages):
             completed_at=self._completion.completed_at if self._completion else None,
             pack_hash=self._pack_hash,
             events=list(self._ladder.events),
+            failed_attempts=self._ladder.repeats.get("attempt_failed", 0),
         )
 
     # -- main -----------------------------------------------------------------------------
@@ -264,6 +273,46 @@ class AssignmentWorkflow(ObligationMessages):
     @workflow.run
     async def run(self, input: AssignmentInput) -> AssignmentState:
         """Walk the ladder, then wait for completion."""
+        ladder = self._ladder
+        if input.resume is not None:
+            # Continued as new: the state came in the input; only the decision is asked again.
+            self._decision = await self._decide()
+        else:
+            await self._open(input)
+
+        # Stages and the due instant in time order: a policy may have stages after the due
+        # date (+7d escalations), and the status must turn overdue at the due instant itself.
+        # An extension moves both; an exemption pauses the ladder until it lapses.
+        while not self.closed():
+            if self._exemption is not None:
+                await self._while_exempt()
+                continue
+            stage = self._upcoming[0] if self._upcoming else None
+            if self._overdue_for != self._due_date and (
+                stage is None or self._due_at <= stage.fire_at
+            ):
+                wake = await ladder.sleep_until(self._due_at)
+                if wake is Wake.DEADLINE:
+                    self._overdue_for = self._due_date
+                    self._event(
+                        "overdue", f"not completed by the end of {self._due_date.isoformat()}"
+                    )
+                    await self.record()
+                continue
+            if stage is None:
+                await ladder.sleep_until(None)
+                continue
+            wake = await ladder.sleep_until(stage.fire_at)
+            if wake is Wake.DEADLINE and self._upcoming and self._upcoming[0] is stage:
+                await ladder.send(self._upcoming.pop(0))
+
+        await self.record()
+        if self._completion is not None and self._recurrence is not None:
+            await self._start_next_cycle(self._recurrence, self._completion)
+        return self.state()
+
+    async def _open(self, input: AssignmentInput) -> None:
+        """A new assignment: plan, record, and one late notice if it started late."""
         ladder = self._ladder
         now = workflow.now()
         self._event("assigned", f"by {input.assigned_by}, due {input.due_date.isoformat()}")
@@ -281,35 +330,82 @@ class AssignmentWorkflow(ObligationMessages):
         if past and self._completion is None:
             await ladder.catch_up(past, before="assignment")
 
-        # Stages and the due instant in time order: a policy may have stages after the due
-        # date (+7d escalations), and the status must turn overdue at the due instant itself.
-        # An extension moves both; an exemption pauses the ladder until it lapses.
-        overdue_for = None
-        while not self.closed():
-            if self._exemption is not None:
-                await self._while_exempt()
-                continue
-            stage = self._upcoming[0] if self._upcoming else None
-            if overdue_for != self._due_date and (stage is None or self._due_at <= stage.fire_at):
-                wake = await ladder.sleep_until(self._due_at)
-                if wake is Wake.DEADLINE:
-                    overdue_for = self._due_date
-                    self._event(
-                        "overdue", f"not completed by the end of {self._due_date.isoformat()}"
-                    )
-                    await self.record()
-                continue
-            if stage is None:
-                await ladder.sleep_until(None)
-                continue
-            wake = await ladder.sleep_until(stage.fire_at)
-            if wake is Wake.DEADLINE and self._upcoming and self._upcoming[0] is stage:
-                await ladder.send(self._upcoming.pop(0))
+    # -- continuing as new -------------------------------------------------------------------
 
-        await self.record()
-        if self._completion is not None and self._recurrence is not None:
-            await self._start_next_cycle(self._recurrence, self._completion)
-        return self.state()
+    def _first_started_at(self) -> datetime:
+        """When this cycle's first run started (a continued run carries it)."""
+        resume = self._input.resume
+        return resume.first_started_at if resume is not None else workflow.info().start_time
+
+    def _continue_as_new(self) -> None:
+        """The history grew long (a flood of signals): carry on in a new run with this state.
+
+        Called by the ladder when it is idle: every message is handled, no activity or update
+        is in flight, no deferred send waits, and the assignment is open.
+        """
+        ladder = self._ladder
+        previous = self._input.resume
+        continued = previous.continued + 1 if previous is not None else 1
+        self._event(
+            "continued_as_new",
+            f"history at {workflow.info().get_current_history_length()} events; run {continued + 1}"
+            " carries on",
+        )
+        resume = AssignmentResume(
+            first_started_at=self._first_started_at(),
+            due_date=self._due_date,
+            due_at=self._due_at,
+            in_zone=self._in_zone,
+            lapse_at=self._lapse_at,
+            pack_hash=self._pack_hash,
+            pending=self._pending,
+            started=self._started,
+            acknowledgement=self._acknowledgement,
+            exemption=self._exemption,
+            max_extension_days=self._max_extension_days,
+            days_before=list(self._days_before),
+            recurrence=self._recurrence,
+            upcoming=list(self._upcoming),
+            overdue_for=self._overdue_for,
+            stages=list(ladder.stages),
+            sent=list(ladder.sent),
+            stage=ladder.stage,
+            last_sent_at=ladder.last_sent_at,
+            events=list(ladder.events),
+            zone=ladder.zone,
+            offset=ladder.offset,
+            redeliver=list(ladder.redeliver),
+            repeats=dict(ladder.repeats),
+            continued=continued,
+        )
+        workflow.continue_as_new(self._input.model_copy(update={"resume": resume}))
+
+    def _resume(self, resume: AssignmentResume) -> None:
+        """Take up where the previous run stood (see :meth:`_continue_as_new`)."""
+        ladder = self._ladder
+        ladder.stages = list(resume.stages)
+        ladder.sent = list(resume.sent)
+        ladder.stage = resume.stage
+        ladder.last_sent_at = resume.last_sent_at
+        ladder.events = list(resume.events)
+        ladder.zone = resume.zone
+        ladder.offset = resume.offset
+        ladder.redeliver = list(resume.redeliver)
+        ladder.repeats = dict(resume.repeats)
+        self._due_date = resume.due_date
+        self._due_at = resume.due_at
+        self._in_zone = resume.in_zone
+        self._lapse_at = resume.lapse_at
+        self._pack_hash = resume.pack_hash
+        self._pending = resume.pending
+        self._started = resume.started
+        self._acknowledgement = resume.acknowledgement
+        self._exemption = resume.exemption
+        self._max_extension_days = resume.max_extension_days
+        self._days_before = tuple(resume.days_before)
+        self._recurrence = resume.recurrence
+        self._upcoming = list(resume.upcoming)
+        self._overdue_for = resume.overdue_for
 
     # -- the ladder's questions (workflows.ladder.LadderFamily) ---------------------------
 
@@ -438,6 +534,7 @@ class AssignmentWorkflow(ObligationMessages):
                 "due_date": next_due,
                 "assigned_by": f"recurrence of cycle {self._input.cycle}",
                 "pack_hash": self._pack_hash,
+                "resume": None,
             }
         )
         await workflow.execute_activity_method(

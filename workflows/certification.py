@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.certification import CertificationActivities
     from duly.domain import (
         BUILTIN_PACK,
+        CE_CREDIT_ENTRIES_PER_CYCLE,
         DEFAULT_LADDER_DAYS,
         AcknowledgeSignal,
         AdoptPackSignal,
@@ -186,6 +187,12 @@ class CertificationWorkflow(ObligationMessages):
     async def log_ce_credits(self, credit: CeCredit) -> CertificationState:
         """Count continuing-education credits towards this cycle's renewal."""
         await workflow.wait_condition(lambda: self._planned)
+        if len(self._credits) >= CE_CREDIT_ENTRIES_PER_CYCLE:
+            # Accepted before the plan, with others that filled the cycle meanwhile.
+            raise ApplicationError(
+                f"this cycle already has {CE_CREDIT_ENTRIES_PER_CYCLE} CE credit entries",
+                type="CeCreditEntries",
+            )
         self._credits.append(credit)
         self._ladder.dirty = True
         self._event(
@@ -198,6 +205,14 @@ class CertificationWorkflow(ObligationMessages):
     @log_ce_credits.validator
     def _validate_credit(self, credit: CeCredit) -> None:
         self._refuse_if_closed()
+        if len(self._credits) >= CE_CREDIT_ENTRIES_PER_CYCLE:
+            # Refused here, before acceptance: a refused update writes no history and does not
+            # count towards Temporal's updates per run, so ``renew`` always still fits.
+            raise ValueError(
+                f"this cycle already has {len(self._credits)} CE credit entries, the most one"
+                f" cycle keeps ({CE_CREDIT_ENTRIES_PER_CYCLE}); log the rest as fewer, larger"
+                f" entries (one per course or provider, up to 1000 credits each)"
+            )
         if credit.earned_on < self._cert.issued_on:
             raise ValueError(
                 f"credits earned on {credit.earned_on.isoformat()} are before this cycle began"

@@ -27,6 +27,7 @@ two families issued before it existed, in the same order (the recorded histories
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Generic, Protocol, TypeVar
@@ -37,7 +38,9 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import ObligationActivities
     from activities.rules import RulesActivities
+    from duly import domain
     from duly.domain import (
+        NOTED_REPEATS,
         DecideRequest,
         LadderEvent,
         LadderStage,
@@ -124,6 +127,9 @@ class Ladder(Generic[EventT]):
             certifications). Kept per family because their histories differ.
         silent_delivery: The timeline detail after the stage label when ``send_reminder``
             reports no delivery (``{status}`` is its status); None: the empty list.
+        continue_as_new: Called (it raises, ending the run) when the history has grown long
+            (:meth:`history_full`) and the ladder is idle: the family continues as new carrying
+            its state. None: the family's runs are bounded otherwise.
     """
 
     def __init__(
@@ -135,8 +141,12 @@ class Ladder(Generic[EventT]):
         offset: int,
         deferral_survives_replan: bool,
         silent_delivery: str | None = None,
+        continue_as_new: Callable[[], None] | None = None,
     ) -> None:
         self._family = family
+        self._continue_as_new = continue_as_new
+        #: Quiet-hours deferrals waiting (their re-sends belong to this run).
+        self._deferring = 0
         self._event_type = event_type
         self._deferral_survives_replan = deferral_survives_replan
         self._silent_delivery = silent_delivery
@@ -156,12 +166,50 @@ class Ladder(Generic[EventT]):
         self.dirty = False
         #: The plan changed (exemption, suspension, extension): the loop looks again.
         self.replanned = False
+        #: How many times each repeatable message kind arrived (see :meth:`note`).
+        self.repeats: dict[str, int] = {}
 
     # -- timeline ---------------------------------------------------------------------------
 
     def event(self, kind: str, detail: str) -> None:
         """Add one line to the workflow's readable timeline."""
         self.events.append(self._event_type(at=workflow.now(), kind=kind, detail=detail))
+
+    def note(self, kind: str, detail: str) -> int:
+        """A timeline line for a message a client may send any number of times.
+
+        The first :data:`~duly.domain.NOTED_REPEATS` of ``kind`` are listed, then one line
+        says the rest are only counted: a flood of failed attempts or ignored completions
+        cannot grow the workflow's state (and every ``state`` answer) without bound.
+
+        Returns:
+            How many of ``kind`` arrived so far, this one included.
+        """
+        seen = self.repeats.get(kind, 0) + 1
+        self.repeats[kind] = seen
+        if seen <= NOTED_REPEATS:
+            self.event(kind, detail)
+        elif seen == NOTED_REPEATS + 1:
+            self.event(
+                "repeats_counted",
+                f"more than {NOTED_REPEATS} {kind} lines: further ones are counted, not listed",
+            )
+        return seen
+
+    def history_full(self) -> bool:
+        """The run should continue as new: its history is long and nothing is in progress.
+
+        Long: :data:`~duly.domain.HISTORY_LIMIT` events, or the server suggests it. Never while
+        a deferred send waits or a handler (an update) is still running.
+        """
+        if self._continue_as_new is None or self._deferring:
+            return False
+        info = workflow.info()
+        long = (
+            info.get_current_history_length() >= domain.HISTORY_LIMIT
+            or info.is_continue_as_new_suggested()
+        )
+        return long and workflow.all_handlers_finished()
 
     def count(self, kind: str) -> int:
         """How many timeline lines of ``kind`` there are."""
@@ -223,6 +271,10 @@ class Ladder(Generic[EventT]):
             if self.replanned:
                 self.replanned = False
                 return Wake.REPLANNED
+            if self._continue_as_new is not None and self.history_full():
+                # Everything that arrived is handled and nothing is in flight: carry on in a
+                # new run (this raises), so no flood of signals can reach the history limit.
+                self._continue_as_new()
             timeout = None if deadline is None else deadline - workflow.now()
             if timeout is not None and timeout <= timedelta(0):
                 return await family.at_deadline() or Wake.DEADLINE
@@ -235,6 +287,7 @@ class Ladder(Generic[EventT]):
                         or bool(self.redeliver)
                         or self.zone_change is not None
                         or family.waiting()
+                        or self.history_full()
                     ),
                     timeout=timeout,
                 )
@@ -275,7 +328,11 @@ class Ladder(Generic[EventT]):
         if not notice:
             await self._family.record()
         while result.deferred_until is not None:
-            wake = await self.sleep_until(result.deferred_until)
+            self._deferring += 1
+            try:
+                wake = await self.sleep_until(result.deferred_until)
+            finally:
+                self._deferring -= 1
             if wake is Wake.DONE or (wake is Wake.REPLANNED and not self._deferral_survives_replan):
                 return
             result = await self.deliver(

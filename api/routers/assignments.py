@@ -276,19 +276,24 @@ async def acknowledge_assignment(
     principal: Acknowledger,
     temporal: TemporalDep,
 ) -> Accepted:
-    """Acknowledge the reminders (the learner themself, their manager or HR)."""
+    """Acknowledge the reminders (the learner themself, their manager or HR).
+
+    Idempotent: once the assignment has recorded an acknowledgement (or a completion) nothing
+    is sent to the workflow again, so repeated calls add nothing to its history.
+    """
     _person_of(session, principal, assignment_id)
     signal = AcknowledgeSignal(
         acknowledged_at=datetime.now(UTC), actor=principal.actor, channel=body.channel
     )
-    await assignments.acknowledge(
+    sent = await assignments.acknowledge(
         session,
         await temporal(),
         workflow_id=assignment_id,
         acknowledgement=signal,
         principal=principal,
     )
-    return Accepted(id=assignment_id, detail="acknowledgement recorded")
+    detail = "acknowledgement recorded" if sent else "already acknowledged; nothing changed"
+    return Accepted(id=assignment_id, detail=detail)
 
 
 HrOrManager = Annotated[Principal, Depends(require_roles(Role.HR_ADMIN, Role.MANAGER))]
@@ -315,10 +320,11 @@ async def start_training(
     started_at = within(settings.evidence_window(now), "started_at", body.started_at or now)
     _person_of(session, principal, assignment_id)
     signal = StartSignal(started_at=started_at, actor=principal.actor, source=body.source)
-    await assignments.start_training(
+    sent = await assignments.start_training(
         session, await temporal(), workflow_id=assignment_id, start=signal, principal=principal
     )
-    return Accepted(id=assignment_id, detail="start recorded")
+    detail = "start recorded" if sent else "already started; nothing changed"
+    return Accepted(id=assignment_id, detail=detail)
 
 
 @router.post("/{assignment_id:path}/extend", response_model=AssignmentRead)
