@@ -149,7 +149,7 @@ class MentorshipWorkflow(ObligationMessages):
             )
             if not claim.claimed:
                 reason = claim.reason or "the mentor has no free slot"
-                self._ladder.event("accept_refused", reason)
+                self._ladder.note("accept_refused", reason)
                 raise ApplicationError(
                     f"cannot accept: {reason}; the request stays pending", type="NoFreeSlot"
                 )
@@ -198,7 +198,8 @@ class MentorshipWorkflow(ObligationMessages):
         if self._cadence_from is None or held > self._cadence_from:
             self._cadence_from = held
         self._action_items.extend(log.action_items)
-        self._ladder.event(
+        # Listed up to the runner's cap, then counted: a flood cannot grow the state unbounded.
+        self._ladder.note(
             "session_logged",
             f"#{self._sessions} on {log.held_on.isoformat()} by {log.by}"
             f" ({log.duration_minutes} min, {log.format.value});"
