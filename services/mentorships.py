@@ -265,6 +265,12 @@ async def request(
                 f"{profiles[0].accepting_mentees}, {profiles[0].active_mentees} of"
                 f" {profiles[0].max_mentees} slots taken); ask another mentor"
             )
+        open_one = store.open_between(session, who.id, mentor_row.id)
+        if open_one is not None:
+            raise Conflict(
+                f"{who.external_id!r} and {mentor!r} already have a {open_one.status}"
+                f" mentorship ({open_one.workflow_id})"
+            )
         n = store.count_between(session, who.id, mentor_row.id) + 1
         policy, pack_hash = _policy(session)
         mentee_id = who.external_id
@@ -280,13 +286,21 @@ async def request(
         milestones=milestones,
         message=message,
     )
+    # The read model's row is written before the workflow starts, so the request can be read,
+    # accepted or declined as soon as this answers; the workflow's own writes supersede it.
+    with db.session() as session:
+        store.placeholder(session, inp.workflow_id, mentee=mentee_id, mentor=mentor, inp=inp)
     client = await connect()
     try:
         await client.start_workflow(
             MentorshipWorkflow.run, inp, id=inp.workflow_id, task_queue=task_queue
         )
-    except WorkflowAlreadyStartedError as exc:
-        raise Conflict(f"this request is already pending as {inp.workflow_id}") from exc
+    except BaseException as exc:
+        with db.session() as session:
+            store.drop_placeholder(session, inp.workflow_id)
+        if isinstance(exc, WorkflowAlreadyStartedError):
+            raise Conflict(f"this request is already pending as {inp.workflow_id}") from exc
+        raise
     with db.session() as session:
         _audit(session, principal, "mentorship.request", inp.workflow_id, {"mentor": mentor})
     return inp

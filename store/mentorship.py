@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from domain.contracts.mentorship import MentorshipInput
 from rules.matching import PastRelationship, track_record
 from rules.mentorship_model import MenteeProfile, MentorProfile, TrackRecord
 from store.models import (
@@ -221,6 +222,56 @@ def count_between(session: Session, mentee_id: int, mentor_id: int) -> int:
             )
         )
     )
+
+
+#: The ``as_of`` of a placeholder row: older than any write of the workflow.
+PLACEHOLDER_AS_OF = datetime(2000, 1, 1, tzinfo=UTC)
+#: Statuses of a relationship that is still open.
+OPEN = ("pending", "active")
+
+
+def open_between(session: Session, mentee_id: int, mentor_id: int) -> Mentorship | None:
+    """A pending or active relationship between the two, if any."""
+    return session.scalar(
+        select(Mentorship).where(
+            Mentorship.mentee_id == mentee_id,
+            Mentorship.mentor_id == mentor_id,
+            Mentorship.status.in_(OPEN),
+        )
+    )
+
+
+def placeholder(
+    session: Session, workflow_id: str, *, mentee: str, mentor: str, inp: MentorshipInput
+) -> None:
+    """Write a pending row for a request whose workflow is about to start.
+
+    Its ``as_of`` is older than any write of the workflow, so the workflow's first write wins.
+    """
+    mentee_row, mentor_row = person(session, mentee), person(session, mentor)
+    assert mentee_row is not None and mentor_row is not None
+    now = utcnow()
+    session.add(
+        Mentorship(
+            workflow_id=workflow_id,
+            mentee_id=mentee_row.id,
+            mentor_id=mentor_row.id,
+            status="pending",
+            type=inp.type.value,
+            goals=list(inp.goals),
+            milestones=list(inp.milestones),
+            duration_months=inp.duration_months,
+            requested_at=now,
+            as_of=PLACEHOLDER_AS_OF,
+        )
+    )
+
+
+def drop_placeholder(session: Session, workflow_id: str) -> None:
+    """Remove a placeholder whose workflow did not start (a workflow's row is kept)."""
+    row = relationship(session, workflow_id)
+    if row is not None and row.as_of == PLACEHOLDER_AS_OF:
+        session.delete(row)
 
 
 def newer(row: Mentorship, as_of: datetime) -> bool:
