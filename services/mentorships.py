@@ -437,7 +437,13 @@ async def log_session(
                 notes=entry.notes,
             )
         )
-        _audit(session, principal, "mentorship.session", workflow_id, {"held_on": entry.held_on})
+        _audit(
+            session,
+            principal,
+            "mentorship.session",
+            workflow_id,
+            {"held_on": entry.held_on.isoformat()},
+        )
     return state
 
 

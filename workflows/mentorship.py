@@ -320,7 +320,8 @@ class MentorshipWorkflow(ObligationMessages):
         )
         await self._record()
         self._recorded = True
-        await self._notice(input.mentor, "request", self._expires_at.date())
+        if self._status is MentorshipStatus.PENDING:  # not answered already
+            await self._notice(input.mentor, "request", self._expires_at.date())
         while not self.closed():
             mark = self._next_mark()
             wake = await self._ladder.sleep_until(mark.at if mark else None)
