@@ -177,7 +177,7 @@ def test_concurrent_claims_for_the_last_slot_give_exactly_one(db: Database) -> N
                 with db.session() as session:
                     reason = store.claim_slot(session, workflow_id=f"w-{pid}", mentor="m")
                 break
-            except Exception as exc:  # noqa: BLE001 - only SQLite's lock error is retried
+            except Exception as exc:  # only SQLite's lock error is retried
                 if "locked" not in str(exc):
                     raise
         with lock:
