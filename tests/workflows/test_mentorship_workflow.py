@@ -324,3 +324,34 @@ async def test_completion_frees_the_slot_and_counts_in_the_mentor_record(
     assert "action-1" in stages
     assert stages.count("fb-midpoint") == 2  # mentee and mentor
     assert stages[-2:] == ["completed", "completed"]
+
+
+async def test_no_sessions_reach_the_coordinator_and_the_end_date_completes_it(
+    env: WorkflowEnvironment, sqlite_db: Database
+) -> None:
+    org = Org(sqlite_db)
+    tq = f"tq-{uuid.uuid4()}"
+    inp = org.input(org.mentee).model_copy(update={"duration_months": 1})
+    async with build_worker(env.client, task_queue=tq, db=sqlite_db):
+        handle = await _start(env, tq, inp)
+        state = await handle.execute_update(MentorshipWorkflow.accept, AcceptRequest(by=org.mentor))
+        assert state.ends_at is not None
+        # The end date: both are asked for end feedback; a week later it completes by itself.
+        await skip_to(env, state.ends_at + timedelta(minutes=1))
+        assert (await handle.query(MentorshipWorkflow.state)).status is MentorshipStatus.ACTIVE
+        await handle.execute_update(
+            MentorshipWorkflow.feedback,
+            FeedbackRequest(by=org.mentor, phase=FeedbackPhase.END, rating=5),
+        )
+        await skip_to(env, state.ends_at + timedelta(days=7, minutes=1))
+        final = await handle.result()
+    assert final.status is MentorshipStatus.COMPLETED
+    assert final.reason == "end date reached"
+    assert "end mentor 5" in final.feedback
+    sent = [(stage, role) for stage, role, _ in _stages(sqlite_db, handle.id)]
+    nudges = [s for s in sent if s[0].startswith("s0:")]
+    # One ladder for the one missed period: mentee, mentor, then the pack's HR mailbox.
+    assert nudges == [("s0:mentee", "learner"), ("s0:mentor", "learner"), ("s0:coordinator", "hr")]
+    assert [s for s, _ in sent].count("fb-midpoint") == 2
+    assert [s for s, _ in sent].count("fb-end") == 2
+    assert _slots(sqlite_db, org) == 0
