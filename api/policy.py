@@ -235,6 +235,8 @@ POLICY: dict[tuple[str, str], Policy] = {
         SELF_PEOPLE, Scope.ROWS, "?person= (default: own)"
     ),
     ("PUT", "/mentorship/profile/mentee"): _token(SELF_PEOPLE, Scope.SELF, "HR: any person"),
+    ("POST", "/mentorship/profiles/import/mentor"): _token(HR, note="CSV"),
+    ("POST", "/mentorship/profiles/import/mentee"): _token(HR, note="CSV"),
     ("GET", "/mentorship/find-mentor"): _token(
         SELF_PEOPLE, Scope.ROWS, "?person= (default: own), a mentee"
     ),

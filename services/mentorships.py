@@ -592,3 +592,120 @@ async def read(
             timeline=[e.model_dump(mode="json") for e in state.events],
         )
     return body
+
+
+# --- CSV import (HR) --------------------------------------------------------------------------
+
+#: Columns holding lists (``;``-separated in a cell).
+LIST_COLUMNS = frozenset(
+    {
+        "specializations",
+        "equipment_expertise",
+        "communication_preferences",
+        "preferred_times",
+        "specialization_interests",
+        "skills_to_develop",
+    }
+)
+#: Columns holding yes/no.
+BOOL_COLUMNS = frozenset({"accepting_mentees", "willing_remote", "open_to_remote"})
+_YES, _NO = {"yes", "y", "true", "1"}, {"no", "n", "false", "0"}
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """Why one CSV row was not imported (the header is row 1)."""
+
+    row: int
+    column: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class ProfileImport:
+    """What a profile import wrote and refused."""
+
+    written: int
+    errors: list[RowProblem]
+
+
+def _cells(raw: dict[str, str | None], row: int) -> tuple[dict[str, Any], list[RowProblem]]:
+    data: dict[str, Any] = {}
+    problems: list[RowProblem] = []
+    availability: dict[str, Any] = {}
+    for column, value in raw.items():
+        text = (value or "").strip()
+        if not column or not text:
+            continue  # an empty cell keeps the default
+        column = column.strip().lower()
+        if column in BOOL_COLUMNS:
+            if text.lower() not in _YES | _NO:
+                problems.append(RowProblem(row, column, f"{text!r} is not yes or no"))
+                continue
+            data[column] = text.lower() in _YES
+        elif column in LIST_COLUMNS:
+            items = [part.strip() for part in text.split(";") if part.strip()]
+            (availability if column == "preferred_times" else data)[column] = items
+        elif column == "hours_per_month":
+            availability[column] = text
+        else:
+            data[column] = text
+    if availability:
+        data["availability"] = availability
+    return data, problems
+
+
+def import_profiles(
+    session: Session, *, principal: Principal, side: Side, text: str
+) -> ProfileImport:
+    """Create or replace profiles from CSV: one row per person (column ``person``).
+
+    Lists are ``;``-separated (``video;phone``); yes/no columns take yes/no; ``hours_per_month``
+    and ``preferred_times`` make the availability; an empty cell keeps the default. A bad row is
+    reported (row, column, what to fix) and every other row is written.
+
+    Raises:
+        Invalid: The file has no ``person`` column.
+    """
+    import csv
+    import io
+
+    from pydantic import ValidationError
+
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "person" not in [f.strip().lower() for f in reader.fieldnames]:
+        raise Invalid("the CSV needs a header row with a `person` column (the person's id)")
+    written, errors = 0, []
+    model = MentorProfile if side == "mentor" else MenteeProfile
+    for index, raw in enumerate(reader, start=2):
+        data, problems = _cells(dict(raw), index)
+        person = str(data.pop("person", "") or "")
+        if problems:
+            errors += problems
+            continue
+        who = store.person(session, person) if person else None
+        if who is None:
+            errors.append(RowProblem(index, "person", f"{person!r} is not in the directory"))
+            continue
+        try:
+            profile = model.model_validate(
+                {k: v for k, v in data.items() if k not in store.COMPUTED} | {"person_id": person}
+            )
+        except ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join(str(part) for part in error["loc"]) or None
+                errors.append(RowProblem(index, where, error["msg"]))
+            continue
+        if isinstance(profile, MentorProfile):
+            store.save_mentor(session, who, profile)
+        else:
+            store.save_mentee(session, who, profile)
+        written += 1
+    _audit(
+        session,
+        principal,
+        f"mentorship.import.{side}",
+        f"{written} profiles",
+        {"written": written, "errors": len(errors)},
+    )
+    return ProfileImport(written, errors)

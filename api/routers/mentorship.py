@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
 from domain.contracts.mentorship import MentorshipState, MentorshipType
@@ -31,6 +32,7 @@ Readers = Annotated[
     Principal,
     Depends(require_roles(Role.HR_ADMIN, Role.MANAGER, Role.LEARNER, Role.AUDITOR)),
 ]
+HrOnly = Annotated[Principal, Depends(require_roles(Role.HR_ADMIN))]
 PersonQuery = Annotated[
     str | None,
     Query(
@@ -91,6 +93,25 @@ class MatchesRead(BaseModel):
     pack_hash: str
     matches: list[MatchRead]
     hint: str | None = None
+
+
+class RowProblemRead(BaseModel):
+    """Why one CSV row was not imported (the header is row 1)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    row: int
+    column: str | None
+    message: str
+
+
+class ImportRead(BaseModel):
+    """What a profile import wrote and refused (every good row is written)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    written: int
+    errors: list[RowProblemRead]
 
 
 class MentorshipRequestBody(BaseModel):
@@ -257,6 +278,47 @@ def put_mentee_profile(
     )
     assert isinstance(profile, MenteeProfile)
     return MenteeProfileAnswer(person=profile.person_id, profile=profile)
+
+
+def _import(db: Database, principal: Principal, side: mentorships.Side, text: str) -> Any:
+    with db.session() as session:
+        return mentorships.import_profiles(session, principal=principal, side=side, text=text)
+
+
+CSV_BODY = {
+    "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
+}
+
+
+async def _csv(request: Request) -> str:
+    media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media not in ("text/csv", "text/plain", "application/csv"):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            detail=f"send the profiles as text/csv, not {media or '(no Content-Type)'!r}",
+        )
+    try:
+        return (await request.body()).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, detail="the CSV is not UTF-8; save it as UTF-8"
+        ) from exc
+
+
+@router.post("/mentorship/profiles/import/mentor", openapi_extra=CSV_BODY)
+async def import_mentors(request: Request, db: DatabaseDep, principal: HrOnly) -> ImportRead:
+    """HR: create or replace mentor profiles from CSV (one row per person; see the README)."""
+    text = await _csv(request)
+    report = await run_in_threadpool(_import, db, principal, "mentor", text)
+    return ImportRead.model_validate(report, from_attributes=True)
+
+
+@router.post("/mentorship/profiles/import/mentee", openapi_extra=CSV_BODY)
+async def import_mentees(request: Request, db: DatabaseDep, principal: HrOnly) -> ImportRead:
+    """HR: create or replace mentee profiles from CSV (one row per person; see the README)."""
+    text = await _csv(request)
+    report = await run_in_threadpool(_import, db, principal, "mentee", text)
+    return ImportRead.model_validate(report, from_attributes=True)
 
 
 # --- matching ---------------------------------------------------------------------------------

@@ -287,3 +287,50 @@ async def test_decline_with_reason_shows_the_next_matches(
     assert body["reason"] == "on nights this quarter"
     assert "p-1024" not in body["next_matches"]
     assert "p-1026" in body["next_matches"]
+
+
+async def test_hr_imports_profiles_from_csv_row_by_row(
+    api: httpx.AsyncClient, sqlite_db: Database
+) -> None:
+    hr = bearer(sqlite_db, Role.HR_ADMIN)
+    csv_text = (
+        "person,years_experience,specializations,communication_preferences,hours_per_month,"
+        "preferred_times,city,region,willing_remote,max_mentees\n"
+        "p-1021,6,IV therapy;wound care,in_person;text,6,weekday_evenings,Boston,MA,no,2\n"
+        "p-1011,15,critical care,video,4,,Chicago,IL,yes,3\n"
+        "p-9999,3,x,video,2,,,,no,1\n"
+        "p-1012,-4,x,video,2,,,,maybe,1\n"
+        "p-1013,4,x,carrier pigeon,2,,,,no,1\n"
+    )
+    response = await api.post(
+        "/mentorship/profiles/import/mentor",
+        content=csv_text,
+        headers={**hr, "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["written"] == 2
+    problems = {(e["row"], e["column"]) for e in report["errors"]}
+    assert problems == {
+        (4, "person"),  # unknown person
+        (5, "willing_remote"),  # "maybe"
+        (6, "communication_preferences.0"),  # not a style
+    }
+    profile = (await api.get("/mentorship/profile/mentor?person=p-1021", headers=hr)).json()[
+        "profile"
+    ]
+    assert profile["specializations"] == ["iv therapy", "wound care"]
+    assert profile["availability"] == {
+        "hours_per_month": 6,
+        "preferred_times": ["weekday_evenings"],
+    }
+    assert profile["willing_remote"] is False
+    learner = bearer(sqlite_db, Role.LEARNER, "p-1020")
+    refused = await api.post(
+        "/mentorship/profiles/import/mentor",
+        content=csv_text,
+        headers={**learner, "Content-Type": "text/csv"},
+    )
+    assert refused.status_code == 403
+    wrong = await api.post("/mentorship/profiles/import/mentee", json=[], headers=hr)
+    assert wrong.status_code == 415
