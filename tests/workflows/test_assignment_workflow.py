@@ -252,9 +252,10 @@ async def test_recorded_histories_replay_against_todays_code() -> None:
     files = sorted(HISTORIES.glob("*.json"))
     assert files, "no recorded histories to replay"
     from workflows.certification import CertificationWorkflow
+    from workflows.mentorship import MentorshipWorkflow
 
     replayer = Replayer(
-        workflows=[AssignmentWorkflow, CertificationWorkflow],
+        workflows=[AssignmentWorkflow, CertificationWorkflow, MentorshipWorkflow],
         data_converter=pydantic_data_converter,
     )
     for path in files:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -206,6 +207,12 @@ async def test_cadence_nudges_mentee_then_mentor_and_stop_when_a_session_is_logg
         assert state.sessions == 1
         assert state.next_session_due is not None
         assert state.next_session_due > started + timedelta(days=30)
+        if os.environ.get("DULY_RECORD_HISTORIES"):
+            # The replay fixture (see test_recorded_histories_replay_against_todays_code).
+            history = await handle.fetch_history()
+            (Path(__file__).parent / "histories" / "mentorship_cadence.json").write_text(
+                history.to_json()
+            )
         await handle.terminate("test done")
     sent = [(stage, role) for stage, role, _ in _stages(sqlite_db, handle.id)]
     assert sent == [
