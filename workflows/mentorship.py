@@ -78,7 +78,7 @@ class _Mark:
     """A moment the workflow acts at."""
 
     at: datetime
-    kind: str  # reminder, expire, nudge, midpoint, end, wrap_up, action, deferred
+    kind: str  # reminder, expire, nudge, midpoint, end, wrap_up, action
     index: int = 0
 
 
@@ -118,7 +118,8 @@ class MentorshipWorkflow(ObligationMessages):
         self._feedback: list[tuple[str, FeedbackPhase, int]] = []
         self._next_matches: list[str] = []
         self._done: set[tuple[str, int]] = set()  # marks already acted on
-        self._deferred: list[tuple[datetime, ReminderRequest]] = []
+        #: The message being sent (the runner asks :meth:`reminder` for it).
+        self._outgoing: ReminderRequest | None = None
         self._accepting = False
         self._holds_slot = False
         self._wrapping_up_until: datetime | None = None
@@ -332,7 +333,7 @@ class MentorshipWorkflow(ObligationMessages):
         return self.state()
 
     def _next_mark(self) -> _Mark | None:
-        marks: list[_Mark] = [_Mark(at, "deferred", i) for i, (at, _) in enumerate(self._deferred)]
+        marks: list[_Mark] = []
         if self._status is MentorshipStatus.PENDING:
             half = self._policy.request_expiry_days // 2
             if half > 0:
@@ -340,7 +341,7 @@ class MentorshipWorkflow(ObligationMessages):
             marks.append(_Mark(self._expires_at, "expire"))
         elif self._status is MentorshipStatus.ACTIVE:
             marks += self._active_marks()
-        pending = [m for m in marks if (m.kind, m.index) not in self._done or m.kind == "deferred"]
+        pending = [m for m in marks if (m.kind, m.index) not in self._done]
         return min(pending, key=lambda m: m.at) if pending else None
 
     def _active_marks(self) -> list[_Mark]:
@@ -366,8 +367,7 @@ class MentorshipWorkflow(ObligationMessages):
         return marks
 
     async def _act(self, mark: _Mark) -> None:
-        if mark.kind != "deferred":
-            self._done.add((mark.kind, mark.index))
+        self._done.add((mark.kind, mark.index))
         if mark.kind == "reminder":
             await self._notice(self._input.mentor, "request-2", self._expires_at.date())
         elif mark.kind == "expire":
@@ -395,9 +395,6 @@ class MentorshipWorkflow(ObligationMessages):
             who = self._assignee(item)
             await self._notice(who, f"action-{mark.index + 1}", item.due_on)
             self._ladder.event("action_item_reminded", f"{item.description!r} to {who}")
-        elif mark.kind == "deferred":
-            _, request = self._deferred.pop(mark.index)
-            await self._send(request)
 
     async def _nudge(self, mark: _Mark) -> None:
         period, rung = divmod(mark.index, 100)
@@ -514,11 +511,20 @@ class MentorshipWorkflow(ObligationMessages):
         await self._send(self._request(person, stage, due))
 
     async def _send(self, request: ReminderRequest) -> None:
-        result = await self._ladder.deliver(request)
-        self._ladder.event("message", f"{request.stage}: " + "; ".join(result.deliveries))
-        if result.deferred_until is not None:
-            # Quiet hours: the ledger skips what went out when it runs again then.
-            self._deferred.append((result.deferred_until, request))
+        """Send one message through the runner (the ledger, and quiet hours).
+
+        A recipient in quiet hours gets it later: the runner waits, then sends again, and what
+        already went out is a ledger no-op.
+        """
+        self._outgoing = request
+        stage = LadderStage(
+            label=request.stage,
+            days_before_due=request.days_before_due,
+            fire_at=request.fired_at,
+        )
+        # A notice (``event``): the runner neither counts it as a ladder stage nor re-records.
+        await self._ladder.send(stage, event=request.stage)
+        self._outgoing = None
 
     async def _record(self) -> None:
         await workflow.execute_activity_method(
@@ -555,7 +561,9 @@ class MentorshipWorkflow(ObligationMessages):
     def reminder(
         self, stage: LadderStage, *, late_notice: bool, event: str | None
     ) -> ReminderRequest:
-        """A bounced message re-sent by the runner goes to the mentee."""
+        """The message being sent; a bounced one the runner re-sends goes to the mentee."""
+        if self._outgoing is not None and self._outgoing.stage == stage.label:
+            return self._outgoing
         return self._request(self._input.mentee, stage.label, stage.fire_at.date())
 
     async def replan_zone(self, signal: ReplanSignal) -> None:

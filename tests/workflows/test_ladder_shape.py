@@ -16,6 +16,7 @@ from duly.domain import CertificationEvent, CertificationState, ObligationMessag
 from workflows.assignment import AssignmentWorkflow
 from workflows.certification import CertificationWorkflow
 from workflows.ladder import Ladder
+from workflows.mentorship import MentorshipWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,6 +40,12 @@ NAMES = {
         "CertificationWorkflow",
         {"suspend", "reinstate", "revoke", "acknowledge", "redeliver", "replan", "adopt_pack"},
         {"renew", "log_ce_credits"},
+        {"state"},
+    ),
+    MentorshipWorkflow: (
+        "MentorshipWorkflow",
+        {"acknowledge", "adopt_pack", "redeliver", "replan"},
+        {"accept", "decline", "log_session", "feedback", "complete", "cancel"},
         {"state"},
     ),
 }
@@ -68,7 +75,7 @@ def test_both_families_compose_the_runner() -> None:
         if path.name != "ladder.py"
     }
     composing = {p.name for p, text in sources.items() if "Ladder(" in text}
-    assert composing == {"assignment.py", "certification.py"}
+    assert composing == {"assignment.py", "certification.py", "mentorship.py"}
     # The loop, the re-send and the timeline live in the runner only.
     for path, text in sources.items():
         for copy in ("def _sleep_until", "def _resend", "deferred_until", "wait_condition(\n"):
