@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, date, datetime
 
 import pytest
@@ -172,16 +173,19 @@ def test_concurrent_claims_for_the_last_slot_give_exactly_one(db: Database) -> N
 
     def claim(pid: str) -> None:
         barrier.wait()
-        for _ in range(20):  # SQLite answers "database is locked" to a writer that waited
+        for _ in range(200):  # SQLite answers "database is locked" to a writer that waited
             try:
                 with db.session() as session:
                     reason = store.claim_slot(session, workflow_id=f"w-{pid}", mentor="m")
-                break
             except Exception as exc:  # only SQLite's lock error is retried
                 if "locked" not in str(exc):
                     raise
-        with lock:
-            outcomes.append(reason)
+                time.sleep(0.02)
+                continue
+            with lock:
+                outcomes.append(reason)
+            return
+        raise AssertionError(f"{pid}: the database stayed locked")
 
     threads = [threading.Thread(target=claim, args=(pid,)) for pid in mentees]
     for thread in threads:
