@@ -25,6 +25,7 @@ from api.routers import (
     obligations,
     people,
     rules,
+    scim,
     tokens,
     verify,
     webhooks,
@@ -116,9 +117,11 @@ def create_app(
         tokens,
         verify,
         mentorship,
+        scim,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)
         if module is bulk:
             # GET /assignments (the list) is also registered ahead of the catch-all.
             app.include_router(obligations.assignments_router, responses=LIMIT_RESPONSES)
+    scim.install(app)
     return app

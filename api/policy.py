@@ -139,6 +139,9 @@ def _g(*grants: Grant) -> frozenset[Grant]:
     return frozenset(grants)
 
 
+#: An identity provider provisioning by SCIM: every ``/scim/v2`` route, and nothing else.
+SCIM = _g(Grant.SCIM)
+
 #: The declaration: (method, path template as in /openapi.json) -> policy.
 POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/openapi.json"): Policy(Access.PUBLIC, note="the API description"),
@@ -211,6 +214,24 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/certifications/{certification_id}/reinstate"): _token(HR),
     ("POST", "/certifications/{certification_id}/revoke"): _token(HR),
     ("POST", "/certifications/{certification_id}/restart"): _token(HR),
+    # SCIM provisioning (integration tokens need scope scim)
+    ("POST", "/scim/v2/Users"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/Users"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("PUT", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("PATCH", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("DELETE", "/scim/v2/Users/{user_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("POST", "/scim/v2/Groups"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/Groups"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("PUT", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("PATCH", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("DELETE", "/scim/v2/Groups/{group_id}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/ServiceProviderConfig"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/ResourceTypes"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/ResourceTypes/{name}"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/Schemas"): _token(HR_INTEGRATION, grants=SCIM),
+    ("GET", "/scim/v2/Schemas/{urn}"): _token(HR_INTEGRATION, grants=SCIM),
     # Completions from an LMS
     ("POST", "/xapi/statements"): _token(HR_INTEGRATION, grants=_g(Grant.XAPI_WRITE)),
     ("POST", "/completions"): _token(HR_INTEGRATION, grants=_g(Grant.COMPLETIONS_WRITE)),

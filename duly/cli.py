@@ -156,10 +156,11 @@ def people_import(
     from rich.table import Table
     from rich.text import Text
 
+    from services import directory
     from store import audit
     from store.db import Database
     from store.obligations import moved_zone_targets
-    from store.people import PeopleFileError, import_people, parse_csv, parse_json
+    from store.people import PeopleFileError, parse_csv, parse_json
 
     suffix = file.suffix.lower()
     if suffix not in {".csv", ".json"}:
@@ -184,7 +185,9 @@ def people_import(
     db = Database(settings.resolved_database_url)
     try:
         with db.session() as session:
-            report = import_people(session, rows, errors)
+            report, _changes = directory.apply_rows(
+                session, rows=rows, errors=errors, source="import", actor=f"cli:{getpass.getuser()}"
+            )
             audit.record(
                 session,
                 actor=f"cli:{getpass.getuser()}",
@@ -267,7 +270,7 @@ def tokens_create(
         list[str] | None,
         typer.Option(
             help="Integration tokens: what it may do, repeatable: xapi:write, "
-            "completions:write, assignments:write, people:import, people:read "
+            "completions:write, assignments:write, people:import, people:read, scim "
             "(default: xapi:write only)"
         ),
     ] = None,

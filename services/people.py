@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any
 
 from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 from temporalio.client import Client
-from temporalio.service import RPCError
 
-from activities.rules import signal_replans
 from duly.domain import Role
+from services import directory
 from services.errors import Forbidden, NotFound
 from store import audit
 from store.models import NotificationPreference, Person
-from store.obligations import moved_zone_targets
-from store.people import ImportReport, PersonRow, RowError, import_people
+from store.people import ImportReport, PersonRow, RowError
 from store.tokens import Principal
-
-log = logging.getLogger("api.routers.people")
 
 
 def person(session: Session, *, external_id: str) -> Person:
@@ -76,28 +69,14 @@ def import_directory(
     kind: str,
     principal: Principal,
 ) -> ImportReport:
-    """Upsert the parsed rows, audit the import and commit (the report describes saved people)."""
-    report = import_people(session, rows, errors)
-    after: dict[str, Any] = {"format": kind, **report.counts}
-    audit.record(
-        session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action="people.import",
-        target="people",
-        after=after,
-    )
-    # Commit here, not in the session dependency's exit: that runs after the response is sent,
-    # and a 200 report must describe people that are really saved.
-    session.commit()
-    return report
+    """Upsert the parsed rows, audit the import and commit (the report describes saved people).
 
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, RPCError):
-        return error.message
-    # The API's lazy client raises an HTTP 503 whose detail says why Temporal is unreachable.
-    return str(getattr(error, "detail", error))
+    Goes through :func:`services.directory.import_directory`, the service SCIM uses too.
+    """
+    # The change records (``.changes``) are what the joiner/mover/leaver automation will take.
+    return directory.import_directory(
+        session, rows=rows, errors=errors, kind=kind, principal=principal
+    ).report
 
 
 async def replan_moved(
@@ -111,24 +90,9 @@ async def replan_moved(
     The import is committed already: when Temporal cannot be reached the report says so, and
     the nightly sweep signals them (the read model still shows the old zone until then).
     """
-    # A blocking store read: off the event loop, like the import itself.
-    targets = await asyncio.to_thread(moved_zone_targets, session)
-    if not targets:
-        return report
-    try:
-        client = await temporal()
-        outcome = await signal_replans(client, targets, actor="people import")
-    except Exception as error:
-        if not isinstance(error, RPCError) and not hasattr(error, "detail"):
-            raise
-        reason = _reason(error)
-        log.warning("people import: %d re-plans not signalled: %s", len(targets), reason)
-        return report.model_copy(
-            update={
-                "replan_note": f"{len(targets)} obligations of people who changed time zone"
-                f" could not be re-planned now ({reason}); the nightly sweep re-plans them"
-            }
-        )
+    outcome = await directory.replan_moved(session, temporal=temporal, actor="people import")
+    if outcome.note is not None:
+        return report.model_copy(update={"replan_note": outcome.note})
     return report.model_copy(update={"replanned": outcome.signalled})
 
 

@@ -34,6 +34,8 @@ class Scope(StrEnum):
     ASSIGNMENTS_WRITE = "assignments:write"
     PEOPLE_IMPORT = "people:import"
     PEOPLE_READ = "people:read"
+    #: Provisioning by an identity provider: every ``/scim/v2`` route (and nothing else).
+    SCIM = "scim"
 
 
 #: An integration token created without ``--scope`` may only post learning records.

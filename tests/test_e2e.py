@@ -77,7 +77,15 @@ async def stack() -> AsyncIterator[Stack]:
         dev_server_existing_path=wheel_binary("temporal"),
     )
     port = free_port()
-    settings = Settings(env="test", database_url=url, api_port=port, temporal_task_queue="e2e-duly")
+    # The tests poll the API while workflows catch up: the limiter stays in the path, but with
+    # room for polling (its limits are tested in tests/api/test_limits.py).
+    settings = Settings(
+        env="test",
+        database_url=url,
+        api_port=port,
+        temporal_task_queue="e2e-duly",
+        rate_limit_per_token="100000/minute",
+    )
     app = create_app(settings, database=db, temporal_client=env.client)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
