@@ -12,6 +12,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import mentorship_profiles as profiles
 from activities.packs import load_version
 from domain.contracts.mentorship import (
     ClaimRequest,
@@ -83,11 +84,11 @@ class MentorshipActivities:
         with self._db.session() as session:
             pack = load_version(session, request.pack_hash)
             policy = pack.mentorship if pack is not None else MentorshipPolicy()
-            mentees = store.mentee_profiles(session, only=request.mentee)
+            mentees = profiles.mentee_profiles(session, only=request.mentee)
             if not mentees:
                 return []
             mentors = [
-                m for m in store.mentor_profiles(session) if m.person_id not in request.exclude
+                m for m in profiles.mentor_profiles(session) if m.person_id not in request.exclude
             ]
         matches = find_mentors(
             mentees[0],

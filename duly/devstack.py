@@ -214,15 +214,15 @@ def _demo_tokens(
 
 def _demo_mentorship(db: Any) -> None:
     """Demo mentor and mentee profiles, and the demo learner's top match with its reasons."""
+    from activities import mentorship_profiles as profiles
     from duly.demo.mentorship import load_demo_mentorship
     from rules.matching import find_mentors
-    from store import mentorship as store
 
     with db.session() as session:
         written = load_demo_mentorship(session)
     with db.session() as session:
-        mentees = store.mentee_profiles(session, only="p-1020")
-        mentors = store.mentor_profiles(session)
+        mentees = profiles.mentee_profiles(session, only="p-1020")
+        mentors = profiles.mentor_profiles(session)
     console.print(f"demo mentorship: {written} profiles written")
     if mentees:
         best = find_mentors(mentees[0], mentors, limit=1)

@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities import mentorship_profiles as profiles
 from activities.packs import active_pack
 from domain.contracts.mentorship import (
     AcceptRequest,
@@ -29,7 +30,9 @@ from domain.contracts.mentorship import (
     FeedbackRequest,
     MentorshipInput,
     MentorshipState,
+    MentorshipTerms,
     MentorshipType,
+    NudgeTerm,
     SessionLog,
     mentorship_workflow_id,
 )
@@ -108,6 +111,25 @@ def subject(
     return row
 
 
+def terms_of(policy: MentorshipPolicy) -> MentorshipTerms:
+    """The timing a relationship freezes from a pack's ``mentorship:`` section."""
+    return MentorshipTerms(
+        request_expiry_days=policy.request_expiry_days,
+        session_cadence_days=policy.session_cadence_days,
+        nudges=[
+            NudgeTerm(
+                after_days=step.after_days,
+                notify=step.notify.value,
+                channels=[channel.value for channel in step.channels],
+            )
+            for step in policy.nudges
+        ],
+        feedback_midpoint=policy.feedback.midpoint,
+        feedback_end=policy.feedback.end,
+        feedback_due_within_days=policy.feedback.due_within_days,
+    )
+
+
 def _policy(session: Session) -> tuple[MentorshipPolicy, str]:
     """The active pack's mentorship policy and its hash (the built-in defaults without one)."""
     pack = active_pack(session)
@@ -129,9 +151,9 @@ def get_profile(
     """
     who = subject(session, principal, person, read=True)
     found: list[Any] = (
-        store.mentor_profiles(session, only=who.external_id)
+        profiles.mentor_profiles(session, only=who.external_id)
         if side == "mentor"
-        else store.mentee_profiles(session, only=who.external_id)
+        else profiles.mentee_profiles(session, only=who.external_id)
     )
     if not found:
         raise NotFound(f"{who.external_id!r} has no {side} profile; create it with PUT")
@@ -158,9 +180,9 @@ def put_profile(
     body["person_id"] = who.external_id
     try:
         if side == "mentor":
-            store.save_mentor(session, who, MentorProfile.model_validate(body))
+            profiles.save_mentor(session, who, MentorProfile.model_validate(body))
         else:
-            store.save_mentee(session, who, MenteeProfile.model_validate(body))
+            profiles.save_mentee(session, who, MenteeProfile.model_validate(body))
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise Invalid(f"the {side} profile is invalid: {exc}") from exc
     session.flush()
@@ -197,7 +219,7 @@ def find_mentor(
     mentee = get_profile(session, principal=principal, side="mentee", person=person)
     assert isinstance(mentee, MenteeProfile)
     policy, pack_hash = _policy(session)
-    mentors = store.mentor_profiles(session)
+    mentors = profiles.mentor_profiles(session)
     matches = find_mentors(
         mentee, mentors, policy.weights, limit, ideal_gap=policy.ideal_experience_gap
     )
@@ -215,7 +237,7 @@ def find_mentee(
     mentor = get_profile(session, principal=principal, side="mentor", person=person)
     assert isinstance(mentor, MentorProfile)
     policy, pack_hash = _policy(session)
-    mentees = store.mentee_profiles(session)
+    mentees = profiles.mentee_profiles(session)
     matches = find_mentees(
         mentor, mentees, policy.weights, limit, ideal_gap=policy.ideal_experience_gap
     )
@@ -256,14 +278,14 @@ async def request(
             raise Invalid(
                 "a mentee cannot ask themself; pick a mentor from GET /mentorship/find-mentor"
             )
-        profiles = store.mentor_profiles(session, only=mentor)
-        if not profiles:
+        found = profiles.mentor_profiles(session, only=mentor)
+        if not found:
             raise NotFound(f"{mentor!r} has no mentor profile")
-        if not profiles[0].has_capacity:
+        if not found[0].has_capacity:
             raise Conflict(
                 f"{mentor!r} is not taking mentees now (accepting: "
-                f"{profiles[0].accepting_mentees}, {profiles[0].active_mentees} of"
-                f" {profiles[0].max_mentees} slots taken); ask another mentor"
+                f"{found[0].accepting_mentees}, {found[0].active_mentees} of"
+                f" {found[0].max_mentees} slots taken); ask another mentor"
             )
         open_one = store.open_between(session, who.id, mentor_row.id)
         if open_one is not None:
@@ -279,7 +301,7 @@ async def request(
         mentee=mentee_id,
         mentor=mentor,
         pack_hash=pack_hash,
-        policy=policy,
+        terms=terms_of(policy),
         type=type,
         goals=goals,
         duration_months=duration_months,
@@ -697,9 +719,9 @@ def import_profiles(
                 errors.append(RowProblem(index, where, error["msg"]))
             continue
         if isinstance(profile, MentorProfile):
-            store.save_mentor(session, who, profile)
+            profiles.save_mentor(session, who, profile)
         else:
-            store.save_mentee(session, who, profile)
+            profiles.save_mentee(session, who, profile)
         written += 1
     _audit(
         session,

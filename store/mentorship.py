@@ -1,8 +1,10 @@
 """Mentorship store: profiles, the mentor's slot counter, relationships, sessions, feedback.
 
-Profiles are stored as the API accepted them; what is computed is never stored in them:
-certifications come from the certificates table, the track record from ended relationships
-and the mentees' ratings, the active count from the slot counter. A slot is claimed with one
+Profiles are stored as plain JSON of the fields the API accepted; what is computed is never
+stored in them: certifications come from the certificates table, the track record from ended
+relationships and the mentees' ratings, the active count from the slot counter (the profile
+models and the track-record maths are the rules layer's: ``activities.mentorship_profiles``
+puts them together). A slot is claimed with one
 conditional ``UPDATE ... WHERE active_mentees < max_mentees`` so two acceptances racing for a
 mentor's last slot cannot both win, on SQLite and PostgreSQL alike.
 """
@@ -10,7 +12,7 @@ mentor's last slot cannot both win, on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +20,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from domain.contracts.mentorship import MentorshipInput
-from rules.matching import PastRelationship, track_record
-from rules.mentorship_model import MenteeProfile, MentorProfile, TrackRecord
 from store.models import (
     Certificate,
     MenteeProfileRow,
@@ -58,8 +58,10 @@ def certifications(session: Session, person_ids: Iterable[int]) -> dict[int, lis
     return held
 
 
-def track_records(session: Session, mentor_ids: Iterable[int]) -> dict[int, TrackRecord]:
-    """Each mentor's track record: ended relationships and the mentees' average rating."""
+def past_relationships(
+    session: Session, mentor_ids: Iterable[int]
+) -> dict[int, list[tuple[str, float | None]]]:
+    """Each mentor's relationships as (status, the mentee's average rating or None)."""
     ids = list(mentor_ids)
     if not ids:
         return {}
@@ -70,83 +72,58 @@ def track_records(session: Session, mentor_ids: Iterable[int]) -> dict[int, Trac
         .where(Mentorship.mentor_id.in_(ids), MentorshipFeedback.side == "mentee")
     ):
         ratings[mentorship_id].append(rating)
-    past: dict[int, list[PastRelationship]] = defaultdict(list)
+    past: dict[int, list[tuple[str, float | None]]] = {mentor_id: [] for mentor_id in ids}
     for mentorship_id, mentor_id, status in session.execute(
         select(Mentorship.id, Mentorship.mentor_id, Mentorship.status).where(
             Mentorship.mentor_id.in_(ids)
         )
     ):
         given = ratings.get(mentorship_id)
-        past[mentor_id].append(PastRelationship(status, sum(given) / len(given) if given else None))
-    return {mentor_id: track_record(past[mentor_id]) for mentor_id in ids}
+        past[mentor_id].append((status, sum(given) / len(given) if given else None))
+    return past
 
 
-def _mentor(
-    row: MentorProfileRow, held: Sequence[str], record: TrackRecord | None
-) -> MentorProfile:
-    data: dict[str, Any] = {k: v for k, v in row.profile.items() if k not in COMPUTED}
-    data.update(
-        person_id=row.person.external_id,
-        certifications=list(held),
-        accepting_mentees=row.accepting_mentees,
-        max_mentees=row.max_mentees,
-        active_mentees=row.active_mentees,
-        track_record=record or TrackRecord(),
-    )
-    return MentorProfile.model_validate(data)
-
-
-def _mentee(row: MenteeProfileRow, held: Sequence[str]) -> MenteeProfile:
-    data: dict[str, Any] = {k: v for k, v in row.profile.items() if k not in COMPUTED}
-    data.update(person_id=row.person.external_id, certifications=list(held))
-    return MenteeProfile.model_validate(data)
-
-
-def mentor_profiles(session: Session, *, only: str | None = None) -> list[MentorProfile]:
-    """Mentor profiles with certifications and track records filled in (``only``: one person)."""
+def mentor_rows(session: Session, *, only: str | None = None) -> list[MentorProfileRow]:
+    """Mentor profile rows in creation order (``only``: one person's)."""
     query = select(MentorProfileRow).order_by(MentorProfileRow.id)
     if only is not None:
         query = query.join(Person, Person.id == MentorProfileRow.person_id).where(
             Person.external_id == only
         )
-    rows = list(session.scalars(query))
-    ids = [row.person_id for row in rows]
-    held, records = certifications(session, ids), track_records(session, ids)
-    return [_mentor(row, held.get(row.person_id, []), records.get(row.person_id)) for row in rows]
+    return list(session.scalars(query))
 
 
-def mentee_profiles(session: Session, *, only: str | None = None) -> list[MenteeProfile]:
-    """Mentee profiles with certifications filled in (``only``: one person)."""
+def mentee_rows(session: Session, *, only: str | None = None) -> list[MenteeProfileRow]:
+    """Mentee profile rows in creation order (``only``: one person's)."""
     query = select(MenteeProfileRow).order_by(MenteeProfileRow.id)
     if only is not None:
         query = query.join(Person, Person.id == MenteeProfileRow.person_id).where(
             Person.external_id == only
         )
-    rows = list(session.scalars(query))
-    held = certifications(session, [row.person_id for row in rows])
-    return [_mentee(row, held.get(row.person_id, [])) for row in rows]
+    return list(session.scalars(query))
 
 
-def save_mentor(session: Session, who: Person, profile: MentorProfile) -> None:
-    """Create or replace a mentor's profile (the slot counter is kept)."""
+def save_mentor(
+    session: Session, who: Person, data: dict[str, Any], *, accepting: bool, max_mentees: int
+) -> None:
+    """Create or replace a mentor's profile (JSON of its fields; the slot counter is kept)."""
     row = session.scalar(select(MentorProfileRow).where(MentorProfileRow.person_id == who.id))
-    data = profile.model_dump(mode="json", exclude=set(COMPUTED))
     if row is None:
         row = MentorProfileRow(person_id=who.id, active_mentees=0)
         session.add(row)
-    row.profile = data
-    row.accepting_mentees = profile.accepting_mentees
-    row.max_mentees = profile.max_mentees
+    row.profile = {k: v for k, v in data.items() if k not in COMPUTED}
+    row.accepting_mentees = accepting
+    row.max_mentees = max_mentees
     row.updated_at = utcnow()
 
 
-def save_mentee(session: Session, who: Person, profile: MenteeProfile) -> None:
-    """Create or replace a mentee's profile."""
+def save_mentee(session: Session, who: Person, data: dict[str, Any]) -> None:
+    """Create or replace a mentee's profile (JSON of its fields)."""
     row = session.scalar(select(MenteeProfileRow).where(MenteeProfileRow.person_id == who.id))
     if row is None:
         row = MenteeProfileRow(person_id=who.id)
         session.add(row)
-    row.profile = profile.model_dump(mode="json", exclude=set(COMPUTED))
+    row.profile = {k: v for k, v in data.items() if k not in COMPUTED}
     row.updated_at = utcnow()
 
 

@@ -62,7 +62,6 @@ with workflow.unsafe.imports_passed_through():
         ReplanSignal,
         add_months,
     )
-    from rules.mentorship_model import NudgeRecipient
 
 from workflows.ladder import ACTIVITY_TIMEOUT, RETRY, Ladder, Wake
 
@@ -99,13 +98,13 @@ class MentorshipWorkflow(ObligationMessages):
     @workflow.init
     def __init__(self, input: MentorshipInput) -> None:
         self._input = input
-        self._policy = input.policy
+        self._terms = input.terms
         self._ladder = Ladder(
             self, event_type=MentorshipEvent, stages=[], offset=0, deferral_survives_replan=True
         )
         self._status = MentorshipStatus.PENDING
         self._requested_at = workflow.now()
-        self._expires_at = self._requested_at + timedelta(days=self._policy.request_expiry_days)
+        self._expires_at = self._requested_at + timedelta(days=self._terms.request_expiry_days)
         self._started_at: datetime | None = None
         self._ends_at: datetime | None = None
         self._ended_at: datetime | None = None
@@ -335,7 +334,7 @@ class MentorshipWorkflow(ObligationMessages):
     def _next_mark(self) -> _Mark | None:
         marks: list[_Mark] = []
         if self._status is MentorshipStatus.PENDING:
-            half = self._policy.request_expiry_days // 2
+            half = self._terms.request_expiry_days // 2
             if half > 0:
                 marks.append(_Mark(self._requested_at + timedelta(days=half), "reminder"))
             marks.append(_Mark(self._expires_at, "expire"))
@@ -353,11 +352,11 @@ class MentorshipWorkflow(ObligationMessages):
         if due is not None:
             # One period per cadence start: a new session starts a new period (new keys).
             period = self._sessions
-            for rung, step in enumerate(self._policy.nudges):
+            for rung, step in enumerate(self._terms.nudges):
                 marks.append(
                     _Mark(due + timedelta(days=step.after_days), "nudge", period * 100 + rung)
                 )
-        if self._policy.feedback.midpoint:
+        if self._terms.feedback_midpoint:
             marks.append(
                 _Mark(self._started_at + (self._ends_at - self._started_at) / 2, "midpoint")
             )
@@ -374,19 +373,21 @@ class MentorshipWorkflow(ObligationMessages):
             await workflow.wait_condition(lambda: not self._accepting)
             if self._status is MentorshipStatus.PENDING:
                 self._status = MentorshipStatus.EXPIRED
-                self._reason = f"no answer within {self._policy.request_expiry_days} days"
+                self._reason = f"no answer within {self._terms.request_expiry_days} days"
                 self._ladder.event("expired", self._reason)
         elif mark.kind == "nudge":
             await self._nudge(mark)
+        elif mark.kind == "end" and not self._terms.feedback_end:
+            self._finish(MentorshipStatus.COMPLETED, "end date reached", "at the end date")
         elif mark.kind in ("midpoint", "end"):
             assert self._ends_at is not None
-            due = (workflow.now() + timedelta(days=self._policy.feedback.due_within_days)).date()
+            due = (workflow.now() + timedelta(days=self._terms.feedback_due_within_days)).date()
             for person in (self._input.mentee, self._input.mentor):
                 await self._notice(person, f"fb-{mark.kind}", due)
             self._ladder.event("feedback_requested", f"{mark.kind} feedback due {due.isoformat()}")
             if mark.kind == "end":
                 self._wrapping_up_until = workflow.now() + timedelta(
-                    days=self._policy.feedback.due_within_days
+                    days=self._terms.feedback_due_within_days
                 )
         elif mark.kind == "wrap_up":
             self._finish(MentorshipStatus.COMPLETED, "end date reached", "at the end date")
@@ -398,24 +399,24 @@ class MentorshipWorkflow(ObligationMessages):
 
     async def _nudge(self, mark: _Mark) -> None:
         period, rung = divmod(mark.index, 100)
-        step = self._policy.nudges[rung]
+        step = self._terms.nudges[rung]
         due = self._session_due()
         assert due is not None
-        person = self._input.mentor if step.notify is NudgeRecipient.MENTOR else self._input.mentee
-        notify = ["hr"] if step.notify is NudgeRecipient.COORDINATOR else ["learner"]
+        person = self._input.mentor if step.notify == "mentor" else self._input.mentee
+        notify = ["hr"] if step.notify == "coordinator" else ["learner"]
         await self._send(
             self._request(
                 person,
-                f"s{period}:{step.notify.value}",
+                f"s{period}:{step.notify}",
                 due.date(),
                 notify=notify,
-                channels=[c.value for c in step.channels],
+                channels=list(step.channels),
             )
         )
         self._ladder.event(
             "nudge_sent",
             f"no session since {(self._cadence_from or due).date().isoformat()}:"
-            f" {step.notify.value} nudged",
+            f" {step.notify} nudged",
         )
 
     async def _close(self) -> None:
@@ -461,7 +462,7 @@ class MentorshipWorkflow(ObligationMessages):
     def _session_due(self) -> datetime | None:
         if self._status is not MentorshipStatus.ACTIVE or self._cadence_from is None:
             return None
-        return self._cadence_from + timedelta(days=self._policy.session_cadence_days)
+        return self._cadence_from + timedelta(days=self._terms.session_cadence_days)
 
     def _side(self, person: str) -> str:
         if person == self._input.mentee:

@@ -388,7 +388,7 @@ async def request_mentorship(
         mentee=inp.mentee,
         mentor=inp.mentor,
         status="pending",
-        expires_in_days=inp.policy.request_expiry_days,
+        expires_in_days=inp.terms.request_expiry_days,
     )
 
 

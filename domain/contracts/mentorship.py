@@ -1,9 +1,9 @@
 """Mentorship contracts: the ``MentorshipWorkflow``'s input, updates, query and activity requests.
 
 One workflow per relationship under the business key ``mentorship/{mentee}/{mentor}/{n}``.
-Plain pydantic models; the pack's policy (:class:`rules.mentorship_model.MentorshipPolicy`) is
-frozen into the input when the request is made, so a later pack never changes a running
-relationship's expiry, cadence or nudges.
+Plain pydantic models importing nothing of Duly's but the domain. The pack's ``mentorship:``
+section is frozen into the input as :class:`MentorshipTerms` when the request is made, so a
+later pack never changes a running relationship's expiry, cadence or nudges.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from duly.domain import LadderEvent, slugify
-from rules.mentorship_model import MentorshipPolicy
 
 __all__ = [
     "FINAL",
@@ -32,8 +31,10 @@ __all__ = [
     "MentorshipRecord",
     "MentorshipState",
     "MentorshipStatus",
+    "MentorshipTerms",
     "MentorshipType",
     "NextMatchesRequest",
+    "NudgeTerm",
     "SessionFormat",
     "SessionLog",
     "mentorship_workflow_id",
@@ -91,6 +92,37 @@ class FeedbackPhase(StrEnum):
     END = "end"
 
 
+class NudgeTerm(_Model):
+    """One rung of the missed-session ladder: days after the session was due, who, how."""
+
+    after_days: int = Field(ge=0, le=365)
+    #: ``mentee``, ``mentor`` or ``coordinator`` (the pack's HR mailbox).
+    notify: str = Field(pattern="^(mentee|mentor|coordinator)$")
+    channels: list[str] = Field(min_length=1, max_length=4)
+
+
+def _default_nudges() -> list[NudgeTerm]:
+    return [
+        NudgeTerm(after_days=0, notify="mentee", channels=["email", "in_app"]),
+        NudgeTerm(after_days=3, notify="mentor", channels=["email", "in_app"]),
+        NudgeTerm(after_days=7, notify="coordinator", channels=["email"]),
+    ]
+
+
+class MentorshipTerms(_Model):
+    """The pack's timing for one relationship, frozen when it is requested.
+
+    The ``mentorship:`` section without the matching weights (``services.mentorships.terms_of``).
+    """
+
+    request_expiry_days: int = Field(default=7, ge=1, le=90)
+    session_cadence_days: int = Field(default=14, ge=1, le=180)
+    nudges: list[NudgeTerm] = Field(default_factory=_default_nudges, min_length=1, max_length=10)
+    feedback_midpoint: bool = True
+    feedback_end: bool = True
+    feedback_due_within_days: int = Field(default=7, ge=1, le=90)
+
+
 def mentorship_workflow_id(mentee: str, mentor: str, n: int) -> str:
     """The business key of the ``n``-th relationship between a mentee and a mentor."""
     return f"mentorship/{slugify(mentee)}/{slugify(mentor)}/{n}"
@@ -104,7 +136,7 @@ class MentorshipInput(_Model):
         mentee: The mentee's person id.
         mentor: The mentor's person id.
         pack_hash: The rules pack the policy came from.
-        policy: The pack's ``mentorship:`` section, frozen at request time.
+        terms: The pack's ``mentorship:`` timing, frozen at request time.
         type: What the relationship is for.
         goals: The mentee's goals for it.
         duration_months: How long it runs once accepted.
@@ -116,7 +148,7 @@ class MentorshipInput(_Model):
     mentee: str
     mentor: str
     pack_hash: str
-    policy: MentorshipPolicy = Field(default_factory=MentorshipPolicy)
+    terms: MentorshipTerms = Field(default_factory=MentorshipTerms)
     type: MentorshipType = MentorshipType.GENERAL
     goals: list[str] = Field(default_factory=list, max_length=20)
     duration_months: int = Field(default=6, ge=1, le=36)

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from activities import mentorship_profiles as profiles
 from rules.mentorship_model import MenteeProfile, MentorProfile
 from store import mentorship as store
 
@@ -85,16 +86,16 @@ def load_demo_mentorship(session: Session) -> int:
         How many profiles were written.
     """
     written = 0
-    have_mentors = {p.person_id for p in store.mentor_profiles(session)}
-    have_mentees = {p.person_id for p in store.mentee_profiles(session)}
+    have_mentors = {p.person_id for p in profiles.mentor_profiles(session)}
+    have_mentees = {p.person_id for p in profiles.mentee_profiles(session)}
     for pid, data in DEMO_MENTORS.items():
         who = store.person(session, pid)
         if who is not None and pid not in have_mentors:
-            store.save_mentor(session, who, MentorProfile(person_id=pid, **data))
+            profiles.save_mentor(session, who, MentorProfile(person_id=pid, **data))
             written += 1
     for pid, data in DEMO_MENTEES.items():
         who = store.person(session, pid)
         if who is not None and pid not in have_mentees:
-            store.save_mentee(session, who, MenteeProfile(person_id=pid, **data))
+            profiles.save_mentee(session, who, MenteeProfile(person_id=pid, **data))
             written += 1
     return written

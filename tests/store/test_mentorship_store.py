@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import select
 
+from activities import mentorship_profiles as profiles
 from rules.mentorship_model import (
     Availability,
     CommunicationStyle,
@@ -37,7 +38,7 @@ def _mentor(db: Database, pid: str, max_mentees: int) -> None:
     with db.session() as session:
         who = store.person(session, pid)
         assert who is not None
-        store.save_mentor(
+        profiles.save_mentor(
             session,
             who,
             MentorProfile(
@@ -86,7 +87,7 @@ def test_profiles_take_certifications_and_track_record_from_records(db: Database
     with db.session() as session:
         who = store.person(session, "a")
         assert who is not None
-        store.save_mentee(
+        profiles.save_mentee(
             session,
             who,
             MenteeProfile(
@@ -127,8 +128,8 @@ def test_profiles_take_certifications_and_track_record_from_records(db: Database
                 )
             )
     with db.session() as session:
-        (mentor,) = store.mentor_profiles(session, only="m")
-        (mentee,) = store.mentee_profiles(session, only="a")
+        (mentor,) = profiles.mentor_profiles(session, only="m")
+        (mentee,) = profiles.mentee_profiles(session, only="a")
     assert mentor.certifications == ["qei inspector"]
     assert mentor.active_mentees == 0
     # The active relationship is not yet a record; the two ended ones rated 2 and 3.

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
+from activities import mentorship_profiles as profiles
 from domain.contracts.mentorship import (
     AcceptRequest,
     ActionItem,
@@ -76,7 +77,7 @@ class Org:
                 session.add(people[pid])
             session.flush()
             for pid, years, city in ((self.mentor, 12, "Denver"), (self.mentor2, 8, "Boulder")):
-                store.save_mentor(
+                profiles.save_mentor(
                     session,
                     people[pid],
                     MentorProfile(
@@ -91,7 +92,7 @@ class Org:
                     ),
                 )
             for pid in (self.mentee, self.mentee2):
-                store.save_mentee(
+                profiles.save_mentee(
                     session,
                     people[pid],
                     MenteeProfile(
@@ -113,7 +114,7 @@ class Org:
             mentee=mentee,
             mentor=self.mentor,
             pack_hash=self.pack_hash,
-            policy=self.policy,
+            terms=mentorships.terms_of(self.policy),
             duration_months=6,
         )
 
@@ -321,7 +322,7 @@ async def test_completion_frees_the_slot_and_counts_in_the_mentor_record(
     await _wait_for(sqlite_db, handle.id, "completed")
     assert _slots(sqlite_db, org) == 0
     with sqlite_db.session() as session:
-        (mentor,) = store.mentor_profiles(session, only=org.mentor)
+        (mentor,) = profiles.mentor_profiles(session, only=org.mentor)
         row = session.scalar(select(Mentorship).where(Mentorship.workflow_id == handle.id))
         assert row is not None and not row.holds_slot
     assert mentor.track_record.mentees == 1
