@@ -15,13 +15,10 @@ from zoneinfo import ZoneInfo
 
 from temporalio.client import Client
 
-from duly.domain import (
-    BUILTIN_PACK,
-    AssignmentInput,
-    ObligationKind,
-    slugify,
-    zone_offset_minutes,
-)
+from domain.calendar import zone_offset_minutes
+from domain.contracts.assignment import AssignmentInput
+from domain.ids import BUILTIN_PACK, slugify
+from domain.kinds import ObligationKind
 from rules.model import Pack
 from store.models import Person
 

@@ -12,14 +12,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.packs import load_version, person_attributes
-from duly.domain import (
-    BUILTIN_PACK,
-    DigestRequest,
-    DigestResult,
-    ObligationUpdate,
-    ReminderRequest,
-    ReminderResult,
-)
+from domain.contracts.digest import DigestRequest, DigestResult
+from domain.contracts.obligation import ObligationUpdate, ReminderRequest, ReminderResult
+from domain.ids import BUILTIN_PACK
 from duly.settings import Settings
 from notifications.ack import ack_url, make_ack_token
 from notifications.channels import Channel

@@ -15,15 +15,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import AssignmentStarter, assignment_input
 from activities.packs import active_pack, load_version
-from duly.domain import (
+from domain.contracts.bulk import (
     MAX_ERRORS,
     BulkAssignRequest,
     BulkPlan,
     BulkSelector,
     BulkWindow,
     BulkWindowResult,
-    EmploymentStatus,
 )
+from domain.statuses import EmploymentStatus
 from rules import selectors
 from store.db import Database
 from store.models import Person

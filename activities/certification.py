@@ -14,7 +14,7 @@ from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from duly.domain import CertificateUpdate
+from domain.contracts.certification import CertificateUpdate
 from store.db import Database
 from store.models import Certificate, Person
 

@@ -21,26 +21,23 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.assigning import AssignmentStarter
 from activities.packs import load_version, person_attributes
 from activities.sweep import plan_sweep
-from duly.domain import (
-    BUILTIN_PACK,
+from domain.calendar import (
     DEFAULT_LADDER_DAYS,
-    AdoptPackSignal,
-    AssignmentInput,
-    DecideRequest,
-    ObligationMessages,
-    PlanRequest,
-    ReplanRequest,
-    ReplanResult,
-    ReplanSignal,
-    RolloutRequest,
-    RolloutResult,
-    StagePlan,
-    SweepRequest,
-    SweepResult,
     end_of_day_in_zone,
     plan_ladder_in_zone,
     zone_offset_minutes,
 )
+from domain.contracts.assignment import AssignmentInput
+from domain.contracts.obligation import (
+    DecideRequest,
+    ObligationMessages,
+    PlanRequest,
+    ReplanSignal,
+    StagePlan,
+)
+from domain.contracts.packs import AdoptPackSignal, RolloutRequest, RolloutResult
+from domain.contracts.sweep import ReplanRequest, ReplanResult, SweepRequest, SweepResult
+from domain.ids import BUILTIN_PACK
 from rules.engine import Decision, FactsError, NoRuleMatched, engine_for
 from rules.model import Pack
 from rules.obligation_facts import build_facts, local_today

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from temporalio.client import Client
 
 from api.policy import integration_grants
-from duly.domain import DateWindow, InstantWindow, OutOfRange, Role
+from domain.bounds import DateWindow, InstantWindow, OutOfRange
+from domain.roles import Role
 from duly.settings import Settings
 from store import audit
 from store.db import Database

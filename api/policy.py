@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from enum import StrEnum
 
-from duly.domain import Role
+from domain.roles import Role
 from store.tokens import Scope as Grant
 
 

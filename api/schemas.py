@@ -7,15 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from duly.domain import (
-    AssignmentEvent,
-    BoundedDate,
-    BoundedInstant,
-    Cycle,
-    ExternalId,
-    LadderStage,
-    Score,
-)
+from domain.bounds import BoundedDate, BoundedInstant, Cycle, Score
+from domain.calendar import LadderStage
+from domain.contracts.assignment import AssignmentEvent
+from domain.ids import ExternalId
 from services.restarts import Restarted
 from store.models import Obligation
 

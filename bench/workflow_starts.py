@@ -5,8 +5,9 @@ process, and times N ``start_workflow`` calls (concurrent, in bounded chunks) pe
 
 * ``baseline``: a workflow that returns at once; the cost of a start on this machine.
 * ``assignment``: :class:`workflows.assignment.AssignmentWorkflow` with an
-  :class:`duly.domain.AssignmentInput`, through the pydantic data converter, on a worker built by
-  :func:`duly.worker.build_worker` (its activities write to a throwaway SQLite database).
+  :class:`domain.contracts.assignment.AssignmentInput`, through the pydantic data converter, on a
+  worker built by :func:`duly.worker.build_worker` (its activities write to a throwaway SQLite
+  database).
 
 Only the starts are timed; the worker runs meanwhile, so each figure includes the load of
 processing the first workflow tasks. Run ``python bench/workflow_starts.py --help``.
@@ -112,7 +113,8 @@ def seed_database(directory: Path) -> Database:
 
 
 async def bench_assignment(client: Client, db: Database, n: int, chunk: int, warmup: int) -> Result:
-    from duly.domain import AssignmentInput, assignment_workflow_id
+    from domain.contracts.assignment import AssignmentInput
+    from domain.ids import assignment_workflow_id
     from duly.worker import build_worker
     from workflows.assignment import AssignmentWorkflow
 

@@ -287,7 +287,7 @@ def tokens_create(
     """Create a bearer token and print it (it is stored hashed and cannot be shown again)."""
     from datetime import timedelta
 
-    from duly.domain import Role
+    from domain.roles import Role
     from store import audit
     from store.db import Database
     from store.tokens import TokenError, create_token, find_token, parse_scopes
@@ -735,7 +735,7 @@ def assign(
 
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from duly.domain import OutOfRange
+    from domain.bounds import OutOfRange
     from duly.temporal import connect
     from services.bulk import query_progress, start_bulk
     from workflows.bulk import BulkAssignRequest, BulkSelector
@@ -817,7 +817,7 @@ def _date_option(name: str, value: str | None) -> Any:
 
 def _in_window(settings: Settings, name: str, value: Any, *, past: bool = False) -> None:
     """Exit 2 naming the option, the value and the allowed range when ``value`` is outside it."""
-    from duly.domain import OutOfRange
+    from domain.bounds import OutOfRange
 
     if value is None:
         return
@@ -834,7 +834,7 @@ def _run_restart(restart: Any, **kwargs: Any) -> Any:
 
     Exit codes: 0 restarted, 1 refused or not found, 2 a value out of range or missing.
     """
-    from duly.domain import OutOfRange
+    from domain.bounds import OutOfRange
     from duly.temporal import connect
     from services.restarts import InvalidField, RestartRefused, UnknownObligation
     from store.db import Database

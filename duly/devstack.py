@@ -123,8 +123,8 @@ async def _wait_for_temporal(settings: Settings, process: subprocess.Popen[bytes
 
 def load_demo(settings: Settings) -> dict[str, str]:
     """Import the demo org, create demo tokens and assign training; returns tokens by role."""
+    from domain.roles import Role
     from duly.demo import load_demo_people
-    from duly.domain import Role
     from store.db import Database
     from store.models import Person
 

@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from duly.domain import MIN_DATE, DateWindow, InstantWindow, date_window, instant_window
+from domain.bounds import MIN_DATE, DateWindow, InstantWindow, date_window, instant_window
 from duly.keys import MIN_SECRET_LENGTH, KeyRing, load_or_create_key_file
 
 #: The constant development secret of earlier versions. Refused in production; ignored elsewhere
@@ -169,7 +169,7 @@ class Settings(BaseSettings):
         "`duly api` trusts for the client address; unset: forwarded headers are ignored.",
     )
 
-    # Input bounds (see duly.domain: the models carry absolute bounds, this is the window the
+    # Input bounds (see domain.bounds: the models carry absolute bounds, this is the window the
     # API, CLI and services check against today).
     due_date_past_years: int = Field(
         default=5,

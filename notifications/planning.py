@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from duly.domain import ReminderRequest
+from domain.contracts.obligation import ReminderRequest
 from notifications.delivery import Recipient, allowed
 from notifications.preferences import next_allowed
 from notifications.recipients import PassedOver, Resolved, stage_skip

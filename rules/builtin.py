@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from duly.domain import BUILTIN_PACK, ObligationStatus
+from domain.ids import BUILTIN_PACK
+from domain.statuses import ObligationStatus
 
 DUE_SOON_WINDOW = timedelta(days=30)
 

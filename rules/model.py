@@ -45,7 +45,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from duly.domain import ObligationKind
+from domain.kinds import ObligationKind
 from rules.apprenticeship_model import Program
 from rules.conditions import Condition, ConditionError, compile_condition
 from rules.facts import FACTS, FactType

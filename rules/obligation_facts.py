@@ -4,7 +4,7 @@ Every path that decides or tests an obligation goes through :func:`build_facts`,
 in: ``decide_status`` (from the workflow's request), a stage's ``unless`` (from the reminder
 request, in :func:`notifications.planning.plan_delivery`), the nightly sweep and
 ``rules preview`` (from the read model, which stores every obligation fact the workflows feed).
-No database rows come in: callers pass :class:`duly.domain.ObligationFacts` and
+No database rows come in: callers pass :class:`domain.contracts.obligation.ObligationFacts` and
 :class:`PersonAttributes` snapshots. So a sweep at the same instant, with the same pack,
 decides exactly what the workflow decided.
 """
@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from duly.domain import ObligationFacts
+from domain.contracts.obligation import ObligationFacts
 from rules.facts import complete_facts
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from duly.domain import AcknowledgeSignal
+from domain.contracts.obligation import AcknowledgeSignal
 from store import audit
 from store.models import Notification, Obligation, Person
 from store.obligations import acknowledgement_recorded

@@ -22,19 +22,19 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import NotAnAssignment, assignment_input, utc_offset_minutes
 from activities.packs import active_pack
-from duly.domain import (
-    ID_PATTERN,
-    AcknowledgeSignal,
+from domain.contracts.assignment import (
     AssignmentInput,
     AssignmentState,
     CancelSignal,
     CompleteSignal,
-    EmploymentStatus,
     ExemptSignal,
     ExtendDueDate,
-    Role,
     StartSignal,
 )
+from domain.contracts.obligation import AcknowledgeSignal
+from domain.ids import ID_PATTERN
+from domain.roles import Role
+from domain.statuses import EmploymentStatus
 from services.errors import Conflict, Forbidden, Invalid, NotFound
 from services.restarts import describe_previous
 from services.temporal import signal

@@ -15,7 +15,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.packs import active_pack
-from duly.domain import ObligationKind, Role
+from domain.kinds import ObligationKind
+from domain.roles import Role
 from services.errors import Invalid, NotFound, Unavailable
 from store import audit
 from store.tokens import Principal

@@ -23,27 +23,26 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import utc_offset_minutes
 from activities.packs import active_pack, load_version
-from duly.domain import (
-    ID_PATTERN,
+from domain.calendar import add_months
+from domain.contracts.certification import (
     CeCredit,
     CertificateRecord,
     CertificationInput,
     CertificationState,
     CertificationStatus,
     ClosedCycle,
-    EmploymentStatus,
-    ObligationKind,
     ReinstateCertification,
     RenewCertification,
     RevokeCertification,
-    Role,
     SuspendCertification,
-    add_months,
     ce_credits_short,
     ce_shortfall,
-    certification_workflow_id,
     renewal_date_problem,
 )
+from domain.ids import ID_PATTERN, certification_workflow_id
+from domain.kinds import ObligationKind
+from domain.roles import Role
+from domain.statuses import EmploymentStatus
 from rules.model import Pack, RenewalBasis, Requirement
 from rules.obligation_facts import local_today
 from services.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable

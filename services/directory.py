@@ -33,8 +33,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.rules import signal_replans
-from duly.directory_change import ATTRIBUTES, MOVER_ATTRIBUTES, ChangeKind, DirectoryChange
-from duly.domain import EmploymentStatus
+from domain.contracts.directory import ATTRIBUTES, MOVER_ATTRIBUTES, ChangeKind, DirectoryChange
+from domain.statuses import EmploymentStatus
 from store import audit
 from store.models import Person
 from store.obligations import moved_zone_targets

@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities import mentorship_profiles as profiles
 from activities.packs import active_pack
+from domain import BUILTIN_PACK, Role
 from domain.contracts.mentorship import (
     AcceptRequest,
     CancelMentorship,
@@ -36,7 +37,6 @@ from domain.contracts.mentorship import (
     SessionLog,
     mentorship_workflow_id,
 )
-from duly.domain import BUILTIN_PACK, Role
 from rules.matching import Match, find_mentees, find_mentors
 from rules.mentorship_model import MenteeProfile, MentorProfile, MentorshipPolicy
 from services.errors import Conflict, Forbidden, Invalid, NotFound

@@ -8,7 +8,7 @@ from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 from temporalio.client import Client
 
-from duly.domain import Role
+from domain.roles import Role
 from services import directory
 from services.errors import Forbidden, NotFound
 from store import audit

@@ -28,20 +28,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import assignment_input, utc_offset_minutes
 from activities.packs import active_pack, load_version
-from duly.domain import (
-    BUILTIN_PACK,
-    ID_PATTERN,
-    MAX_CYCLE,
-    AssignmentInput,
+from domain.bounds import MAX_CYCLE, DateWindow, OutOfRange
+from domain.contracts.assignment import AssignmentInput
+from domain.contracts.certification import (
     CeCredit,
     CertificateRecord,
     CertificationInput,
     ClosedCycle,
-    DateWindow,
-    EmploymentStatus,
-    ObligationKind,
-    OutOfRange,
 )
+from domain.ids import BUILTIN_PACK, ID_PATTERN
+from domain.kinds import ObligationKind
+from domain.statuses import EmploymentStatus
 from duly.settings import Settings
 from rules.model import Pack
 from store import audit

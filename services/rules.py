@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activities.packs import load_version, person_attributes
-from duly.domain import DEFAULT_LADDER_DAYS, stage_label
+from domain.calendar import DEFAULT_LADDER_DAYS, stage_label
 from notifications.messages import lint_templates
 from rules.cases import CaseResult, run_tests
 from rules.cases import deploy_blockers as pack_blockers
@@ -362,7 +362,7 @@ async def start_rollout(
     from temporalio.common import WorkflowIDReusePolicy
     from temporalio.exceptions import WorkflowAlreadyStartedError
 
-    from duly.domain import PackMigration, RolloutRequest
+    from domain.contracts.packs import PackMigration, RolloutRequest
     from workflows.rollout import PackRolloutWorkflow, rollout_workflow_id
 
     workflow_id = rollout_workflow_id(pack_hash, mode)

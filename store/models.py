@@ -24,7 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from duly.domain import ObligationFacts, ObligationKind
+from domain.contracts.obligation import ObligationFacts
+from domain.kinds import ObligationKind
 from store.types import StrictJSON, UTCDateTime, utcnow
 
 NAMING = {
@@ -87,8 +88,8 @@ class Obligation(Base):
     pack_hash: Mapped[str] = mapped_column(String(64))
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The other facts the workflow decides with (see duly.domain.ObligationFacts), so the
-    # sweep and `rules preview` decide from what the workflow knows, not a subset of it.
+    # The other facts the workflow decides with (see domain.contracts.obligation.ObligationFacts),
+    # so the sweep and `rules preview` decide from what the workflow knows, not a subset of it.
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     exempt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: The exemption's last day (None: until revoked).

@@ -39,7 +39,8 @@ from pydantic import (
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from duly.domain import ID_PATTERN, EmploymentStatus
+from domain.ids import ID_PATTERN
+from domain.statuses import EmploymentStatus
 from store.models import Person
 
 #: Columns a CSV file may carry, in the order they are documented.

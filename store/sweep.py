@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from duly.domain import BUILTIN_PACK
+from domain.ids import BUILTIN_PACK
 from store.models import Obligation
 
 #: Statuses a workflow sets itself, not the calendar: a sweep never re-decides them.

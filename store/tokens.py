@@ -17,7 +17,8 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from duly.domain import EmploymentStatus, Role
+from domain.roles import Role
+from domain.statuses import EmploymentStatus
 from store.models import ApiToken, Person
 from store.types import utcnow
 

@@ -133,7 +133,7 @@ def bearer(
 
     Integration tokens get every scope unless ``scopes`` names some (None: the default).
     """
-    from duly.domain import Role
+    from domain.roles import Role
     from store.tokens import Scope, create_token
 
     parsed = Role(str(role))

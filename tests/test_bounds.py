@@ -1,4 +1,4 @@
-"""Input bounds on the workflow contracts (duly.domain) and the settings' relative window.
+"""Input bounds on the workflow contracts (domain.bounds) and the settings' relative window.
 
 No workflow input, signal or update can be built — by a client, the CLI, a bulk job, a
 recurrence or Temporal decoding a payload — with a date or number that overflows the date
@@ -14,29 +14,23 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from duly.domain import (
-    DEFAULT_LADDER_DAYS,
-    MAX_DATE,
-    MIN_DATE,
-    AcknowledgeSignal,
+from domain.bounds import MAX_DATE, MIN_DATE, OutOfRange, date_window, instant_window
+from domain.calendar import DEFAULT_LADDER_DAYS, add_months, due_instant, next_due_date, plan_ladder
+from domain.contracts.assignment import (
     AssignmentInput,
+    CompleteSignal,
+    ExemptSignal,
+    ExtendDueDate,
+    StartSignal,
+)
+from domain.contracts.certification import (
     CeCredit,
     CertificateRecord,
     CertificationInput,
     ClosedCycle,
-    CompleteSignal,
-    DigestInput,
-    ExemptSignal,
-    ExtendDueDate,
-    OutOfRange,
-    StartSignal,
-    add_months,
-    date_window,
-    due_instant,
-    instant_window,
-    next_due_date,
-    plan_ladder,
 )
+from domain.contracts.digest import DigestInput
+from domain.contracts.obligation import AcknowledgeSignal
 from duly.settings import Settings
 from workflows.bulk import BulkAssignRequest
 

@@ -23,7 +23,17 @@ from packaging.version import Version
 
 ROOT = Path(__file__).parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-PACKAGES = ["duly", "workflows", "activities", "rules", "api", "notifications", "store", "services"]
+PACKAGES = [
+    "domain",
+    "duly",
+    "workflows",
+    "activities",
+    "rules",
+    "api",
+    "notifications",
+    "store",
+    "services",
+]
 LOCAL = {*PACKAGES, "tests", "bench"}
 #: Where pip's resolver is asked to target (README "Dependencies").
 TARGET = {"python_version": "3.11", "sys_platform": "linux", "platform_machine": "x86_64"}

@@ -18,7 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from duly.domain import Role
+from domain.roles import Role
 from duly.settings import Settings
 from duly.worker import build_worker
 from store.db import Database

@@ -8,34 +8,32 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.rules import RulesActivities
-    from duly.domain import (
-        BUILTIN_PACK,
-        AcknowledgeSignal,
-        AdoptPackSignal,
+    from domain.calendar import LadderStage, due_instant, next_due_date, plan_ladder
+    from domain.contracts.assignment import (
         AssignmentEvent,
         AssignmentInput,
         AssignmentResume,
         AssignmentState,
         CancelSignal,
         CompleteSignal,
-        DecideRequest,
         ExemptSignal,
         ExtendDueDate,
-        LadderStage,
+        StartSignal,
+    )
+    from domain.contracts.obligation import (
+        AcknowledgeSignal,
+        DecideRequest,
         ObligationFacts,
         ObligationMessages,
         ObligationUpdate,
-        PackMigration,
         PlanRequest,
         RedeliverSignal,
         ReminderRequest,
         ReplanSignal,
         StagePlan,
-        StartSignal,
-        due_instant,
-        next_due_date,
-        plan_ladder,
     )
+    from domain.contracts.packs import AdoptPackSignal, PackMigration
+    from domain.ids import BUILTIN_PACK
     from rules.builtin import StatusDecision, builtin_status
     from rules.engine import Decision
 

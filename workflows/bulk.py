@@ -26,7 +26,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.bulk import BulkActivities
-    from duly.domain import (
+    from domain.contracts.bulk import (
         MAX_ERRORS,
         WINDOW,
         BulkAssignInput,
@@ -36,10 +36,10 @@ with workflow.unsafe.imports_passed_through():
         BulkSelector,
         BulkWindow,
         BulkWindowResult,
-        bulk_workflow_id,
     )
+    from domain.ids import bulk_workflow_id
 
-# The contracts live in duly.domain (the activities use them too); re-exported for callers.
+# The contracts live in domain.contracts.bulk (the activities use them too); re-exported here.
 __all__ = [
     "MAX_ERRORS",
     "WINDOW",

@@ -24,12 +24,9 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.certification import CertificationActivities
-    from duly.domain import (
-        BUILTIN_PACK,
+    from domain.calendar import DEFAULT_LADDER_DAYS, LadderStage, due_instant, plan_ladder
+    from domain.contracts.certification import (
         CE_CREDIT_ENTRIES_PER_CYCLE,
-        DEFAULT_LADDER_DAYS,
-        AcknowledgeSignal,
-        AdoptPackSignal,
         CeCredit,
         CertificateUpdate,
         CertificationEvent,
@@ -37,27 +34,29 @@ with workflow.unsafe.imports_passed_through():
         CertificationState,
         CertificationStatus,
         ClosedCycle,
+        ReinstateCertification,
+        RenewCertification,
+        RevokeCertification,
+        SuspendCertification,
+        ce_credits_short,
+        ce_shortfall,
+        renewal_date_problem,
+    )
+    from domain.contracts.obligation import (
+        AcknowledgeSignal,
         DecideRequest,
-        LadderStage,
         ObligationFacts,
-        ObligationKind,
         ObligationMessages,
         ObligationUpdate,
         PlanRequest,
         RedeliverSignal,
-        ReinstateCertification,
         ReminderRequest,
-        RenewCertification,
         ReplanSignal,
-        RevokeCertification,
         StagePlan,
-        SuspendCertification,
-        ce_credits_short,
-        ce_shortfall,
-        due_instant,
-        plan_ladder,
-        renewal_date_problem,
     )
+    from domain.contracts.packs import AdoptPackSignal
+    from domain.ids import BUILTIN_PACK
+    from domain.kinds import ObligationKind
 
 from workflows.ladder import ACTIVITY_TIMEOUT, RETRY, ZONE_PLANNING_PATCH, Ladder, Wake
 

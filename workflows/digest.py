@@ -11,7 +11,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import ObligationActivities
-    from duly.domain import DigestInput, DigestItem, DigestRequest, DigestResult
+    from domain.contracts.digest import DigestInput, DigestItem, DigestRequest, DigestResult
 
 #: The signal that queues one reminder. Signal-with-start takes the name (the SDK's
 #: ``start_signal`` is a string), so the handler and the starter share this one.

@@ -17,8 +17,9 @@ messages, its status and its own moments (an exemption lapsing, a renewal window
 A new family's workflow holds a ``Ladder`` (``self._ladder = Ladder(self, event_type=...)``),
 implements :class:`LadderFamily` (when it is closed, how it records its status, what a reminder
 for one of its stages says, how it re-plans in a new zone, and any messages of its own), and
-subclasses ``duly.domain.ObligationMessages`` so senders reach it without string names. Its
-``run`` walks its own moments and calls :meth:`Ladder.sleep_until` and :meth:`Ladder.send`.
+subclasses ``domain.contracts.obligation.ObligationMessages`` so senders reach it without string
+names. Its ``run`` walks its own moments and calls :meth:`Ladder.sleep_until` and
+:meth:`Ladder.send`.
 
 The family answers through :class:`LadderFamily`. The runner issues exactly the commands the
 two families issued before it existed, in the same order (the recorded histories in
@@ -38,12 +39,12 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import ObligationActivities
     from activities.rules import RulesActivities
-    from duly import domain
-    from duly.domain import (
+    from domain.calendar import LadderStage
+    from domain.contracts import obligation as obligation_contract
+    from domain.contracts.obligation import (
         NOTED_REPEATS,
         DecideRequest,
         LadderEvent,
-        LadderStage,
         ObligationUpdate,
         PlanRequest,
         RedeliverSignal,
@@ -178,8 +179,8 @@ class Ladder(Generic[EventT]):
     def note(self, kind: str, detail: str) -> int:
         """A timeline line for a message a client may send any number of times.
 
-        The first :data:`~duly.domain.NOTED_REPEATS` of ``kind`` are listed, then one line
-        says the rest are only counted: a flood of failed attempts or ignored completions
+        The first :data:`~domain.contracts.obligation.NOTED_REPEATS` of ``kind`` are listed, then
+        one line says the rest are only counted: a flood of failed attempts or ignored completions
         cannot grow the workflow's state (and every ``state`` answer) without bound.
 
         Returns:
@@ -199,14 +200,14 @@ class Ladder(Generic[EventT]):
     def history_full(self) -> bool:
         """The run should continue as new: its history is long and nothing is in progress.
 
-        Long: :data:`~duly.domain.HISTORY_LIMIT` events, or the server suggests it. Never while
-        a deferred send waits or a handler (an update) is still running.
+        Long: :data:`~domain.contracts.obligation.HISTORY_LIMIT` events, or the server suggests
+        it. Never while a deferred send waits or a handler (an update) is still running.
         """
         if self._continue_as_new is None or self._deferring:
             return False
         info = workflow.info()
         long = (
-            info.get_current_history_length() >= domain.HISTORY_LIMIT
+            info.get_current_history_length() >= obligation_contract.HISTORY_LIMIT
             or info.is_continue_as_new_suggested()
         )
         return long and workflow.all_handlers_finished()

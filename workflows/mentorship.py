@@ -32,6 +32,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.mentorship import MentorshipActivities
+    from domain import LadderStage, ObligationKind, add_months
     from domain.contracts.mentorship import (
         FINAL,
         AcceptRequest,
@@ -51,17 +52,14 @@ with workflow.unsafe.imports_passed_through():
         NextMatchesRequest,
         SessionLog,
     )
-    from duly.domain import (
+    from domain.contracts.obligation import (
         AcknowledgeSignal,
-        AdoptPackSignal,
-        LadderStage,
-        ObligationKind,
         ObligationMessages,
         RedeliverSignal,
         ReminderRequest,
         ReplanSignal,
-        add_months,
     )
+    from domain.contracts.packs import AdoptPackSignal
 
 from workflows.ladder import ACTIVITY_TIMEOUT, RETRY, Ladder, Wake
 

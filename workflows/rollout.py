@@ -9,7 +9,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.rules import RulesActivities
-    from duly.domain import RolloutRequest, RolloutResult
+    from domain.contracts.packs import RolloutRequest, RolloutResult
 
 
 def rollout_workflow_id(pack_hash: str, mode: str) -> str:

@@ -10,7 +10,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.rules import RulesActivities
-    from duly.domain import ReplanRequest, SweepRequest, SweepResult
+    from domain.contracts.sweep import ReplanRequest, SweepRequest, SweepResult
 
 SWEEP_SCHEDULE_ID = "duly-status-sweep"
 SWEEP_WORKFLOW_ID = "status-sweep"

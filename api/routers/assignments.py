@@ -34,18 +34,18 @@ from api.schemas import (
     StartRequest,
     obligation_read,
 )
-from duly.domain import (
-    AcknowledgeSignal,
+from domain.bounds import OutOfRange
+from domain.contracts.assignment import (
     AssignmentInput,
     AssignmentState,
     CancelSignal,
     CompleteSignal,
     ExemptSignal,
     ExtendDueDate,
-    OutOfRange,
-    Role,
     StartSignal,
 )
+from domain.contracts.obligation import AcknowledgeSignal
+from domain.roles import Role
 from services import assignments, obligations
 from services.restarts import (
     InvalidField,

@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import SessionDep, TemporalDep, require_roles
 from api.pagination import Limit, Offset
 from api.schemas import AuditRead
-from duly.domain import Role
+from domain.roles import Role
 from store import audit
 from store.models import AuditEntry, Notification
 from store.tokens import Principal

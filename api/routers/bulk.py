@@ -22,7 +22,9 @@ from api.deps import (
     require_roles,
     within,
 )
-from duly.domain import BoundedDate, ExternalId, Role
+from domain.bounds import BoundedDate
+from domain.ids import ExternalId
+from domain.roles import Role
 from services import bulk, people
 from store.tokens import Principal
 from workflows.bulk import BulkAssignRequest, BulkProgress, BulkSelector

@@ -33,22 +33,21 @@ from api.deps import (
 )
 from api.pagination import Limit, Offset
 from api.schemas import Accepted, ObligationRead, RestartRead, obligation_read
-from duly.domain import (
-    BoundedDate,
+from domain.bounds import BoundedDate, OutOfRange
+from domain.calendar import LadderStage
+from domain.contracts.certification import (
     CeCredit,
     CertificateRecord,
     CertificationEvent,
     CertificationInput,
     CertificationState,
     ClosedCycle,
-    ExternalId,
-    LadderStage,
-    OutOfRange,
     ReinstateCertification,
     RevokeCertification,
-    Role,
     SuspendCertification,
 )
+from domain.ids import ExternalId
+from domain.roles import Role
 from services import assignments, certifications, obligations
 from services.certifications import (
     verify_url,

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
+from domain import Role
 from domain.contracts.mentorship import MentorshipState, MentorshipType
-from duly.domain import Role
 from rules.matching import Match
 from rules.mentorship_model import MenteeProfile, MentorProfile
 from services import mentorships

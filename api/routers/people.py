@@ -22,7 +22,7 @@ from api.deps import (
 )
 from api.pagination import Offset, PeopleLimit
 from api.schemas import ObligationRead, obligation_read
-from duly.domain import Role
+from domain.roles import Role
 from services import obligations, people
 from store.models import Person
 from store.people import (

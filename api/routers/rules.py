@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
-from duly.domain import Role
+from domain.roles import Role
 from rules.loader import PackInvalid
 from rules.model import Pack
 from services import rules as service

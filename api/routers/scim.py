@@ -23,8 +23,8 @@ from starlette.exceptions import HTTPException
 from api import scim
 from api.deps import SessionDep, TemporalDep, require_roles
 from api.errors import allowed_methods
-from duly.directory_change import DirectoryChange
-from duly.domain import Role
+from domain.contracts.directory import DirectoryChange
+from domain.roles import Role
 from services import directory
 from store.models import Person
 from store.tokens import Principal

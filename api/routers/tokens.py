@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel
 
 from api.deps import SessionDep, audit_action, require_roles
-from duly.domain import Role
+from domain.roles import Role
 from store.tokens import Principal, TokenError, TokenInfo, list_tokens, revoke_token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])

@@ -35,7 +35,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from api.deps import SessionDep, SettingsDep, TemporalDep
-from duly.domain import ObligationStatus
+from domain.statuses import ObligationStatus
 from duly.settings import Settings
 from notifications.ack import AckTokenExpired, AckTokenInvalid, ledger_lookup, verify_ack_token
 from services.acks import (
@@ -166,7 +166,7 @@ async def _redeliver(session: Session, temporal: Any) -> None:
     if not pending:
         return
     session.commit()
-    from duly.domain import RedeliverSignal
+    from domain.contracts.obligation import RedeliverSignal
 
     try:
         client = await temporal()

@@ -48,16 +48,10 @@ from api.deps import (
     within,
 )
 from api.pagination import Limit
-from duly.domain import (
-    MAX_SCORE,
-    BoundedInstant,
-    CompleteSignal,
-    InstantWindow,
-    ObligationStatus,
-    OutOfRange,
-    Role,
-    Score,
-)
+from domain.bounds import MAX_SCORE, BoundedInstant, InstantWindow, OutOfRange, Score
+from domain.contracts.assignment import CompleteSignal
+from domain.roles import Role
+from domain.statuses import ObligationStatus
 from store import audit
 from store.models import AuditEntry, DeadLetter, Obligation, Person
 from store.tokens import Principal

@@ -11,9 +11,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from duly.domain import LadderEvent, slugify
+from domain.base import Contract
+from domain.contracts.obligation import LadderEvent
+from domain.ids import slugify
 
 __all__ = [
     "FINAL",
@@ -39,10 +41,6 @@ __all__ = [
     "SessionLog",
     "mentorship_workflow_id",
 ]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class MentorshipStatus(StrEnum):
@@ -92,7 +90,7 @@ class FeedbackPhase(StrEnum):
     END = "end"
 
 
-class NudgeTerm(_Model):
+class NudgeTerm(Contract):
     """One rung of the missed-session ladder: days after the session was due, who, how."""
 
     after_days: int = Field(ge=0, le=365)
@@ -109,7 +107,7 @@ def _default_nudges() -> list[NudgeTerm]:
     ]
 
 
-class MentorshipTerms(_Model):
+class MentorshipTerms(Contract):
     """The pack's timing for one relationship, frozen when it is requested.
 
     The ``mentorship:`` section without the matching weights (``services.mentorships.terms_of``).
@@ -128,7 +126,7 @@ def mentorship_workflow_id(mentee: str, mentor: str, n: int) -> str:
     return f"mentorship/{slugify(mentee)}/{slugify(mentor)}/{n}"
 
 
-class MentorshipInput(_Model):
+class MentorshipInput(Contract):
     """Workflow input: one requested relationship.
 
     Attributes:
@@ -156,34 +154,34 @@ class MentorshipInput(_Model):
     message: str | None = Field(default=None, max_length=1000)
 
 
-class AcceptRequest(_Model):
+class AcceptRequest(Contract):
     """Update: the mentor accepts (a slot is claimed atomically; no free slot refuses it)."""
 
     by: str
 
 
-class DeclineRequest(_Model):
+class DeclineRequest(Contract):
     """Update: the mentor declines (the reason is shown to the mentee)."""
 
     by: str
     reason: str | None = Field(default=None, max_length=500)
 
 
-class CancelMentorship(_Model):
+class CancelMentorship(Contract):
     """Update: either side or HR ends the relationship early."""
 
     by: str
     reason: str = Field(min_length=1, max_length=500)
 
 
-class CompleteMentorship(_Model):
+class CompleteMentorship(Contract):
     """Update: the relationship is completed."""
 
     by: str
     note: str | None = Field(default=None, max_length=500)
 
 
-class ActionItem(_Model):
+class ActionItem(Contract):
     """Something one side agreed to do by a date (reminded on that date)."""
 
     description: str = Field(min_length=1, max_length=300)
@@ -191,7 +189,7 @@ class ActionItem(_Model):
     due_on: date
 
 
-class SessionLog(_Model):
+class SessionLog(Contract):
     """Update: one session held (logged by either side)."""
 
     by: str
@@ -207,7 +205,7 @@ class SessionLog(_Model):
     rating: int | None = Field(default=None, ge=1, le=5)
 
 
-class FeedbackRequest(_Model):
+class FeedbackRequest(Contract):
     """Update: one side's feedback at the midpoint or the end."""
 
     by: str
@@ -220,7 +218,7 @@ class MentorshipEvent(LadderEvent):
     """One line of a relationship's timeline (``requested``, ``nudge_sent``, ``accepted``…)."""
 
 
-class MentorshipState(_Model):
+class MentorshipState(Contract):
     """Query answer: the relationship now."""
 
     workflow_id: str
@@ -245,21 +243,21 @@ class MentorshipState(_Model):
     events: list[MentorshipEvent] = Field(default_factory=list)
 
 
-class ClaimRequest(_Model):
+class ClaimRequest(Contract):
     """Activity input: take (or give back) one of the mentor's slots, atomically."""
 
     workflow_id: str
     mentor: str
 
 
-class ClaimResult(_Model):
+class ClaimResult(Contract):
     """Activity output: whether the slot was taken, and why not."""
 
     claimed: bool
     reason: str | None = None
 
 
-class MentorshipRecord(_Model):
+class MentorshipRecord(Contract):
     """Activity input: write a relationship's read model (status, dates, reason)."""
 
     workflow_id: str
@@ -277,7 +275,7 @@ class MentorshipRecord(_Model):
     milestones: list[str] = Field(default_factory=list)
 
 
-class NextMatchesRequest(_Model):
+class NextMatchesRequest(Contract):
     """Activity input: the mentee's next best mentors, leaving out one already tried."""
 
     mentee: str

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.app import create_app
-from duly.domain import AcknowledgeSignal
+from domain.contracts.obligation import AcknowledgeSignal
 from duly.keys import Purpose, derive_key
 from duly.settings import Settings
 from notifications.ack import (

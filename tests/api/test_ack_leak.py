@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from activities.assignment import AssignmentActivities
 from api.app import create_app
-from duly.domain import ObligationKind, ReminderRequest
+from domain.contracts.obligation import ReminderRequest
+from domain.kinds import ObligationKind
 from duly.settings import Settings
 from notifications.channels import ChannelMessage, SendResult
 from store.db import Database

@@ -12,9 +12,9 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from api.app import create_app
+from domain.roles import Role
 from duly.cli import app as cli
 from duly.demo import load_demo_people
-from duly.domain import Role
 from duly.settings import Settings
 from store.db import Database
 from store.models import ApiToken, Obligation, Person

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.app import create_app
+from domain.roles import Role
 from duly.demo import load_demo_people
-from duly.domain import Role
 from duly.settings import Settings
 from rules.loader import load_pack
 from store.db import Database

@@ -24,8 +24,9 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from domain.calendar import add_months
+from domain.roles import Role
 from duly.demo import load_demo_people
-from duly.domain import Role, add_months
 from duly.settings import Settings
 from duly.worker import build_worker
 from rules.loader import load_pack

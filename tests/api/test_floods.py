@@ -18,15 +18,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from duly import domain
-from duly.domain import (
-    CE_CREDIT_ENTRIES_PER_CYCLE,
-    NOTED_REPEATS,
-    AssignmentState,
-    CeCredit,
-    CompleteSignal,
-    Role,
-)
+from domain.contracts import obligation as obligation_contract
+from domain.contracts.assignment import AssignmentState, CompleteSignal
+from domain.contracts.certification import CE_CREDIT_ENTRIES_PER_CYCLE, CeCredit
+from domain.contracts.obligation import NOTED_REPEATS
+from domain.roles import Role
 from services.acks import AckOutcome, acknowledge_notification
 from store.db import Database
 from store.models import Notification, Obligation
@@ -274,7 +270,7 @@ async def test_a_flood_of_signals_continues_as_new_before_the_history_limit(
         # 51,200 in production; lowered (the workflows read it at each check) so 200 signals
         # (about 800 events) cross it several times.
         limit = 200
-        monkeypatch.setattr(domain, "HISTORY_LIMIT", limit)
+        monkeypatch.setattr(obligation_contract, "HISTORY_LIMIT", limit)
         now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
         latest = env.client.get_workflow_handle_for(AssignmentWorkflow.run, handle.id)
         for attempt in range(FLOOD):

@@ -18,8 +18,8 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from domain import Role
 from duly.demo import load_demo_people
-from duly.domain import Role
 from duly.settings import Settings
 from duly.worker import build_worker
 from rules.loader import load_pack

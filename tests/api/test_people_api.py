@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
+from domain.roles import Role
 from duly.demo import DEMO_PEOPLE_CSV, load_demo_people
-from duly.domain import Role
 from duly.settings import Settings
 from store.db import Database
 from store.models import AuditEntry
@@ -373,7 +373,7 @@ def test_a_time_zone_change_replans_the_persons_open_obligations(db: Database) -
 
     from temporalio.service import RPCError, RPCStatusCode
 
-    from duly.domain import ReplanSignal
+    from domain.contracts.obligation import ReplanSignal
     from store.models import Obligation, Person
     from tests.fakes.temporal import FakeTemporal
 

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from duly.domain import Role
+from domain.roles import Role
 from duly.settings import Settings
 from store.db import Database
 from tests.conftest import bearer

@@ -33,9 +33,11 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from api.app import create_app
+from domain.contracts.assignment import AssignmentState
+from domain.contracts.certification import CertificationState
+from domain.roles import Role
 from duly.cli import app as cli
 from duly.demo import load_demo_people
-from duly.domain import AssignmentState, CertificationState, Role
 from duly.settings import Settings
 from duly.worker import build_worker
 from rules.loader import load_pack

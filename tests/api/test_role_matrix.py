@@ -19,8 +19,8 @@ from sqlalchemy import select
 from api.app import create_app
 from api.errors import iter_routes
 from api.policy import POLICY, ROLES, Access, Policy, Scope, markdown
+from domain.roles import Role
 from duly.demo import load_demo_people
-from duly.domain import Role
 from duly.settings import Settings
 from store.db import Database
 from store.models import Notification, Obligation, Person

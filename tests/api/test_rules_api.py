@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from domain.roles import Role
 from duly.demo import load_demo_people
-from duly.domain import Role
 from duly.settings import Settings
 from store.db import Database
 from store.models import AuditEntry

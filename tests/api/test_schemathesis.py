@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import create_app
-from duly.domain import Role
+from domain.roles import Role
 from duly.settings import Settings
 from store.db import Database
 from store.migrate import upgrade

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
-from duly.directory_change import ChangeKind
-from duly.domain import Role
+from domain.contracts.directory import ChangeKind
+from domain.roles import Role
 from duly.settings import Settings
 from notifications.recipients import stage_skip
 from services import directory

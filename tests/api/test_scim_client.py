@@ -26,7 +26,7 @@ from scim2_models import (
 from sqlalchemy import select
 
 from api.app import create_app
-from duly.domain import Role
+from domain.roles import Role
 from duly.settings import Settings
 from store.db import Database
 from store.models import Person

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 import duly.cli as cli_module
 from api.app import create_app
+from domain.roles import Role
 from duly.cli import app as cli
 from duly.demo import load_demo_people
-from duly.domain import Role
 from duly.settings import Settings
 from store.db import Database
 from store.migrate import downgrade, upgrade
@@ -254,7 +254,7 @@ def test_every_scope_opens_a_route_and_integration_routes_name_their_scopes(
 ) -> None:
     """The policy is the one scope table: no scope that opens nothing, no open-ended route."""
     from api.policy import POLICY, Access, Policy
-    from duly.domain import Role
+    from domain.roles import Role
     from store.tokens import Scope
 
     paths = client.app.openapi()["paths"]  # type: ignore[attr-defined]

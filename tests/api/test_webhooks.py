@@ -22,7 +22,7 @@ from twilio.request_validator import RequestValidator
 
 from api.app import create_app
 from api.routers import webhooks
-from duly.domain import AcknowledgeSignal
+from domain.contracts.obligation import AcknowledgeSignal
 from duly.settings import Settings
 from store.db import Database
 from store.models import Notification, NotificationPreference, Person

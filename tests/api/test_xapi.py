@@ -13,8 +13,9 @@ from sqlalchemy import select
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.app import create_app
+from domain.contracts.assignment import CompleteSignal
+from domain.roles import Role
 from duly.demo import load_demo_people
-from duly.domain import CompleteSignal, Role
 from duly.settings import Settings
 from rules.loader import load_pack
 from store.db import Database

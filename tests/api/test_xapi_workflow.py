@@ -22,8 +22,10 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from domain.calendar import add_months
+from domain.contracts.assignment import AssignmentState, CompleteSignal
+from domain.roles import Role
 from duly.demo import load_demo_people
-from duly.domain import AssignmentState, CompleteSignal, Role, add_months
 from duly.settings import Settings
 from duly.worker import build_worker
 from rules.loader import load_pack

@@ -171,7 +171,8 @@ def test_preferences_opt_out_and_missing_credentials(db: Database, person: Perso
 
 def test_a_due_day_notice_is_never_deferred_past_its_day(sqlite_db: Database) -> None:
     from activities.assignment import AssignmentActivities
-    from duly.domain import ObligationKind, ReminderRequest
+    from domain.contracts.obligation import ReminderRequest
+    from domain.kinds import ObligationKind
     from notifications.delivery import Recipient
     from store.models import NotificationPreference
 

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
-from duly.domain import AssignmentInput
+from domain.contracts.assignment import AssignmentInput
 from duly.settings import Settings
 from duly.worker import build_worker
 from rules.loader import load_pack
@@ -173,7 +173,7 @@ async def test_a_bounce_after_sending_falls_back_to_the_next_channel(
     fake_twilio: FakeTwilio,  # noqa: F811
     fake_slack: FakeSlack,  # noqa: F811
 ) -> None:
-    from duly.domain import RedeliverSignal
+    from domain.contracts.obligation import RedeliverSignal
     from notifications.delivery import Deliverer  # noqa: F401 - the layer under test
 
     person, pack_hash = _org(sqlite_db)

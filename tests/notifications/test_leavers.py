@@ -18,7 +18,9 @@ from sqlalchemy import select
 
 from activities.assignment import AssignmentActivities
 from api.app import create_app
-from duly.domain import DigestRequest, ObligationKind, ReminderRequest
+from domain.contracts.digest import DigestRequest
+from domain.contracts.obligation import ReminderRequest
+from domain.kinds import ObligationKind
 from duly.settings import Settings
 from notifications.channels import ChannelMessage, SendResult
 from notifications.delivery import Rendered, Step

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from duly.domain import ObligationKind, ReminderRequest
+from domain.contracts.obligation import ReminderRequest
+from domain.kinds import ObligationKind
 from notifications.delivery import Recipient
 from notifications.planning import (
     Audience,

@@ -32,7 +32,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.assignment import AssignmentActivities
-from duly.domain import ObligationKind, ReminderRequest, ReminderResult
+from domain.contracts.obligation import ReminderRequest, ReminderResult
+from domain.kinds import ObligationKind
 from duly.settings import Settings
 from notifications.providers import build_channels
 from rules.loader import load_pack

@@ -22,13 +22,9 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.assignment import AssignmentActivities
 from activities.rules import RulesActivities
-from duly.domain import (
-    DecideRequest,
-    ObligationFacts,
-    ObligationKind,
-    ObligationUpdate,
-    SweepRequest,
-)
+from domain.contracts.obligation import DecideRequest, ObligationFacts, ObligationUpdate
+from domain.contracts.sweep import SweepRequest
+from domain.kinds import ObligationKind
 from rules.loader import load_pack
 from rules.model import Pack
 from rules.obligation_facts import local_today

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from duly.domain import slugify
+from domain.ids import slugify
 from rules.conditions import compile_condition
 from rules.coverage import analyse
 from rules.facts import complete_facts

@@ -12,7 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.rules import RulesActivities
-from duly.domain import SweepRequest
+from domain.contracts.sweep import SweepRequest
 from duly.worker import build_worker
 from rules.loader import load_pack
 from store.db import Database
@@ -102,7 +102,7 @@ async def test_sweep_workflow_and_its_schedule(sqlite_db: Database) -> None:
 @pytest.mark.asyncio
 async def test_the_sweep_catches_up_replans_an_import_could_not_signal(db: Database) -> None:
     """An obligation still planned in a zone its person left is signalled by the sweep."""
-    from duly.domain import ReplanRequest
+    from domain.contracts.sweep import ReplanRequest
     from tests.fakes.temporal import FakeTemporal, not_found
 
     with db.session() as session:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from duly.domain import AssignmentInput, ObligationKind
+from domain.contracts.assignment import AssignmentInput
+from domain.kinds import ObligationKind
 from rules.loader import load_pack
 from services.assignments import NotAnAssignment, assignment_input
 from store.models import Person

@@ -15,13 +15,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from duly.domain import (
-    AcknowledgeSignal,
-    AssignmentInput,
-    AssignmentState,
-    CompleteSignal,
-    ObligationStatus,
-)
+from domain.contracts.assignment import AssignmentInput, AssignmentState, CompleteSignal
+from domain.contracts.obligation import AcknowledgeSignal
+from domain.statuses import ObligationStatus
 from duly.worker import build_worker
 from store.db import Database
 from store.models import Notification, Obligation, Person
@@ -205,7 +201,8 @@ async def test_late_assignment_gets_one_immediate_notice(
 async def test_retried_send_is_a_no_op(env: WorkflowEnvironment, people: Database) -> None:
     """The ledger key makes a repeated activity call harmless."""
     from activities.assignment import AssignmentActivities
-    from duly.domain import ObligationKind, ReminderRequest
+    from domain.contracts.obligation import ReminderRequest
+    from domain.kinds import ObligationKind
 
     acts = AssignmentActivities(people)
     req = ReminderRequest(

@@ -14,7 +14,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from api.app import create_app
-from duly.domain import AcknowledgeSignal, AssignmentInput, CompleteSignal, ExtendDueDate, Role
+from domain.contracts.assignment import AssignmentInput, CompleteSignal, ExtendDueDate
+from domain.contracts.obligation import AcknowledgeSignal
+from domain.roles import Role
 from duly.settings import Settings
 from duly.worker import WORKFLOWS, build_worker
 from rules.loader import load_pack

@@ -23,8 +23,9 @@ from temporalio.worker import Worker
 from activities.bulk import BulkActivities
 from api.app import create_app
 from api.routers import bulk as bulk_api
+from domain.ids import assignment_workflow_id
+from domain.roles import Role
 from duly.demo import load_demo_people
-from duly.domain import Role, assignment_workflow_id
 from duly.settings import Settings
 from duly.worker import build_worker
 from rules.loader import load_pack

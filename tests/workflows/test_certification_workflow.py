@@ -13,7 +13,8 @@ from sqlalchemy import select
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from duly.domain import (
+from domain.calendar import add_months
+from domain.contracts.certification import (
     CeCredit,
     CertificateRecord,
     CertificationInput,
@@ -22,7 +23,6 @@ from duly.domain import (
     RenewCertification,
     RevokeCertification,
     SuspendCertification,
-    add_months,
 )
 from duly.worker import build_worker
 from rules.loader import load_pack

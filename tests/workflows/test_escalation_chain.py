@@ -18,7 +18,7 @@ from sqlalchemy import select
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from duly.domain import AssignmentInput, AssignmentState
+from domain.contracts.assignment import AssignmentInput, AssignmentState
 from duly.worker import build_worker
 from rules.loader import load_pack
 from store.db import Database

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from temporalio.workflow import _Definition
 
-from duly.domain import CertificationEvent, CertificationState, ObligationMessages
+from domain.contracts.certification import CertificationEvent, CertificationState
+from domain.contracts.obligation import ObligationMessages
 from workflows.assignment import AssignmentWorkflow
 from workflows.certification import CertificationWorkflow
 from workflows.ladder import Ladder

@@ -12,8 +12,7 @@ from sqlalchemy import select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from duly.domain import (
-    AcknowledgeSignal,
+from domain.contracts.assignment import (
     AssignmentInput,
     CancelSignal,
     CompleteSignal,
@@ -21,6 +20,7 @@ from duly.domain import (
     ExtendDueDate,
     StartSignal,
 )
+from domain.contracts.obligation import AcknowledgeSignal
 from duly.worker import build_worker
 from rules.loader import load_pack
 from store.db import Database
@@ -188,7 +188,7 @@ async def test_recurrence_runs_three_cycles_with_exact_due_dates(
     """HIPAA recurs every 12 months from completion: each cycle is its own workflow."""
     from datetime import date
 
-    from duly.domain import add_months
+    from domain.calendar import add_months
 
     person, pack_hash = _org(sqlite_db)
     tq = f"tq-{uuid.uuid4()}"

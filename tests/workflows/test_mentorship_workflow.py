@@ -14,6 +14,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from activities import mentorship_profiles as profiles
+from domain import Role
 from domain.contracts.mentorship import (
     AcceptRequest,
     ActionItem,
@@ -26,7 +27,6 @@ from domain.contracts.mentorship import (
     SessionLog,
     mentorship_workflow_id,
 )
-from duly.domain import Role
 from duly.worker import build_worker
 from rules.loader import load_pack
 from rules.mentorship_model import (

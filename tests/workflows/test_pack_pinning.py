@@ -15,14 +15,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from duly.domain import (
-    AdoptPackSignal,
-    AssignmentInput,
-    AssignmentState,
-    CompleteSignal,
-    PackMigration,
-    RolloutRequest,
-)
+from domain.contracts.assignment import AssignmentInput, AssignmentState, CompleteSignal
+from domain.contracts.packs import AdoptPackSignal, PackMigration, RolloutRequest
 from duly.worker import build_worker
 from rules.loader import load_pack
 from rules.model import Pack

@@ -32,18 +32,15 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.rules import RulesActivities
 from api.app import create_app
-from duly.domain import (
-    AssignmentState,
+from domain.calendar import add_months
+from domain.contracts.assignment import AssignmentState, ExemptSignal, ExtendDueDate, StartSignal
+from domain.contracts.certification import (
     CertificateRecord,
     CertificationInput,
-    ExemptSignal,
-    ExtendDueDate,
-    Role,
-    StartSignal,
     SuspendCertification,
-    SweepRequest,
-    add_months,
 )
+from domain.contracts.sweep import SweepRequest
+from domain.roles import Role
 from duly.settings import Settings
 from duly.worker import build_worker
 from rules.loader import load_pack

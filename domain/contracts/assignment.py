@@ -1,0 +1,152 @@
+"""Assignment workflow contract (``workflows.assignment.AssignmentWorkflow``)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import Field
+
+from domain.base import Contract
+from domain.bounds import BoundedDate, BoundedInstant, Cycle, Score
+from domain.calendar import LadderStage
+from domain.contracts.obligation import (
+    AcknowledgeSignal,
+    LadderEvent,
+    RedeliverSignal,
+    StagePlan,
+)
+from domain.contracts.packs import AdoptPackSignal
+from domain.ids import BUILTIN_PACK, ExternalId, assignment_workflow_id
+from domain.kinds import ObligationKind
+
+
+class AssignmentInput(Contract):
+    """Starts an :class:`~workflows.assignment.AssignmentWorkflow`."""
+
+    person: ExternalId
+    requirement_id: ExternalId
+    requirement_title: str = Field(min_length=1, max_length=200)
+    due_date: BoundedDate
+    cycle: Cycle = 1
+    utc_offset_minutes: int = Field(default=0, ge=-14 * 60, le=14 * 60)
+    assigned_by: str = "system"
+    pack_hash: str = BUILTIN_PACK
+    #: The requirement's kind (histories recorded before kinds were carried: training).
+    kind: ObligationKind = ObligationKind.TRAINING
+    #: Set when a run continued as new because its history grew long: where it stood.
+    resume: AssignmentResume | None = None
+
+    @property
+    def workflow_id(self) -> str:
+        """The business-key workflow id for this assignment."""
+        return assignment_workflow_id(self.person, self.requirement_id, self.cycle)
+
+
+class CompleteSignal(Contract):
+    """Evidence that the learner completed the training."""
+
+    completed_at: BoundedInstant
+    source: str = Field(default="api", max_length=64)
+    actor: str = Field(max_length=128)
+    note: str | None = Field(default=None, max_length=1000)
+    #: Score as reported by the LMS (scaled 0..1 for xAPI, or the LMS's own scale).
+    score: Score | None = None
+    #: False: a failed attempt — recorded, but it does not complete the obligation.
+    passed: bool | None = None
+    #: The LMS attempt / registration id or certificate number, for the audit trail.
+    attempt_id: str | None = Field(default=None, max_length=200)
+    certificate_id: str | None = Field(default=None, max_length=200)
+
+
+class AssignmentEvent(LadderEvent):
+    """One line of an assignment's timeline (``assigned``, ``reminder_sent``, …)."""
+
+
+class AssignmentState(Contract):
+    """What the workflow's ``state`` query answers."""
+
+    workflow_id: str
+    person: str
+    requirement_id: str
+    requirement_title: str
+    cycle: int
+    due_date: date
+    #: A built-in status or one the pinned rules pack declares.
+    status: str
+    stage: str | None
+    stages: list[LadderStage]
+    stages_sent: list[str]
+    acknowledged_at: datetime | None
+    completed_at: datetime | None
+    pack_hash: str
+    events: list[AssignmentEvent]
+    #: Failed attempts (``complete`` with ``passed`` false) this cycle: all are counted, the
+    #: first :data:`~domain.contracts.obligation.NOTED_REPEATS` are listed in ``events``.
+    failed_attempts: int = 0
+
+
+class StartSignal(Contract):
+    """The learner began the training (LMS launch, xAPI ``launched``/``attempted``)."""
+
+    started_at: BoundedInstant
+    actor: str = Field(max_length=128)
+    source: str = Field(default="api", max_length=64)
+
+
+class ExtendDueDate(Contract):
+    """Update: move the due date later (manager or HR), with a reason."""
+
+    new_due_date: BoundedDate
+    reason: str = Field(min_length=3, max_length=500)
+    actor: str = Field(max_length=128)
+
+
+class ExemptSignal(Contract):
+    """HR exempts the person; the exemption lapses on ``expires_on`` (None: until revoked)."""
+
+    reason: str = Field(min_length=3, max_length=500)
+    approver: str = Field(max_length=128)
+    actor: str = Field(max_length=128)
+    expires_on: BoundedDate | None = None
+
+
+class CancelSignal(Contract):
+    """The obligation no longer applies (role change, left the company, assigned in error)."""
+
+    reason: str = Field(min_length=3, max_length=500)
+    actor: str = Field(max_length=128)
+
+
+class AssignmentResume(Contract):
+    """Where an assignment stood when its run continued as new (its history grew long)."""
+
+    #: When the first run of this cycle started (evidence older than it counts for an earlier
+    #: cycle).
+    first_started_at: datetime
+    due_date: date
+    due_at: datetime
+    in_zone: bool
+    lapse_at: datetime | None
+    pack_hash: str
+    pending: AdoptPackSignal | None
+    started: StartSignal | None
+    acknowledgement: AcknowledgeSignal | None
+    exemption: ExemptSignal | None
+    max_extension_days: int
+    days_before: list[int]
+    recurrence: StagePlan | None
+    upcoming: list[LadderStage]
+    overdue_for: date | None
+    stages: list[LadderStage]
+    sent: list[str]
+    stage: str | None
+    last_sent_at: datetime | None
+    events: list[AssignmentEvent]
+    zone: str | None
+    offset: int
+    redeliver: list[RedeliverSignal]
+    repeats: dict[str, int]
+    continued: int = Field(default=1, ge=1)
+
+
+AssignmentInput.model_rebuild()

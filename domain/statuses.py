@@ -1,0 +1,23 @@
+"""Obligation and employment statuses."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ObligationStatus(StrEnum):
+    """An obligation's compliance status as shown to people."""
+
+    ASSIGNED = "assigned"
+    DUE_SOON = "due_soon"
+    OVERDUE = "overdue"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class EmploymentStatus(StrEnum):
+    """A person's employment status from the HRIS."""
+
+    ACTIVE = "active"
+    LEAVE = "leave"
+    TERMINATED = "terminated"
