@@ -310,8 +310,11 @@ async def request(
     )
     # The read model's row is written before the workflow starts, so the request can be read,
     # accepted or declined as soon as this answers; the workflow's own writes supersede it.
-    with db.session() as session:
-        store.placeholder(session, inp.workflow_id, mentee=mentee_id, mentor=mentor, inp=inp)
+    try:
+        with db.session() as session:
+            store.placeholder(session, inp.workflow_id, mentee=mentee_id, mentor=mentor, inp=inp)
+    except IntegrityError as exc:  # the same request, made at the same moment
+        raise Conflict(f"this request is already pending as {inp.workflow_id}") from exc
     client = await connect()
     try:
         await client.start_workflow(
@@ -450,7 +453,7 @@ async def log_session(
         session.add(
             MentorshipSession(
                 mentorship_id=parties.row_id,
-                author_id=author.id if author is not None else parties.mentee_id,
+                author_id=author.id if author is not None else None,
                 held_on=entry.held_on,
                 duration_minutes=entry.duration_minutes,
                 details=entry.model_dump(
@@ -585,7 +588,9 @@ async def read(
             .where(MentorshipSession.mentorship_id == row.id)
             .order_by(MentorshipSession.held_on, MentorshipSession.id)
         ):
-            visible = principal.role is Role.HR_ADMIN or entry.author_id == principal.person_id
+            visible = principal.role is Role.HR_ADMIN or (
+                entry.author_id is not None and entry.author_id == principal.person_id
+            )
             sessions.append(
                 {
                     "held_on": entry.held_on,

@@ -376,7 +376,8 @@ class MentorshipSession(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mentorship_id: Mapped[int] = mapped_column(ForeignKey("mentorships.id", ondelete="CASCADE"))
-    author_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    #: Who logged it; None for HR without a person (then only HR sees the notes).
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
     held_on: Mapped[date] = mapped_column(Date)
     duration_minutes: Mapped[int] = mapped_column(Integer)
     #: format, location, topics, skills_practiced, resources, action_items, rating.

@@ -75,14 +75,19 @@ def upgrade() -> None:
         "mentorship_sessions",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("mentorship_id", sa.Integer(), nullable=False),
-        sa.Column("author_id", sa.Integer(), nullable=False),
+        sa.Column("author_id", sa.Integer(), nullable=True),
         sa.Column("held_on", sa.Date(), nullable=False),
         sa.Column("duration_minutes", sa.Integer(), nullable=False),
         sa.Column("details", sa.JSON(), nullable=False),
         sa.Column("notes", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         _fk("mentorship_sessions", "mentorship_id", "mentorships"),
-        _fk("mentorship_sessions", "author_id", "people"),
+        sa.ForeignKeyConstraint(
+            ["author_id"],
+            ["people.id"],
+            name=op.f("fk_mentorship_sessions_author_id_people"),
+            ondelete="SET NULL",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_mentorship_sessions")),
     )
     op.create_index(
