@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import or_, select
@@ -22,7 +23,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities import mentorship_profiles as profiles
 from activities.packs import active_pack
-from domain import BUILTIN_PACK, Role
+from domain import BUILTIN_PACK, ObligationKind, Role
+from domain.contracts.assignment import CompleteSignal
 from domain.contracts.mentorship import (
     AcceptRequest,
     CancelMentorship,
@@ -40,11 +42,13 @@ from domain.contracts.mentorship import (
 from rules.matching import Match, find_mentees, find_mentors
 from rules.mentorship_model import MenteeProfile, MentorProfile, MentorshipPolicy
 from services.errors import Conflict, Forbidden, Invalid, NotFound
+from services.temporal import signal
 from store import audit
 from store import mentorship as store
 from store.db import Database
 from store.models import Mentorship, MentorshipFeedback, MentorshipSession, Person
 from store.tokens import Principal
+from workflows.assignment import AssignmentWorkflow
 from workflows.mentorship import MentorshipWorkflow
 
 QUERY_TIMEOUT = 5.0
@@ -407,12 +411,41 @@ async def accept(
     """
     parties = _parties(db, principal, workflow_id)
     by = _require_party(principal, parties, "mentor")
-    state = await _update(
-        await connect(), workflow_id, MentorshipWorkflow.accept, AcceptRequest(by=by)
-    )
+    client = await connect()
+    state = await _update(client, workflow_id, MentorshipWorkflow.accept, AcceptRequest(by=by))
     with db.session() as session:
         _audit(session, principal, "mentorship.accept", workflow_id, {"status": state.status})
+        required = store.open_obligations(session, parties.mentee_id, ObligationKind.MENTORSHIP)
+    await _fulfil(client, required, state=state, principal=principal)
     return state
+
+
+async def _fulfil(
+    client: Client, workflow_ids: list[str], *, state: MentorshipState, principal: Principal
+) -> None:
+    """A pack's mentorship requirement (``kind: mentorship``) is met by an active mentorship.
+
+    Each open mentorship obligation of the mentee is completed, naming the relationship; one
+    that closed meanwhile is skipped.
+    """
+    started = min(state.started_at or datetime.now(UTC), datetime.now(UTC))
+    evidence = CompleteSignal(
+        completed_at=started,
+        source="mentorship",
+        actor=principal.actor,
+        note=f"active mentorship {state.workflow_id} with {state.mentor}",
+    )
+    for obligation in workflow_ids:
+        try:
+            await signal(
+                client,
+                workflow_id=obligation,
+                signal=AssignmentWorkflow.complete,
+                arg=evidence,
+                what="the mentorship obligation",
+            )
+        except (Conflict, NotFound):
+            continue
 
 
 async def decline(

@@ -26,6 +26,7 @@ from store.models import (
     MentorProfileRow,
     Mentorship,
     MentorshipFeedback,
+    Obligation,
     Person,
 )
 from store.types import utcnow
@@ -249,6 +250,19 @@ def drop_placeholder(session: Session, workflow_id: str) -> None:
     row = relationship(session, workflow_id)
     if row is not None and row.as_of == PLACEHOLDER_AS_OF:
         session.delete(row)
+
+
+def open_obligations(session: Session, person_id: int, kind: str) -> list[str]:
+    """Workflow ids of a person's obligations of ``kind`` that are not completed or cancelled."""
+    return list(
+        session.scalars(
+            select(Obligation.workflow_id).where(
+                Obligation.person_id == person_id,
+                Obligation.kind == kind,
+                Obligation.status.not_in(("completed", "cancelled")),
+            )
+        )
+    )
 
 
 def newer(row: Mentorship, as_of: datetime) -> bool:

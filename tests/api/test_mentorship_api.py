@@ -334,3 +334,57 @@ async def test_hr_imports_profiles_from_csv_row_by_row(
     assert refused.status_code == 403
     wrong = await api.post("/mentorship/profiles/import/mentee", json=[], headers=hr)
     assert wrong.status_code == 415
+
+
+async def test_an_active_mentorship_meets_the_mentees_mentorship_requirement(
+    api: httpx.AsyncClient, sqlite_db: Database, env: WorkflowEnvironment
+) -> None:
+    """A pack requirement of kind mentorship (assigned like any obligation) is completed when
+    the mentee's mentorship becomes active."""
+    from domain import ObligationKind
+    from domain.contracts.assignment import AssignmentInput
+    from store.models import Obligation
+    from workflows.assignment import AssignmentWorkflow
+
+    hr = bearer(sqlite_db, Role.HR_ADMIN)
+    mentee = bearer(sqlite_db, Role.LEARNER, "p-1024")
+    await api.put("/mentorship/profile/mentee", json=MENTEE_PROFILE, headers=mentee)
+    response = await api.put(
+        "/mentorship/profile/mentor", json={"person": "p-1022", **_mentor(7, "Boston")}, headers=hr
+    )
+    assert response.status_code == 200, response.text
+    task_queue = api._transport.app.state.settings.temporal_task_queue  # type: ignore[attr-defined]
+    today = (await env.get_current_time()).date()
+    required = AssignmentInput(
+        person="p-1024",
+        requirement_id="apprentice-mentor",
+        requirement_title="An active mentor in the first period",
+        due_date=today + timedelta(days=30),
+        kind=ObligationKind.MENTORSHIP,
+    )
+    await env.client.start_workflow(
+        AssignmentWorkflow.run, required, id=required.workflow_id, task_queue=task_queue
+    )
+
+    def status() -> str | None:
+        with sqlite_db.session() as session:
+            row = session.query(Obligation).filter_by(workflow_id=required.workflow_id).first()
+            return row.status if row is not None else None
+
+    async def recorded() -> str | None:
+        return status()
+
+    assert await eventually(recorded) != "completed"
+    response = await api.post("/mentorship/request", json={"mentor": "p-1022"}, headers=mentee)
+    assert response.status_code == 201, response.text
+    path = response.json()["id"].removeprefix("mentorship/")
+    accepted = await api.put(
+        f"/mentorship/request/{path}/accept", headers=bearer(sqlite_db, Role.LEARNER, "p-1022")
+    )
+    assert accepted.status_code == 200, accepted.text
+
+    async def completed() -> bool | None:
+        return True if status() == "completed" else None
+
+    await eventually(completed)
+    await _terminate(env, required.workflow_id)
