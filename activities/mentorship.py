@@ -88,7 +88,9 @@ class MentorshipActivities:
             if not mentees:
                 return []
             mentors = [
-                m for m in profiles.mentor_profiles(session) if m.person_id not in request.exclude
+                m
+                for m in profiles.mentor_profiles(session, with_capacity=True)
+                if m.person_id not in request.exclude
             ]
         matches = find_mentors(
             mentees[0],

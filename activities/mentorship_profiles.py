@@ -14,13 +14,13 @@ from sqlalchemy.orm import Session
 from rules.matching import PastRelationship, track_record
 from rules.mentorship_model import MenteeProfile, MentorProfile, TrackRecord
 from store import mentorship as store
-from store.models import MenteeProfileRow, MentorProfileRow, Person
+from store.models import Person
 
 
-def _mentor(row: MentorProfileRow, held: list[str], record: TrackRecord) -> MentorProfile:
+def _mentor(row: store.StoredProfile, held: list[str], record: TrackRecord) -> MentorProfile:
     data: dict[str, Any] = {k: v for k, v in row.profile.items() if k not in store.COMPUTED}
     data.update(
-        person_id=row.person.external_id,
+        person_id=row.external_id,
         certifications=held,
         accepting_mentees=row.accepting_mentees,
         max_mentees=row.max_mentees,
@@ -30,15 +30,23 @@ def _mentor(row: MentorProfileRow, held: list[str], record: TrackRecord) -> Ment
     return MentorProfile.model_validate(data)
 
 
-def _mentee(row: MenteeProfileRow, held: list[str]) -> MenteeProfile:
+def _mentee(row: store.StoredProfile, held: list[str]) -> MenteeProfile:
     data: dict[str, Any] = {k: v for k, v in row.profile.items() if k not in store.COMPUTED}
-    data.update(person_id=row.person.external_id, certifications=held)
+    data.update(person_id=row.external_id, certifications=held)
     return MenteeProfile.model_validate(data)
 
 
-def mentor_profiles(session: Session, *, only: str | None = None) -> list[MentorProfile]:
-    """Mentor profiles with certifications and track records filled in (``only``: one person)."""
-    rows = store.mentor_rows(session, only=only)
+def mentor_profiles(
+    session: Session, *, only: str | None = None, with_capacity: bool = False
+) -> list[MentorProfile]:
+    """Mentor profiles with certifications and track records filled in.
+
+    Args:
+        session: The session.
+        only: One person's.
+        with_capacity: Only those matching can suggest (accepting, a free slot).
+    """
+    rows = store.mentor_rows(session, only=only, with_capacity=with_capacity)
     ids = [row.person_id for row in rows]
     held = store.certifications(session, ids)
     past = store.past_relationships(session, ids)

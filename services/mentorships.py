@@ -223,7 +223,7 @@ def find_mentor(
     mentee = get_profile(session, principal=principal, side="mentee", person=person)
     assert isinstance(mentee, MenteeProfile)
     policy, pack_hash = _policy(session)
-    mentors = profiles.mentor_profiles(session)
+    mentors = profiles.mentor_profiles(session, with_capacity=True)
     matches = find_mentors(
         mentee, mentors, policy.weights, limit, ideal_gap=policy.ideal_experience_gap
     )
@@ -642,8 +642,12 @@ async def read(
     except Exception:  # noqa: BLE001 - a failed query (no worker yet) falls back to the store
         state = None
     if state is not None:
+        # The workflow is the truth; the read model may be a moment behind it.
         body.update(
             status=state.status.value,
+            reason=state.reason,
+            started_at=state.started_at,
+            ended_at=state.ended_at,
             expires_at=state.expires_at,
             ends_at=state.ends_at,
             next_session_due=state.next_session_due,

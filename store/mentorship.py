@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -84,24 +84,69 @@ def past_relationships(
     return past
 
 
-def mentor_rows(session: Session, *, only: str | None = None) -> list[MentorProfileRow]:
-    """Mentor profile rows in creation order (``only``: one person's)."""
-    query = select(MentorProfileRow).order_by(MentorProfileRow.id)
-    if only is not None:
-        query = query.join(Person, Person.id == MentorProfileRow.person_id).where(
-            Person.external_id == only
-        )
-    return list(session.scalars(query))
+class StoredProfile(NamedTuple):
+    """A profile as stored: plain columns, no ORM object (ranking reads thousands at once).
+
+    Attributes:
+        person_id: The person's row id.
+        external_id: The person's id in the directory.
+        profile: The profile's fields as JSON.
+        accepting_mentees: Mentors only (mentees: True).
+        max_mentees: Mentors only (mentees: 0).
+        active_mentees: Mentors only (mentees: 0).
+    """
+
+    person_id: int
+    external_id: str
+    profile: dict[str, Any]
+    accepting_mentees: bool = True
+    max_mentees: int = 0
+    active_mentees: int = 0
 
 
-def mentee_rows(session: Session, *, only: str | None = None) -> list[MenteeProfileRow]:
-    """Mentee profile rows in creation order (``only``: one person's)."""
-    query = select(MenteeProfileRow).order_by(MenteeProfileRow.id)
-    if only is not None:
-        query = query.join(Person, Person.id == MenteeProfileRow.person_id).where(
-            Person.external_id == only
+def mentor_rows(
+    session: Session, *, only: str | None = None, with_capacity: bool = False
+) -> list[StoredProfile]:
+    """Mentor profiles as stored, in creation order.
+
+    Args:
+        session: The session.
+        only: One person's.
+        with_capacity: Only mentors accepting mentees with a free slot (the only candidates
+            matching considers), filtered in SQL so the others are never read.
+    """
+    query = (
+        select(
+            MentorProfileRow.person_id,
+            Person.external_id,
+            MentorProfileRow.profile,
+            MentorProfileRow.accepting_mentees,
+            MentorProfileRow.max_mentees,
+            MentorProfileRow.active_mentees,
         )
-    return list(session.scalars(query))
+        .join(Person, Person.id == MentorProfileRow.person_id)
+        .order_by(MentorProfileRow.id)
+    )
+    if only is not None:
+        query = query.where(Person.external_id == only)
+    if with_capacity:
+        query = query.where(
+            MentorProfileRow.accepting_mentees.is_(True),
+            MentorProfileRow.active_mentees < MentorProfileRow.max_mentees,
+        )
+    return [StoredProfile(*row) for row in session.execute(query)]
+
+
+def mentee_rows(session: Session, *, only: str | None = None) -> list[StoredProfile]:
+    """Mentee profiles as stored, in creation order (``only``: one person's)."""
+    query = (
+        select(MenteeProfileRow.person_id, Person.external_id, MenteeProfileRow.profile)
+        .join(Person, Person.id == MenteeProfileRow.person_id)
+        .order_by(MenteeProfileRow.id)
+    )
+    if only is not None:
+        query = query.where(Person.external_id == only)
+    return [StoredProfile(*row) for row in session.execute(query)]
 
 
 def save_mentor(
