@@ -345,7 +345,10 @@ class MentorshipWorkflow(ObligationMessages):
         assert self._started_at is not None and self._ends_at is not None
         marks: list[_Mark] = []
         if self._wrapping_up_until is not None:
-            return [_Mark(self._wrapping_up_until, "wrap_up")]
+            # Both sides' end feedback in: complete now rather than at the deadline.
+            ends = {side for side, phase, _ in self._feedback if phase is FeedbackPhase.END}
+            at = workflow.now() if ends == {"mentee", "mentor"} else self._wrapping_up_until
+            return [_Mark(at, "wrap_up")]
         due = self._session_due()
         if due is not None:
             # One period per cadence start: a new session starts a new period (new keys).

@@ -363,3 +363,25 @@ async def test_no_sessions_reach_the_coordinator_and_the_end_date_completes_it(
     assert [s for s, _ in sent].count("fb-midpoint") == 2
     assert [s for s, _ in sent].count("fb-end") == 2
     assert _slots(sqlite_db, org) == 0
+
+
+async def test_both_end_feedbacks_complete_it_before_the_deadline(
+    env: WorkflowEnvironment, sqlite_db: Database
+) -> None:
+    org = Org(sqlite_db)
+    tq = f"tq-{uuid.uuid4()}"
+    inp = org.input(org.mentee).model_copy(update={"duration_months": 1})
+    async with build_worker(env.client, task_queue=tq, db=sqlite_db):
+        handle = await _start(env, tq, inp)
+        state = await handle.execute_update(MentorshipWorkflow.accept, AcceptRequest(by=org.mentor))
+        assert state.ends_at is not None
+        await skip_to(env, state.ends_at + timedelta(minutes=1))
+        for by, rating in ((org.mentor, 5), (org.mentee, 3)):
+            await handle.execute_update(
+                MentorshipWorkflow.feedback,
+                FeedbackRequest(by=by, phase=FeedbackPhase.END, rating=rating),
+            )
+        final = await handle.result()
+    assert final.status is MentorshipStatus.COMPLETED
+    assert final.ended_at is not None
+    assert final.ended_at < state.ends_at + timedelta(days=1)
