@@ -150,6 +150,11 @@ class ObligationActivities:
         )
         self._digest = digest
 
+    @property
+    def deliverer(self) -> Deliverer:
+        """The deliverer (channels, ledger, lease): other families' notices share it."""
+        return self._deliverer
+
     def _person(self, session_person: Person | None, external_id: str) -> Person:
         if session_person is None:
             raise UnknownPerson(

@@ -15,6 +15,7 @@ from api.deps import Clock, wall_clock
 from api.limits import LIMIT_RESPONSES, RequestLimits
 from api.routers import (
     ack,
+    apprenticeship,
     assignments,
     audit,
     bulk,
@@ -78,7 +79,7 @@ def create_app(
     """
     settings = settings or get_settings()
     owns_db = database is None
-    db = database or Database(settings.resolved_database_url)
+    db = database or Database.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -114,6 +115,7 @@ def create_app(
         webhooks,
         xapi,
         certifications,
+        apprenticeship,
         tokens,
         verify,
         mentorship,

@@ -134,6 +134,9 @@ def get_principal(
                 f"(granted: {granted}); create a token with `duly tokens create --role "
                 "integration --scope SCOPE`",
             )
+    # End the read transaction here: an async handler may await Temporal next, and no
+    # transaction is held across an await (the handler's own database work starts a new one).
+    session.commit()
     return principal
 
 

@@ -123,7 +123,8 @@ SIGNED = Policy(Access.SIGNED)
 
 
 PEOPLE = frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER, Role.AUDITOR})
-SELF_PEOPLE = frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER})
+#: Roles a person's own token can have.
+PERSONS = frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER})
 
 
 def _token(
@@ -171,9 +172,11 @@ POLICY: dict[tuple[str, str], Policy] = {
     # Assignments
     ("GET", "/assignments"): _token(PEOPLE, Scope.ROWS),
     ("POST", "/assignments"): _token(
-        HR_MANAGER_INTEGRATION, Scope.ROWS, grants=_g(Grant.ASSIGNMENTS_WRITE)
+        HR_MANAGER_INTEGRATION, Scope.NOT_OWN, grants=_g(Grant.ASSIGNMENTS_WRITE)
     ),
-    ("POST", "/assignments/bulk"): _token(HR_MANAGER, Scope.ROWS, "a manager: own team only"),
+    ("POST", "/assignments/bulk"): _token(
+        HR_MANAGER, Scope.ROWS, "a manager: own team only, not themself"
+    ),
     ("GET", "/assignments/bulk/{bulk_id}"): _token(HR_MANAGER, Scope.STARTER),
     ("GET", "/assignments/{assignment_id}"): _token(
         ALL,
@@ -214,6 +217,30 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/certifications/{certification_id}/reinstate"): _token(HR),
     ("POST", "/certifications/{certification_id}/revoke"): _token(HR),
     ("POST", "/certifications/{certification_id}/restart"): _token(HR),
+    # Apprenticeships: apprentices their own, supervisors their apprentices, managers their
+    # reports, HR all, the auditor reads (row-level in services.apprenticeships)
+    ("GET", "/apprenticeship/programs"): _token(PEOPLE),
+    ("GET", "/apprenticeship/programs/{program_id}"): _token(PEOPLE),
+    ("POST", "/apprenticeship/enroll"): _token(HR),
+    ("GET", "/apprenticeship"): _token(
+        PEOPLE, Scope.ROWS, "also the apprentices a person supervises"
+    ),
+    ("GET", "/me/apprenticeship"): _token(PERSONS, Scope.ALL, "the caller's own"),
+    ("GET", "/me/apprenticeship/progress"): _token(PERSONS, Scope.ALL, "the caller's own"),
+    ("POST", "/me/apprenticeship/log-hours"): _token(PERSONS, Scope.ALL, "the caller's own"),
+    ("POST", "/apprenticeship/{apprenticeship_id}/hours/{entry_id}/approve"): _token(
+        PERSONS, Scope.ROWS, "the apprentice's supervisor, or HR"
+    ),
+    ("POST", "/apprenticeship/{apprenticeship_id}/hours/{entry_id}/reject"): _token(
+        PERSONS, Scope.ROWS, "the apprentice's supervisor, or HR"
+    ),
+    ("POST", "/apprenticeship/{apprenticeship_id}/evaluate"): _token(
+        PERSONS, Scope.ROWS, "the apprentice's supervisor, or HR"
+    ),
+    ("POST", "/apprenticeship/{apprenticeship_id}/suspend"): _token(HR),
+    ("POST", "/apprenticeship/{apprenticeship_id}/reinstate"): _token(HR),
+    ("POST", "/apprenticeship/{apprenticeship_id}/withdraw"): _token(HR),
+    ("POST", "/apprenticeship/{apprenticeship_id}/transfer-supervisor"): _token(HR),
     # SCIM provisioning (integration tokens need scope scim)
     ("POST", "/scim/v2/Users"): _token(HR_INTEGRATION, grants=SCIM),
     ("GET", "/scim/v2/Users"): _token(HR_INTEGRATION, grants=SCIM),
@@ -248,40 +275,36 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/tokens"): _token(HR),
     ("DELETE", "/tokens/{token_id}"): _token(HR),
     # Mentorship
-    ("GET", "/mentorship/profile/mentor"): _token(
-        SELF_PEOPLE, Scope.ROWS, "?person= (default: own)"
-    ),
-    ("PUT", "/mentorship/profile/mentor"): _token(SELF_PEOPLE, Scope.SELF, "HR: any person"),
-    ("GET", "/mentorship/profile/mentee"): _token(
-        SELF_PEOPLE, Scope.ROWS, "?person= (default: own)"
-    ),
-    ("PUT", "/mentorship/profile/mentee"): _token(SELF_PEOPLE, Scope.SELF, "HR: any person"),
+    ("GET", "/mentorship/profile/mentor"): _token(PERSONS, Scope.ROWS, "?person= (default: own)"),
+    ("PUT", "/mentorship/profile/mentor"): _token(PERSONS, Scope.SELF, "HR: any person"),
+    ("GET", "/mentorship/profile/mentee"): _token(PERSONS, Scope.ROWS, "?person= (default: own)"),
+    ("PUT", "/mentorship/profile/mentee"): _token(PERSONS, Scope.SELF, "HR: any person"),
     ("POST", "/mentorship/profiles/import/mentor"): _token(HR, note="CSV"),
     ("POST", "/mentorship/profiles/import/mentee"): _token(HR, note="CSV"),
     ("GET", "/mentorship/find-mentor"): _token(
-        SELF_PEOPLE, Scope.ROWS, "?person= (default: own), a mentee"
+        PERSONS, Scope.ROWS, "?person= (default: own), a mentee"
     ),
     ("GET", "/mentorship/find-mentee"): _token(
-        SELF_PEOPLE, Scope.ROWS, "?person= (default: own), a mentor"
+        PERSONS, Scope.ROWS, "?person= (default: own), a mentor"
     ),
-    ("POST", "/mentorship/request"): _token(SELF_PEOPLE, Scope.SELF, "the mentee asks"),
+    ("POST", "/mentorship/request"): _token(PERSONS, Scope.SELF, "the mentee asks"),
     ("PUT", "/mentorship/request/{mentee}/{mentor}/{n}/accept"): _token(
-        SELF_PEOPLE, Scope.ROWS, "the mentor (or HR)"
+        PERSONS, Scope.ROWS, "the mentor (or HR)"
     ),
     ("PUT", "/mentorship/request/{mentee}/{mentor}/{n}/decline"): _token(
-        SELF_PEOPLE, Scope.ROWS, "the mentor (or HR)"
+        PERSONS, Scope.ROWS, "the mentor (or HR)"
     ),
     ("POST", "/mentorship/{mentee}/{mentor}/{n}/log-session"): _token(
-        SELF_PEOPLE, Scope.ROWS, "either side (or HR)"
+        PERSONS, Scope.ROWS, "either side (or HR)"
     ),
     ("POST", "/mentorship/{mentee}/{mentor}/{n}/feedback"): _token(
-        SELF_PEOPLE, Scope.ROWS, "either side"
+        PERSONS, Scope.ROWS, "either side"
     ),
     ("POST", "/mentorship/{mentee}/{mentor}/{n}/complete"): _token(
-        SELF_PEOPLE, Scope.ROWS, "either side (or HR)"
+        PERSONS, Scope.ROWS, "either side (or HR)"
     ),
     ("POST", "/mentorship/{mentee}/{mentor}/{n}/cancel"): _token(
-        SELF_PEOPLE, Scope.ROWS, "either side (or HR)"
+        PERSONS, Scope.ROWS, "either side (or HR)"
     ),
     ("GET", "/mentorship/{mentee}/{mentor}/{n}"): _token(
         PEOPLE, Scope.ROWS, "session notes: author and HR only"

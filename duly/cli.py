@@ -182,7 +182,7 @@ def people_import(
         raise typer.Exit(2) from exc
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             report, _changes = directory.apply_rows(
@@ -234,7 +234,7 @@ def people_list(
     from store.models import Person
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             query = select(Person).order_by(Person.external_id)
@@ -302,7 +302,7 @@ def tokens_create(
         err.print("[red]--no-expiry and --expires-in-days contradict each other[/]; give one")
         raise typer.Exit(2)
     days = expires_in_days or settings.token_lifetime_days
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             token = create_token(
@@ -354,7 +354,7 @@ def tokens_list(
     from store.tokens import list_tokens
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             infos = list_tokens(session, include_inactive=show_all)
@@ -387,7 +387,7 @@ def tokens_revoke(
     from store.tokens import TokenError, revoke_token
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             info = revoke_token(session, token_id)
@@ -454,7 +454,7 @@ def _directory_people() -> list[Any] | None:
     from store.db import Database
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             people = directory(session=session)
@@ -559,7 +559,7 @@ def rules_preview(
         err.print(f"--today must be a date like 2026-11-23, not {today!r}")
         raise typer.Exit(2) from None
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             result = preview(session=session, pack=pack, today=day)
@@ -628,7 +628,7 @@ def rules_deploy(
         except Exception as exc:  # noqa: BLE001 - reported, nothing deployed
             err.print(f"[red]cannot reach Temporal to roll out ({exc}); nothing was deployed[/]")
             raise typer.Exit(1) from None
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             version = deploy(
@@ -662,7 +662,7 @@ def rules_versions() -> None:
     from store.db import Database
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             rows = list_versions(session=session)
@@ -840,7 +840,7 @@ def _run_restart(restart: Any, **kwargs: Any) -> Any:
     from store.db import Database
 
     settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
 
     async def run() -> Any:
         client = await connect(settings)
@@ -939,3 +939,176 @@ def certifications_restart(
         f" expires {cert.expires_on.isoformat()}; {len(done.input.ce_credits)} CE credit entries"
         f" carried, {len(done.dropped_credits)} dropped"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# duly apprenticeship: enrol, read progress, import a training provider's hours CSV.
+# ---------------------------------------------------------------------------------------------
+
+apprenticeship_app = typer.Typer(help="Registered apprenticeships.", no_args_is_help=True)
+app.add_typer(apprenticeship_app, name="apprenticeship")
+
+#: The columns of a training provider's hours CSV (``skills``: separated by ``;``).
+HOURS_COLUMNS = ("person", "program", "entry_id", "day", "kind", "hours", "description", "skills")
+
+
+def _cli_principal() -> Any:
+    from domain import Role
+    from store.tokens import Principal
+
+    return Principal(
+        token_id=0,
+        role=Role.HR_ADMIN,
+        person_id=None,
+        person_external_id=None,
+        label=f"cli:{getpass.getuser()}",
+    )
+
+
+def _run_service(call: Any) -> Any:
+    """Run ``call(session, client)`` with a session and a Temporal client.
+
+    Exit codes: 1 refused, not found or unavailable; 2 invalid input.
+    """
+    from duly.temporal import connect
+    from services.errors import Invalid, ServiceError
+    from store.db import Database
+
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+
+    async def run() -> Any:
+        client = await connect(settings)
+        with db.session() as session:
+            return await call(session, client, settings)
+
+    try:
+        return asyncio.run(run())
+    except Invalid as problem:
+        err.print(problem.detail, markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except ServiceError as problem:
+        err.print(problem.detail, markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+
+
+@apprenticeship_app.command("enroll")
+def apprenticeship_enroll(
+    person: Annotated[str, typer.Argument(help="The apprentice's external id")],
+    program: Annotated[
+        str, typer.Argument(help="The program id (see GET /apprenticeship/programs)")
+    ],
+    supervisor: Annotated[str, typer.Option(help="The supervising journeyworker's external id")],
+    enrolled_on: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today)")] = None,
+) -> None:
+    """Enrol a person in a program of the active rules pack (starts its workflow; audited)."""
+    from services import apprenticeships
+
+    day = _date_option("--enrolled-on", enrolled_on)
+
+    async def call(session: Any, client: Any, settings: Settings) -> Any:
+        return await apprenticeships.enroll(
+            session,
+            client,
+            task_queue=settings.temporal_task_queue,
+            person=person,
+            program_id=program,
+            supervisor=supervisor,
+            enrolled_on=day,
+            principal=_cli_principal(),
+        )
+
+    inp = _run_service(call)
+    console.print(f"enrolled {inp.workflow_id} from {inp.enrolled_on.isoformat()}", markup=False)
+
+
+@apprenticeship_app.command("status")
+def apprenticeship_status(
+    person: Annotated[str, typer.Argument(help="The apprentice's external id")],
+    program: Annotated[str, typer.Argument(help="The program id")],
+) -> None:
+    """An apprenticeship's live progress: period, wage, hours, skills, what graduation needs."""
+    from services import apprenticeships
+
+    async def call(session: Any, client: Any, settings: Settings) -> Any:
+        return await apprenticeships.state(
+            client, workflow_id=apprenticeships.workflow_id_of(person, program)
+        )
+
+    state = _run_service(call)
+    lines = [
+        f"{state.workflow_id}: {state.status.value}, {state.compliance_status.value}"
+        f" ({state.decided_by}), supervisor {state.supervisor}",
+        f"period {state.period} at {state.wage_percentage:g}% of the journeyworker wage;"
+        f" expected completion {state.expected_completion.isoformat()}",
+        f"work {state.work_approved:g} approved + {state.work_pending:g} pending"
+        f" (expected by today {state.work_expected:g}); classroom {state.classroom_approved:g}"
+        f" + {state.classroom_pending:g} (expected {state.classroom_expected:g})",
+        f"skills signed off {len(state.skills_signed_off)},"
+        f" pending {len(state.skills_pending)}; evaluations {state.evaluations_done},"
+        f" next due {state.evaluation_due_on}" + (" (OVERDUE)" if state.evaluation_overdue else ""),
+        *(f"  to graduate: {u}" for u in state.unmet),
+    ]
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@apprenticeship_app.command("import-hours")
+def apprenticeship_import_hours(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Log a training provider's hours CSV (each row pending until the supervisor approves).
+
+    Columns: person, program, entry_id, day, kind, hours, description, skills (``;``-separated).
+    Rows are idempotent by entry id; refused rows say why and the others still count. Exit 1
+    when any row was refused.
+    """
+    import csv
+
+    from pydantic import ValidationError
+
+    from rules.apprenticeship import HoursEntry
+    from services import apprenticeships
+    from services.errors import ServiceError
+
+    with file.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = [c for c in HOURS_COLUMNS[:6] if rows and c not in rows[0]]
+    if missing:
+        err.print(f"{file}: missing columns {', '.join(missing)}", markup=False)
+        raise typer.Exit(2)
+
+    async def call(session: Any, client: Any, settings: Settings) -> list[str]:
+        problems: list[str] = []
+        for number, row in enumerate(rows, start=2):
+            try:
+                entry = HoursEntry(
+                    id=row["entry_id"],
+                    day=row["day"],
+                    kind=row["kind"],
+                    hours=float(row["hours"]),
+                    description=row.get("description") or "",
+                    skills=[s for s in (row.get("skills") or "").split(";") if s.strip()],
+                )
+                await apprenticeships.log_hours(
+                    session,
+                    client,
+                    workflow_id=apprenticeships.workflow_id_of(row["person"], row["program"]),
+                    entry=entry,
+                    principal=_cli_principal(),
+                    source="csv",
+                )
+            except (ValueError, ValidationError) as error:
+                problems.append(f"{file}:{number}: {error}")
+            except ServiceError as error:
+                problems.append(f"{file}:{number}: {error.detail}")
+        return problems
+
+    problems = _run_service(call)
+    console.print(f"{len(rows) - len(problems)} of {len(rows)} rows logged", markup=False)
+    for problem in problems:
+        err.print(problem, markup=False, highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)

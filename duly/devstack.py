@@ -128,7 +128,7 @@ def load_demo(settings: Settings) -> dict[str, str]:
     from store.db import Database
     from store.models import Person
 
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     try:
         with db.session() as session:
             report = load_demo_people(session)
@@ -160,6 +160,7 @@ def load_demo(settings: Settings) -> dict[str, str]:
             tokens["manager_person"] = manager.external_id
             tokens["learner_person"] = learner.external_id
         asyncio.run(_assign_demo(settings, staff, pack))
+        asyncio.run(_enroll_demo_apprentices(settings, db))
     finally:
         db.dispose()
     return tokens
@@ -260,6 +261,143 @@ def deploy_demo_pack(db: Any) -> Pack | None:
         )
     console.print(f"rules pack: deployed {pack.info.name} {pack.content_hash[:12]}")
     return pack
+
+
+#: The pack that carries the demo's apprenticeship program (stored, not made active).
+PROGRAM_PACK = Path(__file__).resolve().parents[1] / "rules" / "packs" / "field-technicians"
+DEMO_APPRENTICES = Path(__file__).with_name("demo") / "apprentices.csv"
+#: (apprentice, days since enrolment, days of approved hours (8 h; 24 h for the one who
+#: finished period 1), the last of them days ago, period 1 complete): one on track, one
+#: stalled, one advancing to period 2.
+DEMO_STAGES = (
+    ("p-2011", 40, 24, 2, False),
+    ("p-2012", 120, 20, 45, False),
+    ("p-2013", 330, 96, 1, True),
+)
+
+
+def _store_program_pack(db: Any) -> str:
+    """Store the field-technicians pack version without activating it; its hash.
+
+    The demo's active pack is medical-practice; its apprenticeships are enrolled against the
+    stored field-technicians version (workflows pin a pack version, whichever is active).
+    """
+    from rules.loader import load_pack
+    from store import audit
+    from store.models import RulesPackVersion
+    from store.types import utcnow
+
+    pack = load_pack(PROGRAM_PACK)
+    with db.session() as session:
+        found = session.scalar(
+            select(RulesPackVersion).where(RulesPackVersion.content_hash == pack.content_hash)
+        )
+        if found is None:
+            session.add(
+                RulesPackVersion(
+                    content_hash=pack.content_hash,
+                    name=pack.info.name,
+                    author="demo",
+                    message="stored for the demo apprenticeships (not active)",
+                    migration="grandfather",
+                    content={"files": pack.files},
+                    active=False,
+                    deployed_at=utcnow(),
+                )
+            )
+            audit.record(
+                session,
+                actor="demo",
+                actor_role="hr_admin",
+                action="rules.store",
+                target=f"rules_pack/{pack.info.name}",
+                after={"content_hash": pack.content_hash, "active": False},
+            )
+    return pack.content_hash
+
+
+async def _enroll_demo_apprentices(settings: Settings, db: Any) -> None:
+    """Three elevator-mechanic apprentices at different stages (idempotent across starts)."""
+    from activities.packs import load_version
+    from domain import Role
+    from domain.contracts.apprenticeship import Carried
+    from duly.temporal import connect
+    from rules.apprenticeship import (
+        EnrollmentStatus,
+        EntryStatus,
+        Evaluation,
+        HoursEntry,
+        HoursKind,
+    )
+    from services import apprenticeships
+    from services.errors import Conflict
+    from store.people import import_people, parse_csv
+    from store.tokens import Principal
+
+    rows, errors = parse_csv(DEMO_APPRENTICES.read_text(encoding="utf-8"))
+    with db.session() as session:
+        import_people(session, rows, errors)
+    pack_hash = _store_program_pack(db)
+    hr = Principal(
+        token_id=0, role=Role.HR_ADMIN, person_id=None, person_external_id=None, label="demo"
+    )
+    with db.session() as session:
+        stored = load_version(session, pack_hash)
+    program = stored.program("elevator-mechanic") if stored else None
+    assert program is not None  # the field-technicians pack carries it
+    client = await connect(settings)
+    today = date.today()
+    enrolled = 0
+    for person, since, days, last_ago, signed in DEMO_STAGES:
+        # Their record so far, as a transfer-in summary (the worker is not running yet, so
+        # nothing can be logged and approved through the workflow here).
+        last = today - timedelta(days=last_ago)
+        hours = 24.0 * days if signed else 8.0 * days
+        entries = [
+            HoursEntry(
+                id="~demo-work",
+                day=last,
+                kind=HoursKind.WORK,
+                hours=min(hours, 2000.0) if signed else hours,
+                status=EntryStatus.APPROVED,
+                description=f"{days} days of approved hours before the demo",
+            )
+        ]
+        if signed:
+            entries.append(
+                entries[0].model_copy(
+                    update={"id": "~demo-classroom", "kind": HoursKind.CLASSROOM, "hours": 144.0}
+                )
+            )
+        carried = Carried(
+            period=1,
+            status=EnrollmentStatus.ACTIVE,
+            supervisor="p-2001",
+            entries=entries,
+            last_evaluation=Evaluation(day=last, score=82) if signed else None,
+            evaluations_done=1 if signed else 0,
+            signed_off={s: last for s in program.periods[0].skills} if signed else {},
+        )
+        with db.session() as session:
+            try:
+                await apprenticeships.enroll(
+                    session,
+                    client,
+                    task_queue=settings.temporal_task_queue,
+                    person=person,
+                    program_id=program.id,
+                    supervisor="p-2001",
+                    enrolled_on=today - timedelta(days=since),
+                    principal=hr,
+                    pack_hash=pack_hash,
+                    carried=carried,
+                )
+            except Conflict:
+                continue  # enrolled on an earlier start
+        enrolled += 1
+    console.print(
+        f"demo apprenticeships: {enrolled} enrolled (elevator-mechanic, {pack_hash[:12]})"
+    )
 
 
 async def _assign_demo(settings: Settings, staff: list[Person], pack: Pack | None) -> None:

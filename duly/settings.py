@@ -163,6 +163,28 @@ class Settings(BaseSettings):
         "URL (`redis://host:6379/0`, `rediss://…`) shared by every API process.",
     )
 
+    # PostgreSQL session limits (store/db.py): no request waits on the database for ever.
+    db_connect_timeout_seconds: int = Field(
+        default=5,
+        ge=1,
+        le=300,
+        description="Seconds to wait for a PostgreSQL connection before giving up "
+        "(`/readyz` answers 503 then).",
+    )
+    db_statement_timeout_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=86_400,
+        description="Longest one PostgreSQL statement may run before it is cancelled.",
+    )
+    db_lock_timeout_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=86_400,
+        description="Longest one PostgreSQL statement may wait for a lock (row, table or "
+        "advisory) before it fails.",
+    )
+
     forwarded_allow_ips: str | None = Field(
         default=None,
         description="Reverse proxies (comma-separated IPs or networks) whose X-Forwarded-For "

@@ -11,6 +11,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.apprenticeship import ApprenticeshipActivities
 from activities.assignment import AssignmentActivities
 from activities.bulk import BulkActivities
 from activities.certification import CertificationActivities
@@ -18,8 +19,10 @@ from activities.mentorship import MentorshipActivities
 from activities.rules import RulesActivities
 from duly.settings import Settings
 from duly.temporal import connect
+from services.apprenticeships import award_registrar
 from services.assignments import start_assignment
 from store.db import Database
+from workflows.apprenticeship import ApprenticeshipWorkflow
 from workflows.assignment import AssignmentWorkflow
 from workflows.bulk import BulkAssignWorkflow
 from workflows.certification import CertificationWorkflow
@@ -38,6 +41,7 @@ WORKFLOWS: list[type] = [
     DigestWorkflow,
     BulkAssignWorkflow,
     MentorshipWorkflow,
+    ApprenticeshipWorkflow,
 ]
 
 
@@ -83,6 +87,8 @@ def build_worker(
             *bulk.all(),
             *CertificationActivities(db).all(),
             *MentorshipActivities(db).all(),
+            # Notices through the reminders' deliverer (same channels, ledger and lease).
+            *ApprenticeshipActivities(db, activities.deliverer, award_registrar(db, client)).all(),
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,
@@ -110,7 +116,7 @@ async def connect_with_retry(settings: Settings, *, attempts: int = 60) -> Clien
 async def run_worker(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then finish in-flight tasks and exit."""
     client = await connect_with_retry(settings)
-    db = Database(settings.resolved_database_url)
+    db = Database.from_settings(settings)
     worker = build_worker(client, task_queue=settings.temporal_task_queue, db=db, settings=settings)
     if await ensure_sweep_schedule(client, settings.temporal_task_queue):
         log.info("created the daily status sweep schedule %r", SWEEP_SCHEDULE_ID)

@@ -40,6 +40,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from domain.contracts.apprenticeship import (
+    EnrollmentStatus,
+    EntryStatus,
+    Evaluation,
+    HoursEntry,
+    HoursKind,
+)
 from rules.apprenticeship_model import Program, skill_key
 from rules.facts import complete_facts
 
@@ -55,6 +62,7 @@ __all__ = [
     "Progress",
     "apprenticeship_facts",
     "check_entry",
+    "compliance_status",
     "progress",
 ]
 
@@ -65,79 +73,6 @@ _EPSILON = 1e-6
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-class HoursKind(StrEnum):
-    """On-the-job (OJL) work or related classroom instruction (RTI)."""
-
-    WORK = "work"
-    CLASSROOM = "classroom"
-
-
-class EntryStatus(StrEnum):
-    """Where an hours entry is in its approval."""
-
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-
-
-class EnrollmentStatus(StrEnum):
-    """Where an apprenticeship is in its life."""
-
-    ACTIVE = "active"
-    SUSPENDED = "suspended"
-    COMPLETED = "completed"
-    WITHDRAWN = "withdrawn"
-
-
-class HoursEntry(_Frozen):
-    """One hours entry, as logged (``hours`` is checked by :func:`check_entry`, not here).
-
-    Attributes:
-        id: The entry's id, chosen by whoever logs it (idempotent: the same id and content is
-            the same entry).
-        day: The day the hours were worked or taught (the apprentice's local date).
-        kind: Work or classroom.
-        hours: Hours that day.
-        status: Pending until the supervisor approves or rejects it.
-        skills: Skill tags: what the hours practised.
-        description: In the apprentice's words.
-    """
-
-    id: str = Field(min_length=1, max_length=100)
-    day: date
-    kind: HoursKind
-    hours: float
-    status: EntryStatus = EntryStatus.PENDING
-    skills: list[str] = Field(default_factory=list, max_length=50)
-    description: str = Field(default="", max_length=2000)
-
-    def same_content(self, other: HoursEntry) -> bool:
-        """Whether ``other`` logs the same thing (status aside: approval does not change it)."""
-        return (
-            self.day == other.day
-            and self.kind is other.kind
-            and self.hours == other.hours
-            and [skill_key(s) for s in self.skills] == [skill_key(s) for s in other.skills]
-            and self.description == other.description
-        )
-
-
-class Evaluation(_Frozen):
-    """A supervisor's evaluation.
-
-    Attributes:
-        day: When it was done.
-        score: 0-100.
-        skills_signed_off: Skills the supervisor signed off in it.
-        final: The final evaluation graduation looks at.
-    """
-
-    day: date
-    score: int = Field(ge=0, le=100)
-    skills_signed_off: list[str] = Field(default_factory=list, max_length=200)
-    final: bool = False
 
 
 class Enrolment(_Frozen):
@@ -711,3 +646,34 @@ def apprenticeship_facts(
         "graduation_ready": done.graduation_ready,
     }
     return complete_facts(facts)
+
+
+# --------------------------------------------------------------------------------------------
+# Compliance status
+
+#: Hours behind linear pacing that still count as on track: a week of full-time work, or
+#: a tenth of what is expected by today, whichever is more (a holiday is not "behind").
+BEHIND_TOLERANCE_HOURS = 40.0
+BEHIND_TOLERANCE_SHARE = 0.1
+
+
+def compliance_status(done: Progress) -> tuple[str, str]:
+    """``on_track``, ``behind``, ``stalled`` (or ``inactive``) and the rule that decided it.
+
+    Decided here, from the progress maths, rather than by the pack's status rules: the
+    field-technicians pack's status coverage check cannot yet sample the apprenticeship facts
+    (their combinations with the other kinds' exceed its sampling budget). The rule names are
+    stable so a pack rule can take over with the same answers.
+    """
+    if done.status is not EnrollmentStatus.ACTIVE:
+        return "inactive", f"apprenticeship:{done.status.value}"
+    if done.stalled:
+        return "stalled", "apprenticeship:no_approved_hours"
+    tolerance = max(BEHIND_TOLERANCE_HOURS, BEHIND_TOLERANCE_SHARE * done.hours_expected)
+    if done.hours_behind > tolerance:
+        return "behind", "apprenticeship:hours_behind"
+    if done.evaluation_overdue:
+        return "behind", "apprenticeship:evaluation_overdue"
+    if done.below_minimum:
+        return "behind", "apprenticeship:below_minimum_score"
+    return "on_track", "apprenticeship:on_track"

@@ -1,8 +1,7 @@
 """Apprenticeship programs: the ``programs:`` section of a rules pack.
 
-Pure pydantic models, importing nothing of Duly's: the pack model (:mod:`rules.model`), the
-progress maths (:mod:`rules.apprenticeship`) and, later, the apprenticeship workflow's contracts
-can all build on them.
+Pure pydantic models, importing only the domain floor's :func:`skill_key`: the pack model
+(:mod:`rules.model`) and the progress maths (:mod:`rules.apprenticeship`) build on them.
 
 One program, as HR writes it (``sponsor.contact``, ``evaluations``, ``stall``, ``graduation``
 and ``on_new_version`` have the defaults shown where they are optional)::
@@ -63,6 +62,8 @@ from pydantic import (
     model_validator,
 )
 
+from domain.contracts.apprenticeship import skill_key
+
 __all__ = [
     "Evaluations",
     "Graduation",
@@ -88,14 +89,6 @@ RequirementId = Annotated[str, Field(pattern=_ID, min_length=1, max_length=80)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-def skill_key(skill: str) -> str:
-    """How skills are compared: case-insensitive, spaces collapsed.
-
-    A sign-off for ``"hoistway  safety"`` counts for ``"Hoistway safety"``.
-    """
-    return _SPACES.sub(" ", skill).strip().casefold()
 
 
 def _skill_names(values: list[str]) -> list[str]:

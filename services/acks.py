@@ -19,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain.contracts.obligation import AcknowledgeSignal
 from store import audit
+from store.db import committed
 from store.models import Notification, Obligation, Person
 from store.obligations import acknowledgement_recorded
 from workflows.assignment import AssignmentWorkflow
@@ -92,7 +93,7 @@ async def acknowledge_notification(
     closed (Temporal answers NOT_FOUND) still gets its row marked.
 
     Args:
-        session: The request's session (committed by the caller's dependency).
+        session: The request's session (the acknowledgement is committed here).
         temporal: Connects (lazily) to Temporal.
         row: The ledger row being acknowledged.
         actor: Who acknowledged, for the workflow and the audit log (``person:<external id>``).
@@ -117,7 +118,10 @@ async def acknowledge_notification(
     try:
         # Another row (or the API) already acknowledged this obligation: mark this row only;
         # a repeated signal would only grow the workflow's history.
-        if not acknowledgement_recorded(session, row.workflow_id):
+        recorded = await committed(
+            session, lambda: acknowledgement_recorded(session, row.workflow_id)
+        )
+        if not recorded:
             handle = client.get_workflow_handle(row.workflow_id)
             await handle.signal(AssignmentWorkflow.acknowledge, signal)
     except RPCError as exc:
@@ -126,30 +130,37 @@ async def acknowledge_notification(
         closed = True
     except Exception as exc:  # any other failure: ask to retry, never a 500
         raise AcknowledgeUnavailable(f"signal failed ({type(exc).__name__})") from exc
-    result = cast(
-        CursorResult[Any],
-        session.execute(
-            update(Notification)
-            .where(Notification.id == row.id, Notification.acknowledged_at.is_(None))
-            .values(acknowledged_at=now)
-        ),
-    )
-    if result.rowcount == 0:  # a concurrent request got there first
+
+    def _mark() -> bool:
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                update(Notification)
+                .where(Notification.id == row.id, Notification.acknowledged_at.is_(None))
+                .values(acknowledged_at=now)
+            ),
+        )
         session.refresh(row)
+        if result.rowcount == 0:  # a concurrent request got there first
+            return False
+        audit.record(
+            session,
+            actor=actor,
+            actor_role=actor_role,
+            action="notification.acknowledge",
+            target=row.workflow_id,
+            after={
+                "notification_id": row.id,
+                "stage": row.stage,
+                "channel": channel,
+                "acknowledged_at": now.isoformat(),
+                "workflow_closed": closed,
+            },
+        )
+        return True
+
+    # After the signal, in its own short transaction in a worker thread: neither the audit
+    # log's advisory lock nor a blocking call is held across an await or on the event loop.
+    if not await committed(session, _mark):
         return AckOutcome.ALREADY
-    session.refresh(row)
-    audit.record(
-        session,
-        actor=actor,
-        actor_role=actor_role,
-        action="notification.acknowledge",
-        target=row.workflow_id,
-        after={
-            "notification_id": row.id,
-            "stage": row.stage,
-            "channel": channel,
-            "acknowledged_at": now.isoformat(),
-            "workflow_closed": closed,
-        },
-    )
     return AckOutcome.CLOSED if closed else AckOutcome.ACKNOWLEDGED

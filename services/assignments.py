@@ -39,6 +39,7 @@ from services.errors import Conflict, Forbidden, Invalid, NotFound
 from services.restarts import describe_previous
 from services.temporal import signal
 from store import audit
+from store.db import committed
 from store.models import Person
 from store.obligations import acknowledgement_recorded, start_recorded
 from store.tokens import Principal
@@ -141,11 +142,14 @@ async def create(
     """Assign ``title`` to ``person`` (idempotent per business key); audited when started.
 
     Raises:
+        Forbidden: A manager assigning to themself.
         Conflict: The person has left.
         Invalid: The requirement is a certification.
     """
+    check_assignee(principal, person)
     if person.employment_status == EmploymentStatus.TERMINATED:
         raise Conflict(f"person {person.external_id!r} has left (employment_status=terminated)")
+    pack = await committed(session, lambda: active_pack(session))
     try:
         inp = assignment_input(
             person,
@@ -154,19 +158,22 @@ async def create(
             requirement_id=requirement_id,
             cycle=cycle,
             assigned_by=principal.actor,
-            pack=active_pack(session),
+            pack=pack,
         )
     except NotAnAssignment as error:
         raise Invalid(str(error)) from None
     created = await start_assignment(client=client, task_queue=task_queue, inp=inp)
     if created:
-        audit.record(
+        await committed(
             session,
-            actor=principal.actor,
-            actor_role=principal.role.value,
-            action="assignment.create",
-            target=inp.workflow_id,
-            after=inp.model_dump(mode="json"),
+            lambda: audit.record(
+                session,
+                actor=principal.actor,
+                actor_role=principal.role.value,
+                action="assignment.create",
+                target=inp.workflow_id,
+                after=inp.model_dump(mode="json"),
+            ),
         )
     state = await live_state(client, workflow_id=inp.workflow_id) if not created else None
     return Created(inp=inp, created=created, state=state)
@@ -191,6 +198,19 @@ async def unanswered(client: Client, *, workflow_id: str) -> str | None:
     )
 
 
+def check_assignee(principal: Principal, person: Person) -> None:
+    """Managers assign to their reports, not to themselves (the README's "own reports").
+
+    Raises:
+        Forbidden: A manager naming themself.
+    """
+    if principal.role is Role.MANAGER and principal.person_id == person.id:
+        raise Forbidden(
+            "managers assign training to their reports, not to themselves; ask HR to assign"
+            f" {person.external_id!r}"
+        )
+
+
 def _not_own(principal: Principal, person: Person, what: str) -> None:
     if principal.role is Role.MANAGER and principal.person_id == person.id:
         raise Forbidden(f"managers cannot {what} their own")
@@ -208,13 +228,16 @@ async def _send(
 ) -> None:
     """Signal the assignment (typed reference) and audit the action as the caller."""
     await signal(client, workflow_id=workflow_id, signal=signal_ref, arg=arg, what="assignment")
-    audit.record(
+    await committed(
         session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action=action,
-        target=workflow_id,
-        after=arg.model_dump(mode="json"),
+        lambda: audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action=action,
+            target=workflow_id,
+            after=arg.model_dump(mode="json"),
+        ),
     )
 
 
@@ -262,7 +285,7 @@ async def acknowledge(
         completion): every signal is a history event whatever the workflow does with it, and
         a workflow whose history passes 51,200 events is ended by Temporal.
     """
-    if acknowledgement_recorded(session, workflow_id):
+    if await committed(session, lambda: acknowledgement_recorded(session, workflow_id)):
         return False
     await _send(
         session,
@@ -290,7 +313,7 @@ async def start_training(
         False, sending nothing, when the assignment already recorded a start (or a completion):
         a repeat would only grow the workflow's history (see :func:`acknowledge`).
     """
-    if start_recorded(session, workflow_id):
+    if await committed(session, lambda: start_recorded(session, workflow_id)):
         return False
     await _send(
         session,
@@ -373,12 +396,15 @@ async def extend(
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise Conflict("assignment is closed") from exc
         raise
-    audit.record(
+    await committed(
         session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action="assignment.extend",
-        target=workflow_id,
-        after=update.model_dump(mode="json"),
+        lambda: audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action="assignment.extend",
+            target=workflow_id,
+            after=update.model_dump(mode="json"),
+        ),
     )
     return state

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.common import WorkflowIDReusePolicy
@@ -17,14 +18,18 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.packs import active_pack
 from domain.kinds import ObligationKind
 from domain.roles import Role
-from services.errors import Invalid, NotFound, Unavailable
+from domain.statuses import EmploymentStatus
+from services.errors import Forbidden, Invalid, NotFound, Unavailable
 from store import audit
+from store.db import committed
+from store.models import Person
 from store.tokens import Principal
 from workflows.bulk import (
     BulkAssignInput,
     BulkAssignRequest,
     BulkAssignWorkflow,
     BulkProgress,
+    BulkSelector,
     bulk_workflow_id,
 )
 
@@ -54,6 +59,29 @@ def check_requirement(
         )
     if not due_date_given and (requirement is None or requirement.due_in_days is None):
         raise Invalid(f"requirement {requirement_id!r} has no due_in_days; give due_date")
+
+
+def check_selector(session: Session, selector: BulkSelector, principal: Principal) -> None:
+    """Refuse now, rather than with a failed job later, a selector that cannot work.
+
+    Raises:
+        Invalid: ``selector.manager`` is not an active person (the job's activity would fail).
+        Forbidden: A manager names themself in ``selector.people`` (they assign to their
+            reports, not to themselves).
+    """
+    if selector.manager is not None:
+        manager = session.scalar(select(Person).where(Person.external_id == selector.manager))
+        if manager is None or manager.employment_status != EmploymentStatus.ACTIVE.value:
+            raise Invalid(
+                f"selector.manager {selector.manager!r} is not an active person in the"
+                " directory; give an active person's external id (GET /people) or leave it out"
+            )
+    own = principal.person_external_id
+    if principal.role is Role.MANAGER and own is not None and own in (selector.people or []):
+        raise Forbidden(
+            f"managers assign training to their reports, not to themselves: remove {own!r}"
+            " from selector.people, or ask HR"
+        )
 
 
 async def start_bulk(
@@ -89,13 +117,16 @@ async def start_bulk(
     except WorkflowAlreadyStartedError:
         return False
     if session is not None and principal is not None:
-        audit.record(
+        await committed(
             session,
-            actor=principal.actor,
-            actor_role=principal.role.value,
-            action="assignment.bulk",
-            target=bulk_workflow_id(request.bulk_id),
-            after=request.model_dump(mode="json"),
+            lambda: audit.record(
+                session,
+                actor=principal.actor,
+                actor_role=principal.role.value,
+                action="assignment.bulk",
+                target=bulk_workflow_id(request.bulk_id),
+                after=request.model_dump(mode="json"),
+            ),
         )
     return True
 

@@ -48,6 +48,7 @@ from rules.obligation_facts import local_today
 from services.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from services.temporal import signal
 from store import audit
+from store.db import committed
 from store.models import Certificate, Obligation, Person
 from store.tokens import Principal
 from workflows.certification import CertificationWorkflow
@@ -258,7 +259,7 @@ async def renew(
             "the certification was revoked; register the new certificate with "
             "POST /certifications instead"
         )
-    requirement = pinned_requirement(session, state)
+    requirement = await committed(session, lambda: pinned_requirement(session, state))
     current = state.certificate
     issued_on = issued_on or local_today(person)
     if expires_on is None and requirement is not None:
@@ -291,7 +292,7 @@ async def renew(
     new = CertificateRecord(
         cycle=state.cycle + 1,
         certificate_number=certificate_number,
-        verification_code=unused_code(session),
+        verification_code=await committed(session, lambda: unused_code(session)),
         issued_on=issued_on,
         expires_on=expires_on,
         issuer=issuer or current.issuer or (requirement.issuing_body if requirement else None),
@@ -307,7 +308,7 @@ async def renew(
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise Conflict("the certification is closed") from exc
         raise
-    _audit(session, principal, "certification.renew", workflow_id, request)
+    await _audit(session, principal, "certification.renew", workflow_id, request)
     return new, closed
 
 
@@ -337,7 +338,7 @@ async def log_ce_credits(
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise Conflict("the certification is closed") from exc
         raise
-    _audit(session, principal, "certification.ce_credits", workflow_id, credit)
+    await _audit(session, principal, "certification.ce_credits", workflow_id, credit)
     return state
 
 
@@ -354,7 +355,7 @@ async def _hr_signal(
     await signal(
         client, workflow_id=workflow_id, signal=signal_ref, arg=arg, what="the certification"
     )
-    _audit(session, principal, f"certification.{name}", workflow_id, arg)
+    await _audit(session, principal, f"certification.{name}", workflow_id, arg)
 
 
 async def suspend(
@@ -417,16 +418,24 @@ async def revoke(
     )
 
 
-def _audit(
+async def _audit(
     session: Session, principal: Principal, action: str, target: str, after: BaseModel
 ) -> None:
-    audit.record(
+    """Append to the audit log in a worker thread, in its own short transaction.
+
+    Why: the append takes the log's advisory lock; it must neither block the event loop nor
+    be held across the caller's next await.
+    """
+    await committed(
         session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action=action,
-        target=target,
-        after=after.model_dump(mode="json"),
+        lambda: audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action=action,
+            target=target,
+            after=after.model_dump(mode="json"),
+        ),
     )
 
 
@@ -536,7 +545,7 @@ async def register(
     not_own(principal, person, "register")
     if person.employment_status == EmploymentStatus.TERMINATED:
         raise Conflict(f"person {person.external_id!r} has left (employment_status=terminated)")
-    pack = active_pack(session)
+    pack = await committed(session, lambda: active_pack(session))
     if pack is None:
         raise Invalid(
             "no rules pack is deployed, so no certification types exist; deploy one "
@@ -569,7 +578,7 @@ async def register(
         certificate=CertificateRecord(
             cycle=1,
             certificate_number=certificate_number,
-            verification_code=unused_code(session),
+            verification_code=await committed(session, lambda: unused_code(session)),
             issued_on=issued_on,
             expires_on=expires_on,
             issuer=issuer or requirement.issuing_body,
@@ -594,7 +603,7 @@ async def register(
             " renew it with POST /certifications/{id}/renew",
             workflow_id=workflow_id,
         ) from exc
-    _audit(session, principal, "certification.register", workflow_id, inp)
+    await _audit(session, principal, "certification.register", workflow_id, inp)
     return inp
 
 

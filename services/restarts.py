@@ -42,6 +42,7 @@ from domain.statuses import EmploymentStatus
 from duly.settings import Settings
 from rules.model import Pack
 from store import audit
+from store.db import committed
 from store.models import AuditEntry, Obligation, Person
 from workflows.assignment import AssignmentWorkflow
 from workflows.certification import CertificationWorkflow
@@ -332,14 +333,17 @@ async def restart_assignment(
     window = settings.due_date_window(today)
     if due_date is not None:
         window.check("due_date", due_date)
-    person = _person(session, person_id, workflow_id)
+    person = await committed(session, lambda: _person(session, person_id, workflow_id))
     previous = await describe_previous(client, workflow_id)
     if previous is None:
         raise UnknownObligation(
             f"nothing runs or ran under {workflow_id}; create it with POST /assignments"
         )
     old = previous.input or {}
-    row = session.scalar(select(Obligation).where(Obligation.workflow_id == workflow_id))
+    row = await committed(
+        session,
+        lambda: session.scalar(select(Obligation).where(Obligation.workflow_id == workflow_id)),
+    )
     title = title or old.get("requirement_title") or (row.requirement_title if row else None)
     if not isinstance(title, str) or not title:
         raise InvalidField("requirement", None, "the previous run's title is unknown; give it")
@@ -348,7 +352,9 @@ async def restart_assignment(
         if due_date is None:
             raise InvalidField("due_date", None, "the previous run's due date is unknown; give it")
         _in_window(window, "due_date", due_date, given=False)
-    pack = _pack_for(session, requirement_id, old.get("pack_hash"))
+    pack = await committed(
+        session, lambda: _pack_for(session, requirement_id, old.get("pack_hash"))
+    )
     try:
         inp = assignment_input(
             person,
@@ -372,13 +378,13 @@ async def restart_assignment(
         previous=previous,
         reason=f"restarted by {actor}: {reason}",
     )
-    _audit(
+    await _audit(
         session, actor, actor_role, "assignment.restart", previous, run_id, terminated, reason, inp
     )
     return Restarted(workflow_id, run_id, previous, terminated, inp)
 
 
-def _audit(
+async def _audit(
     session: Session,
     actor: str,
     actor_role: str,
@@ -390,20 +396,28 @@ def _audit(
     inp: BaseModel,
     **extra: Any,
 ) -> None:
-    audit.record(
+    await committed(
         session,
-        actor=actor,
-        actor_role=actor_role,
-        action=action,
-        target=str(getattr(inp, "workflow_id", "")),
-        before={
-            "run_id": previous.run_id,
-            "status": previous.status,
-            "workflow_task_attempts": previous.workflow_task_attempts,
-            "terminated": terminated,
-            "input": previous.input,
-        },
-        after={"reason": reason, "run_id": run_id, "input": inp.model_dump(mode="json"), **extra},
+        lambda: audit.record(
+            session,
+            actor=actor,
+            actor_role=actor_role,
+            action=action,
+            target=str(getattr(inp, "workflow_id", "")),
+            before={
+                "run_id": previous.run_id,
+                "status": previous.status,
+                "workflow_task_attempts": previous.workflow_task_attempts,
+                "terminated": terminated,
+                "input": previous.input,
+            },
+            after={
+                "reason": reason,
+                "run_id": run_id,
+                "input": inp.model_dump(mode="json"),
+                **extra,
+            },
+        ),
     )
 
 
@@ -475,7 +489,7 @@ async def restart_certification(
         past_window.check("issued_on", issued_on)
     if expires_on is not None:
         due_window.check("expires_on", expires_on)
-    person = _person(session, parts[1], workflow_id)
+    person = await committed(session, lambda: _person(session, parts[1], workflow_id))
     previous = await describe_previous(client, workflow_id)
     if previous is None:
         raise UnknownObligation(
@@ -517,10 +531,13 @@ async def restart_certification(
     except ValidationError as exc:
         raise _first_error(exc, "certificate.") from exc
     today_limit = past_window.latest
-    carried = cycle_credits(session, workflow_id)
+    carried = await committed(session, lambda: cycle_credits(session, workflow_id))
     kept = [c for c in carried if issued_on <= c.earned_on <= today_limit]
     dropped = [c for c in carried if c not in kept]
-    pack = _pack_for(session, parts[2], old.get("pack_hash"), ObligationKind.CERTIFICATION)
+    pack = await committed(
+        session,
+        lambda: _pack_for(session, parts[2], old.get("pack_hash"), ObligationKind.CERTIFICATION),
+    )
     requirement = pack.requirement(parts[2]) if pack is not None else None
     title = requirement.title if requirement is not None else old.get("title")
     try:
@@ -546,7 +563,7 @@ async def restart_certification(
         previous=previous,
         reason=f"restarted by {actor}: {reason}",
     )
-    _audit(
+    await _audit(
         session,
         actor,
         actor_role,

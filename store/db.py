@@ -2,17 +2,57 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+if TYPE_CHECKING:
+    from duly.settings import Settings
 
-def make_engine(url: str) -> Engine:
-    """Create an engine for ``url``; SQLite gets foreign keys on and a busy timeout."""
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """PostgreSQL session limits, in seconds (see the ``DULY_DB_*_TIMEOUT_SECONDS`` settings).
+
+    0 disables a limit (PostgreSQL's own meaning of 0).
+
+    Why: a request must never wait on the database for ever, for a connection, a slow
+    statement or a lock another transaction holds.
+    """
+
+    connect: int = 5
+    statement: int = 30
+    lock: int = 10
+
+    @classmethod
+    def of(cls, settings: Settings) -> Timeouts:
+        """The timeouts configured in ``settings``."""
+        return cls(
+            connect=settings.db_connect_timeout_seconds,
+            statement=settings.db_statement_timeout_seconds,
+            lock=settings.db_lock_timeout_seconds,
+        )
+
+
+#: Migrations may rewrite large tables: no statement timeout (0 disables it in PostgreSQL), but
+#: they still give up on a lock they cannot get instead of queueing every query behind them.
+MIGRATION_TIMEOUTS = Timeouts(statement=0)
+
+
+def make_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
+    """Create an engine for ``url``.
+
+    SQLite gets foreign keys on and a busy timeout; PostgreSQL gets ``connect_timeout``,
+    ``statement_timeout`` and ``lock_timeout`` from ``timeouts`` (defaults when omitted).
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -28,16 +68,40 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    limits = timeouts or Timeouts()
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        connect_args = {
+            "connect_timeout": limits.connect,
+            # Server-side, per session: a statement (or its wait for a lock) that runs too long
+            # is cancelled with an error rather than holding a connection and a thread.
+            "options": f"-c statement_timeout={limits.statement * 1000}"
+            f" -c lock_timeout={limits.lock * 1000}",
+        }
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        # Waiting for a pooled connection is bounded too.
+        pool_timeout=limits.statement or 30,
+        connect_args=connect_args,
+    )
 
 
 class Database:
     """An engine plus its session factory; one per process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeouts: Timeouts | None = None) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.timeouts = timeouts or Timeouts()
+        self.engine = make_engine(url, self.timeouts)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        """The database ``settings`` names, with its configured timeouts."""
+        return cls(settings.resolved_database_url, Timeouts.of(settings))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -53,3 +117,23 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+async def committed(session: Session, work: Callable[[], T]) -> T:
+    """Run ``work`` (blocking database calls on ``session``) in a worker thread, then commit.
+
+    For async code that also awaits Temporal: the event loop never blocks on the database, and
+    the transaction (with any lock it took, such as the audit log's advisory lock) ends before
+    the caller's next ``await``. On error the transaction is rolled back and the error re-raised.
+    """
+
+    def _run() -> T:
+        try:
+            result = work()
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return result
+
+    return await asyncio.to_thread(_run)

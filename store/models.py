@@ -404,3 +404,8 @@ class MentorshipFeedback(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("mentorship_id", "side", "phase"),)
+
+
+# Tables of their own modules, registered on Base.metadata here so migrations and the
+# models-agree check see them wherever the models are imported from.
+from store import apprenticeships as _apprenticeships  # noqa: E402, F401

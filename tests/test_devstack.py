@@ -84,15 +84,16 @@ def get(port: int, path: str, token: str) -> httpx.Response:
     )
 
 
-def stage_pairs(ledger: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """(workflow id, stage) of the ledger's stage messages.
+def stage_pairs(
+    ledger: list[dict[str, Any]], *, prefix: str = "assignment/"
+) -> set[tuple[str, str]]:
+    """(workflow id, stage) of the ledger's stage messages of workflows under ``prefix``.
 
     Digest rows (``digest/{person}/{day}``) are left out: they fold a person's early reminders
-    of the day a few seconds later, and no workflow reports them as a stage.
+    of the day a few seconds later, and no workflow reports them as a stage. The demo
+    apprenticeships' notices (``prefix="apprenticeship/"``) are not assignment stages.
     """
-    return {
-        (n["workflow_id"], n["stage"]) for n in ledger if not n["workflow_id"].startswith("digest/")
-    }
+    return {(n["workflow_id"], n["stage"]) for n in ledger if n["workflow_id"].startswith(prefix)}
 
 
 def settled_assignments(port: int, token: str) -> list[tuple[str, str]] | None:
@@ -104,7 +105,12 @@ def settled_assignments(port: int, token: str) -> list[tuple[str, str]] | None:
     bulk = get(port, "/assignments/bulk/demo-nursing-fire-safety", token)
     if bulk.status_code != 200 or bulk.json()["status"] != "COMPLETED":
         return None
-    obligations = get(port, "/obligations?limit=1000", token).json()
+    # The demo apprenticeships are obligations too (pinned to field-technicians): trainings here.
+    obligations = [
+        row
+        for row in get(port, "/obligations?limit=1000", token).json()
+        if row["kind"] == "training"
+    ]
     if len(obligations) < 12 + bulk.json()["started"]:
         return None
     sent: list[tuple[str, str]] = []
@@ -147,14 +153,23 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
         # Each stage the workflows report as sent is in the ledger (one row per recipient and
         # channel of the pack's stage: learner email + in-app, manager email on the due day…).
         assert set(settled) == stage_pairs(first)
+        # The demo apprentices: the stalled one's ladder, the one advancing to period 2.
+        notices = stage_pairs(first, prefix="apprenticeship/")
+        assert ("apprenticeship/p-2013/elevator-mechanic", "adv:p2") in notices, notices
+        assert any(w.endswith("p-2012/elevator-mechanic") and s.endswith(":0") for w, s in notices)
         assert "OUTBOX email to person p-" in stack.output()
         # The demo deployed the medical-practice pack and pinned its assignments to it; the
         # worker created the daily status sweep schedule.
         active = get(stack.api_port, "/rules/active", token).json()
         assert active["name"] == "medical-practice"
-        obligations = get(stack.api_port, "/obligations?limit=1000", token).json()
+        everything = get(stack.api_port, "/obligations?limit=1000", token).json()
+        obligations = [o for o in everything if o["kind"] == "training"]
         pinned = {o["pack_hash"] for o in obligations}
         assert pinned == {active["content_hash"]}
+        # Three demo apprentices, pinned to the stored field-technicians version.
+        apprenticeships = [o for o in everything if o["kind"] == "apprenticeship"]
+        assert len(apprenticeships) == 3, apprenticeships
+        assert "demo apprenticeships: 3 enrolled" in stack.output()
         # The whole Nursing department was assigned fire safety by one bulk job.
         nursing = get(stack.api_port, "/people?department=Nursing&limit=1000", token).json()
         with_fire = {o["person"] for o in obligations if o["requirement_id"] == "fire-safety"}

@@ -40,6 +40,7 @@ from services.acks import (
     actor_for,
     describe,
 )
+from store.db import committed
 from store.models import Notification
 
 log = logging.getLogger("duly.api.ack")
@@ -161,10 +162,19 @@ async def acknowledge(
     token: str, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
 ) -> HTMLResponse:
     """Acknowledge the reminder (idempotent) and thank the person."""
-    row = _verify(session, settings.key_ring().ack_link, token)
-    if isinstance(row, HTMLResponse):
-        return row
-    actor, actor_role = actor_for(session, row)
+    key = settings.key_ring().ack_link
+
+    def _look_up() -> tuple[Notification, str, str] | HTMLResponse:
+        row = _verify(session, key, token)
+        if isinstance(row, HTMLResponse):
+            return row
+        return (row, *actor_for(session, row))
+
+    # Database work runs in a worker thread and commits before Temporal is awaited.
+    found = await committed(session, _look_up)
+    if isinstance(found, HTMLResponse):
+        return found
+    row, actor, actor_role = found
     channel = row.channel if row.channel != "email" else "email-link"
     try:
         outcome = await acknowledge_notification(
@@ -178,4 +188,5 @@ async def acknowledge(
     except AcknowledgeUnavailable as exc:
         log.warning("acknowledgement of notification %d deferred: %s", row.id, exc)
         return _unavailable()
-    return page("done.html", item=describe(session, row), closed=outcome is AckOutcome.CLOSED)
+    item = await committed(session, lambda: describe(session, row))
+    return page("done.html", item=item, closed=outcome is AckOutcome.CLOSED)

@@ -53,6 +53,7 @@ from services.restarts import (
     UnknownObligation,
     restart_assignment,
 )
+from store.db import committed
 from store.models import Person
 from store.tokens import Principal
 
@@ -71,14 +72,37 @@ Acknowledger = Annotated[
 ]
 
 
-def _person_of(session: Session, principal: Principal, assignment_id: str) -> Person:
+async def _person_of(session: Session, principal: Principal, assignment_id: str) -> Person:
+    """:func:`_visible_person` in a worker thread, committed (never on the event loop)."""
+    return await committed(session, lambda: _visible_person(session, principal, assignment_id))
+
+
+def _assignee(session: Session, principal: Principal, external_id: str) -> Person:
+    """The person named in a request body, if the principal may see them (else 404)."""
+    person = assignments.person(session, external_id=external_id)
+    ensure_visible(session, principal, person.id)
+    assignments.check_assignee(principal, person)
+    return person
+
+
+def _visible_person(session: Session, principal: Principal, assignment_id: str) -> Person:
     """Resolve the person an assignment id belongs to, enforcing row-level visibility."""
     person = assignments.person_of(session, assignment_id=assignment_id)
     ensure_visible(session, principal, person.id)
     return person
 
 
-def _read(
+async def _read(
+    session: Session,
+    state: AssignmentState | None,
+    workflow_id: str,
+    fallback: AssignmentInput | None,
+) -> AssignmentRead | None:
+    """:func:`_read_now` in a worker thread, committed (never on the event loop)."""
+    return await committed(session, lambda: _read_now(session, state, workflow_id, fallback))
+
+
+def _read_now(
     session: Session,
     state: AssignmentState | None,
     workflow_id: str,
@@ -175,8 +199,7 @@ async def create_assignment(
     today − 5 years … today + 10 years (settings) or ``cycle`` outside 1 … 1000.
     """
     within(settings.due_date_window((await clock()).date()), "due_date", body.due_date)
-    person = assignments.person(session, external_id=body.person)
-    ensure_visible(session, principal, person.id)
+    person = await committed(session, lambda: _assignee(session, principal, body.person))
     client = await temporal()
     done = await assignments.create(
         session,
@@ -192,7 +215,7 @@ async def create_assignment(
     created, inp, state = done.created, done.inp, done.state
     if not created:
         response.status_code = status.HTTP_200_OK
-    result = _read(session, state, inp.workflow_id, inp)
+    result = await _read(session, state, inp.workflow_id, inp)
     assert result is not None
     detail = None
     if not created and state is None:
@@ -210,10 +233,10 @@ async def get_assignment(
     temporal: TemporalDep,
 ) -> AssignmentRead:
     """An assignment, answered by the running workflow (``live: true``) or the read model."""
-    _person_of(session, principal, assignment_id)
+    await _person_of(session, principal, assignment_id)
     client = await temporal()
     state = await assignments.live_state(client, workflow_id=assignment_id)
-    result = _read(session, state, assignment_id, None)
+    result = await _read(session, state, assignment_id, None)
     if result is None:
         # A run that never recorded anything and does not answer (e.g. stuck on its input).
         hint = await assignments.unanswered(client, workflow_id=assignment_id)
@@ -242,7 +265,7 @@ async def complete_assignment(
     """
     now = await clock()
     completed_at = within(settings.evidence_window(now), "completed_at", body.completed_at or now)
-    person = _person_of(session, principal, assignment_id)
+    person = await _person_of(session, principal, assignment_id)
     signal = CompleteSignal(
         completed_at=completed_at,
         source=body.source,
@@ -281,7 +304,7 @@ async def acknowledge_assignment(
     Idempotent: once the assignment has recorded an acknowledgement (or a completion) nothing
     is sent to the workflow again, so repeated calls add nothing to its history.
     """
-    _person_of(session, principal, assignment_id)
+    await _person_of(session, principal, assignment_id)
     signal = AcknowledgeSignal(
         acknowledged_at=datetime.now(UTC), actor=principal.actor, channel=body.channel
     )
@@ -318,7 +341,7 @@ async def start_training(
     """Record that the learner began (their own assignment; or HR, or the LMS)."""
     now = await clock()
     started_at = within(settings.evidence_window(now), "started_at", body.started_at or now)
-    _person_of(session, principal, assignment_id)
+    await _person_of(session, principal, assignment_id)
     signal = StartSignal(started_at=started_at, actor=principal.actor, source=body.source)
     sent = await assignments.start_training(
         session, await temporal(), workflow_id=assignment_id, start=signal, principal=principal
@@ -344,7 +367,7 @@ async def extend_assignment(
     allowed range when ``new_due_date`` is outside the due-date window.
     """
     within(settings.due_date_window((await clock()).date()), "new_due_date", body.new_due_date)
-    person = _person_of(session, principal, assignment_id)
+    person = await _person_of(session, principal, assignment_id)
     update = ExtendDueDate(
         new_due_date=body.new_due_date, reason=body.reason, actor=principal.actor
     )
@@ -356,7 +379,7 @@ async def extend_assignment(
         update=update,
         principal=principal,
     )
-    read = _read(session, state, assignment_id, None)
+    read = await _read(session, state, assignment_id, None)
     assert read is not None  # the workflow answered with its state
     return read
 
@@ -376,7 +399,7 @@ async def exempt_assignment(
     """Exempt the person (HR): reminders pause; it lapses on ``expires_on``."""
     if body.expires_on is not None:
         within(settings.due_date_window((await clock()).date()), "expires_on", body.expires_on)
-    _person_of(session, principal, assignment_id)
+    await _person_of(session, principal, assignment_id)
     signal = ExemptSignal(
         reason=body.reason,
         approver=body.approver,
@@ -400,7 +423,7 @@ async def cancel_assignment(
     temporal: TemporalDep,
 ) -> Accepted:
     """Cancel the obligation (HR, or a manager for their reports); reminders stop."""
-    person = _person_of(session, principal, assignment_id)
+    person = await _person_of(session, principal, assignment_id)
     signal = CancelSignal(reason=body.reason, actor=principal.actor)
     await assignments.cancel(
         session,
@@ -433,7 +456,7 @@ async def restart(
     field that is out of range or missing; **404** when nothing ran under the id; **409** when
     the person has left.
     """
-    _person_of(session, principal, assignment_id)
+    await _person_of(session, principal, assignment_id)
     client = await temporal()
     try:
         done = await restart_assignment(

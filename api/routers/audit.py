@@ -17,6 +17,7 @@ from api.pagination import Limit, Offset
 from api.schemas import AuditRead
 from domain.roles import Role
 from store import audit
+from store.db import committed
 from store.models import AuditEntry, Notification
 from store.tokens import Principal
 
@@ -138,10 +139,15 @@ async def workflow_timeline(
             )
         elif kind in _CLOSED:
             timeline.append({"at": at, "event": _CLOSED[kind]})
-    rows = session.scalars(
-        select(Notification)
-        .where(Notification.workflow_id == workflow_id)
-        .order_by(Notification.id)
+    rows = await committed(
+        session,
+        lambda: list(
+            session.scalars(
+                select(Notification)
+                .where(Notification.workflow_id == workflow_id)
+                .order_by(Notification.id)
+            )
+        ),
     )
     for row in rows:
         timeline.append(

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from api.deps import (
     ClockDep,
@@ -26,6 +27,7 @@ from domain.bounds import BoundedDate
 from domain.ids import ExternalId
 from domain.roles import Role
 from services import bulk, people
+from store.db import committed
 from store.tokens import Principal
 from workflows.bulk import BulkAssignRequest, BulkProgress, BulkSelector
 
@@ -74,9 +76,7 @@ class BulkStatus(BulkProgress):
     status: str = Field(description="RUNNING, COMPLETED, FAILED, … (the workflow's status).")
 
 
-def _scope_selector(
-    session: SessionDep, principal: Principal, selector: BulkSelector
-) -> BulkSelector:
+def _scope_selector(session: Session, principal: Principal, selector: BulkSelector) -> BulkSelector:
     """Limit a manager's selector to their own team (transitively); HR is not limited."""
     if principal.role is not Role.MANAGER:
         return selector
@@ -105,18 +105,26 @@ async def start_bulk_assignment(
     """
     if body.due_date is not None:
         within(settings.due_date_window((await clock()).date()), "due_date", body.due_date)
-    bulk.check_requirement(
-        session,
-        requirement_id=body.requirement_id,
-        title=body.requirement_title,
-        due_date_given=body.due_date is not None,
-    )
+
+    def _checked_selector() -> BulkSelector:
+        bulk.check_requirement(
+            session,
+            requirement_id=body.requirement_id,
+            title=body.requirement_title,
+            due_date_given=body.due_date is not None,
+        )
+        selector = _scope_selector(session, principal, body.selector)
+        bulk.check_selector(session, selector, principal)
+        return selector
+
+    # Refused here (422/403), not by a failed job later; in a worker thread, committed.
+    selector = await committed(session, _checked_selector)
     request = BulkAssignRequest(
         bulk_id=body.bulk_id or uuid.uuid4().hex,
         requirement_id=body.requirement_id,
         requirement_title=body.requirement_title,
         due_date=body.due_date,
-        selector=_scope_selector(session, principal, body.selector),
+        selector=selector,
         assigned_by=principal.actor,
     )
     await bulk.start_bulk(

@@ -53,6 +53,7 @@ from services.certifications import (
     verify_url,
 )
 from services.restarts import InvalidField, RestartRefused, UnknownObligation, restart_certification
+from store.db import committed
 from store.models import Obligation, Person
 from store.tokens import Principal
 
@@ -263,14 +264,33 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-def _person_of(session: Session, principal: Principal, certification_id: str) -> Person:
+async def _person_of(session: Session, principal: Principal, certification_id: str) -> Person:
+    """:func:`_visible_person` in a worker thread, committed (never on the event loop)."""
+    return await committed(session, lambda: _visible_person(session, principal, certification_id))
+
+
+def _assignee(session: Session, principal: Principal, external_id: str) -> Person:
+    """The person named in a request body, if the principal may see them (else 404)."""
+    person = assignments.person(session, external_id=external_id)
+    ensure_visible(session, principal, person.id)
+    return person
+
+
+def _visible_person(session: Session, principal: Principal, certification_id: str) -> Person:
     """Resolve the holder of a certification id, enforcing row-level visibility (else 404)."""
     person = certifications.person_of(session, certification_id=certification_id)
     ensure_visible(session, principal, person.id)
     return person
 
 
-def _read(
+async def _read(
+    session: Session, workflow_id: str, state: CertificationState | None
+) -> CertificationRead | None:
+    """:func:`_read_now` in a worker thread, committed (never on the event loop)."""
+    return await committed(session, lambda: _read_now(session, workflow_id, state))
+
+
+def _read_now(
     session: Session, workflow_id: str, state: CertificationState | None
 ) -> CertificationRead | None:
     row = obligations.obligation(session, workflow_id=workflow_id)
@@ -481,8 +501,7 @@ async def register_certification(
     within(settings.past_date_window((await clock()).date()), "issued_on", body.issued_on)
     if body.expires_on is not None:
         within(settings.due_date_window((await clock()).date()), "expires_on", body.expires_on)
-    person = assignments.person(session, external_id=body.person)
-    ensure_visible(session, principal, person.id)
+    person = await committed(session, lambda: _assignee(session, principal, body.person))
     inp = await certifications.register(
         session,
         await temporal(),
@@ -526,9 +545,9 @@ async def get_certification(
     Answered by the running workflow (``live: true``), or by the read model when the workflow
     is closed or unreachable. A learner sees their own, a manager their reports'.
     """
-    _person_of(session, principal, certification_id)
+    await _person_of(session, principal, certification_id)
     state = await certifications.live_state(await temporal(), workflow_id=certification_id)
-    result = _read(session, certification_id, state)
+    result = await _read(session, certification_id, state)
     if result is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
     return result
@@ -553,7 +572,7 @@ async def renew_certification(
         within(settings.past_date_window((await clock()).date()), "issued_on", body.issued_on)
     if body.expires_on is not None:
         within(settings.due_date_window((await clock()).date()), "expires_on", body.expires_on)
-    person = _person_of(session, principal, certification_id)
+    person = await _person_of(session, principal, certification_id)
     new, closed = await certifications.renew(
         session,
         await temporal(),
@@ -594,7 +613,7 @@ async def log_ce_credits(
     **409** when the certification is revoked, being renewed or closed.
     """
     within(settings.past_date_window((await clock()).date()), "earned_on", body.earned_on)
-    _person_of(session, principal, certification_id)
+    await _person_of(session, principal, certification_id)
     credit = CeCredit(
         credits=body.credits,
         activity=body.activity,
@@ -628,7 +647,7 @@ async def suspend_certification(
     temporal: TemporalDep,
 ) -> Accepted:
     """Suspend (HR): the status becomes ``suspended`` and reminders stop until reinstated."""
-    _person_of(session, principal, certification_id)
+    await _person_of(session, principal, certification_id)
     signal = SuspendCertification(reason=body.reason, actor=principal.actor)
     await certifications.suspend(
         session,
@@ -653,7 +672,7 @@ async def reinstate_certification(
     temporal: TemporalDep,
 ) -> Accepted:
     """Reinstate (HR): lift a suspension; reminders resume from now."""
-    _person_of(session, principal, certification_id)
+    await _person_of(session, principal, certification_id)
     signal = ReinstateCertification(reason=body.reason, actor=principal.actor)
     await certifications.reinstate(
         session,
@@ -678,7 +697,7 @@ async def revoke_certification(
     temporal: TemporalDep,
 ) -> Accepted:
     """Revoke (HR): terminal; the holder and their manager are told and the workflow ends."""
-    _person_of(session, principal, certification_id)
+    await _person_of(session, principal, certification_id)
     signal = RevokeCertification(reason=body.reason, actor=principal.actor)
     await certifications.revoke(
         session,
@@ -709,7 +728,7 @@ async def restart(
     listed). Audited as ``certification.restart``. **422** names a field that is out of range or
     unusable; **404** when nothing ran under the id; **409** when the person has left.
     """
-    _person_of(session, principal, certification_id)
+    await _person_of(session, principal, certification_id)
     client = await temporal()
     try:
         done = await restart_certification(

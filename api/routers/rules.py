@@ -17,6 +17,7 @@ from rules.loader import PackInvalid
 from rules.model import Pack
 from services import rules as service
 from services.rules import Issue, Preview, ValidationReport
+from store.db import committed
 from store.packs import Migration
 from store.tokens import Principal
 
@@ -99,27 +100,37 @@ async def deploy_pack(
     Refused (422) when the pack is invalid, has lint errors or failing tests; otherwise stored
     with its content hash, author and message, and made active (201).
     """
-    try:
-        pack = _load(body)
-    except PackInvalid as invalid:
-        raise HTTPException(UNPROCESSABLE, detail=_invalid(invalid).model_dump()) from None
-    blockers = service.deploy_blockers(pack=pack, people=service.directory(session=session))
-    if blockers:
-        raise HTTPException(
-            UNPROCESSABLE,
-            detail={"valid": False, "refused": blockers},
-        )
+
+    def _checked() -> Pack:
+        try:
+            pack = _load(body)
+        except PackInvalid as invalid:
+            raise HTTPException(UNPROCESSABLE, detail=_invalid(invalid).model_dump()) from None
+        blockers = service.deploy_blockers(pack=pack, people=service.directory(session=session))
+        if blockers:
+            raise HTTPException(
+                UNPROCESSABLE,
+                detail={"valid": False, "refused": blockers},
+            )
+        return pack
+
+    # Loading, linting and storing a pack are blocking: worker threads, each part committed
+    # before Temporal is awaited.
+    pack = await committed(session, _checked)
     client = await temporal() if body.migration is not Migration.GRANDFATHER else None
-    version = service.deploy(
-        session=session,
-        pack=pack,
-        author=principal.actor,
-        message=body.message,
-        migration=body.migration,
-        actor_role=principal.role.value,
-    )
-    result = service.describe(version)
-    session.commit()
+
+    def _deploy() -> dict[str, Any]:
+        version = service.deploy(
+            session=session,
+            pack=pack,
+            author=principal.actor,
+            message=body.message,
+            migration=body.migration,
+            actor_role=principal.role.value,
+        )
+        return service.describe(version)
+
+    result = await committed(session, _deploy)
     if client is not None:
         result["rollout_workflow_id"] = await service.start_rollout(
             client=client,

@@ -45,6 +45,7 @@ from services.acks import (
     actor_for,
 )
 from store import audit
+from store.db import committed
 from store.models import Notification, NotificationPreference, Obligation, Person
 
 log = logging.getLogger("duly.api.webhooks")
@@ -165,7 +166,8 @@ async def _redeliver(session: Session, temporal: Any) -> None:
     pending = session.info.pop(REDELIVER, [])
     if not pending:
         return
-    session.commit()
+    # Whatever the caller changed is committed (off the loop) before any signal is awaited.
+    await committed(session, lambda: None)
     from domain.contracts.obligation import RedeliverSignal
 
     try:
@@ -295,18 +297,23 @@ async def sendgrid_events(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="body is not JSON") from exc
     if not isinstance(events, list):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="body is not a JSON array")
-    matched = unknown = 0
-    for event in events:
-        if not isinstance(event, dict):
-            continue
-        row = _sendgrid_row(session, event)
-        if row is None:
-            unknown += 1
-            continue
-        matched += 1
-        _apply_sendgrid_event(session, row, event)
-    if unknown:
-        log.info("sendgrid events: %d matched, %d for unknown messages", matched, unknown)
+
+    def _apply() -> None:
+        matched = unknown = 0
+        for event in events:
+            if not isinstance(event, dict):
+                continue
+            row = _sendgrid_row(session, event)
+            if row is None:
+                unknown += 1
+                continue
+            matched += 1
+            _apply_sendgrid_event(session, row, event)
+        if unknown:
+            log.info("sendgrid events: %d matched, %d for unknown messages", matched, unknown)
+
+    # In a worker thread, committed before any workflow is signalled.
+    await committed(session, _apply)
     await _redeliver(session, temporal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -349,27 +356,36 @@ async def twilio_status(
     params = await _twilio_params(request, settings)
     sid = params.get("MessageSid") or params.get("SmsSid")
     message_status = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
-    row = (
-        session.scalar(
-            select(Notification)
-            .where(Notification.provider_message_id == sid)
-            .order_by(Notification.id.desc())
-            .limit(1)
+
+    def _apply() -> bool:
+        row = (
+            session.scalar(
+                select(Notification)
+                .where(Notification.provider_message_id == sid)
+                .order_by(Notification.id.desc())
+                .limit(1)
+            )
+            if sid
+            else None
         )
-        if sid
-        else None
-    )
-    if row is None:
-        log.info("twilio status callback for an unknown message ignored")
+        if row is None:
+            log.info("twilio status callback for an unknown message ignored")
+            return False
+        if message_status == "delivered":
+            _mark_delivered(row, datetime.now(UTC))
+        elif message_status in {"failed", "undelivered"}:
+            code = (params.get("ErrorCode") or "").strip()
+            permanent = code in TWILIO_PERMANENT_ERRORS
+            description = TWILIO_PERMANENT_ERRORS.get(code) or TWILIO_TRANSIENT_ERRORS.get(code)
+            reason = f"{message_status}: {description or 'Twilio error ' + (code or 'unknown')}"
+            _mark_failed(
+                session, row, f"twilio:{code or message_status}", reason, permanent=permanent
+            )
+        return True
+
+    # In a worker thread, committed before any workflow is signalled.
+    if not await committed(session, _apply):
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    if message_status == "delivered":
-        _mark_delivered(row, datetime.now(UTC))
-    elif message_status in {"failed", "undelivered"}:
-        code = (params.get("ErrorCode") or "").strip()
-        permanent = code in TWILIO_PERMANENT_ERRORS
-        description = TWILIO_PERMANENT_ERRORS.get(code) or TWILIO_TRANSIENT_ERRORS.get(code)
-        reason = f"{message_status}: {description or 'Twilio error ' + (code or 'unknown')}"
-        _mark_failed(session, row, f"twilio:{code or message_status}", reason, permanent=permanent)
     await _redeliver(session, temporal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -436,21 +452,29 @@ async def twilio_sms(
     params = await _twilio_params(request, settings)
     keyword = (params.get("Body") or "").strip().strip(".!").upper()
     phone = (params.get("From") or "").strip()
-    people = list(session.scalars(select(Person).where(Person.phone == phone))) if phone else []
-    if not people:
-        return _twiml(SMS_HELP)
-    if keyword in SMS_STOP_WORDS:
-        _set_sms_opt_out(session, people, True)
-        return _twiml("You are unsubscribed from Duly texts. Reply START to resubscribe.")
-    if keyword in SMS_START_WORDS:
-        _set_sms_opt_out(session, people, False)
-        return _twiml("You are resubscribed to Duly texts. Reply STOP to opt out.")
-    if keyword not in SMS_ACK_WORDS:
-        return _twiml(SMS_HELP)
-    row = _latest_open_reminder(session, [p.id for p in people])
-    if row is None:
-        return _twiml("You have no open Duly reminders to acknowledge.")
-    actor, actor_role = actor_for(session, row)
+
+    def _decide() -> Response | tuple[Notification, str, str]:
+        people = list(session.scalars(select(Person).where(Person.phone == phone))) if phone else []
+        if not people:
+            return _twiml(SMS_HELP)
+        if keyword in SMS_STOP_WORDS:
+            _set_sms_opt_out(session, people, True)
+            return _twiml("You are unsubscribed from Duly texts. Reply START to resubscribe.")
+        if keyword in SMS_START_WORDS:
+            _set_sms_opt_out(session, people, False)
+            return _twiml("You are resubscribed to Duly texts. Reply STOP to opt out.")
+        if keyword not in SMS_ACK_WORDS:
+            return _twiml(SMS_HELP)
+        row = _latest_open_reminder(session, [p.id for p in people])
+        if row is None:
+            return _twiml("You have no open Duly reminders to acknowledge.")
+        return (row, *actor_for(session, row))
+
+    # Database work in a worker thread, committed before Temporal is awaited.
+    decided = await committed(session, _decide)
+    if isinstance(decided, Response):
+        return decided
+    row, actor, actor_role = decided
     try:
         outcome = await acknowledge_notification(
             session, temporal=temporal, row=row, actor=actor, actor_role=actor_role, channel="sms"
@@ -458,7 +482,7 @@ async def twilio_sms(
     except AcknowledgeUnavailable as exc:
         log.warning("sms acknowledgement of notification %d deferred: %s", row.id, exc)
         return _twiml("Sorry, we could not record that just now. Please reply ACK again soon.")
-    title = _title(session, row)
+    title = await committed(session, lambda: _title(session, row))
     if outcome is AckOutcome.CLOSED:
         return _twiml(f"Thanks. {title} is already closed; nothing more to do.")
     return _twiml(f"Thanks, acknowledged: {title}.")
@@ -551,31 +575,41 @@ async def slack_interactions(
     )
     if action is None:
         return ok
-    try:
-        claim = verify_ack_token(
-            settings.key_ring().ack_link,
-            str(action.get("value", "")),
-            ledger_lookup(session),
+    key = settings.key_ring().ack_link
+
+    def _look_up() -> tuple[Notification, Person | None, dict[str, Any], str, str] | None:
+        try:
+            claim = verify_ack_token(
+                key,
+                str(action.get("value", "")),
+                ledger_lookup(session),
+            )
+        except (AckTokenExpired, AckTokenInvalid) as exc:
+            log.info("slack acknowledgement refused: %s", type(exc).__name__)
+            return None
+        row = session.get(Notification, claim.notification_id)
+        if row is None:
+            return None
+        user = _dict(payload.get("user"))
+        slack_user = str(user.get("id") or "")
+        person = (
+            session.scalar(select(Person).where(Person.slack_user_id == slack_user))
+            if slack_user
+            else None
         )
-    except (AckTokenExpired, AckTokenInvalid) as exc:
-        log.info("slack acknowledgement refused: %s", type(exc).__name__)
+        if person is not None and person.id == row.person_id:
+            actor, actor_role = actor_for(session, row)
+        elif person is not None:
+            actor, actor_role = f"person:{person.external_id}", "recipient"
+        else:
+            actor, actor_role = f"slack:{slack_user or 'unknown'}", "recipient"
+        return row, person, user, actor, actor_role
+
+    # Database work in a worker thread, committed before Temporal is awaited.
+    found = await committed(session, _look_up)
+    if found is None:
         return ok
-    row = session.get(Notification, claim.notification_id)
-    if row is None:
-        return ok
-    user = _dict(payload.get("user"))
-    slack_user = str(user.get("id") or "")
-    person = (
-        session.scalar(select(Person).where(Person.slack_user_id == slack_user))
-        if slack_user
-        else None
-    )
-    if person is not None and person.id == row.person_id:
-        actor, actor_role = actor_for(session, row)
-    elif person is not None:
-        actor, actor_role = f"person:{person.external_id}", "recipient"
-    else:
-        actor, actor_role = f"slack:{slack_user or 'unknown'}", "recipient"
+    row, person, user, actor, actor_role = found
     try:
         outcome = await acknowledge_notification(
             session, temporal=temporal, row=row, actor=actor, actor_role=actor_role, channel="slack"

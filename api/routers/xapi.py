@@ -7,15 +7,23 @@ person's open obligation, whose workflow receives ``AssignmentWorkflow.complete`
 
 Whatever cannot be matched is kept as a :class:`~store.models.DeadLetter` for HR to resolve.
 Duplicates (the same statement id or idempotency key) are answered without a second signal; the
-record of what was processed is the audit log, so this holds across API processes.
+record of what was processed is the audit log, so this holds across API processes (two processes
+posting the same statement at the same instant may both signal it; it is audited once).
+
+No transaction spans an ``await``: each statement is matched in one short transaction, its
+workflow signalled, and the result audited in another (all database work in a worker thread).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import re
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, cast
 
@@ -53,6 +61,7 @@ from domain.contracts.assignment import CompleteSignal
 from domain.roles import Role
 from domain.statuses import ObligationStatus
 from store import audit
+from store.db import committed
 from store.models import AuditEntry, DeadLetter, Obligation, Person
 from store.tokens import Principal
 
@@ -342,10 +351,11 @@ def _obligation_for_requirement(
 
 
 def _lock_keys(session: Session, keys: list[str]) -> None:
-    """Serialise concurrent posts of the same dedupe keys until this transaction ends.
+    """Serialise concurrent posts of the same dedupe keys until this (short) transaction ends.
 
-    Taken for the whole batch, in sorted order, before any audit append (which takes its own
-    advisory lock), so two batches cannot deadlock. SQLite serialises writers itself.
+    Taken in sorted order before any audit append (which takes its own advisory lock), so two
+    requests cannot deadlock. The transaction never spans an ``await``: a statement is checked
+    in one, signalled, and recorded in another that checks again. SQLite serialises writers itself.
     """
     if session.get_bind().dialect.name != "postgresql":
         return
@@ -420,6 +430,30 @@ def _resolve_by_key(session: Session, key: str | None) -> None:
         )
 
 
+#: The dedupe keys this process is handling now (see :func:`_one_at_a_time`).
+_inflight: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+@asynccontextmanager
+async def _one_at_a_time(key: str | None) -> AsyncIterator[None]:
+    """Within this process, one request at a time handles a statement id / idempotency key.
+
+    The database lock is held only inside each short transaction, so a second post of the same
+    statement in this process waits here (on the loop, without blocking it) until the first has
+    recorded it, and is then answered ``duplicate`` without a second signal. Posts racing in two
+    API processes may both signal; the workflow keeps the first completion, and the audit log
+    records the statement once.
+    """
+    if key is None:
+        yield
+        return
+    lock = _inflight.get(key)
+    if lock is None:
+        lock = _inflight[key] = asyncio.Lock()
+    async with lock:
+        yield
+
+
 class _Signaller:
     """Connects to Temporal only when a statement needs it, and signals ``complete``."""
 
@@ -468,22 +502,41 @@ async def _deliver(
     action: str,
     audit_after: dict[str, Any],
     dead_key: str | None,
+    dedupe: tuple[str, str, str] | None = None,
 ) -> tuple[int, Outcome, str]:
-    """Signal the obligation's workflow and, on success, record it in the audit log."""
+    """Signal the obligation's workflow and, on success, record it in the audit log.
+
+    The audit append runs in its own short transaction in a worker thread, after the signal:
+    its advisory lock is never held across an ``await``. ``dedupe`` (lock key, audit field and
+    value) is checked again inside that transaction, so a statement recorded meanwhile by
+    another API process is answered ``duplicate`` and recorded once.
+    """
     code, detail = await signaller.complete(obligation.workflow_id, signal)
     if code == 409:
         return code, "already_closed", detail
     if code != 200:
         return code, "unavailable", detail
-    audit.record(
-        session,
-        actor=principal.actor,
-        actor_role=principal.role.value,
-        action=action,
-        target=obligation.workflow_id,
-        after={**audit_after, **signal.model_dump(mode="json", exclude={"actor"})},
-    )
-    _resolve_by_key(session, dead_key)
+
+    def _record() -> str | None:
+        if dedupe is not None:
+            key, field, value = dedupe
+            _lock_keys(session, [key])
+            done = _processed(session, action, field, value)
+            if done is not None:
+                return done
+        audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action=action,
+            target=obligation.workflow_id,
+            after={**audit_after, **signal.model_dump(mode="json", exclude={"actor"})},
+        )
+        _resolve_by_key(session, dead_key)
+        return None
+
+    if await committed(session, _record) is not None:
+        return 200, "duplicate", "duplicate"
     return 200, "recorded", "recorded" if signal.passed is not False else "failed attempt recorded"
 
 
@@ -597,32 +650,31 @@ async def post_statements(
     statement timestamped in the future (beyond DULY_CLOCK_SKEW_SECONDS) or older than
     DULY_DUE_DATE_PAST_YEARS is answered 422 and kept as a dead letter.
     """
-    raw_items, statements = _parse_statements(await request.body())
-    _lock_keys(session, [s.id for s in statements if s.id is not None])
+    # Parsing and validating a batch takes a while: a worker thread, so the loop keeps answering.
+    raw_items, statements = await asyncio.to_thread(_parse_statements, await request.body())
     signaller = _Signaller(temporal)
     results: list[ItemResult] = []
     window = settings.evidence_window(await clock())
     for index, (raw, statement) in enumerate(zip(raw_items, statements, strict=True)):
-        results.append(
-            await _one_statement(session, principal, signaller, index, raw, statement, window)
-        )
-    return _answer(results)
+        async with _one_at_a_time(statement.id):
+            results.append(
+                await _one_statement(session, principal, signaller, index, raw, statement, window)
+            )
+    return await asyncio.to_thread(_answer, results)
 
 
-async def _one_statement(
+def _match_statement(
     session: Session,
     principal: Principal,
-    signaller: _Signaller,
-    index: int,
+    item: ItemResult,
     raw: dict[str, Any],
     statement: XapiStatement,
     window: InstantWindow,
-) -> ItemResult:
+) -> ItemResult | tuple[Obligation, CompleteSignal]:
+    """The obligation and signal a statement makes, or its final answer (blocking; a thread)."""
     sid = statement.id
-    item = ItemResult(index=index, statement_id=sid, status=200, outcome="ignored", detail="")
-    if statement.verb.id not in TRACKED_VERBS:
-        return item.model_copy(update={"detail": "ignored: verb not tracked"})
     if sid is not None:
+        _lock_keys(session, [sid])
         done = _processed(session, XAPI_ACTION, "statement_id", sid)
         if done is not None:
             return item.model_copy(
@@ -653,6 +705,29 @@ async def _one_statement(
                 "workflow_id": obligation.workflow_id,
             }
         )
+    return obligation, signal
+
+
+async def _one_statement(
+    session: Session,
+    principal: Principal,
+    signaller: _Signaller,
+    index: int,
+    raw: dict[str, Any],
+    statement: XapiStatement,
+    window: InstantWindow,
+) -> ItemResult:
+    sid = statement.id
+    item = ItemResult(index=index, statement_id=sid, status=200, outcome="ignored", detail="")
+    if statement.verb.id not in TRACKED_VERBS:
+        return item.model_copy(update={"detail": "ignored: verb not tracked"})
+    # Matching (and any dead letter) is committed before the signal is awaited.
+    matched = await committed(
+        session, lambda: _match_statement(session, principal, item, raw, statement, window)
+    )
+    if isinstance(matched, ItemResult):
+        return matched
+    obligation, signal = matched
     code, outcome, detail = await _deliver(
         session,
         principal,
@@ -662,6 +737,7 @@ async def _one_statement(
         action=XAPI_ACTION,
         audit_after={"statement_id": sid, "verb": statement.verb.id},
         dead_key=sid,
+        dedupe=(sid, "statement_id", sid) if sid is not None else None,
     )
     return item.model_copy(
         update={
@@ -704,14 +780,54 @@ async def post_completion(
     key = body.idempotency_key
     dead_key = f"completion:{key}" if key is not None else None
     item = ItemResult(index=0, statement_id=key, status=200, outcome="recorded", detail="")
+    async with _one_at_a_time(dead_key):
+        # Matching (and any dead letter) is committed before the signal is awaited.
+        matched = await committed(
+            session, lambda: _match_completion(session, principal, body, item, completed_at)
+        )
+        if isinstance(matched, ItemResult):
+            return JSONResponse(status_code=matched.status, content=matched.model_dump(mode="json"))
+        obligation, signal = matched
+        code, outcome, detail = await _deliver(
+            session,
+            principal,
+            _Signaller(temporal),
+            obligation,
+            signal,
+            action=COMPLETION_ACTION,
+            audit_after={"idempotency_key": key},
+            dead_key=dead_key,
+            dedupe=(dead_key, "idempotency_key", key) if dead_key and key else None,
+        )
+    item = item.model_copy(
+        update={
+            "status": code,
+            "outcome": outcome,
+            "detail": detail,
+            "workflow_id": obligation.workflow_id,
+            "passed": signal.passed,
+        }
+    )
+    return JSONResponse(status_code=code, content=item.model_dump(mode="json"))
+
+
+def _match_completion(
+    session: Session,
+    principal: Principal,
+    body: CompletionIn,
+    item: ItemResult,
+    completed_at: datetime,
+) -> ItemResult | tuple[Obligation, CompleteSignal]:
+    """The obligation and signal a completion makes, or its final answer (blocking; a thread)."""
+    key = body.idempotency_key
+    dead_key = f"completion:{key}" if key is not None else None
     if key is not None:
         _lock_keys(session, [f"completion:{key}"])
         done = _processed(session, COMPLETION_ACTION, "idempotency_key", key)
         if done is not None:
-            item = item.model_copy(
+            return item.model_copy(
                 update={"outcome": "duplicate", "detail": "duplicate", "workflow_id": done}
             )
-            return JSONResponse(content=item.model_dump(mode="json"))
     try:
         if "@" in body.person:
             person = _person_by_email(session, body.person.removeprefix("mailto:"))
@@ -724,7 +840,7 @@ async def post_completion(
         letter = _dead_letter(
             session, COMPLETION_SOURCE, reason, body.model_dump(mode="json"), dead_key
         )
-        item = item.model_copy(
+        return item.model_copy(
             update={
                 "status": rejected.status_code,
                 "outcome": "dead_letter",
@@ -732,7 +848,6 @@ async def post_completion(
                 "dead_letter_id": letter,
             }
         )
-        return JSONResponse(status_code=item.status, content=item.model_dump(mode="json"))
     signal = CompleteSignal(
         completed_at=completed_at,
         source=body.source,
@@ -742,26 +857,7 @@ async def post_completion(
         attempt_id=body.attempt_id,
         certificate_id=body.certificate_id,
     )
-    code, outcome, detail = await _deliver(
-        session,
-        principal,
-        _Signaller(temporal),
-        obligation,
-        signal,
-        action=COMPLETION_ACTION,
-        audit_after={"idempotency_key": key},
-        dead_key=dead_key,
-    )
-    item = item.model_copy(
-        update={
-            "status": code,
-            "outcome": outcome,
-            "detail": detail,
-            "workflow_id": obligation.workflow_id,
-            "passed": signal.passed,
-        }
-    )
-    return JSONResponse(status_code=code, content=item.model_dump(mode="json"))
+    return obligation, signal
 
 
 # --- dead letters -------------------------------------------------------------------------------

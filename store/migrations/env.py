@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from store.db import make_engine
+from store.db import MIGRATION_TIMEOUTS, make_engine
 from store.models import Base
 
 config = context.config
@@ -33,7 +33,7 @@ def run_migrations_online() -> None:
         from duly.settings import get_settings
 
         url = get_settings().resolved_database_url
-    engine = make_engine(url)
+    engine = make_engine(url, MIGRATION_TIMEOUTS)
     try:
         with engine.connect() as conn:
             _run(conn)

@@ -159,6 +159,15 @@ def body(method: str, path: str, person: str) -> dict[str, Any] | None:
         "/mentorship/profile/mentor": {"person": person},
         "/mentorship/profile/mentee": {"person": person},
         "/mentorship/{mentee}/{mentor}/{n}/cancel": {"reason": "moved away"},
+        "/apprenticeship/enroll": {
+            "person": person,
+            "program_id": "elevator-mechanic",
+            "supervisor": MANAGER,
+        },
+        "/me/apprenticeship/log-hours": {"id": "e-1", "day": today, "kind": "work", "hours": 8},
+        "/apprenticeship/{apprenticeship_id}/evaluate": {"id": "ev-1", "day": today, "score": 80},
+        "/apprenticeship/{apprenticeship_id}/hours/{entry_id}/reject": {"reason": "wrong day"},
+        "/apprenticeship/{apprenticeship_id}/transfer-supervisor": {"supervisor": MANAGER},
         "/certifications/{certification_id}/ce-credits": {
             "credits": 1,
             "activity": "course",

@@ -617,7 +617,51 @@ def test_the_module_is_pure() -> None:
         "math",
         "pydantic",
         "typing",
+        "domain.contracts.apprenticeship",  # the entry and evaluation types (floor 1)
         "rules.apprenticeship_model",
         "rules.facts",
     }
     assert "today()" not in source and "now(" not in source
+
+
+def test_compliance_status_from_the_progress_maths() -> None:
+    """on_track, behind (hours, overdue evaluation, low score), stalled, inactive: with rules."""
+    from dataclasses import replace
+
+    from rules.apprenticeship import Progress, compliance_status
+
+    base = Progress(
+        today=date(2026, 6, 1),
+        status=EnrollmentStatus.ACTIVE,
+        periods=[],
+        period=1,
+        period_reached=1,
+        advancement_due=False,
+        work_approved=950.0,
+        classroom_approved=60.0,
+        work_pending=0.0,
+        classroom_pending=0.0,
+        work_expected=1000.0,
+        classroom_expected=70.0,
+        expected_completion=date(2030, 1, 1),
+        last_approved_on=date(2026, 5, 30),
+        days_since_approved_hours=2,
+        stalled=False,
+        evaluation_due_on=None,
+        evaluation_due=False,
+        evaluation_overdue=False,
+        last_evaluation=None,
+        below_minimum=False,
+    )
+    assert compliance_status(base) == (
+        "on_track",
+        "apprenticeship:on_track",
+    )  # 60 h behind: within 10 %
+    assert compliance_status(replace(base, work_approved=700.0))[0] == "behind"
+    assert compliance_status(replace(base, evaluation_overdue=True)) == (
+        "behind",
+        "apprenticeship:evaluation_overdue",
+    )
+    assert compliance_status(replace(base, below_minimum=True))[0] == "behind"
+    assert compliance_status(replace(base, stalled=True))[0] == "stalled"
+    assert compliance_status(replace(base, status=EnrollmentStatus.SUSPENDED))[0] == "inactive"
