@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -53,6 +53,7 @@ from workflows.mentorship import MentorshipWorkflow
 
 QUERY_TIMEOUT = 5.0
 Side = Literal["mentor", "mentee"]
+T = TypeVar("T")
 #: Connects to Temporal when called (after the store checks: an invisible id is 404 even
 #: while Temporal is down).
 Connect = Callable[[], Awaitable[Client]]
@@ -273,7 +274,8 @@ async def request(
         Conflict: The mentor is not accepting or has no free slot; the same request is pending.
         Invalid: Asking oneself.
     """
-    with db.session() as session:
+
+    def prepare(session: Session) -> tuple[str, int, MentorshipPolicy, str]:
         who = subject(session, principal, mentee)
         mentor_row = store.person(session, mentor)
         if mentor_row is None:
@@ -299,7 +301,9 @@ async def request(
             )
         n = store.count_between(session, who.id, mentor_row.id) + 1
         policy, pack_hash = _policy(session)
-        mentee_id = who.external_id
+        return who.external_id, n, policy, pack_hash
+
+    mentee_id, n, policy, pack_hash = await _in_thread(db, prepare)
     inp = MentorshipInput(
         workflow_id=mentorship_workflow_id(mentee_id, mentor, n),
         mentee=mentee_id,
@@ -312,11 +316,14 @@ async def request(
         milestones=milestones,
         message=message,
     )
+
     # The read model's row is written before the workflow starts, so the request can be read,
     # accepted or declined as soon as this answers; the workflow's own writes supersede it.
+    def placeholder(session: Session) -> None:
+        store.placeholder(session, inp.workflow_id, mentee=mentee_id, mentor=mentor, inp=inp)
+
     try:
-        with db.session() as session:
-            store.placeholder(session, inp.workflow_id, mentee=mentee_id, mentor=mentor, inp=inp)
+        await _in_thread(db, placeholder)
     except IntegrityError as exc:  # the same request, made at the same moment
         raise Conflict(f"this request is already pending as {inp.workflow_id}") from exc
     client = await connect()
@@ -325,14 +332,36 @@ async def request(
             MentorshipWorkflow.run, inp, id=inp.workflow_id, task_queue=task_queue
         )
     except BaseException as exc:
-        with db.session() as session:
-            store.drop_placeholder(session, inp.workflow_id)
+        await _in_thread(db, lambda session: store.drop_placeholder(session, inp.workflow_id))
         if isinstance(exc, WorkflowAlreadyStartedError):
             raise Conflict(f"this request is already pending as {inp.workflow_id}") from exc
         raise
-    with db.session() as session:
-        _audit(session, principal, "mentorship.request", inp.workflow_id, {"mentor": mentor})
+    await _audited(db, principal, "mentorship.request", inp.workflow_id, {"mentor": mentor})
     return inp
+
+
+async def _in_thread(db: Database, work: Callable[[Session], T]) -> T:
+    """Run ``work`` in one session on a worker thread (store work stays off the event loop).
+
+    The transaction ends before the caller awaits anything else.
+    """
+
+    def run() -> T:
+        with db.session() as session:
+            return work(session)
+
+    return await asyncio.to_thread(run)
+
+
+async def _audited(
+    db: Database, principal: Principal, action: str, target: str, after: Any
+) -> None:
+    """Record an action in the audit log, off the event loop."""
+
+    def work(session: Session) -> None:
+        _audit(session, principal, action, target, after)
+
+    await _in_thread(db, work)
 
 
 def _audit(session: Session, principal: Principal, action: str, target: str, after: Any) -> None:
@@ -409,13 +438,16 @@ async def accept(
     Raises:
         Conflict: Not pending, or the mentor has no free slot (the reason says which).
     """
-    parties = _parties(db, principal, workflow_id)
+    parties = await asyncio.to_thread(_parties, db, principal, workflow_id)
     by = _require_party(principal, parties, "mentor")
     client = await connect()
     state = await _update(client, workflow_id, MentorshipWorkflow.accept, AcceptRequest(by=by))
-    with db.session() as session:
+
+    def accepted(session: Session) -> list[str]:
         _audit(session, principal, "mentorship.accept", workflow_id, {"status": state.status})
-        required = store.open_obligations(session, parties.mentee_id, ObligationKind.MENTORSHIP)
+        return store.open_obligations(session, parties.mentee_id, ObligationKind.MENTORSHIP)
+
+    required = await _in_thread(db, accepted)
     await _fulfil(client, required, state=state, principal=principal)
     return state
 
@@ -452,7 +484,7 @@ async def decline(
     db: Database, connect: Connect, *, principal: Principal, workflow_id: str, reason: str | None
 ) -> MentorshipState:
     """The mentor (or HR) declines, optionally with a reason for the mentee."""
-    parties = _parties(db, principal, workflow_id)
+    parties = await asyncio.to_thread(_parties, db, principal, workflow_id)
     by = _require_party(principal, parties, "mentor")
     state = await _update(
         await connect(),
@@ -460,8 +492,7 @@ async def decline(
         MentorshipWorkflow.decline,
         DeclineRequest(by=by, reason=reason),
     )
-    with db.session() as session:
-        _audit(session, principal, "mentorship.decline", workflow_id, {"reason": reason})
+    await _audited(db, principal, "mentorship.decline", workflow_id, {"reason": reason})
     return state
 
 
@@ -474,14 +505,15 @@ async def log_session(
         Invalid: The session does not validate.
         Conflict: Not active, or the workflow refused it (a date in the future...).
     """
-    parties = _parties(db, principal, workflow_id)
+    parties = await asyncio.to_thread(_parties, db, principal, workflow_id)
     by = _require_party(principal, parties, "mentee", "mentor")
     try:
         entry = SessionLog.model_validate({**log, "by": by})
     except ValueError as exc:
         raise Invalid(f"the session is invalid: {exc}") from exc
     state = await _update(await connect(), workflow_id, MentorshipWorkflow.log_session, entry)
-    with db.session() as session:
+
+    def record(session: Session) -> None:
         author = store.person(session, by)
         session.add(
             MentorshipSession(
@@ -502,6 +534,8 @@ async def log_session(
             workflow_id,
             {"held_on": entry.held_on.isoformat()},
         )
+
+    await _in_thread(db, record)
     return state
 
 
@@ -509,7 +543,7 @@ async def feedback(
     db: Database, connect: Connect, *, principal: Principal, workflow_id: str, body: dict[str, Any]
 ) -> MentorshipState:
     """The mentee or the mentor gives midpoint or end feedback (once per phase each)."""
-    parties = _parties(db, principal, workflow_id)
+    parties = await asyncio.to_thread(_parties, db, principal, workflow_id)
     me = principal.person_external_id
     if me not in (parties.mentee, parties.mentor):
         raise Forbidden("only the mentee or the mentor gives feedback on their mentorship")
@@ -519,18 +553,21 @@ async def feedback(
         raise Invalid(f"the feedback is invalid: {exc}") from exc
     state = await _update(await connect(), workflow_id, MentorshipWorkflow.feedback, request)
     side = "mentee" if me == parties.mentee else "mentor"
-    try:
-        with db.session() as session:
-            session.add(
-                MentorshipFeedback(
-                    mentorship_id=parties.row_id,
-                    author_id=parties.mentee_id if side == "mentee" else parties.mentor_id,
-                    side=side,
-                    phase=request.phase.value,
-                    rating=request.rating,
-                    comment=request.comment,
-                )
+
+    def record(session: Session) -> None:
+        session.add(
+            MentorshipFeedback(
+                mentorship_id=parties.row_id,
+                author_id=parties.mentee_id if side == "mentee" else parties.mentor_id,
+                side=side,
+                phase=request.phase.value,
+                rating=request.rating,
+                comment=request.comment,
             )
+        )
+
+    try:
+        await _in_thread(db, record)
     except IntegrityError as exc:  # the workflow refuses a second one first; belt and braces
         raise Conflict(f"the {side} already gave {request.phase.value} feedback") from exc
     return state
@@ -540,7 +577,7 @@ async def complete(
     db: Database, connect: Connect, *, principal: Principal, workflow_id: str, note: str | None
 ) -> MentorshipState:
     """Complete the relationship (either side or HR); the mentor's record counts it."""
-    parties = _parties(db, principal, workflow_id)
+    parties = await asyncio.to_thread(_parties, db, principal, workflow_id)
     by = _require_party(principal, parties, "mentee", "mentor")
     state = await _update(
         await connect(),
@@ -548,8 +585,7 @@ async def complete(
         MentorshipWorkflow.complete,
         CompleteMentorship(by=by, note=note),
     )
-    with db.session() as session:
-        _audit(session, principal, "mentorship.complete", workflow_id, {"note": note})
+    await _audited(db, principal, "mentorship.complete", workflow_id, {"note": note})
     return state
 
 
@@ -557,7 +593,7 @@ async def cancel(
     db: Database, connect: Connect, *, principal: Principal, workflow_id: str, reason: str
 ) -> MentorshipState:
     """Cancel a pending or active relationship with a reason (either side or HR)."""
-    parties = _parties(db, principal, workflow_id)
+    parties = await asyncio.to_thread(_parties, db, principal, workflow_id)
     by = _require_party(principal, parties, "mentee", "mentor")
     state = await _update(
         await connect(),
@@ -565,8 +601,7 @@ async def cancel(
         MentorshipWorkflow.cancel,
         CancelMentorship(by=by, reason=reason),
     )
-    with db.session() as session:
-        _audit(session, principal, "mentorship.cancel", workflow_id, {"reason": reason})
+    await _audited(db, principal, "mentorship.cancel", workflow_id, {"reason": reason})
     return state
 
 
@@ -612,7 +647,8 @@ async def read(
 
     Session notes are shown to their author and HR only.
     """
-    with db.session() as session:
+
+    def load(session: Session) -> dict[str, Any]:
         row = _load(session, principal, workflow_id)
         body = read_row(row)
         sessions = []
@@ -632,7 +668,10 @@ async def read(
                     "notes": entry.notes if visible else None,
                 }
             )
-    body["sessions"] = sessions
+        body["sessions"] = sessions
+        return body
+
+    body = await _in_thread(db, load)
     client = await connect()
     try:
         handle = client.get_workflow_handle(workflow_id)
