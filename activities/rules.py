@@ -30,6 +30,7 @@ from domain.calendar import (
 from domain.contracts.assignment import AssignmentInput
 from domain.contracts.obligation import (
     DecideRequest,
+    GateSpec,
     ObligationMessages,
     PlanRequest,
     ReplanSignal,
@@ -39,7 +40,7 @@ from domain.contracts.packs import AdoptPackSignal, RolloutRequest, RolloutResul
 from domain.contracts.sweep import ReplanRequest, ReplanResult, SweepRequest, SweepResult
 from domain.ids import BUILTIN_PACK
 from rules.engine import Decision, FactsError, NoRuleMatched, engine_for
-from rules.model import Pack
+from rules.model import Pack, Requirement
 from rules.obligation_facts import build_facts, local_today
 from store.db import Database
 from store.models import Obligation, Person
@@ -115,6 +116,7 @@ class RulesActivities:
                 renewal_window_days=requirement.renewal_window_days,
                 ce_credits=requirement.ce_credits,
                 renewal_basis=requirement.renewal_basis.value,
+                gate=_gate(requirement),
             )
         if request.person is None or request.due_date is None:
             return plan  # a request recorded before zone-aware planning
@@ -297,6 +299,17 @@ async def signal_replans(
                 raise
             finished += 1
     return ReplanResult(signalled=signalled, finished=finished)
+
+
+def _gate(requirement: Requirement) -> GateSpec | None:
+    """The requirement's assessment gate, None when it has none (the LMS's flag decides)."""
+    if requirement.passing_score is None and requirement.max_attempts is None:
+        return None
+    return GateSpec(
+        passing_score=requirement.passing_score,
+        max_attempts=requirement.max_attempts,
+        retake_after_days=requirement.retake_after_days or 0,
+    )
 
 
 def _in_zone(plan: StagePlan, request: PlanRequest, time_zone: str) -> StagePlan:

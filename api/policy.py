@@ -117,6 +117,7 @@ HR_MANAGER = frozenset({Role.HR_ADMIN, Role.MANAGER})
 HR_INTEGRATION = frozenset({Role.HR_ADMIN, Role.INTEGRATION})
 HR_MANAGER_INTEGRATION = frozenset({Role.HR_ADMIN, Role.MANAGER, Role.INTEGRATION})
 READERS = frozenset({Role.HR_ADMIN, Role.AUDITOR})
+MANAGER_READERS = frozenset({Role.HR_ADMIN, Role.MANAGER, Role.AUDITOR})
 
 PUBLIC = Policy(Access.PUBLIC)
 SIGNED = Policy(Access.SIGNED)
@@ -199,6 +200,7 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/assignments/{assignment_id}/exempt"): _token(HR),
     ("POST", "/assignments/{assignment_id}/cancel"): _token(HR_MANAGER, Scope.NOT_OWN),
     ("POST", "/assignments/{assignment_id}/restart"): _token(HR),
+    ("POST", "/assignments/{assignment_id}/grant-attempts"): _token(HR),
     ("GET", "/obligations"): _token(PEOPLE, Scope.ROWS),
     ("GET", "/notifications"): _token(PEOPLE, Scope.ROWS),
     # Certifications
@@ -311,6 +313,29 @@ POLICY: dict[tuple[str, str], Policy] = {
     ),
     ("GET", "/mentorship"): _token(PEOPLE, Scope.ROWS),
     ("GET", "/me/mentorship"): _token(PEOPLE, Scope.ROWS, "as mentee or mentor"),
+    # Tracks, learning paths and projects (issue 17)
+    ("GET", "/tracks"): _token(PEOPLE),
+    ("GET", "/tracks/{track_id}"): _token(PEOPLE),
+    ("POST", "/tracks/{track_id}/enroll"): _token(
+        HR_MANAGER, Scope.NOT_OWN, "a manager: their reports"
+    ),
+    ("GET", "/tracks/{track_id}/progress"): _token(MANAGER_READERS, Scope.ROWS),
+    ("GET", "/tracks/{track_id}/summary"): _token(MANAGER_READERS, Scope.ROWS),
+    ("GET", "/people/{external_id}/tracks"): _token(PEOPLE, Scope.ROWS),
+    ("GET", "/me/tracks"): _token(
+        frozenset({Role.HR_ADMIN, Role.MANAGER, Role.LEARNER}), Scope.ROWS
+    ),
+    ("POST", "/projects"): _token(HR),
+    ("GET", "/projects"): _token(MANAGER_READERS, Scope.ROWS, "a manager: projects they manage"),
+    ("POST", "/projects/{project_id}/tracks"): _token(
+        HR_MANAGER, Scope.ROWS, "a manager: projects they manage"
+    ),
+    ("GET", "/projects/{project_id}/readiness"): _token(
+        MANAGER_READERS, Scope.ROWS, "a manager: projects they manage"
+    ),
+    ("POST", "/projects/{project_id}/go-live"): _token(
+        HR_MANAGER, Scope.ROWS, "a manager: projects they manage"
+    ),
     # Audit
     ("GET", "/audit"): _token(READERS),
     ("GET", "/audit/verify"): _token(READERS),

@@ -44,12 +44,32 @@ class CompleteRequest(BaseModel):
     )
     source: str = Field(default="api", max_length=64, description="lms, xapi, manual, api…")
     note: str | None = Field(default=None, max_length=1000)
-    score: Score | None = Field(default=None, description="As reported by the LMS.")
+    score: Score | None = Field(
+        default=None,
+        description="As reported by the LMS. Under a requirement's passing_score it is read as a "
+        "percentage (0..100) unless score_percent is given.",
+    )
+    score_percent: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="The score in percent, compared with the requirement's passing_score: "
+        "below it is a failed attempt, not a completion.",
+    )
     passed: bool | None = Field(
         default=None, description="false: a failed attempt, recorded without completing."
     )
     attempt_id: str | None = Field(default=None, max_length=200)
     certificate_id: str | None = Field(default=None, max_length=200)
+
+
+class GrantAttemptsRequest(BaseModel):
+    """HR grants extra assessment attempts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(default=1, ge=1, le=10)
+    reason: str = Field(min_length=3, max_length=500)
 
 
 class StartRequest(BaseModel):
@@ -205,6 +225,13 @@ class AssignmentRead(BaseModel):
     completed_at: datetime | None = None
     pack_hash: str
     events: list[AssignmentEvent] = []
+    failed_attempts: int = Field(default=0, description="Failed assessment attempts (live).")
+    attempts_allowed: int | None = Field(
+        default=None, description="max_attempts plus HR grants; null: unlimited or no gate."
+    )
+    retake_opens_at: datetime | None = Field(
+        default=None, description="When the next attempt counts (retake cool-down)."
+    )
     read_model: ObligationRead | None = None
     detail: str | None = Field(
         default=None,

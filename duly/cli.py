@@ -1,4 +1,4 @@
-"""The ``duly`` command line: ``duly dev|worker|api|migrate|people|tokens``."""
+"""The ``duly`` command line: ``duly dev|worker|api|migrate|people|tokens|tracks``."""
 
 from __future__ import annotations
 
@@ -1112,3 +1112,128 @@ def apprenticeship_import_hours(
         err.print(problem, markup=False, highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# duly tracks: enrol people in tracks (or every learning path by role) and read progress.
+# ---------------------------------------------------------------------------------------------
+
+tracks_app = typer.Typer(help="Tracks and learning paths (the pack's tracks section).")
+app.add_typer(tracks_app, name="tracks", no_args_is_help=True)
+
+
+@tracks_app.command("enroll")
+def tracks_enroll(
+    track: Annotated[str | None, typer.Argument(help="The track id (GET /tracks).")] = None,
+    person: Annotated[
+        list[str] | None, typer.Option("--person", help="External id; repeat for several.")
+    ] = None,
+    auto: Annotated[
+        bool,
+        typer.Option("--auto", help="Enrol everyone in the learning paths that select them."),
+    ] = False,
+) -> None:
+    """Enrol people in a track (its courses are assigned at their milestones), or --auto.
+
+    Exit codes: 0 done, 1 refused (unknown track or person, inactive track), 2 bad usage.
+    """
+    from datetime import UTC, datetime
+
+    from duly.temporal import connect
+    from services import tracks
+    from services.assignments import person as find_person
+    from services.errors import ServiceError
+    from store.db import Database
+
+    if auto == bool(track or person):
+        err.print("give either a TRACK with --person, or --auto")
+        raise typer.Exit(2)
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+    principal = _cli_principal()
+
+    async def run() -> list[str]:
+        client = await connect(settings)
+        now = datetime.now(UTC)
+        lines: list[str] = []
+        with db.session() as session:
+            if auto:
+                done = await tracks.auto_enrol(
+                    session,
+                    client,
+                    task_queue=settings.temporal_task_queue,
+                    principal=principal,
+                    now=now,
+                )
+                for result in done:
+                    e = result.enrolment
+                    lines.append(f"{e.person.external_id}: {e.track_id} ({len(result.started)})")
+                lines.append(f"{len(done)} new enrolment(s)")
+                return lines
+            assert track is not None
+            for external_id in person or []:
+                result = await tracks.enrol(
+                    session,
+                    client,
+                    task_queue=settings.temporal_task_queue,
+                    track_id=track,
+                    person=find_person(session, external_id=external_id),
+                    principal=principal,
+                    source="hr",
+                    now=now,
+                )
+                state = "enrolled" if result.created else "already enrolled"
+                lines.append(f"{external_id}: {state}, {len(result.started)} course(s) assigned")
+        return lines
+
+    try:
+        for line in asyncio.run(run()):
+            console.print(line, markup=False)
+    except ServiceError as problem:
+        err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+
+
+@tracks_app.command("progress")
+def tracks_progress(
+    track: Annotated[str, typer.Argument(help="The track id.")],
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="As recorded at the end of this day (UTC).")
+    ] = None,
+) -> None:
+    """Everyone enrolled in a track: status, percent and each course's status."""
+    from datetime import UTC, date, datetime, time
+
+    from services import tracks
+    from services.errors import ServiceError
+    from store.db import Database
+
+    settings = load_settings()
+    instant = datetime.now(UTC)
+    if as_of is not None:
+        try:
+            instant = min(instant, datetime.combine(date.fromisoformat(as_of), time.max, UTC))
+        except ValueError:
+            err.print(f"--as-of must be a date like 2027-01-15, not {as_of!r}")
+            raise typer.Exit(2) from None
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            rows = tracks.track_progress(session, track_id=track, as_of=instant, visible=None)
+            for person, _, progress in rows:
+                courses = ", ".join(
+                    f"{c.requirement_id} {c.status.value}" for c in progress.courses
+                )
+                console.print(
+                    f"{person.external_id} {progress.status.value} {progress.percent}%: {courses}",
+                    markup=False,
+                )
+            if not rows:
+                console.print("nobody is enrolled", markup=False)
+    except ServiceError as problem:
+        err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()

@@ -425,6 +425,84 @@ async def _assign_demo(settings: Settings, staff: list[Person], pack: Pack | Non
         f"{len(DEMO_ASSIGNMENTS) - started} already running from an earlier start"
     )
     await _assign_demo_department(client, settings)
+    await _demo_project(client, settings)
+
+
+#: The demo's client project: (name, client, days to go-live, project manager, track, target
+#: role, person enrolled). One go-live track, not complete yet: it blocks (issue 17).
+DEMO_PROJECT = (
+    "Riverside imaging study",
+    "Riverside Clinic",
+    14,
+    "p-1010",
+    "site-administrator",
+    "manager",
+    "p-1012",
+)
+
+
+async def _demo_project(client: Any, settings: Settings) -> None:
+    """A client project two weeks from go-live whose site-administrator track blocks."""
+    from datetime import UTC, datetime
+
+    from domain.roles import Role
+    from services import tracks
+    from services.assignments import person as find_person
+    from services.errors import ServiceError
+    from store.db import Database
+    from store.models import Project
+    from store.tokens import Principal
+
+    name, client_name, days, manager, track, role, member = DEMO_PROJECT
+    principal = Principal(
+        token_id=0, role=Role.HR_ADMIN, person_id=None, person_external_id=None, label="demo"
+    )
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            if session.scalar(select(Project.id).where(Project.name == name)) is not None:
+                console.print(f"demo project: {name} exists from an earlier start")
+                return
+            try:
+                row = await tracks.create_project(
+                    session,
+                    client,
+                    task_queue=settings.temporal_task_queue,
+                    name=name,
+                    client_name=client_name,
+                    go_live=date.today() + timedelta(days=days),
+                    manager=find_person(session, external_id=manager),
+                    principal=principal,
+                )
+                tracks.assign_track(
+                    session,
+                    project_row=row,
+                    track_id=track,
+                    target_role=role,
+                    people_needed=1,
+                    due_date=row.go_live,
+                    principal=principal,
+                )
+                await tracks.enrol(
+                    session,
+                    client,
+                    task_queue=settings.temporal_task_queue,
+                    track_id=track,
+                    person=find_person(session, external_id=member),
+                    principal=principal,
+                    source="hr",
+                    now=datetime.now(UTC),
+                )
+            except ServiceError as problem:  # no pack with tracks deployed: no demo project
+                console.print(f"demo project skipped: {problem}")
+                return
+            console.print(
+                f"demo project: {name} (id {row.id}) goes live {row.go_live.isoformat()};"
+                f" {track} blocks until {member} completes it"
+                f" (GET /projects/{row.id}/readiness)"
+            )
+    finally:
+        db.dispose()
 
 
 #: The demo's bulk job: a whole department assigned one requirement (people who already have

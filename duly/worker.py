@@ -17,6 +17,7 @@ from activities.bulk import BulkActivities
 from activities.certification import CertificationActivities
 from activities.mentorship import MentorshipActivities
 from activities.rules import RulesActivities
+from activities.tracks import TrackActivities
 from duly.settings import Settings
 from duly.temporal import connect
 from services.apprenticeships import award_registrar
@@ -28,6 +29,7 @@ from workflows.bulk import BulkAssignWorkflow
 from workflows.certification import CertificationWorkflow
 from workflows.digest import DigestStarter, DigestWorkflow
 from workflows.mentorship import MentorshipWorkflow
+from workflows.project import ProjectReadinessWorkflow
 from workflows.rollout import PackRolloutWorkflow
 from workflows.sweep import SWEEP_SCHEDULE_ID, StatusSweepWorkflow, ensure_sweep_schedule
 
@@ -41,6 +43,7 @@ WORKFLOWS: list[type] = [
     DigestWorkflow,
     BulkAssignWorkflow,
     MentorshipWorkflow,
+    ProjectReadinessWorkflow,
     ApprenticeshipWorkflow,
 ]
 
@@ -87,6 +90,7 @@ def build_worker(
             *bulk.all(),
             *CertificationActivities(db).all(),
             *MentorshipActivities(db).all(),
+            *TrackActivities(db, client).all(),
             # Notices through the reminders' deliverer (same channels, ledger and lease).
             *ApprenticeshipActivities(db, activities.deliverer, award_registrar(db, client)).all(),
         ],

@@ -29,6 +29,7 @@ from domain.contracts.assignment import (
     CompleteSignal,
     ExemptSignal,
     ExtendDueDate,
+    GrantAttempts,
     StartSignal,
 )
 from domain.contracts.obligation import AcknowledgeSignal
@@ -252,13 +253,19 @@ async def complete(
 ) -> None:
     """Record completion evidence.
 
+    Under an assessment gate, a score below the pass mark is a failed attempt (the
+    workflow decides); evidence the gate would not count is refused here when the running
+    workflow says so: every attempt used (``failed``), or inside the retake cool-down.
+
     Raises:
         Forbidden: A manager completing their own assignment.
         NotFound: No such workflow.
-        Conflict: It has closed.
+        Conflict: It has closed, its attempts are all used, or the retake is not open yet
+            (the detail says when it opens).
     """
     if principal.role is Role.MANAGER and principal.person_id == person.id:
         raise Forbidden("managers cannot complete their own assignments")
+    await _gate_admits(client, workflow_id=workflow_id, completion=completion)
     await _send(
         session,
         client,
@@ -405,6 +412,66 @@ async def extend(
             action="assignment.extend",
             target=workflow_id,
             after=update.model_dump(mode="json"),
+        ),
+    )
+    return state
+
+
+async def _gate_admits(client: Client, *, workflow_id: str, completion: CompleteSignal) -> None:
+    """Refuse evidence the assessment gate would not count (the workflow has the last word).
+
+    Raises:
+        Conflict: Every attempt is used, or the retake cool-down has not passed.
+    """
+    state = await live_state(client, workflow_id=workflow_id)
+    if state is None or state.gate is None or state.completed_at is not None:
+        return
+    if state.status == "failed":
+        raise Conflict(
+            f"all {state.attempts_allowed} assessment attempts are used and the assignment is"
+            " failed; HR can grant another attempt (POST /assignments/{id}/grant-attempts)"
+        )
+    opens = state.retake_opens_at
+    if opens is not None and completion.completed_at < opens:
+        raise Conflict(
+            f"the retake is not open yet: after a failed attempt the next one counts from"
+            f" {opens.isoformat()} (the requirement's retake_after_days)"
+        )
+
+
+async def grant_attempts(
+    session: Session,
+    client: Client,
+    *,
+    workflow_id: str,
+    grant: GrantAttempts,
+    principal: Principal,
+) -> AssignmentState:
+    """HR grants extra assessment attempts (an update; audited); a failed assignment reopens.
+
+    Raises:
+        Invalid: The workflow refused (no attempt limit, closed; the detail says why).
+        Conflict: The assignment is closed.
+    """
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        state = await handle.execute_update(AssignmentWorkflow.grant_attempts, grant)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc.cause)
+        raise Invalid(f"grant refused: {cause}") from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise Conflict("assignment is closed") from exc
+        raise
+    await committed(
+        session,
+        lambda: audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action="assignment.grant_attempts",
+            target=workflow_id,
+            after=grant.model_dump(mode="json"),
         ),
     )
     return state

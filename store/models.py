@@ -406,6 +406,62 @@ class MentorshipFeedback(Base):
     __table_args__ = (UniqueConstraint("mentorship_id", "side", "phase"),)
 
 
+class TrackEnrolment(Base):
+    """One person enrolled in one track of the rules pack (issue 17).
+
+    The track's courses are ordinary assignments (one ``AssignmentWorkflow`` per course); the
+    progress is computed from their obligations (``rules.tracks.track_progress``).
+    ``completed_at`` is written when every required course is complete.
+    """
+
+    __tablename__ = "track_enrolments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    track_id: Mapped[str] = mapped_column(String(80))
+    pack_hash: Mapped[str] = mapped_column(String(64))
+    enrolled_on: Mapped[date] = mapped_column(Date)
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: hr, manager or auto (a learning path by role).
+    source: Mapped[str] = mapped_column(String(16))
+    enrolled_by: Mapped[str] = mapped_column(String(128))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    person: Mapped[Person] = relationship(lazy="joined")
+
+    __table_args__ = (UniqueConstraint("person_id", "track_id"),)
+
+
+class Project(Base):
+    """A client project whose go-live depends on tracks (readiness)."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    client: Mapped[str] = mapped_column(String(200))
+    go_live: Mapped[date] = mapped_column(Date)
+    manager_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    manager: Mapped[Person] = relationship(lazy="joined")
+
+
+class ProjectTrack(Base):
+    """A track a project needs: people with ``target_role`` (``people_needed`` of them)."""
+
+    __tablename__ = "project_tracks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    track_id: Mapped[str] = mapped_column(String(80))
+    target_role: Mapped[str | None] = mapped_column(String(100))
+    people_needed: Mapped[int] = mapped_column(Integer)
+    due_date: Mapped[date] = mapped_column(Date)
+
+    __table_args__ = (UniqueConstraint("project_id", "track_id"),)
+
+
 # Tables of their own modules, registered on Base.metadata here so migrations and the
 # models-agree check see them wherever the models are imported from.
 from store import apprenticeships as _apprenticeships  # noqa: E402, F401

@@ -100,7 +100,8 @@ def settled_assignments(port: int, token: str) -> list[tuple[str, str]] | None:
     """(workflow id, stage) of every reminder the demo workflows report as sent, or None while
     any of them has not yet handled its start.
 
-    The demo starts 12 assignments one by one and a bulk job for the whole Nursing department.
+    The demo starts 12 assignments one by one, a bulk job for the whole Nursing department and
+    enrols one person in a track of its client project (two course assignments).
     """
     bulk = get(port, "/assignments/bulk/demo-nursing-fire-safety", token)
     if bulk.status_code != 200 or bulk.json()["status"] != "COMPLETED":
@@ -111,7 +112,8 @@ def settled_assignments(port: int, token: str) -> list[tuple[str, str]] | None:
         for row in get(port, "/obligations?limit=1000", token).json()
         if row["kind"] == "training"
     ]
-    if len(obligations) < 12 + bulk.json()["started"]:
+    # 12 assignments, the bulk job's, and the demo project's two site-administrator courses.
+    if len(obligations) < 12 + bulk.json()["started"] + 2:
         return None
     sent: list[tuple[str, str]] = []
     now = datetime.now(UTC)
@@ -177,6 +179,13 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
         assert active_nurses and active_nurses <= with_fire
         assert "demo department: assigning fire-safety to everyone in Nursing" in stack.output()
         assert "created the daily status sweep schedule" in stack.output()
+        # The demo client project: two weeks from go-live, one blocking track.
+        assert "demo project: Riverside imaging study" in stack.output()
+        projects = get(stack.api_port, "/projects", token).json()
+        assert [p["name"] for p in projects] == ["Riverside imaging study"]
+        readiness = get(stack.api_port, f"/projects/{projects[0]['id']}/readiness", token).json()
+        assert readiness["ready"] is False
+        assert [b["track"] for b in readiness["blocking"]] == ["site-administrator"]
         # Personal data stays out of the console.
         assert "@demo.duly.example" not in stack.output()
     finally:
@@ -200,6 +209,9 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
         assert len(tokens) == 4, tokens
         assert re.search(r"0 assignments started, \d+ already running", stack.output())
         assert "Nursing bulk job ran on an earlier start" in stack.output()
+        assert "demo project: Riverside imaging study exists from an earlier start" in (
+            stack.output()
+        )
         # An assignment's row (the newest row may be a digest, which no workflow reports).
         wid = next(n["workflow_id"] for n in first if n["workflow_id"].startswith("assignment/"))
         response = get(stack.api_port, f"/assignments/{wid}", token)

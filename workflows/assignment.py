@@ -8,6 +8,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.rules import RulesActivities
+    from activities.tracks import TrackActivities
     from domain.calendar import LadderStage, due_instant, next_due_date, plan_ladder
     from domain.contracts.assignment import (
         AssignmentEvent,
@@ -18,11 +19,14 @@ with workflow.unsafe.imports_passed_through():
         CompleteSignal,
         ExemptSignal,
         ExtendDueDate,
+        GateAttempt,
+        GrantAttempts,
         StartSignal,
     )
     from domain.contracts.obligation import (
         AcknowledgeSignal,
         DecideRequest,
+        GateSpec,
         ObligationFacts,
         ObligationMessages,
         ObligationUpdate,
@@ -33,13 +37,32 @@ with workflow.unsafe.imports_passed_through():
         StagePlan,
     )
     from domain.contracts.packs import AdoptPackSignal, PackMigration
+    from domain.contracts.tracks import NudgeRequest
     from domain.ids import BUILTIN_PACK
+    from rules.assessment import Attempt, Evidence, Gate, GateDecision, Verdict, decide
     from rules.builtin import StatusDecision, builtin_status
     from rules.engine import Decision
 
 from workflows.ladder import ACTIVITY_TIMEOUT, RETRY, ZONE_PLANNING_PATCH, Ladder, Wake
 
-__all__ = ["ACTIVITY_TIMEOUT", "RETRY", "ZONE_PLANNING_PATCH", "AssignmentWorkflow", "Wake"]
+__all__ = [
+    "ACTIVITY_TIMEOUT",
+    "FAILED_STATUS",
+    "NUDGE_PROJECTS_PATCH",
+    "RETRY",
+    "ZONE_PLANNING_PATCH",
+    "AssignmentWorkflow",
+    "Wake",
+]
+
+#: Workflows started (or replayed past completion) with this patch tell the projects waiting on
+#: the person's tracks that a course completed (``nudge_projects``); older histories did not.
+NUDGE_PROJECTS_PATCH = "nudge-projects-on-completion"
+#: The status of an assignment whose assessment attempts are all used (HR may grant more).
+FAILED_STATUS = "failed"
+#: Who hears that the attempts are exhausted, and how (HR escalated, the manager told).
+FAILED_NOTIFY = ["learner", "manager", "hr"]
+FAILED_CHANNELS = ["email", "in_app"]
 
 
 @workflow.defn
@@ -96,6 +119,14 @@ class AssignmentWorkflow(ObligationMessages):
         self._days_before: tuple[int, ...] = tuple(s.days_before_due for s in self._ladder.stages)
         #: The due date the status last turned overdue for.
         self._overdue_for: date | None = None
+        #: The requirement's assessment gate (from the pinned pack's plan), the failed attempts
+        #: counted against it, attempts HR granted, and whether every attempt is used.
+        self._gate: GateSpec | None = None
+        self._gate_attempts: list[GateAttempt] = []
+        self._extra_attempts = 0
+        self._failed = False
+        #: The "attempts exhausted" notice waits for the main loop (a signal cannot send).
+        self._failed_notice = False
         if input.resume is not None:
             self._resume(input.resume)
 
@@ -105,9 +136,14 @@ class AssignmentWorkflow(ObligationMessages):
     def complete(self, signal: CompleteSignal) -> None:
         """Accept completion evidence (the first one wins; later ones are noted and ignored).
 
-        A failed attempt (``passed`` false) is recorded and does not complete.
+        A failed attempt (``passed`` false) is recorded and does not complete. With an
+        assessment gate (the requirement's ``passing_score``/``max_attempts``), the gate
+        decides instead (see :meth:`_judge`).
         """
         ladder = self._ladder
+        if self._gate is not None:
+            self._judge(signal)
+            return
         if signal.passed is False:
             # Counted, and listed up to a bound: an LMS may report any number of attempts.
             score = f", score {signal.score}" if signal.score is not None else ""
@@ -142,6 +178,103 @@ class AssignmentWorkflow(ObligationMessages):
         self._event(
             "completed", f"{signal.source} by {signal.actor} at {signal.completed_at}{evidence}"
         )
+
+    def _judge(self, signal: CompleteSignal) -> None:
+        """Completion evidence under an assessment gate (``rules.assessment.decide``).
+
+        Below the pass mark is a failed attempt; the last allowed one makes the assignment
+        ``failed`` (reminders stop; learner, manager and HR are told); evidence inside the
+        retake cool-down, after the attempts are used, or without a score is noted, not counted.
+        """
+        assert self._gate is not None
+        ladder = self._ladder
+        who = f"{signal.source} by {signal.actor}"
+        if self.closed():
+            state = "cancelled" if self._cancelled is not None else "already completed"
+            ladder.note("completion_ignored", f"{state}; {who}")
+            return
+        if self._input.cycle > 1 and signal.completed_at < self._first_started_at():
+            ladder.note(
+                "completion_ignored",
+                f"evidence from {signal.completed_at} predates cycle {self._input.cycle}; {who}",
+            )
+            return
+        decision = self._gate_decision(signal)
+        detail = f"{who}: {decision.reason}" + "".join(f"; {n}" for n in decision.notes)
+        verdict = decision.verdict
+        if verdict is Verdict.COMPLETED:
+            self._completion = signal
+            self._event("completed", f"{who} at {signal.completed_at}: {decision.reason}")
+            return
+        if verdict in (Verdict.FAILED_ATTEMPT, Verdict.FAILED):
+            self._gate_attempts.append(
+                GateAttempt(at=signal.completed_at, score=signal.score_percent)
+            )
+            ladder.note("attempt_failed", detail)
+            ladder.dirty = True
+            if verdict is Verdict.FAILED:
+                self._failed = True
+                self._failed_notice = True
+                self._event("failed", detail)
+            return
+        kind = "retake_not_yet" if verdict is Verdict.RETAKE_NOT_YET else "attempt_not_counted"
+        ladder.note(kind, detail)
+
+    def _gate_decision(self, signal: CompleteSignal) -> GateDecision:
+        assert self._gate is not None
+        return decide(
+            Gate(
+                passing_score=self._gate.passing_score,
+                max_attempts=self._gate.max_attempts,
+                retake_after_days=self._gate.retake_after_days,
+            ),
+            [Attempt(at=a.at, score=a.score) for a in self._gate_attempts],
+            Evidence(at=signal.completed_at, score=signal.score_percent, lms_passed=signal.passed),
+            extra_attempts=self._extra_attempts,
+        )
+
+    def _attempts_allowed(self) -> int | None:
+        if self._gate is None or self._gate.max_attempts is None:
+            return None
+        return self._gate.max_attempts + self._extra_attempts
+
+    def _retake_opens_at(self) -> datetime | None:
+        if self._gate is None or not self._gate.retake_after_days or not self._gate_attempts:
+            return None
+        opens = max(a.at for a in self._gate_attempts) + timedelta(
+            days=self._gate.retake_after_days
+        )
+        return opens if opens > workflow.now() else None
+
+    @workflow.update
+    async def grant_attempts(self, update: GrantAttempts) -> AssignmentState:
+        """HR grants extra attempts at the assessment gate; a ``failed`` assignment reopens."""
+        self._extra_attempts += update.attempts
+        allowed = self._attempts_allowed()
+        self._event(
+            "attempts_granted",
+            f"{update.attempts} by {update.actor} (now {allowed} allowed): {update.reason}",
+        )
+        if self._failed and (allowed is None or len(self._gate_attempts) < allowed):
+            self._failed = False
+            self._failed_notice = False
+            left = "unlimited" if allowed is None else str(allowed - len(self._gate_attempts))
+            self._event("reopened", f"{left} attempt(s) left")
+            # Reminders resume from now: stages that fell due while failed are not a burst.
+            self._upcoming = self._ladder.unsent_after(workflow.now())
+            self._ladder.replanned = True
+        self._ladder.dirty = True
+        return self.state()
+
+    @grant_attempts.validator
+    def _validate_grant(self, update: GrantAttempts) -> None:
+        if self.closed():
+            raise ValueError("the assignment is closed (completed or cancelled)")
+        if self._gate is None or self._gate.max_attempts is None:
+            raise ValueError(
+                "this requirement has no attempt limit (max_attempts) in the pinned rules pack;"
+                " there is nothing to grant"
+            )
 
     @workflow.signal
     def acknowledge(self, signal: AcknowledgeSignal) -> None:
@@ -264,6 +397,9 @@ class AssignmentWorkflow(ObligationMessages):
             pack_hash=self._pack_hash,
             events=list(self._ladder.events),
             failed_attempts=self._ladder.repeats.get("attempt_failed", 0),
+            gate=self._gate,
+            attempts_allowed=self._attempts_allowed(),
+            retake_opens_at=self._retake_opens_at(),
         )
 
     # -- main -----------------------------------------------------------------------------
@@ -284,6 +420,10 @@ class AssignmentWorkflow(ObligationMessages):
         while not self.closed():
             if self._exemption is not None:
                 await self._while_exempt()
+                continue
+            if self._failed:
+                # Every attempt is used: no reminders until HR grants another (or it closes).
+                await ladder.sleep_until(None)
                 continue
             stage = self._upcoming[0] if self._upcoming else None
             if self._overdue_for != self._due_date and (
@@ -307,6 +447,14 @@ class AssignmentWorkflow(ObligationMessages):
         await self.record()
         if self._completion is not None and self._recurrence is not None:
             await self._start_next_cycle(self._recurrence, self._completion)
+        if self._completion is not None and workflow.patched(NUDGE_PROJECTS_PATCH):
+            # A project's go-live may have waited for this course: it looks at readiness now.
+            await workflow.execute_activity_method(
+                TrackActivities.nudge_projects,
+                NudgeRequest(person=self._input.person, requirement_id=self._input.requirement_id),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY,
+            )
         return self.state()
 
     async def _open(self, input: AssignmentInput) -> None:
@@ -375,6 +523,10 @@ class AssignmentWorkflow(ObligationMessages):
             redeliver=list(ladder.redeliver),
             repeats=dict(ladder.repeats),
             continued=continued,
+            gate=self._gate,
+            gate_attempts=list(self._gate_attempts),
+            extra_attempts=self._extra_attempts,
+            failed=self._failed,
         )
         workflow.continue_as_new(self._input.model_copy(update={"resume": resume}))
 
@@ -404,6 +556,10 @@ class AssignmentWorkflow(ObligationMessages):
         self._recurrence = resume.recurrence
         self._upcoming = list(resume.upcoming)
         self._overdue_for = resume.overdue_for
+        self._gate = resume.gate
+        self._gate_attempts = list(resume.gate_attempts)
+        self._extra_attempts = resume.extra_attempts
+        self._failed = resume.failed
 
     # -- the ladder's questions (workflows.ladder.LadderFamily) ---------------------------
 
@@ -412,7 +568,21 @@ class AssignmentWorkflow(ObligationMessages):
         return self._completion is not None or self._cancelled is not None
 
     async def interrupt(self) -> Wake | None:
-        """A pending ``apply_now`` adoption is handled as soon as it arrives."""
+        """A pending ``apply_now`` adoption is handled as soon as it arrives.
+
+        So is the notice that the assessment attempts are exhausted.
+        """
+        if self._failed_notice:
+            self._failed_notice = False
+            await self.record()
+            count = self._ladder.count("failed")
+            label = "failed" if count <= 1 else f"failed-{count}"
+            stage = LadderStage(
+                label=label, days_before_due=self._days_left(), fire_at=workflow.now()
+            )
+            await self._ladder.send(stage, event="failed")
+            # The main loop looks again: a failed assignment holds its reminders.
+            return Wake.REPLANNED
         if self._pending is not None and self._pending.mode is PackMigration.APPLY_NOW:
             await self._adopt()
             return Wake.REPLANNED
@@ -426,8 +596,10 @@ class AssignmentWorkflow(ObligationMessages):
         return None
 
     def waiting(self) -> bool:
-        """An ``apply_now`` adoption wakes the ladder."""
-        return self._pending is not None and self._pending.mode is PackMigration.APPLY_NOW
+        """An ``apply_now`` adoption (or an attempts-exhausted notice) wakes the ladder."""
+        return self._failed_notice or (
+            self._pending is not None and self._pending.mode is PackMigration.APPLY_NOW
+        )
 
     async def replan_zone(self, signal: ReplanSignal) -> None:
         """Re-plan the stages not sent yet in the person's new zone (a ``replan`` signal).
@@ -460,8 +632,7 @@ class AssignmentWorkflow(ObligationMessages):
     def reminder(
         self, stage: LadderStage, *, late_notice: bool, event: str | None = None
     ) -> ReminderRequest:
-        """The ``send_reminder`` request for one stage (assignments send no status notices)."""
-        assert event is None
+        """The ``send_reminder`` request for one stage, or (``event``) the ``failed`` notice."""
         return ReminderRequest(
             workflow_id=workflow.info().workflow_id,
             person=self._input.person,
@@ -478,6 +649,9 @@ class AssignmentWorkflow(ObligationMessages):
             requirement_id=self._input.requirement_id,
             acknowledged=self._acknowledgement is not None,
             started=self._started is not None,
+            notify=FAILED_NOTIFY if event is not None else None,
+            channels=FAILED_CHANNELS if event is not None else None,
+            event=event,
         )
 
     async def record(self) -> None:
@@ -580,6 +754,7 @@ class AssignmentWorkflow(ObligationMessages):
             return False
         self._days_before = tuple(plan.days_before)
         self._max_extension_days = plan.max_extension_days
+        self._gate = plan.gate
         self._recurrence = plan if plan.recurrence_months else None
         self._apply_plan(plan)
         return True
@@ -637,6 +812,13 @@ class AssignmentWorkflow(ObligationMessages):
         return (self._due_date - local_now.date()).days
 
     def _current_decision(self) -> StatusDecision | Decision:
+        if self._failed and self._completion is None and self._cancelled is None:
+            return Decision(
+                status=FAILED_STATUS,
+                rule="assessment_gate",
+                pack_hash=self._pack_hash,
+                facts={"failed_attempts": len(self._gate_attempts)},
+            )
         if self._pack_hash != BUILTIN_PACK and self._decision is not None and not self._cancelled:
             return self._decision
         return builtin_status(
@@ -647,7 +829,7 @@ class AssignmentWorkflow(ObligationMessages):
         )
 
     async def _decide(self) -> StatusDecision | Decision:
-        if self._pack_hash == BUILTIN_PACK or self._cancelled is not None:
+        if self._pack_hash == BUILTIN_PACK or self._cancelled is not None or self._failed:
             return self._current_decision()
         return await self._ladder.decide(
             DecideRequest.of(

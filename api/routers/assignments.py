@@ -30,6 +30,7 @@ from api.schemas import (
     CompleteRequest,
     ExemptRequest,
     ExtendRequest,
+    GrantAttemptsRequest,
     RestartRead,
     StartRequest,
     obligation_read,
@@ -42,6 +43,7 @@ from domain.contracts.assignment import (
     CompleteSignal,
     ExemptSignal,
     ExtendDueDate,
+    GrantAttempts,
     StartSignal,
 )
 from domain.contracts.obligation import AcknowledgeSignal
@@ -139,6 +141,9 @@ def _read_now(
             completed_at=state.completed_at,
             pack_hash=state.pack_hash,
             events=state.events,
+            failed_attempts=state.failed_attempts,
+            attempts_allowed=state.attempts_allowed,
+            retake_opens_at=state.retake_opens_at,
             read_model=read_model,
         )
     if row is not None:
@@ -275,6 +280,7 @@ async def complete_assignment(
         attempt_id=body.attempt_id,
         certificate_id=body.certificate_id,
         note=body.note,
+        score_percent=_percent(body.score_percent, body.score),
     )
     await assignments.complete(
         session,
@@ -285,6 +291,15 @@ async def complete_assignment(
         principal=principal,
     )
     return Accepted(id=assignment_id, detail="completion recorded; GET shows the new status")
+
+
+def _percent(score_percent: float | None, score: float | None) -> float | None:
+    """The percentage a gate compares: ``score_percent``, else a ``score`` within 0..100."""
+    if score_percent is not None:
+        return score_percent
+    if score is not None and 0 <= score <= 100:
+        return score
+    return None
 
 
 @router.post(
@@ -481,3 +496,28 @@ async def restart(
     except RestartRefused as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
     return RestartRead.of(done, body.reason, f"/assignments/{assignment_id}")
+
+
+@router.post("/{assignment_id:path}/grant-attempts", response_model=AssignmentRead)
+async def grant_attempts(
+    assignment_id: str,
+    body: GrantAttemptsRequest,
+    session: SessionDep,
+    principal: HrOnly,
+    temporal: TemporalDep,
+) -> AssignmentRead:
+    """Grant extra assessment attempts (HR, audited); a ``failed`` assignment reopens.
+
+    **422** when the requirement has no attempt limit or the assignment is closed.
+    """
+    await _person_of(session, principal, assignment_id)
+    state = await assignments.grant_attempts(
+        session,
+        await temporal(),
+        workflow_id=assignment_id,
+        grant=GrantAttempts(attempts=body.attempts, reason=body.reason, actor=principal.actor),
+        principal=principal,
+    )
+    read = await _read(session, state, assignment_id, None)
+    assert read is not None  # the workflow answered with its state
+    return read

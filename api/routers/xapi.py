@@ -60,6 +60,7 @@ from domain.bounds import MAX_SCORE, BoundedInstant, InstantWindow, OutOfRange, 
 from domain.contracts.assignment import CompleteSignal
 from domain.roles import Role
 from domain.statuses import ObligationStatus
+from rules.assessment import score_percent
 from store import audit
 from store.db import committed
 from store.models import AuditEntry, DeadLetter, Obligation, Person
@@ -602,8 +603,12 @@ def _completion_signal(statement: XapiStatement, principal: Principal) -> Comple
     else:
         passed = success
     score = None
+    percent = None
     if result is not None and result.score is not None:
-        score = result.score.scaled if result.score.scaled is not None else result.score.raw
+        xs = result.score
+        score = xs.scaled if xs.scaled is not None else xs.raw
+        # What a requirement's passing_score compares (None when the scale is unknown).
+        percent = score_percent(xs.scaled, xs.raw, xs.min, xs.max).percent
     when = statement.timestamp or statement.stored or datetime.now(UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -615,6 +620,7 @@ def _completion_signal(statement: XapiStatement, principal: Principal) -> Comple
         score=score,
         passed=passed,
         attempt_id=registration or statement.id,
+        score_percent=percent,
     )
 
 
@@ -856,6 +862,8 @@ def _match_completion(
         passed=body.passed,
         attempt_id=body.attempt_id,
         certificate_id=body.certificate_id,
+        # A plain completion's score is a percentage when it lies within 0..100.
+        score_percent=body.score if body.score is not None and 0 <= body.score <= 100 else None,
     )
     return obligation, signal
 

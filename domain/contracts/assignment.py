@@ -11,6 +11,7 @@ from domain.bounds import BoundedDate, BoundedInstant, Cycle, Score
 from domain.calendar import LadderStage
 from domain.contracts.obligation import (
     AcknowledgeSignal,
+    GateSpec,
     LadderEvent,
     RedeliverSignal,
     StagePlan,
@@ -56,6 +57,24 @@ class CompleteSignal(Contract):
     #: The LMS attempt / registration id or certificate number, for the audit trail.
     attempt_id: str | None = Field(default=None, max_length=200)
     certificate_id: str | None = Field(default=None, max_length=200)
+    #: The score as a percentage (0..100), what a requirement's ``passing_score`` compares
+    #: (xAPI: from ``result.score`` via ``rules.assessment.score_percent``).
+    score_percent: float | None = Field(default=None, ge=0, le=100)
+
+
+class GateAttempt(Contract):
+    """A failed attempt counted against a requirement's assessment gate."""
+
+    at: datetime
+    score: float | None = None
+
+
+class GrantAttempts(Contract):
+    """Update: HR grants extra attempts at an assessment gate (audited)."""
+
+    attempts: int = Field(default=1, ge=1, le=10)
+    reason: str = Field(min_length=3, max_length=500)
+    actor: str = Field(max_length=128)
 
 
 class AssignmentEvent(LadderEvent):
@@ -83,6 +102,11 @@ class AssignmentState(Contract):
     #: Failed attempts (``complete`` with ``passed`` false) this cycle: all are counted, the
     #: first :data:`~domain.contracts.obligation.NOTED_REPEATS` are listed in ``events``.
     failed_attempts: int = 0
+    #: The assessment gate (None: the LMS's passed flag decides), attempts allowed (None:
+    #: unlimited; HR grants included) and when the next attempt counts (None: now).
+    gate: GateSpec | None = None
+    attempts_allowed: int | None = None
+    retake_opens_at: datetime | None = None
 
 
 class StartSignal(Contract):
@@ -147,6 +171,10 @@ class AssignmentResume(Contract):
     redeliver: list[RedeliverSignal]
     repeats: dict[str, int]
     continued: int = Field(default=1, ge=1)
+    gate: GateSpec | None = None
+    gate_attempts: list[GateAttempt] = Field(default_factory=list)
+    extra_attempts: int = 0
+    failed: bool = False
 
 
 AssignmentInput.model_rebuild()

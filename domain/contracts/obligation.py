@@ -194,6 +194,14 @@ class PlanRequest(Contract):
     exempt_until: date | None = None
 
 
+class GateSpec(Contract):
+    """A requirement's assessment gate as the pinned pack has it (see ``rules.assessment``)."""
+
+    passing_score: float | None = Field(default=None, ge=0, le=100)
+    max_attempts: int | None = Field(default=None, ge=1)
+    retake_after_days: int = Field(default=0, ge=0)
+
+
 class StagePlan(Contract):
     """Activity output: the requirement's ladder under that pack (``found``: it is in it).
 
@@ -232,6 +240,8 @@ class StagePlan(Contract):
     exemption_lapses_at: datetime | None = None
     #: The zone's UTC offset on the due date, for the workflow's local-date arithmetic.
     utc_offset_minutes: int | None = None
+    #: The requirement's assessment gate (None: none; plans recorded before gates have none).
+    gate: GateSpec | None = None
 
 
 class DecideRequest(Contract):

@@ -250,9 +250,15 @@ async def test_recorded_histories_replay_against_todays_code() -> None:
     assert files, "no recorded histories to replay"
     from workflows.certification import CertificationWorkflow
     from workflows.mentorship import MentorshipWorkflow
+    from workflows.project import ProjectReadinessWorkflow
 
     replayer = Replayer(
-        workflows=[AssignmentWorkflow, CertificationWorkflow, MentorshipWorkflow],
+        workflows=[
+            AssignmentWorkflow,
+            CertificationWorkflow,
+            ProjectReadinessWorkflow,
+            MentorshipWorkflow,
+        ],
         data_converter=pydantic_data_converter,
     )
     for path in files:

@@ -1,0 +1,289 @@
+"""Tracks: progress from the obligations read model, project readiness, and its activity.
+
+Progress per person per course is read from the obligations the track's courses created (an
+assignment's ``started_at``, ``completed_at`` and ``failed`` status; a certification course is
+done while the held certificate is valid) and computed by :mod:`rules.tracks` (pure). The same
+functions serve the API (through ``services.tracks``) and the ``ProjectReadinessWorkflow``'s
+``check_project_readiness`` activity, so the countdown and ``GET /projects/{id}/readiness``
+always agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.packs import active_pack
+from domain.contracts.tracks import (
+    NudgeRequest,
+    ProjectMessages,
+    ReadinessCheck,
+    ReadinessRequest,
+    ReadinessResult,
+    project_workflow_id,
+)
+from domain.kinds import ObligationKind
+from rules.model import Pack
+from rules.tracks import (
+    CourseRecord,
+    Readiness,
+    TeamMember,
+    TrackProgress,
+    readiness,
+    track_progress,
+)
+from rules.tracks_model import Track
+from store.db import Database
+from store.models import Obligation, Person, Project, ProjectTrack, TrackEnrolment
+
+__all__ = [
+    "BlockingTrack",
+    "ProjectReadiness",
+    "TrackActivities",
+    "course_records",
+    "enrolment_progress",
+    "project_readiness",
+]
+
+#: A certification course counts as done while the certificate has one of these statuses.
+_HELD = {"valid", "compliant", "renewal_due", "grace_period", "active", "completed"}
+
+
+def course_records(
+    session: Session, person: Person, requirement_ids: Sequence[str]
+) -> dict[str, CourseRecord]:
+    """What the obligations record about ``person``'s courses, by requirement id.
+
+    Per requirement the first completed cycle counts (a later recurrence does not undo a
+    finished course); otherwise the latest cycle.
+    """
+    rows = session.scalars(
+        select(Obligation)
+        .where(Obligation.person_id == person.id, Obligation.requirement_id.in_(requirement_ids))
+        .order_by(Obligation.cycle)
+    ).all()
+    found: dict[str, CourseRecord] = {}
+    for row in rows:
+        if row.kind == ObligationKind.CERTIFICATION.value:
+            held = row.status in _HELD
+            record = CourseRecord(row.requirement_id, completed_at=row.created_at if held else None)
+        else:
+            record = CourseRecord(
+                row.requirement_id,
+                started_at=row.started_at,
+                completed_at=row.completed_at,
+                failed_at=row.as_of if row.status == "failed" else None,
+            )
+        previous = found.get(row.requirement_id)
+        if previous is None or previous.completed_at is None:
+            found[row.requirement_id] = record
+    return found
+
+
+def enrolment_progress(
+    session: Session, pack: Pack, enrolment: TrackEnrolment, as_of: datetime
+) -> TrackProgress | None:
+    """A person's progress through their track (None: the track is not in the pack)."""
+    track = pack.tracks.track(enrolment.track_id)
+    if track is None:
+        return None
+    ids = [c.requirement for c in track.courses]
+    return track_progress(
+        track,
+        enrolled_on=enrolment.enrolled_on,
+        records=course_records(session, enrolment.person, ids),
+        as_of=as_of,
+    )
+
+
+@dataclass(frozen=True)
+class BlockingTrack:
+    """A go-live track that is not complete enough yet."""
+
+    track: str
+    name: str
+    required: int
+    completed: int
+    in_progress: int
+    failed: int
+    not_done: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProjectReadiness:
+    """A project's readiness as of an instant."""
+
+    project: Project
+    as_of: datetime
+    ready: bool
+    percent: int
+    blocking: tuple[BlockingTrack, ...]
+    summary: str
+
+
+def _pack_for(session: Session) -> Pack:
+    pack = active_pack(session)
+    if pack is None:
+        raise LookupError("no rules pack is deployed: tracks come from the pack")
+    return pack
+
+
+def project_readiness(
+    session: Session, project: Project, as_of: datetime, pack: Pack | None = None
+) -> ProjectReadiness:
+    """Whether ``project`` can go live as of ``as_of`` (see ``rules.tracks.readiness``).
+
+    The team of a project track is everyone enrolled in the track by ``as_of`` who has the
+    track's target role (anyone when it names none); ``people_needed`` of them must complete
+    it. A track nobody is enrolled in blocks with 0 completed.
+    """
+    pack = pack or _pack_for(session)
+    needs = session.scalars(
+        select(ProjectTrack).where(ProjectTrack.project_id == project.id).order_by(ProjectTrack.id)
+    ).all()
+    members: dict[int, tuple[Person, list[str], dict[str, TrackProgress]]] = {}
+    catalogue: list[Track] = []
+    for need in needs:
+        track = pack.tracks.track(need.track_id)
+        if track is None or not track.required_for_go_live:
+            continue
+        catalogue.append(track)
+        enrolments = session.scalars(
+            select(TrackEnrolment).where(
+                TrackEnrolment.track_id == need.track_id, TrackEnrolment.enrolled_at <= as_of
+            )
+        ).all()
+        for enrolment in enrolments:
+            person = enrolment.person
+            if need.target_role and need.target_role not in (person.roles or []):
+                continue
+            progress = enrolment_progress(session, pack, enrolment, as_of)
+            entry = members.setdefault(person.id, (person, [], {}))
+            entry[1].append(need.track_id)
+            if progress is not None:
+                entry[2][need.track_id] = progress
+    team = [
+        TeamMember(person_id=p.external_id, name=p.name, tracks=tracks, progress=progress)
+        for p, tracks, progress in members.values()
+    ]
+    titles = {r.id: r.title for r in pack.requirements}
+    needed = {n.track_id: n.people_needed for n in needs}
+    answer: Readiness = readiness(team, catalogue, as_of=as_of, needed=needed, titles=titles)
+    blocking = [
+        BlockingTrack(
+            track=t.track_id,
+            name=t.name,
+            required=t.required,
+            completed=t.completed,
+            in_progress=t.in_progress,
+            failed=t.failed,
+            not_done=tuple(gap.explanation for gap in t.waiting_for),
+        )
+        for t in answer.tracks
+        if not t.ready
+    ]
+    seen = {t.track_id for t in answer.tracks}
+    for track in catalogue:
+        if track.id not in seen and needed.get(track.id, 0) > 0:
+            blocking.append(
+                BlockingTrack(
+                    track=track.id,
+                    name=track.name,
+                    required=needed[track.id],
+                    completed=0,
+                    in_progress=0,
+                    failed=0,
+                    not_done=(f"nobody is enrolled in {track.name} yet",),
+                )
+            )
+    ready = not blocking
+    if ready:
+        summary = answer.summary
+    else:
+        names = ", ".join(f"{b.name} ({b.completed} of {b.required})" for b in blocking)
+        summary = f"not ready as of {as_of.date().isoformat()}: blocked by {names}"
+    return ProjectReadiness(
+        project=project,
+        as_of=as_of,
+        ready=ready,
+        percent=100 if ready else min(answer.percent, 99),
+        blocking=tuple(blocking),
+        summary=summary,
+    )
+
+
+class TrackActivities:
+    """Activities of the tracks family (sync: the worker runs them on a thread pool)."""
+
+    def __init__(self, db: Database, client: Client | None = None) -> None:
+        self._db = db
+        self._client = client
+
+    @activity.defn(name="check_project_readiness")
+    def check_project_readiness(self, request: ReadinessRequest) -> ReadinessResult:
+        """The project's readiness at the workflow's instant: ready, blocking tracks, summary."""
+        with self._db.session() as session:
+            project = session.get(Project, request.project_id)
+            if project is None:
+                raise ApplicationError(
+                    f"project {request.project_id} does not exist", non_retryable=True
+                )
+            pack = active_pack(session)
+            if pack is None:
+                raise ApplicationError("no rules pack is deployed", non_retryable=True)
+            answer = project_readiness(session, project, request.as_of, pack)
+            return ReadinessResult(
+                ready=answer.ready,
+                blocking_tracks=[b.name for b in answer.blocking],
+                summary=answer.summary,
+            )
+
+    @activity.defn(name="nudge_projects")
+    async def nudge_projects(self, request: NudgeRequest) -> int:
+        """A course completed: the projects needing the person's tracks look at readiness now.
+
+        Signals ``check`` to each such project's workflow, so readiness is announced at once
+        rather than at the next periodic look.
+
+        Returns:
+            How many project workflows were signalled (finished ones are skipped).
+        """
+        if self._client is None:
+            raise ApplicationError("nudge_projects needs a Temporal client", non_retryable=True)
+        with self._db.session() as session:
+            person = session.scalar(select(Person).where(Person.external_id == request.person))
+            if person is None:
+                return 0
+            project_ids = list(
+                session.scalars(
+                    select(ProjectTrack.project_id)
+                    .join(TrackEnrolment, TrackEnrolment.track_id == ProjectTrack.track_id)
+                    .where(TrackEnrolment.person_id == person.id)
+                    .distinct()
+                )
+            )
+        signalled = 0
+        for project_id in sorted(project_ids):
+            handle = self._client.get_workflow_handle(project_workflow_id(project_id))
+            try:
+                await handle.signal(
+                    ProjectMessages.check, ReadinessCheck(reason=f"{request.requirement_id} done")
+                )
+                signalled += 1
+            except RPCError as error:
+                if error.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+        return signalled
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity callable, for the worker."""
+        return [self.check_project_readiness, self.nudge_projects]

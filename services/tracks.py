@@ -1,0 +1,481 @@
+"""Tracks, learning paths and projects: enrol, read progress, count projects down to go-live.
+
+Enrolment creates the track's obligations: one assignment (``AssignmentWorkflow``) per training
+course, due at the course's milestone (enrolment + ``days_to_complete``; else the track's window;
+else the requirement's ``due_in_days``). A certification course is not assigned: the held
+certificate counts. Progress is read from those obligations (``activities.tracks``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.assigning import assignment_input
+from activities.packs import active_pack, person_attributes
+from activities.tracks import ProjectReadiness, enrolment_progress, project_readiness
+from domain.contracts.assignment import AssignmentInput
+from domain.contracts.tracks import GoLiveChange, ProjectReadinessInput, project_workflow_id
+from domain.kinds import ObligationKind
+from domain.roles import Role
+from domain.statuses import EmploymentStatus
+from rules.model import Pack
+from rules.tracks import TrackProgress, auto_enrolments
+from rules.tracks_model import Track
+from services.assignments import start_assignment
+from services.errors import Conflict, Forbidden, Invalid, NotFound
+from store import audit
+from store.db import committed
+from store.models import Obligation, Person, Project, ProjectTrack, TrackEnrolment
+from store.tokens import Principal
+from workflows.project import ProjectReadinessWorkflow
+
+__all__ = [
+    "Enrolled",
+    "ProjectReadiness",
+    "assign_track",
+    "auto_enrol",
+    "create_project",
+    "enrol",
+    "move_go_live",
+    "person_tracks",
+    "project",
+    "project_tracks",
+    "projects",
+    "readiness",
+    "titles",
+    "track",
+    "track_progress",
+    "tracks",
+]
+
+#: A course due date when neither the course, the track nor the requirement says.
+DEFAULT_DUE_DAYS = 30
+
+
+def _pack(session: Session) -> Pack:
+    pack = active_pack(session)
+    if pack is None:
+        raise NotFound("no rules pack is deployed; tracks come from the pack (duly rules deploy)")
+    return pack
+
+
+def tracks(session: Session) -> list[Track]:
+    """The active pack's tracks (inactive ones included, flagged), in pack order."""
+    pack = active_pack(session)
+    return list(pack.tracks.tracks) if pack is not None else []
+
+
+def titles(session: Session) -> dict[str, str]:
+    """Requirement id -> title in the active pack (for naming courses)."""
+    pack = active_pack(session)
+    return {r.id: r.title for r in pack.requirements} if pack is not None else {}
+
+
+def track(session: Session, *, track_id: str) -> Track:
+    """One track of the active pack.
+
+    Raises:
+        NotFound: No such track.
+    """
+    found = _pack(session).tracks.track(track_id)
+    if found is None:
+        raise NotFound(f"unknown track {track_id!r}; GET /tracks lists them")
+    return found
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """What :func:`enrol` did."""
+
+    enrolment: TrackEnrolment
+    created: bool
+    #: Workflow ids of the course assignments this enrolment started.
+    started: list[str]
+
+
+def _due(pack: Pack, chosen: Track, requirement_id: str, days: int | None, on: date) -> date:
+    if days is not None:
+        return on + timedelta(days=days)
+    if chosen.days_to_complete is not None:
+        return on + timedelta(days=chosen.days_to_complete)
+    requirement = pack.requirement(requirement_id)
+    due_in = getattr(requirement, "due_in_days", None) if requirement else None
+    return on + timedelta(days=due_in or DEFAULT_DUE_DAYS)
+
+
+async def enrol(
+    session: Session,
+    client: Client,
+    *,
+    task_queue: str,
+    track_id: str,
+    person: Person,
+    principal: Principal,
+    source: str,
+    now: datetime,
+) -> Enrolled:
+    """Enrol ``person`` in a track and assign its training courses (idempotent).
+
+    The enrolment is committed first (in a worker thread: no transaction is held while
+    Temporal is called); then each course without an obligation yet is started. Enrolling
+    again starts any course a failed earlier call left out, and changes nothing else.
+
+    Raises:
+        NotFound: No such track.
+        Conflict: The track is inactive, or the person has left.
+        Forbidden: A manager enrolling themself.
+    """
+    if principal.role is Role.MANAGER and principal.person_id == person.id:
+        raise Forbidden("managers cannot enrol themselves; ask HR")
+    enrolment, created, inputs = await committed(
+        session,
+        lambda: _enrolment(
+            session, track_id=track_id, person=person, principal=principal, source=source, now=now
+        ),
+    )
+    started: list[str] = []
+    for inp in inputs:
+        if await start_assignment(client=client, task_queue=task_queue, inp=inp):
+            started.append(inp.workflow_id)
+    if created or started:
+        await committed(
+            session,
+            lambda: audit.record(
+                session,
+                actor=principal.actor,
+                actor_role=principal.role.value,
+                action="track.enrol",
+                target=f"track/{track_id}/{person.external_id}",
+                after={"source": source, "created": created, "started": started},
+            ),
+        )
+    return Enrolled(enrolment, created=created, started=started)
+
+
+def _enrolment(
+    session: Session,
+    *,
+    track_id: str,
+    person: Person,
+    principal: Principal,
+    source: str,
+    now: datetime,
+) -> tuple[TrackEnrolment, bool, list[AssignmentInput]]:
+    """The enrolment (created when new) and the course assignments still to start."""
+    pack = _pack(session)
+    chosen = pack.tracks.track(track_id)
+    if chosen is None:
+        raise NotFound(f"unknown track {track_id!r}; GET /tracks lists them")
+    enrolment = session.scalar(
+        select(TrackEnrolment).where(
+            TrackEnrolment.person_id == person.id, TrackEnrolment.track_id == track_id
+        )
+    )
+    created = enrolment is None
+    if enrolment is None:
+        if not chosen.active:
+            raise Conflict(
+                f"track {track_id!r} is inactive: nobody new is enrolled (people already"
+                " enrolled keep their progress)"
+            )
+        if person.employment_status == EmploymentStatus.TERMINATED:
+            raise Conflict(f"person {person.external_id!r} has left (employment_status=terminated)")
+        enrolment = TrackEnrolment(
+            person_id=person.id,
+            track_id=track_id,
+            pack_hash=pack.content_hash,
+            enrolled_on=now.date(),
+            enrolled_at=now,
+            source=source,
+            enrolled_by=principal.actor,
+        )
+        session.add(enrolment)
+        session.flush()
+    inputs: list[AssignmentInput] = []
+    for course in chosen.ordered_courses:
+        requirement = pack.requirement(course.requirement)
+        if requirement is None or requirement.kind is ObligationKind.CERTIFICATION:
+            continue  # a certification course is done while the certificate is held
+        if session.scalar(
+            select(Obligation.id).where(
+                Obligation.person_id == person.id,
+                Obligation.requirement_id == course.requirement,
+            )
+        ):
+            continue  # already obligated (or done): the existing assignment counts
+        due = _due(pack, chosen, course.requirement, course.days_to_complete, enrolment.enrolled_on)
+        inputs.append(
+            assignment_input(
+                person,
+                title=requirement.title,
+                due_date=due,
+                requirement_id=course.requirement,
+                assigned_by=f"track {track_id} ({principal.actor})",
+                pack=pack,
+            )
+        )
+    return enrolment, created, inputs
+
+
+async def auto_enrol(
+    session: Session, client: Client, *, task_queue: str, principal: Principal, now: datetime
+) -> list[Enrolled]:
+    """Enrol everyone active in the learning paths that select them.
+
+    By role (and department, location, employer), as the pack's ``auto_enrol`` says; people
+    already enrolled are left as they are.
+    """
+    pack = _pack(session)
+    done: list[Enrolled] = []
+    people = session.scalars(
+        select(Person).where(Person.employment_status != EmploymentStatus.TERMINATED.value)
+    ).all()
+    for person in people:
+        attrs = person_attributes(person)
+        for path in auto_enrolments(
+            pack.tracks,
+            roles=list(attrs.roles),
+            department=attrs.department,
+            location=attrs.location,
+            employer=attrs.employer,
+        ):
+            result = await enrol(
+                session,
+                client,
+                task_queue=task_queue,
+                track_id=path.id,
+                person=person,
+                principal=principal,
+                source="auto",
+                now=now,
+            )
+            if result.created:
+                done.append(result)
+    return done
+
+
+def track_progress(
+    session: Session, *, track_id: str, as_of: datetime, visible: set[int] | None
+) -> list[tuple[Person, TrackEnrolment, TrackProgress]]:
+    """Everyone enrolled in a track (that the caller may see) and their progress as of."""
+    pack = _pack(session)
+    if pack.tracks.track(track_id) is None:
+        raise NotFound(f"unknown track {track_id!r}; GET /tracks lists them")
+    rows = session.scalars(
+        select(TrackEnrolment)
+        .where(TrackEnrolment.track_id == track_id, TrackEnrolment.enrolled_at <= as_of)
+        .order_by(TrackEnrolment.id)
+    ).all()
+    out = []
+    for row in rows:
+        if visible is not None and row.person_id not in visible:
+            continue
+        progress = enrolment_progress(session, pack, row, as_of)
+        if progress is not None:
+            _mark_completed(row, progress)
+            out.append((row.person, row, progress))
+    return out
+
+
+def person_tracks(
+    session: Session, *, person_id: int, as_of: datetime
+) -> list[tuple[TrackEnrolment, TrackProgress]]:
+    """A person's tracks and their progress as of an instant (none without a pack)."""
+    pack = active_pack(session)
+    if pack is None:
+        return []
+    rows = session.scalars(
+        select(TrackEnrolment)
+        .where(TrackEnrolment.person_id == person_id, TrackEnrolment.enrolled_at <= as_of)
+        .order_by(TrackEnrolment.id)
+    ).all()
+    out = []
+    for row in rows:
+        progress = enrolment_progress(session, pack, row, as_of)
+        if progress is not None:
+            _mark_completed(row, progress)
+            out.append((row, progress))
+    return out
+
+
+def _mark_completed(row: TrackEnrolment, progress: TrackProgress) -> None:
+    """The track completes when every required course does: record when, once."""
+    if row.completed_at is None and progress.completed_at is not None:
+        row.completed_at = progress.completed_at
+
+
+# -- projects -------------------------------------------------------------------------------
+
+
+def project(session: Session, *, project_id: str, principal: Principal) -> Project:
+    """A project the caller may see (HR and auditors: all; a manager: the ones they manage).
+
+    Raises:
+        NotFound: No such project, or not the caller's.
+    """
+    found = session.get(Project, int(project_id)) if project_id.isdigit() else None
+    if found is None or (
+        principal.role is Role.MANAGER and found.manager_id != principal.person_id
+    ):
+        raise NotFound(f"unknown project {project_id!r}")
+    return found
+
+
+def projects(session: Session, *, principal: Principal) -> list[Project]:
+    """The projects the caller may see."""
+    query = select(Project).order_by(Project.go_live, Project.id)
+    if principal.role is Role.MANAGER:
+        query = query.where(Project.manager_id == principal.person_id)
+    return list(session.scalars(query).all())
+
+
+async def create_project(
+    session: Session,
+    client: Client,
+    *,
+    task_queue: str,
+    name: str,
+    client_name: str,
+    go_live: date,
+    manager: Person,
+    principal: Principal,
+) -> Project:
+    """Create a project and start its ``ProjectReadinessWorkflow``.
+
+    Raises:
+        Conflict: A project of that name exists.
+    """
+
+    def insert() -> Project:
+        if session.scalar(select(Project.id).where(Project.name == name)):
+            raise Conflict(f"a project named {name!r} exists")
+        row = Project(name=name, client=client_name, go_live=go_live, manager_id=manager.id)
+        session.add(row)
+        session.flush()
+        audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action="project.create",
+            target=f"project/{row.id}",
+            after={"name": name, "client": client_name, "go_live": go_live.isoformat()},
+        )
+        return row
+
+    # Committed (in a worker thread) before the workflow's first readiness check reads it.
+    row = await committed(session, insert)
+    with contextlib.suppress(WorkflowAlreadyStartedError):
+        await client.start_workflow(
+            ProjectReadinessWorkflow.run,
+            ProjectReadinessInput(
+                project_id=row.id, name=name, go_live=go_live, manager=manager.external_id
+            ),
+            id=project_workflow_id(row.id),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    return row
+
+
+def assign_track(
+    session: Session,
+    *,
+    project_row: Project,
+    track_id: str,
+    target_role: str | None,
+    people_needed: int,
+    due_date: date,
+    principal: Principal,
+) -> ProjectTrack:
+    """Give a project a track its go-live needs (or change the numbers of one it has).
+
+    Raises:
+        NotFound: No such track.
+        Invalid: The track is not required for go-live.
+    """
+    chosen = track(session, track_id=track_id)
+    if not chosen.required_for_go_live:
+        raise Invalid(
+            f"track {track_id!r} is not required_for_go_live in the pack; readiness ignores it"
+        )
+    row = session.scalar(
+        select(ProjectTrack).where(
+            ProjectTrack.project_id == project_row.id, ProjectTrack.track_id == track_id
+        )
+    )
+    if row is None:
+        row = ProjectTrack(project_id=project_row.id, track_id=track_id)
+        session.add(row)
+    row.target_role = target_role
+    row.people_needed = people_needed
+    row.due_date = due_date
+    session.flush()
+    audit.record(
+        session,
+        actor=principal.actor,
+        actor_role=principal.role.value,
+        action="project.assign_track",
+        target=f"project/{project_row.id}",
+        after={
+            "track_id": track_id,
+            "target_role": target_role,
+            "people_needed": people_needed,
+            "due_date": due_date.isoformat(),
+        },
+    )
+    return row
+
+
+def project_tracks(session: Session, *, project_row: Project) -> list[ProjectTrack]:
+    """The tracks a project needs, in the order they were given."""
+    return list(
+        session.scalars(
+            select(ProjectTrack)
+            .where(ProjectTrack.project_id == project_row.id)
+            .order_by(ProjectTrack.id)
+        ).all()
+    )
+
+
+def readiness(session: Session, *, project_row: Project, as_of: datetime) -> ProjectReadiness:
+    """The project's go-live readiness as of an instant (see ``activities.tracks``)."""
+    return project_readiness(session, project_row, as_of, _pack(session))
+
+
+async def move_go_live(
+    session: Session, client: Client, *, project_row: Project, go_live: date, principal: Principal
+) -> Project:
+    """Move the go-live date; the countdown re-plans (a signal to its workflow)."""
+    old = project_row.go_live
+
+    def update() -> None:
+        project_row.go_live = go_live
+        audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action="project.move_go_live",
+            target=f"project/{project_row.id}",
+            after={"from": old.isoformat(), "to": go_live.isoformat()},
+        )
+
+    await committed(session, update)
+    handle = client.get_workflow_handle(project_workflow_id(project_row.id))
+    try:
+        await handle.signal(
+            ProjectReadinessWorkflow.move_go_live,
+            GoLiveChange(go_live=go_live, actor=principal.actor),
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    return project_row

@@ -1,0 +1,347 @@
+"""Tracks and projects through the API: enrol, progress (as of), my tracks, readiness."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from api.app import create_app
+from domain.contracts.assignment import AssignmentInput
+from domain.contracts.tracks import ProjectReadinessInput
+from domain.roles import Role
+from duly.demo import load_demo_people
+from duly.settings import Settings
+from rules.loader import load_pack
+from store.db import Database
+from store.models import AuditEntry, Obligation, Person
+from store.packs import Migration, deploy
+from tests.conftest import bearer
+from tests.fakes.temporal import FakeTemporal
+
+MEDICAL = Path(__file__).parents[2] / "rules" / "packs" / "medical-practice"
+PATH = "radiology-research-path"
+
+
+@pytest.fixture
+def temporal() -> FakeTemporal:
+    return FakeTemporal()
+
+
+@pytest.fixture
+def client(sqlite_db: Database, temporal: FakeTemporal) -> Iterator[TestClient]:
+    with sqlite_db.session() as session:
+        assert load_demo_people(session).errors == []
+        deploy(
+            session, load_pack(MEDICAL), author="hr", message="v1", migration=Migration.GRANDFATHER
+        )
+    settings = Settings(env="test", temporal_address="127.0.0.1:1")
+    app = create_app(settings, database=sqlite_db, temporal_client=temporal)  # type: ignore[arg-type]
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _as(db: Database, role: Role, person: str | None = None) -> dict[str, str]:
+    return bearer(db, role, person)
+
+
+def _complete(db: Database, person: str, requirement: str, at: datetime) -> None:
+    """What the assignment workflow's read model records when a course completes."""
+    with db.session() as session:
+        row = session.scalar(select(Person).where(Person.external_id == person))
+        assert row is not None
+        session.add(
+            Obligation(
+                workflow_id=f"assignment/{person}/{requirement}/1",
+                person_id=row.id,
+                kind="training",
+                requirement_id=requirement,
+                requirement_title=requirement,
+                due_date=at.date() + timedelta(days=10),
+                status="compliant",
+                pack_hash="x",
+                as_of=at,
+                started_at=at,
+                completed_at=at,
+            )
+        )
+
+
+def _started(temporal: FakeTemporal) -> list[Any]:
+    return [arg for arg, _ in temporal.started]
+
+
+def test_tracks_are_listed_with_their_courses(client: TestClient, sqlite_db: Database) -> None:
+    learner = _as(sqlite_db, Role.LEARNER, "p-1030")
+    listed = client.get("/tracks", headers=learner)
+    assert listed.status_code == 200
+    assert {t["id"] for t in listed.json()} >= {"site-investigator", PATH}
+    one = client.get("/tracks/site-investigator", headers=learner).json()
+    assert [c["requirement_id"] for c in one["courses"]][:2] == [
+        "human-subjects-protection",
+        "ich-gcp",
+    ]
+    assert client.get("/tracks/nope", headers=learner).status_code == 404
+
+
+def test_enrolment_assigns_the_courses_at_their_milestones(
+    client: TestClient, sqlite_db: Database, temporal: FakeTemporal
+) -> None:
+    hr = _as(sqlite_db, Role.HR_ADMIN)
+    answer = client.post(f"/tracks/{PATH}/enroll", json={"person": "p-1030"}, headers=hr)
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert body["created"] is True
+    inputs = [a for a in _started(temporal) if isinstance(a, AssignmentInput)]
+    due = {
+        i.requirement_id: (i.due_date - date.fromisoformat(body["enrolled_on"])).days
+        for i in inputs
+    }
+    assert due == {
+        "hipaa-privacy-security": 14,
+        "osha-bloodborne-pathogens": 30,
+        "human-subjects-protection": 45,
+        "ich-gcp": 60,
+    }
+    # The workflows record their obligations: enrolling again starts nothing more.
+    with sqlite_db.session() as session:
+        person = session.scalar(select(Person).where(Person.external_id == "p-1030"))
+        assert person is not None
+        for inp in inputs:
+            session.add(
+                Obligation(
+                    workflow_id=inp.workflow_id,
+                    person_id=person.id,
+                    kind="training",
+                    requirement_id=inp.requirement_id,
+                    requirement_title=inp.requirement_title,
+                    due_date=inp.due_date,
+                    status="assigned",
+                    pack_hash=inp.pack_hash,
+                    as_of=datetime.now(UTC),
+                )
+            )
+    again = client.post(f"/tracks/{PATH}/enroll", json={"person": "p-1030"}, headers=hr)
+    assert again.json()["created"] is False and again.json()["started"] == []
+    assert len(_started(temporal)) == 4
+    with sqlite_db.session() as session:
+        actions = session.scalars(select(AuditEntry.action)).all()
+    assert "track.enrol" in actions
+
+
+def test_a_manager_enrols_reports_only(client: TestClient, sqlite_db: Database) -> None:
+    manager = _as(sqlite_db, Role.MANAGER, "p-1012")
+    ok = client.post(f"/tracks/{PATH}/enroll", json={"person": "p-1031"}, headers=manager)
+    assert ok.status_code == 201
+    other = _as(sqlite_db, Role.MANAGER, "p-1010")
+    hidden = client.post(f"/tracks/{PATH}/enroll", json={"person": "p-1031"}, headers=other)
+    assert hidden.status_code == 404
+    learner = _as(sqlite_db, Role.LEARNER, "p-1031")
+    assert (
+        client.post(
+            f"/tracks/{PATH}/enroll", json={"person": "p-1031"}, headers=learner
+        ).status_code
+        == 403
+    )
+
+
+def test_progress_per_course_and_as_of(client: TestClient, sqlite_db: Database) -> None:
+    hr = _as(sqlite_db, Role.HR_ADMIN)
+    client.post(f"/tracks/{PATH}/enroll", json={"person": "p-1030"}, headers=hr)
+    now = datetime.now(UTC)
+    _complete(sqlite_db, "p-1030", "hipaa-privacy-security", now)
+    rows = client.get(f"/tracks/{PATH}/progress", headers=hr).json()
+    assert len(rows) == 1 and rows[0]["person"] == "p-1030"
+    assert rows[0]["status"] == "in_progress" and rows[0]["percent"] == 25
+    courses = {c["requirement_id"]: c["status"] for c in rows[0]["courses"]}
+    assert courses["hipaa-privacy-security"] == "completed"
+    assert courses["ich-gcp"] == "not_started"
+    # Yesterday, nobody was enrolled yet.
+    yesterday = (now - timedelta(days=1)).date().isoformat()
+    past = client.get(f"/tracks/{PATH}/progress", params={"as_of": yesterday}, headers=hr)
+    assert past.json() == []
+    mine = client.get("/me/tracks", headers=_as(sqlite_db, Role.LEARNER, "p-1030")).json()
+    assert [t["track_id"] for t in mine] == [PATH]
+    assert client.get("/me/tracks", headers=_as(sqlite_db, Role.LEARNER, "p-1031")).json() == []
+
+
+def test_project_readiness_blocks_until_the_team_completes(
+    client: TestClient, sqlite_db: Database, temporal: FakeTemporal
+) -> None:
+    hr = _as(sqlite_db, Role.HR_ADMIN)
+    go_live = (date.today() + timedelta(days=14)).isoformat()
+    made = client.post(
+        "/projects",
+        json={
+            "name": "Imaging",
+            "client": "Riverside",
+            "go_live": go_live,
+            "project_manager": "p-1010",
+        },
+        headers=hr,
+    )
+    assert made.status_code == 201, made.text
+    project = made.json()["id"]
+    started = [a for a in _started(temporal) if isinstance(a, ProjectReadinessInput)]
+    assert started and started[0].project_id == project
+    given = client.post(
+        f"/projects/{project}/tracks",
+        json={
+            "track_id": "site-administrator",
+            "target_role": "manager",
+            "people_needed": 1,
+            "due_date": go_live,
+        },
+        headers=hr,
+    )
+    assert given.status_code == 200 and given.json()["tracks"][0]["people_needed"] == 1
+    first = client.get(f"/projects/{project}/readiness", headers=hr).json()
+    assert first["ready"] is False
+    assert first["blocking"][0]["track"] == "site-administrator"
+    assert "nobody is enrolled" in first["blocking"][0]["people_not_done"][0]
+
+    client.post("/tracks/site-administrator/enroll", json={"person": "p-1012"}, headers=hr)
+    blocked = client.get(f"/projects/{project}/readiness", headers=hr).json()
+    assert blocked["ready"] is False
+    assert "Hana Stubbington" in blocked["blocking"][0]["people_not_done"][0]
+
+    now = datetime.now(UTC)
+    for requirement in ("hipaa-privacy-security", "research-systems-admin"):
+        _complete(sqlite_db, "p-1012", requirement, now)
+    ready = client.get(f"/projects/{project}/readiness", headers=hr).json()
+    assert ready == {**ready, "ready": True, "blocking": []}
+    yesterday = (now - timedelta(days=1)).date().isoformat()
+    past = client.get(f"/projects/{project}/readiness", params={"as_of": yesterday}, headers=hr)
+    assert past.json()["ready"] is False
+
+    # The project manager sees it; another manager does not; the auditor reads it.
+    assert (
+        client.get(
+            f"/projects/{project}/readiness", headers=_as(sqlite_db, Role.MANAGER, "p-1010")
+        ).status_code
+        == 200
+    )
+    assert (
+        client.get(
+            f"/projects/{project}/readiness", headers=_as(sqlite_db, Role.MANAGER, "p-1012")
+        ).status_code
+        == 404
+    )
+    assert (
+        client.get(
+            f"/projects/{project}/readiness", headers=_as(sqlite_db, Role.AUDITOR)
+        ).status_code
+        == 200
+    )
+
+    moved = (date.today() + timedelta(days=30)).isoformat()
+    answer = client.post(f"/projects/{project}/go-live", json={"go_live": moved}, headers=hr)
+    assert answer.status_code == 200 and answer.json()["go_live"] == moved
+    assert any(name == "move_go_live" for _, name, _ in temporal.signals)
+
+
+def test_an_inactive_track_enrols_nobody_new(
+    client: TestClient, sqlite_db: Database, tmp_path: Path
+) -> None:
+    import shutil
+
+    copy = tmp_path / "pack"
+    shutil.copytree(MEDICAL, copy)
+    tracks = copy / "tracks.yaml"
+    text = tracks.read_text()
+    tracks.write_text(
+        text.replace(
+            "    - id: site-investigator\n", "    - id: site-investigator\n      active: false\n", 1
+        )
+    )
+    with sqlite_db.session() as session:
+        deploy(
+            session, load_pack(copy), author="hr", message="off", migration=Migration.GRANDFATHER
+        )
+    hr = _as(sqlite_db, Role.HR_ADMIN)
+    refused = client.post("/tracks/site-investigator/enroll", json={"person": "p-1033"}, headers=hr)
+    assert refused.status_code == 409 and "inactive" in refused.text
+
+
+@pytest.mark.asyncio
+async def test_auto_enrolment_follows_the_learning_paths(
+    sqlite_db: Database, temporal: FakeTemporal
+) -> None:
+    from services import tracks
+    from store.tokens import Principal
+
+    with sqlite_db.session() as session:
+        assert load_demo_people(session).errors == []
+        deploy(
+            session, load_pack(MEDICAL), author="hr", message="v1", migration=Migration.GRANDFATHER
+        )
+    cli = Principal(
+        token_id=0, role=Role.HR_ADMIN, person_id=None, person_external_id=None, label="cli:t"
+    )
+    with sqlite_db.session() as session:
+        done = await tracks.auto_enrol(
+            session, temporal, task_queue="q", principal=cli, now=datetime.now(UTC)
+        )  # type: ignore[arg-type]
+        enrolled = {(r.enrolment.person.external_id, r.enrolment.track_id) for r in done}
+    # Radiology technicians (the path's auto_enrol), nobody else.
+    assert enrolled >= {("p-1030", PATH), ("p-1031", PATH), ("p-1034", PATH)}
+    assert {track for _, track in enrolled} == {PATH}
+    assert ("p-1033", PATH) not in enrolled  # a Radiology physician
+    with sqlite_db.session() as session:
+        again = await tracks.auto_enrol(
+            session, temporal, task_queue="q", principal=cli, now=datetime.now(UTC)
+        )  # type: ignore[arg-type]
+    assert again == []
+
+
+def test_cli_progress_and_usage(sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from duly.cli import app as cli
+
+    monkeypatch.setenv("DULY_DATABASE_URL", sqlite_db.url)
+    with sqlite_db.session() as session:
+        assert load_demo_people(session).errors == []
+        deploy(
+            session, load_pack(MEDICAL), author="hr", message="v1", migration=Migration.GRANDFATHER
+        )
+    runner = CliRunner()
+    empty = runner.invoke(cli, ["tracks", "progress", PATH])
+    assert empty.exit_code == 0 and "nobody is enrolled" in empty.output
+    unknown = runner.invoke(cli, ["tracks", "progress", "nope"])
+    assert unknown.exit_code == 1
+    assert runner.invoke(cli, ["tracks", "enroll"]).exit_code == 2
+
+
+def test_summary_and_a_persons_tracks(client: TestClient, sqlite_db: Database) -> None:
+    hr = _as(sqlite_db, Role.HR_ADMIN)
+    for person in ("p-1030", "p-1031"):
+        client.post(f"/tracks/{PATH}/enroll", json={"person": person}, headers=hr)
+    now = datetime.now(UTC)
+    for requirement in (
+        "hipaa-privacy-security",
+        "osha-bloodborne-pathogens",
+        "human-subjects-protection",
+        "ich-gcp",
+    ):
+        _complete(sqlite_db, "p-1030", requirement, now)
+    summary = client.get(f"/tracks/{PATH}/summary", headers=hr).json()
+    assert summary == {
+        "track_id": PATH,
+        "enrolled": 2,
+        "completed": 1,
+        "in_progress": 0,
+        "not_started": 1,
+        "failed": 0,
+        "average_completion": 50.0,
+    }
+    manager = _as(sqlite_db, Role.MANAGER, "p-1012")
+    theirs = client.get("/people/p-1030/tracks", headers=manager).json()
+    assert theirs[0]["status"] == "completed" and theirs[0]["completed_at"] is not None
+    other = _as(sqlite_db, Role.MANAGER, "p-1010")
+    assert client.get("/people/p-1030/tracks", headers=other).status_code == 404
