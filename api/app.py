@@ -21,6 +21,7 @@ from api.routers import (
     bulk,
     certifications,
     health,
+    mentorship,
     notifications,
     obligations,
     people,
@@ -121,6 +122,7 @@ def create_app(
         tracks,
         projects,
         verify,
+        mentorship,
         scim,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)

@@ -276,6 +276,43 @@ POLICY: dict[tuple[str, str], Policy] = {
     # Tokens
     ("GET", "/tokens"): _token(HR),
     ("DELETE", "/tokens/{token_id}"): _token(HR),
+    # Mentorship
+    ("GET", "/mentorship/profile/mentor"): _token(PERSONS, Scope.ROWS, "?person= (default: own)"),
+    ("PUT", "/mentorship/profile/mentor"): _token(PERSONS, Scope.SELF, "HR: any person"),
+    ("GET", "/mentorship/profile/mentee"): _token(PERSONS, Scope.ROWS, "?person= (default: own)"),
+    ("PUT", "/mentorship/profile/mentee"): _token(PERSONS, Scope.SELF, "HR: any person"),
+    ("POST", "/mentorship/profiles/import/mentor"): _token(HR, note="CSV"),
+    ("POST", "/mentorship/profiles/import/mentee"): _token(HR, note="CSV"),
+    ("GET", "/mentorship/find-mentor"): _token(
+        PERSONS, Scope.ROWS, "?person= (default: own), a mentee"
+    ),
+    ("GET", "/mentorship/find-mentee"): _token(
+        PERSONS, Scope.ROWS, "?person= (default: own), a mentor"
+    ),
+    ("POST", "/mentorship/request"): _token(PERSONS, Scope.SELF, "the mentee asks"),
+    ("PUT", "/mentorship/request/{mentee}/{mentor}/{n}/accept"): _token(
+        PERSONS, Scope.ROWS, "the mentor (or HR)"
+    ),
+    ("PUT", "/mentorship/request/{mentee}/{mentor}/{n}/decline"): _token(
+        PERSONS, Scope.ROWS, "the mentor (or HR)"
+    ),
+    ("POST", "/mentorship/{mentee}/{mentor}/{n}/log-session"): _token(
+        PERSONS, Scope.ROWS, "either side (or HR)"
+    ),
+    ("POST", "/mentorship/{mentee}/{mentor}/{n}/feedback"): _token(
+        PERSONS, Scope.ROWS, "either side"
+    ),
+    ("POST", "/mentorship/{mentee}/{mentor}/{n}/complete"): _token(
+        PERSONS, Scope.ROWS, "either side (or HR)"
+    ),
+    ("POST", "/mentorship/{mentee}/{mentor}/{n}/cancel"): _token(
+        PERSONS, Scope.ROWS, "either side (or HR)"
+    ),
+    ("GET", "/mentorship/{mentee}/{mentor}/{n}"): _token(
+        PEOPLE, Scope.ROWS, "session notes: author and HR only"
+    ),
+    ("GET", "/mentorship"): _token(PEOPLE, Scope.ROWS),
+    ("GET", "/me/mentorship"): _token(PEOPLE, Scope.ROWS, "as mentee or mentor"),
     # Tracks, learning paths and projects (issue 17)
     ("GET", "/tracks"): _token(PEOPLE),
     ("GET", "/tracks/{track_id}"): _token(PEOPLE),

@@ -137,6 +137,7 @@ def load_demo(settings: Settings) -> dict[str, str]:
             f"{report.unchanged} unchanged"
         )
         pack = deploy_demo_pack(db)
+        _demo_mentorship(db)
         with db.session() as session:
             people = list(session.scalars(select(Person).order_by(Person.external_id)))
             managers = [p for p in people if any(q.manager_id == p.id for q in people)]
@@ -210,6 +211,28 @@ def _demo_tokens(
         json.dump(tokens, handle)
     path.chmod(0o600)
     return tokens
+
+
+def _demo_mentorship(db: Any) -> None:
+    """Demo mentor and mentee profiles, and the demo learner's top match with its reasons."""
+    from activities import mentorship_profiles as profiles
+    from duly.demo.mentorship import load_demo_mentorship
+    from rules.matching import find_mentors
+
+    with db.session() as session:
+        written = load_demo_mentorship(session)
+    with db.session() as session:
+        mentees = profiles.mentee_profiles(session, only="p-1020")
+        mentors = profiles.mentor_profiles(session)
+    console.print(f"demo mentorship: {written} profiles written")
+    if mentees:
+        best = find_mentors(mentees[0], mentors, limit=1)
+        if best:
+            top = best[0]
+            console.print(
+                f"  p-1020's top mentor: {top.person_id} ({top.score:g}/100): "
+                + "; ".join(top.explanations)
+            )
 
 
 #: The example pack the demo deploys (when no pack is active yet).

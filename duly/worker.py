@@ -15,6 +15,7 @@ from activities.apprenticeship import ApprenticeshipActivities
 from activities.assignment import AssignmentActivities
 from activities.bulk import BulkActivities
 from activities.certification import CertificationActivities
+from activities.mentorship import MentorshipActivities
 from activities.rules import RulesActivities
 from activities.tracks import TrackActivities
 from duly.settings import Settings
@@ -27,6 +28,7 @@ from workflows.assignment import AssignmentWorkflow
 from workflows.bulk import BulkAssignWorkflow
 from workflows.certification import CertificationWorkflow
 from workflows.digest import DigestStarter, DigestWorkflow
+from workflows.mentorship import MentorshipWorkflow
 from workflows.project import ProjectReadinessWorkflow
 from workflows.rollout import PackRolloutWorkflow
 from workflows.sweep import SWEEP_SCHEDULE_ID, StatusSweepWorkflow, ensure_sweep_schedule
@@ -40,6 +42,7 @@ WORKFLOWS: list[type] = [
     StatusSweepWorkflow,
     DigestWorkflow,
     BulkAssignWorkflow,
+    MentorshipWorkflow,
     ProjectReadinessWorkflow,
     ApprenticeshipWorkflow,
 ]
@@ -86,6 +89,7 @@ def build_worker(
             *rules.all(),
             *bulk.all(),
             *CertificationActivities(db).all(),
+            *MentorshipActivities(db).all(),
             *TrackActivities(db, client).all(),
             # Notices through the reminders' deliverer (same channels, ledger and lease).
             *ApprenticeshipActivities(db, activities.deliverer, award_registrar(db, client)).all(),

@@ -303,6 +303,109 @@ class Certificate(Base):
     __table_args__ = (Index("ix_certificates_workflow_id", "workflow_id"),)
 
 
+class MentorProfileRow(Base):
+    """A mentor's profile (``rules.mentorship_model.MentorProfile`` without what is computed).
+
+    Certifications come from the certificates table, the track record from ``mentorships``;
+    ``active_mentees`` is the one counter a slot is claimed on (a conditional UPDATE), so two
+    acceptances of the last slot cannot both win.
+    """
+
+    __tablename__ = "mentor_profiles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), unique=True)
+    #: The profile's other fields as the API accepted them (JSON of the pydantic model).
+    profile: Mapped[dict[str, Any]] = mapped_column(StrictJSON)
+    accepting_mentees: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_mentees: Mapped[int] = mapped_column(Integer, default=2)
+    active_mentees: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    person: Mapped[Person] = relationship(lazy="joined")
+
+
+class MenteeProfileRow(Base):
+    """A mentee's profile (``rules.mentorship_model.MenteeProfile`` as JSON)."""
+
+    __tablename__ = "mentee_profiles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), unique=True)
+    profile: Mapped[dict[str, Any]] = mapped_column(StrictJSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    person: Mapped[Person] = relationship(lazy="joined")
+
+
+class Mentorship(Base):
+    """One relationship's read model, written by ``MentorshipWorkflow`` (its truth)."""
+
+    __tablename__ = "mentorships"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(255), unique=True)
+    mentee_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    mentor_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(32))
+    type: Mapped[str] = mapped_column(String(32))
+    goals: Mapped[list[str]] = mapped_column(StrictJSON, default=list)
+    milestones: Mapped[list[str]] = mapped_column(StrictJSON, default=list)
+    duration_months: Mapped[int] = mapped_column(Integer)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    #: Whether this relationship holds one of the mentor's slots (claimed, not yet released).
+    holds_slot: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    mentee: Mapped[Person] = relationship(foreign_keys=[mentee_id], lazy="joined")
+    mentor: Mapped[Person] = relationship(foreign_keys=[mentor_id], lazy="joined")
+
+    __table_args__ = (
+        Index("ix_mentorships_mentee_id", "mentee_id"),
+        Index("ix_mentorships_mentor_id", "mentor_id"),
+    )
+
+
+class MentorshipSession(Base):
+    """One logged session; ``notes`` is shown to its author and HR only."""
+
+    __tablename__ = "mentorship_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mentorship_id: Mapped[int] = mapped_column(ForeignKey("mentorships.id", ondelete="CASCADE"))
+    #: Who logged it; None for HR without a person (then only HR sees the notes).
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    held_on: Mapped[date] = mapped_column(Date)
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    #: format, location, topics, skills_practiced, resources, action_items, rating.
+    details: Mapped[dict[str, Any]] = mapped_column(StrictJSON)
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_mentorship_sessions_mentorship_id", "mentorship_id"),)
+
+
+class MentorshipFeedback(Base):
+    """One side's feedback at the midpoint or the end (the mentee's ratings feed matching)."""
+
+    __tablename__ = "mentorship_feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mentorship_id: Mapped[int] = mapped_column(ForeignKey("mentorships.id", ondelete="CASCADE"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    #: ``mentee`` or ``mentor``.
+    side: Mapped[str] = mapped_column(String(16))
+    phase: Mapped[str] = mapped_column(String(16))
+    rating: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("mentorship_id", "side", "phase"),)
+
+
 class TrackEnrolment(Base):
     """One person enrolled in one track of the rules pack (issue 17).
 

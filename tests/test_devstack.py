@@ -235,3 +235,23 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
         assert all((n["workflow_id"], n["stage"]) not in sent_before for n in added)
     finally:
         assert stack.stop(proc) == 0
+
+
+def test_demo_mentorship_profiles_give_an_explainable_top_match(sqlite_db: Any) -> None:
+    from activities import mentorship_profiles as profiles
+    from duly.demo import load_demo_people
+    from duly.demo.mentorship import load_demo_mentorship
+    from rules.matching import find_mentors
+
+    with sqlite_db.session() as session:
+        load_demo_people(session)
+    with sqlite_db.session() as session:
+        assert load_demo_mentorship(session) == 5
+    with sqlite_db.session() as session:
+        assert load_demo_mentorship(session) == 0  # idempotent
+        (mentee,) = profiles.mentee_profiles(session, only="p-1020")
+        mentors = profiles.mentor_profiles(session)
+    ranked = find_mentors(mentee, mentors)
+    assert [m.person_id for m in ranked] == ["p-1021", "p-1011", "p-1002"]
+    reasons = ranked[0].explanations
+    assert any("same specialization: iv therapy (+30)" in r for r in reasons), reasons

@@ -6,7 +6,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -464,3 +464,58 @@ async def test_certification_register_verify_credits_renew_revoke(stack: Stack) 
         return body if body["status"] == "revoked" else None
 
     await eventually(is_revoked, what="the revocation to reach the verification page")
+
+
+async def test_mentorship_request_accept_session_complete(stack: Stack) -> None:
+    """A mentorship through the API on the dev server and PostgreSQL: profiles, matching,
+    request, acceptance (a slot claimed), a session, completion (the slot freed, the record)."""
+    http = stack.http
+    style = {"communication_preferences": ["video"], "availability": {"hours_per_month": 4}}
+    mentor = {
+        "person": "e-peer",
+        "years_experience": 8,
+        "specializations": ["IV therapy"],
+        "max_mentees": 1,
+        "willing_remote": True,
+        "city": "Denver",
+        **style,
+    }
+    mentee = {
+        "level": "junior",
+        "specialization_interests": ["iv therapy"],
+        "open_to_remote": True,
+        "city": "Boston",
+        **style,
+    }
+    response = await http.put("/mentorship/profile/mentor", json=mentor, headers=stack.auth("hr"))
+    assert response.status_code == 200, response.text
+    nurse = stack.auth("nurse")
+    response = await http.put("/mentorship/profile/mentee", json=mentee, headers=nurse)
+    assert response.status_code == 200, response.text
+    found = (await http.get("/mentorship/find-mentor", headers=nurse)).json()["matches"]
+    assert [m["person"] for m in found] == ["e-peer"] and found[0]["remote"] is True
+    response = await http.post("/mentorship/request", json={"mentor": "e-peer"}, headers=nurse)
+    assert response.status_code == 201, response.text
+    path = response.json()["id"].removeprefix("mentorship/")
+    accepted = await http.put(f"/mentorship/request/{path}/accept", headers=stack.auth("peer"))
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "active"
+    logged = await http.post(
+        f"/mentorship/{path}/log-session",
+        json={"held_on": datetime.now(UTC).date().isoformat(), "duration_minutes": 45},
+        headers=nurse,
+    )
+    assert logged.status_code == 200, logged.text
+    done = await http.post(f"/mentorship/{path}/complete", json={}, headers=nurse)
+    assert done.status_code == 200, done.text
+
+    async def recorded() -> Any:
+        body = (
+            await http.get("/mentorship/profile/mentor?person=e-peer", headers=stack.auth("hr"))
+        ).json()["profile"]
+        return body if body["track_record"]["completions"] == 1 else None
+
+    profile = await eventually(recorded, what="the mentor's record")
+    assert profile["active_mentees"] == 0
+    listed = (await http.get("/me/mentorship", headers=nurse)).json()
+    assert [(m["id"], m["status"]) for m in listed] == [(f"mentorship/{path}", "completed")]

@@ -42,9 +42,10 @@ ACKS = 20
 #: What "answers throughout" means: 99 % of the /healthz probes within this...
 HEALTHZ_BUDGET = 0.100
 #: ...and every one within this. A blocked loop (the old code) stalls for the whole batch or
-#: hangs; a few probes over 100 ms remain on a loaded 2-core machine from OS scheduling and GIL
-#: hand-offs to worker threads, not from the loop waiting on the database.
-HEALTHZ_CEILING = 0.500
+#: hangs (the request times out after 90 s), and a loop waiting on a lock waits up to the lock
+#: timeout (10 s); a few probes over 100 ms remain on a loaded 2-core machine from OS scheduling
+#: and GIL hand-offs to worker threads (one reached 1.25 s with the load average at 8).
+HEALTHZ_CEILING = 2.0
 ROOT = Path(__file__).parents[2]
 
 

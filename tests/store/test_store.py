@@ -23,6 +23,11 @@ TABLES = {
     "rules_pack_versions",
     "notification_preferences",
     "dead_letters",
+    "mentor_profiles",
+    "mentee_profiles",
+    "mentorships",
+    "mentorship_sessions",
+    "mentorship_feedback",
 }
 
 

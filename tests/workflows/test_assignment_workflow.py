@@ -249,10 +249,16 @@ async def test_recorded_histories_replay_against_todays_code() -> None:
     files = sorted(HISTORIES.glob("*.json"))
     assert files, "no recorded histories to replay"
     from workflows.certification import CertificationWorkflow
+    from workflows.mentorship import MentorshipWorkflow
     from workflows.project import ProjectReadinessWorkflow
 
     replayer = Replayer(
-        workflows=[AssignmentWorkflow, CertificationWorkflow, ProjectReadinessWorkflow],
+        workflows=[
+            AssignmentWorkflow,
+            CertificationWorkflow,
+            ProjectReadinessWorkflow,
+            MentorshipWorkflow,
+        ],
         data_converter=pydantic_data_converter,
     )
     for path in files:

@@ -17,6 +17,7 @@ from domain.contracts.obligation import ObligationMessages
 from workflows.assignment import AssignmentWorkflow
 from workflows.certification import CertificationWorkflow
 from workflows.ladder import Ladder
+from workflows.mentorship import MentorshipWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +41,12 @@ NAMES = {
         "CertificationWorkflow",
         {"suspend", "reinstate", "revoke", "acknowledge", "redeliver", "replan", "adopt_pack"},
         {"renew", "log_ce_credits"},
+        {"state"},
+    ),
+    MentorshipWorkflow: (
+        "MentorshipWorkflow",
+        {"acknowledge", "adopt_pack", "redeliver", "replan"},
+        {"accept", "decline", "log_session", "feedback", "complete", "cancel"},
         {"state"},
     ),
 }
@@ -69,8 +76,8 @@ def test_both_families_compose_the_runner() -> None:
         if path.name != "ladder.py"
     }
     composing = {p.name for p, text in sources.items() if "Ladder(" in text}
-    # The project countdown (issue 17) composes it too.
-    assert composing == {"assignment.py", "certification.py", "project.py"}
+    # The project countdown (issue 17) and mentorships compose it too.
+    assert composing == {"assignment.py", "certification.py", "project.py", "mentorship.py"}
     # The loop, the re-send and the timeline live in the runner only.
     for path, text in sources.items():
         copies = ["def _sleep_until", "def _resend", "deferred_until", "wait_condition(\n"]
