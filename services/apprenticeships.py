@@ -15,6 +15,7 @@ import asyncio
 from datetime import UTC, date, datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -41,13 +42,14 @@ from domain.contracts.apprenticeship import (
 )
 from rules.apprenticeship import Evaluation, HoursEntry, add_years
 from rules.apprenticeship_model import Program
+from rules.model import Pack
 from rules.obligation_facts import local_today
 from services import certifications
 from services.certifications import AlreadyRegistered, reports_of
 from services.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from store import audit
 from store.apprenticeships import Apprenticeship, ApprenticeshipHours
-from store.db import Database
+from store.db import Database, committed
 from store.models import Person
 from store.tokens import Principal
 from workflows.apprenticeship import ApprenticeshipWorkflow
@@ -215,6 +217,21 @@ def _audit(session: Session, principal: Principal, action: str, target: str, aft
     )
 
 
+async def _audited(
+    session: Session, principal: Principal, action: str, target: str, request: BaseModel
+) -> None:
+    """:func:`_audit` in a worker thread, committed at once (the audit lock is released)."""
+    after = request.model_dump(mode="json")
+    await committed(session, lambda: _audit(session, principal, action, target, after))
+
+
+def _supervised(session: Session, principal: Principal, workflow_id: str) -> Apprenticeship:
+    """The apprenticeship, when ``principal`` supervises it (or is HR); blocking."""
+    row = readable(session, principal=principal, workflow_id=workflow_id)
+    _supervises(principal, row)
+    return row
+
+
 async def enroll(
     session: Session,
     client: Client,
@@ -239,6 +256,58 @@ async def enroll(
         Invalid: Unknown person, supervisor or program; a future date; self-supervision.
         Conflict: The person has left, or is already enrolled in the program.
     """
+    # Database sections run in a worker thread, each committed before the next await on
+    # Temporal (store.db.committed): the event loop never blocks, no lock spans an await.
+    apprentice, pack, inp = await committed(
+        session,
+        lambda: _enrolment(
+            session,
+            person=person,
+            program_id=program_id,
+            supervisor=supervisor,
+            enrolled_on=enrolled_on,
+            principal=principal,
+            pack_hash=pack_hash,
+            carried=carried,
+        ),
+    )
+    try:
+        await client.start_workflow(
+            ApprenticeshipWorkflow.run,
+            inp,
+            id=inp.workflow_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError as exc:
+        raise Conflict(f"{person!r} is already enrolled in {program_id!r}") from exc
+
+    def record() -> None:
+        _placeholder(session, inp, apprentice, pack.program(program_id))
+        _audit(
+            session,
+            principal,
+            "apprenticeship.enroll",
+            inp.workflow_id,
+            inp.model_dump(mode="json"),
+        )
+
+    await committed(session, record)
+    return inp
+
+
+def _enrolment(
+    session: Session,
+    *,
+    person: str,
+    program_id: str,
+    supervisor: str,
+    enrolled_on: date | None,
+    principal: Principal,
+    pack_hash: str | None,
+    carried: Carried | None,
+) -> tuple[Person, Pack, ApprenticeshipInput]:
+    """Check an enrolment against the directory and the pack (blocking; see :func:`enroll`)."""
     apprentice = _person(session, person, "person")
     if apprentice.employment_status == EmploymentStatus.TERMINATED:
         raise Conflict(f"person {person!r} has left (employment_status=terminated)")
@@ -266,21 +335,7 @@ async def enroll(
         enrolled_by=principal.actor,
         carried=carried,
     )
-    try:
-        await client.start_workflow(
-            ApprenticeshipWorkflow.run,
-            inp,
-            id=inp.workflow_id,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
-    except WorkflowAlreadyStartedError as exc:
-        raise Conflict(f"{person!r} is already enrolled in {program_id!r}") from exc
-    _placeholder(session, inp, apprentice, pack.program(program_id))
-    _audit(
-        session, principal, "apprenticeship.enroll", inp.workflow_id, inp.model_dump(mode="json")
-    )
-    return inp
+    return apprentice, pack, inp
 
 
 def _placeholder(
@@ -337,16 +392,18 @@ async def log_hours(
     Raises:
         Invalid: The entry is refused; the message says every reason (nothing recorded).
     """
-    row = readable(session, principal=principal, workflow_id=workflow_id)
-    if principal.role is not Role.HR_ADMIN and principal.person_id != row.person_id:
-        raise Forbidden("apprentices log their own hours")
+
+    def check() -> None:
+        row = readable(session, principal=principal, workflow_id=workflow_id)
+        if principal.role is not Role.HR_ADMIN and principal.person_id != row.person_id:
+            raise Forbidden("apprentices log their own hours")
+
+    await committed(session, check)
     request = LogHours(
         entry=entry, actor=principal.actor, source=source, corrects=corrects, reason=reason
     )
     result = await _update(client, workflow_id, ApprenticeshipWorkflow.log_hours, request)
-    _audit(
-        session, principal, "apprenticeship.log_hours", workflow_id, request.model_dump(mode="json")
-    )
+    await _audited(session, principal, "apprenticeship.log_hours", workflow_id, request)
     return result
 
 
@@ -361,18 +418,11 @@ async def review_hours(
     principal: Principal,
 ) -> ApprenticeshipState:
     """The supervisor (or HR) approves or rejects an entry."""
-    row = readable(session, principal=principal, workflow_id=workflow_id)
-    _supervises(principal, row)
+    await committed(session, lambda: _supervised(session, principal, workflow_id))
     request = ReviewHours(entry_id=entry_id, approve=approve, actor=principal.actor, reason=reason)
     result = await _update(client, workflow_id, ApprenticeshipWorkflow.review_hours, request)
     action = "approve" if approve else "reject"
-    _audit(
-        session,
-        principal,
-        f"apprenticeship.{action}_hours",
-        workflow_id,
-        request.model_dump(mode="json"),
-    )
+    await _audited(session, principal, f"apprenticeship.{action}_hours", workflow_id, request)
     return result
 
 
@@ -387,15 +437,12 @@ async def evaluate(
     principal: Principal,
 ) -> ApprenticeshipState:
     """The supervisor (or HR) records an evaluation."""
-    row = readable(session, principal=principal, workflow_id=workflow_id)
-    _supervises(principal, row)
+    await committed(session, lambda: _supervised(session, principal, workflow_id))
     request = SubmitEvaluation(
         evaluation_id=evaluation_id, evaluation=evaluation, notes=notes, actor=principal.actor
     )
     result = await _update(client, workflow_id, ApprenticeshipWorkflow.evaluate, request)
-    _audit(
-        session, principal, "apprenticeship.evaluate", workflow_id, request.model_dump(mode="json")
-    )
+    await _audited(session, principal, "apprenticeship.evaluate", workflow_id, request)
     return result
 
 
@@ -409,16 +456,12 @@ async def change(
     principal: Principal,
 ) -> ApprenticeshipState:
     """HR suspends, reinstates or withdraws an apprenticeship."""
-    readable(session, principal=principal, workflow_id=workflow_id)
+    await committed(
+        session, lambda: readable(session, principal=principal, workflow_id=workflow_id)
+    )
     request = ChangeEnrolment(action=action, actor=principal.actor, reason=reason)
     result = await _update(client, workflow_id, ApprenticeshipWorkflow.change_enrolment, request)
-    _audit(
-        session,
-        principal,
-        f"apprenticeship.{action.value}",
-        workflow_id,
-        request.model_dump(mode="json"),
-    )
+    await _audited(session, principal, f"apprenticeship.{action.value}", workflow_id, request)
     return result
 
 
@@ -432,13 +475,15 @@ async def transfer(
     principal: Principal,
 ) -> ApprenticeshipState:
     """HR hands the apprentice to another supervising journeyworker."""
-    readable(session, principal=principal, workflow_id=workflow_id)
-    _person(session, supervisor, "supervisor")
+
+    def check() -> None:
+        readable(session, principal=principal, workflow_id=workflow_id)
+        _person(session, supervisor, "supervisor")
+
+    await committed(session, check)
     request = TransferSupervisor(supervisor=supervisor, actor=principal.actor, reason=reason)
     result = await _update(client, workflow_id, ApprenticeshipWorkflow.transfer_supervisor, request)
-    _audit(
-        session, principal, "apprenticeship.transfer", workflow_id, request.model_dump(mode="json")
-    )
+    await _audited(session, principal, "apprenticeship.transfer", workflow_id, request)
     return result
 
 

@@ -1,8 +1,10 @@
 """Apprenticeships over HTTP: programs, enrolment, hours, reviews, evaluations, HR actions.
 
 Thin: each route maps HTTP to :mod:`services.apprenticeships` (whose errors ``api/errors.py``
-maps to status codes). ``{apprenticeship_id}`` is the workflow id,
-``apprenticeship/{person}/{program}``.
+maps to status codes). Reads are ``def`` handlers (FastAPI's threadpool); the ``async`` ones,
+which await Temporal, reach the database only through ``store.db.committed`` (a worker thread,
+committed before the next await), so the event loop never blocks on the database.
+``{apprenticeship_id}`` is the workflow id, ``apprenticeship/{person}/{program}``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rules.apprenticeship import Evaluation, HoursEntry, HoursKind
 from services import apprenticeships
 from services.errors import Invalid, NotFound
 from store.apprenticeships import Apprenticeship
+from store.db import committed
 from store.tokens import Principal
 
 router = APIRouter(tags=["apprenticeships"])
@@ -209,7 +212,8 @@ async def my_progress(
     session: SessionDep, principal: Person, temporal: TemporalDep
 ) -> list[ApprenticeshipState]:
     """Your progress, live: hours by kind (approved/pending/expected), skills, evaluations."""
-    ids = [r.workflow_id for r in apprenticeships.mine(session, principal=principal)]
+    rows = await committed(session, lambda: apprenticeships.mine(session, principal=principal))
+    ids = [r.workflow_id for r in rows]
     client = await temporal()
     return [await apprenticeships.state(client, workflow_id=i) for i in ids]
 
@@ -224,7 +228,8 @@ async def log_hours(
     a future date, a suspended or withdrawn program, an id reused with other content);
     nothing is recorded then, and nothing recorded before is touched.
     """
-    rows = [r for r in apprenticeships.mine(session, principal=principal) if r.status == "active"]
+    mine = await committed(session, lambda: apprenticeships.mine(session, principal=principal))
+    rows = [r for r in mine if r.status == "active"]
     if body.program_id is not None:
         rows = [r for r in rows if r.program_id == body.program_id]
     if not rows:

@@ -3,7 +3,9 @@
 Base URL ``/scim/v2``. Every request needs a bearer token of an integration (scope ``scim``)
 or of hr_admin; every answer, errors included, is ``application/scim+json`` and errors follow
 SCIM's error schema. Writes go through :mod:`services.directory`, the same service the CSV/JSON
-import uses.
+import uses. ``async`` handlers (they read the body, and re-plan through Temporal) do all their
+database work in a worker thread (the writes commit there, before the re-plan awaits Temporal),
+so the event loop never blocks on the database.
 """
 
 from __future__ import annotations
@@ -117,14 +119,18 @@ async def create_user(
     """Create a person from a SCIM User (201 with ``Location`` and ``ETag``)."""
     resource = await _json(request)
     fields = scim.user_fields(resource)
-    person, change = await run_in_threadpool(
-        _call,
-        lambda: directory.create_person(
-            session, fields=fields, principal=principal, source=_SOURCE
-        ),
-    )
+
+    def create() -> tuple[Response, DirectoryChange | None]:
+        person, change = _call(
+            lambda: directory.create_person(
+                session, fields=fields, principal=principal, source=_SOURCE
+            )
+        )
+        return _user(person, request, status.HTTP_201_CREATED), change
+
+    answer, change = await run_in_threadpool(create)
     await _replan(session, temporal, change)
-    return _user(person, request, status.HTTP_201_CREATED)
+    return answer
 
 
 @router.get("/Users", summary="List or filter users")
@@ -169,24 +175,28 @@ async def replace_user(
     them does not erase what the HR import set.
     """
     resource = await _json(request)
-    current = _call(lambda: directory.get_person(session, external_id=user_id))
-    _check_match(request, current)
-    fields = scim.user_fields(resource, current=current)
-    _check_key(fields, user_id)
     keep = () if any(k.lower() == scim.DULY.lower() for k in resource) else ("slack_user_id",)
-    person, change = await run_in_threadpool(
-        _call,
-        lambda: directory.replace_person(
-            session,
-            external_id=user_id,
-            fields=fields,
-            principal=principal,
-            source=_SOURCE,
-            keep=keep,
-        ),
-    )
+
+    def replace() -> tuple[Response, DirectoryChange | None]:
+        current = _call(lambda: directory.get_person(session, external_id=user_id))
+        _check_match(request, current)
+        fields = scim.user_fields(resource, current=current)
+        _check_key(fields, user_id)
+        person, change = _call(
+            lambda: directory.replace_person(
+                session,
+                external_id=user_id,
+                fields=fields,
+                principal=principal,
+                source=_SOURCE,
+                keep=keep,
+            )
+        )
+        return _user(person, request), change
+
+    answer, change = await run_in_threadpool(replace)
     await _replan(session, temporal, change)
-    return _user(person, request)
+    return answer
 
 
 def _check_key(fields: dict[str, Any], user_id: str) -> None:
@@ -210,19 +220,23 @@ async def patch_user(
 ) -> Response:
     """Apply PatchOp operations; ``active: false`` marks the person as left."""
     body = await _json(request)
-    current = _call(lambda: directory.get_person(session, external_id=user_id))
-    _check_match(request, current)
-    resource = scim.apply_patch(scim.user_resource(current, _base(request)), body)
-    fields = scim.user_fields(resource, current=current)
-    _check_key(fields, user_id)
-    person, change = await run_in_threadpool(
-        _call,
-        lambda: directory.replace_person(
-            session, external_id=user_id, fields=fields, principal=principal, source=_SOURCE
-        ),
-    )
+
+    def patch() -> tuple[Response, DirectoryChange | None]:
+        current = _call(lambda: directory.get_person(session, external_id=user_id))
+        _check_match(request, current)
+        resource = scim.apply_patch(scim.user_resource(current, _base(request)), body)
+        fields = scim.user_fields(resource, current=current)
+        _check_key(fields, user_id)
+        person, change = _call(
+            lambda: directory.replace_person(
+                session, external_id=user_id, fields=fields, principal=principal, source=_SOURCE
+            )
+        )
+        return _user(person, request), change
+
+    answer, change = await run_in_threadpool(patch)
     await _replan(session, temporal, change)
-    return _user(person, request)
+    return answer
 
 
 @router.delete("/Users/{user_id}", status_code=204, summary="Deactivate a user")
@@ -286,14 +300,16 @@ async def create_group(request: Request, session: SessionDep, principal: ScimPri
     201 but is not listed until it has some.
     """
     name, members = scim.group_fields(await _json(request))
-    if directory.department_members(session, name=name):
-        raise scim.ScimError(
-            409, f"the department {name[:100]!r} exists; patch its members", "uniqueness"
-        )
-    await run_in_threadpool(
-        _set_members, session, principal, name=name, members=members, previous=None
-    )
-    return _group(session, request, name, status.HTTP_201_CREATED, known=False)
+
+    def create() -> Response:
+        if directory.department_members(session, name=name):
+            raise scim.ScimError(
+                409, f"the department {name[:100]!r} exists; patch its members", "uniqueness"
+            )
+        _set_members(session, principal, name=name, members=members, previous=None)
+        return _group(session, request, name, status.HTTP_201_CREATED, known=False)
+
+    return await run_in_threadpool(create)
 
 
 @router.get("/Groups", summary="List or filter groups (departments)")
@@ -325,17 +341,16 @@ def get_group(
     return _group(session, request, scim.department_of(group_id))
 
 
-async def _replace_group(
+def _replace_group(
     request: Request,
     session: Session,
     principal: Principal,
     department: str,
     resource: dict[str, Any],
 ) -> Response:
+    """Set the group's name and members (blocking: run it in a worker thread)."""
     name, members = scim.group_fields(resource)
-    await run_in_threadpool(
-        _set_members, session, principal, name=name, members=members, previous=department
-    )
+    _set_members(session, principal, name=name, members=members, previous=department)
     return _group(session, request, name, known=False)
 
 
@@ -361,8 +376,12 @@ async def replace_group(
     """Members not listed leave the department; a new displayName renames it for everyone."""
     department = scim.department_of(group_id)
     body = await _json(request)
-    _check_group_match(request, session, department)
-    return await _replace_group(request, session, principal, department, body)
+
+    def replace() -> Response:
+        _check_group_match(request, session, department)
+        return _replace_group(request, session, principal, department, body)
+
+    return await run_in_threadpool(replace)
 
 
 @router.patch("/Groups/{group_id}", summary="Add or remove members, rename")
@@ -372,9 +391,13 @@ async def patch_group(
     """PatchOp on ``members`` (add, remove by value or filter, replace) and ``displayName``."""
     department = scim.department_of(group_id)
     body = await _json(request)
-    current = _check_group_match(request, session, department)
-    resource = scim.apply_patch(current, body)
-    return await _replace_group(request, session, principal, department, resource)
+
+    def patch() -> Response:
+        current = _check_group_match(request, session, department)
+        resource = scim.apply_patch(current, body)
+        return _replace_group(request, session, principal, department, resource)
+
+    return await run_in_threadpool(patch)
 
 
 @router.delete("/Groups/{group_id}", status_code=204, summary="Empty a group")
