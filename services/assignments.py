@@ -10,15 +10,16 @@ import asyncio
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from activities.assigning import NotAnAssignment, assignment_input, utc_offset_minutes
 from activities.packs import active_pack
@@ -45,6 +46,9 @@ from store.models import Person
 from store.obligations import acknowledgement_recorded, start_recorded
 from store.tokens import Principal
 from workflows.assignment import AssignmentWorkflow
+
+#: The input of an assignment update (one model per update).
+UpdateArg = TypeVar("UpdateArg", bound=BaseModel)
 
 __all__ = [
     "NotAnAssignment",
@@ -393,12 +397,38 @@ async def extend(
         Conflict: The assignment is closed.
     """
     _not_own(principal, person, "extend")
-    handle = client.get_workflow_handle(workflow_id)
+    return await _audited_update(
+        session,
+        client.get_workflow_handle(workflow_id),
+        AssignmentWorkflow.extend_due_date,
+        update,
+        refused="extension refused",
+        action="assignment.extend",
+        principal=principal,
+    )
+
+
+async def _audited_update(
+    session: Session,
+    handle: WorkflowHandle[Any, Any],
+    update: UpdateMethodMultiParam[[AssignmentWorkflow, UpdateArg], AssignmentState],
+    arg: UpdateArg,
+    *,
+    refused: str,
+    action: str,
+    principal: Principal,
+) -> AssignmentState:
+    """Run an assignment update, then audit it in its own short transaction.
+
+    Raises:
+        Invalid: The workflow's validator refused (``refused: why``).
+        Conflict: The assignment is closed.
+    """
     try:
-        state = await handle.execute_update(AssignmentWorkflow.extend_due_date, update)
+        state = await handle.execute_update(update, arg)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc.cause)
-        raise Invalid(f"extension refused: {cause}") from exc
+        raise Invalid(f"{refused}: {cause}") from exc
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise Conflict("assignment is closed") from exc
@@ -409,9 +439,9 @@ async def extend(
             session,
             actor=principal.actor,
             actor_role=principal.role.value,
-            action="assignment.extend",
-            target=workflow_id,
-            after=update.model_dump(mode="json"),
+            action=action,
+            target=handle.id,
+            after=arg.model_dump(mode="json"),
         ),
     )
     return state
@@ -453,25 +483,12 @@ async def grant_attempts(
         Invalid: The workflow refused (no attempt limit, closed; the detail says why).
         Conflict: The assignment is closed.
     """
-    handle = client.get_workflow_handle(workflow_id)
-    try:
-        state = await handle.execute_update(AssignmentWorkflow.grant_attempts, grant)
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc.cause)
-        raise Invalid(f"grant refused: {cause}") from exc
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise Conflict("assignment is closed") from exc
-        raise
-    await committed(
+    return await _audited_update(
         session,
-        lambda: audit.record(
-            session,
-            actor=principal.actor,
-            actor_role=principal.role.value,
-            action="assignment.grant_attempts",
-            target=workflow_id,
-            after=grant.model_dump(mode="json"),
-        ),
+        client.get_workflow_handle(workflow_id),
+        AssignmentWorkflow.grant_attempts,
+        grant,
+        refused="grant refused",
+        action="assignment.grant_attempts",
+        principal=principal,
     )
-    return state
