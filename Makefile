@@ -55,7 +55,7 @@ $(LOCKER)/bin/uv:
 # Re-resolve after editing pyproject.toml's dependencies (existing pins are kept where they still
 # fit); the runtime lock is constrained to the test lock, so both pin the same versions.
 lock: $(LOCKER)/bin/uv
-	$(LOCKER)/bin/uv pip compile pyproject.toml --extra test $(LOCK_FLAGS) $(UPGRADE) -o $(TEST_LOCK)
+	$(LOCKER)/bin/uv pip compile pyproject.toml --extra test --extra otel $(LOCK_FLAGS) $(UPGRADE) -o $(TEST_LOCK)
 	$(LOCKER)/bin/uv pip compile pyproject.toml $(LOCK_FLAGS) -c $(TEST_LOCK) -o $(LOCK)
 	printf 'pip\nsetuptools>=77\nwheel\n' | \
 	  $(LOCKER)/bin/uv pip compile - $(LOCK_FLAGS) $(UPGRADE) -o $(BUILD_LOCK)
