@@ -345,6 +345,7 @@ POLICY: dict[tuple[str, str], Policy] = {
     # Audit
     ("GET", "/audit"): _token(READERS),
     ("GET", "/audit/verify"): _token(READERS),
+    ("GET", "/audit/evidence"): _token(READERS, note="ZIP; ?person= or ?team= or ?requirement="),
     ("GET", "/audit/workflows/{workflow_id}/history"): _token(READERS),
     ("GET", "/audit/workflows/{workflow_id}/timeline"): _token(READERS),
 }
