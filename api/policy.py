@@ -342,6 +342,7 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/compliance/at-risk"): _token(PEOPLE, Scope.ROWS),
     ("GET", "/compliance/trend"): _token(PEOPLE, Scope.ROWS, "from recorded decisions"),
     ("GET", "/compliance/as-of"): _token(PEOPLE, Scope.ROWS, "from recorded decisions"),
+    ("GET", "/compliance/report.pdf"): _token(MANAGER_READERS, Scope.ROWS, "?day= (as of)"),
     # Audit
     ("GET", "/audit"): _token(READERS),
     ("GET", "/audit/verify"): _token(READERS),

@@ -538,3 +538,15 @@ def rows_for_csv(items: Sequence[BaseModel]) -> tuple[list[str], list[list[Any]]
         return [], []
     header = list(type(items[0]).model_fields)
     return header, [[item.model_dump(mode="json")[name] for name in header] for item in items]
+
+
+def requirements_at(session: Session, *, audience: Audience, at: datetime) -> list[BreakdownRow]:
+    """Per requirement, the counts and rate at ``at`` from the recorded decisions."""
+    counts = decisions.requirement_counts_at(
+        session, at=at, person_ids=audience.person_ids, department=audience.department
+    )
+    rows = [
+        BreakdownRow(key=requirement, label=requirement, **_from_statuses(statuses))
+        for requirement, statuses in counts.items()
+    ]
+    return sorted((r for r in rows if r.total), key=lambda r: r.label)
