@@ -20,6 +20,7 @@ from api.routers import (
     audit,
     bulk,
     certifications,
+    compliance,
     health,
     mentorship,
     notifications,
@@ -124,6 +125,7 @@ def create_app(
         verify,
         mentorship,
         scim,
+        compliance,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)
         if module is bulk:
