@@ -32,7 +32,7 @@ from store.models import Obligation, Person, RulesPackVersion
 from store.packs import Migration, active_version, describe, find_version, versions
 from store.packs import deploy as store_deploy
 
-CLOSED_STATUSES = frozenset({"cancelled"})
+CLOSED_STATUSES = frozenset({"cancelled", "not_applicable"})
 #: An uploaded pack's limits (the example packs are a few dozen files, a few hundred kB).
 MAX_FILES = 200
 MAX_TOTAL_CHARS = 5_000_000
