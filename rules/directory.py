@@ -161,7 +161,7 @@ def plan_person(
             if o.kind != ObligationKind.CERTIFICATION.value
         ]
         return PersonPlan(
-            **plan,  # type: ignore[arg-type]
+            **plan,
             close=closes,
             revoke_tokens=kind in (ChangeKind.LEAVER.value, "reconcile"),
         )
@@ -169,7 +169,7 @@ def plan_person(
     if status == EmploymentStatus.LEAVE.value:
         # On leave: nothing new starts and nothing closes until they are back.
         pause = [o.workflow_id for o in assignable] if kind == ChangeKind.LEAVE.value else []
-        return PersonPlan(**plan, pause=pause)  # type: ignore[arg-type]
+        return PersonPlan(**plan, pause=pause)
     resume: list[Resuming] = []
     if kind == ChangeKind.RETURN.value:
         ext = extensions or Extensions()
@@ -177,7 +177,7 @@ def plan_person(
             Resuming(workflow_id=o.workflow_id, extend_due_date=ext.extend(o)) for o in assignable
         ]
     if pack is None:
-        return PersonPlan(**plan, resume=resume)  # type: ignore[arg-type]
+        return PersonPlan(**plan, resume=resume)
     latest: dict[str, HeldObligation] = {}
     for o in sorted(obligations, key=lambda o: o.cycle):
         latest[o.requirement_id] = o
@@ -226,7 +226,7 @@ def plan_person(
                 )
             )
     return PersonPlan(
-        **plan,  # type: ignore[arg-type]
+        **plan,
         assign=assign,
         close=close,
         keep=sorted(set(keep)),
