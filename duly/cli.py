@@ -672,6 +672,17 @@ def rules_preview(
         console.print(f"  {transition}: {count}")
     for requirement, count in sorted(result.new_requirements.items()):
         console.print(f"  {requirement}: {count} people owe it and have no obligation yet")
+    for requirement, count in result.would_assign.items():
+        console.print(f"  directory: would assign {requirement} to {count} people")
+    for requirement, count in result.would_close.items():
+        console.print(
+            f"  directory: would close {count} open {requirement} (not_applicable: no longer"
+            " applies)"
+        )
+    for requirement, count in result.would_keep.items():
+        console.print(
+            f"  directory: would keep {count} open {requirement} (on_no_longer_applicable: keep)"
+        )
 
 
 @rules_app.command("deploy")
@@ -684,7 +695,7 @@ def rules_deploy(
     author: Annotated[str | None, typer.Option(help="Who deploys (default: your login)")] = None,
 ) -> None:
     """Validate, lint and test a pack, store it with its hash, make it active, roll it out."""
-    from services.rules import deploy, deploy_blockers, start_rollout
+    from services.rules import audience_changes, deploy, deploy_blockers, start_rollout
     from store.db import Database
     from store.packs import Migration
 
@@ -714,6 +725,7 @@ def rules_deploy(
     db = Database.from_settings(settings)
     try:
         with db.session() as session:
+            audiences = audience_changes(session=session, pack=pack)
             version = deploy(
                 session=session, pack=pack, author=who, message=message, migration=mode
             )
@@ -734,6 +746,36 @@ def rules_deploy(
             )
         )
         console.print(f"roll-out to running workflows started: {workflow_id}")
+    if audiences and settings.directory_automation:
+        _reconcile_after_deploy(settings, content_hash, who, audiences)
+
+
+def _reconcile_after_deploy(
+    settings: Any, content_hash: str, who: str, audiences: list[str]
+) -> None:
+    """Assign and close per the new audiences (best effort: the nightly run catches up)."""
+    from duly.temporal import connect
+    from services.rules import start_directory_reconcile
+
+    async def start() -> str:
+        client = await connect(settings)
+        return await start_directory_reconcile(
+            client=client,
+            task_queue=settings.temporal_task_queue,
+            pack_hash=content_hash,
+            deployed_by=who,
+        )
+
+    console.print(f"who owes it changed for: {', '.join(audiences)}")
+    try:
+        workflow_id = asyncio.run(start())
+    except Exception as exc:  # noqa: BLE001 - deployed; say what happens next
+        err.print(
+            f"[yellow]cannot reach Temporal ({type(exc).__name__}); the nightly reconciliation"
+            " assigns and closes per this pack[/]"
+        )
+        return
+    console.print(f"directory reconciliation started: {workflow_id}")
 
 
 @rules_app.command("versions")
