@@ -194,7 +194,7 @@ class RulesActivities:
                     select(Obligation.workflow_id)
                     .where(Obligation.completed_at.is_(None))
                     .where(Obligation.pack_hash != request.pack_hash)
-                    .where(Obligation.status != "cancelled")
+                    .where(Obligation.status.not_in(("cancelled", "not_applicable")))
                     .order_by(Obligation.workflow_id)
                 )
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -144,11 +145,78 @@ def _replan_moved(settings: Any, targets: Any) -> None:
     console.print(f"{count} open obligations re-planned in their person's new time zone")
 
 
+def _automate(settings: Any, changes: Any) -> None:
+    """Start the change workflows of an import (best effort: the reconciliation catches up)."""
+    from duly.temporal import connect
+    from services import directory
+
+    if not changes:
+        return
+    outcome = asyncio.run(
+        directory.automate(
+            changes,
+            temporal=lambda: connect(settings),
+            task_queue=settings.temporal_task_queue,
+            enabled=settings.directory_automation,
+        )
+    )
+    if outcome.note is not None:
+        err.print(f"[yellow]{outcome.note}[/]", highlight=False)
+    if outcome.started:
+        console.print(
+            f"{outcome.started} directory change workflows started (joiners assigned, movers"
+            " and leavers followed up)"
+        )
+
+
+def _print_dry_run(plans: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"dry run: {len(plans)} people would change (nothing was saved)")
+    for column in ("external_id", "change", "would assign", "would close", "other"):
+        table.add_column(column, overflow="fold")
+    for plan in plans:
+        closes = [f"{c['requirement_id']} ({c['status']}: {c['reason']})" for c in plan["close"]]
+        other = []
+        if plan["keep"]:
+            other.append("keeps " + ", ".join(plan["keep"]))
+        if plan["certificates_needed"]:
+            other.append("needs certificate " + ", ".join(plan["certificates_needed"]))
+        if plan["pause"]:
+            other.append(f"pauses {plan['pause']}")
+        if plan["resume"]:
+            other.append(f"resumes {plan['resume']}")
+        if plan["revoke_tokens"]:
+            other.append("revokes tokens")
+        if plan["manager_change"]:
+            other.append(f"manager {plan['manager_change']}")
+        table.add_row(
+            Text(plan["external_id"]),
+            plan["kind"],
+            Text(", ".join(plan["assign"])),
+            Text("; ".join(closes)),
+            Text("; ".join(other)),
+        )
+    console.print(table)
+
+
 @people_app.command("import")
 def people_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Save nothing: show what each changed person would be assigned and which"
+            " obligations would close.",
+        ),
+    ] = False,
 ) -> None:
     """Upsert people from a CSV or JSON file, keyed by external id.
+
+    Every changed person starts a DirectoryChangeWorkflow: joiners are assigned what the
+    active pack says, movers' and leavers' obligations follow (DULY_DIRECTORY_AUTOMATION).
 
     Exit codes: 0 everything landed, 1 some rows were rejected (the good ones are saved),
     2 the file cannot be imported at all.
@@ -183,9 +251,23 @@ def people_import(
 
     settings = load_settings()
     db = Database.from_settings(settings)
+    if dry_run:
+        try:
+            with db.session() as session:
+                report, plans = directory.preview_rows(
+                    session, rows=rows, errors=errors, today=datetime.now(UTC).date()
+                )
+        finally:
+            db.dispose()
+        _print_dry_run(plans)
+        console.print(
+            f"would create {report.created}, update {report.updated}, leave {report.unchanged}"
+            f" unchanged, reject {report.rejected}"
+        )
+        raise typer.Exit(1 if report.errors else 0)
     try:
         with db.session() as session:
-            report, _changes = directory.apply_rows(
+            report, changes = directory.apply_rows(
                 session, rows=rows, errors=errors, source="import", actor=f"cli:{getpass.getuser()}"
             )
             audit.record(
@@ -202,6 +284,7 @@ def people_import(
         db.dispose()
     if moved:
         _replan_moved(settings, moved)
+    _automate(settings, changes)
 
     summary = Table(title=f"people import: {file.name}")
     for label in ("created", "updated", "unchanged", "rejected"):
@@ -589,6 +672,17 @@ def rules_preview(
         console.print(f"  {transition}: {count}")
     for requirement, count in sorted(result.new_requirements.items()):
         console.print(f"  {requirement}: {count} people owe it and have no obligation yet")
+    for requirement, count in result.would_assign.items():
+        console.print(f"  directory: would assign {requirement} to {count} people")
+    for requirement, count in result.would_close.items():
+        console.print(
+            f"  directory: would close {count} open {requirement} (not_applicable: no longer"
+            " applies)"
+        )
+    for requirement, count in result.would_keep.items():
+        console.print(
+            f"  directory: would keep {count} open {requirement} (on_no_longer_applicable: keep)"
+        )
 
 
 @rules_app.command("deploy")
@@ -601,7 +695,7 @@ def rules_deploy(
     author: Annotated[str | None, typer.Option(help="Who deploys (default: your login)")] = None,
 ) -> None:
     """Validate, lint and test a pack, store it with its hash, make it active, roll it out."""
-    from services.rules import deploy, deploy_blockers, start_rollout
+    from services.rules import audience_changes, deploy, deploy_blockers, start_rollout
     from store.db import Database
     from store.packs import Migration
 
@@ -631,6 +725,7 @@ def rules_deploy(
     db = Database.from_settings(settings)
     try:
         with db.session() as session:
+            audiences = audience_changes(session=session, pack=pack)
             version = deploy(
                 session=session, pack=pack, author=who, message=message, migration=mode
             )
@@ -651,6 +746,36 @@ def rules_deploy(
             )
         )
         console.print(f"roll-out to running workflows started: {workflow_id}")
+    if audiences and settings.directory_automation:
+        _reconcile_after_deploy(settings, content_hash, who, audiences)
+
+
+def _reconcile_after_deploy(
+    settings: Any, content_hash: str, who: str, audiences: list[str]
+) -> None:
+    """Assign and close per the new audiences (best effort: the nightly run catches up)."""
+    from duly.temporal import connect
+    from services.rules import start_directory_reconcile
+
+    async def start() -> str:
+        client = await connect(settings)
+        return await start_directory_reconcile(
+            client=client,
+            task_queue=settings.temporal_task_queue,
+            pack_hash=content_hash,
+            deployed_by=who,
+        )
+
+    console.print(f"who owes it changed for: {', '.join(audiences)}")
+    try:
+        workflow_id = asyncio.run(start())
+    except Exception as exc:  # noqa: BLE001 - deployed; say what happens next
+        err.print(
+            f"[yellow]cannot reach Temporal ({type(exc).__name__}); the nightly reconciliation"
+            " assigns and closes per this pack[/]"
+        )
+        return
+    console.print(f"directory reconciliation started: {workflow_id}")
 
 
 @rules_app.command("versions")

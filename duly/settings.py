@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_base_url: str | None = None
+    #: Start a ``DirectoryChangeWorkflow`` for every directory change (joiners get what their
+    #: pack says, leavers' obligations close); off: HR assigns by hand, as before.
+    directory_automation: bool = True
     #: How long an early reminder waits for others of the same day to share one digest.
     digest_window_seconds: int = Field(default=600, ge=0, le=86_400)
     send_lease_seconds: int = Field(

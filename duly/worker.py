@@ -15,6 +15,7 @@ from activities.apprenticeship import ApprenticeshipActivities
 from activities.assignment import AssignmentActivities
 from activities.bulk import BulkActivities
 from activities.certification import CertificationActivities
+from activities.directory import DirectoryActivities
 from activities.mentorship import MentorshipActivities
 from activities.rules import RulesActivities
 from activities.tracks import TrackActivities
@@ -28,6 +29,12 @@ from workflows.assignment import AssignmentWorkflow
 from workflows.bulk import BulkAssignWorkflow
 from workflows.certification import CertificationWorkflow
 from workflows.digest import DigestStarter, DigestWorkflow
+from workflows.directory import (
+    RECONCILE_SCHEDULE_ID,
+    DirectoryChangeWorkflow,
+    DirectoryReconcileWorkflow,
+    ensure_reconcile_schedule,
+)
 from workflows.mentorship import MentorshipWorkflow
 from workflows.project import ProjectReadinessWorkflow
 from workflows.rollout import PackRolloutWorkflow
@@ -45,6 +52,8 @@ WORKFLOWS: list[type] = [
     MentorshipWorkflow,
     ProjectReadinessWorkflow,
     ApprenticeshipWorkflow,
+    DirectoryChangeWorkflow,
+    DirectoryReconcileWorkflow,
 ]
 
 
@@ -88,6 +97,7 @@ def build_worker(
             *activities.all(),
             *rules.all(),
             *bulk.all(),
+            *DirectoryActivities(db, client, start_assignment=start_assignment).all(),
             *CertificationActivities(db).all(),
             *MentorshipActivities(db).all(),
             *TrackActivities(db, client).all(),
@@ -124,6 +134,8 @@ async def run_worker(settings: Settings) -> None:
     worker = build_worker(client, task_queue=settings.temporal_task_queue, db=db, settings=settings)
     if await ensure_sweep_schedule(client, settings.temporal_task_queue):
         log.info("created the daily status sweep schedule %r", SWEEP_SCHEDULE_ID)
+    if await ensure_reconcile_schedule(client, settings.temporal_task_queue):
+        log.info("created the nightly directory reconciliation schedule %r", RECONCILE_SCHEDULE_ID)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -94,6 +94,15 @@ class RenewalBasis(StrEnum):
     FROM_PREVIOUS_EXPIRY = "from_previous_expiry"
 
 
+class NoLongerApplicable(StrEnum):
+    """What happens to a mover's open obligation when its requirement stops applying."""
+
+    #: Closed as ``not_applicable`` (the reason recorded in its history).
+    CLOSE = "close"
+    #: Left running: the person still finishes it.
+    KEEP = "keep"
+
+
 class Recipient(StrEnum):
     """Who a stage notifies. Managers are resolved from the directory at send time."""
 
@@ -288,6 +297,11 @@ class Requirement(_Strict):
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     #: Days to wait after a failed attempt before the next one counts.
     retake_after_days: int | None = Field(default=None, ge=0, le=365)
+    #: A mover this no longer applies to: close their open obligation or keep it.
+    on_no_longer_applicable: NoLongerApplicable = NoLongerApplicable.CLOSE
+    #: A leave of absence moves the due date later by the leave's length (reminders pause
+    #: either way).
+    extend_due_on_leave: bool = True
 
     @field_validator("validity")
     @classmethod

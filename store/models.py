@@ -61,6 +61,10 @@ class Person(Base):
     employer: Mapped[str | None] = mapped_column(String(200))
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
     employment_status: Mapped[str] = mapped_column(String(16), default="active")
+    #: Hire or start date (the joiner automation counts due dates from it).
+    start_date: Mapped[date | None] = mapped_column(Date)
+    #: The identity provider's SCIM ``userName`` when it is not the external id (an email, say).
+    user_name: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
