@@ -21,6 +21,7 @@ from api.routers import (
     bulk,
     certifications,
     health,
+    integrations,
     mentorship,
     notifications,
     obligations,
@@ -124,6 +125,7 @@ def create_app(
         verify,
         mentorship,
         scim,
+        integrations,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)
         if module is bulk:
