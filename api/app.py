@@ -22,6 +22,7 @@ from api.routers import (
     certifications,
     compliance,
     health,
+    integrations,
     mentorship,
     notifications,
     obligations,
@@ -126,6 +127,7 @@ def create_app(
         mentorship,
         scim,
         compliance,
+        integrations,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)
         if module is bulk:

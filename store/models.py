@@ -509,3 +509,4 @@ class ProjectTrack(Base):
 # Tables of their own modules, registered on Base.metadata here so migrations and the
 # models-agree check see them wherever the models are imported from.
 from store import apprenticeships as _apprenticeships  # noqa: E402, F401
+from store import integrations as _integrations  # noqa: E402, F401
