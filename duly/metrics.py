@@ -123,7 +123,7 @@ def exposition(extra: Iterable[Collector] = ()) -> tuple[bytes, str]:
         from prometheus_client import multiprocess
 
         registry: Any = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Default())
