@@ -152,6 +152,9 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/redoc"): Policy(Access.PUBLIC, note="the API description"),
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): Policy(
+        Access.PUBLIC, note="Prometheus: counts and route templates, no ids; keep it internal"
+    ),
     ("GET", "/verify/{code}"): Policy(Access.PUBLIC, note="rate-limited per client"),
     ("GET", "/ack/{token}"): Policy(Access.SIGNED, note="the acknowledgement link"),
     ("POST", "/ack/{token}"): Policy(Access.SIGNED, note="the acknowledgement link"),

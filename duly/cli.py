@@ -38,11 +38,10 @@ def load_settings() -> Settings:
 
 
 def setup_logging(settings: Settings) -> None:
-    """Plain, PII-free logging to stderr."""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """PII-free logging to stderr: text, or JSON lines with ``DULY_LOG_FORMAT=json``."""
+    from duly.logs import setup_logging as configure
+
+    configure(settings)
 
 
 @app.command()
@@ -98,6 +97,10 @@ def api(
 
     settings = load_settings()
     setup_logging(settings)
+    if settings.otel_enabled:
+        from duly.tracing import configure_tracer_provider
+
+        configure_tracer_provider("duly-api")
     trusted = forwarded_allow_ips or settings.forwarded_allow_ips
     if proxy_headers is None:
         proxy_headers = trusted is not None
@@ -109,6 +112,8 @@ def api(
         # Explicit either way: uvicorn's own default trusts loopback's headers implicitly.
         proxy_headers=proxy_headers,
         forwarded_allow_ips=trusted or "127.0.0.1,::1",
+        # JSON logs: uvicorn's loggers propagate to the root handler instead of their own.
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
 
 
