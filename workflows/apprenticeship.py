@@ -21,8 +21,14 @@ the workflow only sleeps, waits for updates and calls activities:
 - graduation registers each awarded certification (``CertificationWorkflow``, verification
   code) through the certification service and tells everyone.
 
-The compliance status (``on_track``/``behind``/``stalled``) is
-:func:`rules.apprenticeship.compliance_status`, recorded with the rule name and the pack hash.
+The compliance status (``on_track``/``behind``/``stalled``/``inactive`` in the field-technicians
+pack) is decided by the pinned pack's status rules through durable_rules
+(``decide_apprenticeship``, facts from :func:`rules.apprenticeship.program_facts` and the
+person's directory attributes) each time the workflow records, that is whenever something
+changes and at each of its wake-ups (a stall rung, an evaluation falling due or overdue), and is
+recorded with the rule name and the pack hash. A pack with no status rule for programs leaves
+the built-in :func:`rules.apprenticeship.compliance_status`; so do runs recorded before the
+pack decided (patch ``apprenticeship-pack-status``).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
         AwardRequest,
         Carried,
         ChangeEnrolment,
-        ComplianceStatus,
+        DecideApprenticeship,
         EnrolmentAction,
         LogHours,
         NoticeRequest,
@@ -67,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
         Progress,
         check_entry,
         compliance_status,
+        program_facts,
         progress,
     )
     from rules.apprenticeship_model import Program, ProgramMigration, skill_key
@@ -80,6 +87,9 @@ MAX_EVENTS = 200
 #: Continue as new also when a run's history grows past this many events (a long period).
 MAX_HISTORY_EVENTS = 10_000
 EVERYONE = ["apprentice", "supervisor", "hr", "sponsor"]
+#: Runs with this patch have the pinned pack's status rules decide (and record at each
+#: wake-up); histories recorded before it keep the built-in answer.
+PACK_STATUS_PATCH = "apprenticeship-pack-status"
 
 
 def _fingerprint(entry: HoursEntry) -> str:
@@ -129,6 +139,10 @@ class ApprenticeshipWorkflow:
         self._completed_on: date | None = None
         self._changed = False
         self._decided = ("on_track", "apprenticeship:on_track")
+        #: The pack's last decision (status, rule); None: the built-in answer applies.
+        self._pack_decision: tuple[str, str] | None = None
+        #: The pack decides this run (set at the first record: see PACK_STATUS_PATCH).
+        self._pack_decides = False
         #: The pack version this run is pinned to, and one deployed since to adopt.
         self._pack_hash = input.pack_hash
         self._next_pack: str | None = None
@@ -173,7 +187,7 @@ class ApprenticeshipWorkflow:
         """The apprenticeship now: status, period, hours, skills, evaluations, timeline."""
         done = self._progress()
         period = self.program.periods[self._enrolment.period - 1]
-        status, rule = compliance_status(done)
+        status, rule = self._pack_decision or compliance_status(done)
         return ApprenticeshipState(
             workflow_id=self._input.workflow_id,
             person=self._input.person,
@@ -181,7 +195,7 @@ class ApprenticeshipWorkflow:
             pack_hash=self._pack_hash,
             supervisor=self._supervisor,
             status=self._enrolment.status,
-            compliance_status=ComplianceStatus(status),
+            compliance_status=status,
             decided_by=rule,
             period=self._enrolment.period,
             wage_percentage=period.wage_percentage,
@@ -542,7 +556,26 @@ class ApprenticeshipWorkflow:
         )
         self._event("notice", f"{key} {event}: " + "; ".join(lines))
 
+    async def _decide(self) -> None:
+        """Have the pinned pack's status rules decide, when this run lets them (patch)."""
+        self._pack_decides = workflow.patched(PACK_STATUS_PATCH)
+        if not self._pack_decides:
+            return
+        decision = await workflow.execute_activity_method(
+            ApprenticeshipActivities.decide,
+            DecideApprenticeship(
+                workflow_id=self._input.workflow_id,
+                person=self._input.person,
+                pack_hash=self._pack_hash,
+                facts=program_facts(self.program, self._progress()),
+            ),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+        )
+        self._pack_decision = None if decision is None else (decision.status, decision.rule)
+
     async def _record(self) -> None:
+        await self._decide()
         state = self._answer()
         await workflow.execute_activity_method(
             ApprenticeshipActivities.record,
@@ -555,7 +588,7 @@ class ApprenticeshipWorkflow:
             start_to_close_timeout=TIMEOUT,
             retry_policy=RETRY,
         )
-        decided = (state.compliance_status.value, state.decided_by)
+        decided = (state.compliance_status, state.decided_by)
         if decided != self._decided:
             self._decided = decided
             self._event("status", f"{decided[0]} ({decided[1]}, pack {self._pack_hash[:12]})")
@@ -619,6 +652,10 @@ class ApprenticeshipWorkflow:
                     if wake is None
                     else max(wake - workflow.now(), timedelta(seconds=1)),
                 )
+                continue
+            # A wake-up (a stall rung, an evaluation due or overdue): time moved the facts,
+            # so the pack decides again and the read model follows.
+            self._changed = self._changed or self._pack_decides
 
     def _next_wake(self, done: Progress) -> datetime | None:
         """The next instant something can fall due without a message (None: none)."""
