@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.contracts.obligation import LadderEvent
+
 __all__ = [
     "APPRENTICESHIP_KIND",
     "ApprenticeshipEvent",
@@ -159,12 +161,8 @@ class ComplianceStatus(StrEnum):
     INACTIVE = "inactive"
 
 
-class ApprenticeshipEvent(_Model):
-    """One line of an apprenticeship's readable timeline."""
-
-    at: datetime
-    kind: str
-    detail: str
+class ApprenticeshipEvent(LadderEvent):
+    """One line of an apprenticeship's readable timeline (the ladder runner keeps it)."""
 
 
 class Carried(_Model):
