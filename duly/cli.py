@@ -1169,7 +1169,7 @@ def apprenticeship_status(
 
     state = _run_service(call)
     lines = [
-        f"{state.workflow_id}: {state.status.value}, {state.compliance_status.value}"
+        f"{state.workflow_id}: {state.status.value}, {state.compliance_status}"
         f" ({state.decided_by}), supervisor {state.supervisor}",
         f"period {state.period} at {state.wage_percentage:g}% of the journeyworker wage;"
         f" expected completion {state.expected_completion.isoformat()}",
