@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any

@@ -49,7 +49,7 @@ from domain.kinds import ObligationKind
 from rules.apprenticeship_model import Program
 from rules.conditions import Condition, ConditionError, compile_condition
 from rules.facts import FACTS, FactType
-from rules.mentorship_model import MentorshipPolicy
+from rules.mentorship_model import MentorshipCondition, MentorshipPolicy
 from rules.tracks_model import TracksSection
 
 #: Statuses every pack may use without declaring them.
@@ -316,6 +316,9 @@ class Requirement(_Strict):
     #: A leave of absence moves the due date later by the leave's length (reminders pause
     #: either way).
     extend_due_on_leave: bool = True
+    #: ``kind: mentorship`` only: which mentorships satisfy it (type, the mentor's
+    #: certifications; see :class:`rules.mentorship_model.MentorshipCondition`).
+    mentorship: MentorshipCondition | None = None
 
     @field_validator("validity")
     @classmethod
@@ -345,6 +348,11 @@ class Requirement(_Strict):
             for key in ("ce_credits", "validity", "renewal_window_days"):
                 if getattr(self, key):
                     raise ValueError(f"'{key}' only applies to certifications")
+        if self.mentorship is not None and self.kind is not Kind.MENTORSHIP:
+            raise ValueError(
+                f"'mentorship' (conditions on the mentorship) only applies to a requirement of"
+                f" kind mentorship, not {self.kind.value}"
+            )
         return self
 
     @property
