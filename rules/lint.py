@@ -14,7 +14,7 @@ from typing import Protocol
 from rules.apprenticeship_model import StallRecipient
 from rules.coverage import OTHER, analyse
 from rules.mentorship_model import NudgeRecipient
-from rules.model import Kind, Pack, Recipient
+from rules.model import Cmi5Satisfied, Kind, Pack, Recipient
 from rules.tracks_lint import lint_gates, lint_tracks
 
 
@@ -200,6 +200,7 @@ def _policies(pack: Pack) -> Iterable[Finding]:
 
 def _requirements(pack: Pack, people: Sequence[DirectoryPerson] | None) -> Iterable[Finding]:
     seen_xapi: dict[str, str] = {}
+    seen_moodle: dict[int, str] = {}
     for requirement in pack.requirements:
         file, line = locate(pack, "id", requirement.id)
         if requirement.escalation is None:
@@ -222,6 +223,27 @@ def _requirements(pack: Pack, people: Sequence[DirectoryPerson] | None) -> Itera
                     line,
                 )
             seen_xapi.setdefault(activity, requirement.id)
+        course = requirement.moodle_course_id
+        if course is not None:
+            if course in seen_moodle:
+                yield Finding(
+                    Level.ERROR,
+                    "duplicate-moodle-course",
+                    f"requirements '{seen_moodle[course]}' and '{requirement.id}' map the same"
+                    f" Moodle course {course}; a completion could not tell them apart",
+                    file,
+                    line,
+                )
+            seen_moodle.setdefault(course, requirement.id)
+        if requirement.cmi5_satisfied is Cmi5Satisfied.COMPLETES and not activity:
+            yield Finding(
+                Level.ERROR,
+                "cmi5-satisfied-without-activity",
+                f"requirement '{requirement.id}' says cmi5 'satisfied' completes it but maps no"
+                " xapi_activity_id",
+                file,
+                line,
+            )
         if people is None:
             continue
         covered = sum(

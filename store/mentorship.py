@@ -349,7 +349,7 @@ def open_obligations(session: Session, person_id: int, kind: str) -> list[str]:
             select(Obligation.workflow_id).where(
                 Obligation.person_id == person_id,
                 Obligation.kind == kind,
-                Obligation.status.not_in(("completed", "cancelled")),
+                Obligation.status.not_in(("completed", "cancelled", "not_applicable")),
             )
         )
     )
