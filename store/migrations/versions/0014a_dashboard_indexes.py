@@ -1,7 +1,7 @@
 """dashboard indexes: the compliance aggregates read obligations from indexes alone
 
 Revision ID: 0014a
-Revises: 0014
+Revises: 0018
 Create Date: 2026-11-30 17:40:00
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0014a"
-down_revision = "0014"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
