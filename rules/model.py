@@ -49,7 +49,7 @@ from domain.kinds import ObligationKind
 from rules.apprenticeship_model import Program
 from rules.conditions import Condition, ConditionError, compile_condition
 from rules.facts import FACTS, FactType
-from rules.mentorship_model import MentorshipPolicy
+from rules.mentorship_model import MentorshipCondition, MentorshipPolicy
 from rules.tracks_model import TracksSection
 
 #: Statuses every pack may use without declaring them.
@@ -92,6 +92,15 @@ class RenewalBasis(StrEnum):
     #: From the previous expiry date when renewed before it (no validity is lost by renewing
     #: early); from the renewal date once expired.
     FROM_PREVIOUS_EXPIRY = "from_previous_expiry"
+
+
+class NoLongerApplicable(StrEnum):
+    """What happens to a mover's open obligation when its requirement stops applying."""
+
+    #: Closed as ``not_applicable`` (the reason recorded in its history).
+    CLOSE = "close"
+    #: Left running: the person still finishes it.
+    KEEP = "keep"
 
 
 class Recipient(StrEnum):
@@ -302,6 +311,14 @@ class Requirement(_Strict):
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     #: Days to wait after a failed attempt before the next one counts.
     retake_after_days: int | None = Field(default=None, ge=0, le=365)
+    #: A mover this no longer applies to: close their open obligation or keep it.
+    on_no_longer_applicable: NoLongerApplicable = NoLongerApplicable.CLOSE
+    #: A leave of absence moves the due date later by the leave's length (reminders pause
+    #: either way).
+    extend_due_on_leave: bool = True
+    #: ``kind: mentorship`` only: which mentorships satisfy it (type, the mentor's
+    #: certifications; see :class:`rules.mentorship_model.MentorshipCondition`).
+    mentorship: MentorshipCondition | None = None
 
     @field_validator("validity")
     @classmethod
@@ -331,6 +348,11 @@ class Requirement(_Strict):
             for key in ("ce_credits", "validity", "renewal_window_days"):
                 if getattr(self, key):
                     raise ValueError(f"'{key}' only applies to certifications")
+        if self.mentorship is not None and self.kind is not Kind.MENTORSHIP:
+            raise ValueError(
+                f"'mentorship' (conditions on the mentorship) only applies to a requirement of"
+                f" kind mentorship, not {self.kind.value}"
+            )
         return self
 
     @property
