@@ -430,3 +430,58 @@ async def test_voiding_a_completion_whose_next_cycle_started_is_left_to_hr(
             voids = session.scalars(select(AuditEntry).where(AuditEntry.action == "xapi.void"))
             assert list(voids) == []
         await cycle2.terminate("test done")
+
+
+async def test_voiding_reverses_a_completion_by_restarting_the_assignment(
+    env: WorkflowEnvironment, sqlite_db: Database
+) -> None:
+    """A one-off training: the voided completion's run is replaced by a fresh, open one."""
+    person, email = "p-1021", "liam.notreal@demo.duly.example"
+    requirement = "research-implementation-playbook"
+    iri = f"https://lms.demo.duly.example/xapi/activities/{requirement}"
+    async with running(env, sqlite_db) as api:
+        now = await api.env.get_current_time()
+        due = (now + timedelta(days=20)).date()
+        created = await api.http.post(
+            "/assignments",
+            json={
+                "person": person,
+                "requirement": "Research Site Implementation Playbook",
+                "requirement_id": requirement,
+                "due_date": due.isoformat(),
+            },
+            headers=bearer(sqlite_db, Role.HR_ADMIN),
+        )
+        assert created.status_code == 201, created.text
+        workflow_id = created.json()["id"]
+        handle = env.client.get_workflow_handle_for(AssignmentWorkflow.run, workflow_id)
+        await sleep_days(api.env, 2)
+        at = await moment(api.env)
+        body = statement(api, email, "passed", at=at, scaled=0.9, registration=str(uuid.uuid4()))
+        body["object"]["id"] = iri
+        assert (await api.post(body))["outcome"] == "recorded"
+        closed = await handle.result()
+        assert closed.completed_at is not None
+        await api.env.sleep(timedelta(hours=1))
+        void = {
+            "id": str(uuid.uuid4()),
+            "actor": {"mbox": f"mailto:{email}"},
+            "verb": {"id": VERB + "voided"},
+            "object": {"objectType": "StatementRef", "id": body["id"]},
+            "timestamp": at.isoformat().replace("+00:00", "Z"),
+        }
+        item = await api.post(void)
+        assert item["outcome"] == "recorded" and "reversed" in item["detail"], item
+        fresh = env.client.get_workflow_handle_for(AssignmentWorkflow.run, workflow_id)
+        state = await fresh.query(AssignmentWorkflow.state)
+        assert state.completed_at is None and state.due_date == due
+        with sqlite_db.session() as session:
+            actions = list(
+                session.scalars(
+                    select(AuditEntry.action)
+                    .where(AuditEntry.target == workflow_id)
+                    .order_by(AuditEntry.id)
+                )
+            )
+        assert actions[-2:] == ["assignment.restart", "xapi.void"]
+        await fresh.terminate("test done")
