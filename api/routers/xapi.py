@@ -5,6 +5,10 @@ other systems post a plain JSON completion to ``POST /completions``. Each comple
 a person (by ``mbox`` email or ``account`` name → external id) and, through the rules pack, to the
 person's open obligation, whose workflow receives ``AssignmentWorkflow.complete``.
 
+A statement for an activity an apprenticeship program lists (``classroom_from_lms`` in the pack
+the apprenticeship is pinned to) is classroom hours instead: it becomes an hours entry of the
+apprentice (``services.apprenticeships.lms_classroom_hours``), idempotent by statement id.
+
 Whatever cannot be matched is kept as a :class:`~store.models.DeadLetter` for HR to resolve.
 Duplicates (the same statement id or idempotency key) are answered without a second signal; the
 record of what was processed is the audit log, so this holds across API processes (two processes
@@ -61,6 +65,8 @@ from domain.contracts.assignment import CompleteSignal
 from domain.roles import Role
 from domain.statuses import ObligationStatus
 from rules.assessment import score_percent
+from services import apprenticeships
+from services.errors import Conflict, Invalid, Unavailable
 from store import audit
 from store.db import committed
 from store.models import AuditEntry, DeadLetter, Obligation, Person
@@ -76,7 +82,11 @@ HrAdmin = Annotated[Principal, Depends(require_roles(Role.HR_ADMIN))]
 VERB_COMPLETED = "http://adlnet.gov/expapi/verbs/completed"
 VERB_PASSED = "http://adlnet.gov/expapi/verbs/passed"
 VERB_FAILED = "http://adlnet.gov/expapi/verbs/failed"
+VERB_ATTENDED = "http://adlnet.gov/expapi/verbs/attended"
 TRACKED_VERBS = frozenset({VERB_COMPLETED, VERB_PASSED, VERB_FAILED})
+#: Verbs whose statements for a program's LMS course are classroom hours (a failed attempt
+#: is not instruction completed).
+HOURS_VERBS = frozenset({VERB_COMPLETED, VERB_PASSED, VERB_ATTENDED})
 
 XAPI_SOURCE = "xapi"
 COMPLETION_SOURCE = "completion-webhook"
@@ -167,6 +177,8 @@ class XapiResult(_Open):
     # Strict: JSON true/false, never "yes", "true" or 1.
     success: StrictBool | None = None
     completion: StrictBool | None = None
+    #: ISO 8601 duration (``PT3H30M``): the time attended, for courses counted by duration.
+    duration: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class XapiContext(_Open):
@@ -462,6 +474,11 @@ class _Signaller:
         self._temporal = temporal
         self._client: Client | None = None
 
+    @property
+    def temporal(self) -> LazyTemporal:
+        """The lazy client the signaller connects with (classroom hours use it too)."""
+        return self._temporal
+
     async def complete(self, workflow_id: str, signal: CompleteSignal) -> tuple[int, str]:
         """Signal the workflow; returns an item status and outcome-detail."""
         try:
@@ -714,6 +731,108 @@ def _match_statement(
     return obligation, signal
 
 
+def _statement_key(statement: XapiStatement, raw: dict[str, Any]) -> str:
+    """The statement id, or (an LRS always assigns one) a digest of the statement itself."""
+    if statement.id is not None:
+        return statement.id
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+async def _classroom_hours(
+    session: Session,
+    principal: Principal,
+    temporal: LazyTemporal,
+    item: ItemResult,
+    raw: dict[str, Any],
+    statement: XapiStatement,
+    window: InstantWindow,
+) -> ItemResult | None:
+    """Classroom hours, when the statement is for a course of the actor's program.
+
+    None: it is not (an unknown actor or a future timestamp too: the completion path answers
+    those and keeps the dead letter).
+    """
+    sid = statement.id
+
+    def match() -> ItemResult | int | None:
+        if sid is not None:
+            _lock_keys(session, [sid])
+            done = _processed(session, XAPI_ACTION, "statement_id", sid)
+            if done is not None:
+                return item.model_copy(
+                    update={"outcome": "duplicate", "detail": "duplicate", "workflow_id": done}
+                )
+        try:
+            _evidence_time(statement, window)
+            return _actor_person(session, statement.actor).id
+        except _Rejected:
+            return None
+
+    found = await committed(session, match)
+    if found is None or isinstance(found, ItemResult):
+        return found
+    at = statement.timestamp or statement.stored or datetime.now(UTC)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    try:
+        client = await temporal()
+        recorded = await apprenticeships.lms_classroom_hours(
+            session,
+            client,
+            person_id=found,
+            activity_id=statement.object_.id,
+            statement_key=_statement_key(statement, raw),
+            at=at,
+            duration=statement.result.duration if statement.result else None,
+            principal=principal,
+        )
+    except HTTPException as exc:
+        return item.model_copy(
+            update={"status": 503, "outcome": "unavailable", "detail": f"unavailable: {exc.detail}"}
+        )
+    except Unavailable as exc:
+        return item.model_copy(
+            update={"status": 503, "outcome": "unavailable", "detail": exc.detail}
+        )
+    except (Invalid, Conflict) as exc:
+        code = 422 if isinstance(exc, Invalid) else 409
+        reason = f"classroom hours refused: {exc.detail}"
+        letter = await committed(
+            session, lambda: _dead_letter(session, XAPI_SOURCE, reason, raw, sid)
+        )
+        return item.model_copy(
+            update={
+                "status": code,
+                "outcome": "dead_letter",
+                "detail": reason,
+                "dead_letter_id": letter,
+            }
+        )
+    if recorded is None:
+        return None
+
+    def record() -> None:
+        audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action=XAPI_ACTION,
+            target=recorded.workflow_id,
+            after={"statement_id": sid, "verb": statement.verb.id, **recorded.model_dump()},
+        )
+        _resolve_by_key(session, sid)
+
+    await committed(session, record)
+    waiting = "approved" if recorded.approved else "pending the supervisor's approval"
+    return item.model_copy(
+        update={
+            "outcome": "recorded",
+            "detail": f"{recorded.hours:g} classroom hours as entry {recorded.entry_id}, {waiting}",
+            "workflow_id": recorded.workflow_id,
+        }
+    )
+
+
 async def _one_statement(
     session: Session,
     principal: Principal,
@@ -725,6 +844,12 @@ async def _one_statement(
 ) -> ItemResult:
     sid = statement.id
     item = ItemResult(index=index, statement_id=sid, status=200, outcome="ignored", detail="")
+    if statement.verb.id in HOURS_VERBS:
+        hours = await _classroom_hours(
+            session, principal, signaller.temporal, item, raw, statement, window
+        )
+        if hours is not None:
+            return hours
     if statement.verb.id not in TRACKED_VERBS:
         return item.model_copy(update={"detail": "ignored: verb not tracked"})
     # Matching (and any dead letter) is committed before the signal is awaited.
