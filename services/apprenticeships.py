@@ -542,7 +542,8 @@ async def lms_classroom_hours(
     statement_key: str,
     at: datetime,
     duration: str | None,
-    principal: Principal,
+    actor: str,
+    actor_role: str,
 ) -> LmsHours | None:
     """Record an xAPI statement as classroom hours, when it is for a course of the person's program.
 
@@ -550,7 +551,8 @@ async def lms_classroom_hours(
     entry id is ``xapi-{statement_key}`` (the statement id): the same statement again is the
     same entry (idempotent). The hours are the course's, or the statement's duration; the day
     is the apprentice's local date at ``at``. They wait for the supervisor, or are approved at
-    once when the program says ``approval: auto``. Audited like hours from the API.
+    once when the program says ``approval: auto``. Audited like hours from the API, as
+    ``actor`` (the integration that handed the statement in) with ``actor_role``.
 
     Returns:
         What was recorded, or None when no program of the person lists the activity.
@@ -575,12 +577,24 @@ async def lms_classroom_hours(
     except ValueError as exc:
         raise Invalid(str(exc)) from exc
     assert entry is not None  # the course is listed (found above)
-    request = LogHours(entry=entry, actor=principal.actor, source=LMS_SOURCE)
+    request = LogHours(entry=entry, actor=actor, source=LMS_SOURCE)
     await _update(client, row.workflow_id, ApprenticeshipWorkflow.log_hours, request)
-    await _audited(session, principal, "apprenticeship.log_hours", row.workflow_id, request)
+
+    def audited(action: str, what: BaseModel) -> None:
+        after = what.model_dump(mode="json")
+        audit.record(
+            session,
+            actor=actor,
+            actor_role=actor_role,
+            action=action,
+            target=row.workflow_id,
+            after=after,
+        )
+
+    await committed(session, lambda: audited("apprenticeship.log_hours", request))
     approved = lms_auto_approved(program)
     if approved:
-        review = ReviewHours(entry_id=entry.id, approve=True, actor=principal.actor)
+        review = ReviewHours(entry_id=entry.id, approve=True, actor=actor)
         try:
             await _update(client, row.workflow_id, ApprenticeshipWorkflow.review_hours, review)
         except Invalid:
@@ -589,9 +603,7 @@ async def lms_classroom_hours(
             if not any(e.id == entry.id and e.status is EntryStatus.APPROVED for e in live.entries):
                 raise
         else:
-            await _audited(
-                session, principal, "apprenticeship.approve_hours", row.workflow_id, review
-            )
+            await committed(session, lambda: audited("apprenticeship.approve_hours", review))
     return LmsHours(
         workflow_id=row.workflow_id, entry_id=entry.id, hours=entry.hours, approved=approved
     )
