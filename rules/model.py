@@ -49,7 +49,7 @@ from domain.kinds import ObligationKind
 from rules.apprenticeship_model import Program
 from rules.conditions import Condition, ConditionError, compile_condition
 from rules.facts import FACTS, FactType
-from rules.mentorship_model import MentorshipPolicy
+from rules.mentorship_model import MentorshipCondition, MentorshipPolicy
 from rules.tracks_model import TracksSection
 
 #: Statuses every pack may use without declaring them.
@@ -272,6 +272,16 @@ class Recurrence(_Strict):
         return parse_months(self.every)
 
 
+class Cmi5Satisfied(StrEnum):
+    """What a cmi5 ``satisfied`` statement for a requirement's activity does."""
+
+    #: Ignored (the default): cmi5 LMSs send ``satisfied`` for every block; ``completed`` or
+    #: ``passed`` is the evidence.
+    IGNORE = "ignore"
+    #: Completes the requirement, as ``completed`` would (the course's moveOn criteria are met).
+    COMPLETES = "completes"
+
+
 class Requirement(_Strict):
     """Something people owe: a training or a certification to hold."""
 
@@ -286,6 +296,10 @@ class Requirement(_Strict):
     ce_credits: float = Field(default=0, ge=0, le=1000)
     escalation: Identifier | None = None
     xapi_activity_id: str | None = None
+    #: What cmi5's ``satisfied`` verb for ``xapi_activity_id`` does (``ignore`` | ``completes``).
+    cmi5_satisfied: Cmi5Satisfied = Cmi5Satisfied.IGNORE
+    #: The Moodle course whose completion completes this requirement (Moodle connector).
+    moodle_course_id: int | None = Field(default=None, ge=1)
     max_extension_days: int = Field(default=30, ge=0, le=365)
     renewal_window_days: int | None = Field(default=None, ge=0, le=730)
     renewal_basis: RenewalBasis = RenewalBasis.FROM_RENEWAL
@@ -302,6 +316,9 @@ class Requirement(_Strict):
     #: A leave of absence moves the due date later by the leave's length (reminders pause
     #: either way).
     extend_due_on_leave: bool = True
+    #: ``kind: mentorship`` only: which mentorships satisfy it (type, the mentor's
+    #: certifications; see :class:`rules.mentorship_model.MentorshipCondition`).
+    mentorship: MentorshipCondition | None = None
 
     @field_validator("validity")
     @classmethod
@@ -331,6 +348,11 @@ class Requirement(_Strict):
             for key in ("ce_credits", "validity", "renewal_window_days"):
                 if getattr(self, key):
                     raise ValueError(f"'{key}' only applies to certifications")
+        if self.mentorship is not None and self.kind is not Kind.MENTORSHIP:
+            raise ValueError(
+                f"'mentorship' (conditions on the mentorship) only applies to a requirement of"
+                f" kind mentorship, not {self.kind.value}"
+            )
         return self
 
     @property
@@ -569,3 +591,7 @@ class Pack(_Strict):
     def by_xapi_activity(self, activity_id: str) -> Requirement | None:
         """The requirement an LMS activity completes, if mapped."""
         return next((r for r in self.requirements if r.xapi_activity_id == activity_id), None)
+
+    def by_moodle_course(self, course_id: int) -> Requirement | None:
+        """The requirement a Moodle course's completion completes, if mapped."""
+        return next((r for r in self.requirements if r.moodle_course_id == course_id), None)
