@@ -172,7 +172,10 @@ async def test_joiner_mover_leaver_rehire_on_a_dev_server(org: Org) -> None:
         lambda: sorted(org.statuses(ext).values()) == ["cancelled", "cancelled", "not_applicable"],
     )
     for workflow_id in org.statuses(ext):
-        description = await org.env.client.get_workflow_handle(workflow_id).describe()
+        handle = org.env.client.get_workflow_handle(workflow_id)
+        # The run ends just after recording its last status: wait for it, then check.
+        await asyncio.wait_for(handle.result(), DEADLINE)
+        description = await handle.describe()
         assert description.status is WorkflowExecutionStatus.COMPLETED  # no more reminders
     with org.db.session() as session, pytest.raises(TokenRejected):
         check_token(session, token)
