@@ -221,6 +221,7 @@ def _enrolment(
                 requirement_id=course.requirement,
                 assigned_by=f"track {track_id} ({principal.actor})",
                 pack=pack,
+                track_id=track_id,
             )
         )
     return enrolment, created, inputs

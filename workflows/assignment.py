@@ -745,6 +745,7 @@ class AssignmentWorkflow(ObligationMessages):
             person=self._input.person,
             due_date=self._due_date,
             exempt_until=self._exemption.expires_on if self._exemption is not None else None,
+            track_id=self._input.track_id,
         )
 
     async def _plan_from_pack(self, pack_hash: str) -> bool:

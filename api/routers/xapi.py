@@ -61,6 +61,8 @@ from domain.contracts.assignment import CompleteSignal
 from domain.roles import Role
 from domain.statuses import ObligationStatus
 from rules.assessment import score_percent
+from services.assignments import gate_admits
+from services.errors import Conflict
 from store import audit
 from store.db import committed
 from store.models import AuditEntry, DeadLetter, Obligation, Person
@@ -227,7 +229,13 @@ class CompletionIn(BaseModel):
 # --- answers ------------------------------------------------------------------------------------
 
 Outcome = Literal[
-    "recorded", "duplicate", "ignored", "already_closed", "dead_letter", "unavailable"
+    "recorded",
+    "duplicate",
+    "ignored",
+    "already_closed",
+    "dead_letter",
+    "unavailable",
+    "not_counted",
 ]
 
 
@@ -463,11 +471,18 @@ class _Signaller:
         self._client: Client | None = None
 
     async def complete(self, workflow_id: str, signal: CompleteSignal) -> tuple[int, str]:
-        """Signal the workflow; returns an item status and outcome-detail."""
+        """Signal the workflow; returns an item status and outcome-detail.
+
+        Evidence the assessment gate would not count (inside the retake cool-down, attempts
+        used up) is not sent: 409 ``not counted: ...`` (``services.assignments.gate_admits``).
+        """
         try:
             if self._client is None:
                 self._client = await self._temporal()
+            await gate_admits(self._client, workflow_id=workflow_id, completion=signal)
             await self._client.get_workflow_handle(workflow_id).signal("complete", signal)
+        except Conflict as refused:
+            return 409, refused.detail
         except HTTPException as exc:
             return 503, f"unavailable: {exc.detail}"
         except RPCError as exc:
@@ -504,8 +519,12 @@ async def _deliver(
     audit_after: dict[str, Any],
     dead_key: str | None,
     dedupe: tuple[str, str, str] | None = None,
+    kept: dict[str, Any] | None = None,
 ) -> tuple[int, Outcome, str]:
     """Signal the obligation's workflow and, on success, record it in the audit log.
+
+    Evidence the assessment gate refuses (409 ``not_counted``) is kept as a dead letter
+    (``kept``: the statement or completion as posted), like evidence that cannot be matched.
 
     The audit append runs in its own short transaction in a worker thread, after the signal:
     its advisory lock is never held across an ``await``. ``dedupe`` (lock key, audit field and
@@ -513,6 +532,10 @@ async def _deliver(
     another API process is answered ``duplicate`` and recorded once.
     """
     code, detail = await signaller.complete(obligation.workflow_id, signal)
+    if code == 409 and detail.startswith("not counted") and kept is not None:
+        source = XAPI_SOURCE if action == XAPI_ACTION else COMPLETION_SOURCE
+        await committed(session, lambda: _dead_letter(session, source, detail, kept, dead_key))
+        return code, "not_counted", detail
     if code == 409:
         return code, "already_closed", detail
     if code != 200:
@@ -629,7 +652,11 @@ def _completion_signal(statement: XapiStatement, principal: Principal) -> Comple
     response_model=IntakeAnswer,
     responses={
         400: {"description": "Malformed statement (the detail names the field); nothing done."},
-        409: {"model": IntakeAnswer, "description": "No open obligation, or already closed."},
+        409: {
+            "model": IntakeAnswer,
+            "description": "No open obligation, already closed, or not counted by the"
+            " assessment gate (retake cool-down, attempts used; kept as a dead letter).",
+        },
         422: {"model": IntakeAnswer, "description": "Unknown actor or activity (dead-lettered)."},
     },
     openapi_extra={
@@ -744,6 +771,7 @@ async def _one_statement(
         audit_after={"statement_id": sid, "verb": statement.verb.id},
         dead_key=sid,
         dedupe=(sid, "statement_id", sid) if sid is not None else None,
+        kept=raw,
     )
     return item.model_copy(
         update={
@@ -763,7 +791,11 @@ async def _one_statement(
     "/completions",
     response_model=ItemResult,
     responses={
-        409: {"model": ItemResult, "description": "No open obligation, or already closed."},
+        409: {
+            "model": ItemResult,
+            "description": "No open obligation, already closed, or not counted by the"
+            " assessment gate (retake cool-down, attempts used; kept as a dead letter).",
+        },
         422: {"description": "Malformed, or unknown person or requirement (dead-lettered)."},
     },
 )
@@ -804,6 +836,7 @@ async def post_completion(
             audit_after={"idempotency_key": key},
             dead_key=dead_key,
             dedupe=(dead_key, "idempotency_key", key) if dead_key and key else None,
+            kept=body.model_dump(mode="json"),
         )
     item = item.model_copy(
         update={

@@ -98,6 +98,8 @@ def test_enrolment_assigns_the_courses_at_their_milestones(
     body = answer.json()
     assert body["created"] is True
     inputs = [a for a in _started(temporal) if isinstance(a, AssignmentInput)]
+    # Assigned through the track: a course's own pass mark applies to its gate.
+    assert {i.track_id for i in inputs} == {PATH}
     due = {
         i.requirement_id: (i.due_date - date.fromisoformat(body["enrolled_on"])).days
         for i in inputs
