@@ -21,7 +21,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import assignment_input
 from activities.packs import active_pack, person_attributes
-from activities.tracks import ProjectReadiness, enrolment_progress, project_readiness
+from activities.tracks import (
+    ProjectReadiness,
+    complete_enrolment,
+    enrolment_progress,
+    project_readiness,
+)
 from domain.contracts.assignment import AssignmentInput
 from domain.contracts.tracks import GoLiveChange, ProjectReadinessInput, project_workflow_id
 from domain.kinds import ObligationKind
@@ -224,6 +229,11 @@ def _enrolment(
                 track_id=track_id,
             )
         )
+    if not inputs:
+        # Every course was done before enrolment (or is a held certificate): complete now.
+        progress = enrolment_progress(session, pack, enrolment, now)
+        if progress is not None:
+            complete_enrolment(session, enrolment, progress, actor=principal.actor)
     return enrolment, created, inputs
 
 
@@ -282,7 +292,7 @@ def track_progress(
             continue
         progress = enrolment_progress(session, pack, row, as_of)
         if progress is not None:
-            _mark_completed(row, progress)
+            complete_enrolment(session, row, progress, actor="system:tracks")
             out.append((row.person, row, progress))
     return out
 
@@ -303,15 +313,9 @@ def person_tracks(
     for row in rows:
         progress = enrolment_progress(session, pack, row, as_of)
         if progress is not None:
-            _mark_completed(row, progress)
+            complete_enrolment(session, row, progress, actor="system:tracks")
             out.append((row, progress))
     return out
-
-
-def _mark_completed(row: TrackEnrolment, progress: TrackProgress) -> None:
-    """The track completes when every required course does: record when, once."""
-    if row.completed_at is None and progress.completed_at is not None:
-        row.completed_at = progress.completed_at
 
 
 # -- projects -------------------------------------------------------------------------------

@@ -451,7 +451,11 @@ class AssignmentWorkflow(ObligationMessages):
             # A project's go-live may have waited for this course: it looks at readiness now.
             await workflow.execute_activity_method(
                 TrackActivities.nudge_projects,
-                NudgeRequest(person=self._input.person, requirement_id=self._input.requirement_id),
+                NudgeRequest(
+                    person=self._input.person,
+                    requirement_id=self._input.requirement_id,
+                    at=workflow.now(),
+                ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,
             )

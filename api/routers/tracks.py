@@ -24,7 +24,7 @@ from rules.tracks_model import Track
 from services import tracks
 from services.errors import NotFound
 from store.db import committed
-from store.models import Person
+from store.models import Person, TrackEnrolment
 from store.tokens import Principal
 
 router = APIRouter(tags=["tracks"])
@@ -113,6 +113,12 @@ class ProgressRead(BaseModel):
     next_course: str | None
     overdue: bool
     courses: list[CourseProgressRead]
+    certificate_code: str | None = Field(
+        default=None,
+        description="The completion certificate's verification code (None until completed);"
+        " anyone can check it at GET /verify/{code}.",
+    )
+    certificate_issued_on: date | None = None
 
 
 def _track(pack_track: Track, titles: dict[str, str]) -> TrackRead:
@@ -140,8 +146,10 @@ def _track(pack_track: Track, titles: dict[str, str]) -> TrackRead:
     )
 
 
-def _progress(person: Person, progress: TrackProgress) -> ProgressRead:
+def _progress(person: Person, enrolment: TrackEnrolment, progress: TrackProgress) -> ProgressRead:
     return ProgressRead(
+        certificate_code=enrolment.certificate_code,
+        certificate_issued_on=enrolment.certificate_issued_on,
         track_id=progress.track_id,
         name=progress.name,
         person=person.external_id,
@@ -259,7 +267,7 @@ async def track_progress(
             as_of=instant,
             visible=visible_person_ids(session, principal),
         )
-        return [_progress(person, progress) for person, _, progress in rows]
+        return [_progress(person, row, progress) for person, row, progress in rows]
 
     return await committed(session, read)
 
@@ -311,7 +319,7 @@ async def person_tracks(
     def read() -> list[ProgressRead]:
         person = _visible(session, principal, external_id)
         rows = tracks.person_tracks(session, person_id=person.id, as_of=now)
-        return [_progress(person, progress) for _, progress in rows]
+        return [_progress(person, row, progress) for row, progress in rows]
 
     return await committed(session, read)
 
@@ -328,6 +336,6 @@ async def my_tracks(session: SessionDep, principal: Self, clock: ClockDep) -> li
         person = session.get(Person, person_id)
         assert person is not None
         rows = tracks.person_tracks(session, person_id=person.id, as_of=now)
-        return [_progress(person, progress) for _, progress in rows]
+        return [_progress(person, row, progress) for row, progress in rows]
 
     return await committed(session, read)

@@ -347,3 +347,49 @@ def test_summary_and_a_persons_tracks(client: TestClient, sqlite_db: Database) -
     assert theirs[0]["status"] == "completed" and theirs[0]["completed_at"] is not None
     other = _as(sqlite_db, Role.MANAGER, "p-1010")
     assert client.get("/people/p-1030/tracks", headers=other).status_code == 404
+
+
+def test_a_completed_track_issues_a_certificate_anyone_can_verify(
+    client: TestClient, sqlite_db: Database
+) -> None:
+    hr = _as(sqlite_db, Role.HR_ADMIN)
+    client.post(f"/tracks/{PATH}/enroll", json={"person": "p-1030"}, headers=hr)
+    now = datetime.now(UTC)
+    required = ("hipaa-privacy-security", "osha-bloodborne-pathogens", "human-subjects-protection")
+    for requirement in required:
+        _complete(sqlite_db, "p-1030", requirement, now - timedelta(days=2))
+    mine = _as(sqlite_db, Role.LEARNER, "p-1030")
+    [partial] = client.get("/me/tracks", headers=mine).json()
+    assert partial["status"] == "in_progress" and partial["certificate_code"] is None
+    _complete(sqlite_db, "p-1030", "ich-gcp", now - timedelta(days=1))
+    [done] = client.get("/me/tracks", headers=mine).json()
+    code = done["certificate_code"]
+    assert done["status"] == "completed" and code is not None
+    # Issued the day the last required course was completed, not the day it was read.
+    assert done["certificate_issued_on"] == (now - timedelta(days=1)).date().isoformat()
+    public = client.get(f"/verify/{code.lower()}")  # no token; codes are case-insensitive
+    assert public.status_code == 200
+    assert public.json() == {
+        "holder": "Aisha Dolorsit",
+        "certification": "Radiology research technician path",
+        "status": "completed",
+        "valid_until": None,
+    }
+    with sqlite_db.session() as session:
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "track.complete")
+        ).all()
+    assert [e.target for e in entries] == [f"track/{PATH}/p-1030"]
+    # Read again (and by others): the same certificate, issued once.
+    again = client.get("/people/p-1030/tracks", headers=hr).json()
+    assert again[0]["certificate_code"] == code
+    assert client.get(f"/tracks/{PATH}/summary", headers=hr).json()["completed"] == 1
+    with sqlite_db.session() as session:
+        assert (
+            len(
+                session.scalars(
+                    select(AuditEntry).where(AuditEntry.action == "track.complete")
+                ).all()
+            )
+            == 1
+        )
