@@ -58,6 +58,10 @@ __all__ = [
 #: Workflows started (or replayed past completion) with this patch tell the projects waiting on
 #: the person's tracks that a course completed (``nudge_projects``); older histories did not.
 NUDGE_PROJECTS_PATCH = "nudge-projects-on-completion"
+#: Workflows with this patch hold completion evidence that arrives before the pinned pack's plan
+#: (and so its assessment gate) is known, and judge it once planned; older histories judged it
+#: at once, without the gate.
+EVIDENCE_AFTER_PLAN_PATCH = "evidence-waits-for-plan"
 #: The status of an assignment whose assessment attempts are all used (HR may grant more).
 FAILED_STATUS = "failed"
 #: Who hears that the attempts are exhausted, and how (HR escalated, the manager told).
@@ -127,6 +131,9 @@ class AssignmentWorkflow(ObligationMessages):
         self._failed = False
         #: The "attempts exhausted" notice waits for the main loop (a signal cannot send).
         self._failed_notice = False
+        #: Whether the pinned pack's plan (with its gate) is known; evidence waits until it is.
+        self._planned = input.pack_hash == BUILTIN_PACK or input.resume is not None
+        self._early_evidence: list[CompleteSignal] = []
         if input.resume is not None:
             self._resume(input.resume)
 
@@ -141,6 +148,11 @@ class AssignmentWorkflow(ObligationMessages):
         decides instead (see :meth:`_judge`).
         """
         ladder = self._ladder
+        if not self._planned and workflow.patched(EVIDENCE_AFTER_PLAN_PATCH):
+            # The pack's gate is not known yet (the plan activity runs): judging now would
+            # let a score below the pass mark complete. Judged in order once planned.
+            self._early_evidence.append(signal)
+            return
         if self._gate is not None:
             self._judge(signal)
             return
@@ -473,6 +485,10 @@ class AssignmentWorkflow(ObligationMessages):
 
         if self._pack_hash != BUILTIN_PACK:
             await self._plan_from_pack(self._pack_hash)
+            self._planned = True
+            early, self._early_evidence = self._early_evidence, []
+            for evidence in early:
+                self.complete(evidence)
             await self.record()
 
         past = [s for s in ladder.stages if s.fire_at <= now]

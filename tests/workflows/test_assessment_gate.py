@@ -288,3 +288,39 @@ async def test_a_track_course_with_its_own_pass_mark_decides_when_the_track_assi
         final = await handle.result()
         await _end_next_cycle(env, person)
     assert final.completed_at is not None and final.failed_attempts == 0
+
+
+async def test_evidence_arriving_before_the_plan_waits_for_the_gate(
+    env: WorkflowEnvironment, gated: tuple[Database, Pack, str]
+) -> None:
+    """An LMS that posts at once: the evidence lands before the pinned pack's plan (its gate)."""
+    db, pack, person = gated
+    task_queue = f"tq-{uuid.uuid4()}"
+    now = await env.get_current_time()
+    inp = AssignmentInput(
+        person=person,
+        requirement_id=REQUIREMENT,
+        requirement_title="Human Subjects Protection",
+        due_date=(now + timedelta(days=60)).date(),
+        assigned_by="test",
+        pack_hash=pack.content_hash,
+    )
+    # Started with the signal in its first task: the workflow has not planned yet.
+    early = CompleteSignal(
+        completed_at=now, actor="lms", source="xapi", score_percent=75, passed=True
+    )
+    handle = await env.client.start_workflow(
+        AssignmentWorkflow.run,
+        inp,
+        id=inp.workflow_id,
+        task_queue=task_queue,
+        start_signal="complete",
+        start_signal_args=[early],
+    )
+    async with build_worker(env.client, task_queue=task_queue, db=db):
+        await env.sleep(timedelta(hours=1))
+        state = await handle.query(AssignmentWorkflow.state)
+        # Judged by the 80 % gate once planned: a failed attempt, not a completion.
+        assert state.completed_at is None and state.failed_attempts == 1
+        assert state.gate is not None and state.retake_opens_at is not None
+        await handle.terminate("done")
