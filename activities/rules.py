@@ -7,6 +7,7 @@ auditor can read it and a replay reproduces it without re-deciding.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -39,11 +40,13 @@ from domain.contracts.obligation import (
 from domain.contracts.packs import AdoptPackSignal, RolloutRequest, RolloutResult
 from domain.contracts.sweep import ReplanRequest, ReplanResult, SweepRequest, SweepResult
 from domain.ids import BUILTIN_PACK
+from duly.metrics import DECISIONS, SWEEP_SECONDS
 from rules.engine import Decision, FactsError, NoRuleMatched, engine_for
 from rules.model import Pack, Requirement
 from rules.obligation_facts import build_facts, local_today
 from rules.tracks import course_gate
 from store.db import Database
+from store.decisions import record_decision
 from store.models import Obligation, Person
 from store.obligations import ReplanTarget, moved_zone_targets
 from store.sweep import SweepConflicts, apply_sweep
@@ -156,10 +159,30 @@ class RulesActivities:
             grace_days=requirement.grace_days if requirement else 0,
         )
         try:
-            return engine_for(pack).evaluate(facts)
+            decision = engine_for(pack).evaluate(facts)
         except (NoRuleMatched, FactsError) as error:
             # The pack is broken for these facts; retrying cannot fix it. Lint prevents it.
             raise ApplicationError(str(error), non_retryable=True) from error
+        # Kept for as-of answers and trends: what was decided, by which rule, on which facts,
+        # at the workflow's instant. A retried attempt writes the same row once.
+        with self._db.session() as session:
+            record_decision(
+                session,
+                workflow_id=request.workflow_id,
+                person_id=person.id,
+                kind=request.kind.value,
+                requirement_id=request.requirement_id,
+                status=decision.status,
+                severity=decision.severity,
+                rule=decision.rule,
+                pack_hash=decision.pack_hash,
+                facts=decision.facts,
+                decided_at=request.as_of,
+                source="rules",
+                trigger=request.trigger,
+            )
+        DECISIONS.labels(status=decision.status, source="workflow").inc()
+        return decision
 
     @activity.defn(name="roll_out_pack")
     async def roll_out_pack(self, request: RolloutRequest) -> RolloutResult:
@@ -175,7 +198,7 @@ class RulesActivities:
                     select(Obligation.workflow_id)
                     .where(Obligation.completed_at.is_(None))
                     .where(Obligation.pack_hash != request.pack_hash)
-                    .where(Obligation.status != "cancelled")
+                    .where(Obligation.status.not_in(("cancelled", "not_applicable")))
                     .order_by(Obligation.workflow_id)
                 )
             )
@@ -212,6 +235,7 @@ class RulesActivities:
         completion landing mid-sweep) is not overwritten; it counts as a conflict. The
         transitions are this activity's result, so they are in the sweep's history.
         """
+        started = time.perf_counter()
         with self._db.session() as session:
             try:
                 plan = plan_sweep(session, request.as_of, progress=activity.heartbeat)
@@ -229,6 +253,11 @@ class RulesActivities:
             for transition, count in outcome.transitions.items():
                 transitions[transition] = transitions.get(transition, 0) + count
             activity.heartbeat(plan.evaluated, first)
+        SWEEP_SECONDS.observe(time.perf_counter() - started)
+        for transition, count in transitions.items():
+            # "due_soon -> overdue": the sweep decided (and wrote) the new status.
+            decided = transition.rsplit("->", 1)[-1].strip()
+            DECISIONS.labels(status=decided, source="sweep").inc(count)
         return SweepResult(
             evaluated=plan.evaluated,
             changed=changed,

@@ -1,7 +1,7 @@
 """track certificates: a completed track's certificate (verification code, title, issue date)
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0018
 Create Date: 2026-11-30 17:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0011"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
