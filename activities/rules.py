@@ -45,6 +45,7 @@ from rules.engine import Decision, FactsError, NoRuleMatched, engine_for
 from rules.model import Pack, Requirement
 from rules.obligation_facts import build_facts, local_today
 from store.db import Database
+from store.decisions import record_decision
 from store.models import Obligation, Person
 from store.obligations import ReplanTarget, moved_zone_targets
 from store.sweep import SweepConflicts, apply_sweep
@@ -161,6 +162,24 @@ class RulesActivities:
         except (NoRuleMatched, FactsError) as error:
             # The pack is broken for these facts; retrying cannot fix it. Lint prevents it.
             raise ApplicationError(str(error), non_retryable=True) from error
+        # Kept for as-of answers and trends: what was decided, by which rule, on which facts,
+        # at the workflow's instant. A retried attempt writes the same row once.
+        with self._db.session() as session:
+            record_decision(
+                session,
+                workflow_id=request.workflow_id,
+                person_id=person.id,
+                kind=request.kind.value,
+                requirement_id=request.requirement_id,
+                status=decision.status,
+                severity=decision.severity,
+                rule=decision.rule,
+                pack_hash=decision.pack_hash,
+                facts=decision.facts,
+                decided_at=request.as_of,
+                source="rules",
+                trigger=request.trigger,
+            )
         DECISIONS.labels(status=decision.status, source="workflow").inc()
         return decision
 
@@ -178,7 +197,7 @@ class RulesActivities:
                     select(Obligation.workflow_id)
                     .where(Obligation.completed_at.is_(None))
                     .where(Obligation.pack_hash != request.pack_hash)
-                    .where(Obligation.status != "cancelled")
+                    .where(Obligation.status.not_in(("cancelled", "not_applicable")))
                     .order_by(Obligation.workflow_id)
                 )
             )

@@ -21,7 +21,9 @@ from api.routers import (
     audit,
     bulk,
     certifications,
+    compliance,
     health,
+    integrations,
     mentorship,
     metrics,
     notifications,
@@ -131,6 +133,8 @@ def create_app(
         verify,
         mentorship,
         scim,
+        compliance,
+        integrations,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)
         if module is bulk:

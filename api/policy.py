@@ -268,6 +268,14 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/xapi/statements"): _token(HR_INTEGRATION, grants=_g(Grant.XAPI_WRITE)),
     ("POST", "/completions"): _token(HR_INTEGRATION, grants=_g(Grant.COMPLETIONS_WRITE)),
     ("GET", "/xapi/dead-letters"): _token(HR),
+    # Learning-system integrations (connectors)
+    ("GET", "/integrations"): _token(HR),
+    ("POST", "/integrations"): _token(HR),
+    ("GET", "/integrations/{integration_id}"): _token(HR),
+    ("PATCH", "/integrations/{integration_id}"): _token(HR),
+    ("DELETE", "/integrations/{integration_id}"): _token(HR),
+    ("POST", "/integrations/{integration_id}/test"): _token(HR),
+    ("POST", "/integrations/{integration_id}/sync"): _token(HR),
     ("POST", "/xapi/dead-letters/{dead_letter_id}/resolve"): _token(HR),
     # Rules
     ("POST", "/rules/validate"): _token(HR),
@@ -339,6 +347,12 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/projects/{project_id}/go-live"): _token(
         HR_MANAGER, Scope.ROWS, "a manager: projects they manage"
     ),
+    # Compliance dashboards (issue 18): numbers within the caller's rows
+    ("GET", "/compliance/summary"): _token(PEOPLE, Scope.ROWS, "?scope=team|department|org"),
+    ("GET", "/compliance/breakdown"): _token(PEOPLE, Scope.ROWS, "?by=…"),
+    ("GET", "/compliance/at-risk"): _token(PEOPLE, Scope.ROWS),
+    ("GET", "/compliance/trend"): _token(PEOPLE, Scope.ROWS, "from recorded decisions"),
+    ("GET", "/compliance/as-of"): _token(PEOPLE, Scope.ROWS, "from recorded decisions"),
     # Audit
     ("GET", "/audit"): _token(READERS),
     ("GET", "/audit/verify"): _token(READERS),

@@ -13,6 +13,8 @@ class ObligationStatus(StrEnum):
     OVERDUE = "overdue"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+    #: Closed because the requirement no longer applies to the person (a mover).
+    NOT_APPLICABLE = "not_applicable"
 
 
 class EmploymentStatus(StrEnum):
@@ -21,3 +23,14 @@ class EmploymentStatus(StrEnum):
     ACTIVE = "active"
     LEAVE = "leave"
     TERMINATED = "terminated"
+
+
+# How dashboards count an obligation's status (built-in statuses and the packs' own ones).
+#: Counts as compliant (done, or lawfully not required).
+COMPLIANT_STATUSES = frozenset({"completed", "compliant", "exempt"})
+#: Counts against compliance: past due, lapsed, failed or withdrawn.
+OVERDUE_STATUSES = frozenset({"overdue", "non_compliant", "expired", "lapsed", "failed", "revoked"})
+#: Not counted at all: the obligation no longer applies.
+CLOSED_STATUSES = frozenset({"cancelled", "superseded"})
+#: Certification statuses that mean the certificate is no longer valid.
+EXPIRED_STATUSES = frozenset({"expired", "lapsed"})

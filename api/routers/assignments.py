@@ -131,7 +131,7 @@ def _read_now(
                     for st in state.stages
                     if st.label not in state.stages_sent
                     and st.fire_at > datetime.now(UTC)
-                    and state.status != "cancelled"
+                    and state.status not in ("cancelled", "not_applicable")
                 ),
                 None,
             )
