@@ -40,6 +40,8 @@ from temporalio import activity, workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+#: A loaded dev server with file persistence can take many seconds to accept a start.
+RPC_TIMEOUT = timedelta(seconds=120)
 
 
 @activity.defn(name="herd_noop")
@@ -112,7 +114,7 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=out)
 
 
-async def start_all(starts: list[Any], chunk: int = 50) -> float:
+async def start_all(starts: list[Any], chunk: int = 20) -> float:
     began = time.perf_counter()
     for first in range(0, len(starts), chunk):
         await asyncio.gather(*(s() for s in starts[first : first + chunk]))
@@ -139,7 +141,11 @@ async def baseline(
             async def start() -> None:
                 handles.append(
                     await client.start_workflow(
-                        HerdBaseline.run, fire_at, id=f"herd-baseline/{queue}/{i}", task_queue=queue
+                        HerdBaseline.run,
+                        fire_at,
+                        id=f"herd-baseline/{queue}/{i}",
+                        task_queue=queue,
+                        rpc_timeout=RPC_TIMEOUT,
                     )
                 )
 
@@ -199,7 +205,11 @@ async def duly_herd(
         def starter(inp: AssignmentInput) -> Any:
             async def start() -> None:
                 await client.start_workflow(
-                    AssignmentWorkflow.run, inp, id=inp.workflow_id, task_queue=queue
+                    AssignmentWorkflow.run,
+                    inp,
+                    id=inp.workflow_id,
+                    task_queue=queue,
+                    rpc_timeout=RPC_TIMEOUT,
                 )
 
             return start
