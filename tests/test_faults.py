@@ -39,8 +39,9 @@ from workflows.assignment import AssignmentWorkflow
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Scaled down from the issue's 1,000 to keep the test near a minute on a shared 2-core VM.
-HERD = int(os.environ.get("DULY_FAULT_HERD", "100"))
+#: Scaled down from the issue's 1,000 to keep the test near a minute on a shared 2-core VM
+#: (``DULY_FAULT_HERD=1000`` runs the issue's size; measured: 60 in 115 s at load average 14).
+HERD = int(os.environ.get("DULY_FAULT_HERD", "60"))
 #: The fake provider answers each call after this long, so the herd takes seconds, not
 #: milliseconds, and the kill lands while sends are in flight.
 PROVIDER_SECONDS = 0.1
