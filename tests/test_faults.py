@@ -79,6 +79,8 @@ def worker_process(
         # Each notice goes out on its own (no digest window to wait for).
         "DULY_DIGEST_WINDOW_SECONDS": "0",
         "DULY_LOG_LEVEL": "INFO",
+        # A shared CI core: few workflow tasks at once, so none outlasts its 10 s timeout.
+        "DULY_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS": "8",
     }
     # Its log goes to a file (a pipe nobody reads would block the worker once full).
     with (data_dir / "worker.log").open("ab") as log:
@@ -145,7 +147,7 @@ async def test_a_worker_killed_mid_herd_loses_and_doubles_nothing(
             )
         # Mid-herd: some notices out, most not.
         try:
-            await wait_for(lambda: len(sendgrid.accepted) >= HERD // 5, 180, "the herd to start")
+            await wait_for(lambda: len(sendgrid.accepted) >= HERD // 5, 300, "the herd to start")
         except BaseException:
             first.send_signal(signal.SIGKILL)
             print("worker:", (tmp_path / "worker.log").read_text()[-3000:])
@@ -167,7 +169,12 @@ async def test_a_worker_killed_mid_herd_loses_and_doubles_nothing(
             rows = ledger(db)
             return len(rows) >= HERD and all(r.status in DONE for r in rows)
 
-        await wait_for(all_sent, 180, "every notice to be sent after the restart")
+        try:
+            await wait_for(all_sent, 300, "every notice to be sent after the restart")
+        except BaseException:
+            print("worker:", (tmp_path / "worker.log").read_text()[-3000:])
+            print("ledger:", Counter((r.channel, r.status) for r in ledger(db)))
+            raise
         rows = ledger(db)
         # Exactly once in the ledger: one row per person (the notice of the current stage).
         with db.session() as session:
