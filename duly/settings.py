@@ -105,6 +105,21 @@ class Settings(BaseSettings):
         description="host:port the Temporal SDK's Prometheus endpoint of `duly worker` binds "
         "(e.g. 0.0.0.0:9000: task latencies, slots, sticky cache, polls); unset: not served.",
     )
+    worker_max_concurrent_workflow_tasks: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000,
+        description="Workflow tasks one `duly worker` runs at once (unset: the SDK's default, "
+        "100). Lower it on a small or shared CPU: too many at once each outlast Temporal's 10 s "
+        "workflow task timeout and are retried.",
+    )
+    worker_max_cached_workflows: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="Workflows one `duly worker` keeps in its sticky cache (unset: the SDK's "
+        "default, 1,000; 0 disables the cache).",
+    )
     otel_enabled: bool = Field(
         default=False,
         description="Trace the API (FastAPI, SQLAlchemy) and workflows/activities (Temporal "
