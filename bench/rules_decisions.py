@@ -124,6 +124,20 @@ class Result:
         return self.seconds / self.n * 1e6
 
 
+def run_bare(
+    predicates: Sequence[tuple[str, Callable[[Facts], bool]]], facts: Sequence[Facts]
+) -> list[str]:
+    """First match with the compiled conditions alone, on facts already complete: the limit."""
+    names: list[str] = []
+    append = names.append
+    for f in facts:
+        for name, holds in predicates:
+            if holds(f):
+                append(name)
+                break
+    return names
+
+
 def run_python(evaluator: PythonEvaluator, facts: Sequence[Facts]) -> list[str]:
     return [d.rule for d in evaluator.evaluate_many(facts)]
 
@@ -186,6 +200,16 @@ def bench_pack(
         lambda f: run_python(python, f), facts, repeat, same_as(name, "python", facts, want)
     )
     results = [Result(name, count, "python first-match", len(facts), seconds, want)]
+    # The limit: the same compiled conditions, first match, no checks, no Decision objects.
+    predicates = [(rule.name, rule.condition.evaluate) for rule in pack.status_rules]
+    complete = [checked_facts(f) for f in facts]
+    seconds, got = timed(
+        lambda f: run_bare(predicates, f),
+        complete,
+        repeat,
+        same_as(name, "bare predicates", facts, want),
+    )
+    results.append(Result(name, count, "bare predicates", len(facts), seconds, got))
     single = facts[:single_n]
     seconds, got = timed(
         lambda f: run_single(engine, f),
@@ -239,6 +263,8 @@ def _own_stage(key: Key) -> str | None:
         return ENGINE
     if file.endswith("rules/facts.py") or (engine_py and func in ("checked_facts", "<lambda>")):
         return FACTS_CHECK
+    if engine_py and func == "_action":
+        return DECODE
     if engine_py and func == "_message":
         return MESSAGE
     if file.endswith("json/encoder.py"):
@@ -412,6 +438,20 @@ def print_table(results: list[Result]) -> None:
         )
 
 
+def print_goals(results: list[Result]) -> None:
+    """The two ratios the issue sets goals for, per pack."""
+    print("\nGoals: durable batch >= 0.75x python; python within 10x of bare predicates")
+    by = {(r.pack, r.contender.split(" (")[0]): r for r in results}
+    for pack in dict.fromkeys(r.pack for r in results):
+        python, bare = by[(pack, "python first-match")], by[(pack, "bare predicates")]
+        batch = by[(pack, "durable batch")]
+        ratio, slower = batch.rate / python.rate, bare.rate / python.rate
+        print(
+            f"  {pack:<20} batch/python {ratio:.2f}x {'PASS' if ratio >= 0.75 else 'MISS'};"
+            f"  python {slower:.1f}x slower than bare {'PASS' if slower <= 10 else 'MISS'}"
+        )
+
+
 def print_projection(results: list[Result]) -> None:
     print(
         f"\nBatch mode: projected time to re-evaluate {PROJECTED:,} obligations; target"
@@ -487,6 +527,7 @@ def cli() -> None:
         results.extend(pack_results)
     print()
     print_table(results)
+    print_goals(results)
     print_projection(results)
     if not args.no_profile:
         for pack in packs:
