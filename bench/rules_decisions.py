@@ -473,6 +473,19 @@ def rule_coverage(pack: Pack, names: list[str]) -> str:
     return text + (f" (never: {', '.join(missed)})" if missed else "")
 
 
+def distinct_share(pack: Pack, facts: Sequence[Facts]) -> str:
+    """How many distinct posted fact sets durable batch actually sends to durable_rules."""
+    engine = engine_for(pack)
+    lists = engine._list_names
+    keys = {
+        (engine._key(c), *[tuple(c[n]) for n in lists]) for c in (checked_facts(f) for f in facts)
+    }
+    return (
+        f"{len(keys):,} distinct posted fact sets of {len(facts):,}"
+        f" ({len(keys) / len(facts):.0%}; durable decides each once per batch call)"
+    )
+
+
 def machine() -> str:
     try:
         durable = metadata.version("durable_rules")
@@ -524,6 +537,7 @@ def cli() -> None:
         facts_of[pack.info.name] = facts
         pack_results = bench_pack(pack, facts, args.chunk, args.single_n or args.n, args.repeat)
         print(f"  {pack.info.name}: {rule_coverage(pack, pack_results[0].names)}")
+        print(f"  {pack.info.name}: {distinct_share(pack, facts)}")
         results.extend(pack_results)
     print()
     print_table(results)

@@ -31,9 +31,10 @@ durable_rules has sharp edges (see ../shared/ARCHITECTURE.md), all handled here 
 from __future__ import annotations
 
 import json
+import operator
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -170,17 +171,31 @@ class PythonEvaluator:
         return [self.evaluate(f) for f in facts]
 
 
+_new_object = object.__new__
+_set = object.__setattr__
+_DECISION_FIELDS = frozenset(Decision.model_fields)
+
+
 def _decision(rule: StatusRule, pack_hash: str, facts: dict[str, Any]) -> Decision:
-    # No validation: every field is already known good (a validated rule, checked facts), and
-    # validating a copy of the facts was the largest cost of a decision (bench/rules_decisions).
-    return Decision.model_construct(
-        None,
-        status=rule.status,
-        severity=rule.severity.value if rule.severity else None,
-        rule=rule.name,
-        pack_hash=pack_hash,
-        facts=facts,
+    # What ``Decision.model_construct`` does, without its per-field loop: every field is already
+    # known good (a validated rule, checked facts), and validating a copy of the facts was the
+    # largest cost of a decision (bench/rules_decisions.py); model_construct was still the next.
+    decision = _new_object(Decision)
+    _set(
+        decision,
+        "__dict__",
+        {
+            "status": rule.status,
+            "severity": rule.severity.value if rule.severity else None,
+            "rule": rule.name,
+            "pack_hash": pack_hash,
+            "facts": facts,
+        },
     )
+    _set(decision, "__pydantic_fields_set__", set(_DECISION_FIELDS))
+    _set(decision, "__pydantic_extra__", None)
+    _set(decision, "__pydantic_private__", None)
+    return decision
 
 
 _LOCK = threading.Lock()
@@ -231,6 +246,11 @@ class StatusEngine:
             n for n in self._posted if kinds[n] not in (FactType.STR_LIST, FactType.BOOL)
         )
         self._known = frozenset(self._rules) | {_NO_RULE}
+        scalars = tuple(n for n in self._posted if n not in self._list_names)
+        # The posted scalar facts of one obligation, as a hashable value (C-speed getter).
+        self._key: Callable[[dict[str, Any]], Any] = (
+            operator.itemgetter(*scalars) if scalars else (lambda f: ())
+        )
         self._engine: Any = durable_rules_engine
         with _LOCK:
             if self.ruleset in _REGISTERED:
@@ -304,18 +324,33 @@ class StatusEngine:
             NoRuleMatched: No rule holds for one of them.
         """
         complete = [checked_facts(f) for f in facts]
+        # Rules are pure and read only the posted facts: obligations whose posted facts are
+        # equal get the same rule, so each distinct set goes through durable_rules once. A
+        # large organisation has many (same days left, same flags); the bench prints how many.
+        key_of, lists = self._key, self._list_names
+        slot_of: dict[Any, int] = {}
+        distinct: list[dict[str, Any]] = []
+        slots: list[int] = []
+        for f in complete:
+            key = (key_of(f), *[tuple(f[n]) for n in lists]) if lists else key_of(f)
+            slot = slot_of.get(key)
+            if slot is None:
+                slot = slot_of[key] = len(distinct)
+                distinct.append(f)
+            slots.append(slot)
         decided: list[str] = []
-        for start in range(0, len(complete), BATCH_SIZE):
-            chunk = complete[start : start + BATCH_SIZE]
+        for start in range(0, len(distinct), BATCH_SIZE):
+            chunk = distinct[start : start + BATCH_SIZE]
             sid = uuid.uuid4().hex
             results = self._run([self._message(i, sid, f) for i, f in enumerate(chunk)], sid)
             for i, f in enumerate(chunk):
                 if results.get(i, _NO_RULE) == _NO_RULE:
                     raise NoRuleMatched(self.pack_hash, f)
                 decided.append(results[i])
+        rules, pack_hash = self._rules, self.pack_hash
         return [
-            _decision(self._rules[name], self.pack_hash, f)
-            for name, f in zip(decided, complete, strict=True)
+            _decision(rules[decided[slot]], pack_hash, f)
+            for slot, f in zip(slots, complete, strict=True)
         ]
 
 
