@@ -123,6 +123,7 @@ _PY_TYPES: dict[FactType, type] = {
 #: Each known fact's exact Python type (``type(v) is t``: a bool is not an int here).
 _TYPES = {name: _PY_TYPES[kind] for name, (kind, _) in FACTS.items()}
 _KNOWN = FACTS.keys()
+_STR = {str}
 
 
 def checked_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,7 +140,7 @@ def checked_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
         # One exact type test per fact (the hot path of every decision); lists also need
         # every element checked.
         kind = types[name]
-        if type(value) is not kind or (kind is list and not all(type(x) is str for x in value)):
+        if type(value) is not kind or (kind is list and value and set(map(type, value)) != _STR):
             raise FactsError(f"fact {name!r} must be {FACTS[name][0].value}, not {value!r}")
     if len(facts) == len(_KNOWN):
         return dict(facts)
@@ -156,14 +157,14 @@ class PythonEvaluator:
     def __init__(self, pack_hash: str, rules: Sequence[StatusRule]) -> None:
         """Compile ``rules`` (in order)."""
         self.pack_hash = pack_hash
-        self._rules = [(rule, rule.condition.evaluate) for rule in rules]
+        self._rules = [(_rule_fields(rule, pack_hash), rule.condition.evaluate) for rule in rules]
 
     def evaluate(self, facts: Mapping[str, Any]) -> Decision:
         """Decide one obligation's status (first matching rule wins)."""
         complete = checked_facts(facts)
-        for rule, holds in self._rules:
+        for fields, holds in self._rules:
             if holds(complete):
-                return _decision(rule, self.pack_hash, complete)
+                return _made(fields, complete)
         raise NoRuleMatched(self.pack_hash, complete)
 
     def evaluate_many(self, facts: Sequence[Mapping[str, Any]]) -> list[Decision]:
@@ -177,21 +178,28 @@ _DECISION_FIELDS = frozenset(Decision.model_fields)
 
 
 def _decision(rule: StatusRule, pack_hash: str, facts: dict[str, Any]) -> Decision:
+    """The decision ``rule`` makes on ``facts`` (see :func:`_made`)."""
+    return _made(_rule_fields(rule, pack_hash), facts)
+
+
+def _rule_fields(rule: StatusRule, pack_hash: str) -> dict[str, Any]:
+    """A decision's fields that depend on the rule only (computed once per rule)."""
+    return {
+        "status": rule.status,
+        "severity": rule.severity.value if rule.severity else None,
+        "rule": rule.name,
+        "pack_hash": pack_hash,
+    }
+
+
+def _made(fields: dict[str, Any], facts: dict[str, Any]) -> Decision:
     # What ``Decision.model_construct`` does, without its per-field loop: every field is already
     # known good (a validated rule, checked facts), and validating a copy of the facts was the
     # largest cost of a decision (bench/rules_decisions.py); model_construct was still the next.
+    values = fields.copy()
+    values["facts"] = facts
     decision = _new_object(Decision)
-    _set(
-        decision,
-        "__dict__",
-        {
-            "status": rule.status,
-            "severity": rule.severity.value if rule.severity else None,
-            "rule": rule.name,
-            "pack_hash": pack_hash,
-            "facts": facts,
-        },
-    )
+    _set(decision, "__dict__", values)
     _set(decision, "__pydantic_fields_set__", set(_DECISION_FIELDS))
     _set(decision, "__pydantic_extra__", None)
     _set(decision, "__pydantic_private__", None)
@@ -227,6 +235,7 @@ class StatusEngine:
         self.pack_hash = pack_hash
         self.ruleset = f"status_{pack_hash[:16]}"
         self._rules = {rule.name: rule for rule in rules}
+        self._fields = {rule.name: _rule_fields(rule, pack_hash) for rule in rules}
         # Post only the facts some rule reads: smaller messages, less JSON, same decisions.
         used: set[str] = set()
         definition: dict[str, Any] = {}
@@ -347,11 +356,8 @@ class StatusEngine:
                 if results.get(i, _NO_RULE) == _NO_RULE:
                     raise NoRuleMatched(self.pack_hash, f)
                 decided.append(results[i])
-        rules, pack_hash = self._rules, self.pack_hash
-        return [
-            _decision(rules[decided[slot]], pack_hash, f)
-            for slot, f in zip(slots, complete, strict=True)
-        ]
+        fields = self._fields
+        return [_made(fields[decided[slot]], f) for slot, f in zip(slots, complete, strict=True)]
 
 
 def _action(pending: str, known: frozenset[str]) -> tuple[str, int]:
