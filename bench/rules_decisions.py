@@ -479,6 +479,8 @@ def rule_coverage(pack: Pack, names: list[str]) -> str:
 def distinct_share(pack: Pack, facts: Sequence[Facts]) -> str:
     """How many distinct posted fact sets durable batch actually sends to durable_rules."""
     engine = engine_for(pack)
+    if not hasattr(engine, "_key"):  # an engine from before de-duplication
+        return "no de-duplication in this engine"
     lists = engine._list_names
     keys = {
         (engine._key(c), *[tuple(c[n]) for n in lists]) for c in (checked_facts(f) for f in facts)

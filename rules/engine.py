@@ -140,7 +140,7 @@ def checked_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
         # One exact type test per fact (the hot path of every decision); lists also need
         # every element checked.
         kind = types[name]
-        if type(value) is not kind or (kind is list and value and set(map(type, value)) != _STR):
+        if type(value) is not kind or (kind is list and value and {type(x) for x in value} != _STR):
             raise FactsError(f"fact {name!r} must be {FACTS[name][0].value}, not {value!r}")
     if len(facts) == len(_KNOWN):
         return dict(facts)
