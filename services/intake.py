@@ -6,6 +6,10 @@ connectors (``services.integrations``): each statement or completion is matched 
 rules pack, to the person's open obligation, whose workflow receives
 ``AssignmentWorkflow.complete``.
 
+A statement for an activity an apprenticeship program lists (``classroom_from_lms`` in the pack
+the apprenticeship is pinned to) is classroom hours instead: an hours entry of the apprentice
+(:func:`services.apprenticeships.lms_classroom_hours`), idempotent by statement id.
+
 Whatever cannot be matched is kept as a :class:`~store.models.DeadLetter` for HR to resolve.
 Duplicates (the same statement id or idempotency key) are answered without a second signal; the
 record of what was processed is the audit log, so this holds across API processes (two processes
@@ -56,7 +60,8 @@ from domain.statuses import ObligationStatus
 from duly.settings import Settings
 from rules.assessment import score_percent
 from rules.model import Cmi5Satisfied, Requirement
-from services import restarts
+from services import apprenticeships, restarts
+from services.errors import Conflict, Invalid, Unavailable
 from store import audit
 from store.db import committed
 from store.models import AuditEntry, DeadLetter, Obligation, Person
@@ -69,7 +74,11 @@ VERB_FAILED = "http://adlnet.gov/expapi/verbs/failed"
 VERB_VOIDED = "http://adlnet.gov/expapi/verbs/voided"
 #: cmi5's "satisfied" (the LMS judged the block or course's moveOn criteria met).
 VERB_SATISFIED = "https://w3id.org/xapi/adl/verbs/satisfied"
+VERB_ATTENDED = "http://adlnet.gov/expapi/verbs/attended"
 TRACKED_VERBS = frozenset({VERB_COMPLETED, VERB_PASSED, VERB_FAILED})
+#: Verbs whose statements for a program's LMS course are classroom hours (a failed attempt is
+#: not instruction completed).
+HOURS_VERBS = frozenset({VERB_COMPLETED, VERB_PASSED, VERB_ATTENDED})
 #: Every verb an LRS pull asks for (``satisfied`` only counts where the pack says so).
 PULLED_VERBS = (VERB_COMPLETED, VERB_PASSED, VERB_FAILED, VERB_SATISFIED, VERB_VOIDED)
 
@@ -186,6 +195,8 @@ class XapiResult(_Open):
     # Strict: JSON true/false, never "yes", "true" or 1.
     success: StrictBool | None = None
     completion: StrictBool | None = None
+    #: ISO 8601 duration (``PT3H30M``): the time attended, for courses counted by duration.
+    duration: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class XapiContext(_Open):
@@ -339,6 +350,8 @@ def _person_by_mbox_sha1(session: Session, digest: str) -> Person:
     for person_id, email in session.execute(
         select(Person.id, Person.email).where(Person.email.is_not(None))
     ):
+        if email is None:
+            continue
         for spelling in {email, email.lower()}:
             if hashlib.sha1(f"mailto:{spelling}".encode()).hexdigest() == wanted:
                 found.add(person_id)
@@ -883,6 +896,107 @@ def _match_statement(
     return obligation, signal
 
 
+def _statement_key(statement: XapiStatement, raw: dict[str, Any]) -> str:
+    """The statement id, or (an LRS always assigns one) a digest of the statement itself."""
+    if statement.id is not None:
+        return statement.id
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+async def _classroom_hours(
+    session: Session,
+    ctx: StatementContext,
+    item: ItemResult,
+    raw: dict[str, Any],
+    statement: XapiStatement,
+) -> ItemResult | None:
+    """Classroom hours, when the statement is for a course of the actor's program.
+
+    None: it is not (an unknown actor or a timestamp out of range too: the completion path
+    answers those and keeps the dead letter).
+    """
+    sid = statement.id
+
+    def match() -> ItemResult | int | None:
+        if sid is not None:
+            lock_keys(session, [sid])
+            done = processed(session, XAPI_ACTION, "statement_id", sid)
+            if done is not None:
+                return item.model_copy(
+                    update={"outcome": "duplicate", "detail": "duplicate", "workflow_id": done}
+                )
+        try:
+            _evidence_time(statement, ctx.window)
+            return _actor_person(session, statement.actor, ctx.settings.openid_bases).id
+        except _Rejected:
+            return None
+
+    found = await committed(session, match)
+    if found is None or isinstance(found, ItemResult):
+        return found
+    at = statement.timestamp or statement.stored or datetime.now(UTC)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    try:
+        client = await ctx.signaller.client()
+    except Exception as exc:  # noqa: BLE001 - any connection failure is "try again"
+        detail = f"unavailable: {getattr(exc, 'detail', type(exc).__name__)}"
+        return item.model_copy(update={"status": 503, "outcome": "unavailable", "detail": detail})
+    try:
+        recorded = await apprenticeships.lms_classroom_hours(
+            session,
+            client,
+            person_id=found,
+            activity_id=statement.object_.id,
+            statement_key=_statement_key(statement, raw),
+            at=at,
+            duration=statement.result.duration if statement.result else None,
+            actor=ctx.caller.actor,
+            actor_role=ctx.caller.role,
+        )
+    except Unavailable as exc:
+        return item.model_copy(
+            update={"status": 503, "outcome": "unavailable", "detail": exc.detail}
+        )
+    except (Invalid, Conflict) as exc:
+        code = 422 if isinstance(exc, Invalid) else 409
+        reason = f"classroom hours refused: {exc.detail}"
+        letter = await committed(
+            session, lambda: dead_letter(session, ctx.source, reason, raw, sid)
+        )
+        return item.model_copy(
+            update={
+                "status": code,
+                "outcome": "dead_letter",
+                "detail": reason,
+                "dead_letter_id": letter,
+            }
+        )
+    if recorded is None:
+        return None
+
+    def record() -> None:
+        audit.record(
+            session,
+            actor=ctx.caller.actor,
+            actor_role=ctx.caller.role,
+            action=XAPI_ACTION,
+            target=recorded.workflow_id,
+            after={"statement_id": sid, "verb": statement.verb.id, **recorded.model_dump()},
+        )
+        _resolve_by_key(session, sid)
+
+    await committed(session, record)
+    waiting = "approved" if recorded.approved else "pending the supervisor's approval"
+    return item.model_copy(
+        update={
+            "outcome": "recorded",
+            "detail": f"{recorded.hours:g} classroom hours as entry {recorded.entry_id}, {waiting}",
+            "workflow_id": recorded.workflow_id,
+        }
+    )
+
+
 async def _one_statement(
     session: Session,
     ctx: StatementContext,
@@ -894,6 +1008,10 @@ async def _one_statement(
     item = ItemResult(index=index, statement_id=sid, status=200, outcome="ignored", detail="")
     if statement.verb.id == VERB_VOIDED:
         return await _void(session, ctx, item, raw, statement)
+    if statement.verb.id in HOURS_VERBS:
+        hours = await _classroom_hours(session, ctx, item, raw, statement)
+        if hours is not None:
+            return hours
     if statement.verb.id not in TRACKED_VERBS and statement.verb.id != VERB_SATISFIED:
         return item.model_copy(update={"detail": "ignored: verb not tracked"})
     # Matching (and any dead letter) is committed before the signal is awaited.
