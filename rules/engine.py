@@ -126,6 +126,11 @@ _KNOWN = FACTS.keys()
 _STR = {str}
 
 
+def _all_str(values: Any) -> bool:
+    """Whether every element of a list is a ``str`` (the element types collected in C)."""
+    return not values or {type(x) for x in values} == _STR
+
+
 def checked_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
     """Every known fact (defaults for missing ones), after checking names and types.
 
@@ -140,7 +145,7 @@ def checked_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
         # One exact type test per fact (the hot path of every decision); lists also need
         # every element checked.
         kind = types[name]
-        if type(value) is not kind or (kind is list and value and {type(x) for x in value} != _STR):
+        if type(value) is not kind or (kind is list and not _all_str(value)):
             raise FactsError(f"fact {name!r} must be {FACTS[name][0].value}, not {value!r}")
     if len(facts) == len(_KNOWN):
         return dict(facts)
