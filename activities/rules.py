@@ -53,7 +53,7 @@ from store.sweep import SweepConflicts, apply_sweep
 
 #: Rows written per transaction by the sweep's write phase (short transactions: SQLite has one
 #: writer at a time, and workflows keep recording while a sweep runs).
-SWEEP_WRITE_BATCH = 200
+SWEEP_WRITE_BATCH = 1_000
 
 
 class RulesActivities:
