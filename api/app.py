@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import errors
+from api import errors, web
 from api.deps import Clock, wall_clock
 from api.limits import LIMIT_RESPONSES, RequestLimits
 from api.routers import (
@@ -24,10 +24,12 @@ from api.routers import (
     mentorship,
     notifications,
     obligations,
+    pages,
     people,
     projects,
     rules,
     scim,
+    signin,
     tokens,
     tracks,
     verify,
@@ -124,10 +126,13 @@ def create_app(
         verify,
         mentorship,
         scim,
+        signin,
+        pages,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)
         if module is bulk:
             # GET /assignments (the list) is also registered ahead of the catch-all.
             app.include_router(obligations.assignments_router, responses=LIMIT_RESPONSES)
     scim.install(app)
+    web.install(app)
     return app
