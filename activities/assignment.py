@@ -41,6 +41,7 @@ from notifications.planning import (
 from notifications.recipients import Resolved, person_recipient, resolve, stage_skip
 from rules.model import Pack
 from store.db import Database
+from store.decisions import latest_status, record_decision
 from store.models import Notification, NotificationPreference, Obligation, Person
 from store.types import utcnow
 
@@ -204,6 +205,25 @@ class ObligationActivities:
             row.suspended = update.suspended
             row.time_zone = update.time_zone
             row.as_of = update.as_of
+            # A status the workflow decided itself (built-in rules, cancelled, held) has no
+            # decide_status row: record it here when it differs from the one in force.
+            if latest_status(session, workflow_id=update.workflow_id, at=update.as_of) != (
+                update.status
+            ):
+                record_decision(
+                    session,
+                    workflow_id=update.workflow_id,
+                    person_id=person.id,
+                    kind=update.kind.value,
+                    requirement_id=update.requirement_id,
+                    status=update.status,
+                    rule=update.rule or "recorded",
+                    pack_hash=update.pack_hash,
+                    facts=update.facts().model_dump(mode="json"),
+                    decided_at=update.as_of,
+                    source="workflow",
+                    trigger=update.trigger,
+                )
 
     @activity.defn(name="send_reminder")
     def send_reminder(self, request: ReminderRequest) -> ReminderResult:

@@ -43,6 +43,7 @@ from rules.engine import Decision, FactsError, NoRuleMatched, engine_for
 from rules.model import Pack, Requirement
 from rules.obligation_facts import build_facts, local_today
 from store.db import Database
+from store.decisions import record_decision
 from store.models import Obligation, Person
 from store.obligations import ReplanTarget, moved_zone_targets
 from store.sweep import SweepConflicts, apply_sweep
@@ -155,10 +156,29 @@ class RulesActivities:
             grace_days=requirement.grace_days if requirement else 0,
         )
         try:
-            return engine_for(pack).evaluate(facts)
+            decision = engine_for(pack).evaluate(facts)
         except (NoRuleMatched, FactsError) as error:
             # The pack is broken for these facts; retrying cannot fix it. Lint prevents it.
             raise ApplicationError(str(error), non_retryable=True) from error
+        # Kept for as-of answers and trends: what was decided, by which rule, on which facts,
+        # at the workflow's instant. A retried attempt writes the same row once.
+        with self._db.session() as session:
+            record_decision(
+                session,
+                workflow_id=request.workflow_id,
+                person_id=person.id,
+                kind=request.kind.value,
+                requirement_id=request.requirement_id,
+                status=decision.status,
+                severity=decision.severity,
+                rule=decision.rule,
+                pack_hash=decision.pack_hash,
+                facts=decision.facts,
+                decided_at=request.as_of,
+                source="rules",
+                trigger=request.trigger,
+            )
+        return decision
 
     @activity.defn(name="roll_out_pack")
     async def roll_out_pack(self, request: RolloutRequest) -> RolloutResult:

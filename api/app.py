@@ -20,6 +20,7 @@ from api.routers import (
     audit,
     bulk,
     certifications,
+    compliance,
     health,
     mentorship,
     notifications,
@@ -126,6 +127,7 @@ def create_app(
         verify,
         mentorship,
         scim,
+        compliance,
         signin,
         pages,
     ):

@@ -9,7 +9,6 @@ from typing import Annotated, Any, overload
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.client import Client
 
@@ -19,7 +18,7 @@ from domain.roles import Role
 from duly.settings import Settings
 from store import audit
 from store.db import Database
-from store.models import Person
+from store.people import reports_of
 from store.tokens import Principal, Scope, TokenRejected, check_token
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `duly tokens create`.")
@@ -171,13 +170,7 @@ def visible_person_ids(session: Session, principal: Principal) -> set[int] | Non
         return set()
     if principal.role is Role.LEARNER:
         return {principal.person_id}
-    seen = {principal.person_id}
-    frontier = {principal.person_id}
-    while frontier:
-        reports = set(session.scalars(select(Person.id).where(Person.manager_id.in_(frontier))))
-        frontier = reports - seen
-        seen |= frontier
-    return seen
+    return {principal.person_id, *reports_of(session, principal.person_id)}
 
 
 def ensure_visible(session: Session, principal: Principal, person_id: int) -> None:

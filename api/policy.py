@@ -336,6 +336,12 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/projects/{project_id}/go-live"): _token(
         HR_MANAGER, Scope.ROWS, "a manager: projects they manage"
     ),
+    # Compliance dashboards (issue 18): numbers within the caller's rows
+    ("GET", "/compliance/summary"): _token(PEOPLE, Scope.ROWS, "?scope=team|department|org"),
+    ("GET", "/compliance/breakdown"): _token(PEOPLE, Scope.ROWS, "?by=…"),
+    ("GET", "/compliance/at-risk"): _token(PEOPLE, Scope.ROWS),
+    ("GET", "/compliance/trend"): _token(PEOPLE, Scope.ROWS, "from recorded decisions"),
+    ("GET", "/compliance/as-of"): _token(PEOPLE, Scope.ROWS, "from recorded decisions"),
     # Audit
     ("GET", "/audit"): _token(READERS),
     ("GET", "/audit/verify"): _token(READERS),

@@ -21,3 +21,14 @@ class EmploymentStatus(StrEnum):
     ACTIVE = "active"
     LEAVE = "leave"
     TERMINATED = "terminated"
+
+
+# How dashboards count an obligation's status (built-in statuses and the packs' own ones).
+#: Counts as compliant (done, or lawfully not required).
+COMPLIANT_STATUSES = frozenset({"completed", "compliant", "exempt"})
+#: Counts against compliance: past due, lapsed, failed or withdrawn.
+OVERDUE_STATUSES = frozenset({"overdue", "non_compliant", "expired", "lapsed", "failed", "revoked"})
+#: Not counted at all: the obligation no longer applies.
+CLOSED_STATUSES = frozenset({"cancelled", "superseded"})
+#: Certification statuses that mean the certificate is no longer valid.
+EXPIRED_STATUSES = frozenset({"expired", "lapsed"})

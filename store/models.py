@@ -129,6 +129,46 @@ class Obligation(Base):
         )
 
 
+class DecisionRecord(Base):
+    """One status decision as it was made: the status, the rule, the pack and the facts.
+
+    Written by the ``decide_status`` activity (a pack's rules), by ``record_obligation`` for a
+    status the workflow decided itself (built-in rules, cancelled, held) and by the sweep. As-of
+    answers and the compliance trend read these rows; nothing is ever re-decided for them.
+    ``request_key`` makes a retried activity write the same row once.
+    """
+
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: SHA-256 of what was decided on (workflow, instant, pack, facts, status): retries dedupe.
+    request_key: Mapped[str] = mapped_column(String(64), unique=True)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    requirement_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str | None] = mapped_column(String(32))
+    rule: Mapped[str] = mapped_column(String(200))
+    pack_hash: Mapped[str] = mapped_column(String(64))
+    facts: Mapped[dict[str, Any]] = mapped_column(StrictJSON)
+    #: The workflow event that led to the decision (a signal, a stage, a timer), if known.
+    trigger: Mapped[str | None] = mapped_column(String(300))
+    #: ``rules`` (decide_status), ``workflow`` (decided in the workflow) or ``sweep``.
+    source: Mapped[str] = mapped_column(String(16))
+    #: Workflow time of the decision: the instant the status took effect.
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_decisions_workflow_decided", "workflow_id", "decided_at"),
+        Index(
+            "ix_decisions_person_requirement_decided", "person_id", "requirement_id", "decided_at"
+        ),
+        Index("ix_decisions_decided_at", "decided_at"),
+    )
+
+
 class Notification(Base):
     """The notification ledger: one row per (workflow, pack, stage, recipient, channel).
 

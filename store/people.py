@@ -832,3 +832,23 @@ def import_people(
     report.errors = sorted(all_errors, key=lambda e: (e.row, e.column or ""))
     report.rejected = len({e.row for e in all_errors if not e.file_level})
     return report
+
+
+def reports_of(session: Session, person_id: int) -> dict[int, int]:
+    """Everyone who reports to ``person_id``, directly or not: person id → depth (1: direct).
+
+    The one walk down the management chain: row-level scoping (``api.deps``) and the team
+    dashboards both use it. Stops at people already seen, so a cycle cannot loop.
+    """
+    depth_of: dict[int, int] = {}
+    seen = {person_id}
+    frontier = {person_id}
+    depth = 0
+    while frontier:
+        depth += 1
+        reports = set(session.scalars(select(Person.id).where(Person.manager_id.in_(frontier))))
+        frontier = reports - seen
+        seen |= frontier
+        for report in frontier:
+            depth_of[report] = depth
+    return depth_of

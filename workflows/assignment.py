@@ -681,6 +681,7 @@ class AssignmentWorkflow(ObligationMessages):
                 exempt=self._exemption is not None,
                 exempt_until=self._exemption.expires_on if self._exemption else None,
                 time_zone=self._ladder.zone,
+                rule=decision.rule,
             )
         )
 

@@ -482,6 +482,7 @@ class CertificationWorkflow(ObligationMessages):
                 ce_credits_short=self._short(),
                 suspended=self._suspended is not None,
                 time_zone=self._ladder.zone,
+                rule=rule if current == status else f"held: {current}",
             )
         )
         await self._record_certificate(current)

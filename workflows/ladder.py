@@ -371,8 +371,20 @@ class Ladder(Generic[EventT]):
             retry_policy=RETRY,
         )
 
+    def trigger(self) -> str | None:
+        """The latest timeline event that is not itself a status line: what led to a decision.
+
+        Recorded with each decision (``decisions.trigger``) so an as-of answer says why.
+        """
+        for event in reversed(self.events):
+            if event.kind != "status":
+                return f"{event.kind}: {event.detail}"[:300]
+        return None
+
     async def decide(self, request: DecideRequest) -> Decision:
         """Run ``decide_status``: the status under the pinned pack's rules."""
+        if request.trigger is None:
+            request = request.model_copy(update={"trigger": self.trigger()})
         return await workflow.execute_activity_method(
             RulesActivities.decide_status,
             request,
@@ -382,6 +394,8 @@ class Ladder(Generic[EventT]):
 
     async def record_obligation(self, update: ObligationUpdate) -> None:
         """Run ``record_obligation``: write the obligation's read model."""
+        if update.trigger is None:
+            update = update.model_copy(update={"trigger": self.trigger()})
         await workflow.execute_activity_method(
             ObligationActivities.record_obligation,
             update,

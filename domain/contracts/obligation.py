@@ -98,6 +98,11 @@ class ObligationUpdate(Contract):
     suspended: bool = False
     #: The IANA zone the workflow planned its stages in (None: one fixed UTC offset).
     time_zone: str | None = None
+    #: The rule of a status the workflow decided itself (built-in rules, cancelled, held);
+    #: recorded as a decision when the status differs from the one in force.
+    rule: str | None = None
+    #: The workflow event that led to this update (recorded with a decision it carries).
+    trigger: str | None = None
 
     def facts(self) -> ObligationFacts:
         """The obligation facts this update records (what the read model will hold)."""
@@ -264,6 +269,8 @@ class DecideRequest(Contract):
     ce_credits_short: int = 0
     #: The exemption's last day (None: until revoked, or not exempt).
     exempt_until: date | None = None
+    #: The workflow event that led to this decision (recorded with it, for as-of answers).
+    trigger: str | None = None
 
     @classmethod
     def of(

@@ -1,0 +1,206 @@
+"""Compliance dashboards as JSON (and CSV): summary, breakdowns, at-risk people, trend, as-of.
+
+Each route reads the read model with aggregate queries (``services.compliance``) within the
+caller's row-level scope (``visible_person_ids``, the API's one policy): a learner's numbers are
+their own, a manager's their team's, HR's and auditors' everyone's.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from api.deps import ClockDep, CurrentPrincipal, SessionDep, visible_person_ids
+from services import compliance
+from services.errors import Invalid
+from services.exports import csv_text
+from store.tokens import Principal
+
+router = APIRouter(prefix="/compliance", tags=["compliance"])
+
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "JSON or CSV"}
+}
+
+
+async def current_instant(clock: ClockDep) -> datetime:
+    """The API clock's now (a dependency, so sync handlers get it without awaiting)."""
+    return await clock()
+
+
+NowDep = Annotated[datetime, Depends(current_instant)]
+ScopeQuery = Annotated[
+    Literal["team", "department", "org"],
+    Query(description="team: a manager's reports; department; org: everyone you may see"),
+]
+ManagerQuery = Annotated[
+    str | None, Query(description="team scope: the manager's external id (default: you)")
+]
+DepartmentQuery = Annotated[
+    str | None, Query(description="department scope: its name (default: yours)")
+]
+FormatQuery = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
+
+
+def _audience(
+    session: Any, principal: Principal, scope: str, manager: str | None, department: str | None
+) -> compliance.Audience:
+    return compliance.audience(
+        session,
+        visible=visible_person_ids(session, principal),
+        scope=scope,
+        viewer_id=principal.person_id,
+        manager=manager,
+        department=department,
+    )
+
+
+def _csv(items: list[BaseModel], name: str) -> Response:
+    header, rows = compliance.rows_for_csv(items)
+    return Response(
+        csv_text(header, rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
+
+@router.get("/summary", response_model=compliance.Summary, responses=CSV_RESPONSE)
+def summary(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    now: NowDep,
+    scope: ScopeQuery = "org",
+    manager: ManagerQuery = None,
+    department: DepartmentQuery = None,
+    format: FormatQuery = "json",
+) -> Any:
+    """A dashboard's headline numbers.
+
+    Totals, completed / in progress / overdue, due in 30 days, certifications expiring in 30
+    days and expired, and the compliance rate of a team, a department or the organisation.
+    """
+    result = compliance.summary(
+        session,
+        audience=_audience(session, principal, scope, manager, department),
+        today=now.date(),
+    )
+    return _csv([result], f"compliance-summary-{scope}") if format == "csv" else result
+
+
+@router.get("/breakdown", response_model=list[compliance.BreakdownRow], responses=CSV_RESPONSE)
+def breakdown(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    now: NowDep,
+    by: Annotated[
+        Literal["requirement", "category", "department", "location", "team", "report"],
+        Query(description="the grouping; report: each person (team scope: with depth)"),
+    ] = "requirement",
+    scope: ScopeQuery = "org",
+    manager: ManagerQuery = None,
+    department: DepartmentQuery = None,
+    format: FormatQuery = "json",
+) -> Any:
+    """The dashboard's numbers per group.
+
+    By requirement, category (the obligation's kind), department, location, team (manager) or
+    report (each person; in a team scope, direct and indirect, with their depth).
+    """
+    rows = compliance.breakdown(
+        session,
+        audience=_audience(session, principal, scope, manager, department),
+        by=by,
+        today=now.date(),
+    )
+    return _csv(list(rows), f"compliance-by-{by}") if format == "csv" else rows
+
+
+@router.get("/at-risk", response_model=list[compliance.AtRiskPerson], responses=CSV_RESPONSE)
+def at_risk(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    now: NowDep,
+    scope: ScopeQuery = "org",
+    manager: ManagerQuery = None,
+    department: DepartmentQuery = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    format: FormatQuery = "json",
+) -> Any:
+    """People with something overdue or an expired certification, most overdue first."""
+    rows = compliance.at_risk(
+        session,
+        audience=_audience(session, principal, scope, manager, department),
+        today=now.date(),
+        limit=limit,
+    )
+    return _csv(list(rows), "compliance-at-risk") if format == "csv" else rows
+
+
+@router.get("/trend", response_model=list[compliance.TrendPoint], responses=CSV_RESPONSE)
+def trend(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    now: NowDep,
+    scope: ScopeQuery = "org",
+    manager: ManagerQuery = None,
+    department: DepartmentQuery = None,
+    months: Annotated[int, Query(ge=1, le=36)] = 12,
+    format: FormatQuery = "json",
+) -> Any:
+    """Compliance at the end of each of the last months, from the recorded decisions."""
+    rows = compliance.trend(
+        session,
+        audience=_audience(session, principal, scope, manager, department),
+        now=now,
+        months=months,
+    )
+    return _csv(list(rows), "compliance-trend") if format == "csv" else rows
+
+
+@router.get(
+    "/as-of",
+    response_model=compliance.AsOfDecision | compliance.AsOfCounts,
+    responses=CSV_RESPONSE,
+)
+def as_of(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    now: NowDep,
+    at: Annotated[
+        datetime | None, Query(description="the instant (ISO 8601; no offset: UTC); default now")
+    ] = None,
+    person: Annotated[str | None, Query(description="a person's external id")] = None,
+    requirement: Annotated[str | None, Query(description="a requirement id (with person)")] = None,
+    scope: ScopeQuery = "org",
+    manager: ManagerQuery = None,
+    department: DepartmentQuery = None,
+    format: FormatQuery = "json",
+) -> Any:
+    """What was in force at an instant, from the decisions recorded then.
+
+    ``?person=&requirement=``: the status and why (rule, pack hash, facts, the triggering
+    event); otherwise a scope's counts and rate. Never re-decided with today's rules.
+    """
+    instant = now if at is None else at if at.tzinfo else at.replace(tzinfo=UTC)
+    result: BaseModel
+    if person is not None or requirement is not None:
+        if person is None or requirement is None:
+            raise Invalid("give both ?person= and ?requirement= (or neither, with ?scope=)")
+        result = compliance.as_of_obligation(
+            session,
+            visible=visible_person_ids(session, principal),
+            person=person,
+            requirement=requirement,
+            at=instant,
+        )
+    else:
+        result = compliance.as_of_counts(
+            session,
+            audience=_audience(session, principal, scope, manager, department),
+            at=instant,
+        )
+    return _csv([result], "compliance-as-of") if format == "csv" else result

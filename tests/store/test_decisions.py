@@ -1,0 +1,116 @@
+"""Recorded decisions: the decide activity and the read-model writer record each one once."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from activities.assignment import ObligationActivities
+from activities.rules import RulesActivities
+from domain.contracts.obligation import DecideRequest, ObligationUpdate
+from domain.kinds import ObligationKind
+from duly.demo import load_demo_people
+from duly.settings import Settings
+from rules.loader import load_pack
+from store.db import Database
+from store.decisions import in_force, status_counts_at
+from store.models import DecisionRecord, Person
+from store.packs import Migration, deploy
+
+MEDICAL = Path(__file__).parents[2] / "rules" / "packs" / "medical-practice"
+AT = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
+
+
+def _rows(db: Database) -> list[DecisionRecord]:
+    with db.session() as session:
+        rows = list(session.scalars(select(DecisionRecord).order_by(DecisionRecord.id)))
+        session.expunge_all()
+    return rows
+
+
+def test_decide_status_records_its_decision_once(db: Database) -> None:
+    with db.session() as session:
+        assert load_demo_people(session).errors == []
+        version = deploy(
+            session, load_pack(MEDICAL), author="hr", message="v1", migration=Migration.GRANDFATHER
+        )
+        pack_hash = version.content_hash
+    request = DecideRequest(
+        workflow_id="assignment/p-1020/hipaa-privacy-security/1",
+        pack_hash=pack_hash,
+        person="p-1020",
+        kind=ObligationKind.TRAINING,
+        requirement_id="hipaa-privacy-security",
+        due_date=date(2026, 3, 1),
+        as_of=AT,
+        trigger="signal: extend",
+    )
+    activities = RulesActivities(db)
+    decision = activities.decide_status(request)
+    again = activities.decide_status(request)  # a retried attempt
+    assert again == decision
+    (row,) = _rows(db)
+    assert (row.status, row.rule, row.pack_hash) == (decision.status, decision.rule, pack_hash)
+    assert row.facts == decision.facts
+    assert row.decided_at == AT
+    assert (row.source, row.trigger) == ("rules", "signal: extend")
+    with db.session() as session:
+        person_id = session.scalar(select(Person.id).where(Person.external_id == "p-1020"))
+        assert person_id is not None
+        found = in_force(
+            session, person_id=person_id, requirement_id="hipaa-privacy-security", at=AT
+        )
+        assert found is not None and found.id == row.id
+        assert (
+            in_force(
+                session,
+                person_id=person_id,
+                requirement_id="hipaa-privacy-security",
+                at=AT - timedelta(seconds=1),
+            )
+            is None
+        )
+
+
+def _update(status: str, at: datetime, rule: str | None = None) -> ObligationUpdate:
+    return ObligationUpdate(
+        workflow_id="assignment/p-1021/fire/1",
+        person="p-1021",
+        kind=ObligationKind.TRAINING,
+        requirement_id="fire",
+        requirement_title="Fire safety",
+        cycle=1,
+        due_date=date(2026, 4, 1),
+        stage=None,
+        status=status,
+        pack_hash="builtin",
+        as_of=at,
+        rule=rule,
+        trigger="stage: -7d",
+    )
+
+
+def test_record_obligation_records_status_changes_decided_in_the_workflow(db: Database) -> None:
+    with db.session() as session:
+        assert load_demo_people(session).errors == []
+    writer = ObligationActivities(db, Settings(env="test"))
+    writer.record_obligation(_update("assigned", AT, "assigned"))
+    writer.record_obligation(_update("assigned", AT + timedelta(hours=1), "assigned"))
+    writer.record_obligation(_update("due_soon", AT + timedelta(days=2), "due_within_30_days"))
+    writer.record_obligation(_update("due_soon", AT + timedelta(days=2), "due_within_30_days"))
+    rows = _rows(db)
+    assert [(r.status, r.rule, r.source) for r in rows] == [
+        ("assigned", "assigned", "workflow"),
+        ("due_soon", "due_within_30_days", "workflow"),
+    ]
+    assert rows[1].facts["due_date"] == "2026-04-01"
+    with db.session() as session:
+        counts = status_counts_at(
+            session, instants=[AT - timedelta(days=1), AT, AT + timedelta(days=3)]
+        )
+        assert counts[AT - timedelta(days=1)] == {}
+        assert counts[AT] == {"assigned": 1}
+        assert counts[AT + timedelta(days=3)] == {"due_soon": 1}
+        assert session.scalar(select(func.count()).select_from(DecisionRecord)) == 2
