@@ -21,6 +21,7 @@ from api.routers import (
     bulk,
     certifications,
     compliance,
+    dashboards,
     health,
     mentorship,
     notifications,
@@ -130,6 +131,7 @@ def create_app(
         compliance,
         signin,
         pages,
+        dashboards,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)
         if module is bulk:

@@ -370,6 +370,11 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/ui/obligations/{workflow_id}/remind"): _token(
         HR_MANAGER, Scope.NOT_OWN, "page: once per obligation per day"
     ),
+    ("GET", "/ui/team"): _token(HR_MANAGER, Scope.ROWS, "page: ?manager= (HR: anyone's team)"),
+    ("GET", "/ui/org"): _token(READERS, note="page"),
+    ("GET", "/ui/export/{table}"): _token(
+        MANAGER_READERS, Scope.ROWS, "page: a dashboard table as CSV (managers: their team)"
+    ),
     ("GET", "/ui/audit"): _token(READERS, note="page"),
     ("GET", "/ui/audit/obligations/{workflow_id}"): _token(READERS, note="page"),
     ("GET", "/ui/audit/obligations/{workflow_id}/history.json"): _token(READERS, note="page"),

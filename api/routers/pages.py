@@ -24,14 +24,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, SettingsDep, TemporalDep, ensure_visible
+from api.deps import SessionDep, SettingsDep, TemporalDep, ensure_visible, visible_person_ids
 from api.web import FormPrincipal, PagePrincipal, render
 from domain.bounds import OutOfRange
 from domain.contracts.assignment import ExtendDueDate
 from domain.contracts.certification import CeCredit
 from domain.contracts.obligation import AcknowledgeSignal
 from domain.roles import Role
-from services import assignments, certifications, people, reminders, timeline
+from services import assignments, certifications, compliance, people, reminders, timeline
 from services.errors import Forbidden, Invalid, NotFound
 from store import audit
 from store.db import committed
@@ -465,8 +465,23 @@ def audit_page(
     principal: PagePrincipal,
     q: Annotated[str, Query(max_length=200)] = "",
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    scope: Annotated[str, Query(max_length=12)] = "org",
+    who: Annotated[str, Query(max_length=100)] = "",
+    at: Annotated[str, Query(max_length=32)] = "",
 ) -> Response:
-    """Find any obligation; the audit log, newest first, with its chain verification."""
+    """Find any obligation; counts as of an instant; the audit log with chain verification."""
+    as_of = None
+    if at:
+        instant = _instant(at)
+        audience = compliance.audience(
+            session,
+            visible=visible_person_ids(session, principal),
+            scope=scope,
+            viewer_id=principal.person_id,
+            manager=who.strip() or None if scope == "team" else None,
+            department=who.strip() or None if scope == "department" else None,
+        )
+        as_of = compliance.as_of_counts(session, audience=audience, at=instant)
     found: list[Obligation] = []
     needle = q.strip()
     if needle:
@@ -499,8 +514,21 @@ def audit_page(
             "entries": entries,
             "broken": broken,
             "offset": offset,
+            "as_of": as_of,
+            "scope": scope,
+            "who": who,
+            "at": at,
         },
     )
+
+
+def _instant(value: str) -> datetime:
+    """A ``datetime-local`` (or ISO) value as an aware instant (UTC when no offset is given)."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise Invalid(f"not a date and time: {value[:32]!r}; use YYYY-MM-DDTHH:MM") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _obligation_record(session: Session, workflow_id: str) -> dict[str, Any]:
@@ -547,9 +575,26 @@ async def obligation_audit(
     session: SessionDep,
     principal: PagePrincipal,
     temporal: TemporalDep,
+    at: Annotated[str, Query(max_length=32)] = "",
 ) -> Response:
-    """One obligation's timeline: decisions, messages and receipts, signals, who did what."""
+    """One obligation's timeline, and the status in force at an instant (as recorded).
+
+    The timeline: decisions, messages and receipts, signals, who did what.
+    """
     record = await committed(session, lambda: _obligation_record(session, workflow_id))
+    if at:
+        instant = _instant(at)
+        row = record["row"]
+        record["as_of"] = await committed(
+            session,
+            lambda: compliance.as_of_obligation(
+                session,
+                visible=None,
+                person=row.person.external_id,
+                requirement=row.requirement_id,
+                at=instant,
+            ),
+        )
     events: list[dict[str, Any]] = []
     history_problem = None
     try:
@@ -571,5 +616,5 @@ async def obligation_audit(
     return render(
         request,
         "obligation_audit.html",
-        {**record, "events": events, "history_problem": history_problem},
+        {"as_of": None, **record, "events": events, "history_problem": history_problem, "at": at},
     )

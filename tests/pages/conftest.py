@@ -36,6 +36,7 @@ from domain.roles import Role
 from duly.demo import load_demo_people
 from duly.settings import Settings
 from store.db import Database
+from store.decisions import record_decision
 from store.migrate import upgrade
 from store.models import Certificate, Notification, Obligation, Person
 from store.tokens import create_token
@@ -134,6 +135,8 @@ def seed(db: Database) -> dict[str, str]:
             (PEER, "training", "fire-safety", "Fire Safety", "assigned", 40, None),
             (PEER, "certification", "bls", "Basic Life Support", "overdue", None, -2),
             ("p-1022", "training", "hipaa", "HIPAA Privacy", "overdue", -1, None),
+            # A title a spreadsheet would run as a formula: the CSV must neutralise it.
+            ("p-1022", "training", "infection", '=HYPERLINK("http://x")', "overdue", -4, None),
             ("p-1023", "training", "hipaa", "HIPAA Privacy", "completed", -20, None),
             ("p-1024", "training", "hipaa", "HIPAA Privacy", "assigned", 25, None),
             (MANAGER, "training", "hipaa", "HIPAA Privacy", "assigned", 60, None),
@@ -190,6 +193,25 @@ def seed(db: Database) -> dict[str, str]:
                 delivered_at=now - timedelta(days=2),
             )
         )
+    with db.session() as session:
+        # Recorded decisions: HIPAA for the learner was "assigned" 40 days ago, "due_soon" 3.
+        learner = session.scalar(select(Person).where(Person.external_id == LEARNER))
+        assert learner is not None
+        for status, days, rule in (("assigned", 40, "open"), ("due_soon", 3, "due-within-7")):
+            record_decision(
+                session,
+                workflow_id=f"assignment/{LEARNER}/hipaa/1",
+                person_id=learner.id,
+                kind="training",
+                requirement_id="hipaa",
+                status=status,
+                rule=rule,
+                pack_hash="builtin",
+                facts={"due_date": (today + timedelta(days=5)).isoformat(), "completed": False},
+                decided_at=now - timedelta(days=days),
+                source="rules",
+                trigger="timer",
+            )
     tokens = {}
     with db.session() as session:
         tokens["hr"] = create_token(session, role=Role.HR_ADMIN, label="page tests hr")

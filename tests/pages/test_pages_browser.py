@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -242,3 +242,98 @@ def test_learner_pages_are_scoped(site: LiveSite) -> None:
     for path in ("/ui/audit", f"/ui/people/{PEER}"):
         answer = httpx.get(f"{site.url}{path}", headers=site.bearer("learner"))
         assert answer.status_code in (403, 404), path
+
+
+def test_managers_numbers_equal_the_apis_and_csv_downloads(site: LiveSite, context: Any) -> None:
+    page = context.new_page()
+    sign_in_with_token(page, site.tokens["manager"])
+    page.wait_for_url("**/ui/team")
+    api = httpx.get(
+        f"{site.url}/compliance/summary", params={"scope": "team"}, headers=site.bearer("manager")
+    ).json()
+    shown = {
+        "total": "#kpi-total",
+        "completed": "#kpi-completed",
+        "in_progress": "#kpi-in-progress",
+        "overdue": "#kpi-overdue",
+        "due_30": "#kpi-due-30",
+        "cert_expiring_30": "#kpi-expiring",
+        "cert_expired": "#kpi-expired",
+        "people": "#kpi-people",
+    }
+    for field, selector in shown.items():
+        assert page.locator(selector).inner_text() == str(api[field]), field
+    assert api["total"] >= 9 and api["overdue"] >= 3  # the seeded team, not an empty page
+    assert page.locator("#kpi-rate").inner_text() == f"{api['rate'] * 100:.0f}%"
+    by_report = httpx.get(
+        f"{site.url}/compliance/breakdown",
+        params={"scope": "team", "by": "report"},
+        headers=site.bearer("manager"),
+    ).json()
+    table = page.locator("table[aria-labelledby=by-report]")
+    for group in by_report:
+        row = table.locator("tr", has_text=group["label"])
+        assert row.locator("td").nth(0).inner_text() == str(group["total"]), group
+    # Charts are inline SVG with a text alternative.
+    chart_title = page.locator("svg[role=img] title").first.text_content() or ""
+    assert chart_title.endswith("last 12 months")
+    check_a11y(page)
+    shot(page, "team-dashboard")
+
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download CSV of Overdue").click()
+    text = open(info.value.path(), encoding="utf-8").read()  # noqa: SIM115
+    lines = text.splitlines()
+    assert lines[0] == "person,name,obligation,requirement,kind,status,due,expires"
+    assert any("p-1022" in line and "HIPAA Privacy" in line for line in lines[1:])
+    # The formula-like title is neutralised with a leading quote.
+    assert '"\'=HYPERLINK(""http://x"")"' in text, text
+
+    # A person's drill-down from the by-report table.
+    table.get_by_role("link", name="Ava Fakeworth").click()
+    page.wait_for_url(f"**/ui/people/{LEARNER}")
+
+
+def test_hr_organisation_dashboard(site: LiveSite, context: Any) -> None:
+    page = context.new_page()
+    sign_in_with_token(page, site.tokens["hr"])
+    page.wait_for_url("**/ui/org")
+    api = httpx.get(
+        f"{site.url}/compliance/summary", params={"scope": "org"}, headers=site.bearer("hr")
+    ).json()
+    assert page.locator("#kpi-total").inner_text() == str(api["total"])
+    assert page.locator("#kpi-overdue").inner_text() == str(api["overdue"])
+    for heading in ("By category", "By department", "By location", "By team"):
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+    at_risk = page.locator("table[aria-labelledby=at-risk]")
+    expect(at_risk.get_by_text("Sofia Sandbox")).to_be_visible()
+    check_a11y(page)
+    shot(page, "org-dashboard")
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download CSV of By department").click()
+    header = open(info.value.path(), encoding="utf-8").readline().strip()  # noqa: SIM115
+    assert header.startswith("total,completed,in_progress,overdue,due_30,rate")
+
+
+def test_auditor_as_of_answer(site: LiveSite, context: Any) -> None:
+    page = context.new_page()
+    sign_in_with_token(page, site.tokens["auditor"])
+    page.goto(f"/ui/audit/obligations/assignment/{LEARNER}/hipaa/1")
+    ten_days_ago = (datetime.now(UTC) - timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%S")
+    page.get_by_label("At (UTC)").fill(ten_days_ago)
+    page.get_by_role("button", name="Answer").click()
+    answer = page.locator("#as-of-answer")
+    expect(answer).to_contain_text("assigned")
+    expect(answer).to_contain_text("open")  # the rule recorded then, not today's
+    check_a11y(page)
+    shot(page, "auditor-as-of")
+    page.get_by_label("At (UTC)").fill(
+        (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    )
+    page.get_by_role("button", name="Answer").click()
+    expect(page.locator("#as-of-answer")).to_contain_text("due-within-7")
+
+    page.goto("/ui/audit")
+    page.get_by_label("At (UTC)").fill(ten_days_ago)
+    page.get_by_role("button", name="Answer").click()
+    expect(page.locator("#as-of-answer")).to_contain_text("Organisation")
