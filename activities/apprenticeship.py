@@ -17,10 +17,11 @@ from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.packs import load_version
+from activities.packs import load_version, person_attributes
 from domain.contracts.apprenticeship import (
     APPRENTICESHIP_KIND,
     AwardRequest,
+    DecideApprenticeship,
     NoticeRequest,
     ProgramRequest,
     RecordApprenticeship,
@@ -30,6 +31,8 @@ from domain.contracts.apprenticeship import (
 from notifications.delivery import Deliverer, Recipient, Rendered, Step
 from notifications.recipients import person_recipient
 from rules.apprenticeship_model import Program
+from rules.engine import Decision, FactsError, NoRuleMatched, engine_for
+from rules.facts import KIND_FACTS, complete_facts
 from rules.model import Pack
 from store.apprenticeships import Apprenticeship, ApprenticeshipEvaluation, ApprenticeshipHours
 from store.db import Database
@@ -71,6 +74,32 @@ class ApprenticeshipActivities:
                 non_retryable=True,
             )
         return program
+
+    @activity.defn(name="decide_apprenticeship")
+    def decide(self, request: DecideApprenticeship) -> Decision | None:
+        """The status under the pinned pack's rules, through durable_rules like every kind.
+
+        Returns:
+            The decision (status, rule, pack hash, facts), or None when no status rule of the
+            pack reads a program fact: a pack written before programs had rules (or one
+            without programs) leaves the workflow's built-in answer in place.
+        """
+        pack = self._pack(request.pack_hash)
+        program_facts = KIND_FACTS["apprenticeship"]
+        if not any(program_facts & rule.condition.facts_used for rule in pack.status_rules):
+            return None
+        with self._db.session() as session:
+            person = session.scalar(select(Person).where(Person.external_id == request.person))
+            if person is None:
+                raise ApplicationError(
+                    f"person {request.person!r} is not in the directory", non_retryable=True
+                )
+            attributes = person_attributes(person).model_dump()
+        try:
+            return engine_for(pack).evaluate(complete_facts({**attributes, **request.facts}))
+        except (NoRuleMatched, FactsError) as error:
+            # The pack is broken for these facts; retrying cannot fix it. Lint prevents it.
+            raise ApplicationError(str(error), non_retryable=True) from error
 
     @activity.defn(name="apprenticeship_notice")
     def notice(self, request: NoticeRequest) -> list[str]:
@@ -145,7 +174,7 @@ class ApprenticeshipActivities:
             row.pack_hash = state.pack_hash
             row.supervisor = state.supervisor
             row.status = state.status.value
-            row.compliance_status = state.compliance_status.value
+            row.compliance_status = state.compliance_status
             row.decided_by = state.decided_by
             row.period = state.period
             row.wage_percentage = state.wage_percentage
@@ -171,7 +200,7 @@ class ApprenticeshipActivities:
             obligation.status = (
                 "completed"
                 if state.status.value == "completed"
-                else state.compliance_status.value
+                else state.compliance_status
                 if state.status.value == "active"
                 else state.status.value
             )
@@ -264,6 +293,7 @@ class ApprenticeshipActivities:
         """Every activity callable, for the worker."""
         return [
             self.program,
+            self.decide,
             self.notice,
             self.record,
             self.record_entry,

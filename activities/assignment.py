@@ -590,6 +590,7 @@ class ObligationActivities:
                 "ack_url": ack_link,
                 "ce_credits_short": request.ce_credits_short,
                 "event": request.event,
+                "detail": request.detail,
                 "digest_items": None,
             }
             message = render_message(

@@ -7,6 +7,7 @@ auditor can read it and a replay reproduces it without re-deciding.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -39,6 +40,7 @@ from domain.contracts.obligation import (
 from domain.contracts.packs import AdoptPackSignal, RolloutRequest, RolloutResult
 from domain.contracts.sweep import ReplanRequest, ReplanResult, SweepRequest, SweepResult
 from domain.ids import BUILTIN_PACK
+from duly.metrics import DECISIONS, SWEEP_SECONDS
 from rules.engine import Decision, FactsError, NoRuleMatched, engine_for
 from rules.model import Pack, Requirement
 from rules.obligation_facts import build_facts, local_today
@@ -178,6 +180,7 @@ class RulesActivities:
                 source="rules",
                 trigger=request.trigger,
             )
+        DECISIONS.labels(status=decision.status, source="workflow").inc()
         return decision
 
     @activity.defn(name="roll_out_pack")
@@ -194,7 +197,7 @@ class RulesActivities:
                     select(Obligation.workflow_id)
                     .where(Obligation.completed_at.is_(None))
                     .where(Obligation.pack_hash != request.pack_hash)
-                    .where(Obligation.status != "cancelled")
+                    .where(Obligation.status.not_in(("cancelled", "not_applicable")))
                     .order_by(Obligation.workflow_id)
                 )
             )
@@ -231,6 +234,7 @@ class RulesActivities:
         completion landing mid-sweep) is not overwritten; it counts as a conflict. The
         transitions are this activity's result, so they are in the sweep's history.
         """
+        started = time.perf_counter()
         with self._db.session() as session:
             try:
                 plan = plan_sweep(session, request.as_of, progress=activity.heartbeat)
@@ -248,6 +252,11 @@ class RulesActivities:
             for transition, count in outcome.transitions.items():
                 transitions[transition] = transitions.get(transition, 0) + count
             activity.heartbeat(plan.evaluated, first)
+        SWEEP_SECONDS.observe(time.perf_counter() - started)
+        for transition, count in transitions.items():
+            # "due_soon -> overdue": the sweep decided (and wrote) the new status.
+            decided = transition.rsplit("->", 1)[-1].strip()
+            DECISIONS.labels(status=decided, source="sweep").inc(count)
         return SweepResult(
             evaluated=plan.evaluated,
             changed=changed,

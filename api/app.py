@@ -13,6 +13,7 @@ from temporalio.client import Client
 from api import errors, web
 from api.deps import Clock, wall_clock
 from api.limits import LIMIT_RESPONSES, RequestLimits
+from api.observability import RequestMetrics
 from api.routers import (
     ack,
     apprenticeship,
@@ -23,7 +24,9 @@ from api.routers import (
     compliance,
     dashboards,
     health,
+    integrations,
     mentorship,
+    metrics,
     notifications,
     obligations,
     pages,
@@ -41,6 +44,7 @@ from api.routers import (
 from duly import __version__
 from duly.settings import Settings, get_settings
 from duly.temporal import connect
+from duly.tracing import instrument_api
 from store.db import Database
 
 log = logging.getLogger("duly.api")
@@ -108,8 +112,12 @@ def create_app(
     webhooks.warn_unconfigured(settings)
     # Body caps and rate limits run before routing and auth (a 401 must not read a huge body).
     app.add_middleware(RequestLimits, settings=settings)
+    # Outermost (added last): times every answer, the limits' 413s and 429s included.
+    app.add_middleware(RequestMetrics)
+    instrument_api(app, db.engine, settings)  # DULY_OTEL_ENABLED; a no-op otherwise
     for module in (
         health,
+        metrics,
         people,
         bulk,  # before assignments: its catch-all GET /assignments/{id:path} would match
         assignments,
@@ -129,6 +137,7 @@ def create_app(
         mentorship,
         scim,
         compliance,
+        integrations,
         signin,
         pages,
         dashboards,

@@ -45,8 +45,9 @@ from duly.settings import Settings
 
 log = logging.getLogger("duly.api.limits")
 
-#: Paths never counted: load balancers and orchestrators poll them, and they must answer fast.
-UNCOUNTED_PATHS = frozenset({"/healthz", "/readyz"})
+#: Paths never counted: load balancers, orchestrators and Prometheus poll them, and they must
+#: answer fast.
+UNCOUNTED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 #: Provider callbacks are authenticated by their signatures and come in bursts from a few IPs.
 UNCOUNTED_PREFIXES = ("/webhooks/",)
 VERIFY_PREFIX = "/verify/"

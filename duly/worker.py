@@ -8,26 +8,39 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from prometheus_client import start_http_server
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities.apprenticeship import ApprenticeshipActivities
 from activities.assignment import AssignmentActivities
 from activities.bulk import BulkActivities
 from activities.certification import CertificationActivities
+from activities.directory import DirectoryActivities
+from activities.integrations import IntegrationActivities
 from activities.mentorship import MentorshipActivities
 from activities.rules import RulesActivities
 from activities.tracks import TrackActivities
+from domain.contracts.integration import SyncRequest, SyncResult
 from duly.settings import Settings
-from duly.temporal import connect
+from duly.temporal import connect, metrics_runtime
 from services.apprenticeships import award_registrar
 from services.assignments import start_assignment
+from services.integrations import ensure_all_schedules, run_sync
 from store.db import Database
 from workflows.apprenticeship import ApprenticeshipWorkflow
 from workflows.assignment import AssignmentWorkflow
 from workflows.bulk import BulkAssignWorkflow
 from workflows.certification import CertificationWorkflow
 from workflows.digest import DigestStarter, DigestWorkflow
+from workflows.directory import (
+    RECONCILE_SCHEDULE_ID,
+    DirectoryChangeWorkflow,
+    DirectoryReconcileWorkflow,
+    ensure_reconcile_schedule,
+)
+from workflows.integration import IntegrationSyncWorkflow
 from workflows.mentorship import MentorshipWorkflow
 from workflows.project import ProjectReadinessWorkflow
 from workflows.rollout import PackRolloutWorkflow
@@ -45,6 +58,9 @@ WORKFLOWS: list[type] = [
     MentorshipWorkflow,
     ProjectReadinessWorkflow,
     ApprenticeshipWorkflow,
+    DirectoryChangeWorkflow,
+    DirectoryReconcileWorkflow,
+    IntegrationSyncWorkflow,
 ]
 
 
@@ -80,6 +96,13 @@ def build_worker(
     )
     rules = RulesActivities(db, client, start_assignment=start_assignment)
     bulk = BulkActivities(db, client, start_assignment=start_assignment)
+
+    async def _client() -> Client:
+        return client
+
+    async def _sync(request: SyncRequest) -> SyncResult:
+        return await run_sync(db, _client, settings, request)
+
     return Worker(
         client,
         task_queue=task_queue,
@@ -88,11 +111,13 @@ def build_worker(
             *activities.all(),
             *rules.all(),
             *bulk.all(),
+            *DirectoryActivities(db, client, start_assignment=start_assignment).all(),
             *CertificationActivities(db).all(),
             *MentorshipActivities(db).all(),
             *TrackActivities(db, client).all(),
             # Notices through the reminders' deliverer (same channels, ledger and lease).
             *ApprenticeshipActivities(db, activities.deliverer, award_registrar(db, client)).all(),
+            *IntegrationActivities(_sync).all(),
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,
@@ -100,12 +125,14 @@ def build_worker(
     )
 
 
-async def connect_with_retry(settings: Settings, *, attempts: int = 60) -> Client:
+async def connect_with_retry(
+    settings: Settings, *, attempts: int = 60, runtime: Runtime | None = None
+) -> Client:
     """Connect to Temporal, waiting for it to come up (the dev server takes a few seconds)."""
     last: Exception | None = None
     for attempt in range(attempts):
         try:
-            return await connect(settings)
+            return await connect(settings, runtime=runtime)
         except Exception as exc:  # noqa: BLE001 - connection errors vary by transport
             last = exc
             if attempt == 0:
@@ -117,13 +144,42 @@ async def connect_with_retry(settings: Settings, *, attempts: int = 60) -> Clien
     )
 
 
+def serve_metrics(settings: Settings) -> Runtime | None:
+    """Start this worker's metrics endpoints; the Temporal runtime exporting SDK metrics.
+
+    ``DULY_WORKER_METRICS_PORT``: Duly's own series (reminders, decisions, sweep duration) at
+    ``:PORT/metrics``. ``DULY_TEMPORAL_METRICS_ADDRESS``: the SDK's (task latencies, slots,
+    sticky cache, polls), served by the runtime returned. Either may be off (unset).
+    """
+    if settings.otel_enabled:
+        from duly.tracing import configure_tracer_provider
+
+        configure_tracer_provider("duly-worker")
+    if settings.worker_metrics_port is not None:
+        start_http_server(settings.worker_metrics_port)
+        log.info("Duly metrics on :%d/metrics", settings.worker_metrics_port)
+    if settings.temporal_metrics_address is None:
+        return None
+    log.info("Temporal SDK metrics on %s/metrics", settings.temporal_metrics_address)
+    return metrics_runtime(settings.temporal_metrics_address)
+
+
 async def run_worker(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then finish in-flight tasks and exit."""
-    client = await connect_with_retry(settings)
+    runtime = serve_metrics(settings)
+    client = await connect_with_retry(settings, runtime=runtime)
     db = Database.from_settings(settings)
     worker = build_worker(client, task_queue=settings.temporal_task_queue, db=db, settings=settings)
     if await ensure_sweep_schedule(client, settings.temporal_task_queue):
         log.info("created the daily status sweep schedule %r", SWEEP_SCHEDULE_ID)
+    if await ensure_reconcile_schedule(client, settings.temporal_task_queue):
+        log.info("created the nightly directory reconciliation schedule %r", RECONCILE_SCHEDULE_ID)
+    try:
+        # An integration created while Temporal was unreachable gets its schedule here.
+        count = await ensure_all_schedules(client, db, settings)
+        log.info("integration schedules ensured: %d", count)
+    except Exception as exc:  # noqa: BLE001 - the worker still runs; the API retries on edit
+        log.warning("could not ensure integration schedules: %s", type(exc).__name__)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

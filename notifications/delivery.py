@@ -51,6 +51,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from duly.metrics import record_reminder
 from notifications.ack import (
     ACK_LINK_LIFETIME,
     REDACTED,
@@ -373,7 +374,10 @@ class Deliverer:
                     step, recipient, channel, render, preference, tried, budget, mandatory
                 )
             except RetryLater as error:
+                record_reminder(channel, "retry")
                 transient.append(error)
+        for outcome in outcomes:
+            record_reminder(outcome.channel, outcome.status, duplicate=outcome.duplicate)
         if transient:
             delays = [e.retry_after for e in transient if e.retry_after is not None]
             raise RetryLater(str(transient[0]), max(delays) if delays else None)

@@ -5,8 +5,16 @@ Templates live in ``notifications/templates`` (built-in) and in a pack's ``templ
 found on this chain is used, an override winning over a built-in at every step::
 
     {kind}/{stage}.{channel}.{part}.j2      e.g. certification/-14d.email.html.j2
+    {kind}/{event}.{channel}.{part}.j2      e.g. mentorship/race-lost.email.txt.j2
     {kind}/reminder.{channel}.{part}.j2     e.g. certification/reminder.sms.txt.j2
     default/reminder.{channel}.{part}.j2
+
+The ``{event}`` step is tried for a notice that names its event (``context["event"]``): a
+certification's ``revoked``, or one of a mentorship's per-stage messages
+(:data:`domain.contracts.mentorship.MESSAGE_EVENTS`: ``request``, ``request-reminder``,
+``accepted``, ``declined``, ``expired``, ``race-lost``, ``nudge-mentee``, ``nudge-mentor``,
+``nudge-coordinator``, ``feedback-midpoint``, ``feedback-end``, ``action-item``, ``completed``,
+``cancelled``), whose ledger stages carry a period or an index (``s2:mentor``, ``action-3``).
 
 A stage labelled with spaces (``final warning``) may also be written as a slug
 (``final-warning``). A digest (``digest_items`` set) uses ``digest`` instead of the stage and of
@@ -59,7 +67,10 @@ Context variables (``context`` of :func:`render_message`):
 * ``ce_credits_short`` (int): Continuing-education credits still missing (certifications;
   default 0).
 * ``event`` (str | None): A notice that is not a reminder: ``lapsed`` (grace ended),
-  ``suspended``, ``reinstated`` or ``revoked`` (certifications; default None).
+  ``suspended``, ``reinstated`` or ``revoked`` (certifications), or a mentorship's message
+  (see above; default None).
+* ``detail`` (str | None): One plain sentence the notice adds, such as why a mentorship
+  request lost the mentor's last slot (default None).
 * ``digest_items`` (list[dict] | None): For a digest, the items, each with ``title``,
   ``due_date``, ``days_before_due`` and ``stage`` (default None: a single reminder).
 
@@ -93,6 +104,7 @@ from jinja2 import (
 )
 from markupsafe import Markup
 
+from domain.contracts.mentorship import MESSAGE_EVENTS
 from notifications.sandbox import BoundedSandbox, render_bounded, render_budget
 from notifications.sms import fit_sms
 from rules.lint import Finding, Level
@@ -245,7 +257,9 @@ def _stage_names(stage: str) -> list[str]:
     return [n for n in names if n and "/" not in n and "\\" not in n and not n.startswith(".")]
 
 
-def lookup_chain(kind: str, stage: str, channel: str, part: str) -> list[str]:
+def lookup_chain(
+    kind: str, stage: str, channel: str, part: str, event: str | None = None
+) -> list[str]:
     """The template names tried, in order, for one part of a message.
 
     Args:
@@ -253,6 +267,7 @@ def lookup_chain(kind: str, stage: str, channel: str, part: str) -> list[str]:
         stage: The stage name (``-30d``, ``0d``, ``+7d``, a label) or ``digest``.
         channel: ``email``, ``sms``, ``in_app`` or ``slack``.
         part: ``subject``, ``txt``, ``html`` or ``json``.
+        event: The notice's event (``race-lost``...), tried after the stage.
 
     Returns:
         Template names, most specific first.
@@ -260,6 +275,8 @@ def lookup_chain(kind: str, stage: str, channel: str, part: str) -> list[str]:
     kind = normalize_kind(kind)
     base = DIGEST if stage == DIGEST else "reminder"
     names = [f"{kind}/{name}.{channel}.{part}.j2" for name in _stage_names(str(stage))]
+    if event and stage != DIGEST:
+        names += [f"{kind}/{name}.{channel}.{part}.j2" for name in _stage_names(str(event))]
     names += [f"{kind}/{base}.{channel}.{part}.j2", f"default/{base}.{channel}.{part}.j2"]
     return list(dict.fromkeys(names))
 
@@ -272,6 +289,7 @@ def find_template(
     overrides: Mapping[str, str] | None = None,
     *,
     builtins: bool = True,
+    event: str | None = None,
 ) -> str | None:
     """The template that would render one part (None: nothing on the chain exists).
 
@@ -282,11 +300,13 @@ def find_template(
         part: The part.
         overrides: A pack's templates (path under ``templates/`` → source).
         builtins: Whether the built-in templates count.
+        event: The notice's event, if any.
     """
     available = set(overrides or {})
     if builtins:
         available |= builtin_templates()
-    return next((n for n in lookup_chain(kind, stage, channel, part) if n in available), None)
+    chain = lookup_chain(kind, stage, channel, part, event)
+    return next((n for n in chain if n in available), None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,6 +332,7 @@ def _prepare(kind: str, stage: str, context: Mapping[str, Any]) -> dict[str, Any
     values.setdefault("ack_url", None)
     values.setdefault("ce_credits_short", 0)
     values.setdefault("event", None)
+    values.setdefault("detail", None)
     values.setdefault("digest_items", None)
     if role == "learner" or values["digest_items"] is not None:
         values.setdefault("learner_name", None)
@@ -408,7 +429,8 @@ def render_message(
         values["wording"] = _wording(env, kind, values)
         lookup_stage = DIGEST if values["digest_items"] is not None else str(stage)
         for part in CHANNEL_PARTS[channel]:
-            template = env.select_template(lookup_chain(kind, lookup_stage, channel, part))
+            chain = lookup_chain(kind, lookup_stage, channel, part, values["event"])
+            template = env.select_template(chain)
             names[part] = template.name or ""
             output[part] = render_bounded(template, values)
     return _assemble(channel, output, names)
@@ -501,6 +523,16 @@ def _samples(kind: str, stage: str, digest: bool) -> list[dict[str, Any]]:
     ]
 
 
+def _events(kind: str, stage: str, wording: bool) -> list[str | None]:
+    """The notice events an override is rendered for (a mentorship's per-stage messages)."""
+    if kind != "mentorship":
+        return [None]
+    events = sorted(set(MESSAGE_EVENTS.values()))
+    if wording:
+        return [None, *events]  # one wording file speaks for every stage
+    return [stage] if stage in events else [None]
+
+
 def _check(path: str, overrides: Mapping[str, str]) -> None:
     """Render one override with every sample context; raise what the first failure raised."""
     env = environment(overrides)
@@ -508,10 +540,18 @@ def _check(path: str, overrides: Mapping[str, str]) -> None:
     directory = path.split("/", 1)[0] if "/" in path else "default"
     kind = normalize_kind(directory) if normalize_kind(directory) in KINDS else "training"
     stage = match.group("stage") if match else "-14d"
-    for sample in _samples(kind, stage, digest=stage == DIGEST):
+    is_wording = path.rsplit("/", 1)[-1] == _WORDING
+    samples = [
+        {**sample, "event": event, "detail": "the mentor has no free slot (1 of 1 taken)"}
+        if event
+        else sample
+        for event in _events(kind, stage, is_wording)
+        for sample in _samples(kind, stage, digest=stage == DIGEST)
+    ]
+    for sample in samples:
         values = _prepare(kind, stage, sample)
         with render_budget():
-            if path.rsplit("/", 1)[-1] == _WORDING:
+            if is_wording:
                 _wording(env, directory, values)
                 continue
             # Channel templates get the built-in wording: a broken wording file is its own

@@ -63,6 +63,7 @@ __all__ = [
     "apprenticeship_facts",
     "check_entry",
     "compliance_status",
+    "program_facts",
     "progress",
 ]
 
@@ -607,6 +608,32 @@ def _show(value: Any) -> str:
 # Facts for the status rules
 
 
+def program_facts(program: Program, done: Progress) -> dict[str, int | bool | str]:
+    """The facts an apprenticeship itself gives the status rules (no person attributes).
+
+    What the workflow sends the ``decide_apprenticeship`` activity, which adds the person's
+    directory attributes as they are now (see :func:`apprenticeship_facts`).
+    """
+    logged = math.floor(done.hours_logged)
+    expected = math.floor(done.hours_expected)
+    return {
+        "kind": "apprenticeship",
+        "requirement": program.id,
+        "program": program.id,
+        "apprenticeship_status": done.status.value,
+        "completed": done.status is EnrollmentStatus.COMPLETED,
+        "days_until_due": (done.expected_completion - done.today).days,
+        "period": done.period,
+        "hours_logged": logged,
+        "hours_expected": expected,
+        "hours_behind": max(0, expected - logged),
+        "days_since_approved_hours": done.days_since_approved_hours,
+        "evaluation_overdue": done.evaluation_overdue,
+        "advancement_due": done.advancement_due,
+        "graduation_ready": done.graduation_ready,
+    }
+
+
 def apprenticeship_facts(
     program: Program,
     done: Progress,
@@ -626,26 +653,7 @@ def apprenticeship_facts(
     Returns:
         The complete facts, defaults filled in.
     """
-    logged = math.floor(done.hours_logged)
-    expected = math.floor(done.hours_expected)
-    facts: dict[str, Any] = {
-        **(person or {}),
-        "kind": "apprenticeship",
-        "requirement": program.id,
-        "program": program.id,
-        "apprenticeship_status": done.status.value,
-        "completed": done.status is EnrollmentStatus.COMPLETED,
-        "days_until_due": (done.expected_completion - done.today).days,
-        "period": done.period,
-        "hours_logged": logged,
-        "hours_expected": expected,
-        "hours_behind": max(0, expected - logged),
-        "days_since_approved_hours": done.days_since_approved_hours,
-        "evaluation_overdue": done.evaluation_overdue,
-        "advancement_due": done.advancement_due,
-        "graduation_ready": done.graduation_ready,
-    }
-    return complete_facts(facts)
+    return complete_facts({**(person or {}), **program_facts(program, done)})
 
 
 # --------------------------------------------------------------------------------------------
@@ -660,10 +668,10 @@ BEHIND_TOLERANCE_SHARE = 0.1
 def compliance_status(done: Progress) -> tuple[str, str]:
     """``on_track``, ``behind``, ``stalled`` (or ``inactive``) and the rule that decided it.
 
-    Decided here, from the progress maths, rather than by the pack's status rules: the
-    field-technicians pack's status coverage check cannot yet sample the apprenticeship facts
-    (their combinations with the other kinds' exceed its sampling budget). The rule names are
-    stable so a pack rule can take over with the same answers.
+    The built-in answer, for a pinned pack with no status rule for programs (one that reads
+    no program fact) and for runs recorded before the pack's rules decided. A pack's rules
+    (``decide_apprenticeship``, durable_rules) take over where they exist; rule names here are
+    ``apprenticeship:*``.
     """
     if done.status is not EnrollmentStatus.ACTIVE:
         return "inactive", f"apprenticeship:{done.status.value}"

@@ -26,7 +26,12 @@ class StatusDecision(BaseModel):
 
 
 def builtin_status(
-    *, now: datetime, due_at: datetime, completed: bool, cancelled: bool = False
+    *,
+    now: datetime,
+    due_at: datetime,
+    completed: bool,
+    cancelled: bool = False,
+    not_applicable: bool = False,
 ) -> StatusDecision:
     """Decide an assignment's status; the first matching rule wins.
 
@@ -35,7 +40,10 @@ def builtin_status(
         due_at: The instant the obligation becomes overdue.
         completed: Whether completion evidence was accepted.
         cancelled: Whether the assignment was cancelled.
+        not_applicable: Cancelled because the requirement no longer applies (a mover).
     """
+    if cancelled and not_applicable:
+        return StatusDecision(status=ObligationStatus.NOT_APPLICABLE, rule="not_applicable")
     if cancelled:
         return StatusDecision(status=ObligationStatus.CANCELLED, rule="cancelled")
     if completed:

@@ -3,6 +3,14 @@
 Conditions only compare facts with literals, so the outcome can change only at those literals:
 a grid of each fact's literals (and their neighbours, for numbers) plus one "any other" value
 covers every distinct case. The grid is exhaustive when small and seeded-sampled when huge.
+
+Split by kind: when the rules read ``kind`` or a fact only one kind sets
+(:data:`rules.facts.KIND_FACTS`), there is one grid per kind of obligation. In a kind's grid
+``kind`` is fixed, the facts other kinds own keep their defaults (they always have them for this
+kind), and only the rules that can hold for that kind, and the facts they read, are varied: each
+kind's rules are checked over that kind's own facts. A pack whose certification, training and
+apprenticeship-program rules each read a handful of facts stays exhaustively checkable, where
+the product of all of them would not be.
 """
 
 from __future__ import annotations
@@ -14,7 +22,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rules.facts import FactType, complete_facts, fact_type
+from domain.kinds import ObligationKind
+from rules.facts import KIND_FACTS, FactType, complete_facts, fact_type
 
 MAX_EXHAUSTIVE = 200_000
 SAMPLES = 50_000
@@ -85,45 +94,109 @@ def _grid(
     return sampled, SAMPLES, False
 
 
-def analyse(rules: Sequence[tuple[str, EvaluableCondition]], *, seed: int = 0) -> Coverage:
-    """Find unreachable rules and uncovered fact combinations (first match wins).
+@dataclass(frozen=True)
+class Part:
+    """One grid of the analysis: the facts fixed in it and the rules that can hold there."""
 
-    Args:
-        rules: ``(rule name, condition)`` in priority order.
-        seed: Seed for sampling when the grid is too large to enumerate.
-    """
+    #: Facts with one value throughout (``kind``); empty when the rules are not split.
+    fixed: dict[str, Any]
+    #: Per varied fact, the values tried.
+    axes: dict[str, list[Any]]
+    #: The rules that can hold in this part, in priority order (the others never do).
+    rules: list[tuple[str, EvaluableCondition]]
+
+
+def _literals(rules: Sequence[tuple[str, EvaluableCondition]]) -> dict[str, set[Any]]:
     literals: dict[str, set[Any]] = {}
     for _, condition in rules:
         for name in condition.facts_used:
             literals.setdefault(name, set())
         for name, values in condition.constants().items():
             literals.setdefault(name, set()).update(values)
-    axes = {name: _values(name, values) for name, values in literals.items()}
-    points, size, exhaustive = _grid(axes, random.Random(seed))
+    return literals
 
+
+def _can_hold(
+    condition: EvaluableCondition,
+    fixed: dict[str, Any],
+    literals: dict[str, set[Any]],
+    varied: frozenset[str],
+) -> bool:
+    """Whether ``condition`` is true somewhere with ``fixed`` set and only ``varied`` varying.
+
+    The condition's own facts are few, so its own grid is small; a condition too large to
+    enumerate is assumed to hold (it then stays in the part: slower, never wrong).
+    """
+    axes = {
+        name: _values(name, literals[name])
+        for name in condition.facts_used
+        if name in varied and name not in fixed
+    }
+    points, _, exhaustive = _grid(axes, random.Random(0))
+    if not exhaustive:
+        return True
+    return any(condition.evaluate(complete_facts({**point, **fixed})) for point in points)
+
+
+def parts(rules: Sequence[tuple[str, EvaluableCondition]]) -> list[Part]:
+    """The grids :func:`analyse` walks: one, or one per kind (see the module docstring).
+
+    Args:
+        rules: ``(rule name, condition)`` in priority order.
+    """
+    literals = _literals(rules)
+    owned = {name for facts in KIND_FACTS.values() for name in facts}
+    if "kind" not in literals and not owned & set(literals):
+        axes = {name: _values(name, values) for name, values in literals.items()}
+        return [Part(fixed={}, axes=axes, rules=list(rules))]
+    found: list[Part] = []
+    for kind in ObligationKind:
+        others = owned - KIND_FACTS.get(kind.value, frozenset())
+        varied = frozenset(name for name in literals if name not in others and name != "kind")
+        fixed: dict[str, Any] = {"kind": kind.value}
+        held = [(n, c) for n, c in rules if _can_hold(c, fixed, literals, varied)]
+        read = {name for _, condition in held for name in condition.facts_used} & varied
+        axes = {name: _values(name, literals[name]) for name in read}
+        found.append(Part(fixed=fixed, axes=axes, rules=held))
+    return found
+
+
+def analyse(rules: Sequence[tuple[str, EvaluableCondition]], *, seed: int = 0) -> Coverage:
+    """Find unreachable rules and uncovered fact combinations (first match wins).
+
+    Args:
+        rules: ``(rule name, condition)`` in priority order.
+        seed: Seed for sampling when a grid is too large to enumerate.
+    """
+    rng = random.Random(seed)
     fired_first: Counter[str] = Counter()
     true_count: Counter[str] = Counter()
     beaten_by: dict[str, Counter[str]] = {name: Counter() for name, _ in rules}
     co_true: dict[str, Counter[str]] = {name: Counter() for name, _ in rules}
     uncovered: list[dict[str, Any]] = []
-    for point in points:
-        facts = complete_facts(point)
-        winner: str | None = None
-        true_so_far: list[str] = []
-        for name, condition in rules:
-            if condition.evaluate(facts):
-                true_count[name] += 1
-                co_true[name].update(true_so_far)
-                true_so_far.append(name)
-                if winner is None:
-                    winner = name
-                    fired_first[name] += 1
-                else:
-                    beaten_by[name][winner] += 1
-        if winner is None and len(uncovered) < 3:
-            uncovered.append(point)
+    total, exhaustive = 0, True
+    for part in parts(rules):
+        points, size, complete = _grid(part.axes, rng)
+        total += size
+        exhaustive = exhaustive and complete
+        for point in points:
+            facts = complete_facts({**point, **part.fixed})
+            winner: str | None = None
+            true_so_far: list[str] = []
+            for name, condition in part.rules:
+                if condition.evaluate(facts):
+                    true_count[name] += 1
+                    co_true[name].update(true_so_far)
+                    true_so_far.append(name)
+                    if winner is None:
+                        winner = name
+                        fired_first[name] += 1
+                    else:
+                        beaten_by[name][winner] += 1
+            if winner is None and len(uncovered) < 3:
+                uncovered.append({**part.fixed, **point})
 
-    coverage = Coverage(uncovered=uncovered, points=size, exhaustive=exhaustive)
+    coverage = Coverage(uncovered=uncovered, points=total, exhaustive=exhaustive)
     order = [name for name, _ in rules]
     for name in order:
         if fired_first[name]:

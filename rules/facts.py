@@ -67,6 +67,30 @@ FACTS: dict[str, tuple[FactType, str]] = {
     "employment_status": (FactType.STR, "active, leave or terminated"),
 }
 
+#: Facts only one kind of obligation ever sets; every other kind has their defaults. Coverage
+#: analysis (:mod:`rules.coverage`) varies them only for their kind, so each kind's rules are
+#: checked over that kind's own facts (the combinations of every kind's facts together would
+#: be far more than any pack can be checked on, and most of them cannot happen).
+KIND_FACTS: dict[str, frozenset[str]] = {
+    # Only CertificationWorkflow sends an expiry date and CE credits.
+    "certification": frozenset({"days_until_expiry", "ce_credits_short"}),
+    # Only ApprenticeshipWorkflow builds these (rules.apprenticeship.apprenticeship_facts).
+    "apprenticeship": frozenset(
+        {
+            "program",
+            "apprenticeship_status",
+            "period",
+            "hours_logged",
+            "hours_expected",
+            "hours_behind",
+            "days_since_approved_hours",
+            "evaluation_overdue",
+            "advancement_due",
+            "graduation_ready",
+        }
+    ),
+}
+
 #: Values used for a fact the caller did not supply (so every rule sees every fact).
 DEFAULTS: dict[FactType, Any] = {
     FactType.INT: 0,

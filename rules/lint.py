@@ -14,7 +14,7 @@ from typing import Protocol
 from rules.apprenticeship_model import StallRecipient
 from rules.coverage import OTHER, analyse
 from rules.mentorship_model import NudgeRecipient
-from rules.model import Pack, Recipient
+from rules.model import Cmi5Satisfied, Kind, Pack, Recipient
 from rules.tracks_lint import lint_gates, lint_tracks
 
 
@@ -105,6 +105,7 @@ def lint(
         *_tests(pack),
         *(templates(pack) if templates is not None else ()),
         *_mentorship(pack),
+        *_mentorship_conditions(pack),
         *_gates_and_tracks(pack),
         *_programs(pack),
     ]
@@ -199,6 +200,7 @@ def _policies(pack: Pack) -> Iterable[Finding]:
 
 def _requirements(pack: Pack, people: Sequence[DirectoryPerson] | None) -> Iterable[Finding]:
     seen_xapi: dict[str, str] = {}
+    seen_moodle: dict[int, str] = {}
     for requirement in pack.requirements:
         file, line = locate(pack, "id", requirement.id)
         if requirement.escalation is None:
@@ -221,6 +223,27 @@ def _requirements(pack: Pack, people: Sequence[DirectoryPerson] | None) -> Itera
                     line,
                 )
             seen_xapi.setdefault(activity, requirement.id)
+        course = requirement.moodle_course_id
+        if course is not None:
+            if course in seen_moodle:
+                yield Finding(
+                    Level.ERROR,
+                    "duplicate-moodle-course",
+                    f"requirements '{seen_moodle[course]}' and '{requirement.id}' map the same"
+                    f" Moodle course {course}; a completion could not tell them apart",
+                    file,
+                    line,
+                )
+            seen_moodle.setdefault(course, requirement.id)
+        if requirement.cmi5_satisfied is Cmi5Satisfied.COMPLETES and not activity:
+            yield Finding(
+                Level.ERROR,
+                "cmi5-satisfied-without-activity",
+                f"requirement '{requirement.id}' says cmi5 'satisfied' completes it but maps no"
+                " xapi_activity_id",
+                file,
+                line,
+            )
         if people is None:
             continue
         covered = sum(
@@ -284,6 +307,36 @@ def _mentorship(pack: Pack) -> Iterable[Finding]:
                 " lengthen session_cadence_days",
                 *where,
             )
+
+
+def _mentorship_conditions(pack: Pack) -> Iterable[Finding]:
+    """A requirement's mentorship conditions that name a certification the pack does not hold.
+
+    A name is matched against the mentor's certificates by title; one that is neither the id
+    nor the title of a certification requirement of the pack is likely a typo (a certificate
+    registered outside the pack still counts, hence a warning).
+    """
+    known = {
+        name.lower()
+        for r in pack.requirements
+        if r.kind is Kind.CERTIFICATION
+        for name in (r.id, r.title)
+    }
+    for requirement in pack.requirements:
+        condition = requirement.mentorship
+        if condition is None:
+            continue
+        where = locate(pack, "id", requirement.id)
+        for name in condition.mentor_certifications:
+            if name.lower() not in known:
+                yield Finding(
+                    Level.WARNING,
+                    "unknown-mentor-certification",
+                    f"requirement '{requirement.id}' asks for a mentor holding '{name}', which"
+                    " is neither the id nor the title of a certification in this pack; only a"
+                    " certificate with exactly that title would count",
+                    *where,
+                )
 
 
 def _gates_and_tracks(pack: Pack) -> Iterable[Finding]:

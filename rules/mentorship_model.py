@@ -1,7 +1,7 @@
 """Mentorship: the profiles matching reads and the ``mentorship:`` section of a rules pack.
 
-Pure pydantic models, importing nothing of Duly's: the matching (:mod:`rules.matching`), the pack
-model (:mod:`rules.model`) and, later, the mentorship workflow's contracts can all build on them.
+Pure pydantic models, importing nothing of Duly's but the domain: the matching
+(:mod:`rules.matching`) and the pack model (:mod:`rules.model`) build on them.
 
 The pack section (every key optional; these are the defaults)::
 
@@ -32,6 +32,8 @@ from typing import Annotated, Self, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from domain.contracts.mentorship import MentorshipType
+
 __all__ = [
     "Availability",
     "CommunicationStyle",
@@ -41,6 +43,7 @@ __all__ = [
     "MenteeLevel",
     "MenteeProfile",
     "MentorProfile",
+    "MentorshipCondition",
     "MentorshipPolicy",
     "NudgeChannel",
     "NudgeRecipient",
@@ -358,3 +361,55 @@ class MentorshipPolicy(_Strict):
                     f" found {after} after {before}"
                 )
         return nudges
+
+
+class MentorshipCondition(_Strict):
+    """When a mentorship satisfies a ``kind: mentorship`` requirement (its ``mentorship:`` key).
+
+    Every key is optional; an empty condition (or none) admits any active mentorship::
+
+        requirements:
+          - id: cert-prep-mentor
+            kind: mentorship
+            due_in_days: 30
+            mentorship:
+              types: [certification_prep]          # the relationship's type is one of these
+              mentor_certifications: [EPA 608]     # the mentor holds every one of these
+
+    A certification is named by its title or by the id of the pack's certification requirement
+    (compared case-insensitively with the mentor's certifications, which come from Duly's
+    certificate records: revoked, suspended, superseded or expired ones do not count).
+    """
+
+    types: list[MentorshipType] | None = Field(default=None, min_length=1, max_length=4)
+    mentor_certifications: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=20
+    )
+
+    def refusal(
+        self,
+        *,
+        type: str,
+        mentor_certifications: list[str],
+        titles: dict[str, str] | None = None,
+    ) -> str | None:
+        """Why a mentorship does not satisfy the requirement (None: it does).
+
+        Args:
+            type: The relationship's type (``general``, ``certification_prep``...).
+            mentor_certifications: The mentor's held certifications (titles).
+            titles: Certification requirement id → title, to read names given as ids.
+        """
+        if self.types is not None and type not in {t.value for t in self.types}:
+            wanted = " or ".join(t.value for t in self.types)
+            return f"its type is {type}, and the requirement needs {wanted}"
+        held = {c.strip().lower() for c in mentor_certifications}
+        lookup = {k.lower(): v.lower() for k, v in (titles or {}).items()}
+        missing = [
+            name
+            for name in self.mentor_certifications
+            if name.lower() not in held and lookup.get(name.lower()) not in held
+        ]
+        if missing:
+            return f"the mentor does not hold {', '.join(missing)}"
+        return None

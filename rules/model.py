@@ -49,7 +49,7 @@ from domain.kinds import ObligationKind
 from rules.apprenticeship_model import Program
 from rules.conditions import Condition, ConditionError, compile_condition
 from rules.facts import FACTS, FactType
-from rules.mentorship_model import MentorshipPolicy
+from rules.mentorship_model import MentorshipCondition, MentorshipPolicy
 from rules.tracks_model import TracksSection
 
 #: Statuses every pack may use without declaring them.
@@ -92,6 +92,15 @@ class RenewalBasis(StrEnum):
     #: From the previous expiry date when renewed before it (no validity is lost by renewing
     #: early); from the renewal date once expired.
     FROM_PREVIOUS_EXPIRY = "from_previous_expiry"
+
+
+class NoLongerApplicable(StrEnum):
+    """What happens to a mover's open obligation when its requirement stops applying."""
+
+    #: Closed as ``not_applicable`` (the reason recorded in its history).
+    CLOSE = "close"
+    #: Left running: the person still finishes it.
+    KEEP = "keep"
 
 
 class Recipient(StrEnum):
@@ -263,6 +272,16 @@ class Recurrence(_Strict):
         return parse_months(self.every)
 
 
+class Cmi5Satisfied(StrEnum):
+    """What a cmi5 ``satisfied`` statement for a requirement's activity does."""
+
+    #: Ignored (the default): cmi5 LMSs send ``satisfied`` for every block; ``completed`` or
+    #: ``passed`` is the evidence.
+    IGNORE = "ignore"
+    #: Completes the requirement, as ``completed`` would (the course's moveOn criteria are met).
+    COMPLETES = "completes"
+
+
 class Requirement(_Strict):
     """Something people owe: a training or a certification to hold."""
 
@@ -277,6 +296,10 @@ class Requirement(_Strict):
     ce_credits: float = Field(default=0, ge=0, le=1000)
     escalation: Identifier | None = None
     xapi_activity_id: str | None = None
+    #: What cmi5's ``satisfied`` verb for ``xapi_activity_id`` does (``ignore`` | ``completes``).
+    cmi5_satisfied: Cmi5Satisfied = Cmi5Satisfied.IGNORE
+    #: The Moodle course whose completion completes this requirement (Moodle connector).
+    moodle_course_id: int | None = Field(default=None, ge=1)
     max_extension_days: int = Field(default=30, ge=0, le=365)
     renewal_window_days: int | None = Field(default=None, ge=0, le=730)
     renewal_basis: RenewalBasis = RenewalBasis.FROM_RENEWAL
@@ -288,6 +311,14 @@ class Requirement(_Strict):
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     #: Days to wait after a failed attempt before the next one counts.
     retake_after_days: int | None = Field(default=None, ge=0, le=365)
+    #: A mover this no longer applies to: close their open obligation or keep it.
+    on_no_longer_applicable: NoLongerApplicable = NoLongerApplicable.CLOSE
+    #: A leave of absence moves the due date later by the leave's length (reminders pause
+    #: either way).
+    extend_due_on_leave: bool = True
+    #: ``kind: mentorship`` only: which mentorships satisfy it (type, the mentor's
+    #: certifications; see :class:`rules.mentorship_model.MentorshipCondition`).
+    mentorship: MentorshipCondition | None = None
 
     @field_validator("validity")
     @classmethod
@@ -317,6 +348,11 @@ class Requirement(_Strict):
             for key in ("ce_credits", "validity", "renewal_window_days"):
                 if getattr(self, key):
                     raise ValueError(f"'{key}' only applies to certifications")
+        if self.mentorship is not None and self.kind is not Kind.MENTORSHIP:
+            raise ValueError(
+                f"'mentorship' (conditions on the mentorship) only applies to a requirement of"
+                f" kind mentorship, not {self.kind.value}"
+            )
         return self
 
     @property
@@ -555,3 +591,7 @@ class Pack(_Strict):
     def by_xapi_activity(self, activity_id: str) -> Requirement | None:
         """The requirement an LMS activity completes, if mapped."""
         return next((r for r in self.requirements if r.xapi_activity_id == activity_id), None)
+
+    def by_moodle_course(self, course_id: int) -> Requirement | None:
+        """The requirement a Moodle course's completion completes, if mapped."""
+        return next((r for r in self.requirements if r.moodle_course_id == course_id), None)

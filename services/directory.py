@@ -8,8 +8,10 @@ the same way (:class:`DirectoryChange`).
 
 A :class:`DirectoryChange` is the seam for the joiner/mover/leaver automation: it names the
 person, a fresh change id (the workflow's business key is person + change id), the kind of
-change and the attributes before and after. Today the callers only return or audit it; the
-``DirectoryChangeWorkflow`` will be started from it.
+change and the attributes before and after. After committing, every caller hands its changes
+to :func:`automate`, which starts one ``DirectoryChangeWorkflow`` per change; when Temporal
+cannot be reached the nightly reconciliation repairs what they would have done.
+:func:`preview_rows` is the dry run: what each change would assign and close.
 
 Nobody is ever deleted: deactivation sets ``employment_status`` to ``terminated``, which the
 send path already honours (no reminders or escalations about people who left), and keeps every
@@ -23,6 +25,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -30,10 +33,20 @@ from sqlalchemy import ColumnElement, String, and_, cast, false, func, or_, sele
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from activities.directory import manager_change, plan_for
+from activities.packs import active_pack
 from activities.rules import signal_replans
-from domain.contracts.directory import ATTRIBUTES, MOVER_ATTRIBUTES, ChangeKind, DirectoryChange
+from domain.contracts.directory import (
+    ATTRIBUTES,
+    MOVER_ATTRIBUTES,
+    ChangeKind,
+    DirectoryChange,
+    DirectoryChangeInput,
+)
 from domain.statuses import EmploymentStatus
 from store import audit
 from store.models import Person
@@ -46,6 +59,7 @@ from store.people import (
     parse_json,
 )
 from store.tokens import Principal
+from workflows.directory import DirectoryChangeWorkflow, directory_change_workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +104,7 @@ def snapshot(person: Person) -> dict[str, Any]:
     }
     values["roles"] = list(person.roles or [])
     values["manager"] = person.manager.external_id if person.manager is not None else None
+    values["start_date"] = person.start_date.isoformat() if person.start_date else None
     return values
 
 
@@ -122,6 +137,9 @@ def _snapshots(
             snapshot_ = dict(zip(names, values, strict=True))
             snapshot_["roles"] = list(snapshot_["roles"] or [])
             snapshot_["manager"] = manager_external_id
+            # JSON-safe: the change goes into the audit trail and a workflow's input.
+            start = snapshot_["start_date"]
+            snapshot_["start_date"] = start.isoformat() if start is not None else None
             found[external_id] = (person_id, snapshot_)
     return found
 
@@ -299,6 +317,128 @@ async def replan_moved(
             f" re-planned now ({reason}); the nightly sweep re-plans them",
         )
     return ReplanOutcome(signalled=outcome.signalled)
+
+
+# ---------------------------------------------------------------------------------------------
+# The joiner/mover/leaver automation
+# ---------------------------------------------------------------------------------------------
+
+#: Workflow starts in flight at once (an import of 10,000 changes starts 10,000 workflows).
+_STARTS_IN_FLIGHT = 50
+
+
+@dataclass(frozen=True)
+class AutomationOutcome:
+    """How many change workflows were started, and why the others were not (None: all were)."""
+
+    started: int
+    existing: int = 0
+    note: str | None = None
+
+
+async def start_change(client: Client, *, task_queue: str, change: DirectoryChange) -> bool:
+    """Start one change's ``DirectoryChangeWorkflow`` unless it exists (idempotent).
+
+    Returns:
+        True when this call started it.
+    """
+    try:
+        await client.start_workflow(
+            DirectoryChangeWorkflow.run,
+            DirectoryChangeInput(change=change),
+            id=directory_change_workflow_id(change.external_id, change.change_id),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
+
+
+async def automate(
+    changes: Sequence[DirectoryChange],
+    *,
+    temporal: Callable[[], Awaitable[Client]],
+    task_queue: str,
+    enabled: bool = True,
+) -> AutomationOutcome:
+    """Start a ``DirectoryChangeWorkflow`` per change (call after committing the changes).
+
+    Args:
+        changes: What the write changed (one per person).
+        temporal: Returns a connected client (raises when Temporal is unreachable).
+        task_queue: Where the workflows run.
+        enabled: ``DULY_DIRECTORY_AUTOMATION``; off: nothing is started.
+
+    Returns:
+        Counts, and a note when Temporal could not be reached (the nightly reconciliation
+        then assigns and closes what these workflows would have).
+    """
+    if not enabled or not changes:
+        return AutomationOutcome(started=0)
+    started = existing = 0
+    try:
+        client = await temporal()
+        for first in range(0, len(changes), _STARTS_IN_FLIGHT):
+            chunk = changes[first : first + _STARTS_IN_FLIGHT]
+            results = await asyncio.gather(
+                *(start_change(client, task_queue=task_queue, change=c) for c in chunk)
+            )
+            started += sum(1 for r in results if r)
+            existing += sum(1 for r in results if not r)
+    except Exception as error:
+        if not isinstance(error, RPCError) and not hasattr(error, "detail"):
+            raise
+        reason = _reason(error)
+        left = len(changes) - started - existing
+        log.warning("%d directory change workflows not started: %s", left, reason)
+        return AutomationOutcome(
+            started=started,
+            existing=existing,
+            note=f"{left} directory changes could not be automated now ({reason}); the nightly"
+            " reconciliation assigns and closes what they need",
+        )
+    return AutomationOutcome(started=started, existing=existing)
+
+
+def preview_rows(
+    session: Session,
+    *,
+    rows: Sequence[PersonRow],
+    errors: Sequence[RowError] = (),
+    today: date,
+) -> tuple[ImportReport, list[dict[str, Any]]]:
+    """The dry run of an import: what each change would assign and close; nothing is saved.
+
+    Applies the rows in the session, plans each change from the directory as it would be,
+    and rolls everything back.
+
+    Returns:
+        The report the import would give, and one plan summary per changed person
+        (:meth:`domain.contracts.directory.PersonPlan.summary` plus the change's attributes).
+    """
+    try:
+        report, changes = apply_rows(
+            session, rows=rows, errors=errors, source="import", actor="dry run"
+        )
+        pack = active_pack(session)
+        plans: list[dict[str, Any]] = []
+        for change in changes:
+            person = session.get(Person, change.person_id)
+            if person is None:  # pragma: no cover - just written
+                continue
+            plan = plan_for(
+                session,
+                person,
+                pack=pack,
+                today=today,
+                kind=change.kind,
+                manager=manager_change(change),
+            )
+            plans.append({**plan.summary(), "changed": list(change.changed)})
+    finally:
+        session.rollback()
+    return report, plans
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
+from datetime import date
 
 from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
@@ -68,15 +69,47 @@ def import_directory(
     errors: list[RowError],
     kind: str,
     principal: Principal,
-) -> ImportReport:
+) -> directory.ImportOutcome:
     """Upsert the parsed rows, audit the import and commit (the report describes saved people).
 
-    Goes through :func:`services.directory.import_directory`, the service SCIM uses too.
+    Goes through :func:`services.directory.import_directory`, the service SCIM uses too; the
+    outcome's change records go to :func:`after_import`.
     """
-    # The change records (``.changes``) are what the joiner/mover/leaver automation will take.
     return directory.import_directory(
         session, rows=rows, errors=errors, kind=kind, principal=principal
-    ).report
+    )
+
+
+def preview_import(
+    session: Session, *, rows: list[PersonRow], errors: list[RowError], today: date
+) -> ImportReport:
+    """The dry run: what the import would report, plus what each change would do.
+
+    ``dry_run`` lists, per changed person, what would be assigned and closed. Nothing is
+    saved or started.
+    """
+    report, plans = directory.preview_rows(session, rows=rows, errors=errors, today=today)
+    return report.model_copy(update={"dry_run": plans})
+
+
+async def after_import(
+    session: Session,
+    *,
+    temporal: Callable[[], Awaitable[Client]],
+    outcome: directory.ImportOutcome,
+    task_queue: str,
+    automation: bool = True,
+) -> ImportReport:
+    """Re-plan people who moved zone and start the change workflows of a committed import.
+
+    When Temporal cannot be reached the report says so: the nightly sweep re-plans, the
+    nightly reconciliation assigns and closes.
+    """
+    report = await replan_moved(session, temporal=temporal, report=outcome.report)
+    started = await directory.automate(
+        outcome.changes, temporal=temporal, task_queue=task_queue, enabled=automation
+    )
+    return report.model_copy(update={"automated": started.started, "automation_note": started.note})
 
 
 async def replan_moved(

@@ -11,7 +11,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -32,7 +32,7 @@ from store.models import Obligation, Person, RulesPackVersion
 from store.packs import Migration, active_version, describe, find_version, versions
 from store.packs import deploy as store_deploy
 
-CLOSED_STATUSES = frozenset({"cancelled"})
+CLOSED_STATUSES = frozenset({"cancelled", "not_applicable"})
 #: An uploaded pack's limits (the example packs are a few dozen files, a few hundred kB).
 MAX_FILES = 200
 MAX_TOTAL_CHARS = 5_000_000
@@ -92,6 +92,13 @@ class Preview(BaseModel):
     transitions: dict[str, int]
     rows: list[PreviewRow]
     new_requirements: dict[str, int] = {}
+    #: What the directory automation would do once this pack is active (the same plan a
+    #: directory change makes): requirement -> people it would be assigned to ...
+    would_assign: dict[str, int] = {}
+    #: ... whose open obligation would close as ``not_applicable`` ...
+    would_close: dict[str, int] = {}
+    #: ... and whose obligation stays open although it no longer applies (``keep``).
+    would_keep: dict[str, int] = {}
 
 
 class Issue(BaseModel):
@@ -340,6 +347,7 @@ def preview(*, session: Session, pack: Pack, today: date | None = None) -> Previ
         ]
         if owe:
             new_requirements[requirement.id] = len(owe)
+    assign, close, keep = _directory_effect(session, pack, today)
     return Preview(
         pack_hash=pack.content_hash,
         active_hash=current.content_hash if current else None,
@@ -349,7 +357,84 @@ def preview(*, session: Session, pack: Pack, today: date | None = None) -> Previ
         transitions=dict(transitions),
         rows=rows,
         new_requirements=new_requirements,
+        would_assign=assign,
+        would_close=close,
+        would_keep=keep,
     )
+
+
+def _directory_effect(
+    session: Session, pack: Pack, today: date | None
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Per requirement, how many people the automation would assign, close and keep."""
+    from activities.directory import held_obligations, person_facts
+    from rules.directory import plan_person
+
+    day = today or datetime.now(UTC).date()
+    people = list(
+        session.scalars(
+            select(Person).where(Person.employment_status == "active").order_by(Person.id)
+        ).unique()
+    )
+    held = held_obligations(session, [p.id for p in people])
+    assign: Counter[str] = Counter()
+    close: Counter[str] = Counter()
+    keep: Counter[str] = Counter()
+    for person in people:
+        plan = plan_person(
+            pack=pack, person=person_facts(person), obligations=held[person.id], today=day
+        )
+        assign.update(o.requirement_id for o in plan.assign)
+        close.update(c.requirement_id for c in plan.close)
+        keep.update(plan.keep)
+    return dict(sorted(assign.items())), dict(sorted(close.items())), dict(sorted(keep.items()))
+
+
+def audience_changes(*, session: Session, pack: Pack) -> list[str]:
+    """Requirements whose audience a deploy of ``pack`` changes (vs the active pack).
+
+    Added or removed requirements, a changed ``applies_to`` or ``on_no_longer_applicable``.
+    Empty for the first pack (the nightly reconciliation assigns it) or the same pack.
+    """
+    from activities.packs import active_pack
+
+    current = active_pack(session)
+    if current is None or current.content_hash == pack.content_hash:
+        return []
+    old = {r.id: r for r in current.requirements}
+    new = {r.id: r for r in pack.requirements}
+    changed = set(old) ^ set(new)
+    for key in set(old) & set(new):
+        a, b = old[key], new[key]
+        if (a.applies_to, a.on_no_longer_applicable) != (b.applies_to, b.on_no_longer_applicable):
+            changed.add(key)
+    return sorted(changed)
+
+
+async def start_directory_reconcile(
+    *, client: Any, task_queue: str, pack_hash: str, deployed_by: str
+) -> str:
+    """Reconcile the directory with a newly deployed pack whose audiences changed.
+
+    Business-key id per pack: a second deploy of the same pack attaches to the first run.
+
+    Returns:
+        The reconciliation's workflow id.
+    """
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    from domain.contracts.directory import ReconcileRequest
+    from workflows.directory import DirectoryReconcileWorkflow, reconcile_workflow_id
+
+    workflow_id = reconcile_workflow_id(f"pack-{pack_hash[:16]}")
+    with contextlib.suppress(WorkflowAlreadyStartedError):
+        await client.start_workflow(
+            DirectoryReconcileWorkflow.run,
+            ReconcileRequest(actor=f"pack deploy by {deployed_by}"[:128]),
+            id=workflow_id,
+            task_queue=task_queue,
+        )
+    return workflow_id
 
 
 async def start_rollout(

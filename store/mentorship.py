@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from domain.contracts.mentorship import MentorshipInput
@@ -26,6 +26,7 @@ from store.models import (
     MentorProfileRow,
     Mentorship,
     MentorshipFeedback,
+    MentorshipFulfilment,
     Obligation,
     Person,
 )
@@ -161,6 +162,7 @@ def save_mentor(
     row.accepting_mentees = accepting
     row.max_mentees = max_mentees
     row.updated_at = utcnow()
+    row.version = (row.version or 0) + 1
 
 
 def save_mentee(session: Session, who: Person, data: dict[str, Any]) -> None:
@@ -198,7 +200,10 @@ def claim_slot(session: Session, *, workflow_id: str, mentor: str) -> str | None
             MentorProfileRow.accepting_mentees.is_(True),
             MentorProfileRow.active_mentees < MentorProfileRow.max_mentees,
         )
-        .values(active_mentees=MentorProfileRow.active_mentees + 1)
+        .values(
+            active_mentees=MentorProfileRow.active_mentees + 1,
+            version=MentorProfileRow.version + 1,
+        )
         .execution_options(synchronize_session=False)
     )
     if getattr(result, "rowcount", 0) != 1:
@@ -224,7 +229,10 @@ def release_slot(session: Session, *, workflow_id: str) -> None:
             MentorProfileRow.person_id == relationship.mentor_id,
             MentorProfileRow.active_mentees > 0,
         )
-        .values(active_mentees=MentorProfileRow.active_mentees - 1)
+        .values(
+            active_mentees=MentorProfileRow.active_mentees - 1,
+            version=MentorProfileRow.version + 1,
+        )
         .execution_options(synchronize_session=False)
     )
 
@@ -304,7 +312,7 @@ def open_obligations(session: Session, person_id: int, kind: str) -> list[str]:
             select(Obligation.workflow_id).where(
                 Obligation.person_id == person_id,
                 Obligation.kind == kind,
-                Obligation.status.not_in(("completed", "cancelled")),
+                Obligation.status.not_in(("completed", "cancelled", "not_applicable")),
             )
         )
     )
@@ -313,3 +321,120 @@ def open_obligations(session: Session, person_id: int, kind: str) -> list[str]:
 def newer(row: Mentorship, as_of: datetime) -> bool:
     """Whether the row already reflects a later update than ``as_of`` (keep it)."""
     return row.as_of > as_of
+
+
+class OpenObligation(NamedTuple):
+    """An open ``kind: mentorship`` obligation: what fulfilling or re-opening it needs."""
+
+    workflow_id: str
+    requirement_id: str
+    requirement_title: str
+    pack_hash: str
+    cycle: int
+
+
+def open_obligation_rows(session: Session, person_id: int, kind: str) -> list[OpenObligation]:
+    """A person's obligations of ``kind`` not completed (no completion recorded) or cancelled."""
+    return [
+        OpenObligation(*row)
+        for row in session.execute(
+            select(
+                Obligation.workflow_id,
+                Obligation.requirement_id,
+                Obligation.requirement_title,
+                Obligation.pack_hash,
+                Obligation.cycle,
+            ).where(
+                Obligation.person_id == person_id,
+                Obligation.kind == kind,
+                # Under a pack a completed obligation's status is the pack's (``compliant``).
+                Obligation.completed_at.is_(None),
+                Obligation.status.not_in(("completed", "cancelled")),
+            )
+        )
+    ]
+
+
+def record_fulfilment(
+    session: Session, *, mentorship_id: int, obligation: str, requirement_id: str, at: datetime
+) -> None:
+    """Remember that a relationship completed an obligation (idempotent)."""
+    exists = session.scalar(
+        select(MentorshipFulfilment.id).where(
+            MentorshipFulfilment.mentorship_id == mentorship_id,
+            MentorshipFulfilment.obligation_workflow_id == obligation,
+        )
+    )
+    if exists is None:
+        session.add(
+            MentorshipFulfilment(
+                mentorship_id=mentorship_id,
+                obligation_workflow_id=obligation,
+                requirement_id=requirement_id,
+                fulfilled_at=at,
+            )
+        )
+
+
+class Fulfilled(NamedTuple):
+    """An obligation a relationship completed and that is not re-opened yet."""
+
+    id: int
+    obligation_workflow_id: str
+    requirement_id: str
+    cycle: int
+    pack_hash: str
+    due_date: Any
+
+
+def fulfilled_by(session: Session, mentorship_id: int) -> list[Fulfilled]:
+    """The obligations a relationship completed that were not re-opened."""
+    rows = session.execute(
+        select(
+            MentorshipFulfilment.id,
+            MentorshipFulfilment.obligation_workflow_id,
+            MentorshipFulfilment.requirement_id,
+            Obligation.cycle,
+            Obligation.pack_hash,
+            Obligation.due_date,
+        )
+        .join(Obligation, Obligation.workflow_id == MentorshipFulfilment.obligation_workflow_id)
+        .where(
+            MentorshipFulfilment.mentorship_id == mentorship_id,
+            MentorshipFulfilment.reopened_as.is_(None),
+        )
+        .order_by(MentorshipFulfilment.id)
+    )
+    return [Fulfilled(*row) for row in rows]
+
+
+def mark_reopened(
+    session: Session, fulfilment_id: int, *, reopened_as: str, reason: str, at: datetime
+) -> None:
+    """Write which obligation re-opened a requirement, when and why."""
+    row = session.get(MentorshipFulfilment, fulfilment_id)
+    if row is not None and row.reopened_as is None:
+        row.reopened_as = reopened_as
+        row.reopened_reason = reason[:500]
+        row.reopened_at = at
+
+
+def fulfilments(session: Session, mentorship_id: int) -> list[MentorshipFulfilment]:
+    """Every requirement a relationship completed (and re-opened), oldest first."""
+    return list(
+        session.scalars(
+            select(MentorshipFulfilment)
+            .where(MentorshipFulfilment.mentorship_id == mentorship_id)
+            .order_by(MentorshipFulfilment.id)
+        )
+    )
+
+
+def next_cycle(session: Session, person_id: int, requirement_id: str) -> int:
+    """The cycle after the person's latest obligation of a requirement."""
+    latest = session.scalar(
+        select(func.max(Obligation.cycle)).where(
+            Obligation.person_id == person_id, Obligation.requirement_id == requirement_id
+        )
+    )
+    return int(latest or 0) + 1

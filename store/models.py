@@ -61,6 +61,10 @@ class Person(Base):
     employer: Mapped[str | None] = mapped_column(String(200))
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
     employment_status: Mapped[str] = mapped_column(String(16), default="active")
+    #: Hire or start date (the joiner automation counts due dates from it).
+    start_date: Mapped[date | None] = mapped_column(Date)
+    #: The identity provider's SCIM ``userName`` when it is not the external id (an email, say).
+    user_name: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -377,6 +381,9 @@ class MentorProfileRow(Base):
     max_mentees: Mapped[int] = mapped_column(Integer, default=2)
     active_mentees: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: One more at every write (the profile, a slot claimed or given back): the cache of
+    #: prepared profiles is keyed by the table's sum of versions.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     person: Mapped[Person] = relationship(lazy="joined")
 
@@ -442,6 +449,29 @@ class MentorshipSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_mentorship_sessions_mentorship_id", "mentorship_id"),)
+
+
+class MentorshipFulfilment(Base):
+    """A ``kind: mentorship`` obligation a relationship completed, and its re-opening.
+
+    Written when an active mentorship completes the mentee's open mentorship obligations; when
+    the mentorship ends before its planned end, the requirement is assigned again and the new
+    obligation, the time and the reason are written here.
+    """
+
+    __tablename__ = "mentorship_fulfilments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mentorship_id: Mapped[int] = mapped_column(ForeignKey("mentorships.id", ondelete="CASCADE"))
+    obligation_workflow_id: Mapped[str] = mapped_column(String(255))
+    requirement_id: Mapped[str] = mapped_column(String(64))
+    fulfilled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The obligation that re-opened the requirement (None: not re-opened).
+    reopened_as: Mapped[str | None] = mapped_column(String(255))
+    reopened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reopened_reason: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (UniqueConstraint("mentorship_id", "obligation_workflow_id"),)
 
 
 class MentorshipFeedback(Base):
@@ -521,3 +551,4 @@ class ProjectTrack(Base):
 # Tables of their own modules, registered on Base.metadata here so migrations and the
 # models-agree check see them wherever the models are imported from.
 from store import apprenticeships as _apprenticeships  # noqa: E402, F401
+from store import integrations as _integrations  # noqa: E402, F401

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from store.models import Obligation, Person
 
 #: Statuses of obligations whose workflow has stopped acting (nothing left to re-plan).
-_FINISHED = ("cancelled", "revoked", "superseded")
+_FINISHED = ("cancelled", "not_applicable", "revoked", "superseded")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -57,6 +58,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "employer",
     "manager",
     "employment_status",
+    "start_date",
 )
 #: Columns without which nothing can be imported.
 REQUIRED_COLUMNS: tuple[str, ...] = ("external_id", "name")
@@ -78,6 +80,7 @@ _SCALAR_FIELDS: tuple[str, ...] = (
     "time_zone",
     "employer",
     "employment_status",
+    "start_date",
 )
 _MANAGER_FIELD = "manager_external_id"
 
@@ -144,6 +147,21 @@ class ImportReport(BaseModel):
         description="Why some could not be signalled now (they are re-planned by the nightly"
         " sweep).",
     )
+    automated: int = Field(
+        default=0,
+        description="DirectoryChangeWorkflows started: one per person whose attributes changed"
+        " (joiners get what their pack says, movers' and leavers' obligations follow).",
+    )
+    automation_note: str | None = Field(
+        default=None,
+        description="Why some changes could not be automated now (the nightly reconciliation"
+        " repairs them).",
+    )
+    dry_run: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Dry run only (nothing saved): per changed person, what would be assigned"
+        " (`assign`), closed (`close`, with status and reason), kept, paused or resumed.",
+    )
 
     @property
     def counts(self) -> dict[str, int]:
@@ -196,6 +214,19 @@ class PersonRow(BaseModel):
         default=None, validation_alias=AliasChoices("manager_external_id", "manager")
     )
     employment_status: EmploymentStatus = EmploymentStatus.ACTIVE
+    #: Hire (or start) date, ``YYYY-MM-DD``: a joiner's due dates count from it.
+    start_date: date | None = None
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _check_start_date(cls, value: Any) -> Any:
+        value = _blank_to_none(value)
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError("start_date must be a date like 2026-01-31") from None
+        return value
 
     @field_validator("external_id", mode="before")
     @classmethod

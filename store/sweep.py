@@ -12,7 +12,7 @@ from domain.ids import BUILTIN_PACK
 from store.models import Obligation
 
 #: Statuses a workflow sets itself, not the calendar: a sweep never re-decides them.
-WORKFLOW_HELD_STATUSES = ("cancelled", "suspended", "revoked")
+WORKFLOW_HELD_STATUSES = ("cancelled", "not_applicable", "suspended", "revoked")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ NOT_IN_CONTAINERS = {
     "temporal_ui_port": "the dev server's Web UI; compose runs temporalio/ui",
     "api_host": "set on duly-api itself",
     "api_port": "set on duly-api itself",
+    "worker_metrics_port": "set on duly-worker itself",
+    "temporal_metrics_address": "set on duly-worker itself",
 }
 DULY_SERVICES = ("duly-migrate", "duly-api", "duly-worker")
 
@@ -289,3 +291,43 @@ def test_dockerfile_copies_every_package_and_ignores_local_state() -> None:
     assert not missing, f"the Dockerfile copies {missing}, which the repo does not have"
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".venv", ".duly", ".git", "tests"} <= ignored
+
+
+def test_prometheus_scrapes_the_api_every_worker_and_temporal(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each scrape target is a compose service on the port that service serves metrics on."""
+    prometheus = services["prometheus"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"] if "./" in v}
+    config_file = ROOT / mounted["/etc/prometheus/prometheus.yml"]
+    jobs = {j["job_name"]: j for j in yaml.safe_load(config_file.read_text())["scrape_configs"]}
+
+    def targets(job: str) -> set[tuple[str, int]]:
+        found: set[tuple[str, int]] = set()
+        for sd in jobs[job].get("dns_sd_configs", []):
+            found |= {(name, int(sd["port"])) for name in sd["names"]}
+        for static in jobs[job].get("static_configs", []):
+            for target in static["targets"]:
+                host, port = target.rsplit(":", 1)
+                found.add((host, int(port)))
+        for host, _ in found:
+            assert host in services, f"{job} scrapes {host}, which is not a service"
+        return found
+
+    _apply(monkeypatch, service_env(services["duly-worker"], HOST))
+    worker = Settings()
+    assert worker.worker_metrics_port is not None and worker.temporal_metrics_address
+    sdk_port = int(worker.temporal_metrics_address.rsplit(":", 1)[1])
+    assert worker.temporal_metrics_address.startswith("0.0.0.0:")  # reachable from prometheus
+    assert targets("duly-worker") == {("duly-worker", worker.worker_metrics_port)}
+    assert targets("duly-worker-temporal-sdk") == {("duly-worker", sdk_port)}
+    # Replicas: DNS discovery (every replica's address), not one static host.
+    assert "dns_sd_configs" in jobs["duly-worker"]
+    _apply(monkeypatch, service_env(services["duly-api"], HOST))
+    api = Settings()
+    assert targets("duly-api") == {("duly-api", api.api_port)}
+    assert jobs["duly-api"]["metrics_path"] == "/metrics"
+    temporal_env = service_env(services["temporal"], HOST)
+    temporal_port = int(temporal_env["PROMETHEUS_ENDPOINT"].rsplit(":", 1)[1])
+    assert targets("temporal") == {("temporal", temporal_port)}
+    assert "ports" not in services["duly-worker"]  # metrics stay on the compose network

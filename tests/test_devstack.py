@@ -118,7 +118,7 @@ def settled_assignments(port: int, token: str) -> list[tuple[str, str]] | None:
     sent: list[tuple[str, str]] = []
     now = datetime.now(UTC)
     for row in obligations:
-        state = get(port, f"/assignments/{row['workflow_id']}", token).json()
+        state = get(port, f"/assignments/{row['workflow_id']}?live=true", token).json()
         if not state["live"]:
             return None
         future = all(datetime.fromisoformat(s["fire_at"]) > now for s in state["stages"])
@@ -214,7 +214,7 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
         )
         # An assignment's row (the newest row may be a digest, which no workflow reports).
         wid = next(n["workflow_id"] for n in first if n["workflow_id"].startswith("assignment/"))
-        response = get(stack.api_port, f"/assignments/{wid}", token)
+        response = get(stack.api_port, f"/assignments/{wid}?live=true", token)
         assert response.status_code == 200
         assert response.json()["live"] is True  # the workflow resumed on the new worker
         settled_again = settled_assignments(stack.api_port, token)

@@ -151,7 +151,7 @@ async def test_assign_remind_acknowledge_complete(stack: Stack) -> None:
     assert sent[0]["stage"] == "-14d"  # created late: one notice for the current stage
     assert "HIPAA Privacy" in sent[0]["subject"]
 
-    state = (await http.get(f"/assignments/{wid}", headers=stack.auth("nurse"))).json()
+    state = (await http.get(f"/assignments/{wid}?live=true", headers=stack.auth("nurse"))).json()
     assert state["live"] is True and state["status"] == "due_soon"
     assert state["stages_sent"] == ["-14d"]
     assert state["next_stage"]["label"] == "-7d"  # the next reminder and when it fires
@@ -185,7 +185,7 @@ async def test_assign_remind_acknowledge_complete(stack: Stack) -> None:
     row = await eventually(completed, what="the read model to show completed")
     assert row["acknowledged_at"] is not None and row["completed_at"] is not None
 
-    final = (await http.get(f"/assignments/{wid}", headers=stack.auth("hr"))).json()
+    final = (await http.get(f"/assignments/{wid}?live=true", headers=stack.auth("hr"))).json()
     assert final["status"] == "completed"
     assert [e["kind"] for e in final["events"]][-2:] == ["completed", "status"]
 
@@ -280,7 +280,9 @@ async def test_extend_exempt_start_and_cancel_through_the_api(stack: Stack) -> N
 
     async def closed() -> dict[str, Any]:
         for _ in range(150):
-            state = (await http.get(f"/assignments/{wid}", headers=stack.auth("hr"))).json()
+            state = (
+                await http.get(f"/assignments/{wid}?live=true", headers=stack.auth("hr"))
+            ).json()
             if state["status"] == "cancelled":
                 return dict(state)
             await asyncio.sleep(0.2)

@@ -33,7 +33,9 @@ FLOORS: dict[str, float] = {
 #: read by store (migrations), notifications (providers), activities, services and api, so they
 #: cannot live on the shell's floor; they are plain configuration that imports only the domain
 #: and third-party libraries, so they sit just above it. ``duly`` itself is only ``__version__``.
-CONFIG_MODULES: frozenset[str] = frozenset({"duly", "duly.settings", "duly.keys", "duly.temporal"})
+CONFIG_MODULES: frozenset[str] = frozenset(
+    {"duly", "duly.settings", "duly.keys", "duly.temporal", "duly.metrics", "duly.tracing"}
+)
 CONFIG_FLOOR = 1.5
 
 #: Pairs the floor order alone would allow but the architecture forbids: (importer, imported).

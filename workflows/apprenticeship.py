@@ -17,17 +17,25 @@ the workflow only sleeps, waits for updates and calls activities:
   manager (once per due date);
 - no approved hours for ``stall.after_days``: the program's stall ladder (apprentice, then
   supervisor, sponsor, HR) fires rung by rung and stops as soon as approved hours resume;
+  its rungs are the stages of the shared ladder runner (:class:`workflows.ladder.Ladder`),
+  which also does the waiting: the run sleeps in :meth:`Ladder.sleep_until` until the next
+  rung, evaluation date or message (see the LadderFamily methods at the end);
 - suspension pauses everything (no clocks run: the pure maths counts suspended days out);
 - graduation registers each awarded certification (``CertificationWorkflow``, verification
   code) through the certification service and tells everyone.
 
-The compliance status (``on_track``/``behind``/``stalled``) is
-:func:`rules.apprenticeship.compliance_status`, recorded with the rule name and the pack hash.
+The compliance status (``on_track``/``behind``/``stalled``/``inactive`` in the field-technicians
+pack) is decided by the pinned pack's status rules through durable_rules
+(``decide_apprenticeship``, facts from :func:`rules.apprenticeship.program_facts` and the
+person's directory attributes) each time the workflow records, that is whenever something
+changes and at each of its wake-ups (a stall rung, an evaluation falling due or overdue), and is
+recorded with the rule name and the pack hash. A pack with no status rule for programs leaves
+the built-in :func:`rules.apprenticeship.compliance_status`; so do runs recorded before the
+pack decided (patch ``apprenticeship-pack-status``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -35,8 +43,11 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows.ladder import Ladder, Wake
+
 with workflow.unsafe.imports_passed_through():
     from activities.apprenticeship import ApprenticeshipActivities
+    from domain.calendar import LadderStage
     from domain.contracts.apprenticeship import (
         ApprenticeshipEvent,
         ApprenticeshipInput,
@@ -44,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
         AwardRequest,
         Carried,
         ChangeEnrolment,
-        ComplianceStatus,
+        DecideApprenticeship,
         EnrolmentAction,
         LogHours,
         NoticeRequest,
@@ -56,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         SubmitEvaluation,
         TransferSupervisor,
     )
+    from domain.contracts.obligation import ReminderRequest, ReplanSignal
     from domain.contracts.packs import AdoptPackSignal
     from rules.apprenticeship import (
         EnrollmentStatus,
@@ -67,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
         Progress,
         check_entry,
         compliance_status,
+        program_facts,
         progress,
     )
     from rules.apprenticeship_model import Program, ProgramMigration, skill_key
@@ -80,6 +93,9 @@ MAX_EVENTS = 200
 #: Continue as new also when a run's history grows past this many events (a long period).
 MAX_HISTORY_EVENTS = 10_000
 EVERYONE = ["apprentice", "supervisor", "hr", "sponsor"]
+#: Runs with this patch have the pinned pack's status rules decide (and record at each
+#: wake-up); histories recorded before it keep the built-in answer.
+PACK_STATUS_PATCH = "apprenticeship-pack-status"
 
 
 def _fingerprint(entry: HoursEntry) -> str:
@@ -124,11 +140,24 @@ class ApprenticeshipWorkflow:
         self._signed_off: dict[str, date] = dict(carried.signed_off) if carried else {}
         self._sent: list[str] = list(carried.sent) if carried else []
         self._runs = carried.runs if carried else 1
-        self._events: list[ApprenticeshipEvent] = []
+        #: The shared runner: the stall rungs are its stages (``sent`` is the notice keys sent,
+        #: carried across runs), it sleeps until the next instant and keeps the timeline.
+        self._ladder = Ladder(
+            self,
+            event_type=ApprenticeshipEvent,
+            stages=[],
+            offset=input.utc_offset_minutes,
+            deferral_survives_replan=False,
+        )
+        self._ladder.sent = self._sent
         self._held: list[str] = []
         self._completed_on: date | None = None
         self._changed = False
         self._decided = ("on_track", "apprenticeship:on_track")
+        #: The pack's last decision (status, rule); None: the built-in answer applies.
+        self._pack_decision: tuple[str, str] | None = None
+        #: The pack decides this run (set at the first record: see PACK_STATUS_PATCH).
+        self._pack_decides = False
         #: The pack version this run is pinned to, and one deployed since to adopt.
         self._pack_hash = input.pack_hash
         self._next_pack: str | None = None
@@ -165,15 +194,15 @@ class ApprenticeshipWorkflow:
         )
 
     def _event(self, kind: str, detail: str) -> None:
-        self._events.append(ApprenticeshipEvent(at=workflow.now(), kind=kind, detail=detail))
-        del self._events[:-MAX_EVENTS]
+        self._ladder.event(kind, detail)
+        del self._ladder.events[:-MAX_EVENTS]
 
     @workflow.query
     def state(self) -> ApprenticeshipState:
         """The apprenticeship now: status, period, hours, skills, evaluations, timeline."""
         done = self._progress()
         period = self.program.periods[self._enrolment.period - 1]
-        status, rule = compliance_status(done)
+        status, rule = self._pack_decision or compliance_status(done)
         return ApprenticeshipState(
             workflow_id=self._input.workflow_id,
             person=self._input.person,
@@ -181,7 +210,7 @@ class ApprenticeshipWorkflow:
             pack_hash=self._pack_hash,
             supervisor=self._supervisor,
             status=self._enrolment.status,
-            compliance_status=ComplianceStatus(status),
+            compliance_status=status,
             decided_by=rule,
             period=self._enrolment.period,
             wage_percentage=period.wage_percentage,
@@ -204,7 +233,7 @@ class ApprenticeshipWorkflow:
             entries=list(self._entries),
             evaluations_done=self._evaluations_done,
             runs=self._runs,
-            events=list(self._events),
+            events=list(self._ladder.events),
         )
 
     def _answer(self) -> ApprenticeshipState:
@@ -542,7 +571,26 @@ class ApprenticeshipWorkflow:
         )
         self._event("notice", f"{key} {event}: " + "; ".join(lines))
 
+    async def _decide(self) -> None:
+        """Have the pinned pack's status rules decide, when this run lets them (patch)."""
+        self._pack_decides = workflow.patched(PACK_STATUS_PATCH)
+        if not self._pack_decides:
+            return
+        decision = await workflow.execute_activity_method(
+            ApprenticeshipActivities.decide,
+            DecideApprenticeship(
+                workflow_id=self._input.workflow_id,
+                person=self._input.person,
+                pack_hash=self._pack_hash,
+                facts=program_facts(self.program, self._progress()),
+            ),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+        )
+        self._pack_decision = None if decision is None else (decision.status, decision.rule)
+
     async def _record(self) -> None:
+        await self._decide()
         state = self._answer()
         await workflow.execute_activity_method(
             ApprenticeshipActivities.record,
@@ -555,7 +603,7 @@ class ApprenticeshipWorkflow:
             start_to_close_timeout=TIMEOUT,
             retry_policy=RETRY,
         )
-        decided = (state.compliance_status.value, state.decided_by)
+        decided = (state.compliance_status, state.decided_by)
         if decided != self._decided:
             self._decided = decided
             self._event("status", f"{decided[0]} ({decided[1]}, pack {self._pack_hash[:12]})")
@@ -612,30 +660,43 @@ class ApprenticeshipWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._carry())
             wake = self._next_wake(self._progress())
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: self._changed,
-                    timeout=None
-                    if wake is None
-                    else max(wake - workflow.now(), timedelta(seconds=1)),
-                )
+            if await self._ladder.sleep_until(wake) is Wake.DEADLINE:
+                # A wake-up (a stall rung, an evaluation due or overdue): time moved the
+                # facts, so the pack decides again and the read model follows.
+                self._changed = self._changed or self._pack_decides
 
     def _next_wake(self, done: Progress) -> datetime | None:
         """The next instant something can fall due without a message (None: none)."""
         if done.status is not EnrollmentStatus.ACTIVE:
             return None  # suspended: nothing runs until it is reinstated
-        days: list[date] = []
-        start = self._stall_start(done)
-        for step in self.program.stall.ladder:
-            days.append(start + timedelta(days=step.after_days))
-        if done.evaluation_due_on is not None:
-            days.append(done.evaluation_due_on)
-            days.append(
-                done.evaluation_due_on + timedelta(days=self.program.evaluations.grace_days + 1)
-            )
+        self._plan_stall(done)
         now = workflow.now()
-        instants = [self._at(d) for d in days if self._at(d) > now]
+        instants = [stage.fire_at for stage in self._ladder.stages if stage.fire_at > now]
+        if done.evaluation_due_on is not None:
+            for day in (
+                done.evaluation_due_on,
+                done.evaluation_due_on + timedelta(days=self.program.evaluations.grace_days + 1),
+            ):
+                if self._at(day) > now:
+                    instants.append(self._at(day))
         return min(instants, default=None)
+
+    def _plan_stall(self, done: Progress) -> None:
+        """The stall ladder's rungs for the current run of days without approved hours.
+
+        Labels are the ledger keys: ``s{yymmdd of the last approved day}:{rung}``, so a new
+        stall (after hours resumed) has new rungs and a rung is sent once per stall.
+        """
+        since = done.today - timedelta(days=done.days_since_approved_hours)
+        start = self._stall_start(done)
+        self._ladder.stages = [
+            LadderStage(
+                label=f"s{_yymmdd(since)}:{index}",
+                days_before_due=-(self.program.stall.after_days + step.after_days),
+                fire_at=self._at(start + timedelta(days=step.after_days)),
+            )
+            for index, step in enumerate(self.program.stall.ladder)
+        ]
 
     def _stall_start(self, done: Progress) -> date:
         return (
@@ -645,16 +706,20 @@ class ApprenticeshipWorkflow:
         )
 
     async def _stall(self, done: Progress) -> None:
-        """The stall ladder: each rung once per stall; none once approved hours resume."""
+        """The stall ladder: each rung once per stall; none once approved hours resume.
+
+        Rungs that fell due together (after a restart, or a reinstatement) go out together.
+        """
         if not done.stalled:
             return
+        self._plan_stall(done)
         since = done.today - timedelta(days=done.days_since_approved_hours)
-        start = self._stall_start(done)
-        for index, step in enumerate(self.program.stall.ladder):
-            if done.today < start + timedelta(days=step.after_days):
+        for stage, step in zip(self._ladder.stages, self.program.stall.ladder, strict=True):
+            if done.today < self._stall_start(done) + timedelta(days=step.after_days):
                 break
+            self._ladder.stage = stage.label
             await self._notice(
-                f"s{_yymmdd(since)}:{index}",
+                stage.label,
                 "stalled",
                 [step.notify.value],
                 f"No approved apprenticeship hours since {since.isoformat()}",
@@ -748,6 +813,43 @@ class ApprenticeshipWorkflow:
             f"{self._input.person} completed the {self.program.name} on {today.isoformat()}."
             + (f" Awarded: {'; '.join(awarded)}." if awarded else ""),
         )
+
+    # -- LadderFamily: what the shared runner asks --------------------------------------------
+
+    def closed(self) -> bool:
+        """Completed or withdrawn: nothing more to wait for."""
+        return self._enrolment.status in (EnrollmentStatus.COMPLETED, EnrollmentStatus.WITHDRAWN)
+
+    async def record(self) -> None:
+        """Decide the status and write the read models."""
+        await self._record()
+
+    def reminder(
+        self, stage: LadderStage, *, late_notice: bool, event: str | None
+    ) -> ReminderRequest:
+        """Never asked: the runner sends nothing for an apprenticeship.
+
+        Stall rungs reach the apprentice, their supervisor, the sponsor's contact and HR, who
+        are not obligation recipients (``send_reminder`` knows the learner and their managers),
+        so they go out through ``apprenticeship_notice`` (the same deliverer and ledger); the
+        workflow has no ``redeliver`` signal, so the runner never re-sends one either.
+        """
+        raise AssertionError(f"stage {stage.label} goes out by apprenticeship_notice, not here")
+
+    async def replan_zone(self, signal: ReplanSignal) -> None:
+        """Instants follow the enrolment's UTC offset; the runner is never told of a zone."""
+
+    async def interrupt(self) -> Wake | None:
+        """Hours, reviews, evaluations, enrolment changes: the run loop looks again."""
+        return Wake.REPLANNED if self._changed else None
+
+    async def at_deadline(self) -> Wake | None:
+        """The rung or evaluation instant passed: the run loop acts on it."""
+        return None
+
+    def waiting(self) -> bool:
+        """Wake up when something changed."""
+        return self._changed
 
     def _carry(self) -> ApprenticeshipInput:
         """The next run's input: this run's summary, approved hours folded (see Carried)."""

@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
         ExtendDueDate,
         GateAttempt,
         GrantAttempts,
+        PauseSignal,
+        ResumeSignal,
         StartSignal,
     )
     from domain.contracts.obligation import (
@@ -114,6 +116,9 @@ class AssignmentWorkflow(ObligationMessages):
         self._started: StartSignal | None = None
         self._cancelled: CancelSignal | None = None
         self._exemption: ExemptSignal | None = None
+        #: On leave (the directory automation): the ladder holds until resumed.
+        self._paused: PauseSignal | None = None
+        self._paused_at: datetime | None = None
         self._max_extension_days = 30
         self._recurrence: StagePlan | None = None
         self._days_before: tuple[int, ...] = tuple(s.days_before_due for s in self._ladder.stages)
@@ -320,6 +325,38 @@ class AssignmentWorkflow(ObligationMessages):
         self._event("cancelled", f"by {signal.actor}: {signal.reason}")
 
     @workflow.signal
+    def pause(self, signal: PauseSignal) -> None:
+        """The person went on leave: reminders and escalations wait until :meth:`resume`."""
+        if self.closed() or self._paused is not None:
+            return
+        self._paused = signal
+        self._paused_at = workflow.now()
+        self._ladder.replanned = True
+        self._event("paused", f"by {signal.actor}: {signal.reason}")
+
+    @workflow.signal
+    def resume(self, signal: ResumeSignal) -> None:
+        """Back from leave: the due date moves by the leave (when asked) and reminders resume."""
+        if self.closed() or self._paused is None:
+            return
+        ladder = self._ladder
+        since = self._paused_at or workflow.now()
+        days = (workflow.now() - since).days
+        self._paused, self._paused_at = None, None
+        detail = f"by {signal.actor}: {signal.reason}"
+        if signal.extend_due_date and days > 0:
+            old = self._due_date
+            self._due_date = old + timedelta(days=days)
+            self._due_at = due_instant(self._due_date, ladder.offset)
+            ladder.stages = plan_ladder(self._due_date, ladder.offset, self._days_before)
+            ladder.dirty = True
+            detail += f"; due {old.isoformat()} -> {self._due_date.isoformat()} ({days} days)"
+        # Stages that fell during the leave are not sent late: the ladder resumes from now.
+        self._upcoming = ladder.unsent_after(workflow.now())
+        ladder.replanned = True
+        self._event("resumed", detail)
+
+    @workflow.signal
     def exempt(self, signal: ExemptSignal) -> None:
         """Exempt the person (reminders pause); the exemption lapses on its own timer."""
         if self.closed():
@@ -418,6 +455,11 @@ class AssignmentWorkflow(ObligationMessages):
         # date (+7d escalations), and the status must turn overdue at the due instant itself.
         # An extension moves both; an exemption pauses the ladder until it lapses.
         while not self.closed():
+            if self._paused is not None:
+                await self.record()
+                while not self.closed() and self._paused is not None:
+                    await ladder.sleep_until(None)
+                continue
             if self._exemption is not None:
                 await self._while_exempt()
                 continue
@@ -527,6 +569,8 @@ class AssignmentWorkflow(ObligationMessages):
             gate_attempts=list(self._gate_attempts),
             extra_attempts=self._extra_attempts,
             failed=self._failed,
+            paused=self._paused,
+            paused_at=self._paused_at,
         )
         workflow.continue_as_new(self._input.model_copy(update={"resume": resume}))
 
@@ -551,6 +595,8 @@ class AssignmentWorkflow(ObligationMessages):
         self._started = resume.started
         self._acknowledgement = resume.acknowledgement
         self._exemption = resume.exemption
+        self._paused = resume.paused
+        self._paused_at = resume.paused_at
         self._max_extension_days = resume.max_extension_days
         self._days_before = tuple(resume.days_before)
         self._recurrence = resume.recurrence
@@ -827,6 +873,8 @@ class AssignmentWorkflow(ObligationMessages):
             due_at=self._due_at,
             completed=self._completion is not None,
             cancelled=self._cancelled is not None,
+            not_applicable=self._cancelled is not None
+            and self._cancelled.status == "not_applicable",
         )
 
     async def _decide(self) -> StatusDecision | Decision:

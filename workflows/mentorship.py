@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         MentorshipStatus,
         NextMatchesRequest,
         SessionLog,
+        message_event,
     )
     from domain.contracts.obligation import (
         AcknowledgeSignal,
@@ -63,6 +64,9 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.ladder import ACTIVITY_TIMEOUT, RETRY, Ladder, Wake
 
+#: Workflows started (or replayed past an acceptance refused) with this patch tell the mentee why
+#: their request lost the mentor's slot and suggest other mentors; older histories did not.
+RACE_NOTICE_PATCH = "mentorship-race-notice"
 #: Channels of the messages that are not nudges (requests, answers, feedback, action items).
 NOTICE_CHANNELS = ["email", "in_app"]
 # Stage labels fit the ledger's 16 characters: ``request``, ``request-2`` (the reminder),
@@ -124,6 +128,8 @@ class MentorshipWorkflow(ObligationMessages):
         self._changed = False
         #: The read model's row exists (the slot is claimed on it).
         self._recorded = False
+        #: The mentee was told their request lost the mentor's slot (once per request).
+        self._race_told = False
 
     # -- updates ----------------------------------------------------------------------------
 
@@ -148,6 +154,8 @@ class MentorshipWorkflow(ObligationMessages):
             if not claim.claimed:
                 reason = claim.reason or "the mentor has no free slot"
                 self._ladder.note("accept_refused", reason)
+                if not self._race_told and workflow.patched(RACE_NOTICE_PATCH):
+                    await self._tell_race_lost(reason)
                 raise ApplicationError(
                     f"cannot accept: {reason}; the request stays pending", type="NoFreeSlot"
                 )
@@ -420,6 +428,40 @@ class MentorshipWorkflow(ObligationMessages):
             f" {step.notify} nudged",
         )
 
+    async def _tell_race_lost(self, reason: str) -> None:
+        """The mentee is told why the acceptance failed and shown the next best mentors.
+
+        Once per request (the flag, and the ledger below it): a second refused acceptance of
+        the same request sends nothing more. The request stays pending: a slot may free up.
+        """
+        self._race_told = True
+        self._ladder.event("slot_lost", f"{reason}; the request stays pending")
+        await self._suggest()
+        await self._send(
+            self._request(
+                self._input.mentee,
+                "race-lost",
+                self._expires_at.date(),
+                detail=reason,
+            )
+        )
+
+    async def _suggest(self) -> None:
+        """The mentee's next best mentors, this one left out (shown in the state)."""
+        self._next_matches = await workflow.execute_activity_method(
+            MentorshipActivities.next_matches,
+            NextMatchesRequest(
+                mentee=self._input.mentee,
+                exclude=[self._input.mentor],
+                pack_hash=self._input.pack_hash,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        self._ladder.event(
+            "next_matches", ", ".join(self._next_matches) or "no other mentor matches now"
+        )
+
     async def _close(self) -> None:
         if self._holds_slot:
             await workflow.execute_activity_method(
@@ -430,19 +472,7 @@ class MentorshipWorkflow(ObligationMessages):
             )
             self._holds_slot = False
         if self._status in (MentorshipStatus.EXPIRED, MentorshipStatus.DECLINED):
-            self._next_matches = await workflow.execute_activity_method(
-                MentorshipActivities.next_matches,
-                NextMatchesRequest(
-                    mentee=self._input.mentee,
-                    exclude=[self._input.mentor],
-                    pack_hash=self._input.pack_hash,
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
-            )
-            self._ladder.event(
-                "next_matches", ", ".join(self._next_matches) or "no other mentor matches now"
-            )
+            await self._suggest()
         self._ended_at = self._ended_at or workflow.now()
         await self._record()
         told = [self._input.mentee]
@@ -493,6 +523,7 @@ class MentorshipWorkflow(ObligationMessages):
         *,
         notify: list[str] | None = None,
         channels: list[str] | None = None,
+        detail: str | None = None,
     ) -> ReminderRequest:
         now = workflow.now()
         return ReminderRequest(
@@ -507,6 +538,9 @@ class MentorshipWorkflow(ObligationMessages):
             fired_at=now,
             notify=notify or ["learner"],
             channels=channels or NOTICE_CHANNELS,
+            # The per-stage template and wording (notifications/templates/mentorship).
+            event=message_event(stage),
+            detail=detail,
         )
 
     async def _notice(self, person: str, stage: str, due: date) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
@@ -131,7 +131,7 @@ def _read_now(
                     for st in state.stages
                     if st.label not in state.stages_sent
                     and st.fire_at > datetime.now(UTC)
-                    and state.status != "cancelled"
+                    and state.status not in ("cancelled", "not_applicable")
                 ),
                 None,
             )
@@ -230,15 +230,44 @@ async def create_assignment(
     return result.model_copy(update={"created": created, "detail": detail})
 
 
+def _visible_read(
+    session: Session, principal: Principal, assignment_id: str
+) -> AssignmentRead | None:
+    """Visibility check and read-model answer in one worker-thread trip (one transaction)."""
+    _visible_person(session, principal, assignment_id)
+    return _read_now(session, None, assignment_id, None)
+
+
 @router.get("/{assignment_id:assignment_path}", response_model=AssignmentRead)
 async def get_assignment(
     assignment_id: str,
     session: SessionDep,
     principal: CurrentPrincipal,  # before Temporal: no token means 401, never a 503
     temporal: TemporalDep,
+    live: Annotated[
+        bool,
+        Query(
+            description="Ask the running workflow (its ladder, stages sent, next reminder, "
+            "timeline): one Temporal query, tens of ms. Default: the read model answers "
+            "(status, stage, dates; `live: false`) without calling Temporal."
+        ),
+    ] = False,
 ) -> AssignmentRead:
-    """An assignment, answered by the running workflow (``live: true``) or the read model."""
-    await _person_of(session, principal, assignment_id)
+    """An assignment: from the read model, or from the running workflow with ``?live=true``.
+
+    The default answer (``live: false``) is the read model the workflow writes at each change
+    (what lists and dashboards show): one indexed read, no Temporal round trip. ``?live=true``
+    queries the workflow for its ladder, stages sent, next reminder and timeline (``live:
+    true``; the read model when the run does not answer). A run that has not written its
+    first row yet is asked either way.
+    """
+    if not live:
+        found = await committed(session, lambda: _visible_read(session, principal, assignment_id))
+        if found is not None:
+            return found
+    else:
+        await _person_of(session, principal, assignment_id)
+    # ?live=true, or a run that has not recorded its first read-model row yet: ask it.
     client = await temporal()
     state = await assignments.live_state(client, workflow_id=assignment_id)
     result = await _read(session, state, assignment_id, None)

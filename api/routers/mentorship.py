@@ -187,6 +187,9 @@ class MentorshipRead(BaseModel):
     feedback: list[str] = Field(default_factory=list)
     next_matches: list[str] = Field(default_factory=list)
     sessions: list[dict[str, Any]] = Field(default_factory=list)
+    #: The ``kind: mentorship`` obligations it completed: ``obligation``, ``requirement``,
+    #: ``fulfilled_at``, and when it ended early ``reopened_as``, ``reopened_at``, ``reason``.
+    requirements: list[dict[str, Any]] = Field(default_factory=list)
     timeline: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -468,16 +471,21 @@ async def complete(
     n: str,
     db: DatabaseDep,
     temporal: TemporalDep,
+    settings: SettingsDep,
     principal: People,
     body: CompleteBody | None = None,
 ) -> MentorshipState:
-    """Complete the mentorship (either side or HR); the mentor's slot is freed."""
+    """Complete the mentorship (either side or HR); the mentor's slot is freed.
+
+    Before its planned end, the pack requirements it satisfied re-open.
+    """
     return await mentorships.complete(
         db,
         temporal,
         principal=principal,
         workflow_id=_id(mentee, mentor, n),
         note=body.note if body else None,
+        task_queue=settings.temporal_task_queue,
     )
 
 
@@ -488,12 +496,21 @@ async def cancel(
     n: str,
     db: DatabaseDep,
     temporal: TemporalDep,
+    settings: SettingsDep,
     principal: People,
     body: CancelBody,
 ) -> MentorshipState:
-    """Cancel a pending or active mentorship with a reason (either side or HR)."""
+    """Cancel a pending or active mentorship with a reason (either side or HR).
+
+    An active one's satisfied pack requirements re-open (``source: mentorship``).
+    """
     return await mentorships.cancel(
-        db, temporal, principal=principal, workflow_id=_id(mentee, mentor, n), reason=body.reason
+        db,
+        temporal,
+        principal=principal,
+        workflow_id=_id(mentee, mentor, n),
+        reason=body.reason,
+        task_queue=settings.temporal_task_queue,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import date
 from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
@@ -13,8 +14,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api.deps import (
+    ClockDep,
     CurrentPrincipal,
     SessionDep,
+    SettingsDep,
     TemporalDep,
     ensure_visible,
     require_roles,
@@ -23,7 +26,7 @@ from api.deps import (
 from api.pagination import Offset, PeopleLimit
 from api.schemas import ObligationRead, obligation_read
 from domain.roles import Role
-from services import obligations, people
+from services import directory, obligations, people
 from store.models import Person
 from store.people import (
     CSV_COLUMNS,
@@ -194,7 +197,19 @@ async def _read_upload(request: Request) -> tuple[str, bytes]:
     },
 )
 async def import_directory(
-    request: Request, session: SessionDep, principal: ImporterDep, temporal: TemporalDep
+    request: Request,
+    session: SessionDep,
+    principal: ImporterDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    dry_run: Annotated[
+        bool,
+        Query(
+            description="Save nothing: answer what each changed person would be assigned and"
+            " which of their obligations would close (`dry_run` in the report)."
+        ),
+    ] = False,
 ) -> ImportReport:
     """Upsert people by external id from a CSV (header row first) or JSON body, or an upload.
 
@@ -202,7 +217,8 @@ async def import_directory(
     (CSV: header is row 1), the column and what to fix; every other row is written. Email and
     phone values never appear in errors. People whose ``time_zone`` changed get their open
     obligations re-planned (``replanned``): the reminders not sent yet move to 09:00 in the
-    new zone.
+    new zone. Every changed person starts a ``DirectoryChangeWorkflow`` (``automated``):
+    joiners are assigned what their pack says, movers' and leavers' obligations follow.
     """
     media = _media_type(request.headers.get("content-type"))
     if media == "multipart/form-data":
@@ -217,15 +233,31 @@ async def import_directory(
             detail=f"unsupported Content-Type {media or '(none)'!r}: send text/csv, "
             "application/json, or multipart/form-data with a `file` field",
         )
-    report = await run_in_threadpool(_import, session, principal, kind, body)
-    return await people.replan_moved(session, temporal=temporal, report=report)
+    if dry_run:
+        today = (await clock()).date()
+        return await run_in_threadpool(_preview, session, kind, body, today)
+    outcome = await run_in_threadpool(_import, session, principal, kind, body)
+    return await people.after_import(
+        session,
+        temporal=temporal,
+        outcome=outcome,
+        task_queue=settings.temporal_task_queue,
+        automation=settings.directory_automation,
+    )
 
 
-def _import(session: Session, principal: Principal, kind: str, body: bytes) -> ImportReport:
+def _import(
+    session: Session, principal: Principal, kind: str, body: bytes
+) -> directory.ImportOutcome:
     rows, errors = _parse(kind, body)
     return people.import_directory(
         session, rows=rows, errors=errors, kind=kind, principal=principal
     )
+
+
+def _preview(session: Session, kind: str, body: bytes, today: date) -> ImportReport:
+    rows, errors = _parse(kind, body)
+    return people.preview_import(session, rows=rows, errors=errors, today=today)
 
 
 @router.get("", response_model=list[PersonRead], summary="List the people you may see")

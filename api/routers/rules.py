@@ -118,6 +118,9 @@ async def deploy_pack(
     # before Temporal is awaited.
     pack = await committed(session, _checked)
     client = await temporal() if body.migration is not Migration.GRANDFATHER else None
+    audiences = await committed(
+        session, lambda: service.audience_changes(session=session, pack=pack)
+    )
 
     def _deploy() -> dict[str, Any]:
         version = service.deploy(
@@ -139,6 +142,21 @@ async def deploy_pack(
             mode=body.migration.value,
             deployed_by=principal.actor,
         )
+    if audiences and settings.directory_automation:
+        # Who owes what changed: assign and close per the same rules as a directory change.
+        result["audience_changed"] = audiences
+        try:
+            reconciler = client or await temporal()
+            result["directory_reconcile_workflow_id"] = await service.start_directory_reconcile(
+                client=reconciler,
+                task_queue=settings.temporal_task_queue,
+                pack_hash=pack.content_hash,
+                deployed_by=principal.actor,
+            )
+        except HTTPException as error:
+            result["directory_reconcile_note"] = (
+                f"{error.detail}; the nightly reconciliation assigns and closes per this pack"
+            )
     return result
 
 

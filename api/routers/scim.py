@@ -100,11 +100,30 @@ def _check_match(request: Request, person: Person) -> None:
         )
 
 
-async def _replan(session: Session, temporal: TemporalDep, change: DirectoryChange | None) -> None:
-    if change is not None and "time_zone" in change.changed:
-        await directory.replan_moved(
-            session, temporal=temporal, actor="scim", person_ids=[change.person_id]
-        )
+async def _after(
+    request: Request,
+    session: Session,
+    temporal: TemporalDep,
+    changes: list[DirectoryChange] | DirectoryChange | None,
+) -> None:
+    """After the write committed: re-plan people who moved zone, start the change workflows.
+
+    When Temporal is unreachable both are left to the nightly sweep and reconciliation (the
+    directory write itself stands).
+    """
+    if changes is None:
+        return
+    listed = [changes] if isinstance(changes, DirectoryChange) else changes
+    moved = [c.person_id for c in listed if "time_zone" in c.changed]
+    if moved:
+        await directory.replan_moved(session, temporal=temporal, actor="scim", person_ids=moved)
+    settings = request.app.state.settings
+    await directory.automate(
+        listed,
+        temporal=temporal,
+        task_queue=settings.temporal_task_queue,
+        enabled=settings.directory_automation,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,7 +148,7 @@ async def create_user(
         return _user(person, request, status.HTTP_201_CREATED), change
 
     answer, change = await run_in_threadpool(create)
-    await _replan(session, temporal, change)
+    await _after(request, session, temporal, change)
     return answer
 
 
@@ -195,7 +214,7 @@ async def replace_user(
         return _user(person, request), change
 
     answer, change = await run_in_threadpool(replace)
-    await _replan(session, temporal, change)
+    await _after(request, session, temporal, change)
     return answer
 
 
@@ -235,22 +254,35 @@ async def patch_user(
         return _user(person, request), change
 
     answer, change = await run_in_threadpool(patch)
-    await _replan(session, temporal, change)
+    await _after(request, session, temporal, change)
     return answer
 
 
 @router.delete("/Users/{user_id}", status_code=204, summary="Deactivate a user")
-def delete_user(
-    user_id: str, request: Request, session: SessionDep, principal: ScimPrincipal
+async def delete_user(
+    user_id: str,
+    request: Request,
+    session: SessionDep,
+    principal: ScimPrincipal,
+    temporal: TemporalDep,
 ) -> Response:
-    """Mark the person as left (``active: false``); nothing is deleted, history stays."""
-    current = _call(lambda: directory.get_person(session, external_id=user_id))
-    _check_match(request, current)
-    _call(
-        lambda: directory.deactivate_person(
-            session, external_id=user_id, principal=principal, source=_SOURCE
+    """Mark the person as left (``active: false``); nothing is deleted, history stays.
+
+    The leaver's change workflow closes their open obligations and revokes their tokens.
+    """
+
+    def deactivate() -> DirectoryChange | None:
+        current = _call(lambda: directory.get_person(session, external_id=user_id))
+        _check_match(request, current)
+        _, change = _call(
+            lambda: directory.deactivate_person(
+                session, external_id=user_id, principal=principal, source=_SOURCE
+            )
         )
-    )
+        return change
+
+    change = await run_in_threadpool(deactivate)
+    await _after(request, session, temporal, change)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -279,8 +311,8 @@ def _set_members(
     name: str | None,
     members: list[str],
     previous: str | None,
-) -> None:
-    _call(
+) -> list[DirectoryChange]:
+    return _call(
         lambda: directory.set_department_members(
             session,
             name=name,
@@ -293,7 +325,9 @@ def _set_members(
 
 
 @router.post("/Groups", status_code=201, summary="Create a group (a department)")
-async def create_group(request: Request, session: SessionDep, principal: ScimPrincipal) -> Response:
+async def create_group(
+    request: Request, session: SessionDep, principal: ScimPrincipal, temporal: TemporalDep
+) -> Response:
     """Put the members in the department ``displayName`` (409 when it has people already).
 
     A department exists while someone is in it: a group created without members is answered
@@ -301,15 +335,17 @@ async def create_group(request: Request, session: SessionDep, principal: ScimPri
     """
     name, members = scim.group_fields(await _json(request))
 
-    def create() -> Response:
+    def create() -> tuple[Response, list[DirectoryChange]]:
         if directory.department_members(session, name=name):
             raise scim.ScimError(
                 409, f"the department {name[:100]!r} exists; patch its members", "uniqueness"
             )
-        _set_members(session, principal, name=name, members=members, previous=None)
-        return _group(session, request, name, status.HTTP_201_CREATED, known=False)
+        changes = _set_members(session, principal, name=name, members=members, previous=None)
+        return _group(session, request, name, status.HTTP_201_CREATED, known=False), changes
 
-    return await run_in_threadpool(create)
+    answer, changes = await run_in_threadpool(create)
+    await _after(request, session, temporal, changes)
+    return answer
 
 
 @router.get("/Groups", summary="List or filter groups (departments)")
@@ -347,11 +383,11 @@ def _replace_group(
     principal: Principal,
     department: str,
     resource: dict[str, Any],
-) -> Response:
+) -> tuple[Response, list[DirectoryChange]]:
     """Set the group's name and members (blocking: run it in a worker thread)."""
     name, members = scim.group_fields(resource)
-    _set_members(session, principal, name=name, members=members, previous=department)
-    return _group(session, request, name, known=False)
+    changes = _set_members(session, principal, name=name, members=members, previous=department)
+    return _group(session, request, name, known=False), changes
 
 
 def _check_group_match(request: Request, session: Session, department: str) -> dict[str, Any]:
@@ -371,43 +407,64 @@ def _check_group_match(request: Request, session: Session, department: str) -> d
 
 @router.put("/Groups/{group_id}", summary="Replace a group's name and members")
 async def replace_group(
-    group_id: str, request: Request, session: SessionDep, principal: ScimPrincipal
+    group_id: str,
+    request: Request,
+    session: SessionDep,
+    principal: ScimPrincipal,
+    temporal: TemporalDep,
 ) -> Response:
     """Members not listed leave the department; a new displayName renames it for everyone."""
     department = scim.department_of(group_id)
     body = await _json(request)
 
-    def replace() -> Response:
+    def replace() -> tuple[Response, list[DirectoryChange]]:
         _check_group_match(request, session, department)
         return _replace_group(request, session, principal, department, body)
 
-    return await run_in_threadpool(replace)
+    answer, changes = await run_in_threadpool(replace)
+    await _after(request, session, temporal, changes)
+    return answer
 
 
 @router.patch("/Groups/{group_id}", summary="Add or remove members, rename")
 async def patch_group(
-    group_id: str, request: Request, session: SessionDep, principal: ScimPrincipal
+    group_id: str,
+    request: Request,
+    session: SessionDep,
+    principal: ScimPrincipal,
+    temporal: TemporalDep,
 ) -> Response:
     """PatchOp on ``members`` (add, remove by value or filter, replace) and ``displayName``."""
     department = scim.department_of(group_id)
     body = await _json(request)
 
-    def patch() -> Response:
+    def patch() -> tuple[Response, list[DirectoryChange]]:
         current = _check_group_match(request, session, department)
         resource = scim.apply_patch(current, body)
         return _replace_group(request, session, principal, department, resource)
 
-    return await run_in_threadpool(patch)
+    answer, changes = await run_in_threadpool(patch)
+    await _after(request, session, temporal, changes)
+    return answer
 
 
 @router.delete("/Groups/{group_id}", status_code=204, summary="Empty a group")
-def delete_group(
-    group_id: str, request: Request, session: SessionDep, principal: ScimPrincipal
+async def delete_group(
+    group_id: str,
+    request: Request,
+    session: SessionDep,
+    principal: ScimPrincipal,
+    temporal: TemporalDep,
 ) -> Response:
     """Clear the department of everyone in it (the people stay)."""
     department = scim.department_of(group_id)
-    _check_group_match(request, session, department)
-    _set_members(session, principal, name=None, members=[], previous=department)
+
+    def empty() -> list[DirectoryChange]:
+        _check_group_match(request, session, department)
+        return _set_members(session, principal, name=None, members=[], previous=department)
+
+    changes = await run_in_threadpool(empty)
+    await _after(request, session, temporal, changes)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -36,6 +36,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from api.deps import SessionDep, SettingsDep, TemporalDep
 from domain.statuses import ObligationStatus
+from duly.metrics import WEBHOOK_VERIFICATION_FAILURES
 from duly.settings import Settings
 from notifications.ack import AckTokenExpired, AckTokenInvalid, ledger_lookup, verify_ack_token
 from services.acks import (
@@ -129,7 +130,9 @@ def _require(settings: Settings, webhook: str) -> str:
     return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
 
 
-def _forbidden(detail: str = "invalid signature") -> HTTPException:
+def _forbidden(provider: str, detail: str = "invalid signature") -> HTTPException:
+    """A 403 for a request whose signature did not verify (counted per provider)."""
+    WEBHOOK_VERIFICATION_FAILURES.labels(provider=provider).inc()
     return HTTPException(status.HTTP_403_FORBIDDEN, detail=detail)
 
 
@@ -215,7 +218,7 @@ def _sendgrid_valid(public_key: str, body: bytes, signature: str, timestamp: str
     except Exception as exc:  # any parse failure means a bad key
         log.warning("DULY_SENDGRID_WEBHOOK_PUBLIC_KEY is not a valid key (%s)", type(exc).__name__)
         raise _forbidden(
-            "DULY_SENDGRID_WEBHOOK_PUBLIC_KEY is not a valid base64 ECDSA public key"
+            "sendgrid", "DULY_SENDGRID_WEBHOOK_PUBLIC_KEY is not a valid base64 ECDSA public key"
         ) from exc
     try:
         return bool(verifier.verify_signature(body.decode("utf-8"), signature, timestamp))
@@ -285,11 +288,12 @@ async def sendgrid_events(
         or not timestamp
         or not _sendgrid_valid(public_key, body, signature, timestamp)
     ):
-        raise _forbidden()
+        raise _forbidden("sendgrid")
     if not _sendgrid_fresh(timestamp):
         raise _forbidden(
+            "sendgrid",
             f"stale signature: the signed timestamp is more than {SENDGRID_MAX_AGE_SECONDS // 60}"
-            " minutes from now (a replayed request, or a server clock that is off)"
+            " minutes from now (a replayed request, or a server clock that is off)",
         )
     try:
         events = json.loads(body)
@@ -336,7 +340,7 @@ async def _twilio_params(request: Request, settings: Settings) -> MultiDict:
     params = MultiDict([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
     signature = request.headers.get(TWILIO_SIGNATURE_HEADER)
     if not signature:
-        raise _forbidden()
+        raise _forbidden("twilio")
     try:
         valid = RequestValidator(auth_token).validate(
             _public_url(request, settings), params, signature
@@ -344,7 +348,7 @@ async def _twilio_params(request: Request, settings: Settings) -> MultiDict:
     except Exception:  # noqa: BLE001 - any validator failure: not authentic
         valid = False
     if not valid:
-        raise _forbidden()
+        raise _forbidden("twilio")
     return params
 
 
@@ -559,7 +563,7 @@ async def slack_interactions(
     except (ValueError, TypeError):  # a non-numeric timestamp or a non-UTF-8 body
         valid = False
     if not valid:
-        raise _forbidden()
+        raise _forbidden("slack")
     payload = _slack_payload(body)
     ok = Response(status_code=status.HTTP_200_OK)
     if payload.get("type") != "block_actions":

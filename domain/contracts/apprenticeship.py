@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.contracts.obligation import LadderEvent
+
 __all__ = [
     "APPRENTICESHIP_KIND",
     "ApprenticeshipEvent",
@@ -22,6 +24,7 @@ __all__ = [
     "Carried",
     "ChangeEnrolment",
     "ComplianceStatus",
+    "DecideApprenticeship",
     "EnrollmentStatus",
     "EnrolmentAction",
     "EntryRefused",
@@ -145,7 +148,11 @@ class Evaluation(_Frozen):
 
 
 class ComplianceStatus(StrEnum):
-    """How an active apprenticeship is doing against its program."""
+    """How an active apprenticeship is doing against its program (the built-in answers).
+
+    A pack with status rules for programs decides instead, with the statuses it declares (the
+    field-technicians pack uses these same four).
+    """
 
     ON_TRACK = "on_track"
     BEHIND = "behind"
@@ -154,12 +161,8 @@ class ComplianceStatus(StrEnum):
     INACTIVE = "inactive"
 
 
-class ApprenticeshipEvent(_Model):
-    """One line of an apprenticeship's readable timeline."""
-
-    at: datetime
-    kind: str
-    detail: str
+class ApprenticeshipEvent(LadderEvent):
+    """One line of an apprenticeship's readable timeline (the ladder runner keeps it)."""
 
 
 class Carried(_Model):
@@ -286,7 +289,9 @@ class ApprenticeshipState(_Model):
     pack_hash: str
     supervisor: str
     status: EnrollmentStatus
-    compliance_status: ComplianceStatus
+    #: A :class:`ComplianceStatus` value, or a status the pinned pack's rules declare.
+    compliance_status: str
+    #: The pack's status rule that decided it, or ``apprenticeship:*`` (built in).
     decided_by: str
     period: int
     wage_percentage: float
@@ -320,6 +325,23 @@ class ProgramRequest(_Model):
 
     pack_hash: str
     program_id: str
+
+
+class DecideApprenticeship(_Model):
+    """Activity input: the compliance status under the pinned pack's status rules.
+
+    Attributes:
+        workflow_id: The apprenticeship.
+        person: The apprentice (their directory attributes join the facts).
+        pack_hash: The pinned pack version.
+        facts: The program's facts (``rules.apprenticeship.apprenticeship_facts`` without the
+            person's attributes).
+    """
+
+    workflow_id: str
+    person: str
+    pack_hash: str
+    facts: dict[str, int | bool | str]
 
 
 class NoticeRequest(_Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import Field
 
@@ -135,10 +136,35 @@ class ExemptSignal(Contract):
 
 
 class CancelSignal(Contract):
-    """The obligation no longer applies (role change, left the company, assigned in error)."""
+    """The obligation no longer applies (role change, left the company, assigned in error).
+
+    ``status`` is the closed status shown: ``cancelled`` (the default, and what every history
+    recorded before it existed replays with) or ``not_applicable`` (a mover the requirement no
+    longer covers).
+    """
 
     reason: str = Field(min_length=3, max_length=500)
     actor: str = Field(max_length=128)
+    status: Literal["cancelled", "not_applicable"] = "cancelled"
+
+
+class PauseSignal(Contract):
+    """The person went on leave: reminders and escalations pause until :class:`ResumeSignal`."""
+
+    reason: str = Field(min_length=3, max_length=500)
+    actor: str = Field(max_length=128)
+
+
+class ResumeSignal(Contract):
+    """Back from leave: the ladder resumes from now.
+
+    ``extend_due_date``: move the due date later by the whole days the pause lasted (the
+    requirement's ``extend_due_on_leave`` pack setting), beyond ``max_extension_days``.
+    """
+
+    reason: str = Field(min_length=3, max_length=500)
+    actor: str = Field(max_length=128)
+    extend_due_date: bool = True
 
 
 class AssignmentResume(Contract):
@@ -172,6 +198,9 @@ class AssignmentResume(Contract):
     repeats: dict[str, int]
     continued: int = Field(default=1, ge=1)
     gate: GateSpec | None = None
+    #: On leave since (the pause's start): reminders wait for :class:`ResumeSignal`.
+    paused: PauseSignal | None = None
+    paused_at: datetime | None = None
     gate_attempts: list[GateAttempt] = Field(default_factory=list)
     extra_attempts: int = 0
     failed: bool = False

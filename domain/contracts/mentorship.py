@@ -19,6 +19,7 @@ from domain.ids import slugify
 
 __all__ = [
     "FINAL",
+    "MESSAGE_EVENTS",
     "AcceptRequest",
     "ActionItem",
     "CancelMentorship",
@@ -40,6 +41,7 @@ __all__ = [
     "SessionFormat",
     "SessionLog",
     "mentorship_workflow_id",
+    "message_event",
 ]
 
 
@@ -63,6 +65,40 @@ FINAL = frozenset(
         MentorshipStatus.EXPIRED,
     }
 )
+
+
+#: The message a mentorship sends at each of its stages (``ReminderRequest.event``): the wording
+#: of ``notifications/templates/mentorship/_wording.j2`` and the name of a pack's per-stage
+#: template override (``mentorship/{event}.{channel}.{part}.j2``). Ledger stages carry a period
+#: or an index (``s2:mentor``, ``action-3``); these names do not, so one override serves all.
+MESSAGE_EVENTS: dict[str, str] = {
+    "request": "request",
+    "request-2": "request-reminder",
+    "accepted": "accepted",
+    "declined": "declined",
+    "expired": "expired",
+    "race-lost": "race-lost",
+    "nudge:mentee": "nudge-mentee",
+    "nudge:mentor": "nudge-mentor",
+    "nudge:coordinator": "nudge-coordinator",
+    "fb-midpoint": "feedback-midpoint",
+    "fb-end": "feedback-end",
+    "action": "action-item",
+    "completed": "completed",
+    "cancelled": "cancelled",
+}
+
+
+def message_event(stage: str) -> str | None:
+    """The message event of a mentorship ledger stage (``s3:mentor`` → ``nudge-mentor``).
+
+    None for a stage this family does not send (the generic mentorship wording is used).
+    """
+    if stage.startswith("s") and ":" in stage:
+        return MESSAGE_EVENTS.get("nudge:" + stage.split(":", 1)[1])
+    if stage.startswith("action-"):
+        return MESSAGE_EVENTS["action"]
+    return MESSAGE_EVENTS.get(stage)
 
 
 class MentorshipType(StrEnum):

@@ -150,6 +150,9 @@ class ReminderRequest(Contract):
     notify: list[str] | None = None
     channels: list[str] | None = None
     event: str | None = None
+    #: One plain sentence the message adds (why a mentorship request lost its slot...); no
+    #: personal data. Templates read it as ``detail``.
+    detail: str | None = Field(default=None, max_length=300)
 
     def facts(self) -> ObligationFacts:
         """The obligation facts a stage's ``unless`` condition is evaluated on.

@@ -210,7 +210,7 @@ async def test_a_poisoned_assignment_is_restarted_and_then_runs_normally(
 
         # The fresh run answers under the same business key, with the corrected due date.
         async def live() -> dict[str, Any] | None:
-            answer = await api.http.get(f"/assignments/{workflow_id}", headers=api.hr)
+            answer = await api.http.get(f"/assignments/{workflow_id}?live=true", headers=api.hr)
             data: dict[str, Any] = answer.json()
             ready = answer.status_code == 200 and data["live"] and data["stages_sent"]
             return data if ready else None

@@ -255,7 +255,7 @@ async def test_passed_statement_completes_the_real_workflow_and_stops_reminders(
         # Read model and GET /assignments/{id}.
         row = obligations(sqlite_db, person)[1]
         assert row.status == "compliant" and row.completed_at == at
-        got = await api.http.get(f"/assignments/{handle.id}", headers=api.headers)
+        got = await api.http.get(f"/assignments/{handle.id}?live=true", headers=api.headers)
         assert got.status_code == 200, got.text
         read = got.json()
         assert read["status"] == "compliant" and read["live"] is True

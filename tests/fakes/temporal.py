@@ -29,6 +29,8 @@ class FakeTemporal:
     signals: list[tuple[str, str, Any]] = field(default_factory=list)
     started: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
     error: Exception | None = None
+    #: Schedules by id (``create_schedule`` / ``get_schedule_handle().update`` / ``delete``).
+    schedules: dict[str, Any] = field(default_factory=dict)
 
     def get_workflow_handle(self, workflow_id: str, **_: Any) -> FakeHandle:
         return FakeHandle(workflow_id, self)
@@ -38,6 +40,34 @@ class FakeTemporal:
 
     async def start_workflow(self, _run: Any, arg: Any, **kwargs: Any) -> None:
         self.started.append((arg, kwargs))
+
+    async def create_schedule(self, schedule_id: str, schedule: Any, **_: Any) -> None:
+        from temporalio.client import ScheduleAlreadyRunningError
+
+        if schedule_id in self.schedules:
+            raise ScheduleAlreadyRunningError()
+        self.schedules[schedule_id] = schedule
+
+    def get_schedule_handle(self, schedule_id: str) -> FakeScheduleHandle:
+        return FakeScheduleHandle(schedule_id, self)
+
+
+@dataclass
+class FakeScheduleHandle:
+    """A schedule handle: ``update`` replaces the stored schedule, ``delete`` removes it."""
+
+    schedule_id: str
+    temporal: FakeTemporal
+
+    async def update(self, updater: Any, **_: Any) -> None:
+        if self.schedule_id not in self.temporal.schedules:
+            raise not_found()
+        update = await updater(None)
+        self.temporal.schedules[self.schedule_id] = update.schedule
+
+    async def delete(self, **_: Any) -> None:
+        if self.temporal.schedules.pop(self.schedule_id, None) is None:
+            raise not_found()
 
 
 def not_found() -> RPCError:

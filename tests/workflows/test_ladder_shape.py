@@ -76,16 +76,17 @@ def test_both_families_compose_the_runner() -> None:
         if path.name != "ladder.py"
     }
     composing = {p.name for p, text in sources.items() if "Ladder(" in text}
-    # The project countdown (issue 17) and mentorships compose it too.
-    assert composing == {"assignment.py", "certification.py", "project.py", "mentorship.py"}
+    # The project countdown (issue 17), mentorships and apprenticeships compose it too.
+    assert composing == {
+        "assignment.py",
+        "certification.py",
+        "project.py",
+        "mentorship.py",
+        "apprenticeship.py",
+    }
     # The loop, the re-send and the timeline live in the runner only.
     for path, text in sources.items():
         copies = ["def _sleep_until", "def _resend", "deferred_until", "wait_condition(\n"]
-        if path.name == "apprenticeship.py":
-            # Known gap (issue 14): the apprenticeship waits for hours/evaluations or its next
-            # wake in a loop of its own and sends its stall rungs through its own activity;
-            # composing the runner for the stall ladder is still to do. No copied re-send.
-            copies.remove("wait_condition(\n")
         for copy in copies:
             assert copy not in text, f"{path.name} has its own {copy.strip()}"
     assert Ladder.__module__ == "workflows.ladder"

@@ -252,7 +252,29 @@ async def test_two_acceptances_of_the_last_slot_make_exactly_one_active(
         assert "no free slot (1 of 1 taken)" in str(lost[0].cause)
         assert _slots(sqlite_db, org) == 1
         loser = second if won[0].workflow_id == first.id else first
-        assert (await loser.query(MentorshipWorkflow.state)).status is MentorshipStatus.PENDING
+        state = await loser.query(MentorshipWorkflow.state)
+        assert state.status is MentorshipStatus.PENDING
+        # The mentee who lost is told why and shown the next best mentors, like on expiry.
+        assert state.next_matches == [org.mentor2]
+        assert [e.kind for e in state.events].count("slot_lost") == 1
+        # A second refused acceptance of the same request tells them nothing more.
+        with pytest.raises(WorkflowUpdateFailedError) as again:
+            await loser.execute_update(MentorshipWorkflow.accept, AcceptRequest(by=org.mentor))
+        assert "no free slot" in str(again.value.cause)
+        loser_mentee = org.ids[org.mentee2 if loser is second else org.mentee]
+        told = [s for s in _stages(sqlite_db, loser.id) if s[0] == "race-lost"]
+        assert told == [("race-lost", "learner", loser_mentee)]
+        with sqlite_db.session() as session:
+            channels = sorted(
+                session.scalars(
+                    select(Notification.channel).where(
+                        Notification.workflow_id == loser.id, Notification.stage == "race-lost"
+                    )
+                )
+            )
+        assert channels == ["email", "in_app"]
+        winner = first if loser is second else second
+        assert not [s for s in _stages(sqlite_db, winner.id) if s[0] == "race-lost"]
         await first.terminate("test done")
         await second.terminate("test done")
 

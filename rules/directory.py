@@ -1,0 +1,235 @@
+"""What the directory says a person owes: the joiner/mover/leaver plan (pure).
+
+One function, :func:`plan_person`, decides for one person, from the active pack, their
+directory attributes and their obligations in the read model, what to start and what to
+close. The ``DirectoryChangeWorkflow`` (one change), the nightly reconciliation (everyone), a
+pack deploy (everyone, the new pack) and the import's dry run all call it, so they agree.
+
+The plan converges on the directory as it is now, not on the change that triggered it: a
+second run (a retried workflow, the reconciliation after a change) finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from domain.contracts.directory import (
+    REASON_LEFT,
+    ChangeKind,
+    Closing,
+    Opening,
+    PersonPlan,
+    Resuming,
+)
+from domain.ids import assignment_workflow_id
+from domain.kinds import ObligationKind
+from domain.statuses import EmploymentStatus
+from rules.model import NoLongerApplicable, Pack, Requirement
+
+#: Read-model statuses of an obligation that is over (nothing to close; may be re-assigned).
+CLOSED = frozenset({"cancelled", "not_applicable", "revoked", "superseded"})
+#: A joiner whose requirement has no ``due_in_days`` (a pack error lint reports) gets this.
+DEFAULT_DUE_DAYS = 30
+
+
+@dataclass(frozen=True)
+class PersonFacts:
+    """A person as the directory describes them (plain data)."""
+
+    person_id: int
+    external_id: str
+    roles: list[str]
+    department: str | None
+    location: str | None
+    employer: str | None
+    employment_status: str
+    start_date: date | None = None
+
+
+@dataclass(frozen=True)
+class HeldObligation:
+    """One obligation row of the read model."""
+
+    workflow_id: str
+    requirement_id: str
+    kind: str
+    status: str
+    cycle: int
+    pack_hash: str
+    completed: bool = False
+
+    @property
+    def open(self) -> bool:
+        """Whether the obligation still runs (not completed, cancelled, revoked...)."""
+        return not self.completed and self.status != "completed" and self.status not in CLOSED
+
+
+@dataclass(frozen=True)
+class Extensions:
+    """``extend_due_on_leave`` of each requirement of the packs obligations are pinned to."""
+
+    by_pack: dict[str, dict[str, bool]] = field(default_factory=dict)
+
+    def extend(self, obligation: HeldObligation) -> bool:
+        """Whether a leave moves this obligation's due date (default: yes)."""
+        return self.by_pack.get(obligation.pack_hash, {}).get(obligation.requirement_id, True)
+
+
+def applies(requirement: Requirement, person: PersonFacts) -> bool:
+    """Whether the requirement's ``applies_to`` covers the person."""
+    return requirement.applies_to.applies(
+        list(person.roles or []),
+        person.department or "",
+        person.location or "",
+        person.employer or "",
+    )
+
+
+def _why_not(requirement: Requirement, person: PersonFacts) -> str:
+    described = ", ".join(
+        f"{name}={value}"
+        for name, value in (
+            ("roles", "|".join(person.roles) or "-"),
+            ("department", person.department or "-"),
+            ("location", person.location or "-"),
+            ("employer", person.employer or "-"),
+        )
+    )
+    return f"no longer applies: {requirement.id} applies_to does not cover {described}"
+
+
+def due_date(
+    requirement: Requirement, *, today: date, start_date: date | None, joiner: bool
+) -> date:
+    """When a new obligation is due: ``due_in_days`` from the start date (a joiner) or today.
+
+    A joiner's start date in the future (pre-boarding) counts from that day; one in the past
+    counts from it too, but never gives a due date before today.
+    """
+    days = requirement.due_in_days if requirement.due_in_days is not None else DEFAULT_DUE_DAYS
+    base = start_date if joiner and start_date is not None else today
+    return max(base + timedelta(days=days), today)
+
+
+def plan_person(
+    *,
+    pack: Pack | None,
+    person: PersonFacts,
+    obligations: Sequence[HeldObligation],
+    today: date,
+    kind: ChangeKind | str = "reconcile",
+    manager_change: str | None = None,
+    extensions: Extensions | None = None,
+) -> PersonPlan:
+    """What one person's obligations need to match the directory and the pack.
+
+    Args:
+        pack: The active pack (None: nothing applies, nothing is assigned or closed as a
+            mover; a leaver's obligations still close).
+        person: The person now.
+        obligations: Every obligation row of theirs (all cycles).
+        today: Due dates count from it.
+        kind: The change (``reconcile`` for the nightly run): a leave pauses and a return
+            resumes only on those changes.
+        manager_change: ``old -> new`` when the manager changed (recorded only).
+        extensions: Each pinned pack's ``extend_due_on_leave``, for a return.
+
+    Returns:
+        The plan: obligations to start and to close (each with why), pauses and resumes.
+    """
+    kind = str(kind.value if isinstance(kind, ChangeKind) else kind)
+    plan: dict[str, object] = {
+        "person_id": person.person_id,
+        "external_id": person.external_id,
+        "kind": kind,
+        "pack_hash": pack.content_hash if pack is not None else None,
+        "manager_change": manager_change,
+    }
+    open_ = [o for o in obligations if o.open]
+    status = person.employment_status
+    if status == EmploymentStatus.TERMINATED.value:
+        closes = [
+            Closing(
+                workflow_id=o.workflow_id,
+                requirement_id=o.requirement_id,
+                status="cancelled",
+                reason=REASON_LEFT,
+            )
+            for o in open_
+            if o.kind != ObligationKind.CERTIFICATION.value
+        ]
+        return PersonPlan(
+            **plan,
+            close=closes,
+            revoke_tokens=kind in (ChangeKind.LEAVER.value, "reconcile"),
+        )
+    assignable = [o for o in open_ if o.kind != ObligationKind.CERTIFICATION.value]
+    if status == EmploymentStatus.LEAVE.value:
+        # On leave: nothing new starts and nothing closes until they are back.
+        pause = [o.workflow_id for o in assignable] if kind == ChangeKind.LEAVE.value else []
+        return PersonPlan(**plan, pause=pause)
+    resume: list[Resuming] = []
+    if kind == ChangeKind.RETURN.value:
+        ext = extensions or Extensions()
+        resume = [
+            Resuming(workflow_id=o.workflow_id, extend_due_date=ext.extend(o)) for o in assignable
+        ]
+    if pack is None:
+        return PersonPlan(**plan, resume=resume)
+    latest: dict[str, HeldObligation] = {}
+    for o in sorted(obligations, key=lambda o: o.cycle):
+        latest[o.requirement_id] = o
+    joiner = kind == ChangeKind.JOINER.value
+    assign: list[Opening] = []
+    close: list[Closing] = []
+    keep: list[str] = []
+    needed: list[str] = []
+    for requirement in pack.requirements:
+        held = latest.get(requirement.id)
+        still_open = [o for o in open_ if o.requirement_id == requirement.id]
+        if applies(requirement, person):
+            if still_open:
+                continue
+            if requirement.kind is ObligationKind.CERTIFICATION:
+                needed.append(requirement.id)
+                continue
+            if held is not None and held.status not in CLOSED:
+                continue  # completed: a recurring one starts its next cycle itself
+            cycle = held.cycle + 1 if held is not None else 1
+            assign.append(
+                Opening(
+                    requirement_id=requirement.id,
+                    title=requirement.title,
+                    kind=requirement.kind.value,
+                    due_date=due_date(
+                        requirement, today=today, start_date=person.start_date, joiner=joiner
+                    ),
+                    cycle=cycle,
+                    workflow_id=assignment_workflow_id(person.external_id, requirement.id, cycle),
+                )
+            )
+            continue
+        for o in still_open:
+            if o.kind == ObligationKind.CERTIFICATION.value:
+                continue  # a held certificate is not withdrawn by a move
+            if requirement.on_no_longer_applicable is NoLongerApplicable.KEEP:
+                keep.append(requirement.id)
+                continue
+            close.append(
+                Closing(
+                    workflow_id=o.workflow_id,
+                    requirement_id=requirement.id,
+                    status="not_applicable",
+                    reason=_why_not(requirement, person),
+                )
+            )
+    return PersonPlan(
+        **plan,
+        assign=assign,
+        close=close,
+        keep=sorted(set(keep)),
+        certificates_needed=needed,
+        resume=resume,
+    )

@@ -1,0 +1,1 @@
+"""Learning-system connectors (Moodle, xAPI LRS pull, CSV drop) behind one interface."""

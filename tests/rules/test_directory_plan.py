@@ -1,0 +1,237 @@
+"""The joiner/mover/leaver plan (pure), its pack settings, and the CLI's previews of it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from domain.contracts.directory import ChangeKind
+from duly.cli import app as cli
+from rules.directory import HeldObligation, PersonFacts, due_date, plan_person
+from rules.loader import PackInvalid, load_pack
+from rules.model import Pack
+from store.db import Database
+from store.models import Obligation, Person
+from store.packs import Migration, deploy
+
+MEDICAL = Path(__file__).parents[2] / "rules" / "packs" / "medical-practice"
+TODAY = date(2026, 6, 1)
+NURSE_TRAININGS = ["hipaa-privacy-security", "fire-safety", "osha-bloodborne-pathogens"]
+
+
+@pytest.fixture(scope="module")
+def pack() -> Pack:
+    return load_pack(MEDICAL)
+
+
+def _copy(tmp_path: Path, old: str, new: str) -> Path:
+    target = tmp_path / "pack"
+    shutil.copytree(MEDICAL, target)
+    path = target / "requirements.yaml"
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+    return target
+
+
+def nurse(status: str = "active", **changes: object) -> PersonFacts:
+    values: dict[str, object] = {
+        "person_id": 1,
+        "external_id": "p-1",
+        "roles": ["nurse"],
+        "department": "Nursing",
+        "location": "Boston",
+        "employer": None,
+        "employment_status": status,
+        "start_date": None,
+    }
+    values.update(changes)
+    return PersonFacts(**values)  # type: ignore[arg-type]
+
+
+def held(requirement: str, status: str = "assigned", cycle: int = 1) -> HeldObligation:
+    return HeldObligation(
+        workflow_id=f"assignment/p-1/{requirement}/{cycle}",
+        requirement_id=requirement,
+        kind="training",
+        status=status,
+        cycle=cycle,
+        pack_hash="h",
+    )
+
+
+def test_joiner_gets_every_training_that_applies_and_needs_certificates(pack: Pack) -> None:
+    plan = plan_person(
+        pack=pack,
+        person=nurse(start_date=date(2026, 6, 15)),
+        obligations=[],
+        today=TODAY,
+        kind=ChangeKind.JOINER,
+    )
+    assert [o.requirement_id for o in plan.assign] == NURSE_TRAININGS
+    due = {o.requirement_id: o.due_date for o in plan.assign}
+    assert due["hipaa-privacy-security"] == date(2026, 7, 15)  # 30 days from the start date
+    assert due["osha-bloodborne-pathogens"] == date(2026, 6, 25)  # 10 days
+    assert plan.certificates_needed == ["bls-certification", "acls-certification"]
+    assert plan.pack_hash == pack.content_hash and plan.close == []
+    # A receptionist in the Front Office owes only what applies to all.
+    front = nurse(roles=["receptionist"], department="Front Office")
+    plan = plan_person(pack=pack, person=front, obligations=[], today=TODAY, kind="joiner")
+    assert [o.requirement_id for o in plan.assign] == NURSE_TRAININGS[:2]
+
+
+def test_mover_closes_with_why_or_keeps_per_the_pack(pack: Pack, tmp_path: Path) -> None:
+    moved = nurse(roles=["receptionist"], department="Front Office")
+    have = [held(r) for r in NURSE_TRAININGS]
+    plan = plan_person(pack=pack, person=moved, obligations=have, today=TODAY, kind="mover")
+    assert plan.assign == [] and plan.keep == []
+    [closing] = plan.close
+    assert (closing.requirement_id, closing.status) == (
+        "osha-bloodborne-pathogens",
+        "not_applicable",
+    )
+    assert "no longer applies" in closing.reason and "Front Office" in closing.reason
+    keep = load_pack(
+        _copy(
+            tmp_path,
+            "  - id: osha-bloodborne-pathogens\n",
+            "  - id: osha-bloodborne-pathogens\n    on_no_longer_applicable: keep\n",
+        )
+    )
+    plan = plan_person(pack=keep, person=moved, obligations=have, today=TODAY, kind="mover")
+    assert plan.close == [] and plan.keep == ["osha-bloodborne-pathogens"]
+
+
+def test_the_setting_is_validated(tmp_path: Path) -> None:
+    bad = _copy(
+        tmp_path,
+        "  - id: osha-bloodborne-pathogens\n",
+        "  - id: osha-bloodborne-pathogens\n    on_no_longer_applicable: archive\n",
+    )
+    with pytest.raises(PackInvalid, match="on_no_longer_applicable"):
+        load_pack(bad)
+
+
+def test_leaver_closes_everything_open_and_revokes_tokens(pack: Pack) -> None:
+    have = [held("hipaa-privacy-security"), held("fire-safety", status="completed")]
+    have.append(held("ad-hoc-course"))  # assigned by hand, not in the pack: closes too
+    plan = plan_person(
+        pack=pack, person=nurse("terminated"), obligations=have, today=TODAY, kind="leaver"
+    )
+    assert {(c.requirement_id, c.status, c.reason) for c in plan.close} == {
+        ("hipaa-privacy-security", "cancelled", "left"),
+        ("ad-hoc-course", "cancelled", "left"),
+    }
+    assert plan.revoke_tokens and plan.assign == []
+
+
+def test_rehire_starts_a_new_cycle_of_what_was_closed(pack: Pack) -> None:
+    have = [
+        held("hipaa-privacy-security", status="cancelled"),
+        held("fire-safety", status="completed"),  # done: its recurrence runs on its own
+        held("osha-bloodborne-pathogens", status="not_applicable", cycle=2),
+    ]
+    plan = plan_person(pack=pack, person=nurse(), obligations=have, today=TODAY, kind="rehire")
+    assert {(o.requirement_id, o.cycle) for o in plan.assign} == {
+        ("hipaa-privacy-security", 2),
+        ("osha-bloodborne-pathogens", 3),
+    }
+
+
+def test_leave_pauses_and_return_resumes(pack: Pack) -> None:
+    have = [held(r) for r in NURSE_TRAININGS]
+    away = plan_person(
+        pack=pack, person=nurse("leave"), obligations=have, today=TODAY, kind="leave"
+    )
+    assert len(away.pause) == 3 and away.assign == [] and away.close == []
+    # The nightly reconciliation leaves people on leave alone.
+    assert plan_person(pack=pack, person=nurse("leave"), obligations=have, today=TODAY).is_empty()
+    back = plan_person(pack=pack, person=nurse(), obligations=have, today=TODAY, kind="return")
+    assert [r.extend_due_date for r in back.resume] == [True, True, True]
+
+
+def test_due_dates_count_from_the_start_date_never_before_today(pack: Pack) -> None:
+    hipaa = pack.requirement("hipaa-privacy-security")
+    assert hipaa is not None
+    long_ago = date(2020, 1, 1)
+    assert due_date(hipaa, today=TODAY, start_date=long_ago, joiner=True) == TODAY
+    assert due_date(hipaa, today=TODAY, start_date=None, joiner=True) == date(2026, 7, 1)
+    # Only a joiner's due dates count from the start date.
+    assert due_date(hipaa, today=TODAY, start_date=date(2026, 6, 20), joiner=False) == date(
+        2026, 7, 1
+    )
+
+
+@pytest.fixture
+def runner(sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("DULY_DATABASE_URL", sqlite_db.url)
+    return CliRunner()
+
+
+def _nurse_with_osha(db: Database, pack: Pack) -> None:
+    with db.session() as session:
+        deploy(session, pack, author="hr", message="v1", migration=Migration.GRANDFATHER)
+        person = Person(external_id="p-1", name="Ada", roles=["nurse"], department="Nursing")
+        session.add(person)
+        session.flush()
+        session.add(
+            Obligation(
+                workflow_id="assignment/p-1/osha-bloodborne-pathogens/1",
+                person_id=person.id,
+                kind="training",
+                requirement_id="osha-bloodborne-pathogens",
+                requirement_title="OSHA",
+                due_date=date(2026, 12, 1),
+                status="assigned",
+                pack_hash=pack.content_hash,
+                as_of=datetime(2026, 11, 23, tzinfo=UTC),
+            )
+        )
+
+
+def test_rules_preview_shows_what_a_changed_applies_to_assigns_and_closes(
+    runner: CliRunner, sqlite_db: Database, pack: Pack, tmp_path: Path
+) -> None:
+    _nurse_with_osha(sqlite_db, pack)
+    # OSHA now only for physicians: the nurse's open OSHA would close.
+    narrowed = _copy(
+        tmp_path,
+        "      roles: [nurse, physician, technician]\n      except: {departments: [Front Office]}",
+        "      roles: [physician]",
+    )
+    result = runner.invoke(
+        cli, ["rules", "preview", str(narrowed), "--json", "--today", "2026-11-23"]
+    )
+    assert result.exit_code == 0, result.output
+    preview = json.loads(result.output)
+    assert preview["would_close"] == {"osha-bloodborne-pathogens": 1}
+    assert preview["would_assign"] == {"fire-safety": 1, "hipaa-privacy-security": 1}
+    table = runner.invoke(cli, ["rules", "preview", str(narrowed), "--today", "2026-11-23"])
+    assert "would close 1 open osha-bloodborne-pathogens" in table.output
+
+
+def test_people_import_dry_run_shows_each_change_and_saves_nothing(
+    runner: CliRunner, sqlite_db: Database, pack: Pack, tmp_path: Path
+) -> None:
+    _nurse_with_osha(sqlite_db, pack)
+    csv = tmp_path / "people.csv"
+    csv.write_text(
+        "external_id,name,roles,department,employment_status\n"
+        "p-1,Ada,receptionist,Front Office,active\n"
+        "p-2,Bob,nurse,Nursing,active\n"
+    )
+    result = runner.invoke(cli, ["people", "import", "--dry-run", str(csv)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "dry run: 2 people would change" in result.output
+    assert "osha-bloodborne-pathogens (not_applicable" in result.output
+    assert "hipaa-privacy-security, fire-safety, osha-bloodborne-pathogens" in result.output
+    with sqlite_db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Person)) == 1
+        person = session.scalar(select(Person).where(Person.external_id == "p-1"))
+        assert person is not None and person.department == "Nursing"
