@@ -46,7 +46,8 @@ from tests.fakes.temporal import FakeHandle, FakeTemporal
 
 CHROMIUM = Path(os.environ.get("DULY_TEST_CHROMIUM", "/usr/bin/chromium"))
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+#: Test artifacts (git-ignored); ``DULY_SCREENSHOTS=docs/screenshots`` refreshes the README's.
+SCREENSHOTS = Path(os.environ.get("DULY_SCREENSHOTS", ROOT / ".artifacts" / "screenshots"))
 HISTORY = ROOT / "tests" / "workflows" / "histories" / "assignment_gate.json"
 
 MANAGER, LEARNER, PEER = "p-1010", "p-1020", "p-1021"
@@ -323,7 +324,7 @@ def sign_in_with_token(page: Any, token: str) -> None:
 
 
 def shot(page: Any, name: str) -> None:
-    """Save a full-page screenshot as docs/screenshots/<name>.png (the README shows them)."""
+    """Save a full-page screenshot as ``<SCREENSHOTS>/<name>.png`` (a test artifact)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
