@@ -38,7 +38,7 @@ async def history(client: Client, workflow_id: str) -> WorkflowHistory:
         NotFound: Temporal does not know the workflow.
     """
     try:
-        return cast(WorkflowHistory, await client.get_workflow_handle(workflow_id).fetch_history())
+        return await client.get_workflow_handle(workflow_id).fetch_history()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound("no such workflow") from exc
