@@ -87,19 +87,17 @@ class MentorshipActivities:
             mentees = profiles.mentee_profiles(session, only=request.mentee)
             if not mentees:
                 return []
-            mentors = [
-                m
-                for m in profiles.mentor_profiles(session, with_capacity=True)
-                if m.person_id not in request.exclude
-            ]
+            mentors = profiles.prepared_mentors(session)
+        # The excluded mentors are dropped from a list long enough to still hold ``limit``.
         matches = find_mentors(
             mentees[0],
             mentors,
             policy.weights,
-            request.limit,
+            request.limit + len(request.exclude),
             ideal_gap=policy.ideal_experience_gap,
         )
-        return [match.person_id for match in matches]
+        kept = [m.person_id for m in matches if m.person_id not in request.exclude]
+        return kept[: request.limit]
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity, for the worker."""

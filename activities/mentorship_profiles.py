@@ -7,11 +7,13 @@ the services and the demo.
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from rules.matching import PastRelationship, track_record
+from rules.matching import PastRelationship, Prepared, prepare_mentors, track_record
 from rules.mentorship_model import MenteeProfile, MentorProfile, TrackRecord
 from store import mentorship as store
 from store.models import Person
@@ -58,6 +60,43 @@ def mentor_profiles(
         )
         for row in rows
     ]
+
+
+@dataclass(frozen=True)
+class _Cached:
+    key: tuple[Any, ...]
+    prepared: Prepared[MentorProfile]
+
+
+_CACHE: dict[str, _Cached] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def prepared_mentors(session: Session) -> Prepared[MentorProfile]:
+    """The candidate mentors (accepting, a free slot), read and prepared once per change.
+
+    Reading and preparing every mentor profile costs most of a ranking at 10,000 mentors, so the
+    result is kept per database, keyed by :func:`store.mentorship.mentor_fingerprint` (read on
+    every call: a profile written, a slot claimed or released, a certificate or a relationship
+    recorded, feedback given, by this process or another, changes the key and the next call
+    prepares again). The prepared object is read-only, so threads share it.
+    """
+    database = session.get_bind().engine.url.render_as_string(hide_password=True)
+    key = store.mentor_fingerprint(session)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(database)
+    if cached is not None and cached.key == key:
+        return cached.prepared
+    prepared = prepare_mentors(mentor_profiles(session, with_capacity=True))
+    with _CACHE_LOCK:
+        _CACHE[database] = _Cached(key, prepared)
+    return prepared
+
+
+def clear_cache() -> None:
+    """Forget every prepared list (benchmarks and tests that measure a cold start)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
 
 
 def mentee_profiles(session: Session, *, only: str | None = None) -> list[MenteeProfile]:

@@ -227,7 +227,8 @@ def find_mentor(
     mentee = get_profile(session, principal=principal, side="mentee", person=person)
     assert isinstance(mentee, MenteeProfile)
     policy, pack_hash = _policy(session)
-    mentors = profiles.mentor_profiles(session, with_capacity=True)
+    # Prepared once per change of the mentors' data (see profiles.prepared_mentors).
+    mentors = profiles.prepared_mentors(session)
     matches = find_mentors(
         mentee, mentors, policy.weights, limit, ideal_gap=policy.ideal_experience_gap
     )

@@ -138,6 +138,43 @@ def mentor_rows(
     return [StoredProfile(*row) for row in session.execute(query)]
 
 
+def mentor_fingerprint(session: Session) -> tuple[Any, ...]:
+    """What the prepared mentor profiles are computed from, in a few cheap aggregates.
+
+    Changes whenever a mentor's profile is written or a slot is claimed or given back (the
+    sum of ``mentor_profiles.version``: every such write adds one), a certificate is added or
+    changes status (count per status, latest ``as_of``), a relationship is recorded or changes
+    status (count per status, latest ``as_of``) or feedback is given (count, latest id). Read
+    from the database, so a write by any process changes it; no clock is compared.
+    """
+    profiles = session.execute(
+        select(
+            func.count(MentorProfileRow.id),
+            func.coalesce(func.sum(MentorProfileRow.version), 0),
+            func.max(MentorProfileRow.id),
+        )
+    ).one()
+    certificates = session.execute(
+        select(Certificate.status, func.count(Certificate.id), func.max(Certificate.as_of))
+        .group_by(Certificate.status)
+        .order_by(Certificate.status)
+    ).all()
+    relationships = session.execute(
+        select(Mentorship.status, func.count(Mentorship.id), func.max(Mentorship.as_of))
+        .group_by(Mentorship.status)
+        .order_by(Mentorship.status)
+    ).all()
+    feedback = session.execute(
+        select(func.count(MentorshipFeedback.id), func.max(MentorshipFeedback.id))
+    ).one()
+    return (
+        tuple(profiles),
+        tuple(tuple(row) for row in certificates),
+        tuple(tuple(row) for row in relationships),
+        tuple(feedback),
+    )
+
+
 def mentee_rows(session: Session, *, only: str | None = None) -> list[StoredProfile]:
     """Mentee profiles as stored, in creation order (``only``: one person's)."""
     query = (

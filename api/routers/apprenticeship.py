@@ -9,6 +9,7 @@ committed before the next await), so the event loop never blocks on the database
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
@@ -333,68 +334,46 @@ async def evaluate(
     )
 
 
-async def _change(
-    action: EnrolmentAction,
-    apprenticeship_id: str,
-    body: ChangeBody | None,
-    session: Any,
-    principal: Principal,
-    temporal: Any,
-) -> ApprenticeshipState:
-    return await apprenticeships.change(
-        session,
-        await temporal(),
-        workflow_id=apprenticeship_id,
-        action=action,
-        reason=body.reason if body else "",
-        principal=principal,
-    )
+def _change_route(action: EnrolmentAction, doc: str) -> Callable[..., Any]:
+    """Register ``POST /apprenticeship/{id}/{action}`` (HR): one enrolment change.
+
+    Suspend, reinstate and withdraw take the same input and differ only in the action, so one
+    endpoint body serves all three; each keeps its own path, name (the OpenAPI operation) and
+    description.
+    """
+
+    async def endpoint(
+        apprenticeship_id: str,
+        session: SessionDep,
+        principal: HrOnly,
+        temporal: TemporalDep,
+        body: ChangeBody | None = None,
+    ) -> ApprenticeshipState:
+        return await apprenticeships.change(
+            session,
+            await temporal(),
+            workflow_id=apprenticeship_id,
+            action=action,
+            reason=body.reason if body else "",
+            principal=principal,
+        )
+
+    endpoint.__name__ = endpoint.__qualname__ = action.value
+    endpoint.__doc__ = doc
+    path = f"/apprenticeship/{{apprenticeship_id:path}}/{action.value}"
+    return router.post(path, response_model=ApprenticeshipState)(endpoint)
 
 
-@router.post("/apprenticeship/{apprenticeship_id:path}/suspend", response_model=ApprenticeshipState)
-async def suspend(
-    apprenticeship_id: str,
-    session: SessionDep,
-    principal: HrOnly,
-    temporal: TemporalDep,
-    body: ChangeBody | None = None,
-) -> ApprenticeshipState:
-    """Suspend (HR): hours cannot be logged, no clock runs, nothing is sent."""
-    return await _change(
-        EnrolmentAction.SUSPEND, apprenticeship_id, body, session, principal, temporal
-    )
-
-
-@router.post(
-    "/apprenticeship/{apprenticeship_id:path}/reinstate", response_model=ApprenticeshipState
+suspend = _change_route(
+    EnrolmentAction.SUSPEND, "Suspend (HR): hours cannot be logged, no clock runs, nothing is sent."
 )
-async def reinstate(
-    apprenticeship_id: str,
-    session: SessionDep,
-    principal: HrOnly,
-    temporal: TemporalDep,
-    body: ChangeBody | None = None,
-) -> ApprenticeshipState:
-    """Reinstate (HR): the clocks restart; suspended days move the expected completion."""
-    return await _change(
-        EnrolmentAction.REINSTATE, apprenticeship_id, body, session, principal, temporal
-    )
-
-
-@router.post(
-    "/apprenticeship/{apprenticeship_id:path}/withdraw", response_model=ApprenticeshipState
+reinstate = _change_route(
+    EnrolmentAction.REINSTATE,
+    "Reinstate (HR): the clocks restart; suspended days move the expected completion.",
 )
-async def withdraw(
-    apprenticeship_id: str,
-    session: SessionDep,
-    principal: HrOnly,
-    temporal: TemporalDep,
-    body: ChangeBody | None = None,
-) -> ApprenticeshipState:
-    """Withdraw (HR): the apprenticeship ends; its record stays."""
-    return await _change(
-        EnrolmentAction.WITHDRAW, apprenticeship_id, body, session, principal, temporal
-    )
+withdraw = _change_route(
+    EnrolmentAction.WITHDRAW, "Withdraw (HR): the apprenticeship ends; its record stays."
+)
 
 
 @router.post(

@@ -215,8 +215,17 @@ def _match(match: Match) -> MatchRead:
     )
 
 
-def _id(mentee: str, mentor: str, n: str) -> str:
+async def _relationship(mentee: str, mentor: str, n: str) -> str:
+    """The workflow id a relationship's URL names: ``/mentorship/{mentee}/{mentor}/{n}``.
+
+    A dependency, so each action route takes one ``workflow_id`` (the path parameters are
+    still declared, and documented, here); no I/O, hence ``async`` (no worker thread).
+    """
     return f"mentorship/{mentee}/{mentor}/{n}"
+
+
+#: The relationship a route's path names (its ``mentee``, ``mentor`` and ``n``).
+Relationship = Annotated[str, Depends(_relationship)]
 
 
 # --- profiles ---------------------------------------------------------------------------------
@@ -397,19 +406,15 @@ async def request_mentorship(
 
 @router.put("/mentorship/request/{mentee}/{mentor}/{n}/accept")
 async def accept_request(
-    mentee: str, mentor: str, n: str, db: DatabaseDep, temporal: TemporalDep, principal: People
+    workflow_id: Relationship, db: DatabaseDep, temporal: TemporalDep, principal: People
 ) -> MentorshipState:
     """The mentor accepts: a slot is claimed; no free slot answers 409 with the reason."""
-    return await mentorships.accept(
-        db, temporal, principal=principal, workflow_id=_id(mentee, mentor, n)
-    )
+    return await mentorships.accept(db, temporal, principal=principal, workflow_id=workflow_id)
 
 
 @router.put("/mentorship/request/{mentee}/{mentor}/{n}/decline")
 async def decline_request(
-    mentee: str,
-    mentor: str,
-    n: str,
+    workflow_id: Relationship,
     db: DatabaseDep,
     temporal: TemporalDep,
     principal: People,
@@ -420,16 +425,14 @@ async def decline_request(
         db,
         temporal,
         principal=principal,
-        workflow_id=_id(mentee, mentor, n),
+        workflow_id=workflow_id,
         reason=body.reason if body else None,
     )
 
 
 @router.post("/mentorship/{mentee}/{mentor}/{n}/log-session")
 async def log_session(
-    mentee: str,
-    mentor: str,
-    n: str,
+    workflow_id: Relationship,
     db: DatabaseDep,
     temporal: TemporalDep,
     principal: People,
@@ -441,15 +444,13 @@ async def log_session(
     (assignee, due date), rating 1–5.
     """
     return await mentorships.log_session(
-        db, temporal, principal=principal, workflow_id=_id(mentee, mentor, n), log=body
+        db, temporal, principal=principal, workflow_id=workflow_id, log=body
     )
 
 
 @router.post("/mentorship/{mentee}/{mentor}/{n}/feedback")
 async def give_feedback(
-    mentee: str,
-    mentor: str,
-    n: str,
+    workflow_id: Relationship,
     db: DatabaseDep,
     temporal: TemporalDep,
     principal: People,
@@ -460,15 +461,13 @@ async def give_feedback(
     The mentee's rating counts in the mentor's track record (past success in matching).
     """
     return await mentorships.feedback(
-        db, temporal, principal=principal, workflow_id=_id(mentee, mentor, n), body=body
+        db, temporal, principal=principal, workflow_id=workflow_id, body=body
     )
 
 
 @router.post("/mentorship/{mentee}/{mentor}/{n}/complete")
 async def complete(
-    mentee: str,
-    mentor: str,
-    n: str,
+    workflow_id: Relationship,
     db: DatabaseDep,
     temporal: TemporalDep,
     settings: SettingsDep,
@@ -483,7 +482,7 @@ async def complete(
         db,
         temporal,
         principal=principal,
-        workflow_id=_id(mentee, mentor, n),
+        workflow_id=workflow_id,
         note=body.note if body else None,
         task_queue=settings.temporal_task_queue,
     )
@@ -491,9 +490,7 @@ async def complete(
 
 @router.post("/mentorship/{mentee}/{mentor}/{n}/cancel")
 async def cancel(
-    mentee: str,
-    mentor: str,
-    n: str,
+    workflow_id: Relationship,
     db: DatabaseDep,
     temporal: TemporalDep,
     settings: SettingsDep,
@@ -508,7 +505,7 @@ async def cancel(
         db,
         temporal,
         principal=principal,
-        workflow_id=_id(mentee, mentor, n),
+        workflow_id=workflow_id,
         reason=body.reason,
         task_queue=settings.temporal_task_queue,
     )
@@ -516,12 +513,10 @@ async def cancel(
 
 @router.get("/mentorship/{mentee}/{mentor}/{n}")
 async def read_mentorship(
-    mentee: str, mentor: str, n: str, db: DatabaseDep, temporal: TemporalDep, principal: Readers
+    workflow_id: Relationship, db: DatabaseDep, temporal: TemporalDep, principal: Readers
 ) -> MentorshipRead:
     """One mentorship with its sessions and timeline (managers: their reports'; auditor: all)."""
-    body = await mentorships.read(
-        db, temporal, principal=principal, workflow_id=_id(mentee, mentor, n)
-    )
+    body = await mentorships.read(db, temporal, principal=principal, workflow_id=workflow_id)
     return MentorshipRead.model_validate(body)
 
 

@@ -1,7 +1,7 @@
 """mentorship: the requirements a mentorship satisfied, and a version on mentor profiles
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0014
 Create Date: 2026-11-30 17:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
