@@ -238,3 +238,30 @@ def test_charts_escape_labels_and_describe_their_numbers() -> None:
     bars = str(bar_chart("By team", [("Team <A>", 0.25, 4), ("B", None, 0)], ident="t"))
     assert "Team &lt;A&gt;: 25% of 4" in bars and 'id="t-t"' in bars
     assert bars.count("<rect") == 3  # two tracks, one bar (no bar without data)
+
+
+def test_hr_sees_the_diff_between_two_pack_versions(client: TestClient, people: Database) -> None:
+    from store.models import RulesPackVersion
+    from store.tokens import create_token
+
+    with people.session() as session:
+        for n, days in ((1, 30), (2, 60)):
+            session.add(
+                RulesPackVersion(
+                    content_hash=f"{n}" * 64,
+                    name="clinic",
+                    author="hr",
+                    message=f"v{n}",
+                    content={"requirements": [{"id": "hipaa", "due_in_days": days}]},
+                    active=n == 2,
+                    deployed_at=NOW + timedelta(days=n),
+                )
+            )
+        token = create_token(session, role=Role.HR_ADMIN, label="hr")
+    hr = {"Authorization": f"Bearer {token}"}
+    page = client.get("/ui/org", params={"a": "1" * 64, "b": "2" * 64}, headers=hr)
+    assert page.status_code == 200, page.text[:300]
+    assert "-      &#34;due_in_days&#34;: 30" in page.text
+    assert "+      &#34;due_in_days&#34;: 60" in page.text
+    missing = client.get("/ui/org", params={"a": "1" * 64, "b": "f" * 64}, headers=hr)
+    assert missing.status_code == 404
