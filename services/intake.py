@@ -339,6 +339,8 @@ def _person_by_mbox_sha1(session: Session, digest: str) -> Person:
     for person_id, email in session.execute(
         select(Person.id, Person.email).where(Person.email.is_not(None))
     ):
+        if email is None:
+            continue
         for spelling in {email, email.lower()}:
             if hashlib.sha1(f"mailto:{spelling}".encode()).hexdigest() == wanted:
                 found.add(person_id)

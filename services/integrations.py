@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -420,9 +421,7 @@ async def _batch(
                 sid = raw.get("id") if isinstance(raw.get("id"), str) else None
                 letter = await committed(
                     session,
-                    lambda r=raw, s=sid, why=str(refused): intake.dead_letter(
-                        session, ctx.source, why, r, s
-                    ),
+                    partial(intake.dead_letter, session, ctx.source, str(refused), raw, sid),
                 )
                 results.append(
                     intake.ItemResult(
@@ -442,8 +441,13 @@ async def _batch(
             key = f"completion:{body.idempotency_key}" if body.idempotency_key else None
             letter = await committed(
                 session,
-                lambda b=body, k=key, why=str(problem): intake.dead_letter(
-                    session, ctx.source, why, b.model_dump(mode="json"), k
+                partial(
+                    intake.dead_letter,
+                    session,
+                    ctx.source,
+                    str(problem),
+                    body.model_dump(mode="json"),
+                    key,
                 ),
             )
             results.append(
@@ -470,7 +474,9 @@ async def _batch(
     for reject in batch.rejects:
         await committed(
             session,
-            lambda r=reject: intake.dead_letter(session, ctx.source, r.reason, r.payload, r.key),
+            partial(
+                intake.dead_letter, session, ctx.source, reject.reason, reject.payload, reject.key
+            ),
         )
         results.append(
             intake.ItemResult(index=0, status=422, outcome="dead_letter", detail=reject.reason)
@@ -520,12 +526,13 @@ async def _push_enrolments(
             }
             await committed(
                 session,
-                lambda p=payload, why=problem, e=enrolment: intake.dead_letter(
+                partial(
+                    intake.dead_letter,
                     session,
                     ctx.source,
-                    f"enrolment not pushed: {why}",
-                    p,
-                    f"moodle-enrol:{row.id}:{e.obligation_id}",
+                    f"enrolment not pushed: {problem}",
+                    payload,
+                    f"moodle-enrol:{row.id}:{enrolment.obligation_id}",
                 ),
             )
         through = max(e.obligation_id for e in pending)

@@ -465,3 +465,83 @@ async def test_csv_drop_folder_outside_the_root_is_refused(
     assert not result.ok and "drop root" in (result.error or "")
     with pytest.raises(ConnectorError):
         resolve_folder(settings.drop_root, "../x")
+
+
+# --- pack fields the connectors read ------------------------------------------------------------
+
+
+def _pack_with(pack_dir: Path, extra: str, requirement: str = "fire-safety") -> Path:
+    path = pack_dir / "requirements.yaml"
+    text = path.read_text()
+    anchor = f"  - id: {requirement}\n"
+    assert anchor in text
+    # Insert the field right after the title line of that requirement.
+    head, tail = text.split(anchor, 1)
+    title_line, rest = tail.split("\n", 1)
+    path.write_text(head + anchor + title_line + "\n" + extra + rest)
+    return pack_dir
+
+
+def test_lint_refuses_two_requirements_on_one_moodle_course(pack_dir: Path) -> None:
+    from rules.lint import lint
+
+    pack = load_pack(_pack_with(pack_dir, f"    moodle_course_id: {COURSE}\n"))
+    codes = [f.code for f in lint(pack)]
+    assert "duplicate-moodle-course" in codes
+    assert pack.by_moodle_course(COURSE) is not None
+
+
+def test_lint_refuses_cmi5_satisfied_without_an_activity(pack_dir: Path) -> None:
+    from rules.lint import lint
+
+    extra = "    cmi5_satisfied: completes\n"
+    pack = load_pack(_pack_with(pack_dir, extra, requirement="bls-certification"))
+    assert "cmi5-satisfied-without-activity" in [f.code for f in lint(pack)]
+
+
+@pytest.fixture
+def satisfied_world(db: Database, pack_dir: Path) -> Database:
+    """The world, with cmi5 'satisfied' completing HIPAA."""
+    path = pack_dir / "requirements.yaml"
+    anchor = f"    moodle_course_id: {COURSE}\n"
+    path.write_text(path.read_text().replace(anchor, anchor + "    cmi5_satisfied: completes\n"))
+    return db
+
+
+@pytest.mark.asyncio
+async def test_cmi5_satisfied_completes_where_the_pack_says_so(
+    satisfied_world: Database, pack_dir: Path, settings: Settings, secrets: None
+) -> None:
+    db = satisfied_world
+    with db.session() as session:
+        load_demo_people(session)
+        version = deploy(
+            session, load_pack(pack_dir), author="t", message=None, migration=Migration.GRANDFATHER
+        )
+        person = session.scalar(select(Person).where(Person.external_id == PERSON))
+        assert person is not None
+        session.add(
+            Obligation(
+                workflow_id=WORKFLOW,
+                person_id=person.id,
+                kind="training",
+                requirement_id=REQUIREMENT,
+                requirement_title="HIPAA Privacy & Security",
+                cycle=1,
+                due_date=date(2031, 3, 14),
+                stage=None,
+                status="assigned",
+                pack_hash=version.content_hash,
+                as_of=NOW,
+            )
+        )
+    satisfied = stored_statement("completed", "2030-04-20T13:00:00Z")
+    satisfied["verb"] = {"id": "https://w3id.org/xapi/adl/verbs/satisfied"}
+    lrs = FakeLrs(statements=[satisfied])
+    temporal = FakeTemporal()
+    integration = add(
+        db, "xapi_lrs", {"endpoint": "https://lrs.example/xapi/"}, "env:TEST_LRS_SECRET"
+    )
+    result = await sync(db, temporal, settings, integration, lrs.transport())
+    assert result.ok and result.recorded == 1
+    assert [w for w, _, _ in temporal.signals] == [WORKFLOW]

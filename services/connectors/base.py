@@ -138,12 +138,12 @@ class Http:
         *,
         what: str,
         transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep | None = None,
         headers: dict[str, str] | None = None,
         auth: httpx.Auth | tuple[str, str] | None = None,
     ) -> None:
         self.what = what
-        self._sleep = sleep
+        self._sleep: Sleep = sleep or asyncio.sleep
         self._client = httpx.AsyncClient(
             base_url=base_url,
             transport=transport,

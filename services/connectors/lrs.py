@@ -46,14 +46,13 @@ class LrsConnector:
         sleep: Sleep | None = None,
     ) -> None:
         self._endpoint = endpoint if endpoint.endswith("/") else endpoint + "/"
-        extra = {"sleep": sleep} if sleep is not None else {}
         self._http = Http(
             self._endpoint,
             what="the LRS",
             transport=transport,
             headers={"X-Experience-API-Version": XAPI_VERSION},
             auth=(key, secret),
-            **extra,
+            sleep=sleep,
         )
         self.verbs = verbs
         self._page = page_size

@@ -64,8 +64,7 @@ class MoodleConnector:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep | None = None,
     ) -> None:
-        extra = {"sleep": sleep} if sleep is not None else {}
-        self._http = Http(base_url.rstrip("/"), what="Moodle", transport=transport, **extra)
+        self._http = Http(base_url.rstrip("/"), what="Moodle", transport=transport, sleep=sleep)
         self._token = token
         self.courses = courses
         self._integration = integration_id

@@ -396,3 +396,92 @@ async def test_second_statement_of_the_same_attempt_does_not_complete_the_next_c
             raise OldAttemptCompletedNextCycle(
                 f"cycle 2 completed by cycle 1's attempt: {[e.detail for e in state.events]}"
             )
+
+
+async def test_voiding_a_completion_whose_next_cycle_started_is_left_to_hr(
+    env: WorkflowEnvironment, sqlite_db: Database
+) -> None:
+    """HIPAA recurs: its completion started cycle 2, so the void is a dead letter, not a restart."""
+    person, email = "p-1021", "liam.notreal@demo.duly.example"
+    async with running(env, sqlite_db) as api:
+        handle = await api.assign(person, due_in_days=20)
+        await sleep_days(api.env, 2)
+        at = await moment(api.env)
+        body = statement(api, email, "passed", at=at, scaled=0.9, registration=str(uuid.uuid4()))
+        assert (await api.post(body))["outcome"] == "recorded"
+        await handle.result()
+        cycle2 = await next_cycle(api.env, person)
+        await api.env.sleep(timedelta(hours=1))  # cycle 2 has written its obligation row
+        void = {
+            "id": str(uuid.uuid4()),
+            "actor": {"mbox": f"mailto:{email}"},
+            "verb": {"id": VERB + "voided"},
+            "object": {"objectType": "StatementRef", "id": body["id"]},
+            "timestamp": at.isoformat().replace("+00:00", "Z"),
+        }
+        response = await api.http.post("/xapi/statements", json=void, headers=api.headers)
+        assert response.status_code == 409, response.text
+        [item] = response.json()["results"]
+        assert item["outcome"] == "dead_letter" and "cycle 2" in item["detail"]
+        assert item["workflow_id"] == handle.id
+        # Cycle 2 runs on untouched; nothing was restarted or audited as a void.
+        assert (await cycle2.query(AssignmentWorkflow.state)).completed_at is None
+        with sqlite_db.session() as session:
+            voids = session.scalars(select(AuditEntry).where(AuditEntry.action == "xapi.void"))
+            assert list(voids) == []
+        await cycle2.terminate("test done")
+
+
+async def test_voiding_reverses_a_completion_by_restarting_the_assignment(
+    env: WorkflowEnvironment, sqlite_db: Database
+) -> None:
+    """A one-off training: the voided completion's run is replaced by a fresh, open one."""
+    person, email = "p-1021", "liam.notreal@demo.duly.example"
+    requirement = "research-implementation-playbook"
+    iri = f"https://lms.demo.duly.example/xapi/activities/{requirement}"
+    async with running(env, sqlite_db) as api:
+        now = await api.env.get_current_time()
+        due = (now + timedelta(days=20)).date()
+        created = await api.http.post(
+            "/assignments",
+            json={
+                "person": person,
+                "requirement": "Research Site Implementation Playbook",
+                "requirement_id": requirement,
+                "due_date": due.isoformat(),
+            },
+            headers=bearer(sqlite_db, Role.HR_ADMIN),
+        )
+        assert created.status_code == 201, created.text
+        workflow_id = created.json()["id"]
+        handle = env.client.get_workflow_handle_for(AssignmentWorkflow.run, workflow_id)
+        await sleep_days(api.env, 2)
+        at = await moment(api.env)
+        body = statement(api, email, "passed", at=at, scaled=0.9, registration=str(uuid.uuid4()))
+        body["object"]["id"] = iri
+        assert (await api.post(body))["outcome"] == "recorded"
+        closed = await handle.result()
+        assert closed.completed_at is not None
+        await api.env.sleep(timedelta(hours=1))
+        void = {
+            "id": str(uuid.uuid4()),
+            "actor": {"mbox": f"mailto:{email}"},
+            "verb": {"id": VERB + "voided"},
+            "object": {"objectType": "StatementRef", "id": body["id"]},
+            "timestamp": at.isoformat().replace("+00:00", "Z"),
+        }
+        item = await api.post(void)
+        assert item["outcome"] == "recorded" and "reversed" in item["detail"], item
+        fresh = env.client.get_workflow_handle_for(AssignmentWorkflow.run, workflow_id)
+        state = await fresh.query(AssignmentWorkflow.state)
+        assert state.completed_at is None and state.due_date == due
+        with sqlite_db.session() as session:
+            actions = list(
+                session.scalars(
+                    select(AuditEntry.action)
+                    .where(AuditEntry.target == workflow_id)
+                    .order_by(AuditEntry.id)
+                )
+            )
+        assert actions[-2:] == ["assignment.restart", "xapi.void"]
+        await fresh.terminate("test done")
