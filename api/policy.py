@@ -353,9 +353,11 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/compliance/at-risk"): _token(PEOPLE, Scope.ROWS),
     ("GET", "/compliance/trend"): _token(PEOPLE, Scope.ROWS, "from recorded decisions"),
     ("GET", "/compliance/as-of"): _token(PEOPLE, Scope.ROWS, "from recorded decisions"),
+    ("GET", "/compliance/report.pdf"): _token(MANAGER_READERS, Scope.ROWS, "?day= (as of)"),
     # Audit
     ("GET", "/audit"): _token(READERS),
     ("GET", "/audit/verify"): _token(READERS),
+    ("GET", "/audit/evidence"): _token(READERS, note="ZIP; ?person= or ?team= or ?requirement="),
     ("GET", "/audit/workflows/{workflow_id}/history"): _token(READERS),
     ("GET", "/audit/workflows/{workflow_id}/timeline"): _token(READERS),
     # Pages (/ui): a session cookie holds the caller's token (or send it as a bearer token);

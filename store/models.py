@@ -115,6 +115,11 @@ class Obligation(Base):
     __table_args__ = (
         Index("ix_obligations_person_id", "person_id"),
         Index("ix_obligations_status", "status"),
+        # The compliance dashboards' aggregates (migration 0014a, services.compliance).
+        Index("ix_obligations_person_status", "person_id", "status", "due_date"),
+        Index("ix_obligations_due", "due_date", "status", "person_id"),
+        Index("ix_obligations_expiry", "kind", "expiry_date", "status", "person_id"),
+        Index("ix_obligations_requirement", "requirement_id", "status", "due_date"),
     )
 
     def facts(self) -> ObligationFacts:
