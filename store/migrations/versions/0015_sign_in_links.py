@@ -1,7 +1,7 @@
 """sign-in links: the nonces of redeemed one-time links (single use)
 
 Revision ID: 0015
-Revises: 0018
+Revises: 0014a
 Create Date: 2026-11-30 17:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0018"
+down_revision = "0014a"
 branch_labels = None
 depends_on = None
 
