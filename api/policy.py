@@ -388,6 +388,10 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/ui/export/{table}"): _token(
         MANAGER_READERS, Scope.ROWS, "page: a dashboard table as CSV (managers: their team)"
     ),
+    ("GET", "/ui/evidence.zip"): _token(READERS, note="page: the evidence pack"),
+    ("GET", "/ui/report.pdf"): _token(
+        MANAGER_READERS, Scope.ROWS, "page: the PDF report (managers: their team)"
+    ),
     ("GET", "/ui/audit"): _token(READERS, note="page"),
     ("GET", "/ui/audit/obligations/{workflow_id}"): _token(READERS, note="page"),
     ("GET", "/ui/audit/obligations/{workflow_id}/history.json"): _token(READERS, note="page"),

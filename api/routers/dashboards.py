@@ -21,11 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.charts import bar_chart, line_chart
-from api.deps import SessionDep, TemporalDep, visible_person_ids
+from api.deps import SessionDep, TemporalDep, audit_action, visible_person_ids
 from api.web import PagePrincipal, render
 from domain.roles import Role
-from services import bulk, compliance, reminders
-from services.errors import ServiceError
+from services import bulk, compliance, evidence, reminders, reports
+from services.errors import Invalid, ServiceError
 from services.exports import csv_text
 from store import packs
 from store.db import committed
@@ -35,6 +35,7 @@ from store.tokens import Principal
 router = APIRouter(prefix="/ui", tags=["pages"], include_in_schema=False)
 
 WINDOW = timedelta(days=compliance.WINDOW_DAYS)
+NO_STORE = {"Cache-Control": "no-store"}
 #: Statuses that count as done (nothing to chase).
 CLOSED = ("completed", "compliant", "cancelled", "exempt", "superseded")
 
@@ -43,9 +44,7 @@ def _lists(session: Session, audience: compliance.Audience, today: date) -> dict
     """Who is overdue, due in 30 days, certifications expiring in 30 days and expired."""
 
     def rows(*conditions: Any) -> list[Obligation]:
-        stmt = audience.where(
-            select(Obligation).join(Person, Person.id == Obligation.person_id), joined=True
-        )
+        stmt = audience.where(select(Obligation).join(Person, Person.id == Obligation.person_id))
         stmt = stmt.where(Obligation.status.notin_(CLOSED), *conditions)
         return list(session.scalars(stmt.order_by(Person.name, Obligation.id).limit(200)))
 
@@ -316,5 +315,94 @@ def export_csv(
         headers={
             "Content-Disposition": f'attachment; filename="{scope}-{name}.csv"',
             "Cache-Control": "no-store",
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Evidence pack (ZIP) and PDF report
+# ---------------------------------------------------------------------------------------------
+
+
+def _day(value: str, field: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise Invalid(f"{field}: not a date ({value[:12]!r}); use YYYY-MM-DD") from None
+
+
+@router.get("/evidence.zip")
+async def evidence_zip(
+    session: SessionDep,
+    principal: PagePrincipal,
+    temporal: TemporalDep,
+    since: Annotated[str, Query(max_length=10)] = "",
+    until: Annotated[str, Query(max_length=10)] = "",
+    person: Annotated[str, Query(max_length=64)] = "",
+    team: Annotated[str, Query(max_length=64)] = "",
+    requirement: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    """The evidence pack (``services.evidence``, as ``GET /audit/evidence``), from a form."""
+    first, last = _day(since, "since"), _day(until, "until")
+
+    def read() -> evidence.Evidence:
+        gathered = evidence.gather(
+            session,
+            since=first,
+            until=last,
+            person=person or None,
+            team=team or None,
+            requirement=requirement or None,
+        )
+        audit_action(
+            session,
+            principal,
+            "evidence.export",
+            "evidence",
+            {**gathered.selection, "since": first.isoformat(), "until": last.isoformat()},
+        )
+        return gathered
+
+    gathered = await committed(session, read)
+    try:
+        fetch: evidence.HistoryFetcher | None = evidence.history_fetcher(await temporal())
+    except HTTPException:
+        fetch = None
+    data = await evidence.evidence_pack(gathered, fetch=fetch, generated_at=datetime.now(UTC))
+    name = evidence.file_name(gathered.selection, first, last)
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE},
+    )
+
+
+@router.get("/report.pdf")
+def report_pdf(
+    session: SessionDep,
+    principal: PagePrincipal,
+    scope: Annotated[str, Query(max_length=10)] = "team",
+    manager: Annotated[str | None, Query(max_length=64)] = None,
+    day: Annotated[str, Query(max_length=10)] = "",
+) -> Response:
+    """The PDF compliance report (``services.reports``) of the caller's team or the org."""
+    if scope not in ("team", "org") or (scope == "org" and principal.role is Role.MANAGER):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    now = datetime.now(UTC)
+    audience = compliance.audience(
+        session,
+        visible=visible_person_ids(session, principal),
+        scope=scope,
+        viewer_id=principal.person_id,
+        manager=manager or None,
+    )
+    as_of = _day(day, "day") if day else now.date()
+    data = reports.compliance_pdf(session, audience=audience, day=as_of, generated_at=now)
+    return Response(
+        data,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="compliance-{scope}-{as_of}.pdf"',
+            **NO_STORE,
         },
     )

@@ -337,3 +337,26 @@ def test_auditor_as_of_answer(site: LiveSite, context: Any) -> None:
     page.get_by_label("At (UTC)").fill(ten_days_ago)
     page.get_by_role("button", name="Answer").click()
     expect(page.locator("#as-of-answer")).to_contain_text("Organisation")
+
+
+def test_auditor_downloads_an_evidence_pack_and_hr_a_pdf(site: LiveSite, context: Any) -> None:
+    import hashlib
+    import zipfile
+
+    page = context.new_page()
+    sign_in_with_token(page, site.tokens["auditor"])
+    page.goto("/ui/audit")
+    page.get_by_label("Person id", exact=True).fill(LEARNER)
+    page.get_by_label("From", exact=True).fill((date.today() - timedelta(days=60)).isoformat())
+    page.get_by_label("To", exact=True).fill(date.today().isoformat())
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download evidence pack (ZIP)").click()
+    with zipfile.ZipFile(info.value.path()) as pack:
+        names = pack.namelist()
+        assert "SHA256SUMS" in names, names
+        for line in pack.read("SHA256SUMS").decode().splitlines():
+            digest, name = line.split(maxsplit=1)
+            assert hashlib.sha256(pack.read(name.lstrip("*"))).hexdigest() == digest, name
+        assert any(LEARNER in pack.read(n).decode("utf-8", "replace") for n in names)
+    hr = httpx.get(f"{site.url}/ui/report.pdf", params={"scope": "org"}, headers=site.bearer("hr"))
+    assert hr.status_code == 200 and hr.content.startswith(b"%PDF")
