@@ -85,6 +85,18 @@ class Settings(BaseSettings):
         description="Days a new person token (learner, manager, hr_admin, auditor) and, unless "
         "created with --no-expiry, a new integration token stays valid.",
     )
+    web_session_minutes: int = Field(
+        default=480,
+        ge=5,
+        le=10_080,
+        description="Minutes a browser session (the pages under /ui) lasts after sign-in.",
+    )
+    sign_in_link_minutes: int = Field(
+        default=15,
+        ge=1,
+        le=1_440,
+        description="Minutes an emailed one-time sign-in link stays valid.",
+    )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = Field(
         default="text",

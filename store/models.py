@@ -271,6 +271,22 @@ class ApiToken(Base):
     person: Mapped[Person | None] = relationship(lazy="joined")
 
 
+class UsedSignInLink(Base):
+    """A one-time sign-in link that has been redeemed (its nonce), so it cannot be used twice.
+
+    Links themselves are never stored: they are signed (``store.signin``) and carry their own
+    expiry; only the fact of their use is kept.
+    """
+
+    __tablename__ = "used_sign_in_links"
+
+    nonce: Mapped[str] = mapped_column(String(32), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When the link would have expired anyway (rows older than this can be pruned).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class NotificationPreference(Base):
     """How a person wants to be reached (absent row: every channel, no quiet hours)."""
 
