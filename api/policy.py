@@ -330,6 +330,9 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/tracks/{track_id}/enroll"): _token(
         HR_MANAGER, Scope.NOT_OWN, "a manager: their reports"
     ),
+    ("POST", "/tracks/{track_id}/reorder"): _token(HR),
+    ("POST", "/tracks/{track_id}/deactivate"): _token(HR),
+    ("POST", "/tracks/{track_id}/activate"): _token(HR),
     ("GET", "/tracks/{track_id}/progress"): _token(MANAGER_READERS, Scope.ROWS),
     ("GET", "/tracks/{track_id}/summary"): _token(MANAGER_READERS, Scope.ROWS),
     ("GET", "/people/{external_id}/tracks"): _token(PEOPLE, Scope.ROWS),
@@ -353,9 +356,11 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/compliance/at-risk"): _token(PEOPLE, Scope.ROWS),
     ("GET", "/compliance/trend"): _token(PEOPLE, Scope.ROWS, "from recorded decisions"),
     ("GET", "/compliance/as-of"): _token(PEOPLE, Scope.ROWS, "from recorded decisions"),
+    ("GET", "/compliance/report.pdf"): _token(MANAGER_READERS, Scope.ROWS, "?day= (as of)"),
     # Audit
     ("GET", "/audit"): _token(READERS),
     ("GET", "/audit/verify"): _token(READERS),
+    ("GET", "/audit/evidence"): _token(READERS, note="ZIP; ?person= or ?team= or ?requirement="),
     ("GET", "/audit/workflows/{workflow_id}/history"): _token(READERS),
     ("GET", "/audit/workflows/{workflow_id}/timeline"): _token(READERS),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -1325,6 +1326,78 @@ def tracks_enroll(
         db.dispose()
 
 
+def _track_edit(change: Callable[[Any, Any], tuple[Any, bool]]) -> None:
+    """Run a track edit (a new pack version) and print the track's order and state."""
+    from services.errors import ServiceError
+    from store.db import Database
+
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            track, deployed = change(session, _cli_principal())
+        courses = ", ".join(f"{c.order}. {c.requirement}" for c in track.ordered_courses)
+        state = "active" if track.active else "inactive"
+        done = "new pack version deployed" if deployed else "no change"
+        console.print(f"{track.id} ({state}): {courses} [{done}]", markup=False, soft_wrap=True)
+    except ServiceError as problem:
+        err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+
+
+@tracks_app.command("reorder")
+def tracks_reorder(
+    track: Annotated[str, typer.Argument(help="The track id.")],
+    courses: Annotated[
+        list[str], typer.Argument(help="Every course's requirement id, in the new order.")
+    ],
+) -> None:
+    """Put a track's courses in a new order (deploys a new pack version; progress is kept).
+
+    Exit codes: 0 done, 1 refused (unknown track, not exactly its courses, a milestone out of
+    order), 2 bad usage.
+    """
+    from services import tracks
+
+    _track_edit(
+        lambda session, principal: tracks.reorder(
+            session, track_id=track, courses=courses, principal=principal
+        )
+    )
+
+
+@tracks_app.command("deactivate")
+def tracks_deactivate(
+    track: Annotated[str, typer.Argument(help="The track id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (audited).")],
+) -> None:
+    """Deactivate a track (soft): nobody new is enrolled; people mid-track can finish."""
+    from services import tracks
+
+    _track_edit(
+        lambda session, principal: tracks.set_track_active(
+            session, track_id=track, active=False, reason=reason, principal=principal
+        )
+    )
+
+
+@tracks_app.command("activate")
+def tracks_activate(
+    track: Annotated[str, typer.Argument(help="The track id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (audited).")],
+) -> None:
+    """Reactivate a deactivated track: enrolment reopens."""
+    from services import tracks
+
+    _track_edit(
+        lambda session, principal: tracks.set_track_active(
+            session, track_id=track, active=True, reason=reason, principal=principal
+        )
+    )
+
+
 @tracks_app.command("progress")
 def tracks_progress(
     track: Annotated[str, typer.Argument(help="The track id.")],
@@ -1366,6 +1439,82 @@ def tracks_progress(
         raise typer.Exit(1) from None
     finally:
         db.dispose()
+
+
+audit_app = typer.Typer(help="The audit log and evidence packs.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("export")
+def audit_export(
+    since: Annotated[str, typer.Option(help="First day, YYYY-MM-DD (UTC, included)")],
+    until: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD (UTC, included)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the ZIP")],
+    person: Annotated[str | None, typer.Option(help="A person's external id")] = None,
+    team: Annotated[str | None, typer.Option(help="A manager's external id: their reports")] = None,
+    requirement: Annotated[str | None, typer.Option(help="A requirement id")] = None,
+    no_histories: Annotated[
+        bool, typer.Option("--no-histories", help="Do not contact Temporal for raw histories")
+    ] = False,
+) -> None:
+    """Write an evidence pack (ZIP with a SHA-256 manifest) for a person, team or requirement."""
+    from datetime import UTC, date, datetime
+
+    from services import evidence
+    from services.errors import ServiceError
+    from store import audit
+    from store.db import Database
+
+    settings = load_settings()
+    try:
+        first, last = date.fromisoformat(since), date.fromisoformat(until)
+    except ValueError as exc:
+        err.print(f"[bold red]bad date:[/] {exc}")
+        raise typer.Exit(2) from exc
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            gathered = evidence.gather(
+                session,
+                since=first,
+                until=last,
+                person=person,
+                team=team,
+                requirement=requirement,
+            )
+            audit.record(
+                session,
+                actor=f"cli:{getpass.getuser()}",
+                actor_role="cli",
+                action="evidence.export",
+                target="evidence",
+                after={**gathered.selection, "since": since, "until": until},
+            )
+    except ServiceError as exc:
+        err.print(f"[bold red]{exc.detail}[/]")
+        raise typer.Exit(1) from exc
+    finally:
+        db.dispose()
+
+    async def build() -> bytes:
+        fetch: evidence.HistoryFetcher | None = None
+        if not no_histories:
+            from duly.temporal import connect
+
+            try:
+                fetch = evidence.history_fetcher(await connect(settings))
+            except Exception as exc:  # noqa: BLE001 - the pack says histories are missing
+                err.print(f"[yellow]Temporal unreachable ({type(exc).__name__}): no histories[/]")
+        return await evidence.evidence_pack(
+            gathered, fetch=fetch, generated_at=datetime.now(UTC), limit=len(gathered.workflow_ids)
+        )
+
+    data = asyncio.run(build())
+    out.write_bytes(data)
+    console.print(
+        f"[green]wrote {out}[/] ({len(data):,} bytes, {len(gathered.workflow_ids)} workflows,"
+        f" {len(gathered.files)} files before histories)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
@@ -34,6 +34,7 @@ from store import decisions
 from store.models import Obligation, Person
 from store.people import reports_of
 
+_S = TypeVar("_S", bound="Select[*tuple[Any, ...]]")
 ScopeName = Literal["team", "department", "org"]
 BreakdownBy = Literal["requirement", "category", "department", "location", "team", "report"]
 SCOPES: tuple[str, ...] = ("team", "department", "org")
@@ -56,30 +57,19 @@ class Audience:
     Attributes:
         scope: ``team``, ``department`` or ``org``.
         label: What to call it on a page ("Team of Dana Reyes", "Department ICU", …).
-        person_ids: Only these people (None: everyone, within ``department`` if set).
-        department: Only people of this department.
+        person_ids: Only these people (None: everyone).
         depth: Team scope: each report's distance from the manager (1: a direct report).
     """
 
     scope: str
     label: str
     person_ids: frozenset[int] | None
-    department: str | None = None
     depth: dict[int, int] | None = None
 
-    def where(self, stmt: Select[Any], *, joined: bool = False) -> Select[Any]:
-        """``stmt`` (on obligations) restricted to this audience.
-
-        Args:
-            stmt: A select whose FROM has ``obligations``.
-            joined: Whether ``stmt`` already joins ``people``.
-        """
+    def where(self, stmt: _S) -> _S:
+        """``stmt`` (on obligations) restricted to this audience's people."""
         if self.person_ids is not None:
             stmt = stmt.where(Obligation.person_id.in_(sorted(self.person_ids)))
-        if self.department is not None:
-            if not joined:
-                stmt = stmt.join(Person, Person.id == Obligation.person_id)
-            stmt = stmt.where(Person.department == self.department)
         return stmt
 
 
@@ -115,11 +105,15 @@ def audience(
             department = session.scalar(select(Person.department).where(Person.id == viewer_id))
         if not department:
             raise Invalid("scope=department needs ?department= (the caller has none)")
+        # The department's people as ids: every dashboard query then filters on
+        # ``person_id`` alone, which the obligations indexes lead with.
+        members = frozenset(
+            session.scalars(select(Person.id).where(Person.department == department))
+        )
         return Audience(
             scope="department",
             label=f"Department {department}",
-            person_ids=allowed,
-            department=department,
+            person_ids=members if allowed is None else members & allowed,
         )
     if scope != "team":
         raise Invalid(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}")
@@ -224,21 +218,9 @@ class AsOfCounts(Counts):
     statuses: dict[str, int]
 
 
-def _status_sums(today: date) -> list[ColumnElement[Any]]:
-    status = Obligation.status
-    soon = today + timedelta(days=WINDOW_DAYS)
-    open_ = and_(status.notin_(COMPLIANT_STATUSES), status.notin_(OVERDUE_STATUSES))
-    return [
-        func.count().label("total"),
-        func.sum(case((status.in_(COMPLIANT_STATUSES), 1), else_=0)).label("completed"),
-        func.sum(case((status.in_(OVERDUE_STATUSES), 1), else_=0)).label("overdue"),
-        func.sum(
-            case(
-                (and_(open_, Obligation.due_date >= today, Obligation.due_date <= soon), 1),
-                else_=0,
-            )
-        ).label("due_30"),
-    ]
+def _open(status: Any) -> ColumnElement[bool]:
+    """In progress: neither compliant, overdue nor closed."""
+    return status.notin_(COMPLIANT_STATUSES | OVERDUE_STATUSES | CLOSED_STATUSES)  # type: ignore[no-any-return]
 
 
 def _counts(total: Any, completed: Any, overdue: Any, due_30: Any) -> dict[str, Any]:
@@ -253,8 +235,23 @@ def _counts(total: Any, completed: Any, overdue: Any, due_30: Any) -> dict[str, 
     }
 
 
+def _tally(statuses: dict[str, int], due_30: int) -> dict[str, Any]:
+    """Counts from ``status → obligations`` (closed statuses are dropped here)."""
+    counted = {s: n for s, n in statuses.items() if s not in CLOSED_STATUSES}
+    return _counts(
+        sum(counted.values()),
+        sum(n for st, n in counted.items() if st in COMPLIANT_STATUSES),
+        sum(n for st, n in counted.items() if st in OVERDUE_STATUSES),
+        due_30,
+    )
+
+
 def summary(session: Session, *, audience: Audience, today: date) -> Summary:
-    """The headline numbers of a dashboard: one aggregate query.
+    """The headline numbers of a dashboard.
+
+    Four narrow aggregates instead of one wide one, each answered from an index: statuses
+    (``GROUP BY status``), the due window and the certification expiry window (range reads),
+    and the people with an obligation (``EXISTS`` per person).
 
     Args:
         session: An open session.
@@ -262,54 +259,65 @@ def summary(session: Session, *, audience: Audience, today: date) -> Summary:
         today: The day "due within 30 days" and "expired" are counted from.
     """
     soon = today + timedelta(days=WINDOW_DAYS)
-    cert = Obligation.kind == "certification"
-    stmt = select(
-        *_status_sums(today),
-        func.count(func.distinct(Obligation.person_id)).label("people"),
-        func.sum(
-            case(
-                (
-                    and_(
-                        cert,
-                        Obligation.expiry_date >= today,
-                        Obligation.expiry_date <= soon,
-                        Obligation.status.notin_(EXPIRED_STATUSES),
-                    ),
-                    1,
-                ),
-                else_=0,
+    statuses = {
+        str(status): int(count)
+        for status, count in session.execute(
+            audience.where(select(Obligation.status, func.count()).group_by(Obligation.status))
+        )
+    }
+    due_30 = session.scalar(
+        audience.where(
+            select(func.count())
+            .select_from(Obligation)
+            .where(Obligation.due_date >= today, Obligation.due_date <= soon)
+            .where(_open(Obligation.status))
+        )
+    )
+    expiring = expired = 0
+    # Two range reads instead of one OR (which no index answers): certifications expiring by
+    # the end of the window, and those whose status already says expired (any date).
+    window = audience.where(
+        select(Obligation.status, Obligation.expiry_date < today, func.count())
+        .where(Obligation.kind == "certification")
+        .where(Obligation.expiry_date <= soon)
+        .where(Obligation.status.notin_(CLOSED_STATUSES))
+        .group_by(Obligation.status, Obligation.expiry_date < today)
+    )
+    for status, past, count in session.execute(window):
+        if past or status in EXPIRED_STATUSES:
+            expired += int(count)
+        else:
+            expiring += int(count)
+    expired += int(
+        session.scalar(
+            audience.where(
+                select(func.count())
+                .select_from(Obligation)
+                .where(Obligation.kind == "certification")
+                .where(Obligation.status.in_(EXPIRED_STATUSES))
+                .where(or_(Obligation.expiry_date.is_(None), Obligation.expiry_date > soon))
             )
-        ).label("expiring"),
-        func.sum(
-            case(
-                (
-                    and_(
-                        cert,
-                        or_(
-                            Obligation.expiry_date < today,
-                            Obligation.status.in_(EXPIRED_STATUSES),
-                        ),
-                    ),
-                    1,
-                ),
-                else_=0,
-            )
-        ).label("expired"),
-    ).where(Obligation.status.notin_(CLOSED_STATUSES))
-    row = session.execute(audience.where(stmt)).one()
+        )
+        or 0
+    )
+    # Distinct people from the (person_id, status, …) index alone, not a probe per person.
+    with_one = audience.where(
+        select(Obligation.person_id).where(Obligation.status.notin_(CLOSED_STATUSES)).distinct()
+    ).subquery()
+    people = select(func.count()).select_from(with_one)
     return Summary(
         scope=audience.scope,
         label=audience.label,
         today=today,
-        people=int(row.people or 0),
-        cert_expiring_30=int(row.expiring or 0),
-        cert_expired=int(row.expired or 0),
-        **_counts(row.total, row.completed, row.overdue, row.due_30),
+        people=int(session.scalar(people) or 0),
+        cert_expiring_30=expiring,
+        cert_expired=expired,
+        **_tally(statuses, int(due_30 or 0)),
     )
 
 
 def breakdown(session: Session, *, audience: Audience, by: str, today: date) -> list[BreakdownRow]:
-    """The dashboard's numbers per group, one GROUP BY query (plus names for teams).
+    """The dashboard's numbers per group: a ``GROUP BY group, status`` and the due window.
 
     Args:
         session: An open session.
@@ -324,56 +332,93 @@ def breakdown(session: Session, *, audience: Audience, by: str, today: date) -> 
     """
     if by not in BREAKDOWNS:
         raise Invalid(f"unknown breakdown {by!r}; use one of {', '.join(BREAKDOWNS)}")
-    keys: list[Any]
-    if by == "requirement":
-        keys = [Obligation.requirement_id, func.max(Obligation.requirement_title)]
-        group: list[Any] = [Obligation.requirement_id]
-    elif by == "category":
-        keys = [Obligation.kind, Obligation.kind]
-        group = [Obligation.kind]
-    elif by == "department":
-        keys = [Person.department, Person.department]
-        group = [Person.department]
-    elif by == "location":
-        keys = [Person.location, Person.location]
-        group = [Person.location]
-    elif by == "team":
-        keys = [Person.manager_id, Person.manager_id]
-        group = [Person.manager_id]
+    key: Any = {
+        "requirement": Obligation.requirement_id,
+        "category": Obligation.kind,
+        "department": Person.department,
+        "location": Person.location,
+        "team": Person.manager_id,
+        "report": Obligation.person_id,
+    }[by]
+    joins = by in ("department", "location", "team")
+
+    def grouped(stmt: Select[Any]) -> Select[Any]:
+        if joins:
+            stmt = stmt.join(Person, Person.id == Obligation.person_id)
+        return audience.where(stmt.group_by(key))
+
+    if joins:
+        # Count per (person, status) from the index first, then join the (far fewer) groups
+        # to people: a join of every obligation row costs several times more.
+        per_person = audience.where(
+            select(
+                Obligation.person_id.label("pid"),
+                Obligation.status.label("status"),
+                func.count().label("n"),
+            ).group_by(Obligation.person_id, Obligation.status)
+        ).subquery()
+        attribute = {
+            "department": Person.department,
+            "location": Person.location,
+            "team": Person.manager_id,
+        }[by]
+        by_status = (
+            select(attribute, per_person.c.status, func.sum(per_person.c.n))
+            .join(Person, Person.id == per_person.c.pid)
+            .group_by(attribute, per_person.c.status)
+        )
     else:
-        keys = [Person.id, func.max(Person.name), func.max(Person.external_id)]
-        group = [Person.id]
-    stmt = (
-        select(*keys, *_status_sums(today))
-        .join(Person, Person.id == Obligation.person_id)
-        .where(Obligation.status.notin_(CLOSED_STATUSES))
-        .group_by(*group)
-    )
-    rows = session.execute(audience.where(stmt, joined=True)).all()
-    names: dict[int, tuple[str, str]] = {}
-    if by == "team":
-        ids = [r[0] for r in rows if r[0] is not None]
-        names = {
+        by_status = audience.where(
+            select(key, Obligation.status, func.count()).group_by(key, Obligation.status)
+        )
+    statuses: dict[Any, dict[str, int]] = {}
+    for group, status, count in session.execute(by_status):
+        statuses.setdefault(group, {})[str(status)] = int(count)
+    soon = today + timedelta(days=WINDOW_DAYS)
+    due: dict[Any, int] = {
+        group: int(count)
+        for group, count in session.execute(
+            grouped(
+                select(key, func.count())
+                .select_from(Obligation)
+                .where(Obligation.due_date >= today, Obligation.due_date <= soon)
+                .where(_open(Obligation.status))
+            )
+        )
+    }
+    labels: dict[Any, tuple[str | None, str]] = {}
+    if by == "requirement":
+        # One title per requirement: an index seek each (there are tens, not thousands).
+        for rid in statuses:
+            title = session.scalar(
+                select(Obligation.requirement_title)
+                .where(Obligation.requirement_id == rid)
+                .limit(1)
+            )
+            labels[rid] = (rid, title or str(rid))
+    elif by in ("team", "report"):
+        ids = [g for g in statuses if g is not None]
+        labels = {
             pid: (ext, name)
             for pid, ext, name in session.execute(
                 select(Person.id, Person.external_id, Person.name).where(Person.id.in_(ids))
             )
         }
     result: list[BreakdownRow] = []
-    for row in rows:
-        *head, total, completed, overdue, due_30 = row
-        counts = _counts(total, completed, overdue, due_30)
+    for group, counts in statuses.items():
+        tally = _tally(counts, int(due.get(group, 0)))
+        if not tally["total"]:
+            continue
         depth = None
-        if by == "team":
-            ext_name = names.get(head[0]) if head[0] is not None else None
-            key, label = (ext_name[0], ext_name[1]) if ext_name else (None, "(no manager)")
-        elif by == "report":
-            key, label = head[2], head[1]
-            depth = audience.depth.get(head[0]) if audience.depth else None
+        if group is None:
+            row_key, label = None, "(no manager)" if by == "team" else "(none)"
+        elif by in ("team", "report", "requirement"):
+            row_key, label = labels.get(group, (str(group), str(group)))
+            if by == "report" and audience.depth:
+                depth = audience.depth.get(group)
         else:
-            key = None if head[0] is None else str(head[0])
-            label = str(head[1]) if head[1] is not None else "(none)"
-        result.append(BreakdownRow(key=key, label=label, depth=depth, **counts))
+            row_key, label = str(group), str(group)
+        result.append(BreakdownRow(key=row_key, label=label, depth=depth, **tally))
     result.sort(key=lambda r: (r.depth or 0, r.label, r.key or ""))
     return result
 
@@ -383,41 +428,64 @@ def at_risk(
 ) -> list[AtRiskPerson]:
     """People with something overdue or an expired certification, most overdue first.
 
+    Reads only the overdue and expired rows (a status or an expiry range), then the totals
+    of the ``limit`` people found.
+
     Args:
         session: An open session.
         audience: Whose obligations.
         today: The day counted from.
         limit: At most this many people.
     """
-    cert_expired = func.sum(
-        case(
-            (
-                and_(
-                    Obligation.kind == "certification",
-                    or_(Obligation.expiry_date < today, Obligation.status.in_(EXPIRED_STATUSES)),
-                ),
-                1,
-            ),
-            else_=0,
+    status = Obligation.status
+    cert_expired = and_(
+        Obligation.kind == "certification",
+        or_(Obligation.expiry_date < today, status.in_(EXPIRED_STATUSES)),
+    )
+    overdue = func.sum(case((status.in_(OVERDUE_STATUSES), 1), else_=0))
+    expired = func.sum(case((cert_expired, 1), else_=0))
+    found = session.execute(
+        audience.where(
+            select(Obligation.person_id, overdue, expired)
+            .where(status.notin_(CLOSED_STATUSES))
+            .where(or_(status.in_(OVERDUE_STATUSES), cert_expired))
+            .group_by(Obligation.person_id)
+            .order_by(overdue.desc(), expired.desc(), Obligation.person_id)
+            .limit(limit)
         )
-    )
-    sums = _status_sums(today)
-    overdue, due_30 = sums[2], sums[3]
-    stmt = (
-        select(Obligation.person_id, sums[0], overdue, due_30, cert_expired.label("expired"))
-        .where(Obligation.status.notin_(CLOSED_STATUSES))
-        .group_by(Obligation.person_id)
-        .having(or_(overdue > 0, cert_expired > 0))
-        .order_by(overdue.desc(), cert_expired.desc(), due_30.desc(), Obligation.person_id)
-        .limit(limit)
-    )
-    rows = session.execute(audience.where(stmt)).all()
-    people = {
-        p.id: p for p in session.scalars(select(Person).where(Person.id.in_([r[0] for r in rows])))
+    ).all()
+    ids = [row[0] for row in found]
+    soon = today + timedelta(days=WINDOW_DAYS)
+    totals = {
+        pid: (int(total), int(due or 0))
+        for pid, total, due in session.execute(
+            select(
+                Obligation.person_id,
+                func.count(),
+                func.sum(
+                    case(
+                        (
+                            and_(
+                                _open(status),
+                                Obligation.due_date >= today,
+                                Obligation.due_date <= soon,
+                            ),
+                            1,
+                        ),
+                        else_=0,
+                    )
+                ),
+            )
+            .where(Obligation.person_id.in_(ids))
+            .where(status.notin_(CLOSED_STATUSES))
+            .group_by(Obligation.person_id)
+        )
     }
+    people = {p.id: p for p in session.scalars(select(Person).where(Person.id.in_(ids)))}
     out = []
-    for pid, total, over, soon, expired in rows:
+    for pid, over, gone in found:
         person = people[pid]
+        total, due_30 = totals.get(pid, (0, 0))
         out.append(
             AtRiskPerson(
                 person=person.external_id,
@@ -426,23 +494,20 @@ def at_risk(
                 location=person.location,
                 manager=person.manager.external_id if person.manager else None,
                 overdue=int(over or 0),
-                due_30=int(soon or 0),
-                cert_expired=int(expired or 0),
-                total=int(total or 0),
+                due_30=due_30,
+                cert_expired=int(gone or 0),
+                total=total,
             )
         )
     return out
 
 
 def _from_statuses(statuses: dict[str, int]) -> dict[str, Any]:
-    counted = {s: n for s, n in statuses.items() if s not in CLOSED_STATUSES}
-    total = sum(counted.values())
-    completed = sum(n for s, n in counted.items() if s in COMPLIANT_STATUSES)
-    overdue = sum(n for s, n in counted.items() if s in OVERDUE_STATUSES)
     # Due dates at a past instant are not recorded with the decision's status: "due within
     # 30 days" there is the statuses that say so.
-    due_30 = sum(n for s, n in counted.items() if s in ("due_soon", "renewal_due"))
-    return _counts(total, completed, overdue, due_30)
+    return _tally(
+        statuses, sum(n for st, n in statuses.items() if st in ("due_soon", "renewal_due"))
+    )
 
 
 def month_ends(now: datetime, months: int = 12) -> list[tuple[str, datetime]]:
@@ -476,7 +541,6 @@ def trend(
         session,
         instants=[at for _, at in points],
         person_ids=audience.person_ids,
-        department=audience.department,
     )
     return [TrendPoint(month=label, at=at, **_from_statuses(counts[at])) for label, at in points]
 
@@ -520,9 +584,9 @@ def as_of_obligation(
 
 def as_of_counts(session: Session, *, audience: Audience, at: datetime) -> AsOfCounts:
     """Counts and rate of ``audience`` at ``at``, from the decisions recorded up to then."""
-    statuses = decisions.status_counts_at(
-        session, instants=[at], person_ids=audience.person_ids, department=audience.department
-    )[at]
+    statuses = decisions.status_counts_at(session, instants=[at], person_ids=audience.person_ids)[
+        at
+    ]
     return AsOfCounts(
         scope=audience.scope,
         label=audience.label,
@@ -538,3 +602,13 @@ def rows_for_csv(items: Sequence[BaseModel]) -> tuple[list[str], list[list[Any]]
         return [], []
     header = list(type(items[0]).model_fields)
     return header, [[item.model_dump(mode="json")[name] for name in header] for item in items]
+
+
+def requirements_at(session: Session, *, audience: Audience, at: datetime) -> list[BreakdownRow]:
+    """Per requirement, the counts and rate at ``at`` from the recorded decisions."""
+    counts = decisions.requirement_counts_at(session, at=at, person_ids=audience.person_ids)
+    rows = [
+        BreakdownRow(key=requirement, label=requirement, **_from_statuses(statuses))
+        for requirement, statuses in counts.items()
+    ]
+    return sorted((r for r in rows if r.total), key=lambda r: r.label)

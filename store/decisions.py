@@ -168,31 +168,18 @@ def history(
     return list(session.scalars(stmt.order_by(DecisionRecord.decided_at, DecisionRecord.id)))
 
 
-def status_counts_at(
-    session: Session,
-    *,
-    instants: Sequence[datetime],
-    person_ids: Collection[int] | None = None,
-    department: str | None = None,
-) -> dict[datetime, dict[str, int]]:
-    """How many obligations were in each status at each instant, from the recorded decisions.
+def _intervals(
+    *, last: datetime, person_ids: Collection[int] | None, department: str | None
+) -> Any:
+    """Each decision up to ``last`` with the instant it stopped being in force (``until``).
 
-    One pass over the decisions: each decision is in force from its ``decided_at`` until the
-    next decision of the same workflow (``LEAD``), and counts at every instant inside that
-    interval. Obligations with no decision yet at an instant are not counted there.
-
-    Args:
-        session: An open session.
-        instants: The instants to count at.
-        person_ids: Only these people (None: everyone).
-        department: Only people of this department.
+    A decision is in force from its ``decided_at`` until the next decision of the same
+    workflow (``LEAD``); the last one has no end.
     """
-    if not instants:
-        return {}
-    last = max(instants)
     decided = DecisionRecord.decided_at
     intervals = select(
         DecisionRecord.person_id.label("person_id"),
+        DecisionRecord.requirement_id.label("requirement_id"),
         DecisionRecord.status.label("status"),
         decided.label("since"),
         func.lead(decided)
@@ -203,12 +190,36 @@ def status_counts_at(
         .label("until"),
     ).where(decided <= last)
     if person_ids is not None:
-        intervals = intervals.where(DecisionRecord.person_id.in_(list(person_ids)))
+        intervals = intervals.where(DecisionRecord.person_id.in_(sorted(person_ids)))
     if department is not None:
         intervals = intervals.join(Person, Person.id == DecisionRecord.person_id).where(
             Person.department == department
         )
-    iv = intervals.subquery("iv")
+    return intervals.subquery("iv")
+
+
+def status_counts_at(
+    session: Session,
+    *,
+    instants: Sequence[datetime],
+    person_ids: Collection[int] | None = None,
+    department: str | None = None,
+) -> dict[datetime, dict[str, int]]:
+    """How many obligations were in each status at each instant, from the recorded decisions.
+
+    One pass over the decisions (see :func:`_intervals`): a decision counts at every instant
+    inside the interval it was in force. Obligations with no decision yet at an instant are
+    not counted there.
+
+    Args:
+        session: An open session.
+        instants: The instants to count at.
+        person_ids: Only these people (None: everyone).
+        department: Only people of this department.
+    """
+    if not instants:
+        return {}
+    iv = _intervals(last=max(instants), person_ids=person_ids, department=department)
     points = union_all(
         *(
             select(literal(index).label("point"), literal(at, UTCDateTime()).label("at"))
@@ -227,4 +238,24 @@ def status_counts_at(
     counts: dict[datetime, dict[str, int]] = {at: {} for at in instants}
     for point, status, count in rows:
         counts[instants[int(point)]][str(status)] = int(count)
+    return counts
+
+
+def requirement_counts_at(
+    session: Session,
+    *,
+    at: datetime,
+    person_ids: Collection[int] | None = None,
+    department: str | None = None,
+) -> dict[str, dict[str, int]]:
+    """Per requirement, how many obligations were in each status at ``at`` (recorded)."""
+    iv = _intervals(last=at, person_ids=person_ids, department=department)
+    rows = session.execute(
+        select(iv.c.requirement_id, iv.c.status, func.count())
+        .where(or_(iv.c.until.is_(None), iv.c.until > at))
+        .group_by(iv.c.requirement_id, iv.c.status)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for requirement, status, count in rows:
+        counts.setdefault(str(requirement), {})[str(status)] = int(count)
     return counts

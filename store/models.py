@@ -115,6 +115,11 @@ class Obligation(Base):
     __table_args__ = (
         Index("ix_obligations_person_id", "person_id"),
         Index("ix_obligations_status", "status"),
+        # The compliance dashboards' aggregates (migration 0014a, services.compliance).
+        Index("ix_obligations_person_status", "person_id", "status", "due_date"),
+        Index("ix_obligations_due", "due_date", "status", "person_id"),
+        Index("ix_obligations_expiry", "kind", "expiry_date", "status", "person_id"),
+        Index("ix_obligations_requirement", "requirement_id", "status", "due_date"),
     )
 
     def facts(self) -> ObligationFacts:
@@ -481,7 +486,9 @@ class TrackEnrolment(Base):
 
     The track's courses are ordinary assignments (one ``AssignmentWorkflow`` per course); the
     progress is computed from their obligations (``rules.tracks.track_progress``).
-    ``completed_at`` is written when every required course is complete.
+    ``completed_at`` is written when every required course is complete, and with it the
+    track's completion certificate: a verification code (``GET /verify/{code}``, like a
+    certification's), the track's name as it was then, and the day it was issued.
     """
 
     __tablename__ = "track_enrolments"
@@ -496,6 +503,11 @@ class TrackEnrolment(Base):
     source: Mapped[str] = mapped_column(String(16))
     enrolled_by: Mapped[str] = mapped_column(String(128))
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The completion certificate (None until the track completes); codes are unique across
+    #: this table and ``certificates`` (``store.certificates.unused_code``).
+    certificate_code: Mapped[str | None] = mapped_column(String(40), unique=True)
+    certificate_title: Mapped[str | None] = mapped_column(String(200))
+    certificate_issued_on: Mapped[date | None] = mapped_column(Date)
 
     person: Mapped[Person] = relationship(lazy="joined")
 

@@ -7,20 +7,30 @@ their own, a manager's their team's, HR's and auditors' everyone's.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from api.deps import ClockDep, CurrentPrincipal, SessionDep, visible_person_ids
-from services import compliance
+from api.deps import ClockDep, SessionDep, require_roles, visible_person_ids
+from domain.roles import Role
+from services import compliance, reports
 from services.errors import Invalid
 from services.exports import csv_text
 from store.tokens import Principal
 
 router = APIRouter(prefix="/compliance", tags=["compliance"])
+
+#: Who reads dashboards (api/policy.py declares the same); rows are scoped per caller.
+Reader = Annotated[
+    Principal,
+    Depends(require_roles(Role.HR_ADMIN, Role.MANAGER, Role.LEARNER, Role.AUDITOR)),
+]
+ReportReader = Annotated[
+    Principal, Depends(require_roles(Role.HR_ADMIN, Role.MANAGER, Role.AUDITOR))
+]
 
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "JSON or CSV"}
@@ -71,7 +81,7 @@ def _csv(items: list[BaseModel], name: str) -> Response:
 @router.get("/summary", response_model=compliance.Summary, responses=CSV_RESPONSE)
 def summary(
     session: SessionDep,
-    principal: CurrentPrincipal,
+    principal: Reader,
     now: NowDep,
     scope: ScopeQuery = "org",
     manager: ManagerQuery = None,
@@ -94,7 +104,7 @@ def summary(
 @router.get("/breakdown", response_model=list[compliance.BreakdownRow], responses=CSV_RESPONSE)
 def breakdown(
     session: SessionDep,
-    principal: CurrentPrincipal,
+    principal: Reader,
     now: NowDep,
     by: Annotated[
         Literal["requirement", "category", "department", "location", "team", "report"],
@@ -122,7 +132,7 @@ def breakdown(
 @router.get("/at-risk", response_model=list[compliance.AtRiskPerson], responses=CSV_RESPONSE)
 def at_risk(
     session: SessionDep,
-    principal: CurrentPrincipal,
+    principal: Reader,
     now: NowDep,
     scope: ScopeQuery = "org",
     manager: ManagerQuery = None,
@@ -143,7 +153,7 @@ def at_risk(
 @router.get("/trend", response_model=list[compliance.TrendPoint], responses=CSV_RESPONSE)
 def trend(
     session: SessionDep,
-    principal: CurrentPrincipal,
+    principal: Reader,
     now: NowDep,
     scope: ScopeQuery = "org",
     manager: ManagerQuery = None,
@@ -168,7 +178,7 @@ def trend(
 )
 def as_of(
     session: SessionDep,
-    principal: CurrentPrincipal,
+    principal: Reader,
     now: NowDep,
     at: Annotated[
         datetime | None, Query(description="the instant (ISO 8601; no offset: UTC); default now")
@@ -204,3 +214,38 @@ def as_of(
             at=instant,
         )
     return _csv([result], "compliance-as-of") if format == "csv" else result
+
+
+@router.get(
+    "/report.pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}, "description": "the PDF report"}},
+)
+def report_pdf(
+    session: SessionDep,
+    principal: ReportReader,
+    now: NowDep,
+    day: Annotated[
+        date | None, Query(description="the day the report is as of (UTC); default today")
+    ] = None,
+    scope: ScopeQuery = "org",
+    manager: ManagerQuery = None,
+    department: DepartmentQuery = None,
+) -> Response:
+    """A PDF compliance report of the organisation, a department or a team, as of a day.
+
+    Headline numbers, a 12-month trend chart and a table by requirement, all from the
+    decisions recorded up to the end of that day.
+    """
+    audience = _audience(session, principal, scope, manager, department)
+    as_of_day = day or now.date()
+    data = reports.compliance_pdf(session, audience=audience, day=as_of_day, generated_at=now)
+    return Response(
+        data,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": (
+                f'attachment; filename="compliance-{scope}-{as_of_day.isoformat()}.pdf"'
+            )
+        },
+    )
