@@ -61,6 +61,7 @@ from duly.settings import Settings
 from rules.assessment import score_percent
 from rules.model import Cmi5Satisfied, Requirement
 from services import apprenticeships, restarts
+from services.assignments import gate_admits
 from services.errors import Conflict, Invalid, Unavailable
 from store import audit
 from store.db import committed
@@ -280,7 +281,13 @@ class CompletionIn(BaseModel):
 # --- answers ------------------------------------------------------------------------------------
 
 Outcome = Literal[
-    "recorded", "duplicate", "ignored", "already_closed", "dead_letter", "unavailable"
+    "recorded",
+    "duplicate",
+    "ignored",
+    "already_closed",
+    "dead_letter",
+    "unavailable",
+    "not_counted",
 ]
 
 
@@ -628,11 +635,19 @@ class Signaller:
         return self._client
 
     async def complete(self, workflow_id: str, signal: CompleteSignal) -> tuple[int, str]:
-        """Signal the workflow; returns an item status and outcome-detail."""
+        """Signal the workflow; returns an item status and outcome-detail.
+
+        Evidence the assessment gate would not count (inside the retake cool-down, attempts
+        used up) is not sent: 409 ``not counted: ...`` (``services.assignments.gate_admits``).
+        """
         try:
             client = await self.client()
         except Exception as exc:  # noqa: BLE001 - any connection failure is "try again"
             return 503, f"unavailable: {getattr(exc, 'detail', type(exc).__name__)}"
+        try:
+            await gate_admits(client, workflow_id=workflow_id, completion=signal)
+        except Conflict as refused:
+            return 409, refused.detail
         try:
             await client.get_workflow_handle(workflow_id).signal("complete", signal)
         except RPCError as exc:
@@ -670,8 +685,13 @@ async def _deliver(
     audit_after: dict[str, Any],
     dead_key: str | None,
     dedupe: tuple[str, str, str] | None = None,
+    kept: tuple[str, dict[str, Any]] | None = None,
 ) -> tuple[int, Outcome, str]:
     """Signal the obligation's workflow and, on success, record it in the audit log.
+
+    Evidence the assessment gate refuses (409 ``not_counted``) is kept as a dead letter
+    (``kept``: its source and the statement or completion as posted), like evidence that
+    cannot be matched.
 
     The audit append runs in its own short transaction in a worker thread, after the signal:
     its advisory lock is never held across an ``await``. ``dedupe`` (lock key, audit field and
@@ -679,6 +699,10 @@ async def _deliver(
     another API process is answered ``duplicate`` and recorded once.
     """
     code, detail = await signaller.complete(obligation.workflow_id, signal)
+    if code == 409 and detail.startswith("not counted") and kept is not None:
+        source, payload = kept
+        await committed(session, lambda: dead_letter(session, source, detail, payload, dead_key))
+        return code, "not_counted", detail
     if code == 409:
         # The run closed. When a completion closed it, this is the second statement of that
         # attempt racing the next cycle's start: nothing to do, not an error for the LMS.
@@ -1029,6 +1053,7 @@ async def _one_statement(
         audit_after={"statement_id": sid, "verb": statement.verb.id},
         dead_key=sid,
         dedupe=(sid, "statement_id", sid) if sid is not None else None,
+        kept=(XAPI_SOURCE, raw),
     )
     return item.model_copy(
         update={
@@ -1229,6 +1254,7 @@ async def process_completion(
             audit_after={"idempotency_key": key},
             dead_key=dead_key,
             dedupe=(dead_key, "idempotency_key", key) if dead_key and key else None,
+            kept=(source, body.model_dump(mode="json")),
         )
     return item.model_copy(
         update={
