@@ -146,6 +146,8 @@ def create_app(
         if module is bulk:
             # GET /assignments (the list) is also registered ahead of the catch-all.
             app.include_router(obligations.assignments_router, responses=LIMIT_RESPONSES)
-    scim.install(app)
     web.install(app)
+    # Last: SCIM answers errors under /scim/v2 in its own schema and hands the rest to the
+    # handlers installed before it (pages, then the JSON error shape).
+    scim.install(app)
     return app

@@ -4,8 +4,10 @@ Pure protocol code: it turns SCIM resources into directory fields and back, pars
 subset Duly answers, and applies PATCH operations to a resource. The router
 (:mod:`api.routers.scim`) calls it and :mod:`services.directory`.
 
-Duly keys people by one id (the HRIS ``external_id``). SCIM ``userName`` *is* that id, and so
-are ``id`` and ``externalId``; ``userName`` cannot change once a person exists.
+Duly keys people by one id (the HRIS ``external_id``): SCIM ``id``, ``externalId`` and the
+enterprise ``employeeNumber`` are that id, and it cannot change once a person exists. SCIM
+``userName`` (often the sign-in email) is stored apart in ``people.user_name``, unique ignoring
+case, and may change; a person created by the HR import, who has none, shows their external id.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
 MAX_COUNT = 200
 #: The longest filter accepted, in characters.
 MAX_FILTER = 1000
+#: ``people.user_name`` is 200 characters.
+MAX_USER_NAME = 200
 
 
 class ScimError(Exception):
@@ -81,7 +85,7 @@ def user_resource(person: Person, base: str) -> dict[str, Any]:
         "schemas": [USER, ENTERPRISE, DULY],
         "id": person.external_id,
         "externalId": person.external_id,
-        "userName": person.external_id,
+        "userName": person.user_name or person.external_id,
         "name": {"formatted": person.name, "givenName": given},
         "displayName": person.name,
         "active": person.employment_status != "terminated",
@@ -224,32 +228,55 @@ def user_fields(raw: Mapping[str, Any], *, current: Person | None = None) -> dic
     leave when ``active`` stays true.
 
     Raises:
-        ScimError: 400 when an attribute has the wrong shape or ``userName`` is missing.
+        ScimError: 400 when an attribute has the wrong shape, ``userName`` is missing, or
+            ``externalId`` and ``employeeNumber`` disagree.
     """
     resource = _lower_keys(dict(raw))
     user_name = resource.get("username")
     if not isinstance(user_name, str) or not user_name.strip():
-        raise ScimError(400, "userName is required: the person's HRIS employee id", "invalidValue")
+        raise ScimError(400, "userName is required", "invalidValue")
     user_name = user_name.strip()
-    if "@" in user_name:
-        raise invalid_value(
-            f"userName {user_name[:64]!r} looks like an email address: Duly keys people by "
-            "their HRIS employee id (letters, digits, '.', '_', '-'); map userName to the "
-            "employee id in your identity provider and send the address in emails"
-        )
+    if len(user_name) > MAX_USER_NAME:
+        raise invalid_value(f"userName is longer than {MAX_USER_NAME} characters")
     enterprise = _extension(resource, ENTERPRISE) or {}
     enterprise = _lower_keys(enterprise)
-    for attribute, value in (
-        ("externalId", resource.get("externalid")),
-        (f"{ENTERPRISE}:employeeNumber", enterprise.get("employeenumber")),
-    ):
-        if value is not None and value != user_name:
-            raise invalid_value(
-                f"{attribute} {str(value)[:64]!r} differs from userName {user_name[:64]!r}: "
-                "Duly keys people by one id; map both to the HRIS employee id, or leave "
-                f"{attribute} unmapped"
-            )
-    fields: dict[str, Any] = {"external_id": user_name, "name": _name(resource)}
+    given = {
+        attribute: value
+        for attribute, value in (
+            ("externalId", resource.get("externalid")),
+            (f"{ENTERPRISE}:employeeNumber", enterprise.get("employeenumber")),
+        )
+        if value is not None
+    }
+    if current is not None and any(str(v) != current.external_id for v in given.values()):
+        raise ScimError(
+            400,
+            "externalId/employeeNumber cannot change (it is Duly's key for this person, "
+            f"{current.external_id!r}); create a new user instead",
+            "mutability",
+        )
+    if len(set(map(str, given.values()))) > 1:
+        raise invalid_value(
+            "externalId and employeeNumber differ: Duly keys people by one id (the HRIS "
+            "employee id); map both to it, or leave one unmapped"
+        )
+    if given:
+        external_id: Any = next(iter(given.values()))
+    elif current is not None:
+        external_id = current.external_id  # an identity provider that never sends it
+    elif "@" in user_name:
+        raise invalid_value(
+            "userName looks like an email address and neither externalId nor employeeNumber "
+            "is given: Duly keys people by their HRIS employee id; map externalId (or the "
+            "enterprise employeeNumber) to it in your identity provider"
+        )
+    else:
+        external_id = user_name  # userName is the employee id
+    fields: dict[str, Any] = {
+        "external_id": external_id,
+        "user_name": user_name,
+        "name": _name(resource),
+    }
     fields["email"] = _pick(resource.get("emails"), "emails")
     fields["phone"] = _pick(resource.get("phonenumbers"), "phoneNumbers")
     roles = resource.get("roles")
@@ -304,7 +331,7 @@ def user_fields(raw: Mapping[str, Any], *, current: Person | None = None) -> dic
 
 _TOKEN = re.compile(r'\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<str>"(?:[^"\\]|\\.)*")|(?P<word>[^\s()"]+))')
 _USER_FILTER_ATTRIBUTES: dict[str, Attribute] = {
-    "username": "external_id",
+    "username": "user_name",
     "externalid": "external_id",
     "id": "external_id",
     "displayname": "name",
@@ -869,9 +896,11 @@ def schemas(base: str) -> list[dict[str, Any]]:
         _attribute(
             "userName",
             required=True,
-            mutability="immutable",
             uniqueness="server",
-            description="The HRIS employee id (Duly's key for the person; cannot change)",
+            description=(
+                "The sign-in name (often an email address); unique ignoring case; may change. "
+                "The HRIS employee id is externalId/employeeNumber (the SCIM id)"
+            ),
         ),
         _attribute(
             "name",
@@ -895,7 +924,11 @@ def schemas(base: str) -> list[dict[str, Any]]:
         ),
     ]
     enterprise = [
-        _attribute("employeeNumber", description="Equal to userName when sent"),
+        _attribute(
+            "employeeNumber",
+            mutability="immutable",
+            description="The HRIS employee id, equal to externalId when both are sent",
+        ),
         _attribute("department"),
         _attribute("organization", description="The employer"),
         _attribute(

@@ -75,7 +75,11 @@ class PersonNotFound(DirectoryError):
 
 
 class PersonExists(DirectoryError):
-    """Someone already has that external id."""
+    """Someone already has that external id (or, for :class:`UserNameTaken`, that userName)."""
+
+
+class UserNameTaken(PersonExists):
+    """Someone else already has that SCIM userName (ignoring case)."""
 
 
 class InvalidPerson(DirectoryError):
@@ -466,6 +470,32 @@ def _row(fields: Mapping[str, Any]) -> PersonRow:
     return rows[0]
 
 
+def user_name_of(person: Person) -> str:
+    """The person's SCIM userName: the stored one, else (imported people) the external id."""
+    return person.user_name or person.external_id
+
+
+def _user_name_column() -> ColumnElement[str]:
+    return func.coalesce(Person.user_name, Person.external_id)
+
+
+def _check_user_name(session: Session, user_name: str, external_id: str) -> None:
+    """Refuse a userName someone else has, ignoring case (RFC 7644 ``uniqueness``).
+
+    Compared with everyone's effective userName, so an imported person (no stored userName)
+    holds their external id as their userName.
+    """
+    taken = session.scalar(
+        select(Person.external_id)
+        .where(func.lower(_user_name_column()) == user_name.lower())
+        .where(Person.external_id != external_id)
+        .limit(1)
+    )
+    if taken is not None:
+        # Neither the userName (often an email address) nor who holds it goes in the message.
+        raise UserNameTaken("another person already has this userName; userName is unique")
+
+
 def _write(
     session: Session,
     *,
@@ -473,28 +503,49 @@ def _write(
     principal: Principal,
     source: str,
     action: str,
+    user_name: str | None = None,
 ) -> tuple[Person, DirectoryChange | None]:
+    if user_name is not None:
+        _check_user_name(session, user_name, row.external_id)
     report, changes = apply_rows(session, rows=[row], source=source, actor=principal.actor)
     problems = [e for e in report.errors if not e.file_level]
     if problems:
         raise InvalidPerson(problems)
     person = get_person(session, external_id=row.external_id)
+    renamed = user_name is not None and person.user_name != user_name
+    if renamed:
+        person.user_name = user_name
     change = changes[0] if changes else None
-    if change is not None:
+    if change is not None or renamed:
+        # The userName itself is not audited (it is often an email address), only that it
+        # changed; it drives no obligation, so it makes no change record.
+        after = change.audit_view() if change is not None else {}
         audit.record(
             session,
             actor=principal.actor,
             actor_role=principal.role.value,
             action=action,
             target=f"person/{row.external_id}",
-            after=change.audit_view(),
+            after={**after, "user_name_changed": True} if renamed else after,
         )
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent request took the userName between the check and the write.
+        session.rollback()
+        raise UserNameTaken(
+            "another person already has this userName; userName is unique"
+        ) from None
     return person, change
 
 
 def create_person(
-    session: Session, *, fields: Mapping[str, Any], principal: Principal, source: str
+    session: Session,
+    *,
+    fields: Mapping[str, Any],
+    principal: Principal,
+    source: str,
+    user_name: str | None = None,
 ) -> tuple[Person, DirectoryChange]:
     """Add one person (a joiner).
 
@@ -503,10 +554,12 @@ def create_person(
         fields: :class:`store.people.PersonRow` keys (``external_id`` and ``name`` required).
         principal: Who asks (audited).
         source: ``scim`` or ``api``.
+        user_name: The SCIM userName to store (None: none; the external id stands for it).
 
     Raises:
         InvalidPerson: A field is refused (unknown manager, cycle, bad email...).
         PersonExists: The external id is taken.
+        UserNameTaken: Someone else has ``user_name`` (ignoring case).
     """
     row = _row(fields)
     if session.scalar(select(Person.id).where(Person.external_id == row.external_id)) is not None:
@@ -515,7 +568,12 @@ def create_person(
         )
     try:
         person, change = _write(
-            session, row=row, principal=principal, source=source, action="person.create"
+            session,
+            row=row,
+            principal=principal,
+            source=source,
+            action="person.create",
+            user_name=user_name,
         )
     except IntegrityError:
         # Created by a concurrent request between the check above and the insert.
@@ -535,6 +593,7 @@ def replace_person(
     principal: Principal,
     source: str,
     keep: Collection[str] = (),
+    user_name: str | None = None,
 ) -> tuple[Person, DirectoryChange | None]:
     """Replace one person's attributes: every attribute not in ``fields`` is cleared.
 
@@ -546,6 +605,7 @@ def replace_person(
         source: ``scim`` or ``api``.
         keep: Attributes left as they are when ``fields`` omits them (ones the caller does
             not manage, such as a Slack id set by the HR import).
+        user_name: The SCIM userName to store (None: left as it is).
 
     Returns:
         The person and the change (None when nothing changed).
@@ -553,6 +613,7 @@ def replace_person(
     Raises:
         PersonNotFound: Nobody has ``external_id``.
         InvalidPerson: A field is refused.
+        UserNameTaken: Someone else has ``user_name`` (ignoring case).
     """
     get_person(session, external_id=external_id)
     full: dict[str, Any] = {
@@ -561,7 +622,12 @@ def replace_person(
     full.update(fields)
     full["external_id"] = external_id
     return _write(
-        session, row=_row(full), principal=principal, source=source, action="person.replace"
+        session,
+        row=_row(full),
+        principal=principal,
+        source=source,
+        action="person.replace",
+        user_name=user_name,
     )
 
 
@@ -612,7 +678,15 @@ def deactivate_person(
 
 #: Attributes a query may compare.
 Attribute = Literal[
-    "external_id", "name", "email", "department", "employer", "location", "role", "active"
+    "external_id",
+    "user_name",
+    "name",
+    "email",
+    "department",
+    "employer",
+    "location",
+    "role",
+    "active",
 ]
 Operator = Literal["eq", "co", "sw"]
 
@@ -644,6 +718,7 @@ Condition = Compare | AllOf | AnyOf
 
 _COLUMNS: dict[str, Any] = {
     "external_id": Person.external_id,
+    "user_name": _user_name_column(),
     "name": Person.name,
     "email": Person.email,
     "department": Person.department,

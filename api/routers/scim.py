@@ -138,11 +138,12 @@ async def create_user(
     """Create a person from a SCIM User (201 with ``Location`` and ``ETag``)."""
     resource = await _json(request)
     fields = scim.user_fields(resource)
+    user_name = fields.pop("user_name")
 
     def create() -> tuple[Response, DirectoryChange | None]:
         person, change = _call(
             lambda: directory.create_person(
-                session, fields=fields, principal=principal, source=_SOURCE
+                session, fields=fields, principal=principal, source=_SOURCE, user_name=user_name
             )
         )
         return _user(person, request, status.HTTP_201_CREATED), change
@@ -161,7 +162,7 @@ def list_users(
     start_index: Annotated[int | None, Query(alias="startIndex", ge=-(2**31), lt=2**31)] = None,
     count: Annotated[int | None, Query(ge=-(2**31), lt=2**31)] = None,
 ) -> Response:
-    """Users ordered by userName; ``filter``, 1-based ``startIndex`` and ``count`` (max 200)."""
+    """Users ordered by id; ``filter``, 1-based ``startIndex`` and ``count`` (max 200)."""
     where = scim.parse_user_filter(filter) if filter else None
     offset, limit = scim.paging(start_index, count)
     total, people = directory.list_people(session, where=where, offset=offset, limit=limit)
@@ -174,7 +175,7 @@ def list_users(
 def get_user(
     user_id: str, request: Request, session: SessionDep, principal: ScimPrincipal
 ) -> Response:
-    """A user by id (their userName)."""
+    """A user by id (their external id, the HRIS employee id)."""
     person = _call(lambda: directory.get_person(session, external_id=user_id))
     return _user(person, request)
 
@@ -200,7 +201,7 @@ async def replace_user(
         current = _call(lambda: directory.get_person(session, external_id=user_id))
         _check_match(request, current)
         fields = scim.user_fields(resource, current=current)
-        _check_key(fields, user_id)
+        user_name = _check_key(fields, user_id)
         person, change = _call(
             lambda: directory.replace_person(
                 session,
@@ -209,6 +210,7 @@ async def replace_user(
                 principal=principal,
                 source=_SOURCE,
                 keep=keep,
+                user_name=user_name,
             )
         )
         return _user(person, request), change
@@ -218,15 +220,22 @@ async def replace_user(
     return answer
 
 
-def _check_key(fields: dict[str, Any], user_id: str) -> None:
+def _check_key(fields: dict[str, Any], user_id: str) -> str:
+    """Refuse a changed external id; take the key and userName out of ``fields``.
+
+    Returns:
+        The userName to store (it may change; the external id may not).
+    """
     if fields["external_id"] != user_id:
         raise scim.ScimError(
             400,
-            f"userName cannot change (it is Duly's key for this person, {user_id!r}); "
-            "create a new user instead",
+            f"externalId/employeeNumber cannot change (it is Duly's key for this person, "
+            f"{user_id[:64]!r}); create a new user instead",
             "mutability",
         )
     fields.pop("external_id")
+    user_name: str = fields.pop("user_name")
+    return user_name
 
 
 @router.patch("/Users/{user_id}", summary="Modify a user (add, replace, remove)")
@@ -245,10 +254,15 @@ async def patch_user(
         _check_match(request, current)
         resource = scim.apply_patch(scim.user_resource(current, _base(request)), body)
         fields = scim.user_fields(resource, current=current)
-        _check_key(fields, user_id)
+        user_name = _check_key(fields, user_id)
         person, change = _call(
             lambda: directory.replace_person(
-                session, external_id=user_id, fields=fields, principal=principal, source=_SOURCE
+                session,
+                external_id=user_id,
+                fields=fields,
+                principal=principal,
+                source=_SOURCE,
+                user_name=user_name,
             )
         )
         return _user(person, request), change

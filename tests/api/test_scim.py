@@ -142,9 +142,12 @@ def test_bad_values_are_400_invalid_value_without_personal_data(
     )
     assert_scim_error(bad_email, 400, "invalidValue")
     assert "ann-at-example" not in bad_email.text
-    email_key = client.post(f"{BASE}/Users", json=user("ann@example.org"), headers=hr)
+    email_key = client.post(
+        f"{BASE}/Users", json=user("ann@example.org", **{ENTERPRISE: {}}), headers=hr
+    )
     assert_scim_error(email_key, 400, "invalidValue")
-    assert "employee id" in email_key.json()["detail"]
+    assert "externalId" in email_key.json()["detail"]
+    assert "ann@example.org" not in email_key.text
     other_external = client.post(f"{BASE}/Users", json=user("p-1", externalId="x-9"), headers=hr)
     assert_scim_error(other_external, 400, "invalidValue")
     not_json = client.post(
@@ -475,3 +478,93 @@ def test_groups_are_departments(
     assert stored(sqlite_db, "p-2").department is None
     assert_scim_error(client.get(f"{BASE}/Groups/{group['id']}", headers=hr), 404)
     assert_scim_error(client.get(f"{BASE}/Groups/not-base64!", headers=hr), 404)
+
+
+def mail_user(address: str, external_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A User whose userName is a sign-in email (as Okta/Entra send it)."""
+    body = user(address, emails=[{"value": address, "type": "work", "primary": True}], **extra)
+    body[ENTERPRISE] = {"department": "Nursing"}
+    if external_id is not None:
+        body["externalId"] = external_id
+    return body
+
+
+def test_user_name_is_stored_apart_from_the_external_id(
+    client: TestClient, hr: dict[str, str], sqlite_db: Database
+) -> None:
+    """userName (an email, as Okta/Entra send it) is kept in user_name; the key is externalId."""
+    body = mail_user("ann@example.org", "e-100")
+    created = create(client, hr, body)
+    assert created["id"] == created["externalId"] == "e-100"
+    assert created["userName"] == "ann@example.org"
+    assert created[ENTERPRISE]["employeeNumber"] == "e-100"
+    person = stored(sqlite_db, "e-100")
+    assert person.user_name == "ann@example.org"
+    assert client.get(f"{BASE}/Users/e-100", headers=hr).json()["userName"] == "ann@example.org"
+
+    def names(query: str) -> list[str]:
+        response = client.get(f"{BASE}/Users", params={"filter": query}, headers=hr)
+        assert response.status_code == 200, response.text
+        return [r["id"] for r in response.json()["Resources"]]
+
+    assert names('userName eq "ANN@example.org"') == ["e-100"]
+    assert names('userName eq "e-100"') == []  # userName is not the external id any more
+    assert names('externalId eq "e-100"') == ["e-100"]
+    assert names(f'{ENTERPRISE}:employeeNumber eq "e-100"') == ["e-100"]
+    # employeeNumber alone names the key too; an imported-style userName falls back to the id.
+    by_number = mail_user("bo@example.org")
+    by_number[ENTERPRISE] = {"employeeNumber": "e-200"}
+    assert create(client, hr, by_number)["id"] == "e-200"
+    plain = create(client, hr, user("e-300"))
+    assert plain["id"] == plain["userName"] == plain["externalId"] == "e-300"
+    with sqlite_db.session() as session:
+        actions = [e.after for e in session.scalars(select(AuditEntry))]
+    assert "ann@example.org" not in repr(actions)
+
+    # userName may change (PUT and PATCH); the external id may not.
+    renamed = dict(body, userName="ann.lee@example.org")
+    response = client.put(f"{BASE}/Users/e-100", json=renamed, headers=hr)
+    assert response.status_code == 200, response.text
+    assert response.json()["userName"] == "ann.lee@example.org"
+    assert stored(sqlite_db, "e-100").user_name == "ann.lee@example.org"
+    patched = patch(client, hr, "e-100", {"op": "replace", "path": "userName", "value": "a@x.org"})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["userName"] == "a@x.org"
+    rekeyed = patch(client, hr, "e-100", {"op": "replace", "path": "externalId", "value": "e-9"})
+    assert_scim_error(rekeyed, 400, "mutability")
+    assert_scim_error(
+        client.put(f"{BASE}/Users/e-100", json=dict(renamed, externalId="e-9"), headers=hr),
+        400,
+        "mutability",
+    )
+    # A PUT without externalId keeps the key.
+    keyless = dict(renamed)
+    del keyless["externalId"]
+    assert client.put(f"{BASE}/Users/e-100", json=keyless, headers=hr).status_code == 200
+    assert stored(sqlite_db, "e-100").user_name == "ann.lee@example.org"
+
+
+def test_user_name_is_unique_ignoring_case_409(
+    client: TestClient, hr: dict[str, str], sqlite_db: Database
+) -> None:
+    create(client, hr, mail_user("ann@example.org", "e-1"))
+    create(client, hr, mail_user("bo@example.org", "e-2"))
+    create(client, hr, user("e-3"))  # an imported-style person: userName is the id
+    twin = client.post(
+        f"{BASE}/Users",
+        json=mail_user("ANN@example.org", "e-4"),
+        headers=hr,
+    )
+    assert_scim_error(twin, 409, "uniqueness")
+    assert "ann@example.org" not in twin.text.lower()
+    takes_an_id = client.post(
+        f"{BASE}/Users", json=user("e-3", externalId="e-5", **{ENTERPRISE: {}}), headers=hr
+    )
+    assert_scim_error(takes_an_id, 409, "uniqueness")
+    steal = patch(
+        client, hr, "e-2", {"op": "replace", "path": "userName", "value": "Ann@Example.org"}
+    )
+    assert_scim_error(steal, 409, "uniqueness")
+    assert stored(sqlite_db, "e-2").user_name == "bo@example.org"
+    with sqlite_db.session() as session:
+        assert session.scalar(select(Person).where(Person.external_id == "e-4")) is None
