@@ -175,8 +175,8 @@ class DecisionRecord(Base):
 
     __table_args__ = (
         Index("ix_decisions_workflow_decided", "workflow_id", "decided_at"),
-        # As-of counts and the trend: a scan of this index alone (interval, status, person).
-        Index("ix_decisions_interval", "decided_at", "superseded_at", "status", "person_id"),
+        # As-of counts and the trend: two range reads of this index alone (in force, ended).
+        Index("ix_decisions_interval", "superseded_at", "decided_at", "status", "person_id"),
         Index(
             "ix_decisions_person_requirement_decided", "person_id", "requirement_id", "decided_at"
         ),

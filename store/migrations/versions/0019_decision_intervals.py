@@ -37,7 +37,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_decisions_interval",
         "decisions",
-        ["decided_at", "superseded_at", "status", "person_id"],
+        ["superseded_at", "decided_at", "status", "person_id"],
         unique=False,
     )
 
