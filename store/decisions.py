@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -250,6 +250,8 @@ def status_counts_at(
     decided, until = DecisionRecord.decided_at, DecisionRecord.superseded_at
     # Two range reads rather than one OR (which no index answers): still in force, and
     # superseded after the first instant.
+    # Each read is a plain subquery (flattened by SQLite and PostgreSQL, no temporary copy of
+    # the rows) grouped by its output columns, so PostgreSQL sees the same bucket expressions.
     current = select(
         DecisionRecord.status.label("status"),
         bucket(decided).label("start"),
@@ -260,18 +262,15 @@ def status_counts_at(
         bucket(decided).label("start"),
         bucket(until).label("stop"),
     ).where(until > first, decided <= last)
-    rows = union_all(
-        _scoped(current, person_ids=person_ids, department=department),
-        _scoped(ended, person_ids=person_ids, department=department),
-    ).subquery("iv")
     per_point: list[dict[str, int]] = [{} for _ in points]
-    for status, start, stop, count in session.execute(
-        select(rows.c.status, rows.c.start, rows.c.stop, func.count()).group_by(
+    for part in (current, ended):
+        rows = _scoped(part, person_ids=person_ids, department=department).subquery("iv")
+        grouped = select(rows.c.status, rows.c.start, rows.c.stop, func.count()).group_by(
             rows.c.status, rows.c.start, rows.c.stop
         )
-    ):
-        for index in range(int(start), int(stop)):
-            per_point[index][str(status)] = per_point[index].get(str(status), 0) + int(count)
+        for name, begin, end, count in session.execute(grouped):
+            for index in range(int(begin), int(end)):
+                per_point[index][str(name)] = per_point[index].get(str(name), 0) + int(count)
     by_instant = dict(zip(points, per_point, strict=True))
     return {at: dict(by_instant[at]) for at in instants}
 
