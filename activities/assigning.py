@@ -45,6 +45,7 @@ def assignment_input(
     cycle: int = 1,
     assigned_by: str,
     pack: Pack | None = None,
+    track_id: str | None = None,
 ) -> AssignmentInput:
     """Build the workflow input for assigning ``title`` to ``person``.
 
@@ -52,6 +53,9 @@ def assignment_input(
     the title), the assignment is pinned to that pack version and takes its title and kind
     (training, apprenticeship, mentorship: the pack's status rules and the messages' wording
     follow it); otherwise it runs as a training on the built-in ladder and rules.
+
+    ``track_id`` names the track whose enrolment assigns it: that track course's own pass mark
+    then applies to the assessment gate (``plan_stages``).
 
     Raises:
         NotAnAssignment: The pack's requirement is a certification (register the held
@@ -81,6 +85,7 @@ def assignment_input(
         utc_offset_minutes=utc_offset_minutes(person.time_zone, due_date),
         assigned_by=assigned_by,
         kind=kind,
+        track_id=track_id,
     )
 
 

@@ -44,6 +44,7 @@ from duly.metrics import DECISIONS, SWEEP_SECONDS
 from rules.engine import Decision, FactsError, NoRuleMatched, engine_for
 from rules.model import Pack, Requirement
 from rules.obligation_facts import build_facts, local_today
+from rules.tracks import course_gate
 from store.db import Database
 from store.decisions import record_decision
 from store.models import Obligation, Person
@@ -52,7 +53,7 @@ from store.sweep import SweepConflicts, apply_sweep
 
 #: Rows written per transaction by the sweep's write phase (short transactions: SQLite has one
 #: writer at a time, and workflows keep recording while a sweep runs).
-SWEEP_WRITE_BATCH = 200
+SWEEP_WRITE_BATCH = 1_000
 
 
 class RulesActivities:
@@ -119,7 +120,7 @@ class RulesActivities:
                 renewal_window_days=requirement.renewal_window_days,
                 ce_credits=requirement.ce_credits,
                 renewal_basis=requirement.renewal_basis.value,
-                gate=_gate(requirement),
+                gate=_gate(requirement, pack, request.track_id),
             )
         if request.person is None or request.due_date is None:
             return plan  # a request recorded before zone-aware planning
@@ -330,8 +331,33 @@ async def signal_replans(
     return ReplanResult(signalled=signalled, finished=finished)
 
 
-def _gate(requirement: Requirement) -> GateSpec | None:
-    """The requirement's assessment gate, None when it has none (the LMS's flag decides)."""
+def _gate(requirement: Requirement, pack: Pack, track_id: str | None) -> GateSpec | None:
+    """The obligation's assessment gate, None when it has none (the LMS's flag decides).
+
+    The requirement's gate; when a track's enrolment assigned the obligation and that track's
+    course sets its own ``passing_score`` (an exam), that pass mark applies instead
+    (``rules.tracks.course_gate``); attempts and cool-down stay the requirement's.
+    """
+    track = pack.tracks.track(track_id) if track_id else None
+    course = (
+        next((c for c in track.courses if c.requirement == requirement.id), None)
+        if track is not None
+        else None
+    )
+    if course is not None:
+        gate = course_gate(
+            course,
+            passing_score=requirement.passing_score,
+            max_attempts=requirement.max_attempts,
+            retake_after_days=requirement.retake_after_days,
+        )
+        if gate.passing_score is None and gate.max_attempts is None:
+            return None
+        return GateSpec(
+            passing_score=gate.passing_score,
+            max_attempts=gate.max_attempts,
+            retake_after_days=gate.retake_after_days,
+        )
     if requirement.passing_score is None and requirement.max_attempts is None:
         return None
     return GateSpec(

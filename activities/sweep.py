@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from activities.packs import load_version, person_attributes
 from rules.engine import engine_for
-from rules.obligation_facts import build_facts, local_today
+from rules.obligation_facts import PersonAttributes, build_facts, local_today
 from store.models import Obligation
 from store.sweep import SweepChange, open_pinned_obligations
 
@@ -51,6 +51,9 @@ def plan_sweep(
     for row in open_pinned_obligations(session):
         by_pack.setdefault(row.pack_hash, []).append(row)
     plan = SweepPlan()
+    # Many obligations per person, few time zones: each is built once per sweep, not per row.
+    people: dict[int, PersonAttributes] = {}
+    todays: dict[str, date] = {}
     for pack_hash, obligations in by_pack.items():
         pack = load_version(session, pack_hash)
         if pack is None:
@@ -62,11 +65,15 @@ def plan_sweep(
             if requirement is None:
                 plan.skipped += 1
                 continue
+            person = row.person
+            attributes = people.get(person.id)
+            if attributes is None:
+                attributes = people[person.id] = person_attributes(person)
+            today = todays.get(person.time_zone)
+            if today is None:
+                today = todays[person.time_zone] = local_today(person.time_zone, as_of)
             facts = build_facts(
-                row.facts(),
-                person_attributes(row.person),
-                today=local_today(row.person.time_zone, as_of),
-                grace_days=requirement.grace_days,
+                row.facts(), attributes, today=today, grace_days=requirement.grace_days
             )
             batch.append((row, facts))
         decisions = engine_for(pack).evaluate_many([facts for _, facts in batch])

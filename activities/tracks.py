@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -42,6 +42,8 @@ from rules.tracks import (
     track_progress,
 )
 from rules.tracks_model import Track
+from store import audit
+from store.certificates import unused_code
 from store.db import Database
 from store.models import Obligation, Person, Project, ProjectTrack, TrackEnrolment
 
@@ -49,6 +51,8 @@ __all__ = [
     "BlockingTrack",
     "ProjectReadiness",
     "TrackActivities",
+    "complete_enrolment",
+    "complete_tracks",
     "course_records",
     "enrolment_progress",
     "project_readiness",
@@ -103,6 +107,62 @@ def enrolment_progress(
         records=course_records(session, enrolment.person, ids),
         as_of=as_of,
     )
+
+
+def complete_enrolment(
+    session: Session, enrolment: TrackEnrolment, progress: TrackProgress, *, actor: str
+) -> bool:
+    """Complete the track when every required course is done: record when, issue the certificate.
+
+    Idempotent: an enrolment already completed keeps its date and certificate (a later change
+    of the track, or a course's next cycle, never takes a certificate back). The certificate
+    carries a verification code (``GET /verify/{code}``), the track's name as it is now and the
+    day the last required course was completed. Audited as ``track.complete``.
+
+    Returns:
+        True when this call completed the enrolment.
+    """
+    if enrolment.completed_at is not None or progress.completed_at is None:
+        return False
+    enrolment.completed_at = progress.completed_at
+    enrolment.certificate_code = unused_code(session)
+    enrolment.certificate_title = progress.name
+    enrolment.certificate_issued_on = progress.completed_at.date()
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        actor_role="system",
+        action="track.complete",
+        target=f"track/{enrolment.track_id}/{enrolment.person.external_id}",
+        after={
+            "completed_at": progress.completed_at.isoformat(),
+            "certificate_code": enrolment.certificate_code,
+            "required_done": progress.required_done,
+        },
+    )
+    return True
+
+
+def complete_tracks(session: Session, pack: Pack, person: Person, as_of: datetime) -> list[str]:
+    """Complete every track of ``person`` whose required courses are all done by ``as_of``.
+
+    Returns:
+        The ids of the tracks this call completed.
+    """
+    rows = session.scalars(
+        select(TrackEnrolment).where(
+            TrackEnrolment.person_id == person.id, TrackEnrolment.completed_at.is_(None)
+        )
+    ).all()
+    done = []
+    for row in rows:
+        progress = enrolment_progress(session, pack, row, as_of)
+        if progress is not None and complete_enrolment(
+            session, row, progress, actor="system:tracks"
+        ):
+            done.append(row.track_id)
+    return done
 
 
 @dataclass(frozen=True)
@@ -249,10 +309,12 @@ class TrackActivities:
 
     @activity.defn(name="nudge_projects")
     async def nudge_projects(self, request: NudgeRequest) -> int:
-        """A course completed: the projects needing the person's tracks look at readiness now.
+        """A course completed: the person's tracks complete, their projects look at readiness.
 
-        Signals ``check`` to each such project's workflow, so readiness is announced at once
-        rather than at the next periodic look.
+        First every track of the person whose required courses are now all done completes and
+        issues its certificate (:func:`complete_tracks`; idempotent, so a retry issues
+        nothing twice). Then ``check`` is signalled to each project needing the person's
+        tracks, so readiness is announced at once rather than at the next periodic look.
 
         Returns:
             How many project workflows were signalled (finished ones are skipped).
@@ -263,6 +325,12 @@ class TrackActivities:
             person = session.scalar(select(Person).where(Person.external_id == request.person))
             if person is None:
                 return 0
+            pack = active_pack(session)
+            if pack is not None:
+                as_of = request.at or datetime.now(UTC)
+                completed = complete_tracks(session, pack, person, as_of)
+                if completed:
+                    activity.logger.info("tracks completed: %s", ", ".join(completed))
             project_ids = list(
                 session.scalars(
                     select(ProjectTrack.project_id)

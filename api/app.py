@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import errors
+from api import errors, web
 from api.deps import Clock, wall_clock
 from api.limits import LIMIT_RESPONSES, RequestLimits
 from api.observability import RequestMetrics
@@ -22,16 +22,19 @@ from api.routers import (
     bulk,
     certifications,
     compliance,
+    dashboards,
     health,
     integrations,
     mentorship,
     metrics,
     notifications,
     obligations,
+    pages,
     people,
     projects,
     rules,
     scim,
+    signin,
     tokens,
     tracks,
     verify,
@@ -135,10 +138,14 @@ def create_app(
         scim,
         compliance,
         integrations,
+        signin,
+        pages,
+        dashboards,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)
         if module is bulk:
             # GET /assignments (the list) is also registered ahead of the catch-all.
             app.include_router(obligations.assignments_router, responses=LIMIT_RESPONSES)
     scim.install(app)
+    web.install(app)
     return app

@@ -105,6 +105,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
+#: The API's handler of HTTP errors, for the pages to fall back on (``api.web``).
+http_error = _http_error
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # The traceback goes to the log; the body names no path, module or value of the server.
     reference = uuid.uuid4().hex[:12]
@@ -190,6 +194,12 @@ def status_of(error: ServiceError) -> int:
         if cls in STATUS:
             return STATUS[cls]
     return status.HTTP_500_INTERNAL_SERVER_ERROR
+
+
+#: The API's handler of service errors, for the pages to fall back on (``api.web``).
+async def service_error(request: Request, error: Exception) -> JSONResponse:
+    """A service error as ``{"detail": ...}`` with its mapped status."""
+    return await _handle(request, error)
 
 
 async def _handle(_request: Request, error: Exception) -> JSONResponse:

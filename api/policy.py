@@ -330,6 +330,9 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/tracks/{track_id}/enroll"): _token(
         HR_MANAGER, Scope.NOT_OWN, "a manager: their reports"
     ),
+    ("POST", "/tracks/{track_id}/reorder"): _token(HR),
+    ("POST", "/tracks/{track_id}/deactivate"): _token(HR),
+    ("POST", "/tracks/{track_id}/activate"): _token(HR),
     ("GET", "/tracks/{track_id}/progress"): _token(MANAGER_READERS, Scope.ROWS),
     ("GET", "/tracks/{track_id}/summary"): _token(MANAGER_READERS, Scope.ROWS),
     ("GET", "/people/{external_id}/tracks"): _token(PEOPLE, Scope.ROWS),
@@ -360,6 +363,41 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/audit/evidence"): _token(READERS, note="ZIP; ?person= or ?team= or ?requirement="),
     ("GET", "/audit/workflows/{workflow_id}/history"): _token(READERS),
     ("GET", "/audit/workflows/{workflow_id}/timeline"): _token(READERS),
+    # Pages (/ui): a session cookie holds the caller's token (or send it as a bearer token);
+    # the same roles and row-level scope as the API. See api/web.py.
+    ("GET", "/ui/sign-in"): Policy(Access.PUBLIC, note="page"),
+    ("POST", "/ui/sign-in/link"): Policy(
+        Access.PUBLIC, note="page: emails a one-time link; the same answer for any address"
+    ),
+    ("GET", "/ui/sign-in/link/{token}"): Policy(Access.SIGNED, note="the one-time sign-in link"),
+    ("POST", "/ui/sign-in/link/{token}"): Policy(Access.SIGNED, note="the one-time sign-in link"),
+    ("POST", "/ui/sign-in/token"): Policy(Access.PUBLIC, note="page: the pasted token decides"),
+    ("POST", "/ui/sign-out"): _token(PEOPLE, note="page"),
+    ("GET", "/ui"): _token(PEOPLE, note="page: to the caller's own page"),
+    ("GET", "/ui/me"): _token(PERSONS, Scope.ALL, "page: the caller's own"),
+    ("POST", "/ui/me/preferences"): _token(PERSONS, Scope.ALL, "page: the caller's own"),
+    ("POST", "/ui/obligations/{workflow_id}/acknowledge"): _token(PERSONS, Scope.ROWS, "page"),
+    ("POST", "/ui/obligations/{workflow_id}/ce-credits"): _token(PERSONS, Scope.ROWS, "page"),
+    ("GET", "/ui/people/{external_id}"): _token(PEOPLE, Scope.ROWS, "page"),
+    ("POST", "/ui/obligations/{workflow_id}/extend"): _token(HR_MANAGER, Scope.NOT_OWN, "page"),
+    ("POST", "/ui/obligations/{workflow_id}/request-exemption"): _token(
+        HR_MANAGER, Scope.NOT_OWN, "page: recorded for HR"
+    ),
+    ("POST", "/ui/obligations/{workflow_id}/remind"): _token(
+        HR_MANAGER, Scope.NOT_OWN, "page: once per obligation per day"
+    ),
+    ("GET", "/ui/team"): _token(HR_MANAGER, Scope.ROWS, "page: ?manager= (HR: anyone's team)"),
+    ("GET", "/ui/org"): _token(READERS, note="page"),
+    ("GET", "/ui/export/{table}"): _token(
+        MANAGER_READERS, Scope.ROWS, "page: a dashboard table as CSV (managers: their team)"
+    ),
+    ("GET", "/ui/evidence.zip"): _token(READERS, note="page: the evidence pack"),
+    ("GET", "/ui/report.pdf"): _token(
+        MANAGER_READERS, Scope.ROWS, "page: the PDF report (managers: their team)"
+    ),
+    ("GET", "/ui/audit"): _token(READERS, note="page"),
+    ("GET", "/ui/audit/obligations/{workflow_id}"): _token(READERS, note="page"),
+    ("GET", "/ui/audit/obligations/{workflow_id}/history.json"): _token(READERS, note="page"),
 }
 
 

@@ -349,7 +349,15 @@ async def run(args: argparse.Namespace) -> None:
         settings = Settings(env="dev", data_dir=tmp, database_url=url, secret_key="b" * 48)
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            async with build_worker(env.client, task_queue=queue, db=db, settings=settings):
+            # Few workflow tasks at once: on a starved CPU, a hundred concurrent first
+            # activations each outlast the 10 s workflow task timeout and are retried for ever.
+            async with build_worker(
+                env.client,
+                task_queue=queue,
+                db=db,
+                settings=settings,
+                max_concurrent_workflow_tasks=8,
+            ):
                 ids = await start_assignments(env.client, queue, people)
                 await asyncio.to_thread(wait_for_rows, db, len(ids))
                 child_env = {

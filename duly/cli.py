@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -1323,6 +1324,78 @@ def tracks_enroll(
         raise typer.Exit(1) from None
     finally:
         db.dispose()
+
+
+def _track_edit(change: Callable[[Any, Any], tuple[Any, bool]]) -> None:
+    """Run a track edit (a new pack version) and print the track's order and state."""
+    from services.errors import ServiceError
+    from store.db import Database
+
+    settings = load_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            track, deployed = change(session, _cli_principal())
+        courses = ", ".join(f"{c.order}. {c.requirement}" for c in track.ordered_courses)
+        state = "active" if track.active else "inactive"
+        done = "new pack version deployed" if deployed else "no change"
+        console.print(f"{track.id} ({state}): {courses} [{done}]", markup=False, soft_wrap=True)
+    except ServiceError as problem:
+        err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+
+
+@tracks_app.command("reorder")
+def tracks_reorder(
+    track: Annotated[str, typer.Argument(help="The track id.")],
+    courses: Annotated[
+        list[str], typer.Argument(help="Every course's requirement id, in the new order.")
+    ],
+) -> None:
+    """Put a track's courses in a new order (deploys a new pack version; progress is kept).
+
+    Exit codes: 0 done, 1 refused (unknown track, not exactly its courses, a milestone out of
+    order), 2 bad usage.
+    """
+    from services import tracks
+
+    _track_edit(
+        lambda session, principal: tracks.reorder(
+            session, track_id=track, courses=courses, principal=principal
+        )
+    )
+
+
+@tracks_app.command("deactivate")
+def tracks_deactivate(
+    track: Annotated[str, typer.Argument(help="The track id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (audited).")],
+) -> None:
+    """Deactivate a track (soft): nobody new is enrolled; people mid-track can finish."""
+    from services import tracks
+
+    _track_edit(
+        lambda session, principal: tracks.set_track_active(
+            session, track_id=track, active=False, reason=reason, principal=principal
+        )
+    )
+
+
+@tracks_app.command("activate")
+def tracks_activate(
+    track: Annotated[str, typer.Argument(help="The track id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (audited).")],
+) -> None:
+    """Reactivate a deactivated track: enrolment reopens."""
+    from services import tracks
+
+    _track_edit(
+        lambda session, principal: tracks.set_track_active(
+            session, track_id=track, active=True, reason=reason, principal=principal
+        )
+    )
 
 
 @tracks_app.command("progress")

@@ -440,6 +440,11 @@ DEMO_PROJECT = (
     "p-1012",
 )
 
+#: The demo's assessment failure: a second administrator on the project team sits the
+#: Research Site Systems Administration exam (pass mark 70 %, three attempts) three times and
+#: fails each: (person, requirement, scores in percent). Their course becomes ``failed``.
+DEMO_FAILED_EXAM = ("p-1011", "research-systems-admin", (55.0, 62.0, 64.0))
+
 
 async def _demo_project(client: Any, settings: Settings) -> None:
     """A client project two weeks from go-live whose site-administrator track blocks."""
@@ -501,8 +506,59 @@ async def _demo_project(client: Any, settings: Settings) -> None:
                 f" {track} blocks until {member} completes it"
                 f" (GET /projects/{row.id}/readiness)"
             )
+            await _demo_failed_exam(session, client, settings, principal, track)
     finally:
         db.dispose()
+
+
+async def _demo_failed_exam(
+    session: Any, client: Any, settings: Settings, principal: Any, track: str
+) -> None:
+    """A failed attempt, then attempts exhausted: the course (and the track) become failed.
+
+    The evidence is signalled before the worker runs: the assignment holds it until its
+    pinned pack's plan (with the gate) is known, then judges each attempt in order.
+    """
+    from datetime import UTC, datetime
+
+    from domain.contracts.assignment import CompleteSignal
+    from services import tracks
+    from services.assignments import person as find_person
+    from workflows.assignment import AssignmentWorkflow
+
+    member, requirement, scores = DEMO_FAILED_EXAM
+    enrolled = await tracks.enrol(
+        session,
+        client,
+        task_queue=settings.temporal_task_queue,
+        track_id=track,
+        person=find_person(session, external_id=member),
+        principal=principal,
+        source="hr",
+        now=datetime.now(UTC),
+    )
+    workflow_id = next((w for w in enrolled.started if w.split("/")[2] == requirement), None)
+    if workflow_id is None:
+        return  # the course was assigned earlier: its attempts are its own
+    now = datetime.now(UTC)
+    handle = client.get_workflow_handle(workflow_id)
+    for n, score in enumerate(scores):
+        await handle.signal(
+            AssignmentWorkflow.complete,
+            CompleteSignal(
+                completed_at=now - timedelta(hours=len(scores) - n),
+                source="demo-lms",
+                actor="demo",
+                score=score,
+                score_percent=score,
+                attempt_id=f"demo-attempt-{n + 1}",
+            ),
+        )
+    console.print(
+        f"demo assessment: {member} failed {requirement} {len(scores)} times"
+        f" ({', '.join(f'{s:g} %' for s in scores)}; 70 % to pass): the course is failed and"
+        f" {track} shows it (GET /assignments/{workflow_id})"
+    )
 
 
 #: The demo's bulk job: a whole department assigned one requirement (people who already have

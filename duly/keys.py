@@ -37,6 +37,7 @@ class Purpose(StrEnum):
 
     ACK_LINK = "ack-link"
     SIGN_IN_LINK = "sign-in-link"
+    WEB_SESSION = "web-session"
 
 
 def hkdf_sha256(ikm: bytes, info: bytes, length: int = KEY_BYTES, salt: bytes = b"") -> bytes:
@@ -97,8 +98,13 @@ class KeyRing:
 
     @property
     def sign_in_link(self) -> bytes:
-        """Signs sign-in links (reserved: no sign-in links exist yet)."""
+        """Signs one-time sign-in links (``/ui/sign-in/link/<token>``)."""
         return self.key(Purpose.SIGN_IN_LINK)
+
+    @property
+    def web_session(self) -> bytes:
+        """Signs browser session cookies and derives their CSRF tokens."""
+        return self.key(Purpose.WEB_SESSION)
 
 
 class KeyFileError(ValueError):

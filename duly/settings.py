@@ -85,6 +85,18 @@ class Settings(BaseSettings):
         description="Days a new person token (learner, manager, hr_admin, auditor) and, unless "
         "created with --no-expiry, a new integration token stays valid.",
     )
+    web_session_minutes: int = Field(
+        default=480,
+        ge=5,
+        le=10_080,
+        description="Minutes a browser session (the pages under /ui) lasts after sign-in.",
+    )
+    sign_in_link_minutes: int = Field(
+        default=15,
+        ge=1,
+        le=1_440,
+        description="Minutes an emailed one-time sign-in link stays valid.",
+    )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = Field(
         default="text",
@@ -104,6 +116,21 @@ class Settings(BaseSettings):
         default=None,
         description="host:port the Temporal SDK's Prometheus endpoint of `duly worker` binds "
         "(e.g. 0.0.0.0:9000: task latencies, slots, sticky cache, polls); unset: not served.",
+    )
+    worker_max_concurrent_workflow_tasks: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000,
+        description="Workflow tasks one `duly worker` runs at once (unset: the SDK's default, "
+        "100). Lower it on a small or shared CPU: too many at once each outlast Temporal's 10 s "
+        "workflow task timeout and are retried.",
+    )
+    worker_max_cached_workflows: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="Workflows one `duly worker` keeps in its sticky cache (unset: the SDK's "
+        "default, 1,000; 0 disables the cache).",
     )
     otel_enabled: bool = Field(
         default=False,

@@ -169,7 +169,14 @@ async def run_worker(settings: Settings) -> None:
     runtime = serve_metrics(settings)
     client = await connect_with_retry(settings, runtime=runtime)
     db = Database.from_settings(settings)
-    worker = build_worker(client, task_queue=settings.temporal_task_queue, db=db, settings=settings)
+    tuning: dict[str, Any] = {}
+    if settings.worker_max_concurrent_workflow_tasks is not None:
+        tuning["max_concurrent_workflow_tasks"] = settings.worker_max_concurrent_workflow_tasks
+    if settings.worker_max_cached_workflows is not None:
+        tuning["max_cached_workflows"] = settings.worker_max_cached_workflows
+    worker = build_worker(
+        client, task_queue=settings.temporal_task_queue, db=db, settings=settings, **tuning
+    )
     if await ensure_sweep_schedule(client, settings.temporal_task_queue):
         log.info("created the daily status sweep schedule %r", SWEEP_SCHEDULE_ID)
     if await ensure_reconcile_schedule(client, settings.temporal_task_queue):

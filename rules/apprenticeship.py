@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -47,7 +48,7 @@ from domain.contracts.apprenticeship import (
     HoursEntry,
     HoursKind,
 )
-from rules.apprenticeship_model import Program, skill_key
+from rules.apprenticeship_model import LmsApproval, Program, skill_key
 from rules.facts import complete_facts
 
 __all__ = [
@@ -63,6 +64,9 @@ __all__ = [
     "apprenticeship_facts",
     "check_entry",
     "compliance_status",
+    "duration_hours",
+    "lms_auto_approved",
+    "lms_classroom_entry",
     "program_facts",
     "progress",
 ]
@@ -602,6 +606,78 @@ def _show(value: Any) -> str:
     if isinstance(value, float):
         return _hours(value)
     return str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Classroom hours from the LMS (xAPI)
+
+#: An ISO 8601 duration in weeks, days, hours, minutes and seconds (xAPI 1.0.3 4.6). Years and
+#: months are refused: their length depends on the calendar, and no class lasts that long.
+_DURATION = re.compile(
+    r"^P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+_HOURS_PER = {"w": 168.0, "d": 24.0, "h": 1.0, "m": 1 / 60, "s": 1 / 3600}
+
+
+def duration_hours(text: str) -> float:
+    """Hours in an ISO 8601 duration such as ``PT3H30M`` (3.5), rounded to the hundredth.
+
+    Raises:
+        ValueError: Not a duration of weeks, days, hours, minutes and seconds.
+    """
+    match = _DURATION.match(text.strip())
+    if match is None or text.strip() in ("P", "PT") or text.strip().endswith("T"):
+        raise ValueError(
+            f"result.duration {text!r} is not an ISO 8601 duration such as PT3H30M"
+            " (weeks, days, hours, minutes, seconds)"
+        )
+    parts = match.groupdict()
+    return round(sum(float(v) * _HOURS_PER[k] for k, v in parts.items() if v is not None), 2)
+
+
+def lms_classroom_entry(
+    program: Program,
+    *,
+    activity_id: str,
+    entry_id: str,
+    day: date,
+    duration: str | None,
+) -> HoursEntry | None:
+    """The classroom hours entry an xAPI statement makes, or None (not one of the courses).
+
+    A course with ``hours`` credits them (the course's accredited hours, not the time spent);
+    one without credits the statement's ``result.duration``. The entry is pending; the
+    program's ``classroom_from_lms.approval`` says whether it is approved at once (see
+    :func:`lms_auto_approved`).
+
+    Raises:
+        ValueError: The course counts by duration and the statement has none, or a bad one.
+    """
+    course = program.lms_course(activity_id)
+    if course is None:
+        return None
+    if course.hours is not None:
+        hours = course.hours
+    elif duration is None:
+        raise ValueError(
+            f"{course.name or activity_id} counts the time attended, and the statement has no"
+            " result.duration (ISO 8601, such as PT3H30M)"
+        )
+    else:
+        hours = duration_hours(duration)
+    return HoursEntry(
+        id=entry_id,
+        day=day,
+        kind=HoursKind.CLASSROOM,
+        hours=hours,
+        description=f"LMS: {course.name or activity_id}"[:2000],
+    )
+
+
+def lms_auto_approved(program: Program) -> bool:
+    """Whether the program approves LMS classroom hours as they arrive."""
+    return program.classroom_from_lms.approval is LmsApproval.AUTO
 
 
 # --------------------------------------------------------------------------------------------

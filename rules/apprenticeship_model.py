@@ -307,6 +307,58 @@ class ProgramMigration(StrEnum):
     APPLY_NOW = "apply_now"
 
 
+class LmsApproval(StrEnum):
+    """Whether classroom hours from the LMS wait for the supervisor."""
+
+    #: Pending until the supervisor approves them, like hours the apprentice logs (default:
+    #: only approved hours count, and the supervisor signs the record).
+    SUPERVISOR = "supervisor"
+    #: Approved as they arrive: for an LMS the sponsor treats as the record of attendance (a
+    #: registered related-instruction provider's own system).
+    AUTO = "auto"
+
+
+class LmsCourse(_Strict):
+    """One LMS activity whose xAPI statements are classroom (related instruction) hours.
+
+    Attributes:
+        activity_id: The xAPI activity id (``object.id``) of the course or session.
+        hours: The course's classroom hours, credited on the day it is completed or passed
+            (at most 24: one day's entry; map a long course by its units). None: each
+            statement's ``result.duration`` (ISO 8601, such as ``PT3H30M``) is credited.
+        name: What the entry's description calls it (default: the activity id).
+    """
+
+    activity_id: str = Field(min_length=1, max_length=2048)
+    hours: float | None = Field(default=None, gt=0, le=24)
+    name: str = Field(default="", max_length=200)
+
+
+class ClassroomFromLms(_Strict):
+    """Classroom hours from xAPI statements (``POST /xapi/statements``).
+
+    Attributes:
+        approval: ``supervisor`` (pending until approved) or ``auto`` (approved at once).
+        courses: The activities that count, each with its hours or counted by duration.
+    """
+
+    approval: LmsApproval = LmsApproval.SUPERVISOR
+    courses: list[LmsCourse] = Field(default_factory=list, max_length=500)
+
+    @field_validator("courses")
+    @classmethod
+    def _distinct_activities(cls, courses: list[LmsCourse]) -> list[LmsCourse]:
+        seen: set[str] = set()
+        for course in courses:
+            if course.activity_id in seen:
+                raise ValueError(
+                    f"the activity {course.activity_id!r} is listed twice; a statement must"
+                    " credit one course"
+                )
+            seen.add(course.activity_id)
+        return courses
+
+
 class Program(_Strict):
     """One registered apprenticeship program (an entry of ``programs:``).
 
@@ -324,6 +376,8 @@ class Program(_Strict):
         graduation: What graduating takes.
         awards: Requirement ids (``kind: certification``) registered on graduation.
         on_new_version: How running enrolments take up a changed program.
+        classroom_from_lms: Which LMS activities credit classroom hours, and whether they
+            wait for the supervisor's approval.
     """
 
     id: ProgramId
@@ -340,6 +394,7 @@ class Program(_Strict):
         default_factory=list
     )
     on_new_version: ProgramMigration = ProgramMigration.GRANDFATHER
+    classroom_from_lms: ClassroomFromLms = Field(default_factory=ClassroomFromLms)
 
     @field_validator("periods")
     @classmethod
@@ -378,6 +433,11 @@ class Program(_Strict):
                         " a skill is signed off once, so keep it in one period"
                     )
         return periods
+
+    def lms_course(self, activity_id: str) -> LmsCourse | None:
+        """The course whose statements credit classroom hours here (None: not one)."""
+        courses = self.classroom_from_lms.courses
+        return next((c for c in courses if c.activity_id == activity_id), None)
 
     @property
     def skills(self) -> list[str]:

@@ -61,6 +61,15 @@ class HeldObligation:
     completed: bool = False
 
     @property
+    def assignment(self) -> bool:
+        """Whether an ``AssignmentWorkflow`` runs it.
+
+        The automation closes, pauses and resumes only those; certifications, mentorships and
+        the rest keep their own flows.
+        """
+        return self.workflow_id.startswith("assignment/")
+
+    @property
     def open(self) -> bool:
         """Whether the obligation still runs (not completed, cancelled, revoked...)."""
         return not self.completed and self.status != "completed" and self.status not in CLOSED
@@ -158,14 +167,14 @@ def plan_person(
                 reason=REASON_LEFT,
             )
             for o in open_
-            if o.kind != ObligationKind.CERTIFICATION.value
+            if o.assignment
         ]
         return PersonPlan(
             **plan,
             close=closes,
             revoke_tokens=kind in (ChangeKind.LEAVER.value, "reconcile"),
         )
-    assignable = [o for o in open_ if o.kind != ObligationKind.CERTIFICATION.value]
+    assignable = [o for o in open_ if o.assignment]
     if status == EmploymentStatus.LEAVE.value:
         # On leave: nothing new starts and nothing closes until they are back.
         pause = [o.workflow_id for o in assignable] if kind == ChangeKind.LEAVE.value else []
@@ -212,7 +221,7 @@ def plan_person(
             )
             continue
         for o in still_open:
-            if o.kind == ObligationKind.CERTIFICATION.value:
+            if not o.assignment:
                 continue  # a held certificate is not withdrawn by a move
             if requirement.on_no_longer_applicable is NoLongerApplicable.KEEP:
                 keep.append(requirement.id)

@@ -31,6 +31,7 @@ durable_rules has sharp edges (see ../shared/ARCHITECTURE.md), all handled here 
 from __future__ import annotations
 
 import json
+import operator
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -113,14 +114,21 @@ class Evaluator(Protocol):
         ...
 
 
-_TYPE_CHECKS: dict[FactType, Callable[[Any], bool]] = {
-    FactType.INT: lambda v: type(v) is int,
-    FactType.BOOL: lambda v: type(v) is bool,
-    FactType.STR: lambda v: type(v) is str,
-    FactType.STR_LIST: lambda v: type(v) is list and all(type(x) is str for x in v),
+_PY_TYPES: dict[FactType, type] = {
+    FactType.INT: int,
+    FactType.BOOL: bool,
+    FactType.STR: str,
+    FactType.STR_LIST: list,
 }
-_CHECKS = {name: _TYPE_CHECKS[kind] for name, (kind, _) in FACTS.items()}
+#: Each known fact's exact Python type (``type(v) is t``: a bool is not an int here).
+_TYPES = {name: _PY_TYPES[kind] for name, (kind, _) in FACTS.items()}
 _KNOWN = FACTS.keys()
+_STR = {str}
+
+
+def _all_str(values: Any) -> bool:
+    """Whether every element of a list is a ``str`` (the element types collected in C)."""
+    return not values or {type(x) for x in values} == _STR
 
 
 def checked_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,10 +140,13 @@ def checked_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
     if not facts.keys() <= _KNOWN:
         unknown = sorted(set(facts) - set(_KNOWN))
         raise FactsError(f"unknown facts {unknown}; known facts: {', '.join(FACTS)}")
+    types = _TYPES
     for name, value in facts.items():
-        if not _CHECKS[name](value):
-            kind = FACTS[name][0]
-            raise FactsError(f"fact {name!r} must be {kind.value}, not {value!r}")
+        # One exact type test per fact (the hot path of every decision); lists also need
+        # every element checked.
+        kind = types[name]
+        if type(value) is not kind or (kind is list and not _all_str(value)):
+            raise FactsError(f"fact {name!r} must be {FACTS[name][0].value}, not {value!r}")
     if len(facts) == len(_KNOWN):
         return dict(facts)
     return complete_facts(dict(facts))
@@ -151,14 +162,14 @@ class PythonEvaluator:
     def __init__(self, pack_hash: str, rules: Sequence[StatusRule]) -> None:
         """Compile ``rules`` (in order)."""
         self.pack_hash = pack_hash
-        self._rules = [(rule, rule.condition) for rule in rules]
+        self._rules = [(_rule_fields(rule, pack_hash), rule.condition.evaluate) for rule in rules]
 
     def evaluate(self, facts: Mapping[str, Any]) -> Decision:
         """Decide one obligation's status (first matching rule wins)."""
         complete = checked_facts(facts)
-        for rule, condition in self._rules:
-            if condition.evaluate(complete):
-                return _decision(rule, self.pack_hash, complete)
+        for fields, holds in self._rules:
+            if holds(complete):
+                return _made(fields, complete)
         raise NoRuleMatched(self.pack_hash, complete)
 
     def evaluate_many(self, facts: Sequence[Mapping[str, Any]]) -> list[Decision]:
@@ -166,14 +177,38 @@ class PythonEvaluator:
         return [self.evaluate(f) for f in facts]
 
 
+_new_object = object.__new__
+_set = object.__setattr__
+_DECISION_FIELDS = frozenset(Decision.model_fields)
+
+
 def _decision(rule: StatusRule, pack_hash: str, facts: dict[str, Any]) -> Decision:
-    return Decision(
-        status=rule.status,
-        severity=rule.severity.value if rule.severity else None,
-        rule=rule.name,
-        pack_hash=pack_hash,
-        facts=facts,
-    )
+    """The decision ``rule`` makes on ``facts`` (see :func:`_made`)."""
+    return _made(_rule_fields(rule, pack_hash), facts)
+
+
+def _rule_fields(rule: StatusRule, pack_hash: str) -> dict[str, Any]:
+    """A decision's fields that depend on the rule only (computed once per rule)."""
+    return {
+        "status": rule.status,
+        "severity": rule.severity.value if rule.severity else None,
+        "rule": rule.name,
+        "pack_hash": pack_hash,
+    }
+
+
+def _made(fields: dict[str, Any], facts: dict[str, Any]) -> Decision:
+    # What ``Decision.model_construct`` does, without its per-field loop: every field is already
+    # known good (a validated rule, checked facts), and validating a copy of the facts was the
+    # largest cost of a decision (bench/rules_decisions.py); model_construct was still the next.
+    values = fields.copy()
+    values["facts"] = facts
+    decision = _new_object(Decision)
+    _set(decision, "__dict__", values)
+    _set(decision, "__pydantic_fields_set__", set(_DECISION_FIELDS))
+    _set(decision, "__pydantic_extra__", None)
+    _set(decision, "__pydantic_private__", None)
+    return decision
 
 
 _LOCK = threading.Lock()
@@ -205,6 +240,7 @@ class StatusEngine:
         self.pack_hash = pack_hash
         self.ruleset = f"status_{pack_hash[:16]}"
         self._rules = {rule.name: rule for rule in rules}
+        self._fields = {rule.name: _rule_fields(rule, pack_hash) for rule in rules}
         # Post only the facts some rule reads: smaller messages, less JSON, same decisions.
         used: set[str] = set()
         definition: dict[str, Any] = {}
@@ -217,8 +253,18 @@ class StatusEngine:
         definition[_NO_RULE] = {"all": [{"m": {MARKER_FIELD: 1}}], "pri": len(rules) + 1}
         self.definition = definition
         self._posted = tuple(sorted(used))
-        self._lists = frozenset(n for n in used if FACTS[n][0] is FactType.STR_LIST)
-        self._bools = frozenset(n for n in used if FACTS[n][0] is FactType.BOOL)
+        kinds = {n: FACTS[n][0] for n in self._posted}
+        self._list_names = tuple(n for n in self._posted if kinds[n] is FactType.STR_LIST)
+        self._bool_names = tuple(n for n in self._posted if kinds[n] is FactType.BOOL)
+        self._plain = tuple(
+            n for n in self._posted if kinds[n] not in (FactType.STR_LIST, FactType.BOOL)
+        )
+        self._known = frozenset(self._rules) | {_NO_RULE}
+        scalars = tuple(n for n in self._posted if n not in self._list_names)
+        # The posted scalar facts of one obligation, as a hashable value (C-speed getter).
+        self._key: Callable[[dict[str, Any]], Any] = (
+            operator.itemgetter(*scalars) if scalars else (lambda f: ())
+        )
         self._engine: Any = durable_rules_engine
         with _LOCK:
             if self.ruleset in _REGISTERED:
@@ -232,20 +278,20 @@ class StatusEngine:
             _REGISTERED.add(self.ruleset)
 
     def _message(self, key: int, sid: str, facts: dict[str, Any]) -> dict[str, Any]:
+        # "sid" and "k" first: durable_rules echoes the message in this order, which lets
+        # :func:`_action` find the key without decoding the whole message.
         message: dict[str, Any] = {"sid": sid, "k": key, MARKER_FIELD: 1}
-        for name in self._posted:
-            value = facts[name]
-            if name in self._bools:
-                message[name] = 1 if value else 0
-            elif name in self._lists:
-                message[name] = [LIST_SENTINEL, *value]
-            else:
-                message[name] = value
+        for name in self._plain:
+            message[name] = facts[name]
+        for name in self._bool_names:
+            message[name] = 1 if facts[name] else 0
+        for name in self._list_names:
+            message[name] = [LIST_SENTINEL, *facts[name]]
         return message
 
     def _run(self, messages: list[dict[str, Any]], sid: str) -> dict[int, str]:
         """Post one batch under ``sid``; which rule consumed each message (by its key)."""
-        engine, handle = self._engine, self._handle
+        engine, handle, known = self._engine, self._handle, self._known
         results: dict[int, str] = {}
         with _LOCK:
             try:
@@ -256,8 +302,8 @@ class StatusEngine:
                 pending = started[1] if started else None
                 while pending:
                     # One action at a time: {rule name: {"m": the message it consumed}}.
-                    ((rule, frame),) = json.loads(pending).items()
-                    results[frame["m"]["k"]] = rule
+                    rule, key = _action(pending, known)
+                    results[key] = rule
                     pending = engine.complete_and_start_action(handle, state)
             finally:
                 engine.delete_state(handle, sid)
@@ -292,19 +338,52 @@ class StatusEngine:
             NoRuleMatched: No rule holds for one of them.
         """
         complete = [checked_facts(f) for f in facts]
+        # Rules are pure and read only the posted facts: obligations whose posted facts are
+        # equal get the same rule, so each distinct set goes through durable_rules once. A
+        # large organisation has many (same days left, same flags); the bench prints how many.
+        key_of, lists = self._key, self._list_names
+        slot_of: dict[Any, int] = {}
+        distinct: list[dict[str, Any]] = []
+        slots: list[int] = []
+        for f in complete:
+            key = (key_of(f), *[tuple(f[n]) for n in lists]) if lists else key_of(f)
+            slot = slot_of.get(key)
+            if slot is None:
+                slot = slot_of[key] = len(distinct)
+                distinct.append(f)
+            slots.append(slot)
         decided: list[str] = []
-        for start in range(0, len(complete), BATCH_SIZE):
-            chunk = complete[start : start + BATCH_SIZE]
+        for start in range(0, len(distinct), BATCH_SIZE):
+            chunk = distinct[start : start + BATCH_SIZE]
             sid = uuid.uuid4().hex
             results = self._run([self._message(i, sid, f) for i, f in enumerate(chunk)], sid)
             for i, f in enumerate(chunk):
                 if results.get(i, _NO_RULE) == _NO_RULE:
                     raise NoRuleMatched(self.pack_hash, f)
                 decided.append(results[i])
-        return [
-            _decision(self._rules[name], self.pack_hash, f)
-            for name, f in zip(decided, complete, strict=True)
-        ]
+        fields = self._fields
+        return [_made(fields[decided[slot]], f) for slot, f in zip(slots, complete, strict=True)]
+
+
+def _action(pending: str, known: frozenset[str]) -> tuple[str, int]:
+    """The rule and message key of one durable_rules action, ``{"<rule>":{"m":{…}}}``.
+
+    Decoding the whole echoed message was the largest Python cost of a durable decision after
+    the ``Decision`` itself, and only two values are needed: the rule name (an identifier, so
+    its closing quote is the next one) and ``"k"``, which follows the hex ``"sid"`` at the start
+    of every message :meth:`StatusEngine._message` builds. Anything else (another durable_rules
+    version, say) falls back to decoding the JSON.
+    """
+    end = pending.find('"', 2)
+    at = pending.find(',"k":', end)
+    if end > 2 and at > 0 and pending.startswith('":{"m":{"sid":"', end):
+        stop = pending.find(",", at + 5)
+        digits = pending[at + 5 : stop]
+        rule = pending[2:end]
+        if digits.isdigit() and rule in known:
+            return rule, int(digits)
+    ((rule, frame),) = json.loads(pending).items()
+    return rule, frame["m"]["k"]
 
 
 _ENGINES: dict[str, StatusEngine] = {}

@@ -106,6 +106,16 @@ def fact_type(name: str) -> FactType | None:
     return entry[0] if entry else None
 
 
+#: Every known fact at its default, in :data:`FACTS` order (copied, then overwritten).
+_ALL_DEFAULTS: dict[str, Any] = {name: DEFAULTS[kind] for name, (kind, _) in FACTS.items()}
+
+
 def complete_facts(facts: dict[str, Any]) -> dict[str, Any]:
     """``facts`` with every known fact present (defaults for the missing ones)."""
-    return {name: facts.get(name, DEFAULTS[kind]) for name, (kind, _) in FACTS.items()}
+    # Copy-then-update runs in C: on every decision this was a Python loop over all facts.
+    complete = _ALL_DEFAULTS.copy()
+    if facts.keys() <= complete.keys():
+        complete.update(facts)
+    else:  # unknown names are dropped, as before
+        complete.update((k, v) for k, v in facts.items() if k in _ALL_DEFAULTS)
+    return complete

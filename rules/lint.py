@@ -350,9 +350,26 @@ def _gates_and_tracks(pack: Pack) -> Iterable[Finding]:
 _MAX_WORK_HOURS_A_YEAR = 2_600
 
 
+def _located(pack: Pack, key: str, value: str, fallback: tuple[str, int]) -> tuple[str, int]:
+    """Where ``key: value`` is written, else ``fallback`` (a quoted inline value, say)."""
+    found = locate(pack, key, value)
+    return found if found[0] else fallback
+
+
 def _programs(pack: Pack) -> Iterable[Finding]:
+    requirement_of = {r.xapi_activity_id: r.id for r in pack.requirements if r.xapi_activity_id}
     for program in pack.programs:
         where = locate(pack, "id", program.id)
+        for course in program.classroom_from_lms.courses:
+            if course.activity_id in requirement_of:
+                yield Finding(
+                    Level.ERROR,
+                    "duplicate-xapi-activity",
+                    f"program '{program.id}' counts LMS activity {course.activity_id} as"
+                    f" classroom hours, and requirement '{requirement_of[course.activity_id]}'"
+                    " maps it too; a statement could not tell them apart",
+                    *_located(pack, "activity_id", course.activity_id, where),
+                )
         notified = {step.notify for step in program.stall.ladder}
         if StallRecipient.HR in notified and not pack.info.contacts.hr_mailbox:
             yield Finding(

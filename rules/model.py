@@ -47,6 +47,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from domain.kinds import ObligationKind
 from rules.apprenticeship_model import Program
+from rules.audience import AppliesTo
+from rules.audience import Audience as Audience  # re-exported: it was defined here
 from rules.conditions import Condition, ConditionError, compile_condition
 from rules.facts import FACTS, FactType
 from rules.mentorship_model import MentorshipCondition, MentorshipPolicy
@@ -178,59 +180,6 @@ def _condition(value: Any) -> Condition:
     except ConditionError as error:
         # The loader turns the offset into a line:column inside the YAML file.
         raise ValueError(f"{error.message} [at character {error.offset + 1}]") from None
-
-
-class Audience(_Strict):
-    """Who a requirement covers: every listed dimension must match (any value within one)."""
-
-    roles: list[str] = Field(default_factory=list)
-    departments: list[str] = Field(default_factory=list)
-    locations: list[str] = Field(default_factory=list)
-    employers: list[str] = Field(default_factory=list)
-
-    def is_empty(self) -> bool:
-        """Whether no dimension is listed."""
-        return not (self.roles or self.departments or self.locations or self.employers)
-
-    def matches(self, roles: list[str], department: str, location: str, employer: str) -> bool:
-        """Whether a person with these attributes is in the audience (empty: nobody)."""
-        if self.is_empty():
-            return False
-        return (
-            (not self.roles or bool(set(self.roles) & set(roles)))
-            and (not self.departments or department in self.departments)
-            and (not self.locations or location in self.locations)
-            and (not self.employers or employer in self.employers)
-        )
-
-
-class AppliesTo(Audience):
-    """A requirement's audience: ``all: true`` or some dimensions, minus ``except``."""
-
-    all: bool = False
-    except_: Audience | None = Field(default=None, alias="except")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-    @model_validator(mode="after")
-    def _one_way(self) -> Self:
-        if self.all and not self.is_empty():
-            raise ValueError(
-                "use either 'all: true' or roles/departments/locations/employers, not both"
-            )
-        if not self.all and self.is_empty():
-            raise ValueError(
-                "say who this applies to: 'all: true', or list roles, departments, locations"
-                " or employers"
-            )
-        return self
-
-    def applies(self, roles: list[str], department: str, location: str, employer: str) -> bool:
-        """Whether a person with these attributes owes the requirement."""
-        included = self.all or self.matches(roles, department, location, employer)
-        if not included:
-            return False
-        return not (self.except_ and self.except_.matches(roles, department, location, employer))
 
 
 class Recurrence(_Strict):

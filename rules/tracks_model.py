@@ -1,6 +1,7 @@
 """Tracks and learning paths: the ``tracks:`` section of a rules pack.
 
-Pure pydantic models, importing nothing of Duly's: the pack model (:mod:`rules.model`), the
+Pure pydantic models, importing nothing of Duly's but :mod:`rules.audience` (the one
+``applies_to`` model, which ``auto_enrol`` reuses): the pack model (:mod:`rules.model`), the
 progress maths (:mod:`rules.tracks`) and, later, the track workflow's contracts can all build on
 them.
 
@@ -37,9 +38,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from typing import Annotated, Self
+from typing import Annotated, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rules.audience import AppliesTo, Audience
 
 __all__ = [
     "DEFAULT_TRACK_TYPES",
@@ -70,57 +73,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-class EnrolAudience(_Strict):
+class EnrolAudience(Audience):
     """People by role, department, location or employer: every listed dimension must match."""
 
+    # Bounded, unlike a requirement's audience: the same dimensions with capped lengths.
     roles: Names = Field(default_factory=list)
     departments: Names = Field(default_factory=list)
     locations: Names = Field(default_factory=list)
     employers: Names = Field(default_factory=list)
 
-    def is_empty(self) -> bool:
-        """Whether no dimension is listed."""
-        return not (self.roles or self.departments or self.locations or self.employers)
 
-    def matches(self, roles: list[str], department: str, location: str, employer: str) -> bool:
-        """Whether a person with these attributes is in the audience (empty: nobody)."""
-        if self.is_empty():
-            return False
-        return (
-            (not self.roles or bool(set(self.roles) & set(roles)))
-            and (not self.departments or department in self.departments)
-            and (not self.locations or location in self.locations)
-            and (not self.employers or employer in self.employers)
-        )
+class EnrolSelector(EnrolAudience, AppliesTo):
+    """Who a learning path enrols automatically: a requirement's ``applies_to``, bounded."""
 
+    missing_message: ClassVar[str] = (
+        "say who is enrolled: 'all: true', or list roles, departments, locations or employers"
+    )
 
-class EnrolSelector(EnrolAudience):
-    """Who a learning path enrols automatically: like a requirement's ``applies_to``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-    all: bool = False
     except_: EnrolAudience | None = Field(default=None, alias="except")
-
-    @model_validator(mode="after")
-    def _one_way(self) -> Self:
-        if self.all and not self.is_empty():
-            raise ValueError(
-                "use either 'all: true' or roles/departments/locations/employers, not both"
-            )
-        if not self.all and self.is_empty():
-            raise ValueError(
-                "say who is enrolled: 'all: true', or list roles, departments, locations or"
-                " employers"
-            )
-        return self
 
     def selects(self, roles: list[str], department: str, location: str, employer: str) -> bool:
         """Whether a person with these attributes is enrolled automatically."""
-        included = self.all or self.matches(roles, department, location, employer)
-        if not included:
-            return False
-        return not (self.except_ and self.except_.matches(roles, department, location, employer))
+        return self.applies(roles, department, location, employer)
 
 
 class TrackCourse(_Strict):

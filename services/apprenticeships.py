@@ -40,7 +40,14 @@ from domain.contracts.apprenticeship import (
     TransferSupervisor,
     apprenticeship_workflow_id,
 )
-from rules.apprenticeship import Evaluation, HoursEntry, add_years
+from rules.apprenticeship import (
+    EntryStatus,
+    Evaluation,
+    HoursEntry,
+    add_years,
+    lms_auto_approved,
+    lms_classroom_entry,
+)
 from rules.apprenticeship_model import Program
 from rules.model import Pack
 from rules.obligation_facts import local_today
@@ -485,6 +492,121 @@ async def transfer(
     result = await _update(client, workflow_id, ApprenticeshipWorkflow.transfer_supervisor, request)
     await _audited(session, principal, "apprenticeship.transfer", workflow_id, request)
     return result
+
+
+# -- classroom hours from the LMS (xAPI) -----------------------------------------------------
+
+#: The source an LMS entry is recorded with (``apprenticeship_hours.source``).
+LMS_SOURCE = "xapi"
+
+
+class LmsHours(BaseModel):
+    """What one xAPI statement did to an apprenticeship."""
+
+    workflow_id: str
+    entry_id: str
+    hours: float
+    approved: bool
+
+
+def _lms_course_of(
+    session: Session, person_id: int, activity_id: str
+) -> tuple[Apprenticeship, Program, str] | None:
+    """The person's apprenticeship whose pinned program lists the activity (blocking).
+
+    Active enrolments first; a suspended or ended one is still matched, so the statement is
+    refused with the apprenticeship's own reason rather than as an unknown activity.
+    """
+    person = session.get(Person, person_id)
+    if person is None:
+        return None
+    rows = session.scalars(
+        select(Apprenticeship)
+        .where(Apprenticeship.person_id == person_id)
+        .order_by(Apprenticeship.status != "active", Apprenticeship.id)
+    )
+    for row in rows:
+        pack = load_version(session, row.pack_hash)
+        program = pack.program(row.program_id) if pack is not None else None
+        if program is not None and program.lms_course(activity_id) is not None:
+            return row, program, person.time_zone
+    return None
+
+
+async def lms_classroom_hours(
+    session: Session,
+    client: Client,
+    *,
+    person_id: int,
+    activity_id: str,
+    statement_key: str,
+    at: datetime,
+    duration: str | None,
+    actor: str,
+    actor_role: str,
+) -> LmsHours | None:
+    """Record an xAPI statement as classroom hours, when it is for a course of the person's program.
+
+    The courses are ``classroom_from_lms`` of the pack the apprenticeship is pinned to. The
+    entry id is ``xapi-{statement_key}`` (the statement id): the same statement again is the
+    same entry (idempotent). The hours are the course's, or the statement's duration; the day
+    is the apprentice's local date at ``at``. They wait for the supervisor, or are approved at
+    once when the program says ``approval: auto``. Audited like hours from the API, as
+    ``actor`` (the integration that handed the statement in) with ``actor_role``.
+
+    Returns:
+        What was recorded, or None when no program of the person lists the activity.
+
+    Raises:
+        Invalid: The statement cannot be hours (no duration, too many hours in the day, a future
+            day, a suspended or withdrawn apprenticeship...): the message says why.
+        Conflict: The apprenticeship is no longer running.
+    """
+    found = await committed(session, lambda: _lms_course_of(session, person_id, activity_id))
+    if found is None:
+        return None
+    row, program, zone = found
+    try:
+        entry = lms_classroom_entry(
+            program,
+            activity_id=activity_id,
+            entry_id=f"xapi-{statement_key}"[:100],
+            day=local_today(zone, at),
+            duration=duration,
+        )
+    except ValueError as exc:
+        raise Invalid(str(exc)) from exc
+    assert entry is not None  # the course is listed (found above)
+    request = LogHours(entry=entry, actor=actor, source=LMS_SOURCE)
+    await _update(client, row.workflow_id, ApprenticeshipWorkflow.log_hours, request)
+
+    def audited(action: str, what: BaseModel) -> None:
+        after = what.model_dump(mode="json")
+        audit.record(
+            session,
+            actor=actor,
+            actor_role=actor_role,
+            action=action,
+            target=row.workflow_id,
+            after=after,
+        )
+
+    await committed(session, lambda: audited("apprenticeship.log_hours", request))
+    approved = lms_auto_approved(program)
+    if approved:
+        review = ReviewHours(entry_id=entry.id, approve=True, actor=actor)
+        try:
+            await _update(client, row.workflow_id, ApprenticeshipWorkflow.review_hours, review)
+        except Invalid:
+            # Approved by an earlier delivery of this statement: nothing to do again.
+            live = await state(client, workflow_id=row.workflow_id)
+            if not any(e.id == entry.id and e.status is EntryStatus.APPROVED for e in live.entries):
+                raise
+        else:
+            await committed(session, lambda: audited("apprenticeship.approve_hours", review))
+    return LmsHours(
+        workflow_id=row.workflow_id, entry_id=entry.id, hours=entry.hours, approved=approved
+    )
 
 
 def workflow_id_of(person: str, program_id: str) -> str:

@@ -269,7 +269,7 @@ async def complete(
     """
     if principal.role is Role.MANAGER and principal.person_id == person.id:
         raise Forbidden("managers cannot complete their own assignments")
-    await _gate_admits(client, workflow_id=workflow_id, completion=completion)
+    await gate_admits(client, workflow_id=workflow_id, completion=completion)
     await _send(
         session,
         client,
@@ -447,25 +447,35 @@ async def _audited_update(
     return state
 
 
-async def _gate_admits(client: Client, *, workflow_id: str, completion: CompleteSignal) -> None:
-    """Refuse evidence the assessment gate would not count (the workflow has the last word).
+async def gate_admits(client: Client, *, workflow_id: str, completion: CompleteSignal) -> None:
+    """Refuse completion evidence the assessment gate would not count (before it is sent).
+
+    The running workflow's state decides (it has the last word and ignores such evidence as
+    ``retake_not_yet`` / ``attempt_not_counted`` anyway): every attempt used (``failed``), or
+    the evidence's ``completed_at`` inside the retake cool-down after the last failed attempt.
+    A workflow that does not answer admits the evidence (the workflow still judges it). The API
+    (``POST /assignments/{id}/complete``) and the intake (xAPI, ``POST /completions``) both ask.
 
     Raises:
-        Conflict: Every attempt is used, or the retake cool-down has not passed.
+        Conflict: Every attempt is used, or the retake cool-down has not passed (the detail says
+            what was refused and when the next attempt counts).
     """
     state = await live_state(client, workflow_id=workflow_id)
     if state is None or state.gate is None or state.completed_at is not None:
         return
     if state.status == "failed":
         raise Conflict(
-            f"all {state.attempts_allowed} assessment attempts are used and the assignment is"
-            " failed; HR can grant another attempt (POST /assignments/{id}/grant-attempts)"
+            f"not counted: all {state.attempts_allowed} assessment attempts are used and the"
+            " assignment is failed; HR can grant another attempt"
+            " (POST /assignments/{id}/grant-attempts)"
         )
     opens = state.retake_opens_at
     if opens is not None and completion.completed_at < opens:
+        days = state.gate.retake_after_days
         raise Conflict(
-            f"the retake is not open yet: after a failed attempt the next one counts from"
-            f" {opens.isoformat()} (the requirement's retake_after_days)"
+            f"not counted: the attempt at {completion.completed_at.isoformat()} is inside the"
+            f" retake cool-down ({days} day(s) after a failed attempt, the requirement's"
+            f" retake_after_days); the next attempt counts from {opens.isoformat()}"
         )
 
 

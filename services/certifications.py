@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 from collections.abc import Collection
 from datetime import date, timedelta
 from typing import Any
@@ -47,7 +46,7 @@ from rules.model import Pack, RenewalBasis, Requirement
 from rules.obligation_facts import local_today
 from services.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from services.temporal import signal
-from store import audit
+from store import audit, certificates
 from store.db import committed
 from store.models import Certificate, Obligation, Person
 from store.tokens import Principal
@@ -56,8 +55,8 @@ from workflows.certification import CertificationWorkflow
 QUERY_TIMEOUT = 5.0
 
 #: Verification codes: ``DULY-`` and three groups of four from the base32 alphabet (60 bits).
-CODE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-CODE_PREFIX = "DULY"
+CODE_ALPHABET = certificates.CODE_ALPHABET
+CODE_PREFIX = certificates.CODE_PREFIX
 ID_HELP = "certification ids look like certification/{person}/{certification}"
 
 
@@ -92,17 +91,12 @@ class CeCreditsShort(Conflict):
 
 def new_verification_code() -> str:
     """A fresh random verification code such as ``DULY-7KQ2-MZ4P-XW3A`` (60 random bits)."""
-    groups = ("".join(secrets.choice(CODE_ALPHABET) for _ in range(4)) for _ in range(3))
-    return "-".join((CODE_PREFIX, *groups))
+    return certificates.new_code()
 
 
 def unused_code(session: Session) -> str:
-    """A verification code no certificate has yet (a clash is ~impossible; checked anyway)."""
-    while True:
-        code = new_verification_code()
-        if session.scalar(select(Certificate.id).where(Certificate.verification_code == code)):
-            continue
-        return code
+    """A code no certificate has yet, certification or track (``store.certificates``)."""
+    return certificates.unused_code(session)
 
 
 def verify_url(code: str) -> str:

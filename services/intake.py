@@ -6,6 +6,10 @@ connectors (``services.integrations``): each statement or completion is matched 
 rules pack, to the person's open obligation, whose workflow receives
 ``AssignmentWorkflow.complete``.
 
+A statement for an activity an apprenticeship program lists (``classroom_from_lms`` in the pack
+the apprenticeship is pinned to) is classroom hours instead: an hours entry of the apprentice
+(:func:`services.apprenticeships.lms_classroom_hours`), idempotent by statement id.
+
 Whatever cannot be matched is kept as a :class:`~store.models.DeadLetter` for HR to resolve.
 Duplicates (the same statement id or idempotency key) are answered without a second signal; the
 record of what was processed is the audit log, so this holds across API processes (two processes
@@ -56,7 +60,9 @@ from domain.statuses import ObligationStatus
 from duly.settings import Settings
 from rules.assessment import score_percent
 from rules.model import Cmi5Satisfied, Requirement
-from services import restarts
+from services import apprenticeships, restarts
+from services.assignments import gate_admits
+from services.errors import Conflict, Invalid, Unavailable
 from store import audit
 from store.db import committed
 from store.models import AuditEntry, DeadLetter, Obligation, Person
@@ -69,7 +75,11 @@ VERB_FAILED = "http://adlnet.gov/expapi/verbs/failed"
 VERB_VOIDED = "http://adlnet.gov/expapi/verbs/voided"
 #: cmi5's "satisfied" (the LMS judged the block or course's moveOn criteria met).
 VERB_SATISFIED = "https://w3id.org/xapi/adl/verbs/satisfied"
+VERB_ATTENDED = "http://adlnet.gov/expapi/verbs/attended"
 TRACKED_VERBS = frozenset({VERB_COMPLETED, VERB_PASSED, VERB_FAILED})
+#: Verbs whose statements for a program's LMS course are classroom hours (a failed attempt is
+#: not instruction completed).
+HOURS_VERBS = frozenset({VERB_COMPLETED, VERB_PASSED, VERB_ATTENDED})
 #: Every verb an LRS pull asks for (``satisfied`` only counts where the pack says so).
 PULLED_VERBS = (VERB_COMPLETED, VERB_PASSED, VERB_FAILED, VERB_SATISFIED, VERB_VOIDED)
 
@@ -186,6 +196,8 @@ class XapiResult(_Open):
     # Strict: JSON true/false, never "yes", "true" or 1.
     success: StrictBool | None = None
     completion: StrictBool | None = None
+    #: ISO 8601 duration (``PT3H30M``): the time attended, for courses counted by duration.
+    duration: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class XapiContext(_Open):
@@ -269,7 +281,13 @@ class CompletionIn(BaseModel):
 # --- answers ------------------------------------------------------------------------------------
 
 Outcome = Literal[
-    "recorded", "duplicate", "ignored", "already_closed", "dead_letter", "unavailable"
+    "recorded",
+    "duplicate",
+    "ignored",
+    "already_closed",
+    "dead_letter",
+    "unavailable",
+    "not_counted",
 ]
 
 
@@ -617,11 +635,19 @@ class Signaller:
         return self._client
 
     async def complete(self, workflow_id: str, signal: CompleteSignal) -> tuple[int, str]:
-        """Signal the workflow; returns an item status and outcome-detail."""
+        """Signal the workflow; returns an item status and outcome-detail.
+
+        Evidence the assessment gate would not count (inside the retake cool-down, attempts
+        used up) is not sent: 409 ``not counted: ...`` (``services.assignments.gate_admits``).
+        """
         try:
             client = await self.client()
         except Exception as exc:  # noqa: BLE001 - any connection failure is "try again"
             return 503, f"unavailable: {getattr(exc, 'detail', type(exc).__name__)}"
+        try:
+            await gate_admits(client, workflow_id=workflow_id, completion=signal)
+        except Conflict as refused:
+            return 409, refused.detail
         try:
             await client.get_workflow_handle(workflow_id).signal("complete", signal)
         except RPCError as exc:
@@ -659,8 +685,13 @@ async def _deliver(
     audit_after: dict[str, Any],
     dead_key: str | None,
     dedupe: tuple[str, str, str] | None = None,
+    kept: tuple[str, dict[str, Any]] | None = None,
 ) -> tuple[int, Outcome, str]:
     """Signal the obligation's workflow and, on success, record it in the audit log.
+
+    Evidence the assessment gate refuses (409 ``not_counted``) is kept as a dead letter
+    (``kept``: its source and the statement or completion as posted), like evidence that
+    cannot be matched.
 
     The audit append runs in its own short transaction in a worker thread, after the signal:
     its advisory lock is never held across an ``await``. ``dedupe`` (lock key, audit field and
@@ -668,6 +699,10 @@ async def _deliver(
     another API process is answered ``duplicate`` and recorded once.
     """
     code, detail = await signaller.complete(obligation.workflow_id, signal)
+    if code == 409 and detail.startswith("not counted") and kept is not None:
+        source, payload = kept
+        await committed(session, lambda: dead_letter(session, source, detail, payload, dead_key))
+        return code, "not_counted", detail
     if code == 409:
         # The run closed. When a completion closed it, this is the second statement of that
         # attempt racing the next cycle's start: nothing to do, not an error for the LMS.
@@ -885,6 +920,107 @@ def _match_statement(
     return obligation, signal
 
 
+def _statement_key(statement: XapiStatement, raw: dict[str, Any]) -> str:
+    """The statement id, or (an LRS always assigns one) a digest of the statement itself."""
+    if statement.id is not None:
+        return statement.id
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+async def _classroom_hours(
+    session: Session,
+    ctx: StatementContext,
+    item: ItemResult,
+    raw: dict[str, Any],
+    statement: XapiStatement,
+) -> ItemResult | None:
+    """Classroom hours, when the statement is for a course of the actor's program.
+
+    None: it is not (an unknown actor or a timestamp out of range too: the completion path
+    answers those and keeps the dead letter).
+    """
+    sid = statement.id
+
+    def match() -> ItemResult | int | None:
+        if sid is not None:
+            lock_keys(session, [sid])
+            done = processed(session, XAPI_ACTION, "statement_id", sid)
+            if done is not None:
+                return item.model_copy(
+                    update={"outcome": "duplicate", "detail": "duplicate", "workflow_id": done}
+                )
+        try:
+            _evidence_time(statement, ctx.window)
+            return _actor_person(session, statement.actor, ctx.settings.openid_bases).id
+        except _Rejected:
+            return None
+
+    found = await committed(session, match)
+    if found is None or isinstance(found, ItemResult):
+        return found
+    at = statement.timestamp or statement.stored or datetime.now(UTC)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    try:
+        client = await ctx.signaller.client()
+    except Exception as exc:  # noqa: BLE001 - any connection failure is "try again"
+        detail = f"unavailable: {getattr(exc, 'detail', type(exc).__name__)}"
+        return item.model_copy(update={"status": 503, "outcome": "unavailable", "detail": detail})
+    try:
+        recorded = await apprenticeships.lms_classroom_hours(
+            session,
+            client,
+            person_id=found,
+            activity_id=statement.object_.id,
+            statement_key=_statement_key(statement, raw),
+            at=at,
+            duration=statement.result.duration if statement.result else None,
+            actor=ctx.caller.actor,
+            actor_role=ctx.caller.role,
+        )
+    except Unavailable as exc:
+        return item.model_copy(
+            update={"status": 503, "outcome": "unavailable", "detail": exc.detail}
+        )
+    except (Invalid, Conflict) as exc:
+        code = 422 if isinstance(exc, Invalid) else 409
+        reason = f"classroom hours refused: {exc.detail}"
+        letter = await committed(
+            session, lambda: dead_letter(session, ctx.source, reason, raw, sid)
+        )
+        return item.model_copy(
+            update={
+                "status": code,
+                "outcome": "dead_letter",
+                "detail": reason,
+                "dead_letter_id": letter,
+            }
+        )
+    if recorded is None:
+        return None
+
+    def record() -> None:
+        audit.record(
+            session,
+            actor=ctx.caller.actor,
+            actor_role=ctx.caller.role,
+            action=XAPI_ACTION,
+            target=recorded.workflow_id,
+            after={"statement_id": sid, "verb": statement.verb.id, **recorded.model_dump()},
+        )
+        _resolve_by_key(session, sid)
+
+    await committed(session, record)
+    waiting = "approved" if recorded.approved else "pending the supervisor's approval"
+    return item.model_copy(
+        update={
+            "outcome": "recorded",
+            "detail": f"{recorded.hours:g} classroom hours as entry {recorded.entry_id}, {waiting}",
+            "workflow_id": recorded.workflow_id,
+        }
+    )
+
+
 async def _one_statement(
     session: Session,
     ctx: StatementContext,
@@ -896,6 +1032,10 @@ async def _one_statement(
     item = ItemResult(index=index, statement_id=sid, status=200, outcome="ignored", detail="")
     if statement.verb.id == VERB_VOIDED:
         return await _void(session, ctx, item, raw, statement)
+    if statement.verb.id in HOURS_VERBS:
+        hours = await _classroom_hours(session, ctx, item, raw, statement)
+        if hours is not None:
+            return hours
     if statement.verb.id not in TRACKED_VERBS and statement.verb.id != VERB_SATISFIED:
         return item.model_copy(update={"detail": "ignored: verb not tracked"})
     # Matching (and any dead letter) is committed before the signal is awaited.
@@ -913,6 +1053,7 @@ async def _one_statement(
         audit_after={"statement_id": sid, "verb": statement.verb.id},
         dead_key=sid,
         dedupe=(sid, "statement_id", sid) if sid is not None else None,
+        kept=(XAPI_SOURCE, raw),
     )
     return item.model_copy(
         update={
@@ -1113,6 +1254,7 @@ async def process_completion(
             audit_after={"idempotency_key": key},
             dead_key=dead_key,
             dedupe=(dead_key, "idempotency_key", key) if dead_key and key else None,
+            kept=(source, body.model_dump(mode="json")),
         )
     return item.model_copy(
         update={

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from fpdf import FPDF
-from fpdf.enums import XPos, YPos
 from sqlalchemy.orm import Session
 
 from services import compliance
@@ -62,6 +60,10 @@ def compliance_pdf(
     headline = compliance.as_of_counts(session, audience=audience, at=at)
     points = compliance.trend(session, audience=audience, now=at, months=12)
     rows = compliance.requirements_at(session, audience=audience, at=at)
+
+    # fpdf2 (and fontTools under it) costs seconds to import: only the report pays for it.
+    from fpdf import FPDF
+    from fpdf.enums import XPos, YPos
 
     pdf = FPDF(orientation="portrait", unit="mm", format="A4")
     pdf.set_creation_date(generated_at)

@@ -9,6 +9,7 @@ certificate counts. Progress is read from those obligations (``activities.tracks
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -21,26 +22,35 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import assignment_input
 from activities.packs import active_pack, person_attributes
-from activities.tracks import ProjectReadiness, enrolment_progress, project_readiness
+from activities.tracks import (
+    ProjectReadiness,
+    complete_enrolment,
+    enrolment_progress,
+    project_readiness,
+)
 from domain.contracts.assignment import AssignmentInput
 from domain.contracts.tracks import GoLiveChange, ProjectReadinessInput, project_workflow_id
 from domain.kinds import ObligationKind
 from domain.roles import Role
 from domain.statuses import EmploymentStatus
+from rules.loader import PackInvalid, pack_from_files
 from rules.model import Pack
 from rules.tracks import TrackProgress, auto_enrolments
+from rules.tracks_edit import TrackEditError, TrackNotFound, reorder_courses, set_active
 from rules.tracks_model import Track
 from services.assignments import start_assignment
 from services.errors import Conflict, Forbidden, Invalid, NotFound
 from store import audit
 from store.db import committed
 from store.models import Obligation, Person, Project, ProjectTrack, TrackEnrolment
+from store.packs import Migration, active_hash, deploy
 from store.tokens import Principal
 from workflows.project import ProjectReadinessWorkflow
 
 __all__ = [
     "Enrolled",
     "ProjectReadiness",
+    "active_hash",
     "assign_track",
     "auto_enrol",
     "create_project",
@@ -51,6 +61,8 @@ __all__ = [
     "project_tracks",
     "projects",
     "readiness",
+    "reorder",
+    "set_track_active",
     "titles",
     "track",
     "track_progress",
@@ -90,6 +102,155 @@ def track(session: Session, *, track_id: str) -> Track:
     if found is None:
         raise NotFound(f"unknown track {track_id!r}; GET /tracks lists them")
     return found
+
+
+def _edit_track(
+    session: Session,
+    *,
+    track_id: str,
+    edit: Callable[[dict[str, str]], dict[str, str]],
+    action: str,
+    detail: dict[str, object],
+    principal: Principal,
+    pack_hash: str | None,
+) -> tuple[Track, bool]:
+    """Apply ``edit`` to the active pack's files and deploy the result as a new version.
+
+    Only the track's lines change (``rules.tracks_edit``); the loader checks the edited pack
+    like any other. Deployed with ``grandfather``: running obligations keep their pinned
+    version (their ladders and gates are untouched: only the tracks section differs). An edit
+    that changes nothing deploys nothing.
+
+    Returns:
+        The track as the now-active pack has it, and whether a new version was deployed.
+    """
+    pack = _pack(session)
+    if pack_hash is not None and not pack.content_hash.startswith(pack_hash):
+        raise Conflict(
+            f"the active pack is {pack.content_hash[:12]}, not {pack_hash[:12]}: it changed"
+            " since you read it; read the track again and retry"
+        )
+    before = pack.tracks.track(track_id)
+    if before is None:
+        raise NotFound(f"unknown track {track_id!r}; GET /tracks lists them")
+    try:
+        files = edit(dict(pack.files))
+        edited = pack_from_files(files)
+    except TrackNotFound as missing:
+        raise NotFound(str(missing)) from None
+    except TrackEditError as refused:
+        raise Invalid(str(refused)) from None
+    except PackInvalid as invalid:
+        problems = "; ".join(str(issue) for issue in invalid.issues) or str(invalid)
+        raise Invalid(f"the edited pack would be invalid: {problems}") from None
+    after = edited.tracks.track(track_id)
+    assert after is not None
+    if edited.content_hash == pack.content_hash:
+        return after, False
+    message = f"{action} {track_id}: " + ", ".join(f"{k}={v}" for k, v in detail.items())
+    deploy(
+        session,
+        edited,
+        author=principal.actor,
+        message=message[:500],
+        migration=Migration.GRANDFATHER,
+        actor_role=principal.role.value,
+    )
+    audit.record(
+        session,
+        actor=principal.actor,
+        actor_role=principal.role.value,
+        action=action,
+        target=f"track/{track_id}",
+        before={
+            "pack": pack.content_hash,
+            "active": before.active,
+            "courses": [c.requirement for c in before.ordered_courses],
+        },
+        after={
+            "pack": edited.content_hash,
+            "active": after.active,
+            "courses": [c.requirement for c in after.ordered_courses],
+            **detail,
+        },
+    )
+    return after, True
+
+
+def reorder(
+    session: Session,
+    *,
+    track_id: str,
+    courses: list[str],
+    principal: Principal,
+    pack_hash: str | None = None,
+) -> tuple[Track, bool]:
+    """Put a track's courses in a new order (a new pack version; the caller commits).
+
+    People mid-track keep everything: progress is kept per course (requirement), not per
+    place, so completed courses stay completed, assignments keep their due dates (a milestone
+    belongs to its course), and a certificate already issued stays. What changes is the order
+    shown and each person's next course. The new order must keep the milestones reachable.
+
+    Args:
+        session: A session (the caller commits).
+        track_id: The track.
+        courses: Every course's requirement id, once each, in the new order.
+        principal: Who asks (HR).
+        pack_hash: The active pack's hash (or a prefix) the caller read; refused when the
+            pack changed since (None: no check).
+
+    Returns:
+        The reordered track and whether a new pack version was deployed (False: same order).
+
+    Raises:
+        NotFound: No pack, or no such track.
+        Invalid: Not exactly the track's courses, or the new order breaks a milestone.
+        Conflict: The active pack is not ``pack_hash``.
+    """
+    return _edit_track(
+        session,
+        track_id=track_id,
+        edit=lambda files: reorder_courses(files, track_id, courses),
+        action="track.reorder",
+        detail={"order": list(courses)},
+        principal=principal,
+        pack_hash=pack_hash,
+    )
+
+
+def set_track_active(
+    session: Session,
+    *,
+    track_id: str,
+    active: bool,
+    reason: str,
+    principal: Principal,
+    pack_hash: str | None = None,
+) -> tuple[Track, bool]:
+    """Deactivate (soft) or reactivate a track (a new pack version; the caller commits).
+
+    A deactivated track enrols nobody new (HR, managers and learning paths alike: 409), stays
+    listed with ``active: false``, and everyone already enrolled goes on as before: their
+    course assignments keep running (reminders, gates), they can finish, the track completes
+    and issues its certificate, and projects needing it count them for readiness.
+
+    Returns:
+        The track and whether a new pack version was deployed (False: already so).
+
+    Raises:
+        NotFound: No pack, or no such track.
+        Conflict: The active pack is not ``pack_hash``.
+    """
+    return _edit_track(
+        session,
+        track_id=track_id,
+        edit=lambda files: set_active(files, track_id, active),
+        action="track.activate" if active else "track.deactivate",
+        detail={"reason": reason},
+        principal=principal,
+        pack_hash=pack_hash,
+    )
 
 
 @dataclass(frozen=True)
@@ -221,8 +382,14 @@ def _enrolment(
                 requirement_id=course.requirement,
                 assigned_by=f"track {track_id} ({principal.actor})",
                 pack=pack,
+                track_id=track_id,
             )
         )
+    if not inputs:
+        # Every course was done before enrolment (or is a held certificate): complete now.
+        progress = enrolment_progress(session, pack, enrolment, now)
+        if progress is not None:
+            complete_enrolment(session, enrolment, progress, actor=principal.actor)
     return enrolment, created, inputs
 
 
@@ -281,7 +448,7 @@ def track_progress(
             continue
         progress = enrolment_progress(session, pack, row, as_of)
         if progress is not None:
-            _mark_completed(row, progress)
+            complete_enrolment(session, row, progress, actor="system:tracks")
             out.append((row.person, row, progress))
     return out
 
@@ -302,15 +469,9 @@ def person_tracks(
     for row in rows:
         progress = enrolment_progress(session, pack, row, as_of)
         if progress is not None:
-            _mark_completed(row, progress)
+            complete_enrolment(session, row, progress, actor="system:tracks")
             out.append((row, progress))
     return out
-
-
-def _mark_completed(row: TrackEnrolment, progress: TrackProgress) -> None:
-    """The track completes when every required course does: record when, once."""
-    if row.completed_at is None and progress.completed_at is not None:
-        row.completed_at = progress.completed_at
 
 
 # -- projects -------------------------------------------------------------------------------

@@ -277,6 +277,22 @@ class ApiToken(Base):
     person: Mapped[Person | None] = relationship(lazy="joined")
 
 
+class UsedSignInLink(Base):
+    """A one-time sign-in link that has been redeemed (its nonce), so it cannot be used twice.
+
+    Links themselves are never stored: they are signed (``store.signin``) and carry their own
+    expiry; only the fact of their use is kept.
+    """
+
+    __tablename__ = "used_sign_in_links"
+
+    nonce: Mapped[str] = mapped_column(String(32), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When the link would have expired anyway (rows older than this can be pruned).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class NotificationPreference(Base):
     """How a person wants to be reached (absent row: every channel, no quiet hours)."""
 
@@ -492,7 +508,9 @@ class TrackEnrolment(Base):
 
     The track's courses are ordinary assignments (one ``AssignmentWorkflow`` per course); the
     progress is computed from their obligations (``rules.tracks.track_progress``).
-    ``completed_at`` is written when every required course is complete.
+    ``completed_at`` is written when every required course is complete, and with it the
+    track's completion certificate: a verification code (``GET /verify/{code}``, like a
+    certification's), the track's name as it was then, and the day it was issued.
     """
 
     __tablename__ = "track_enrolments"
@@ -507,6 +525,11 @@ class TrackEnrolment(Base):
     source: Mapped[str] = mapped_column(String(16))
     enrolled_by: Mapped[str] = mapped_column(String(128))
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The completion certificate (None until the track completes); codes are unique across
+    #: this table and ``certificates`` (``store.certificates.unused_code``).
+    certificate_code: Mapped[str | None] = mapped_column(String(40), unique=True)
+    certificate_title: Mapped[str | None] = mapped_column(String(200))
+    certificate_issued_on: Mapped[date | None] = mapped_column(Date)
 
     person: Mapped[Person] = relationship(lazy="joined")
 

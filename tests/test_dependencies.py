@@ -45,6 +45,8 @@ def _requirements(names: list[str]) -> list[Requirement]:
 
 RUNTIME = _requirements(PROJECT["dependencies"])
 TEST = _requirements(PROJECT["optional-dependencies"]["test"])
+#: Optional tracing (duly/tracing.py imports it only when DULY_OTEL_ENABLED is set).
+OTEL = _requirements(PROJECT["optional-dependencies"]["otel"])
 
 
 def _declared(requirements: list[Requirement]) -> set[str]:
@@ -94,11 +96,12 @@ def _undeclared(folders: list[str], declared: set[str]) -> list[str]:
 
 
 def test_packages_import_only_declared_runtime_dependencies() -> None:
-    assert _undeclared(PACKAGES, _declared(RUNTIME)) == []
+    assert _undeclared(PACKAGES, _declared(RUNTIME) | _declared(OTEL)) == []
 
 
 def test_tests_and_bench_import_only_declared_dependencies() -> None:
-    assert _undeclared(["tests", "bench"], _declared(RUNTIME) | _declared(TEST)) == []
+    declared = _declared(RUNTIME) | _declared(TEST) | _declared(OTEL)
+    assert _undeclared(["tests", "bench"], declared) == []
 
 
 @pytest.mark.parametrize(

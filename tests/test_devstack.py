@@ -112,8 +112,9 @@ def settled_assignments(port: int, token: str) -> list[tuple[str, str]] | None:
         for row in get(port, "/obligations?limit=1000", token).json()
         if row["kind"] == "training"
     ]
-    # 12 assignments, the bulk job's, and the demo project's two site-administrator courses.
-    if len(obligations) < 12 + bulk.json()["started"] + 2:
+    # 12 assignments, the bulk job's, and the demo project's site-administrator courses (two
+    # people, two courses each).
+    if len(obligations) < 12 + bulk.json()["started"] + 4:
         return None
     sent: list[tuple[str, str]] = []
     now = datetime.now(UTC)
@@ -186,6 +187,16 @@ def test_dev_stack_runs_demo_survives_restart_and_never_resends(tmp_path: Path) 
         readiness = get(stack.api_port, f"/projects/{projects[0]['id']}/readiness", token).json()
         assert readiness["ready"] is False
         assert [b["track"] for b in readiness["blocking"]] == ["site-administrator"]
+        # The demo's assessment failure: three failed attempts, then the course is failed.
+        assert "demo assessment: p-1011 failed research-systems-admin 3 times" in stack.output()
+        exam = "/assignments/assignment/p-1011/research-systems-admin/1"
+        deadline = time.monotonic() + 60
+        while (failed := get(stack.api_port, exam, token).json()).get("status") != "failed":
+            assert time.monotonic() < deadline, failed
+            time.sleep(1)
+        assert failed["failed_attempts"] == 3, failed
+        readiness = get(stack.api_port, f"/projects/{projects[0]['id']}/readiness", token).json()
+        assert "failed, no attempt left" in " ".join(readiness["blocking"][0]["people_not_done"])
         # Personal data stays out of the console.
         assert "@demo.duly.example" not in stack.output()
     finally:

@@ -60,6 +60,10 @@ __all__ = [
 #: Workflows started (or replayed past completion) with this patch tell the projects waiting on
 #: the person's tracks that a course completed (``nudge_projects``); older histories did not.
 NUDGE_PROJECTS_PATCH = "nudge-projects-on-completion"
+#: Workflows with this patch hold completion evidence that arrives before the pinned pack's plan
+#: (and so its assessment gate) is known, and judge it once planned; older histories judged it
+#: at once, without the gate.
+EVIDENCE_AFTER_PLAN_PATCH = "evidence-waits-for-plan"
 #: The status of an assignment whose assessment attempts are all used (HR may grant more).
 FAILED_STATUS = "failed"
 #: Who hears that the attempts are exhausted, and how (HR escalated, the manager told).
@@ -132,6 +136,9 @@ class AssignmentWorkflow(ObligationMessages):
         self._failed = False
         #: The "attempts exhausted" notice waits for the main loop (a signal cannot send).
         self._failed_notice = False
+        #: Whether the pinned pack's plan (with its gate) is known; evidence waits until it is.
+        self._planned = input.pack_hash == BUILTIN_PACK or input.resume is not None
+        self._early_evidence: list[CompleteSignal] = []
         if input.resume is not None:
             self._resume(input.resume)
 
@@ -146,6 +153,11 @@ class AssignmentWorkflow(ObligationMessages):
         decides instead (see :meth:`_judge`).
         """
         ladder = self._ladder
+        if not self._planned and workflow.patched(EVIDENCE_AFTER_PLAN_PATCH):
+            # The pack's gate is not known yet (the plan activity runs): judging now would
+            # let a score below the pass mark complete. Judged in order once planned.
+            self._early_evidence.append(signal)
+            return
         if self._gate is not None:
             self._judge(signal)
             return
@@ -493,7 +505,11 @@ class AssignmentWorkflow(ObligationMessages):
             # A project's go-live may have waited for this course: it looks at readiness now.
             await workflow.execute_activity_method(
                 TrackActivities.nudge_projects,
-                NudgeRequest(person=self._input.person, requirement_id=self._input.requirement_id),
+                NudgeRequest(
+                    person=self._input.person,
+                    requirement_id=self._input.requirement_id,
+                    at=workflow.now(),
+                ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,
             )
@@ -511,6 +527,10 @@ class AssignmentWorkflow(ObligationMessages):
 
         if self._pack_hash != BUILTIN_PACK:
             await self._plan_from_pack(self._pack_hash)
+            self._planned = True
+            early, self._early_evidence = self._early_evidence, []
+            for evidence in early:
+                self.complete(evidence)
             await self.record()
 
         past = [s for s in ladder.stages if s.fire_at <= now]
@@ -792,6 +812,7 @@ class AssignmentWorkflow(ObligationMessages):
             person=self._input.person,
             due_date=self._due_date,
             exempt_until=self._exemption.expires_on if self._exemption is not None else None,
+            track_id=self._input.track_id,
         )
 
     async def _plan_from_pack(self, pack_hash: str) -> bool:

@@ -414,16 +414,9 @@ async def replace_group(
     temporal: TemporalDep,
 ) -> Response:
     """Members not listed leave the department; a new displayName renames it for everyone."""
-    department = scim.department_of(group_id)
-    body = await _json(request)
-
-    def replace() -> tuple[Response, list[DirectoryChange]]:
-        _check_group_match(request, session, department)
-        return _replace_group(request, session, principal, department, body)
-
-    answer, changes = await run_in_threadpool(replace)
-    await _after(request, session, temporal, changes)
-    return answer
+    return await _rewrite_group(
+        group_id, request, session, principal, temporal, lambda _current, body: body
+    )
 
 
 @router.patch("/Groups/{group_id}", summary="Add or remove members, rename")
@@ -435,15 +428,29 @@ async def patch_group(
     temporal: TemporalDep,
 ) -> Response:
     """PatchOp on ``members`` (add, remove by value or filter, replace) and ``displayName``."""
+    return await _rewrite_group(group_id, request, session, principal, temporal, scim.apply_patch)
+
+
+async def _rewrite_group(
+    group_id: str,
+    request: Request,
+    session: Session,
+    principal: Principal,
+    temporal: TemporalDep,
+    edit: Callable[[dict[str, Any], Any], dict[str, Any]],
+) -> Response:
+    """Check If-Match, turn (current group, request body) into the new group with ``edit``, save.
+
+    PUT and PATCH differ only in ``edit``: PUT takes the body as the group, PATCH applies it.
+    """
     department = scim.department_of(group_id)
     body = await _json(request)
 
-    def patch() -> tuple[Response, list[DirectoryChange]]:
+    def rewrite() -> tuple[Response, list[DirectoryChange]]:
         current = _check_group_match(request, session, department)
-        resource = scim.apply_patch(current, body)
-        return _replace_group(request, session, principal, department, resource)
+        return _replace_group(request, session, principal, department, edit(current, body))
 
-    answer, changes = await run_in_threadpool(patch)
+    answer, changes = await run_in_threadpool(rewrite)
     await _after(request, session, temporal, changes)
     return answer
 

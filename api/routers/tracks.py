@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from typing import Annotated
 
@@ -24,7 +25,7 @@ from rules.tracks_model import Track
 from services import tracks
 from services.errors import NotFound
 from store.db import committed
-from store.models import Person
+from store.models import Person, TrackEnrolment
 from store.tokens import Principal
 
 router = APIRouter(tags=["tracks"])
@@ -36,6 +37,7 @@ Member = Annotated[
     Depends(require_roles(Role.HR_ADMIN, Role.MANAGER, Role.LEARNER, Role.AUDITOR)),
 ]
 Self = Annotated[Principal, Depends(require_roles(Role.HR_ADMIN, Role.MANAGER, Role.LEARNER))]
+Admin = Annotated[Principal, Depends(require_roles(Role.HR_ADMIN))]
 
 
 class CourseRead(BaseModel):
@@ -113,6 +115,12 @@ class ProgressRead(BaseModel):
     next_course: str | None
     overdue: bool
     courses: list[CourseProgressRead]
+    certificate_code: str | None = Field(
+        default=None,
+        description="The completion certificate's verification code (None until completed);"
+        " anyone can check it at GET /verify/{code}.",
+    )
+    certificate_issued_on: date | None = None
 
 
 def _track(pack_track: Track, titles: dict[str, str]) -> TrackRead:
@@ -140,8 +148,10 @@ def _track(pack_track: Track, titles: dict[str, str]) -> TrackRead:
     )
 
 
-def _progress(person: Person, progress: TrackProgress) -> ProgressRead:
+def _progress(person: Person, enrolment: TrackEnrolment, progress: TrackProgress) -> ProgressRead:
     return ProgressRead(
+        certificate_code=enrolment.certificate_code,
+        certificate_issued_on=enrolment.certificate_issued_on,
         track_id=progress.track_id,
         name=progress.name,
         person=person.external_id,
@@ -199,6 +209,118 @@ def list_tracks(session: SessionDep, principal: Member) -> list[TrackRead]:
 def get_track(track_id: str, session: SessionDep, principal: Member) -> TrackRead:
     """One track with its courses."""
     return _track(tracks.track(session, track_id=track_id), tracks.titles(session))
+
+
+class ReorderRequest(BaseModel):
+    """A track's courses in their new order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    courses: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        min_length=1,
+        max_length=200,
+        description="Every course's requirement id, once each, in the new order.",
+    )
+    pack_hash: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=64,
+        description="The active pack's hash (or a prefix) you read; 409 when it changed since.",
+    )
+
+
+class ActiveRequest(BaseModel):
+    """Why a track is deactivated or reactivated (audited)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500)
+    pack_hash: str | None = Field(default=None, min_length=8, max_length=64)
+
+
+class TrackChange(TrackRead):
+    """The track after the change, and the pack version that carries it."""
+
+    pack_hash: str
+    deployed: bool = Field(description="False: nothing changed (already so), nothing deployed.")
+
+
+async def _changed(session: SessionDep, change: Callable[[], tuple[Track, bool]]) -> TrackChange:
+    def run() -> TrackChange:
+        track, deployed = change()
+        active = tracks.active_hash(session)
+        assert active is not None
+        return TrackChange(
+            **_track(track, tracks.titles(session)).model_dump(),
+            pack_hash=active,
+            deployed=deployed,
+        )
+
+    return await committed(session, run)
+
+
+@router.post("/tracks/{track_id}/reorder", response_model=TrackChange)
+async def reorder_track(
+    track_id: str, body: ReorderRequest, session: SessionDep, principal: Admin
+) -> TrackChange:
+    """Put the track's courses in a new order (HR; deploys a new pack version).
+
+    People mid-track keep their progress (it is per course): completed courses stay
+    completed, assignments keep their due dates, and only the order and next course change.
+    **422** when the list is not exactly the track's courses or the new order puts a milestone
+    before an earlier course's; **409** when ``pack_hash`` is no longer the active pack.
+    """
+    return await _changed(
+        session,
+        lambda: tracks.reorder(
+            session,
+            track_id=track_id,
+            courses=body.courses,
+            principal=principal,
+            pack_hash=body.pack_hash,
+        ),
+    )
+
+
+@router.post("/tracks/{track_id}/deactivate", response_model=TrackChange)
+async def deactivate_track(
+    track_id: str, body: ActiveRequest, session: SessionDep, principal: Admin
+) -> TrackChange:
+    """Deactivate a track (soft; HR; deploys a new pack version).
+
+    Nobody new is enrolled (409 for HR, managers and learning paths); everyone already enrolled
+    continues: their courses keep running, they can finish and get the certificate, and they
+    count for project readiness. ``POST /tracks/{id}/activate`` undoes it.
+    """
+    return await _changed(
+        session,
+        lambda: tracks.set_track_active(
+            session,
+            track_id=track_id,
+            active=False,
+            reason=body.reason,
+            principal=principal,
+            pack_hash=body.pack_hash,
+        ),
+    )
+
+
+@router.post("/tracks/{track_id}/activate", response_model=TrackChange)
+async def activate_track(
+    track_id: str, body: ActiveRequest, session: SessionDep, principal: Admin
+) -> TrackChange:
+    """Reactivate a deactivated track (HR; deploys a new pack version): enrolment reopens."""
+    return await _changed(
+        session,
+        lambda: tracks.set_track_active(
+            session,
+            track_id=track_id,
+            active=True,
+            reason=body.reason,
+            principal=principal,
+            pack_hash=body.pack_hash,
+        ),
+    )
 
 
 @router.post(
@@ -259,7 +381,7 @@ async def track_progress(
             as_of=instant,
             visible=visible_person_ids(session, principal),
         )
-        return [_progress(person, progress) for person, _, progress in rows]
+        return [_progress(person, row, progress) for person, row, progress in rows]
 
     return await committed(session, read)
 
@@ -311,7 +433,7 @@ async def person_tracks(
     def read() -> list[ProgressRead]:
         person = _visible(session, principal, external_id)
         rows = tracks.person_tracks(session, person_id=person.id, as_of=now)
-        return [_progress(person, progress) for _, progress in rows]
+        return [_progress(person, row, progress) for row, progress in rows]
 
     return await committed(session, read)
 
@@ -328,6 +450,6 @@ async def my_tracks(session: SessionDep, principal: Self, clock: ClockDep) -> li
         person = session.get(Person, person_id)
         assert person is not None
         rows = tracks.person_tracks(session, person_id=person.id, as_of=now)
-        return [_progress(person, progress) for _, progress in rows]
+        return [_progress(person, row, progress) for row, progress in rows]
 
     return await committed(session, read)

@@ -3,7 +3,8 @@
 Anyone holding a certificate's verification code (printed on the certificate, or sent to an
 employer) can check it. The answer holds exactly four fields — the holder's name, the
 certification's title, its status and the date it is valid until — and nothing else: no email,
-no ids, no history.
+no ids, no history. A track's completion certificate answers the same way: the track's name,
+``completed``, and no expiry date (``valid_until`` null).
 
 Codes are 60-bit random, but the page is public, so each client IP is rate-limited (a sliding
 window of ``DULY_VERIFY_RATE_LIMIT_PER_MINUTE`` requests per minute, in the storage of
@@ -20,10 +21,9 @@ from datetime import date
 
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from api.deps import SessionDep
-from store.models import Certificate
+from store import certificates
 
 router = APIRouter(prefix="/verify", tags=["verify"])
 
@@ -36,12 +36,17 @@ class Verification(BaseModel):
     """What the public learns about a certificate: exactly these four fields."""
 
     holder: str = Field(description="The certificate holder's name.")
-    certification: str = Field(description="The certification's title.")
+    certification: str = Field(
+        description="The certification's title (a track's certificate: the track's name)."
+    )
     status: str = Field(
         description="compliant, renewal_due, grace_period, non_compliant, suspended, revoked, "
-        "superseded (an earlier cycle that was renewed), …"
+        "superseded (an earlier cycle that was renewed), …; a track's certificate: completed"
     )
-    valid_until: date = Field(description="The certificate's expiry date.")
+    valid_until: date | None = Field(
+        description="The certificate's expiry date (null: a track's certificate, which does"
+        " not expire)."
+    )
 
 
 @router.get(
@@ -60,18 +65,19 @@ def verify_certificate(
     """Verify a certificate by its public code (no token needed).
 
     Answers only the holder's name, the certification, its status and the date it is valid
-    until. A renewed certificate's earlier code answers ``superseded``.
+    until. A renewed certificate's earlier code answers ``superseded``; a completed track's
+    certificate answers ``completed`` with no expiry.
     """
     normalized = code.strip().upper()
     if not CODE_PATTERN.match(normalized):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=UNKNOWN_CODE)
-    row = session.scalar(select(Certificate).where(Certificate.verification_code == normalized))
-    if row is None:
+    found = certificates.find(session, normalized)
+    if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=UNKNOWN_CODE)
     response.headers["Cache-Control"] = "no-store"
     return Verification(
-        holder=row.person.name,
-        certification=row.title,
-        status=row.status,
-        valid_until=row.expires_on,
+        holder=found.holder,
+        certification=found.title,
+        status=found.status,
+        valid_until=found.valid_until,
     )

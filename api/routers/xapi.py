@@ -75,7 +75,11 @@ def _answer(results: list[ItemResult]) -> JSONResponse:
     response_model=IntakeAnswer,
     responses={
         400: {"description": "Malformed statement (the detail names the field); nothing done."},
-        409: {"model": IntakeAnswer, "description": "No open obligation, or already closed."},
+        409: {
+            "model": IntakeAnswer,
+            "description": "No open obligation, already closed, or not counted by the"
+            " assessment gate (retake cool-down, attempts used; kept as a dead letter).",
+        },
         422: {"model": IntakeAnswer, "description": "Unknown actor or activity (dead-lettered)."},
     },
     openapi_extra={
@@ -122,7 +126,11 @@ async def post_statements(
     "/completions",
     response_model=ItemResult,
     responses={
-        409: {"model": ItemResult, "description": "No open obligation, or already closed."},
+        409: {
+            "model": ItemResult,
+            "description": "No open obligation, already closed, or not counted by the"
+            " assessment gate (retake cool-down, attempts used; kept as a dead letter).",
+        },
         422: {"description": "Malformed, or unknown person or requirement (dead-lettered)."},
     },
 )

@@ -35,6 +35,9 @@ class AssignmentInput(Contract):
     pack_hash: str = BUILTIN_PACK
     #: The requirement's kind (histories recorded before kinds were carried: training).
     kind: ObligationKind = ObligationKind.TRAINING
+    #: The track whose enrolment assigned this course (None: assigned on its own). Its course's
+    #: own ``passing_score`` then overrides the requirement's in the assessment gate.
+    track_id: ExternalId | None = None
     #: Set when a run continued as new because its history grew long: where it stood.
     resume: AssignmentResume | None = None
 

@@ -200,6 +200,8 @@ class PlanRequest(Contract):
     due_date: date | None = None
     #: The last day of an exemption in force, to plan when it lapses.
     exempt_until: date | None = None
+    #: The track that assigned the obligation: its course's own pass mark applies to the gate.
+    track_id: str | None = Field(default=None, max_length=80)
 
 
 class GateSpec(Contract):

@@ -97,6 +97,9 @@ class NudgeRequest(Contract):
 
     person: str = Field(max_length=64)
     requirement_id: str = Field(max_length=64)
+    #: The workflow's instant when the course completed: tracks complete as of it (requests
+    #: recorded before it was carried: the activity's clock).
+    at: datetime | None = None
 
 
 class ProjectMessages:

@@ -70,7 +70,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.api.loop_server", *self.args], cwd=ROOT
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded CI machine imports the app slowly
         while True:
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:

@@ -10,7 +10,7 @@ import pytest
 
 from domain.contracts.assignment import AssignmentState, CompleteSignal
 from domain.contracts.obligation import GateSpec
-from services.assignments import _gate_admits
+from services.assignments import gate_admits
 from services.errors import Conflict
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -63,19 +63,19 @@ async def test_a_retake_inside_the_cool_down_is_refused_with_when_it_opens() -> 
     opens = NOW + timedelta(hours=20)
     client = _Client(_state(failed_attempts=1, retake_opens_at=opens))
     with pytest.raises(Conflict, match=re.escape(opens.isoformat())):
-        await _gate_admits(client, workflow_id="w", completion=_evidence(NOW))  # type: ignore[arg-type]
+        await gate_admits(client, workflow_id="w", completion=_evidence(NOW))  # type: ignore[arg-type]
     # After the cool-down it goes through (the workflow judges the score).
-    await _gate_admits(client, workflow_id="w", completion=_evidence(opens))  # type: ignore[arg-type]
+    await gate_admits(client, workflow_id="w", completion=_evidence(opens))  # type: ignore[arg-type]
 
 
 @pytest.mark.asyncio
 async def test_evidence_after_every_attempt_is_used_is_refused() -> None:
     client = _Client(_state(status="failed", failed_attempts=3))
     with pytest.raises(Conflict, match="grant-attempts"):
-        await _gate_admits(client, workflow_id="w", completion=_evidence(NOW))  # type: ignore[arg-type]
+        await gate_admits(client, workflow_id="w", completion=_evidence(NOW))  # type: ignore[arg-type]
 
 
 @pytest.mark.asyncio
 async def test_without_a_gate_nothing_is_refused() -> None:
     client = _Client(_state(gate=None, attempts_allowed=None, status="failed"))
-    await _gate_admits(client, workflow_id="w", completion=_evidence(NOW))  # type: ignore[arg-type]
+    await gate_admits(client, workflow_id="w", completion=_evidence(NOW))  # type: ignore[arg-type]

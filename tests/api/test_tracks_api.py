@@ -98,6 +98,8 @@ def test_enrolment_assigns_the_courses_at_their_milestones(
     body = answer.json()
     assert body["created"] is True
     inputs = [a for a in _started(temporal) if isinstance(a, AssignmentInput)]
+    # Assigned through the track: a course's own pass mark applies to its gate.
+    assert {i.track_id for i in inputs} == {PATH}
     due = {
         i.requirement_id: (i.due_date - date.fromisoformat(body["enrolled_on"])).days
         for i in inputs
@@ -316,6 +318,18 @@ def test_cli_progress_and_usage(sqlite_db: Database, monkeypatch: pytest.MonkeyP
     unknown = runner.invoke(cli, ["tracks", "progress", "nope"])
     assert unknown.exit_code == 1
     assert runner.invoke(cli, ["tracks", "enroll"]).exit_code == 2
+    # Reorder and (de)activate from the CLI: a new pack version each, refusals exit 1.
+    order = ["research-systems-admin", "hipaa-privacy-security", "human-subjects-protection"]
+    moved = runner.invoke(cli, ["tracks", "reorder", "site-administrator", *order])
+    assert moved.exit_code == 0, moved.output
+    assert "1. research-systems-admin, 2. hipaa-privacy-security" in moved.output
+    assert "new pack version deployed" in moved.output
+    bad = runner.invoke(cli, ["tracks", "reorder", "site-administrator", "hipaa-privacy-security"])
+    assert bad.exit_code == 1 and "missing" in bad.output
+    off = runner.invoke(cli, ["tracks", "deactivate", "site-administrator", "--reason", "closed"])
+    assert off.exit_code == 0 and "(inactive)" in off.output
+    on = runner.invoke(cli, ["tracks", "activate", "site-administrator", "--reason", "reopened"])
+    assert on.exit_code == 0 and "(active)" in on.output
 
 
 def test_summary_and_a_persons_tracks(client: TestClient, sqlite_db: Database) -> None:
@@ -345,3 +359,167 @@ def test_summary_and_a_persons_tracks(client: TestClient, sqlite_db: Database) -
     assert theirs[0]["status"] == "completed" and theirs[0]["completed_at"] is not None
     other = _as(sqlite_db, Role.MANAGER, "p-1010")
     assert client.get("/people/p-1030/tracks", headers=other).status_code == 404
+
+
+def test_a_completed_track_issues_a_certificate_anyone_can_verify(
+    client: TestClient, sqlite_db: Database
+) -> None:
+    hr = _as(sqlite_db, Role.HR_ADMIN)
+    client.post(f"/tracks/{PATH}/enroll", json={"person": "p-1030"}, headers=hr)
+    now = datetime.now(UTC)
+    required = ("hipaa-privacy-security", "osha-bloodborne-pathogens", "human-subjects-protection")
+    for requirement in required:
+        _complete(sqlite_db, "p-1030", requirement, now - timedelta(days=2))
+    mine = _as(sqlite_db, Role.LEARNER, "p-1030")
+    [partial] = client.get("/me/tracks", headers=mine).json()
+    assert partial["status"] == "in_progress" and partial["certificate_code"] is None
+    _complete(sqlite_db, "p-1030", "ich-gcp", now - timedelta(days=1))
+    [done] = client.get("/me/tracks", headers=mine).json()
+    code = done["certificate_code"]
+    assert done["status"] == "completed" and code is not None
+    # Issued the day the last required course was completed, not the day it was read.
+    assert done["certificate_issued_on"] == (now - timedelta(days=1)).date().isoformat()
+    public = client.get(f"/verify/{code.lower()}")  # no token; codes are case-insensitive
+    assert public.status_code == 200
+    assert public.json() == {
+        "holder": "Aisha Dolorsit",
+        "certification": "Radiology research technician path",
+        "status": "completed",
+        "valid_until": None,
+    }
+    with sqlite_db.session() as session:
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "track.complete")
+        ).all()
+    assert [e.target for e in entries] == [f"track/{PATH}/p-1030"]
+    # Read again (and by others): the same certificate, issued once.
+    again = client.get("/people/p-1030/tracks", headers=hr).json()
+    assert again[0]["certificate_code"] == code
+    assert client.get(f"/tracks/{PATH}/summary", headers=hr).json()["completed"] == 1
+    with sqlite_db.session() as session:
+        assert (
+            len(
+                session.scalars(
+                    select(AuditEntry).where(AuditEntry.action == "track.complete")
+                ).all()
+            )
+            == 1
+        )
+
+
+def test_reordering_a_track_keeps_everyones_progress(
+    client: TestClient, sqlite_db: Database, temporal: FakeTemporal
+) -> None:
+    hr = _as(sqlite_db, Role.HR_ADMIN)
+    track = "site-administrator"
+    client.post(f"/tracks/{track}/enroll", json={"person": "p-1012"}, headers=hr)
+    now = datetime.now(UTC)
+    _complete(sqlite_db, "p-1012", "hipaa-privacy-security", now)
+    [before] = client.get(f"/tracks/{track}/progress", headers=hr).json()
+    assert before["next_course"] == "research-systems-admin" and before["percent"] == 50
+    pack = client.get("/rules/active", headers=hr).json()["content_hash"]
+
+    new_order = ["research-systems-admin", "human-subjects-protection", "hipaa-privacy-security"]
+    # Only HR; a manager and a learner are refused.
+    for role, person in ((Role.MANAGER, "p-1010"), (Role.LEARNER, "p-1020")):
+        refused = client.post(
+            f"/tracks/{track}/reorder",
+            json={"courses": new_order},
+            headers=_as(sqlite_db, role, person),
+        )
+        assert refused.status_code == 403
+    answer = client.post(
+        f"/tracks/{track}/reorder", json={"courses": new_order, "pack_hash": pack}, headers=hr
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["deployed"] is True and body["pack_hash"] != pack
+    assert [c["requirement_id"] for c in body["courses"]] == new_order
+    assert client.get("/rules/active", headers=hr).json()["content_hash"] == body["pack_hash"]
+    # Mid-track: the completed course stays completed, the percentage is the same; only the
+    # order shown changes (the next course was already the first not done).
+    [after] = client.get(f"/tracks/{track}/progress", headers=hr).json()
+    assert after["percent"] == 50 and after["status"] == "in_progress"
+    assert [c["requirement_id"] for c in after["courses"]] == new_order
+    statuses = {c["requirement_id"]: c["status"] for c in after["courses"]}
+    assert statuses["hipaa-privacy-security"] == "completed"
+    assert after["next_course"] == "research-systems-admin"
+    # Nothing was assigned or signalled by the reorder.
+    assert temporal.signals == []
+    # The same order again: nothing deployed. A stale pack hash: 409.
+    same = client.post(f"/tracks/{track}/reorder", json={"courses": new_order}, headers=hr)
+    assert same.status_code == 200 and same.json()["deployed"] is False
+    stale = client.post(
+        f"/tracks/{track}/reorder", json={"courses": new_order, "pack_hash": pack}, headers=hr
+    )
+    assert stale.status_code == 409 and "changed" in stale.text
+    # Not exactly the track's courses: 422 naming what is wrong.
+    short = client.post(f"/tracks/{track}/reorder", json={"courses": new_order[:2]}, headers=hr)
+    assert short.status_code == 422 and "missing hipaa-privacy-security" in short.text
+    # A milestone before an earlier course's: 422 with the loader's explanation.
+    broken = client.post(
+        f"/tracks/{PATH}/reorder",
+        json={
+            "courses": [
+                "ich-gcp",
+                "hipaa-privacy-security",
+                "osha-bloodborne-pathogens",
+                "human-subjects-protection",
+            ]
+        },
+        headers=hr,
+    )
+    assert broken.status_code == 422 and "milestones" in broken.text
+    assert (
+        client.post("/tracks/nope/reorder", json={"courses": ["x"]}, headers=hr).status_code == 404
+    )
+    with sqlite_db.session() as session:
+        actions = [
+            e.action
+            for e in session.scalars(
+                select(AuditEntry).where(AuditEntry.target == f"track/{track}")
+            )
+        ]
+    assert actions == ["track.reorder"]
+
+
+def test_a_deactivated_track_lets_people_mid_track_finish(
+    client: TestClient, sqlite_db: Database, temporal: FakeTemporal
+) -> None:
+    hr = _as(sqlite_db, Role.HR_ADMIN)
+    track = "site-administrator"
+    client.post(f"/tracks/{track}/enroll", json={"person": "p-1012"}, headers=hr)
+    off = client.post(
+        f"/tracks/{track}/deactivate", json={"reason": "site closed to new staff"}, headers=hr
+    )
+    assert off.status_code == 200, off.text
+    assert off.json()["active"] is False and off.json()["deployed"] is True
+    listed = {t["id"]: t["active"] for t in client.get("/tracks", headers=hr).json()}
+    assert listed[track] is False
+    # Nobody new: HR and managers are refused.
+    refused = client.post(f"/tracks/{track}/enroll", json={"person": "p-1011"}, headers=hr)
+    assert refused.status_code == 409 and "inactive" in refused.text
+    # Enrolling someone already enrolled changes nothing and is not refused.
+    again = client.post(f"/tracks/{track}/enroll", json={"person": "p-1012"}, headers=hr)
+    assert again.status_code == 201 and again.json()["created"] is False
+    # p-1012 mid-track finishes: the track completes and issues its certificate.
+    now = datetime.now(UTC)
+    for requirement in ("hipaa-privacy-security", "research-systems-admin"):
+        _complete(sqlite_db, "p-1012", requirement, now)
+    [done] = client.get("/people/p-1012/tracks", headers=hr).json()
+    assert done["status"] == "completed" and done["certificate_code"] is not None
+    # Deactivating twice deploys nothing; reactivating reopens enrolment.
+    twice = client.post(f"/tracks/{track}/deactivate", json={"reason": "again"}, headers=hr)
+    assert twice.json()["deployed"] is False
+    on = client.post(f"/tracks/{track}/activate", json={"reason": "reopened"}, headers=hr)
+    assert on.status_code == 200 and on.json()["active"] is True
+    ok = client.post(f"/tracks/{track}/enroll", json={"person": "p-1011"}, headers=hr)
+    assert ok.status_code == 201 and ok.json()["created"] is True
+    with sqlite_db.session() as session:
+        actions = [
+            e.action
+            for e in session.scalars(
+                select(AuditEntry).where(AuditEntry.target == f"track/{track}")
+            )
+        ]
+    assert actions == ["track.deactivate", "track.activate"]

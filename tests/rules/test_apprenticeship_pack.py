@@ -445,3 +445,59 @@ def test_the_readme_example_loads(tmp_path: Path) -> None:
     assert program.stall == StallPolicy()
     assert program.graduation == Graduation()
     assert (program.awards, program.on_new_version) == ([], ProgramMigration.GRANDFATHER)
+
+
+# -- classroom hours from the LMS ------------------------------------------------------------
+
+LMS = """\
+    classroom_from_lms:
+      approval: auto
+      courses:
+        - {activity_id: "https://lms.example/xapi/epa-608-prep", name: EPA 608 prep, hours: 6}
+        - {activity_id: "https://lms.example/xapi/brazing-lab"}
+"""
+
+
+def test_lms_courses_load_with_their_approval(tmp_path: Path) -> None:
+    pack = load_pack(write(tmp_path, **{"programs.yaml": PROGRAM + LMS}))
+    program = pack.program("hvac-tech")
+    assert program is not None
+    assert program.classroom_from_lms.approval.value == "auto"
+    prep = program.lms_course("https://lms.example/xapi/epa-608-prep")
+    assert prep is not None and prep.hours == 6 and prep.name == "EPA 608 prep"
+    lab = program.lms_course("https://lms.example/xapi/brazing-lab")
+    assert lab is not None and lab.hours is None  # counted by each statement's duration
+    assert program.lms_course("https://lms.example/xapi/other") is None
+    # Without the section: nothing from the LMS, and hours would wait for the supervisor.
+    minimal = load_pack(write(tmp_path, **{"programs.yaml": MINIMAL})).program("minimal")
+    assert minimal is not None and minimal.classroom_from_lms.courses == []
+    assert minimal.classroom_from_lms.approval.value == "supervisor"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ("hours: 6}", "hours: 40}", "must be at most 24.0; found 40"),
+        ("approval: auto", "approval: always", "'supervisor' or 'auto'"),
+        ("brazing-lab", "epa-608-prep", "is listed twice"),
+    ],
+)
+def test_a_broken_lms_section_says_what_to_fix(
+    tmp_path: Path, old: str, new: str, words: str
+) -> None:
+    found = issues(write(tmp_path, **{"programs.yaml": PROGRAM + LMS.replace(old, new)}))
+    assert any("classroom_from_lms" in f and words in f for f in found), found
+
+
+def test_lint_refuses_an_lms_course_that_is_also_a_requirements_activity(tmp_path: Path) -> None:
+    pack_text = PACK.replace(
+        "    due_in_days: 30\n",
+        "    due_in_days: 30\n    xapi_activity_id: https://lms.example/xapi/brazing-lab\n",
+    )
+    directory = tmp_path / "clash"
+    directory.mkdir()
+    (directory / "pack.yaml").write_text(pack_text, encoding="utf-8")
+    (directory / "programs.yaml").write_text(PROGRAM + LMS, encoding="utf-8")
+    clash = [f for f in lint(load_pack(directory)) if f.code == "duplicate-xapi-activity"]
+    assert [(f.level.value, f.file) for f in clash] == [("error", "programs.yaml")]
+    assert "requirement 'safety-basics' maps it too" in clash[0].message

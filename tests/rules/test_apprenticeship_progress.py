@@ -616,6 +616,7 @@ def test_the_module_is_pure() -> None:
         "enum",
         "math",
         "pydantic",
+        "re",  # ISO 8601 durations of LMS statements
         "typing",
         "domain.contracts.apprenticeship",  # the entry and evaluation types (floor 1)
         "rules.apprenticeship_model",
@@ -665,3 +666,60 @@ def test_compliance_status_from_the_progress_maths() -> None:
     assert compliance_status(replace(base, below_minimum=True))[0] == "behind"
     assert compliance_status(replace(base, stalled=True))[0] == "stalled"
     assert compliance_status(replace(base, status=EnrollmentStatus.SUSPENDED))[0] == "inactive"
+
+
+# -- classroom hours from the LMS --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "hours"),
+    [("PT3H30M", 3.5), ("PT45M", 0.75), ("PT1.5H", 1.5), ("P1DT2H", 26.0), ("PT5400S", 1.5)],
+)
+def test_iso_8601_durations_in_hours(text: str, hours: float) -> None:
+    from rules.apprenticeship import duration_hours
+
+    assert duration_hours(text) == hours
+
+
+@pytest.mark.parametrize("text", ["P", "PT", "P1Y", "P2M", "3h", "PT3H30", "P1DT", "-PT1H"])
+def test_durations_that_are_not_weeks_days_hours_minutes_seconds_are_refused(text: str) -> None:
+    from rules.apprenticeship import duration_hours
+
+    with pytest.raises(ValueError, match="not an ISO 8601 duration"):
+        duration_hours(text)
+
+
+def test_an_lms_statement_becomes_a_pending_classroom_entry() -> None:
+    from rules.apprenticeship import lms_auto_approved, lms_classroom_entry
+    from rules.apprenticeship_model import ClassroomFromLms, LmsCourse
+
+    program = PROGRAM.model_copy(
+        update={
+            "classroom_from_lms": ClassroomFromLms(
+                courses=[
+                    LmsCourse(activity_id="urn:unit-1", name="Unit 1", hours=8),
+                    LmsCourse(activity_id="urn:lab"),
+                ]
+            )
+        }
+    )
+    day = date(2025, 3, 3)
+    unit = lms_classroom_entry(
+        program, activity_id="urn:unit-1", entry_id="xapi-1", day=day, duration="PT1H"
+    )
+    # The course's hours win over the time the statement says was spent.
+    assert unit == HoursEntry(
+        id="xapi-1", day=day, kind=CLASSROOM, hours=8, description="LMS: Unit 1"
+    )
+    lab = lms_classroom_entry(
+        program, activity_id="urn:lab", entry_id="xapi-2", day=day, duration="PT2H15M"
+    )
+    assert lab is not None and lab.hours == 2.25 and lab.status is EntryStatus.PENDING
+    assert lab.description == "LMS: urn:lab"
+    assert (
+        lms_classroom_entry(program, activity_id="urn:x", entry_id="x", day=day, duration=None)
+        is None
+    )
+    with pytest.raises(ValueError, match=r"no result\.duration"):
+        lms_classroom_entry(program, activity_id="urn:lab", entry_id="x", day=day, duration=None)
+    assert not lms_auto_approved(program)

@@ -22,6 +22,7 @@ from domain.contracts.assignment import (
     CompleteSignal,
     GrantAttempts,
 )
+from domain.contracts.obligation import GateSpec
 from duly.worker import build_worker
 from rules.loader import load_pack
 from rules.model import Pack
@@ -218,4 +219,108 @@ async def test_granting_attempts_without_a_limit_is_refused(
                 AssignmentWorkflow.grant_attempts,
                 GrantAttempts(attempts=1, reason="no limit here", actor="hr:alice"),
             )
+        await handle.terminate("done")
+
+
+async def test_a_track_course_with_its_own_pass_mark_decides_when_the_track_assigned_it(
+    env: WorkflowEnvironment, gated: tuple[Database, Pack, str], tmp_path: Path
+) -> None:
+    """site-investigator's Human Subjects course passes at 60 % (the requirement: 80 %)."""
+    import shutil
+
+    from activities.rules import RulesActivities
+    from domain.contracts.obligation import PlanRequest
+
+    db, _, person = gated
+    copy = tmp_path / "pack"
+    shutil.copytree(MEDICAL, copy)
+    tracks = copy / "tracks.yaml"
+    line = "        - {requirement: human-subjects-protection, order: 1, exam: true}\n"
+    assert line in tracks.read_text()
+    tracks.write_text(
+        tracks.read_text().replace(
+            line, line.replace("exam: true}", "exam: true, passing_score: 60}")
+        )
+    )
+    pack = load_pack(copy)
+    with db.session() as session:
+        deploy(session, pack, author="hr", message="60 %", migration=Migration.GRANDFATHER)
+    # The plan: the course's pass mark through the track, the requirement's otherwise; the
+    # attempts and cool-down stay the requirement's.
+    rules = RulesActivities(db)
+    through = rules.plan_stages(
+        PlanRequest(
+            pack_hash=pack.content_hash, requirement_id=REQUIREMENT, track_id="site-investigator"
+        )
+    ).gate
+    alone = rules.plan_stages(
+        PlanRequest(pack_hash=pack.content_hash, requirement_id=REQUIREMENT)
+    ).gate
+    other_track = rules.plan_stages(
+        PlanRequest(
+            pack_hash=pack.content_hash, requirement_id=REQUIREMENT, track_id="implementation-team"
+        )
+    ).gate
+    assert through is not None and alone is not None and other_track is not None
+    assert (through.passing_score, through.max_attempts, through.retake_after_days) == (60, 3, 1)
+    assert alone.passing_score == 80 and other_track.passing_score == 80
+
+    task_queue = f"tq-{uuid.uuid4()}"
+    async with build_worker(env.client, task_queue=task_queue, db=db):
+        now = await env.get_current_time()
+        inp = AssignmentInput(
+            person=person,
+            requirement_id=REQUIREMENT,
+            requirement_title="Human Subjects Protection",
+            due_date=(now + timedelta(days=60)).date(),
+            assigned_by="track site-investigator (test)",
+            pack_hash=pack.content_hash,
+            track_id="site-investigator",
+        )
+        handle = await env.client.start_workflow(
+            AssignmentWorkflow.run, inp, id=inp.workflow_id, task_queue=task_queue
+        )
+        await env.sleep(timedelta(hours=1))
+        assert (await handle.query(AssignmentWorkflow.state)).gate == GateSpec(
+            passing_score=60, max_attempts=3, retake_after_days=1
+        )
+        await _attempt(env, handle, 70)  # below the requirement's 80, above the course's 60
+        final = await handle.result()
+        await _end_next_cycle(env, person)
+    assert final.completed_at is not None and final.failed_attempts == 0
+
+
+async def test_evidence_arriving_before_the_plan_waits_for_the_gate(
+    env: WorkflowEnvironment, gated: tuple[Database, Pack, str]
+) -> None:
+    """An LMS that posts at once: the evidence lands before the pinned pack's plan (its gate)."""
+    db, pack, person = gated
+    task_queue = f"tq-{uuid.uuid4()}"
+    now = await env.get_current_time()
+    inp = AssignmentInput(
+        person=person,
+        requirement_id=REQUIREMENT,
+        requirement_title="Human Subjects Protection",
+        due_date=(now + timedelta(days=60)).date(),
+        assigned_by="test",
+        pack_hash=pack.content_hash,
+    )
+    # Started with the signal in its first task: the workflow has not planned yet.
+    early = CompleteSignal(
+        completed_at=now, actor="lms", source="xapi", score_percent=75, passed=True
+    )
+    handle = await env.client.start_workflow(
+        AssignmentWorkflow.run,
+        inp,
+        id=inp.workflow_id,
+        task_queue=task_queue,
+        start_signal="complete",
+        start_signal_args=[early],
+    )
+    async with build_worker(env.client, task_queue=task_queue, db=db):
+        await env.sleep(timedelta(hours=1))
+        state = await handle.query(AssignmentWorkflow.state)
+        # Judged by the 80 % gate once planned: a failed attempt, not a completion.
+        assert state.completed_at is None and state.failed_attempts == 1
+        assert state.gate is not None and state.retake_opens_at is not None
         await handle.terminate("done")

@@ -251,7 +251,9 @@ async def test_leaver_closes_everything_stops_reminders_and_tokens_then_rehire(
     held = org.obligations(ext)
     assert {status for status, _, _ in held.values()} == {"cancelled"}
     for _, _, workflow_id in held.values():
-        description = await org.env.client.get_workflow_handle(workflow_id).describe()
+        handle = org.env.client.get_workflow_handle(workflow_id)
+        await handle.result()  # the run ends just after recording its last status
+        description = await handle.describe()
         assert description.status is WorkflowExecutionStatus.COMPLETED
     sent = org.notifications(ext)
     await org.env.sleep(timedelta(days=60))  # every stage of the ladder would have fired

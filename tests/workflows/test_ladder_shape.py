@@ -33,6 +33,9 @@ NAMES = {
             "cancel",
             "exempt",
             "replan",
+            # A leave pauses the ladder and a return resumes it (directory changes, issue 16).
+            "pause",
+            "resume",
         },
         {"extend_due_date", "grant_attempts"},
         {"state"},

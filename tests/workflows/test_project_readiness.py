@@ -239,6 +239,7 @@ async def test_the_last_completion_announces_readiness_at_once(
             due_date=(now + timedelta(days=30)).date(),
             assigned_by="track site-administrator",
             pack_hash=pack_hash,
+            track_id="site-administrator",
         )
         assignment = await env.client.start_workflow(
             AssignmentWorkflow.run, course, id=course.workflow_id, task_queue=task_queue
@@ -257,3 +258,22 @@ async def test_the_last_completion_announces_readiness_at_once(
     ready_at = next(e.at for e in final.events if e.kind == "ready")
     assert final.ready and ready_at - now < timedelta(hours=12), final.events
     assert "g1:ready" in {s for s, _, _ in _ledger(sqlite_db, project_workflow_id(project_id))}
+    # The track completed by itself (nobody read its progress) and issued its certificate,
+    # which the public /verify answers like a certification's.
+    from store.certificates import find
+
+    with sqlite_db.session() as session:
+        enrolment = session.scalar(
+            select(TrackEnrolment).join(Person).where(Person.external_id == admin)
+        )
+        assert enrolment is not None and enrolment.completed_at is not None
+        assert enrolment.certificate_code is not None
+        assert enrolment.certificate_issued_on == enrolment.completed_at.date()
+        verified = find(session, enrolment.certificate_code)
+        assert verified is not None
+        assert (verified.holder, verified.title, verified.status, verified.valid_until) == (
+            "Ada Admin",
+            "Research site administrator",
+            "completed",
+            None,
+        )

@@ -1,7 +1,7 @@
 """decision intervals: each decision's superseded_at, so as-of counts read each row once
 
 Revision ID: 0019
-Revises: 0014a
+Revises: 0015
 Create Date: 2026-11-30 18:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019"
-down_revision = "0014a"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,211 @@
+"""Faults on the dev server: a worker killed (SIGKILL) in the middle of a reminder herd.
+
+A real Temporal dev server, ``duly worker`` as a child process and a fake SendGrid in this
+process. ``HERD`` assignments are started due today, so each sends its due-day notice at
+once: a herd of sends. When part of them has gone out the worker is killed with
+SIGKILL (no drain, no cleanup: leases held, activities and workflow tasks in flight), a new
+worker starts, and every message must end in the ledger exactly once, sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from domain.contracts.assignment import AssignmentInput
+from notifications.delivery import DONE
+from store.db import Database
+from store.migrate import upgrade
+from store.models import Notification, Obligation, Person
+from tests.conftest import wheel_binary
+from tests.fakes.providers import FakeSendGrid
+from workflows.assignment import AssignmentWorkflow
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Scaled down from the issue's 1,000 to keep the test near a minute on a shared 2-core VM
+#: (``DULY_FAULT_HERD=1000`` runs the issue's size; measured: 60 in 115 s at load average 14).
+HERD = int(os.environ.get("DULY_FAULT_HERD", "60"))
+#: The fake provider answers each call after this long, so the herd takes seconds, not
+#: milliseconds, and the kill lands while sends are in flight.
+PROVIDER_SECONDS = 0.1
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def server() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=wheel_binary("temporal"),
+        ui=False,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+def worker_process(
+    client: Client, url: str, queue: str, sendgrid: FakeSendGrid, data_dir: Path
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DULY_ENV": "test",
+        "DULY_DATA_DIR": str(data_dir),
+        "DULY_SECRET_KEY": "k" * 48,
+        "DULY_DATABASE_URL": url,
+        "DULY_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "DULY_TEMPORAL_TASK_QUEUE": queue,
+        "DULY_SENDGRID_API_KEY": sendgrid.api_key,
+        "DULY_SENDGRID_BASE_URL": sendgrid.base_url,
+        # A killed attempt's ledger rows are taken over after the lease (the minimum, 5 s).
+        "DULY_SEND_LEASE_SECONDS": "5",
+        # Each notice goes out on its own (no digest window to wait for).
+        "DULY_DIGEST_WINDOW_SECONDS": "0",
+        "DULY_LOG_LEVEL": "INFO",
+        # A shared CI core: few workflow tasks at once, so none outlasts its 10 s timeout.
+        "DULY_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS": "8",
+    }
+    # Its log goes to a file (a pipe nobody reads would block the worker once full).
+    with (data_dir / "worker.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "duly", "worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
+def ledger(db: Database) -> list[Notification]:
+    with db.session() as session:
+        return list(session.scalars(select(Notification).where(Notification.channel == "email")))
+
+
+async def wait_for(check: object, timeout: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.5)
+
+
+async def test_a_worker_killed_mid_herd_loses_and_doubles_nothing(
+    server: WorkflowEnvironment, postgres_url: str, tmp_path: Path
+) -> None:
+    # PostgreSQL, as in production: sixteen activity threads writing the ledger at once.
+    url = postgres_url
+    upgrade(url)
+    db = Database(url)
+    people = [f"herd-{i:04d}" for i in range(HERD)]
+    with db.session() as session:
+        for external_id in people:
+            session.add(
+                Person(external_id=external_id, name="Herd", email=f"{external_id}@example.com")
+            )
+    queue = f"herd-{uuid.uuid4().hex[:8]}"
+    client = server.client
+    sendgrid = FakeSendGrid()
+    sendgrid.start()
+    sendgrid.slow_all(PROVIDER_SECONDS)
+    first = worker_process(client, url, queue, sendgrid, tmp_path)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        # Due today: the due-day notice goes out at once, directly (never folded into a digest,
+        # never deferred past its day), whatever the hour or weekday.
+        due = datetime.now(UTC).date()
+        inputs = [
+            AssignmentInput(
+                person=p, requirement_id="fire", requirement_title="Fire safety", due_date=due
+            )
+            for p in people
+        ]
+        for start in range(0, HERD, 50):
+            await asyncio.gather(
+                *(
+                    client.start_workflow(
+                        AssignmentWorkflow.run, inp, id=inp.workflow_id, task_queue=queue
+                    )
+                    for inp in inputs[start : start + 50]
+                )
+            )
+        # Mid-herd: some notices out, most not.
+        try:
+            await wait_for(lambda: len(sendgrid.accepted) >= HERD // 5, 300, "the herd to start")
+        except BaseException:
+            first.send_signal(signal.SIGKILL)
+            print("worker:", (tmp_path / "worker.log").read_text()[-3000:])
+            print("ledger:", Counter((r.channel, r.status) for r in ledger(db)))
+            print("received:", len(sendgrid.received))
+            with db.session() as session:
+                print("obligations:", Counter(session.scalars(select(Obligation.status))))
+            raise
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        at_kill = ledger(db)
+        sent_at_kill = {r.idempotency_key for r in at_kill if r.status in DONE}
+        in_flight = {r.idempotency_key for r in at_kill if r.status not in DONE}
+        assert len(sent_at_kill) < HERD, "the kill came after the herd: nothing was tested"
+
+        second = worker_process(client, url, queue, sendgrid, tmp_path)
+
+        def all_sent() -> bool:
+            rows = ledger(db)
+            return len(rows) >= HERD and all(r.status in DONE for r in rows)
+
+        try:
+            await wait_for(all_sent, 300, "every notice to be sent after the restart")
+        except BaseException:
+            print("worker:", (tmp_path / "worker.log").read_text()[-3000:])
+            print("ledger:", Counter((r.channel, r.status) for r in ledger(db)))
+            raise
+        rows = ledger(db)
+        # Exactly once in the ledger: one row per person (the notice of the current stage).
+        with db.session() as session:
+            ids = {pid: ext for pid, ext in session.execute(select(Person.id, Person.external_id))}
+        assert sorted(ids[r.person_id] for r in rows if r.person_id is not None) == people
+        assert len({r.idempotency_key for r in rows}) == HERD
+        assert all(r.status in DONE for r in rows)
+        # At the provider: every row went out; a call can only repeat for a row whose attempt
+        # was inside the provider call when the worker died (the provider has no idempotency
+        # key; the ledger's lease makes that the only window).
+        calls = Counter(
+            r.body["custom_args"]["idempotency_key"]
+            for r in sendgrid.accepted
+            if isinstance(r.body, dict)
+        )
+        assert set(calls) == {r.idempotency_key for r in rows}
+        repeated = {key for key, n in calls.items() if n > 1}
+        assert repeated <= in_flight, repeated - in_flight
+        assert not repeated & sent_at_kill
+        print(
+            f"herd {HERD}: {len(sent_at_kill)} sent before SIGKILL, {len(in_flight)} unsettled "
+            f"at the kill, {len(rows)} ledger rows after, {len(repeated)} repeated provider calls"
+        )
+        # Nothing more goes out once the ledger is settled (no late retry sends again).
+        settled = len(sendgrid.accepted)
+        await asyncio.sleep(1)
+        assert len(sendgrid.accepted) == settled
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=10)
+        sendgrid.stop()
+        db.dispose()
