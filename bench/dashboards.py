@@ -131,8 +131,9 @@ def build(db: Database, people: int, requirements: int, seed: int) -> dict[str, 
             path = ["assigned"] if status == "assigned" else ["assigned", status]
             if status == "overdue":
                 path = ["assigned", "due_soon", "overdue"]
+            instants = [start + (NOW - start) * step / len(path) for step in range(len(path))]
             for step, step_status in enumerate(path):
-                at = start + (NOW - start) * step / len(path)
+                at = instants[step]
                 decisions.append(
                     {
                         "request_key": f"{wid}#{step}",
@@ -146,6 +147,8 @@ def build(db: Database, people: int, requirements: int, seed: int) -> dict[str, 
                         "facts": {"step": step},
                         "source": "rules",
                         "decided_at": at,
+                        # what store.decisions.record_decision keeps: the next step's instant
+                        "superseded_at": instants[step + 1] if step + 1 < len(path) else None,
                         "recorded_at": at,
                     }
                 )

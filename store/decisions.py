@@ -13,12 +13,12 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.models import DecisionRecord, Person
-from store.types import UTCDateTime, check_finite
+from store.types import check_finite
 
 
 def request_key(
@@ -111,9 +111,41 @@ def record_decision(
     try:
         with session.begin_nested():
             session.add(row)
+            session.flush()
+            _link(session, row)
     except IntegrityError:
         return False  # a concurrent attempt of the same activity wrote it first
     return True
+
+
+def _link(session: Session, row: DecisionRecord) -> None:
+    """Keep ``superseded_at`` of ``row`` and of the decision it takes over from.
+
+    Decisions are in force in ``(decided_at, id)`` order per workflow; a new row usually comes
+    last (nothing supersedes it), but a late-recorded one is slotted in between.
+    """
+    decided, wid = DecisionRecord.decided_at, DecisionRecord.workflow_id
+    later = or_(
+        decided > row.decided_at, and_(decided == row.decided_at, DecisionRecord.id > row.id)
+    )
+    row.superseded_at = session.scalar(
+        select(decided)
+        .where(wid == row.workflow_id, later)
+        .order_by(decided, DecisionRecord.id)
+        .limit(1)
+    )
+    earlier = or_(
+        decided < row.decided_at, and_(decided == row.decided_at, DecisionRecord.id < row.id)
+    )
+    previous = session.scalar(
+        select(DecisionRecord)
+        .where(wid == row.workflow_id, earlier)
+        .order_by(decided.desc(), DecisionRecord.id.desc())
+        .limit(1)
+    )
+    if previous is not None:
+        previous.superseded_at = row.decided_at
+    session.flush()
 
 
 def latest_status(session: Session, *, workflow_id: str, at: datetime) -> str | None:
@@ -168,34 +200,20 @@ def history(
     return list(session.scalars(stmt.order_by(DecisionRecord.decided_at, DecisionRecord.id)))
 
 
-def _intervals(
-    *, last: datetime, person_ids: Collection[int] | None, department: str | None
-) -> Any:
-    """Each decision up to ``last`` with the instant it stopped being in force (``until``).
-
-    A decision is in force from its ``decided_at`` until the next decision of the same
-    workflow (``LEAD``); the last one has no end.
-    """
-    decided = DecisionRecord.decided_at
-    intervals = select(
-        DecisionRecord.person_id.label("person_id"),
-        DecisionRecord.requirement_id.label("requirement_id"),
-        DecisionRecord.status.label("status"),
-        decided.label("since"),
-        func.lead(decided)
-        .over(
-            partition_by=DecisionRecord.workflow_id,
-            order_by=(decided, DecisionRecord.id),
-        )
-        .label("until"),
-    ).where(decided <= last)
+def _scoped(stmt: Any, *, person_ids: Collection[int] | None, department: str | None) -> Any:
     if person_ids is not None:
-        intervals = intervals.where(DecisionRecord.person_id.in_(sorted(person_ids)))
+        stmt = stmt.where(DecisionRecord.person_id.in_(sorted(person_ids)))
     if department is not None:
-        intervals = intervals.join(Person, Person.id == DecisionRecord.person_id).where(
+        stmt = stmt.join(Person, Person.id == DecisionRecord.person_id).where(
             Person.department == department
         )
-    return intervals.subquery("iv")
+    return stmt
+
+
+def _in_force(at: datetime) -> ColumnElement[bool]:
+    """The decision was in force at ``at``: decided by then and not yet superseded."""
+    until = DecisionRecord.superseded_at
+    return and_(DecisionRecord.decided_at <= at, or_(until.is_(None), until > at))
 
 
 def status_counts_at(
@@ -207,8 +225,8 @@ def status_counts_at(
 ) -> dict[datetime, dict[str, int]]:
     """How many obligations were in each status at each instant, from the recorded decisions.
 
-    One pass over the decisions (see :func:`_intervals`): a decision counts at every instant
-    inside the interval it was in force. Obligations with no decision yet at an instant are
+    A decision is in force from its ``decided_at`` until the workflow's next decision
+    (``superseded_at``, kept on write). Obligations with no decision yet at an instant are
     not counted there.
 
     Args:
@@ -219,26 +237,42 @@ def status_counts_at(
     """
     if not instants:
         return {}
-    iv = _intervals(last=max(instants), person_ids=person_ids, department=department)
-    points = union_all(
-        *(
-            select(literal(index).label("point"), literal(at, UTCDateTime()).label("at"))
-            for index, at in enumerate(instants)
+    # A decision counts at instant i iff decided_at <= T[i] < superseded_at: with the instants
+    # sorted that is a run of consecutive points, [bucket(decided_at), bucket(superseded_at)).
+    # So each row is read once (a range read of ix_decisions_interval) and only bucketed;
+    # the per-point counts are prefix sums over a few hundred groups, not over rows.
+    points = sorted(set(instants))
+    first, last = points[0], points[-1]
+
+    def bucket(column: Any) -> Any:
+        return case(*((column <= at, index) for index, at in enumerate(points)), else_=len(points))
+
+    decided, until = DecisionRecord.decided_at, DecisionRecord.superseded_at
+    # Two range reads rather than one OR (which no index answers): still in force, and
+    # superseded after the first instant.
+    # Each read is a plain subquery (flattened by SQLite and PostgreSQL, no temporary copy of
+    # the rows) grouped by its output columns, so PostgreSQL sees the same bucket expressions.
+    current = select(
+        DecisionRecord.status.label("status"),
+        bucket(decided).label("start"),
+        literal(len(points)).label("stop"),
+    ).where(until.is_(None), decided <= last)
+    ended = select(
+        DecisionRecord.status.label("status"),
+        bucket(decided).label("start"),
+        bucket(until).label("stop"),
+    ).where(until > first, decided <= last)
+    per_point: list[dict[str, int]] = [{} for _ in points]
+    for part in (current, ended):
+        rows = _scoped(part, person_ids=person_ids, department=department).subquery("iv")
+        grouped = select(rows.c.status, rows.c.start, rows.c.stop, func.count()).group_by(
+            rows.c.status, rows.c.start, rows.c.stop
         )
-    ).subquery("points")
-    covers: ColumnElement[bool] = and_(
-        iv.c.since <= points.c.at, or_(iv.c.until.is_(None), iv.c.until > points.c.at)
-    )
-    rows = session.execute(
-        select(points.c.point, iv.c.status, func.count())
-        .select_from(points)
-        .join(iv, covers)
-        .group_by(points.c.point, iv.c.status)
-    )
-    counts: dict[datetime, dict[str, int]] = {at: {} for at in instants}
-    for point, status, count in rows:
-        counts[instants[int(point)]][str(status)] = int(count)
-    return counts
+        for name, begin, end, count in session.execute(grouped):
+            for index in range(int(begin), int(end)):
+                per_point[index][str(name)] = per_point[index].get(str(name), 0) + int(count)
+    by_instant = dict(zip(points, per_point, strict=True))
+    return {at: dict(by_instant[at]) for at in instants}
 
 
 def requirement_counts_at(
@@ -249,12 +283,12 @@ def requirement_counts_at(
     department: str | None = None,
 ) -> dict[str, dict[str, int]]:
     """Per requirement, how many obligations were in each status at ``at`` (recorded)."""
-    iv = _intervals(last=at, person_ids=person_ids, department=department)
-    rows = session.execute(
-        select(iv.c.requirement_id, iv.c.status, func.count())
-        .where(or_(iv.c.until.is_(None), iv.c.until > at))
-        .group_by(iv.c.requirement_id, iv.c.status)
+    stmt = (
+        select(DecisionRecord.requirement_id, DecisionRecord.status, func.count())
+        .where(_in_force(at))
+        .group_by(DecisionRecord.requirement_id, DecisionRecord.status)
     )
+    rows = session.execute(_scoped(stmt, person_ids=person_ids, department=department))
     counts: dict[str, dict[str, int]] = {}
     for requirement, status, count in rows:
         counts.setdefault(str(requirement), {})[str(status)] = int(count)

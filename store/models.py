@@ -167,10 +167,16 @@ class DecisionRecord(Base):
     source: Mapped[str] = mapped_column(String(16))
     #: Workflow time of the decision: the instant the status took effect.
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: When the workflow's next decision took over (None: still in force). Kept by
+    #: ``store.decisions.record_decision`` so an as-of count reads each row once, with no
+    #: window over the workflow's other decisions (migration 0019 backfilled older rows).
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
         Index("ix_decisions_workflow_decided", "workflow_id", "decided_at"),
+        # As-of counts and the trend: two range reads of this index alone (in force, ended).
+        Index("ix_decisions_interval", "superseded_at", "decided_at", "status", "person_id"),
         Index(
             "ix_decisions_person_requirement_decided", "person_id", "requirement_id", "decided_at"
         ),

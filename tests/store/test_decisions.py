@@ -15,7 +15,7 @@ from duly.demo import load_demo_people
 from duly.settings import Settings
 from rules.loader import load_pack
 from store.db import Database
-from store.decisions import in_force, status_counts_at
+from store.decisions import in_force, record_decision, requirement_counts_at, status_counts_at
 from store.models import DecisionRecord, Person
 from store.packs import Migration, deploy
 
@@ -114,3 +114,75 @@ def test_record_obligation_records_status_changes_decided_in_the_workflow(db: Da
         assert counts[AT] == {"assigned": 1}
         assert counts[AT + timedelta(days=3)] == {"due_soon": 1}
         assert session.scalar(select(func.count()).select_from(DecisionRecord)) == 2
+
+
+def _brute_force(rows: list[DecisionRecord], at: datetime) -> dict[str, int]:
+    """The status in force per workflow at ``at``: its latest decision by (decided_at, id)."""
+    latest: dict[str, DecisionRecord] = {}
+    for row in sorted(rows, key=lambda r: (r.decided_at, r.id)):
+        if row.decided_at <= at:
+            latest[row.workflow_id] = row
+    counts: dict[str, int] = {}
+    for row in latest.values():
+        counts[row.status] = counts.get(row.status, 0) + 1
+    return counts
+
+
+def test_superseded_at_is_kept_when_decisions_arrive_out_of_order(db: Database) -> None:
+    with db.session() as session:
+        assert load_demo_people(session).errors == []
+        person_id = session.scalar(select(Person.id).where(Person.external_id == "p-1020"))
+        assert person_id is not None
+        # (workflow, status, hours after AT), recorded in this (not chronological) order;
+        # "b" has two decisions at the same instant: the later-recorded one wins.
+        writes = [
+            ("a", "overdue", 48),
+            ("a", "assigned", 0),
+            ("b", "assigned", 5),
+            ("a", "due_soon", 24),
+            ("b", "completed", 30),
+            ("b", "exempt", 30),
+            ("c", "assigned", 72),
+        ]
+        for workflow, status, hours in writes:
+            assert record_decision(
+                session,
+                workflow_id=f"assignment/p-1020/{workflow}/1",
+                person_id=person_id,
+                kind="training",
+                requirement_id=workflow,
+                status=status,
+                rule=status,
+                pack_hash="builtin",
+                facts={"status": status},
+                decided_at=AT + timedelta(hours=hours),
+                source="workflow",
+            )
+    rows = _rows(db)
+    chain = {
+        (r.workflow_id.split("/")[2], r.status): (
+            None if r.superseded_at is None else (r.superseded_at - AT) / timedelta(hours=1)
+        )
+        for r in rows
+    }
+    assert chain == {
+        ("a", "assigned"): 24,
+        ("a", "due_soon"): 48,
+        ("a", "overdue"): None,
+        ("b", "assigned"): 30,
+        ("b", "completed"): 30,
+        ("b", "exempt"): None,
+        ("c", "assigned"): None,
+    }
+    instants = [AT + timedelta(hours=h) for h in (-1, 0, 4, 5, 24, 29, 30, 47, 48, 72, 100)]
+    with db.session() as session:
+        counts = status_counts_at(session, instants=instants)
+        for at in instants:
+            assert counts[at] == _brute_force(rows, at), at
+        assert requirement_counts_at(session, at=AT + timedelta(hours=30)) == {
+            "a": {"due_soon": 1},
+            "b": {"exempt": 1},
+        }
+        assert status_counts_at(session, instants=instants, person_ids=[person_id + 1]) == {
+            at: {} for at in instants
+        }
