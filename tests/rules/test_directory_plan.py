@@ -217,8 +217,17 @@ def test_rules_preview_shows_what_a_changed_applies_to_assigns_and_closes(
 
 
 def test_people_import_dry_run_shows_each_change_and_saves_nothing(
-    runner: CliRunner, sqlite_db: Database, pack: Pack, tmp_path: Path
+    runner: CliRunner,
+    sqlite_db: Database,
+    pack: Pack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The CLI's console took its width when the module was first imported (by whichever test
+    # came first): set it, or the table wraps the cells this test reads.
+    import duly.cli
+
+    monkeypatch.setattr(duly.cli.console, "width", 250)
     _nurse_with_osha(sqlite_db, pack)
     csv = tmp_path / "people.csv"
     csv.write_text(
