@@ -348,7 +348,13 @@ async def test_a_person_who_moves_zone_gets_the_remaining_stages_replanned(
         ),
         utc_offset_minutes=utc_offset_minutes("America/New_York", expires),
     )
-    app = create_app(Settings(env="test"), database=sqlite_db, temporal_client=env.client)
+    # The import's zone re-plan is under test, not the directory automation: this worker runs
+    # no DirectoryChangeWorkflow, and one started with nobody to run it stalls the test server.
+    app = create_app(
+        Settings(env="test", directory_automation=False),
+        database=sqlite_db,
+        temporal_client=env.client,
+    )
     hr = bearer(sqlite_db, Role.HR_ADMIN)
     tq = f"tq-{uuid.uuid4()}"
     async with build_worker(env.client, task_queue=tq, db=sqlite_db):
