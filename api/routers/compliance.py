@@ -69,6 +69,21 @@ def _audience(
     )
 
 
+def reader_audience(
+    session: SessionDep,
+    principal: Reader,
+    scope: ScopeQuery = "org",
+    manager: ManagerQuery = None,
+    department: DepartmentQuery = None,
+) -> compliance.Audience:
+    """The people a dashboard route counts: the query's scope within what the caller may see."""
+    return _audience(session, principal, scope, manager, department)
+
+
+#: The scope, manager and department query parameters, resolved for the caller.
+AudienceDep = Annotated[compliance.Audience, Depends(reader_audience)]
+
+
 def _csv(items: list[BaseModel], name: str) -> Response:
     header, rows = compliance.rows_for_csv(items)
     return Response(
@@ -81,11 +96,8 @@ def _csv(items: list[BaseModel], name: str) -> Response:
 @router.get("/summary", response_model=compliance.Summary, responses=CSV_RESPONSE)
 def summary(
     session: SessionDep,
-    principal: Reader,
+    audience: AudienceDep,
     now: NowDep,
-    scope: ScopeQuery = "org",
-    manager: ManagerQuery = None,
-    department: DepartmentQuery = None,
     format: FormatQuery = "json",
 ) -> Any:
     """A dashboard's headline numbers.
@@ -95,24 +107,21 @@ def summary(
     """
     result = compliance.summary(
         session,
-        audience=_audience(session, principal, scope, manager, department),
+        audience=audience,
         today=now.date(),
     )
-    return _csv([result], f"compliance-summary-{scope}") if format == "csv" else result
+    return _csv([result], f"compliance-summary-{audience.scope}") if format == "csv" else result
 
 
 @router.get("/breakdown", response_model=list[compliance.BreakdownRow], responses=CSV_RESPONSE)
 def breakdown(
     session: SessionDep,
-    principal: Reader,
+    audience: AudienceDep,
     now: NowDep,
     by: Annotated[
         Literal["requirement", "category", "department", "location", "team", "report"],
         Query(description="the grouping; report: each person (team scope: with depth)"),
     ] = "requirement",
-    scope: ScopeQuery = "org",
-    manager: ManagerQuery = None,
-    department: DepartmentQuery = None,
     format: FormatQuery = "json",
 ) -> Any:
     """The dashboard's numbers per group.
@@ -122,7 +131,7 @@ def breakdown(
     """
     rows = compliance.breakdown(
         session,
-        audience=_audience(session, principal, scope, manager, department),
+        audience=audience,
         by=by,
         today=now.date(),
     )
@@ -132,18 +141,15 @@ def breakdown(
 @router.get("/at-risk", response_model=list[compliance.AtRiskPerson], responses=CSV_RESPONSE)
 def at_risk(
     session: SessionDep,
-    principal: Reader,
+    audience: AudienceDep,
     now: NowDep,
-    scope: ScopeQuery = "org",
-    manager: ManagerQuery = None,
-    department: DepartmentQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     format: FormatQuery = "json",
 ) -> Any:
     """People with something overdue or an expired certification, most overdue first."""
     rows = compliance.at_risk(
         session,
-        audience=_audience(session, principal, scope, manager, department),
+        audience=audience,
         today=now.date(),
         limit=limit,
     )
@@ -153,18 +159,15 @@ def at_risk(
 @router.get("/trend", response_model=list[compliance.TrendPoint], responses=CSV_RESPONSE)
 def trend(
     session: SessionDep,
-    principal: Reader,
+    audience: AudienceDep,
     now: NowDep,
-    scope: ScopeQuery = "org",
-    manager: ManagerQuery = None,
-    department: DepartmentQuery = None,
     months: Annotated[int, Query(ge=1, le=36)] = 12,
     format: FormatQuery = "json",
 ) -> Any:
     """Compliance at the end of each of the last months, from the recorded decisions."""
     rows = compliance.trend(
         session,
-        audience=_audience(session, principal, scope, manager, department),
+        audience=audience,
         now=now,
         months=months,
     )
