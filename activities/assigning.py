@@ -20,6 +20,7 @@ from domain.contracts.assignment import AssignmentInput
 from domain.ids import BUILTIN_PACK, slugify
 from domain.kinds import ObligationKind
 from rules.model import Pack
+from store.db import Database
 from store.models import Person
 
 
@@ -95,3 +96,31 @@ class AssignmentStarter(Protocol):
     async def __call__(self, *, client: Client, task_queue: str, inp: AssignmentInput) -> bool:
         """Start ``inp``'s workflow; False when one with its business key already exists."""
         ...
+
+
+class StartsAssignments:
+    """The database, client, queue and starter of activities that start assignments.
+
+    Bulk jobs and the directory automation share it.
+
+    Args:
+        db: The directory, packs and read model.
+        client: Starts the assignment workflows.
+        task_queue: Where assignment workflows run; by default the activity's own task queue.
+        start_assignment: Starts one assignment workflow
+            (:func:`services.assignments.start_assignment`; the shell wires it in, as this
+            floor may not import the workflows).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        client: Client,
+        task_queue: str | None = None,
+        *,
+        start_assignment: AssignmentStarter,
+    ) -> None:
+        self._db = db
+        self._client = client
+        self._task_queue = task_queue
+        self._start_assignment = start_assignment

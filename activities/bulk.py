@@ -9,11 +9,10 @@ from typing import Any
 
 from sqlalchemy import select
 from temporalio import activity
-from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.assigning import AssignmentStarter, assignment_input
+from activities.assigning import StartsAssignments, assignment_input
 from activities.packs import active_pack, load_version
 from domain.contracts.bulk import (
     MAX_ERRORS,
@@ -25,7 +24,6 @@ from domain.contracts.bulk import (
 )
 from domain.statuses import EmploymentStatus
 from rules import selectors
-from store.db import Database
 from store.models import Person
 
 #: Assignment starts in flight at once within a window.
@@ -71,7 +69,7 @@ def select_people(rows: Iterable[_Row], selector: BulkSelector) -> list[str]:
         raise ApplicationError(str(error), non_retryable=True) from None
 
 
-class BulkActivities:
+class BulkActivities(StartsAssignments):
     """Bulk-assignment activities bound to one database and a Temporal client.
 
     Args:
@@ -82,19 +80,6 @@ class BulkActivities:
             (:func:`services.assignments.start_assignment`; the shell wires it in, as this
             floor may not import the workflows).
     """
-
-    def __init__(
-        self,
-        db: Database,
-        client: Client,
-        task_queue: str | None = None,
-        *,
-        start_assignment: AssignmentStarter,
-    ) -> None:
-        self._db = db
-        self._client = client
-        self._task_queue = task_queue
-        self._start_assignment = start_assignment
 
     @activity.defn(name="resolve_bulk_targets")
     def resolve_bulk_targets(self, request: BulkAssignRequest) -> BulkPlan:

@@ -18,10 +18,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from temporalio import activity
-from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.assigning import AssignmentStarter, assignment_input
+from activities.assigning import StartsAssignments, assignment_input
 from activities.packs import active_pack, load_version
 from domain.contracts.assignment import CancelSignal, PauseSignal, ResumeSignal
 from domain.contracts.directory import (
@@ -37,7 +36,6 @@ from domain.contracts.directory import (
 from rules.directory import Extensions, HeldObligation, PersonFacts, plan_person
 from rules.model import Pack
 from store import audit
-from store.db import Database
 from store.models import ApiToken, AuditEntry, Obligation, Person
 
 #: People read and planned per reconciliation page (one heartbeat each).
@@ -162,7 +160,7 @@ def revoke_tokens(session: Session, person_id: int) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-class DirectoryActivities:
+class DirectoryActivities(StartsAssignments):
     """The automation's activities, bound to the database and a Temporal client.
 
     Args:
@@ -172,19 +170,6 @@ class DirectoryActivities:
         start_assignment: :func:`services.assignments.start_assignment` (given by the shell:
             this floor may not import workflows).
     """
-
-    def __init__(
-        self,
-        db: Database,
-        client: Client,
-        task_queue: str | None = None,
-        *,
-        start_assignment: AssignmentStarter,
-    ) -> None:
-        self._db = db
-        self._client = client
-        self._task_queue = task_queue
-        self._start_assignment = start_assignment
 
     @activity.defn(name="plan_directory_change")
     def plan_directory_change(self, request: PlanChangeRequest) -> PersonPlan:
