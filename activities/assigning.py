@@ -47,6 +47,7 @@ def assignment_input(
     assigned_by: str,
     pack: Pack | None = None,
     track_id: str | None = None,
+    obtain: bool = False,
 ) -> AssignmentInput:
     """Build the workflow input for assigning ``title`` to ``person``.
 
@@ -58,9 +59,16 @@ def assignment_input(
     ``track_id`` names the track whose enrolment assigns it: that track course's own pass mark
     then applies to the assessment gate (``plan_stages``).
 
+    ``obtain``: the requirement is a certification the person does not hold yet, and this is
+    the obligation to obtain it (the directory automation's, for joiners and movers). It runs
+    as a due-dated assignment titled ``Obtain …`` (decided by the pack's due-date rules: a
+    certification's own rules read an expiry date it does not have yet) under the
+    certification's id, its ladder from the certification's escalation policy; registering the
+    certificate (``POST /certifications``) completes it.
+
     Raises:
-        NotAnAssignment: The pack's requirement is a certification (register the held
-            certificate instead: ``POST /certifications``).
+        NotAnAssignment: The pack's requirement is a certification and ``obtain`` is false
+            (register the held certificate instead: ``POST /certifications``).
     """
     key = requirement_id or slugify(title)
     requirement = pack.requirement(key) if pack else None
@@ -69,7 +77,9 @@ def assignment_input(
     kind = ObligationKind.TRAINING
     if requirement is not None:
         key, title, kind = requirement.id, requirement.title, requirement.kind
-    if kind is ObligationKind.CERTIFICATION:
+    if kind is ObligationKind.CERTIFICATION and obtain:
+        kind, title = ObligationKind.TRAINING, f"Obtain {title}"[:200]
+    elif kind is ObligationKind.CERTIFICATION:
         raise NotAnAssignment(
             f"requirement {key!r} is a certification: it follows its expiry date, not a due"
             " date; register the certificate with POST /certifications instead of assigning it"

@@ -11,32 +11,45 @@ cancel, a paused one a second pause.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import StartsAssignments, assignment_input
 from activities.packs import active_pack, load_version
-from domain.contracts.assignment import CancelSignal, PauseSignal, ResumeSignal
+from activities.tracks import course_inputs, enrolment_status, reopen, withdraw_enrolment
+from domain.contracts.apprenticeship import (
+    ApprenticeshipState,
+    ChangeEnrolment,
+    EnrolmentAction,
+)
+from domain.contracts.assignment import AssignmentInput, CancelSignal, PauseSignal, ResumeSignal
 from domain.contracts.directory import (
+    REASON_LEAVE,
     ApplyPlanRequest,
     ChangeKind,
+    Closing,
     DirectoryChange,
     DirectoryOutcome,
     PersonPlan,
     PlanChangeRequest,
     ReconcileRequest,
     ReconcileResult,
+    family_of,
+    track_enrolment_key,
 )
-from rules.directory import Extensions, HeldObligation, PersonFacts, plan_person
+from domain.contracts.mentorship import CancelMentorship, LeaveSignal
+from rules.directory import Engagement, Extensions, HeldObligation, PersonFacts, plan_person
 from rules.model import Pack
 from store import audit
-from store.models import ApiToken, AuditEntry, Obligation, Person
+from store.apprenticeships import Apprenticeship
+from store.models import ApiToken, AuditEntry, Mentorship, Obligation, Person, TrackEnrolment
 
 #: People read and planned per reconciliation page (one heartbeat each).
 PAGE = 200
@@ -104,6 +117,64 @@ def held_obligations(
     return found
 
 
+def engagements(session: Session, people: dict[int, str]) -> dict[int, list[Engagement]]:
+    """Every apprenticeship, mentorship (either side) and track enrolment of these people.
+
+    Args:
+        session: The store.
+        people: External ids by person id.
+    """
+    ids = list(people)
+    found: dict[int, list[Engagement]] = {i: [] for i in ids}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for pid, wid, program, status in session.execute(
+            select(
+                Apprenticeship.person_id,
+                Apprenticeship.workflow_id,
+                Apprenticeship.program_id,
+                Apprenticeship.status,
+            ).where(Apprenticeship.person_id.in_(chunk))
+        ):
+            found[pid].append(Engagement(workflow_id=wid, ref=program, status=status))
+        for mentorship in session.scalars(
+            select(Mentorship).where(
+                or_(Mentorship.mentee_id.in_(chunk), Mentorship.mentor_id.in_(chunk))
+            )
+        ).unique():
+            if mentorship.mentee_id in found:
+                found[mentorship.mentee_id].append(
+                    Engagement(
+                        workflow_id=mentorship.workflow_id,
+                        ref=mentorship.mentor.external_id,
+                        status=mentorship.status,
+                        role="mentee",
+                    )
+                )
+            if mentorship.mentor_id in found:
+                found[mentorship.mentor_id].append(
+                    Engagement(
+                        workflow_id=mentorship.workflow_id,
+                        ref=mentorship.mentee.external_id,
+                        status=mentorship.status,
+                        role="mentor",
+                    )
+                )
+        for enrolment in session.scalars(
+            select(TrackEnrolment).where(TrackEnrolment.person_id.in_(chunk))
+        ).unique():
+            found[enrolment.person_id].append(
+                Engagement(
+                    workflow_id=track_enrolment_key(
+                        enrolment.track_id, people[enrolment.person_id]
+                    ),
+                    ref=enrolment.track_id,
+                    status=enrolment_status(enrolment),
+                )
+            )
+    return found
+
+
 def extensions(session: Session, obligations: Iterable[HeldObligation]) -> Extensions:
     """Each pinned pack's ``extend_due_on_leave`` per requirement (for a return from leave)."""
     by_pack: dict[str, dict[str, bool]] = {}
@@ -132,6 +203,7 @@ def plan_for(
     kind: ChangeKind | str,
     obligations: Sequence[HeldObligation] | None = None,
     manager: str | None = None,
+    engaged: Sequence[Engagement] | None = None,
 ) -> PersonPlan:
     """Plan one person from the store (the dry run calls this too)."""
     held = (
@@ -139,7 +211,10 @@ def plan_for(
         if obligations is not None
         else held_obligations(session, [person.id])[person.id]
     )
+    if engaged is None:
+        engaged = engagements(session, {person.id: person.external_id})[person.id]
     return plan_person(
+        engagements=engaged,
         pack=pack,
         person=person_facts(person),
         obligations=held,
@@ -147,6 +222,23 @@ def plan_for(
         kind=kind,
         manager_change=manager,
         extensions=extensions(session, held) if kind == ChangeKind.RETURN else None,
+    )
+
+
+def _tracks(closings: Sequence[Closing]) -> list[Closing]:
+    return [c for c in closings if c.family == "track"]
+
+
+async def _done() -> bool:
+    """A closing carried out in the database already (a track enrolment)."""
+    return True
+
+
+def _enrolment(session: Session, person_id: int, track_id: str) -> TrackEnrolment | None:
+    return session.scalar(
+        select(TrackEnrolment).where(
+            TrackEnrolment.person_id == person_id, TrackEnrolment.track_id == track_id
+        )
     )
 
 
@@ -227,13 +319,16 @@ class DirectoryActivities(StartsAssignments):
             session.commit()
 
     async def apply(self, plan: PersonPlan, *, actor: str, task_queue: str) -> DirectoryOutcome:
-        """Start, close, pause, resume and revoke what ``plan`` says (idempotent)."""
+        """Start, close, pause, resume, enrol and revoke what ``plan`` says (idempotent)."""
         started: list[str] = []
         existing: list[str] = []
         errors: list[str] = []
+        enrolled: list[str] = []
         revoked = 0
-        if plan.assign or plan.revoke_tokens:
-            person, pack, revoked = await asyncio.to_thread(self._read_and_revoke, plan)
+        extra_closes: list[str] = []
+        if plan.assign or plan.revoke_tokens or plan.enrol or _tracks(plan.close):
+            read = await asyncio.to_thread(self._read_and_write, plan, actor)
+            person, pack, revoked, enrolled, course_starts, extra_closes = read
             starts = []
             for opening in plan.assign:
                 try:
@@ -245,6 +340,7 @@ class DirectoryActivities(StartsAssignments):
                         cycle=opening.cycle,
                         assigned_by=actor,
                         pack=pack,
+                        obtain=opening.kind == "certification",
                     )
                 except ValueError as error:
                     errors.append(f"{opening.requirement_id}: {error}"[:300])
@@ -255,6 +351,13 @@ class DirectoryActivities(StartsAssignments):
                         self._start_assignment(client=self._client, task_queue=task_queue, inp=inp),
                     )
                 )
+            starts += [
+                (
+                    inp.workflow_id,
+                    self._start_assignment(client=self._client, task_queue=task_queue, inp=inp),
+                )
+                for inp in course_starts
+            ]
             for first in range(0, len(starts), CHUNK):
                 chunk = starts[first : first + CHUNK]
                 results = await asyncio.gather(*(c for _, c in chunk), return_exceptions=True)
@@ -270,31 +373,27 @@ class DirectoryActivities(StartsAssignments):
                         started.append(workflow_id)
                     else:
                         existing.append(workflow_id)
-        signals: list[tuple[str, str, Any]] = [
-            (
-                c.workflow_id,
-                "cancel",
-                CancelSignal(reason=c.reason[:500], actor=actor[:128], status=c.status),
-            )
-            for c in plan.close
-        ]
-        signals += [
-            (wid, "pause", PauseSignal(reason="leave of absence", actor=actor[:128]))
-            for wid in plan.pause
-        ]
-        signals += [
-            (
-                r.workflow_id,
-                "resume",
-                ResumeSignal(
-                    reason="back from leave",
-                    actor=actor[:128],
-                    extend_due_date=r.extend_due_date,
-                ),
-            )
-            for r in plan.resume
-        ]
-        reached = await self._signal(signals)
+        sends: list[tuple[str, Callable[[], Awaitable[bool]]]] = []
+        actor = actor[:128]
+        closing_ids = {c.workflow_id for c in plan.close}
+        for c in plan.close:
+            sends += self._closing(c, actor)
+        for workflow_id in extra_closes:
+            if workflow_id not in closing_ids:  # a withdrawn track's course (already closing)
+                sends += self._closing(
+                    Closing(
+                        workflow_id=workflow_id,
+                        requirement_id=workflow_id.split("/")[2],
+                        status="cancelled",
+                        reason=plan.close[0].reason if plan.close else "track withdrawn",
+                    ),
+                    actor,
+                )
+        for workflow_id in plan.pause:
+            sends.append((workflow_id, self._pausing(workflow_id, plan.external_id, actor)))
+        for r in plan.resume:
+            sends.append((r.workflow_id, self._resuming(r, plan.external_id, actor)))
+        reached = await self._send(sends)
         return DirectoryOutcome(
             change_id="",
             external_id=plan.external_id,
@@ -306,37 +405,188 @@ class DirectoryActivities(StartsAssignments):
             certificates_needed=list(plan.certificates_needed),
             paused=sum(1 for wid in plan.pause if wid in reached),
             resumed=sum(1 for r in plan.resume if r.workflow_id in reached),
+            enrolled=enrolled,
             tokens_revoked=revoked,
             manager_change=plan.manager_change,
             errors=errors,
         )
 
-    def _read_and_revoke(self, plan: PersonPlan) -> tuple[Person, Pack | None, int]:
+    def _closing(
+        self, closing: Closing, actor: str
+    ) -> list[tuple[str, Callable[[], Awaitable[bool]]]]:
+        """How one closing is sent: by the family's own message (a track's is a row)."""
+        family = closing.family
+        wid = closing.workflow_id
+        reason = closing.reason[:500]
+        if family == "track":
+            return [(wid, _done)]  # withdrawn in _read_and_write, in the same transaction
+        if family == "apprenticeship":
+            change = ChangeEnrolment(action=EnrolmentAction.WITHDRAW, actor=actor, reason=reason)
+            return [(wid, lambda: self._update(wid, "change_enrolment", change))]
+        if family == "mentorship":
+            cancel = CancelMentorship(by=actor, reason=reason)
+            return [(wid, lambda: self._update(wid, "cancel", cancel))]
+        # Assignments and certifications answer the same ``cancel`` signal.
+        signal = CancelSignal(reason=reason, actor=actor, status=closing.status)
+        return [(wid, lambda: self._signal_one(wid, "cancel", signal))]
+
+    def _pausing(self, wid: str, person: str, actor: str) -> Callable[[], Awaitable[bool]]:
+        family = family_of(wid)
+        if family == "apprenticeship":
+            change = ChangeEnrolment(
+                action=EnrolmentAction.SUSPEND, actor=actor, reason=REASON_LEAVE
+            )
+            return lambda: self._update(wid, "change_enrolment", change)
+        if family == "mentorship":
+            leave = LeaveSignal(person=person, on_leave=True, actor=actor)
+            return lambda: self._signal_one(wid, "leave", leave)
+        pause = PauseSignal(reason=REASON_LEAVE, actor=actor)
+        return lambda: self._signal_one(wid, "pause", pause)
+
+    def _resuming(self, r: Any, person: str, actor: str) -> Callable[[], Awaitable[bool]]:
+        wid = r.workflow_id
+        family = family_of(wid)
+        if family == "apprenticeship":
+            return lambda: self._reinstate_after_leave(wid, actor)
+        if family == "mentorship":
+            back = LeaveSignal(person=person, on_leave=False, actor=actor)
+            return lambda: self._signal_one(wid, "leave", back)
+        resume = ResumeSignal(
+            reason="back from leave", actor=actor, extend_due_date=r.extend_due_date
+        )
+        return lambda: self._signal_one(wid, "resume", resume)
+
+    async def _reinstate_after_leave(self, wid: str, actor: str) -> bool:
+        """Reinstate an apprenticeship only if the leave suspended it (not HR)."""
+        try:
+            state = await self._client.get_workflow_handle(wid).query(
+                "state", result_type=ApprenticeshipState
+            )
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            return False
+        last = next(
+            (e for e in reversed(state.events) if e.kind in ("suspended", "reinstated")), None
+        )
+        if last is None or last.kind != "suspended" or not last.detail.endswith(REASON_LEAVE):
+            return False  # HR suspended it (or nothing to do): HR reinstates it
+        change = ChangeEnrolment(
+            action=EnrolmentAction.REINSTATE, actor=actor, reason="back from leave"
+        )
+        return await self._update(wid, "change_enrolment", change)
+
+    async def _signal_one(self, wid: str, name: str, arg: Any) -> bool:
+        try:
+            await self._client.get_workflow_handle(wid).signal(name, arg)
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            return False
+        return True
+
+    async def _update(self, wid: str, name: str, arg: Any) -> bool:
+        """An update; False when the workflow refused it (already so) or has finished."""
+        try:
+            await self._client.get_workflow_handle(wid).execute_update(name, arg)
+        except WorkflowUpdateFailedError:
+            return False  # the validator refused: withdrawn, cancelled, suspended already
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            return False
+        return True
+
+    def _read_and_write(
+        self, plan: PersonPlan, actor: str
+    ) -> tuple[Person, Pack | None, int, list[str], list[AssignmentInput], list[str]]:
+        """The person and pack; revoke tokens, withdraw and enrol tracks (one transaction).
+
+        Returns:
+            The person, the plan's pack, tokens revoked, learning paths enrolled in, the
+            course assignments those enrolments start, and the open courses of withdrawn
+            tracks to close.
+        """
         with self._db.session() as session:
             person = session.get(Person, plan.person_id)
             if person is None:  # pragma: no cover - nobody is ever deleted
                 raise LookupError(f"person {plan.external_id!r} is gone")
             pack = load_version(session, plan.pack_hash) if plan.pack_hash else None
             revoked = revoke_tokens(session, person.id) if plan.revoke_tokens else 0
+            now = datetime.now(UTC)
+            if plan.today is not None and plan.today != now.date():
+                now = datetime.combine(plan.today, time(9), tzinfo=UTC)
+            close: list[str] = []
+            for c in _tracks(plan.close):
+                track_id = c.workflow_id.split("/")[1]
+                enrolment = _enrolment(session, person.id, track_id)
+                if enrolment is not None:
+                    close += withdraw_enrolment(
+                        session,
+                        pack or active_pack(session),
+                        enrolment,
+                        reason=c.reason,
+                        actor=actor,
+                        actor_role=_ROLE,
+                        at=now,
+                    )
+            enrolled: list[str] = []
+            courses: list[AssignmentInput] = []
+            assigned = {o.requirement_id for o in plan.assign}
+            for track_id in plan.enrol if pack is not None else []:
+                track = pack.tracks.track(track_id) if pack is not None else None
+                if track is None or pack is None:
+                    continue
+                enrolment = _enrolment(session, person.id, track_id)
+                if enrolment is None:
+                    enrolment = TrackEnrolment(
+                        person_id=person.id,
+                        track_id=track_id,
+                        pack_hash=pack.content_hash,
+                        enrolled_on=now.date(),
+                        enrolled_at=now,
+                        source="auto",
+                        enrolled_by=actor[:128],
+                    )
+                    session.add(enrolment)
+                elif enrolment.withdrawn_at is not None:
+                    reopen(enrolment, pack=pack, now=now, source="auto", actor=actor)
+                else:
+                    continue
+                session.flush()
+                inputs = course_inputs(
+                    session,
+                    pack,
+                    track,
+                    person=person,
+                    enrolled_on=enrolment.enrolled_on,
+                    assigned_by=f"track {track_id} ({actor})",
+                    skip=assigned,
+                )
+                courses += inputs
+                enrolled.append(track_id)
+                audit.record(
+                    session,
+                    actor=actor,
+                    actor_role=_ROLE,
+                    action="track.enrol",
+                    target=f"track/{track_id}/{person.external_id}",
+                    after={"source": "auto", "started": [i.workflow_id for i in inputs]},
+                )
             session.commit()
             session.expunge(person)
-            return person, pack, revoked
+            return person, pack, revoked, enrolled, courses, close
 
-    async def _signal(self, signals: Sequence[tuple[str, str, Any]]) -> set[str]:
-        """Send each signal; the workflow ids reached (a finished workflow is not an error)."""
+    async def _send(self, sends: Sequence[tuple[str, Callable[[], Awaitable[bool]]]]) -> set[str]:
+        """Run each send; the workflow ids reached (a finished workflow is not an error)."""
         reached: set[str] = set()
 
-        async def send(workflow_id: str, name: str, arg: Any) -> None:
-            try:
-                await self._client.get_workflow_handle(workflow_id).signal(name, arg)
-            except RPCError as error:
-                if error.status is not RPCStatusCode.NOT_FOUND:
-                    raise
-                return
-            reached.add(workflow_id)
+        async def one(workflow_id: str, send: Callable[[], Awaitable[bool]]) -> None:
+            if await send():
+                reached.add(workflow_id)
 
-        for first in range(0, len(signals), CHUNK):
-            await asyncio.gather(*(send(*s) for s in signals[first : first + CHUNK]))
+        for first in range(0, len(sends), CHUNK):
+            await asyncio.gather(*(one(*s) for s in sends[first : first + CHUNK]))
         return reached
 
     @activity.defn(name="reconcile_directory")
@@ -376,6 +626,7 @@ class DirectoryActivities(StartsAssignments):
                 return [], None
             pack = active_pack(session)
             held = held_obligations(session, [p.id for p in people])
+            engaged = engagements(session, {p.id: p.external_id for p in people})
             tokens = set(
                 session.scalars(
                     select(ApiToken.person_id).where(
@@ -393,6 +644,7 @@ class DirectoryActivities(StartsAssignments):
                     today=today,
                     kind="reconcile",
                     obligations=held[person.id],
+                    engaged=engaged[person.id],
                 )
                 if plan.revoke_tokens and person.id not in tokens:
                     plan = plan.model_copy(update={"revoke_tokens": False})

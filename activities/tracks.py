@@ -10,9 +10,9 @@ always agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -22,7 +22,9 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.packs import active_pack
+from activities.assigning import assignment_input
+from activities.packs import active_pack, person_attributes
+from domain.contracts.assignment import AssignmentInput
 from domain.contracts.tracks import (
     NudgeRequest,
     ProjectMessages,
@@ -122,7 +124,11 @@ def complete_enrolment(
     Returns:
         True when this call completed the enrolment.
     """
-    if enrolment.completed_at is not None or progress.completed_at is None:
+    if (
+        enrolment.completed_at is not None
+        or progress.completed_at is None
+        or enrolment.withdrawn_at is not None
+    ):
         return False
     enrolment.completed_at = progress.completed_at
     enrolment.certificate_code = unused_code(session)
@@ -152,7 +158,9 @@ def complete_tracks(session: Session, pack: Pack, person: Person, as_of: datetim
     """
     rows = session.scalars(
         select(TrackEnrolment).where(
-            TrackEnrolment.person_id == person.id, TrackEnrolment.completed_at.is_(None)
+            TrackEnrolment.person_id == person.id,
+            TrackEnrolment.completed_at.is_(None),
+            TrackEnrolment.withdrawn_at.is_(None),
         )
     ).all()
     done = []
@@ -163,6 +171,165 @@ def complete_tracks(session: Session, pack: Pack, person: Person, as_of: datetim
         ):
             done.append(row.track_id)
     return done
+
+
+#: A course due date when neither the course, the track nor the requirement says.
+DEFAULT_DUE_DAYS = 30
+
+
+def course_due(pack: Pack, track: Track, requirement_id: str, days: int | None, on: date) -> date:
+    """A course's due date: its milestone, else the track's window, else ``due_in_days``."""
+    if days is not None:
+        return on + timedelta(days=days)
+    if track.days_to_complete is not None:
+        return on + timedelta(days=track.days_to_complete)
+    requirement = pack.requirement(requirement_id)
+    due_in = getattr(requirement, "due_in_days", None) if requirement else None
+    return on + timedelta(days=due_in or DEFAULT_DUE_DAYS)
+
+
+#: Read-model statuses of a course obligation that is over without completion.
+CLOSED_COURSE = frozenset({"cancelled", "not_applicable", "revoked", "superseded"})
+
+
+def enrolment_status(enrolment: TrackEnrolment) -> str:
+    """``withdrawn``, ``completed`` or ``enrolled``."""
+    if enrolment.withdrawn_at is not None:
+        return "withdrawn"
+    if enrolment.completed_at is not None:
+        return "completed"
+    return "enrolled"
+
+
+def course_inputs(
+    session: Session,
+    pack: Pack,
+    track: Track,
+    *,
+    person: Person,
+    enrolled_on: date,
+    assigned_by: str,
+    skip: Collection[str] = (),
+) -> list[AssignmentInput]:
+    """The course assignments an enrolment still has to start.
+
+    A course with an open or completed obligation counts as it is (the existing assignment
+    counts for the track); one whose obligations all closed without completion (a leaver's,
+    cancelled) starts again as the next cycle. Certification courses are never assigned: the
+    held certificate counts. ``skip``: requirement ids being started by someone else now.
+    """
+    inputs: list[AssignmentInput] = []
+    for course in track.ordered_courses:
+        requirement = pack.requirement(course.requirement)
+        if requirement is None or requirement.kind is ObligationKind.CERTIFICATION:
+            continue
+        if course.requirement in skip:
+            continue
+        rows = session.execute(
+            select(Obligation.status, Obligation.cycle, Obligation.completed_at).where(
+                Obligation.person_id == person.id,
+                Obligation.requirement_id == course.requirement,
+                Obligation.workflow_id.like("assignment/%"),
+            )
+        ).all()
+        if any(status not in CLOSED_COURSE or done is not None for status, _, done in rows):
+            continue  # already obligated (or done): the existing assignment counts
+        cycle = max((c for _, c, _ in rows), default=0) + 1
+        inputs.append(
+            assignment_input(
+                person,
+                title=requirement.title,
+                due_date=course_due(
+                    pack, track, course.requirement, course.days_to_complete, enrolled_on
+                ),
+                requirement_id=course.requirement,
+                cycle=cycle,
+                assigned_by=assigned_by,
+                pack=pack,
+                track_id=track.id,
+            )
+        )
+    return inputs
+
+
+def reopen(
+    enrolment: TrackEnrolment, *, pack: Pack, now: datetime, source: str, actor: str
+) -> None:
+    """Enrol again after a withdrawal (a rehire, HR): milestones count from ``now``."""
+    enrolment.withdrawn_at = None
+    enrolment.withdrawn_reason = None
+    enrolment.pack_hash = pack.content_hash
+    enrolment.enrolled_on = now.date()
+    enrolment.enrolled_at = now
+    enrolment.source = source
+    enrolment.enrolled_by = actor[:128]
+
+
+def withdraw_enrolment(
+    session: Session,
+    pack: Pack | None,
+    enrolment: TrackEnrolment,
+    *,
+    reason: str,
+    actor: str,
+    actor_role: str,
+    at: datetime,
+) -> list[str]:
+    """Withdraw an enrolment (kept, with when and why); audited as ``track.withdraw``.
+
+    Idempotent: a withdrawn or completed enrolment is left as it is.
+
+    Returns:
+        The workflow ids of the open course obligations only this track obliges the person to
+        (the pack's ``applies_to`` does not cover them and no other live enrolment of theirs
+        has the course): the caller closes them (``cancel``, with ``reason``). Empty when
+        nothing changed.
+    """
+    if enrolment.withdrawn_at is not None or enrolment.completed_at is not None:
+        return []
+    enrolment.withdrawn_at = at
+    enrolment.withdrawn_reason = reason[:500]
+    person = enrolment.person
+    track = pack.tracks.track(enrolment.track_id) if pack is not None else None
+    courses = {c.requirement for c in track.courses} if track is not None else set()
+    others = session.scalars(
+        select(TrackEnrolment).where(
+            TrackEnrolment.person_id == person.id,
+            TrackEnrolment.id != enrolment.id,
+            TrackEnrolment.withdrawn_at.is_(None),
+        )
+    ).all()
+    for other in others:
+        other_track = pack.tracks.track(other.track_id) if pack is not None else None
+        if other_track is not None:
+            courses -= {c.requirement for c in other_track.courses}
+    attrs = person_attributes(person)
+    owed_anyway = {
+        r.id
+        for r in (pack.requirements if pack is not None else [])
+        if r.applies_to.applies(list(attrs.roles), attrs.department, attrs.location, attrs.employer)
+    }
+    close = list(
+        session.scalars(
+            select(Obligation.workflow_id).where(
+                Obligation.person_id == person.id,
+                Obligation.requirement_id.in_(sorted(courses - owed_anyway)),
+                Obligation.workflow_id.like("assignment/%"),
+                Obligation.completed_at.is_(None),
+                Obligation.status.not_in(sorted(CLOSED_COURSE | {"completed"})),
+            )
+        )
+    )
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        actor_role=actor_role,
+        action="track.withdraw",
+        target=f"track/{enrolment.track_id}/{person.external_id}",
+        after={"reason": reason[:500], "closing": close},
+    )
+    return close
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,13 @@ from domain.contracts.directory import (
     Opening,
     PersonPlan,
     Resuming,
+    family_of,
 )
 from domain.ids import assignment_workflow_id
 from domain.kinds import ObligationKind
 from domain.statuses import EmploymentStatus
 from rules.model import NoLongerApplicable, Pack, Requirement
+from rules.tracks import auto_enrolments
 
 #: Read-model statuses of an obligation that is over (nothing to close; may be re-assigned).
 CLOSED = frozenset({"cancelled", "not_applicable", "revoked", "superseded"})
@@ -64,15 +66,70 @@ class HeldObligation:
     def assignment(self) -> bool:
         """Whether an ``AssignmentWorkflow`` runs it.
 
-        The automation closes, pauses and resumes only those; certifications, mentorships and
-        the rest keep their own flows.
+        Certifications, apprenticeships, mentorships and track enrolments have their own
+        workflows (or rows); the automation closes and pauses those through their own messages.
         """
         return self.workflow_id.startswith("assignment/")
+
+    @property
+    def certification(self) -> bool:
+        """Whether a ``CertificationWorkflow`` runs it (a certificate the person holds)."""
+        return self.workflow_id.startswith("certification/")
 
     @property
     def open(self) -> bool:
         """Whether the obligation still runs (not completed, cancelled, revoked...)."""
         return not self.completed and self.status != "completed" and self.status not in CLOSED
+
+
+#: Statuses of an apprenticeship, mentorship or track enrolment that still runs.
+ENGAGED = {
+    "apprenticeship": frozenset({"active", "suspended"}),
+    "mentorship": frozenset({"pending", "active"}),
+    "track": frozenset({"enrolled"}),
+}
+
+
+@dataclass(frozen=True)
+class Engagement:
+    """An apprenticeship, mentorship or track enrolment of the person.
+
+    These are not rows of the obligation read model (each family has its own), but a leaver's
+    must close and a leave must pause them all the same.
+
+    Attributes:
+        workflow_id: The workflow's id; a track enrolment's
+            :func:`~domain.contracts.directory.track_enrolment_key`.
+        ref: The program id, the other party's external id, or the track id.
+        status: The family's own status (``active``, ``suspended``, ``pending``, ``enrolled``,
+            ``withdrawn``, ``completed``...).
+        role: In a mentorship, ``mentee`` or ``mentor``.
+    """
+
+    workflow_id: str
+    ref: str
+    status: str
+    role: str | None = None
+
+    @property
+    def family(self) -> str:
+        """``apprenticeship``, ``mentorship`` or ``track``."""
+        return family_of(self.workflow_id)
+
+    @property
+    def open(self) -> bool:
+        """Whether it still runs (a leaver's closes, a leave pauses it)."""
+        return self.status in ENGAGED.get(self.family, frozenset())
+
+    def closing(self, reason: str) -> Closing:
+        """Close it as ``cancelled`` with ``reason``."""
+        what = f"{self.role} of {self.ref}" if self.role else self.ref
+        return Closing(
+            workflow_id=self.workflow_id,
+            requirement_id=f"{self.family}:{what}"[:200],
+            status="cancelled",
+            reason=reason,
+        )
 
 
 @dataclass(frozen=True)
@@ -131,6 +188,7 @@ def plan_person(
     kind: ChangeKind | str = "reconcile",
     manager_change: str | None = None,
     extensions: Extensions | None = None,
+    engagements: Sequence[Engagement] = (),
 ) -> PersonPlan:
     """What one person's obligations need to match the directory and the pack.
 
@@ -144,9 +202,12 @@ def plan_person(
             resumes only on those changes.
         manager_change: ``old -> new`` when the manager changed (recorded only).
         extensions: Each pinned pack's ``extend_due_on_leave``, for a return.
+        engagements: The person's apprenticeships, mentorships (either side) and track
+            enrolments: a leaver's close, a leave pauses the ones with reminders.
 
     Returns:
-        The plan: obligations to start and to close (each with why), pauses and resumes.
+        The plan: obligations to start and to close (each with why), pauses, resumes and
+        learning paths to enrol in.
     """
     kind = str(kind.value if isinstance(kind, ChangeKind) else kind)
     plan: dict[str, object] = {
@@ -154,11 +215,15 @@ def plan_person(
         "external_id": person.external_id,
         "kind": kind,
         "pack_hash": pack.content_hash if pack is not None else None,
+        "today": today,
         "manager_change": manager_change,
     }
     open_ = [o for o in obligations if o.open]
+    engaged = [e for e in engagements if e.open]
     status = person.employment_status
     if status == EmploymentStatus.TERMINATED.value:
+        # Every family closes: assignments (track courses among them), held certifications,
+        # apprenticeships, mentorships on either side, track enrolments.
         closes = [
             Closing(
                 workflow_id=o.workflow_id,
@@ -167,8 +232,9 @@ def plan_person(
                 reason=REASON_LEFT,
             )
             for o in open_
-            if o.assignment
+            if o.assignment or o.certification
         ]
+        closes += [e.closing(REASON_LEFT) for e in engaged]
         return PersonPlan(
             **plan,
             close=closes,
@@ -176,14 +242,31 @@ def plan_person(
         )
     assignable = [o for o in open_ if o.assignment]
     if status == EmploymentStatus.LEAVE.value:
-        # On leave: nothing new starts and nothing closes until they are back.
-        pause = [o.workflow_id for o in assignable] if kind == ChangeKind.LEAVE.value else []
+        # On leave: nothing new starts and nothing closes until they are back. Certifications
+        # are not paused: a leave does not move an expiry date (see the README).
+        pause: list[str] = []
+        if kind == ChangeKind.LEAVE.value:
+            pause = [o.workflow_id for o in assignable]
+            pause += [
+                e.workflow_id
+                for e in engaged
+                if (e.family == "apprenticeship" and e.status == "active")
+                or e.family == "mentorship"
+            ]
         return PersonPlan(**plan, pause=pause)
     resume: list[Resuming] = []
     if kind == ChangeKind.RETURN.value:
         ext = extensions or Extensions()
         resume = [
             Resuming(workflow_id=o.workflow_id, extend_due_date=ext.extend(o)) for o in assignable
+        ]
+        # An apprenticeship resumes only if the leave suspended it (the activity checks that
+        # the suspension was the directory's, not HR's); a mentorship resumes for this side.
+        resume += [
+            Resuming(workflow_id=e.workflow_id, extend_due_date=False)
+            for e in engaged
+            if (e.family == "apprenticeship" and e.status == "suspended")
+            or e.family == "mentorship"
         ]
     if pack is None:
         return PersonPlan(**plan, resume=resume)
@@ -199,10 +282,14 @@ def plan_person(
         held = latest.get(requirement.id)
         still_open = [o for o in open_ if o.requirement_id == requirement.id]
         if applies(requirement, person):
-            if still_open:
-                continue
             if requirement.kind is ObligationKind.CERTIFICATION:
-                needed.append(requirement.id)
+                opening = _obtain(requirement, person, obligations, today=today, joiner=joiner)
+                if opening is not _HELD:
+                    needed.append(requirement.id)
+                if isinstance(opening, Opening):
+                    assign.append(opening)
+                continue
+            if still_open:
                 continue
             if held is not None and held.status not in CLOSED:
                 continue  # completed: a recurring one starts its next cycle itself
@@ -234,6 +321,20 @@ def plan_person(
                     reason=_why_not(requirement, person),
                 )
             )
+    enrol: list[str] = []
+    if kind in (ChangeKind.JOINER.value, ChangeKind.MOVER.value, ChangeKind.REHIRE.value):
+        live = {e.ref for e in engagements if e.family == "track" and e.status != "withdrawn"}
+        enrol = [
+            track.id
+            for track in auto_enrolments(
+                pack.tracks,
+                roles=list(person.roles or []),
+                department=person.department or "",
+                location=person.location or "",
+                employer=person.employer or "",
+            )
+            if track.id not in live
+        ]
     return PersonPlan(
         **plan,
         assign=assign,
@@ -241,4 +342,50 @@ def plan_person(
         keep=sorted(set(keep)),
         certificates_needed=needed,
         resume=resume,
+        enrol=enrol,
+    )
+
+
+#: :func:`_obtain`'s answer when the certificate is held (nothing is needed).
+_HELD = "held"
+
+
+def _obtain(
+    requirement: Requirement,
+    person: PersonFacts,
+    obligations: Sequence[HeldObligation],
+    *,
+    today: date,
+    joiner: bool,
+) -> Opening | str | None:
+    """The obligation to obtain a certification that applies, if one must start.
+
+    A certification is *held* while its ``CertificationWorkflow`` runs (registered with
+    ``POST /certifications``). Until then the person owes it: an assignment
+    (``assignment/{person}/{certification}/{cycle}``) due ``due_in_days`` from the start date
+    (a joiner) or today, which registering the certificate completes.
+
+    Returns:
+        :data:`_HELD` when the certificate is held; the :class:`Opening` to start; None when
+        an obligation to obtain it is open already (or just completed: its certificate is
+        being registered).
+    """
+    mine = [o for o in obligations if o.requirement_id == requirement.id]
+    certificates = [o for o in mine if o.certification]
+    if any(o.open for o in certificates):
+        return _HELD
+    obtains = sorted((o for o in mine if o.assignment), key=lambda o: o.cycle)
+    if any(o.open for o in obtains):
+        return None
+    latest = obtains[-1] if obtains else None
+    if latest is not None and latest.status not in CLOSED and not certificates:
+        return None  # obtained: the certificate's own workflow has not recorded itself yet
+    cycle = latest.cycle + 1 if latest is not None else 1
+    return Opening(
+        requirement_id=requirement.id,
+        title=requirement.title,
+        kind=requirement.kind.value,
+        due_date=due_date(requirement, today=today, start_date=person.start_date, joiner=joiner),
+        cycle=cycle,
+        workflow_id=assignment_workflow_id(person.external_id, requirement.id, cycle),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Collection
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.assigning import utc_offset_minutes
 from activities.packs import active_pack, load_version
 from domain.calendar import add_months
+from domain.contracts.assignment import CompleteSignal
 from domain.contracts.certification import (
     CeCredit,
     CertificateRecord,
@@ -434,7 +435,11 @@ async def _audit(
 
 
 #: Statuses a certification no longer expires from (``expiring`` skips them).
-CLOSED_STATUSES = (CertificationStatus.REVOKED.value, CertificationStatus.SUPERSEDED.value)
+CLOSED_STATUSES = (
+    CertificationStatus.REVOKED.value,
+    CertificationStatus.SUPERSEDED.value,
+    CertificationStatus.CANCELLED.value,
+)
 
 
 def expiring(
@@ -524,8 +529,13 @@ async def register(
     issuer: str | None,
     evidence_ref: str | None,
     principal: Principal,
+    now: datetime | None = None,
 ) -> CertificationInput:
     """Register a held certificate: start its workflow (typed ``run``); audited.
+
+    An open obligation to obtain it (``assignment/{person}/{certification}/{cycle}``, which
+    the directory automation starts for a joiner or mover the certification applies to) is
+    completed by the registration, as of ``now`` (default: the system clock).
 
     Returns:
         The started workflow's input (its certificate carries the new verification code).
@@ -598,7 +608,70 @@ async def register(
             workflow_id=workflow_id,
         ) from exc
     await _audit(session, principal, "certification.register", workflow_id, inp)
+    await fulfil_obtain(
+        session,
+        client,
+        person=person,
+        certification_id=requirement.id,
+        code=inp.certificate.verification_code,
+        actor=principal.actor,
+        now=now or datetime.now(UTC),
+    )
     return inp
+
+
+async def fulfil_obtain(
+    session: Session,
+    client: Client,
+    *,
+    person: Person,
+    certification_id: str,
+    code: str,
+    actor: str,
+    now: datetime,
+) -> list[str]:
+    """Complete the person's open obligations to obtain ``certification_id``.
+
+    Returns:
+        The workflow ids signalled (a finished one is skipped).
+    """
+    open_ids = await committed(
+        session,
+        lambda: list(
+            session.scalars(
+                select(Obligation.workflow_id).where(
+                    Obligation.person_id == person.id,
+                    Obligation.requirement_id == certification_id,
+                    Obligation.workflow_id.like("assignment/%"),
+                    Obligation.completed_at.is_(None),
+                    Obligation.status.not_in(OBTAIN_CLOSED),
+                )
+            )
+        ),
+    )
+    done: list[str] = []
+    for workflow_id in open_ids:
+        try:
+            await client.get_workflow_handle(workflow_id).signal(
+                "complete",
+                CompleteSignal(
+                    completed_at=now,
+                    source="certification",
+                    actor=actor[:128],
+                    note="certificate registered",
+                    certificate_id=code,
+                ),
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            continue
+        done.append(workflow_id)
+    return done
+
+
+#: Statuses of an obligation to obtain a certificate that is over.
+OBTAIN_CLOSED = ("cancelled", "not_applicable", "completed")
 
 
 async def _refuse_existing(client: Client, *, workflow_id: str, principal: Principal) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,17 +20,18 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.assigning import assignment_input
 from activities.packs import active_pack, person_attributes
 from activities.tracks import (
     ProjectReadiness,
     complete_enrolment,
+    course_inputs,
     enrolment_progress,
     project_readiness,
+    reopen,
+    withdraw_enrolment,
 )
-from domain.contracts.assignment import AssignmentInput
+from domain.contracts.assignment import AssignmentInput, CancelSignal
 from domain.contracts.tracks import GoLiveChange, ProjectReadinessInput, project_workflow_id
-from domain.kinds import ObligationKind
 from domain.roles import Role
 from domain.statuses import EmploymentStatus
 from rules.loader import PackInvalid, pack_from_files
@@ -42,9 +43,10 @@ from services.assignments import start_assignment
 from services.errors import Conflict, Forbidden, Invalid, NotFound
 from store import audit
 from store.db import committed
-from store.models import Obligation, Person, Project, ProjectTrack, TrackEnrolment
+from store.models import Person, Project, ProjectTrack, TrackEnrolment
 from store.packs import Migration, active_hash, deploy
 from store.tokens import Principal
+from workflows.assignment import AssignmentWorkflow
 from workflows.project import ProjectReadinessWorkflow
 
 __all__ = [
@@ -67,10 +69,8 @@ __all__ = [
     "track",
     "track_progress",
     "tracks",
+    "withdraw",
 ]
-
-#: A course due date when neither the course, the track nor the requirement says.
-DEFAULT_DUE_DAYS = 30
 
 
 def _pack(session: Session) -> Pack:
@@ -263,16 +263,6 @@ class Enrolled:
     started: list[str]
 
 
-def _due(pack: Pack, chosen: Track, requirement_id: str, days: int | None, on: date) -> date:
-    if days is not None:
-        return on + timedelta(days=days)
-    if chosen.days_to_complete is not None:
-        return on + timedelta(days=chosen.days_to_complete)
-    requirement = pack.requirement(requirement_id)
-    due_in = getattr(requirement, "due_in_days", None) if requirement else None
-    return on + timedelta(days=due_in or DEFAULT_DUE_DAYS)
-
-
 async def enrol(
     session: Session,
     client: Client,
@@ -341,8 +331,8 @@ def _enrolment(
             TrackEnrolment.person_id == person.id, TrackEnrolment.track_id == track_id
         )
     )
-    created = enrolment is None
-    if enrolment is None:
+    created = enrolment is None or enrolment.withdrawn_at is not None
+    if created:
         if not chosen.active:
             raise Conflict(
                 f"track {track_id!r} is inactive: nobody new is enrolled (people already"
@@ -350,6 +340,7 @@ def _enrolment(
             )
         if person.employment_status == EmploymentStatus.TERMINATED:
             raise Conflict(f"person {person.external_id!r} has left (employment_status=terminated)")
+    if enrolment is None:
         enrolment = TrackEnrolment(
             person_id=person.id,
             track_id=track_id,
@@ -361,30 +352,18 @@ def _enrolment(
         )
         session.add(enrolment)
         session.flush()
-    inputs: list[AssignmentInput] = []
-    for course in chosen.ordered_courses:
-        requirement = pack.requirement(course.requirement)
-        if requirement is None or requirement.kind is ObligationKind.CERTIFICATION:
-            continue  # a certification course is done while the certificate is held
-        if session.scalar(
-            select(Obligation.id).where(
-                Obligation.person_id == person.id,
-                Obligation.requirement_id == course.requirement,
-            )
-        ):
-            continue  # already obligated (or done): the existing assignment counts
-        due = _due(pack, chosen, course.requirement, course.days_to_complete, enrolment.enrolled_on)
-        inputs.append(
-            assignment_input(
-                person,
-                title=requirement.title,
-                due_date=due,
-                requirement_id=course.requirement,
-                assigned_by=f"track {track_id} ({principal.actor})",
-                pack=pack,
-                track_id=track_id,
-            )
-        )
+    elif enrolment.withdrawn_at is not None:
+        # Enrolled again after a withdrawal (a rehire, HR): milestones count from today.
+        reopen(enrolment, pack=pack, now=now, source=source, actor=principal.actor)
+        session.flush()
+    inputs = course_inputs(
+        session,
+        pack,
+        chosen,
+        person=person,
+        enrolled_on=enrolment.enrolled_on,
+        assigned_by=f"track {track_id} ({principal.actor})",
+    )
     if not inputs:
         # Every course was done before enrolment (or is a held certificate): complete now.
         progress = enrolment_progress(session, pack, enrolment, now)
@@ -428,6 +407,79 @@ async def auto_enrol(
             if result.created:
                 done.append(result)
     return done
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """What :func:`withdraw` did."""
+
+    enrolment: TrackEnrolment
+    #: False: it was withdrawn or completed already (nothing changed).
+    withdrawn: bool
+    #: Course assignments closed (``cancelled``, with the reason).
+    closed: list[str]
+
+
+async def withdraw(
+    session: Session,
+    client: Client,
+    *,
+    track_id: str,
+    person: Person,
+    principal: Principal,
+    reason: str,
+    now: datetime,
+) -> Withdrawn:
+    """Withdraw a person from a track: the enrolment is kept (when, why), its courses close.
+
+    The open course assignments only this track obliges them to close as ``cancelled`` with
+    the reason (a course the pack's ``applies_to`` or another of their tracks still requires
+    stays open). Idempotent: withdrawing again (or a completed track) changes nothing.
+
+    Raises:
+        NotFound: Not enrolled in that track.
+        Forbidden: A manager withdrawing themself.
+    """
+    if principal.role is Role.MANAGER and principal.person_id == person.id:
+        raise Forbidden("managers cannot withdraw themselves; ask HR")
+
+    def mark() -> tuple[TrackEnrolment, list[str], bool]:
+        enrolment = session.scalar(
+            select(TrackEnrolment).where(
+                TrackEnrolment.person_id == person.id, TrackEnrolment.track_id == track_id
+            )
+        )
+        if enrolment is None:
+            raise NotFound(f"{person.external_id!r} is not enrolled in track {track_id!r}")
+        before = enrolment.withdrawn_at is None and enrolment.completed_at is None
+        close = withdraw_enrolment(
+            session,
+            active_pack(session),
+            enrolment,
+            reason=reason,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            at=now,
+        )
+        return enrolment, close, before
+
+    enrolment, close, changed = await committed(session, mark)
+    closed: list[str] = []
+    for workflow_id in close:
+        try:
+            await client.get_workflow_handle(workflow_id).signal(
+                AssignmentWorkflow.cancel,
+                CancelSignal(
+                    reason=f"withdrawn from track {track_id}: {reason}"[:500],
+                    actor=principal.actor[:128],
+                ),
+            )
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            continue
+        closed.append(workflow_id)
+    return Withdrawn(enrolment, withdrawn=changed, closed=closed)
 
 
 def track_progress(

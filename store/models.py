@@ -530,6 +530,10 @@ class TrackEnrolment(Base):
     certificate_code: Mapped[str | None] = mapped_column(String(40), unique=True)
     certificate_title: Mapped[str | None] = mapped_column(String(200))
     certificate_issued_on: Mapped[date | None] = mapped_column(Date)
+    #: Withdrawn (a leaver, or HR): the row stays, with when and why; its open courses were
+    #: closed. Enrolling again (a rehire, HR) clears both.
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    withdrawn_reason: Mapped[str | None] = mapped_column(String(500))
 
     person: Mapped[Person] = relationship(lazy="joined")
 

@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.certification import CertificationActivities
     from domain.calendar import DEFAULT_LADDER_DAYS, LadderStage, due_instant, plan_ladder
+    from domain.contracts.assignment import CancelSignal
     from domain.contracts.certification import (
         CE_CREDIT_ENTRIES_PER_CYCLE,
         CeCredit,
@@ -95,7 +96,8 @@ class CertificationWorkflow(ObligationMessages):
     """Carries one held certification through its expiry ladder and its renewals.
 
     Updates (the caller needs an answer): ``renew``, ``log_ce_credits``. Signals: ``suspend``,
-    ``reinstate``, ``revoke``, ``acknowledge``, ``redeliver``, ``adopt_pack``. Query: ``state``.
+    ``reinstate``, ``revoke``, ``cancel`` (the holder left: Duly stops tracking it),
+    ``acknowledge``, ``redeliver``, ``adopt_pack``. Query: ``state``.
     """
 
     @workflow.init
@@ -123,6 +125,8 @@ class CertificationWorkflow(ObligationMessages):
         self._acknowledged: AcknowledgeSignal | None = None
         self._suspended: SuspendCertification | None = None
         self._revoked: RevokeCertification | None = None
+        #: The holder left (the directory automation): terminal, nobody is told.
+        self._cancelled: CancelSignal | None = None
         self._renewal: tuple[RenewCertification, ClosedCycle] | None = None
         self._notices: list[tuple[str, str]] = []  # (event, detail) waiting to be sent
         #: The pack's plan (CE credits, window, grace) is known: updates wait for it.
@@ -247,6 +251,19 @@ class CertificationWorkflow(ObligationMessages):
         self._notices.append(("revoked", f"by {signal.actor}: {signal.reason}"))
 
     @workflow.signal
+    def cancel(self, signal: CancelSignal) -> None:
+        """Stop tracking the certification (the holder left): terminal, reminders stop.
+
+        Not a revocation: the certificate was not withdrawn by its issuer, Duly just no longer
+        follows it. Its status becomes ``cancelled`` (the reason in the timeline); a rehire
+        owes it again and HR registers the certificate anew.
+        """
+        if self.closed():
+            return
+        self._cancelled = signal
+        self._event("cancelled", f"by {signal.actor}: {signal.reason}")
+
+    @workflow.signal
     def acknowledge(self, signal: AcknowledgeSignal) -> None:
         """The holder acknowledged a reminder (kept once per cycle)."""
         if self._acknowledged is None:
@@ -360,6 +377,9 @@ class CertificationWorkflow(ObligationMessages):
             await self.record()
             await self._flush_notices()
             return self.state()
+        if self._cancelled is not None:
+            await self.record()
+            return self.state()
         assert self._renewal is not None
         request, closed = self._renewal
         self._status = CertificationStatus.SUPERSEDED.value
@@ -380,8 +400,8 @@ class CertificationWorkflow(ObligationMessages):
     # -- the ladder's questions (workflows.ladder.LadderFamily) ---------------------------
 
     def closed(self) -> bool:
-        """Revoked, or being renewed: this cycle's ladder stops."""
-        return self._revoked is not None or self._renewal is not None
+        """Revoked, cancelled, or being renewed: this cycle's ladder stops."""
+        return self._revoked is not None or self._cancelled is not None or self._renewal is not None
 
     async def interrupt(self) -> Wake | None:
         """Status notices (suspended, reinstated, revoked) go out as soon as they arrive."""
@@ -492,6 +512,8 @@ class CertificationWorkflow(ObligationMessages):
     def _refuse_if_closed(self) -> None:
         if self._revoked is not None:
             raise ValueError("the certification was revoked")
+        if self._cancelled is not None:
+            raise ValueError("the certification was closed (its holder left)")
         if self._renewal is not None:
             raise ValueError("the certification is already being renewed")
 
@@ -507,6 +529,8 @@ class CertificationWorkflow(ObligationMessages):
     def _current_status(self) -> str:
         if self._revoked is not None:
             return CertificationStatus.REVOKED.value
+        if self._cancelled is not None:
+            return CertificationStatus.CANCELLED.value
         if self._suspended is not None:
             return CertificationStatus.SUSPENDED.value
         return self._status

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         DeclineRequest,
         FeedbackPhase,
         FeedbackRequest,
+        LeaveSignal,
         MentorshipEvent,
         MentorshipInput,
         MentorshipRecord,
@@ -93,7 +94,8 @@ class MentorshipWorkflow(ObligationMessages):
     """Carries one mentoring relationship through request, cadence, feedback and its end.
 
     Updates: ``accept``, ``decline``, ``log_session``, ``feedback``, ``complete``, ``cancel``.
-    Signals: those of every obligation family (``redeliver`` re-sends a bounced message).
+    Signals: those of every obligation family (``redeliver`` re-sends a bounced message) and
+    ``leave`` (the directory: a side on leave holds the nudges).
     Query: ``state``.
     """
 
@@ -130,6 +132,8 @@ class MentorshipWorkflow(ObligationMessages):
         self._recorded = False
         #: The mentee was told their request lost the mentor's slot (once per request).
         self._race_told = False
+        #: Sides on leave (the directory automation): nudges and action items wait.
+        self._away: set[str] = set()
 
     # -- updates ----------------------------------------------------------------------------
 
@@ -289,6 +293,41 @@ class MentorshipWorkflow(ObligationMessages):
     def replan(self, signal: ReplanSignal) -> None:
         """Instants are UTC here; a time-zone change needs no re-plan."""
 
+    @workflow.signal
+    def leave(self, signal: LeaveSignal) -> None:
+        """One side went on leave (nudges and action items wait) or came back.
+
+        When the last side on leave is back, the session cadence counts from now and action
+        items whose day fell in the leave are not reminded late. Repeats are no-ops.
+        """
+        if self.closed() or signal.person not in (self._input.mentee, self._input.mentor):
+            return
+        if signal.on_leave:
+            if signal.person in self._away:
+                return
+            self._away.add(signal.person)
+            self._ladder.event(
+                "paused",
+                f"{signal.person} on leave (by {signal.actor}): session nudges and action-item"
+                " reminders wait",
+            )
+        else:
+            if signal.person not in self._away:
+                return
+            self._away.discard(signal.person)
+            if self._away:
+                return
+            now = workflow.now()
+            if self._status is MentorshipStatus.ACTIVE and self._cadence_from is not None:
+                self._cadence_from = now
+            for i, item in enumerate(self._action_items):
+                if datetime.combine(item.due_on, time(9), UTC) <= now:
+                    self._done.add(("action", i))
+            self._ladder.event(
+                "resumed", f"{signal.person} back (by {signal.actor}): the cadence counts from now"
+            )
+        self._changed = True
+
     @workflow.query
     def state(self) -> MentorshipState:
         """The relationship now, with its timeline."""
@@ -357,7 +396,7 @@ class MentorshipWorkflow(ObligationMessages):
             ends = {side for side, phase, _ in self._feedback if phase is FeedbackPhase.END}
             at = workflow.now() if ends == {"mentee", "mentor"} else self._wrapping_up_until
             return [_Mark(at, "wrap_up")]
-        due = self._session_due()
+        due = self._session_due() if not self._away else None
         if due is not None:
             # One period per cadence start: a new session starts a new period (new keys).
             period = self._sessions
@@ -370,8 +409,9 @@ class MentorshipWorkflow(ObligationMessages):
                 _Mark(self._started_at + (self._ends_at - self._started_at) / 2, "midpoint")
             )
         marks.append(_Mark(self._ends_at, "end"))
-        for i, item in enumerate(self._action_items):
-            marks.append(_Mark(datetime.combine(item.due_on, time(9), UTC), "action", i))
+        if not self._away:
+            for i, item in enumerate(self._action_items):
+                marks.append(_Mark(datetime.combine(item.due_on, time(9), UTC), "action", i))
         return marks
 
     async def _act(self, mark: _Mark) -> None:

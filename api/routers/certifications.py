@@ -514,6 +514,7 @@ async def register_certification(
         issuer=body.issuer,
         evidence_ref=body.evidence_ref,
         principal=principal,
+        now=await clock(),
     )
     cert, workflow_id = inp.certificate, inp.workflow_id
     return CertificationCreated(

@@ -84,6 +84,25 @@ class EnrolRead(BaseModel):
     started: list[str]
 
 
+class WithdrawRequest(BaseModel):
+    """Withdraw one person from a track."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    person: str = Field(min_length=1, max_length=64, description="The person's external id.")
+    reason: str = Field(min_length=3, max_length=500, description="Why (kept with the row).")
+
+
+class WithdrawRead(BaseModel):
+    """The withdrawal and the course assignments it closed."""
+
+    track_id: str
+    person: str
+    withdrawn: bool = Field(description="False: already withdrawn or completed (no change).")
+    withdrawn_at: datetime | None
+    closed: list[str]
+
+
 class CourseProgressRead(BaseModel):
     """A person's course: status, exam score, attempts, started/completed, milestone."""
 
@@ -157,7 +176,8 @@ def _progress(person: Person, enrolment: TrackEnrolment, progress: TrackProgress
         person=person.external_id,
         person_name=person.name,
         enrolled_on=progress.enrolled_on,
-        status=progress.status.value,
+        # A withdrawn enrolment (a leaver, or HR) says so; its progress stays readable.
+        status="withdrawn" if enrolment.withdrawn_at is not None else progress.status.value,
         percent=progress.percent,
         required_done=progress.required_done,
         required_total=progress.required_total,
@@ -358,6 +378,41 @@ async def enroll(
         enrolled_on=result.enrolment.enrolled_on,
         created=result.created,
         started=result.started,
+    )
+
+
+@router.post("/tracks/{track_id}/withdraw", response_model=WithdrawRead)
+async def withdraw(
+    track_id: str,
+    body: WithdrawRequest,
+    session: SessionDep,
+    principal: Enroller,
+    temporal: TemporalDep,
+    clock: ClockDep,
+) -> WithdrawRead:
+    """Withdraw a person from a track (HR anyone; a manager their reports).
+
+    The enrolment is kept with when and why (its progress stays readable, ``status``
+    ``withdrawn``); the open course assignments only this track requires close as
+    ``cancelled`` with the reason. Withdrawing again changes nothing. Enrolling again reopens
+    it. **404** when the person is not enrolled in that track.
+    """
+    person = await committed(session, lambda: _visible(session, principal, body.person))
+    result = await tracks.withdraw(
+        session,
+        await temporal(),
+        track_id=track_id,
+        person=person,
+        principal=principal,
+        reason=body.reason,
+        now=await clock(),
+    )
+    return WithdrawRead(
+        track_id=track_id,
+        person=person.external_id,
+        withdrawn=result.withdrawn,
+        withdrawn_at=result.enrolment.withdrawn_at,
+        closed=result.closed,
     )
 
 

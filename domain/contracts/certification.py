@@ -26,6 +26,8 @@ class CertificationStatus(StrEnum):
     SUSPENDED = "suspended"
     REVOKED = "revoked"
     SUPERSEDED = "superseded"
+    #: The holder left: Duly no longer follows it (not a revocation by the issuer).
+    CANCELLED = "cancelled"
 
 
 class CertificateRecord(Contract):

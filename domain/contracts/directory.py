@@ -109,6 +109,28 @@ class DirectoryChange(BaseModel):
 
 #: Why an obligation closes, as recorded in its history and the audit trail.
 REASON_LEFT = "left"
+#: Why a pause (and the apprenticeship suspension it makes) happens: a resume looks for it.
+REASON_LEAVE = "leave of absence"
+
+#: The families a plan closes, pauses and resumes, by the prefix of their workflow id (a track
+#: enrolment has no workflow of its own: ``track/{track}/{person}`` names the enrolment row).
+FAMILIES: tuple[tuple[str, str], ...] = (
+    ("assignment/", "assignment"),
+    ("certification/", "certification"),
+    ("apprenticeship/", "apprenticeship"),
+    ("mentorship/", "mentorship"),
+    ("track/", "track"),
+)
+
+
+def family_of(workflow_id: str) -> str:
+    """The family a plan's workflow id belongs to (``assignment`` for anything unknown)."""
+    return next((name for prefix, name in FAMILIES if workflow_id.startswith(prefix)), "assignment")
+
+
+def track_enrolment_key(track_id: str, person: str) -> str:
+    """The id a plan names a track enrolment by (it has no workflow)."""
+    return f"track/{track_id}/{person}"
 
 
 class _Plan(BaseModel):
@@ -135,12 +157,22 @@ class Closing(_Plan):
     status: Literal["cancelled", "not_applicable"]
     reason: str
 
+    @property
+    def family(self) -> str:
+        """``assignment``, ``certification``, ``apprenticeship``, ``mentorship`` or ``track``."""
+        return family_of(self.workflow_id)
+
 
 class Resuming(_Plan):
     """An obligation paused for a leave, to resume (the due date moves by the leave or not)."""
 
     workflow_id: str
     extend_due_date: bool
+
+    @property
+    def family(self) -> str:
+        """The family of the paused workflow (see :func:`family_of`)."""
+        return family_of(self.workflow_id)
 
 
 class PersonPlan(_Plan):
@@ -154,21 +186,35 @@ class PersonPlan(_Plan):
     external_id: str
     kind: str
     pack_hash: str | None = None
+    #: The day the plan was made for (due dates and enrolments count from it).
+    today: date | None = None
     assign: list[Opening] = Field(default_factory=list)
     close: list[Closing] = Field(default_factory=list)
     #: Requirements that no longer apply but stay open (``on_no_longer_applicable: keep``).
     keep: list[str] = Field(default_factory=list)
-    #: Certifications that apply and are not registered: HR registers the held certificate.
+    #: Certifications that apply and are not held (an obligation to obtain each is open or
+    #: in ``assign``); HR registers the certificate when it is held (``POST /certifications``).
     certificates_needed: list[str] = Field(default_factory=list)
+    #: Workflow ids to pause for a leave: assignments, apprenticeships, mentorships.
     pause: list[str] = Field(default_factory=list)
     resume: list[Resuming] = Field(default_factory=list)
+    #: Learning paths (tracks with ``auto_enrol``) that select the person and hold no live
+    #: enrolment of theirs (a joiner, mover or rehire is enrolled).
+    enrol: list[str] = Field(default_factory=list)
     revoke_tokens: bool = False
     #: ``old -> new`` manager external ids when the manager changed (recorded, nothing to do).
     manager_change: str | None = None
 
     def is_empty(self) -> bool:
         """Whether there is nothing to do."""
-        return not (self.assign or self.close or self.pause or self.resume or self.revoke_tokens)
+        return not (
+            self.assign
+            or self.close
+            or self.pause
+            or self.resume
+            or self.enrol
+            or self.revoke_tokens
+        )
 
     def summary(self) -> dict[str, Any]:
         """The plan as the dry run and the audit trail show it (no personal data)."""
@@ -184,6 +230,7 @@ class PersonPlan(_Plan):
             "certificates_needed": list(self.certificates_needed),
             "pause": len(self.pause),
             "resume": len(self.resume),
+            "enrol": list(self.enrol),
             "revoke_tokens": self.revoke_tokens,
             "manager_change": self.manager_change,
         }
@@ -225,6 +272,8 @@ class DirectoryOutcome(_Plan):
     certificates_needed: list[str] = Field(default_factory=list)
     paused: int = 0
     resumed: int = 0
+    #: Learning paths the person was enrolled in (or re-enrolled in, after a rehire).
+    enrolled: list[str] = Field(default_factory=list)
     tokens_revoked: int = 0
     manager_change: str | None = None
     errors: list[str] = Field(default_factory=list)

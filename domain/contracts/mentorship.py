@@ -29,6 +29,7 @@ __all__ = [
     "DeclineRequest",
     "FeedbackPhase",
     "FeedbackRequest",
+    "LeaveSignal",
     "MentorshipEvent",
     "MentorshipInput",
     "MentorshipRecord",
@@ -208,6 +209,19 @@ class CancelMentorship(Contract):
 
     by: str
     reason: str = Field(min_length=1, max_length=500)
+
+
+class LeaveSignal(Contract):
+    """Signal (the directory automation): one side went on leave, or came back from it.
+
+    While either side is on leave the session nudges and action-item reminders wait; when
+    both are back the session cadence counts from the return (nothing that fell in the leave
+    is sent late). The request's expiry and the end date do not move.
+    """
+
+    person: str = Field(min_length=1, max_length=64)
+    on_leave: bool
+    actor: str = Field(max_length=128)
 
 
 class CompleteMentorship(Contract):

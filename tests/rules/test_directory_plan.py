@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from domain.contracts.directory import ChangeKind
 from duly.cli import app as cli
-from rules.directory import HeldObligation, PersonFacts, due_date, plan_person
+from rules.directory import Engagement, HeldObligation, PersonFacts, due_date, plan_person
 from rules.loader import PackInvalid, load_pack
 from rules.model import Pack
 from store.db import Database
@@ -23,6 +23,7 @@ from store.packs import Migration, deploy
 MEDICAL = Path(__file__).parents[2] / "rules" / "packs" / "medical-practice"
 TODAY = date(2026, 6, 1)
 NURSE_TRAININGS = ["hipaa-privacy-security", "fire-safety", "osha-bloodborne-pathogens"]
+NURSE_CERTS = ["bls-certification", "acls-certification"]
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +75,14 @@ def test_joiner_gets_every_training_that_applies_and_needs_certificates(pack: Pa
         today=TODAY,
         kind=ChangeKind.JOINER,
     )
-    assert [o.requirement_id for o in plan.assign] == NURSE_TRAININGS
+    assert [o.requirement_id for o in plan.assign] == NURSE_TRAININGS + NURSE_CERTS
     due = {o.requirement_id: o.due_date for o in plan.assign}
     assert due["hipaa-privacy-security"] == date(2026, 7, 15)  # 30 days from the start date
     assert due["osha-bloodborne-pathogens"] == date(2026, 6, 25)  # 10 days
-    assert plan.certificates_needed == ["bls-certification", "acls-certification"]
+    # The certifications are owed too: an obligation to obtain each, due per the pack.
+    assert plan.certificates_needed == NURSE_CERTS
+    assert due["bls-certification"] == date(2026, 8, 14)  # due_in_days: 60
+    assert {o.kind for o in plan.assign if o.requirement_id in NURSE_CERTS} == {"certification"}
     assert plan.pack_hash == pack.content_hash and plan.close == []
     # A receptionist in the Front Office owes only what applies to all.
     front = nurse(roles=["receptionist"], department="Front Office")
@@ -141,6 +145,8 @@ def test_rehire_starts_a_new_cycle_of_what_was_closed(pack: Pack) -> None:
     assert {(o.requirement_id, o.cycle) for o in plan.assign} == {
         ("hipaa-privacy-security", 2),
         ("osha-bloodborne-pathogens", 3),
+        ("bls-certification", 1),
+        ("acls-certification", 1),
     }
 
 
@@ -211,7 +217,12 @@ def test_rules_preview_shows_what_a_changed_applies_to_assigns_and_closes(
     assert result.exit_code == 0, result.output
     preview = json.loads(result.output)
     assert preview["would_close"] == {"osha-bloodborne-pathogens": 1}
-    assert preview["would_assign"] == {"fire-safety": 1, "hipaa-privacy-security": 1}
+    assert preview["would_assign"] == {
+        "acls-certification": 1,
+        "bls-certification": 1,
+        "fire-safety": 1,
+        "hipaa-privacy-security": 1,
+    }
     table = runner.invoke(cli, ["rules", "preview", str(narrowed), "--today", "2026-11-23"])
     assert "would close 1 open osha-bloodborne-pathogens" in table.output
 
@@ -244,3 +255,122 @@ def test_people_import_dry_run_shows_each_change_and_saves_nothing(
         assert session.scalar(select(func.count()).select_from(Person)) == 1
         person = session.scalar(select(Person).where(Person.external_id == "p-1"))
         assert person is not None and person.department == "Nursing"
+
+
+def _cert(requirement: str, status: str = "compliant") -> HeldObligation:
+    return HeldObligation(
+        workflow_id=f"certification/p-1/{requirement}",
+        requirement_id=requirement,
+        kind="certification",
+        status=status,
+        cycle=1,
+        pack_hash="h",
+    )
+
+
+def test_a_certification_is_owed_until_held_and_again_once_it_is_not(pack: Pack) -> None:
+    trainings = [held(r) for r in NURSE_TRAININGS]
+
+    def assigned(have: list[HeldObligation]) -> dict[str, int]:
+        plan = plan_person(pack=pack, person=nurse(), obligations=have, today=TODAY)
+        return {o.requirement_id: o.cycle for o in plan.assign}
+
+    # Held: nothing to obtain. An obligation to obtain it open: nothing new.
+    assert assigned([*trainings, _cert("bls-certification"), _cert("acls-certification")]) == {}
+    assert assigned([*trainings, *(held(r) for r in NURSE_CERTS)]) == {}
+    # Obtained (completed) and the certificate not recorded yet: nothing (it is in flight).
+    done = [
+        HeldObligation(
+            workflow_id=f"assignment/p-1/{r}/1",
+            requirement_id=r,
+            kind="training",
+            status="compliant",
+            cycle=1,
+            pack_hash="h",
+            completed=True,
+        )
+        for r in NURSE_CERTS
+    ]
+    assert assigned([*trainings, *done]) == {}
+    # The certificate was closed since (the holder left, or it was revoked): owed again.
+    gone = [_cert(r, status="cancelled") for r in NURSE_CERTS]
+    assert assigned([*trainings, *done, *gone]) == {r: 2 for r in NURSE_CERTS}
+
+
+def test_a_leaver_closes_every_family_and_a_leave_pauses_those_with_reminders(
+    pack: Pack,
+) -> None:
+    have = [held("hipaa-privacy-security"), _cert("bls-certification")]
+    engaged = [
+        Engagement("apprenticeship/p-1/elevator", "elevator", "active"),
+        Engagement("mentorship/p-1/m-1/1", "m-1", "pending", role="mentee"),
+        Engagement("mentorship/e-1/p-1/1", "e-1", "active", role="mentor"),
+        Engagement("mentorship/p-1/m-2/1", "m-2", "completed", role="mentee"),
+        Engagement("track/research/p-1", "research", "enrolled"),
+        Engagement("track/done/p-1", "done", "completed"),
+    ]
+    left = plan_person(
+        pack=pack,
+        person=nurse("terminated"),
+        obligations=have,
+        today=TODAY,
+        kind="leaver",
+        engagements=engaged,
+    )
+    assert {(c.family, c.workflow_id) for c in left.close} == {
+        ("assignment", "assignment/p-1/hipaa-privacy-security/1"),
+        ("certification", "certification/p-1/bls-certification"),
+        ("apprenticeship", "apprenticeship/p-1/elevator"),
+        ("mentorship", "mentorship/p-1/m-1/1"),
+        ("mentorship", "mentorship/e-1/p-1/1"),
+        ("track", "track/research/p-1"),
+    }
+    assert {(c.status, c.reason) for c in left.close} == {("cancelled", "left")}
+    away = plan_person(
+        pack=pack,
+        person=nurse("leave"),
+        obligations=have,
+        today=TODAY,
+        kind="leave",
+        engagements=engaged,
+    )
+    # A certification is not paused (a leave does not move an expiry date); a track is its
+    # courses (assignments).
+    assert set(away.pause) == {
+        "assignment/p-1/hipaa-privacy-security/1",
+        "apprenticeship/p-1/elevator",
+        "mentorship/p-1/m-1/1",
+        "mentorship/e-1/p-1/1",
+    }
+    suspended = [Engagement("apprenticeship/p-1/elevator", "elevator", "suspended"), *engaged[1:]]
+    back = plan_person(
+        pack=pack,
+        person=nurse(),
+        obligations=have,
+        today=TODAY,
+        kind="return",
+        engagements=suspended,
+    )
+    assert {r.workflow_id for r in back.resume} == set(away.pause)
+
+
+def test_joiners_movers_and_rehires_are_enrolled_in_their_learning_paths(pack: Pack) -> None:
+    tech = nurse(roles=["technician"], department="Radiology")
+    joiner = plan_person(pack=pack, person=tech, obligations=[], today=TODAY, kind="joiner")
+    assert joiner.enrol == ["radiology-research-path"]
+    withdrawn = [
+        Engagement("track/radiology-research-path/p-1", "radiology-research-path", "withdrawn")
+    ]
+    rehire = plan_person(
+        pack=pack, person=tech, obligations=[], today=TODAY, kind="rehire", engagements=withdrawn
+    )
+    assert rehire.enrol == ["radiology-research-path"]
+    enrolled = [
+        Engagement("track/radiology-research-path/p-1", "radiology-research-path", "enrolled")
+    ]
+    mover = plan_person(
+        pack=pack, person=tech, obligations=[], today=TODAY, kind="mover", engagements=enrolled
+    )
+    assert mover.enrol == []
+    # The nightly reconciliation does not enrol (``duly tracks enroll --auto`` does).
+    assert plan_person(pack=pack, person=tech, obligations=[], today=TODAY).enrol == []

@@ -29,10 +29,10 @@ from domain.roles import Role
 from duly.worker import build_worker
 from rules.loader import load_pack
 from rules.model import Pack
-from services import directory
+from services import certifications, directory, tracks
 from services.assignments import assignment_input, start_assignment
 from store.db import Database
-from store.models import AuditEntry, Notification, Obligation, Person
+from store.models import AuditEntry, Notification, Obligation, Person, TrackEnrolment
 from store.packs import Migration, deploy
 from store.tokens import Principal, TokenRejected, check_token, create_token
 from workflows.assignment import AssignmentWorkflow
@@ -42,8 +42,11 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 MEDICAL = Path(__file__).parents[2] / "rules" / "packs" / "medical-practice"
 HR = Principal(token_id=0, role=Role.HR_ADMIN, person_id=None, person_external_id=None, label="t")
-#: The medical pack's trainings a nurse owes (the certifications need a held card).
+#: The medical pack's trainings a nurse owes.
 NURSE_TRAININGS = {"hipaa-privacy-security", "fire-safety", "osha-bloodborne-pathogens"}
+#: The certifications a nurse must hold: until registered, an obligation to obtain each.
+NURSE_CERTS = {"bls-certification", "acls-certification"}
+NURSE_OWES = NURSE_TRAININGS | NURSE_CERTS
 EVERYONE = {"hipaa-privacy-security", "fire-safety"}
 
 
@@ -179,14 +182,18 @@ async def test_joiner_gets_what_applies_due_from_start_date_pinned_to_the_pack(o
     change = org.hire(ext, roles="nurse", department="Nursing", start_date=start.isoformat())
     outcome = await org.change(change)
     assert outcome.kind == "joiner"
-    assert {w.split("/")[2] for w in outcome.started} == NURSE_TRAININGS
-    assert set(outcome.certificates_needed) == {"bls-certification", "acls-certification"}
+    assert {w.split("/")[2] for w in outcome.started} == NURSE_OWES
+    assert set(outcome.certificates_needed) == NURSE_CERTS
     held = org.obligations(ext)
-    assert set(held) == NURSE_TRAININGS
+    assert set(held) == NURSE_OWES
     hipaa = await org.state(held["hipaa-privacy-security"][2])
     osha = await org.state(held["osha-bloodborne-pathogens"][2])
     assert hipaa.due_date == start + timedelta(days=30)
     assert osha.due_date == start + timedelta(days=10)
+    # A certification is owed too: obtain it within the pack's due_in_days (BLS: 60).
+    bls = await org.state(held["bls-certification"][2])
+    assert bls.due_date == start + timedelta(days=60)
+    assert bls.requirement_title.startswith("Obtain ")
     assert hipaa.pack_hash == org.pack.content_hash
     # Idempotent: the same change started again is refused by its business key.
     again = await directory.automate([change], temporal=org._client, task_queue=org.queue)
@@ -207,8 +214,8 @@ async def test_mover_closes_what_no_longer_applies_with_why(org: Org) -> None:
     await org.change(org.hire(ext, roles="nurse", department="Nursing"))
     outcome = await org.change(org.patch(ext, roles=["receptionist"], department="Front Office"))
     assert outcome.kind == "mover"
-    assert [c.requirement_id for c in outcome.closed] == ["osha-bloodborne-pathogens"]
-    assert outcome.closed[0].status == "not_applicable"
+    assert {c.requirement_id for c in outcome.closed} == {"osha-bloodborne-pathogens"} | NURSE_CERTS
+    assert {c.status for c in outcome.closed} == {"not_applicable"}
     held = org.obligations(ext)
     assert held["osha-bloodborne-pathogens"][0] == "not_applicable"
     assert held["hipaa-privacy-security"][0] != "not_applicable"
@@ -218,7 +225,9 @@ async def test_mover_closes_what_no_longer_applies_with_why(org: Org) -> None:
     assert "Front Office" in cancelled[0].detail
     # Moving back assigns OSHA again, as a new cycle (the closed one keeps its id).
     back = await org.change(org.patch(ext, roles=["nurse"], department="Nursing"))
-    assert back.started == [f"assignment/{ext}/osha-bloodborne-pathogens/2"]
+    assert set(back.started) == {
+        f"assignment/{ext}/{r}/2" for r in {"osha-bloodborne-pathogens"} | NURSE_CERTS
+    }
 
 
 async def test_mover_keeps_when_the_pack_says_keep(org: Org, tmp_path: Path) -> None:
@@ -228,7 +237,8 @@ async def test_mover_keeps_when_the_pack_says_keep(org: Org, tmp_path: Path) -> 
     ext = _ext()
     await org.change(org.hire(ext, roles="nurse", department="Nursing"))
     outcome = await org.change(org.patch(ext, roles=["receptionist"], department="Front Office"))
-    assert outcome.closed == [] and outcome.kept == ["osha-bloodborne-pathogens"]
+    assert {c.requirement_id for c in outcome.closed} == NURSE_CERTS  # no keep for them
+    assert outcome.kept == ["osha-bloodborne-pathogens"]
     held = org.obligations(ext)
     assert held["osha-bloodborne-pathogens"][0] not in ("not_applicable", "cancelled")
 
@@ -245,7 +255,7 @@ async def test_leaver_closes_everything_stops_reminders_and_tokens_then_rehire(
     await org.env.sleep(timedelta(days=3))
     outcome = await org.change(org.patch(ext, employment_status="terminated"))
     assert outcome.kind == "leaver"
-    assert {c.requirement_id for c in outcome.closed} == NURSE_TRAININGS
+    assert {c.requirement_id for c in outcome.closed} == NURSE_OWES
     assert {(c.status, c.reason) for c in outcome.closed} == {("cancelled", "left")}
     assert outcome.tokens_revoked == 1
     held = org.obligations(ext)
@@ -263,7 +273,7 @@ async def test_leaver_closes_everything_stops_reminders_and_tokens_then_rehire(
 
     rehired = await org.change(org.patch(ext, employment_status="active"))
     assert rehired.kind == "rehire"
-    assert {w.split("/")[2] for w in rehired.started} == NURSE_TRAININGS
+    assert {w.split("/")[2] for w in rehired.started} == NURSE_OWES
     assert {int(w.split("/")[3]) for w in rehired.started} == {2}
     with org.db.session() as session, pytest.raises(TokenRejected):
         check_token(session, token)  # revoked: a rehire gets a new token
@@ -283,14 +293,14 @@ async def test_leave_pauses_reminders_and_extends_the_due_date(
     due = (await org.state(workflow_id)).due_date
     await org.env.sleep(timedelta(days=2))
     left = await org.change(org.patch(ext, employment_status="leave"))
-    assert left.kind == "leave" and left.paused == 3
+    assert left.kind == "leave" and left.paused == len(NURSE_OWES)
     sent = org.notifications(ext)
     await org.env.sleep(timedelta(days=40))  # past the due date: nothing sent, not overdue
     assert org.notifications(ext) == sent
     paused = await org.state(workflow_id)
     assert paused.status != "overdue" and paused.events[-1].kind == "paused"
     back = await org.change(org.patch(ext, employment_status="active"))
-    assert back.kind == "return" and back.resumed == 3
+    assert back.kind == "return" and back.resumed == len(NURSE_OWES)
     resumed = await org.state(workflow_id)
     leave_days = 40  # five minutes of settling on each side do not make a day
     assert resumed.due_date == (due + timedelta(days=leave_days) if extend else due)
@@ -329,11 +339,11 @@ async def test_reconciliation_repairs_drift_and_is_safe_to_run_twice(org: Org) -
         id=f"reconcile-{uuid.uuid4().hex[:8]}",
         task_queue=org.queue,
     )
-    assert first.started == 3 and first.closed == 1
+    assert first.started == len(NURSE_OWES) and first.closed == 1
     assert any(drifted in fix and "assigned" in fix for fix in first.fixes)
     assert any(stale in fix and "osha" in fix and "closed" in fix for fix in first.fixes)
     await org.env.sleep(timedelta(minutes=5))
-    assert set(org.obligations(drifted)) == NURSE_TRAININGS
+    assert set(org.obligations(drifted)) == NURSE_OWES
     assert org.obligations(stale)["osha-bloodborne-pathogens"][0] == "not_applicable"
 
     second = await org.env.client.execute_workflow(
@@ -344,3 +354,123 @@ async def test_reconciliation_repairs_drift_and_is_safe_to_run_twice(org: Org) -
     )
     assert (second.started, second.closed, second.fixes) == (0, 0, [])
     assert second.people == first.people == 2
+
+
+async def test_registering_the_certificate_completes_the_obligation_to_obtain_it(
+    org: Org,
+) -> None:
+    ext = _ext()
+    await org.change(org.hire(ext, roles="nurse", department="Nursing"))
+    obtain = org.obligations(ext)["bls-certification"][2]
+    assert obtain == f"assignment/{ext}/bls-certification/1"
+    now = await org.env.get_current_time()
+    with org.db.session() as session:
+        person = session.scalar(select(Person).where(Person.external_id == ext))
+        assert person is not None
+        registered = await certifications.register(
+            session,
+            org.env.client,
+            task_queue=org.queue,
+            person=person,
+            certification_id="bls-certification",
+            issued_on=now.date(),
+            expires_on=None,
+            certificate_number="BLS-1",
+            issuer=None,
+            evidence_ref=None,
+            principal=HR,
+            now=now,
+        )
+    handle = org.env.client.get_workflow_handle(obtain, result_type=AssignmentState)
+    state = await handle.result()
+    assert state.completed_at is not None
+    assert any(
+        e.kind == "completed" and registered.certificate.verification_code in e.detail
+        for e in state.events
+    )
+    await org.env.sleep(timedelta(minutes=5))
+    # Held now: the reconciliation owes them nothing more for it.
+    again = await org.env.client.execute_workflow(
+        DirectoryReconcileWorkflow.run,
+        ReconcileRequest(),
+        id=f"reconcile-{uuid.uuid4().hex[:8]}",
+        task_queue=org.queue,
+    )
+    assert not [fix for fix in again.fixes if ext in fix]
+
+
+async def test_learning_paths_follow_joiners_leavers_and_rehires_and_hr_withdraws(
+    org: Org,
+) -> None:
+    ext = _ext()
+    joined = await org.change(org.hire(ext, roles="technician", department="Radiology"))
+    assert joined.enrolled == ["radiology-research-path"]
+    # HR enrols them in a track whose playbook course only the track requires, then
+    # withdraws them: that course closes, the ones the pack requires anyway stay open.
+    now = await org.env.get_current_time()
+    with org.db.session() as session:
+        person = session.scalar(select(Person).where(Person.external_id == ext))
+        assert person is not None
+        enrolled = await tracks.enrol(
+            session,
+            org.env.client,
+            task_queue=org.queue,
+            track_id="implementation-team",
+            person=person,
+            principal=HR,
+            source="hr",
+            now=now,
+        )
+    playbook = f"assignment/{ext}/research-implementation-playbook/1"
+    assert playbook in enrolled.started
+    await org.env.sleep(timedelta(minutes=5))
+    with org.db.session() as session:
+        person = session.scalar(select(Person).where(Person.external_id == ext))
+        assert person is not None
+        withdrawn = await tracks.withdraw(
+            session,
+            org.env.client,
+            track_id="implementation-team",
+            person=person,
+            principal=HR,
+            reason="moved to another project",
+            now=now,
+        )
+        again = await tracks.withdraw(
+            session,
+            org.env.client,
+            track_id="implementation-team",
+            person=person,
+            principal=HR,
+            reason="moved to another project",
+            now=now,
+        )
+    assert playbook in withdrawn.closed and withdrawn.withdrawn
+    assert not again.withdrawn and again.closed == []  # idempotent
+    await org.env.sleep(timedelta(minutes=5))
+    held = org.obligations(ext)
+    assert held["research-implementation-playbook"][0] == "cancelled"
+    assert held["hipaa-privacy-security"][0] not in ("cancelled", "not_applicable")
+
+    left = await org.change(org.patch(ext, employment_status="terminated"))
+    tracks_closed = [c for c in left.closed if c.family == "track"]
+    assert [c.workflow_id for c in tracks_closed] == [f"track/radiology-research-path/{ext}"]
+    with org.db.session() as session:
+        rows = {
+            row.track_id: row
+            for row in session.scalars(
+                select(TrackEnrolment).join(Person).where(Person.external_id == ext)
+            )
+        }
+    assert rows["radiology-research-path"].withdrawn_reason == "left"
+    assert rows["implementation-team"].withdrawn_reason == "moved to another project"
+
+    back = await org.change(org.patch(ext, employment_status="active"))
+    assert back.enrolled == ["radiology-research-path"]  # HR's track is HR's to re-enrol
+    with org.db.session() as session:
+        reopened = session.scalar(
+            select(TrackEnrolment)
+            .join(Person)
+            .where(Person.external_id == ext, TrackEnrolment.track_id == "radiology-research-path")
+        )
+        assert reopened is not None and reopened.withdrawn_at is None
