@@ -330,6 +330,9 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/tracks/{track_id}/enroll"): _token(
         HR_MANAGER, Scope.NOT_OWN, "a manager: their reports"
     ),
+    ("POST", "/tracks/{track_id}/withdraw"): _token(
+        HR_MANAGER, Scope.NOT_OWN, "a manager: their reports"
+    ),
     ("POST", "/tracks/{track_id}/reorder"): _token(HR),
     ("POST", "/tracks/{track_id}/deactivate"): _token(HR),
     ("POST", "/tracks/{track_id}/activate"): _token(HR),

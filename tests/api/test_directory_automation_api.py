@@ -71,6 +71,9 @@ def test_import_dry_run_answers_per_person_and_saves_nothing(
         "hipaa-privacy-security",
         "fire-safety",
         "osha-bloodborne-pathogens",
+        # Certifications that apply and are not held: an obligation to obtain each.
+        "bls-certification",
+        "acls-certification",
     ]
     assert plans["p-1"]["certificates_needed"] == ["bls-certification", "acls-certification"]
     assert plans["p-2"]["assign"] == ["hipaa-privacy-security", "fire-safety"]

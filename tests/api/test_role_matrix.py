@@ -161,6 +161,7 @@ def body(method: str, path: str, person: str) -> dict[str, Any] | None:
         "/mentorship/{mentee}/{mentor}/{n}/cancel": {"reason": "moved away"},
         "/assignments/{assignment_id}/grant-attempts": {"reason": "retrained"},
         "/tracks/{track_id}/enroll": {"person": person},
+        "/tracks/{track_id}/withdraw": {"person": person, "reason": "left the project"},
         "/projects": {"name": "P", "client": "C", "go_live": soon, "project_manager": person},
         "/projects/{project_id}/tracks": {"track_id": "x", "people_needed": 1, "due_date": soon},
         "/projects/{project_id}/go-live": {"go_live": soon},

@@ -523,3 +523,54 @@ def test_a_deactivated_track_lets_people_mid_track_finish(
             )
         ]
     assert actions == ["track.deactivate", "track.activate"]
+
+
+def test_withdrawing_keeps_the_row_and_closes_only_what_the_track_alone_requires(
+    client: TestClient, sqlite_db: Database, temporal: FakeTemporal
+) -> None:
+    hr = _as(sqlite_db, Role.HR_ADMIN)
+    # p-1030 is not in the track's audience for the playbook (directors and executives).
+    assert client.post("/tracks/implementation-team/enroll", json={"person": "p-1030"}, headers=hr)
+    inputs = [a for a in _started(temporal) if isinstance(a, AssignmentInput)]
+    with sqlite_db.session() as session:
+        person = session.scalar(select(Person).where(Person.external_id == "p-1030"))
+        assert person is not None
+        for inp in inputs:
+            session.add(
+                Obligation(
+                    workflow_id=inp.workflow_id,
+                    person_id=person.id,
+                    kind="training",
+                    requirement_id=inp.requirement_id,
+                    requirement_title=inp.requirement_title,
+                    due_date=inp.due_date,
+                    status="assigned",
+                    pack_hash=inp.pack_hash,
+                    as_of=datetime.now(UTC),
+                )
+            )
+        owed = {
+            r.id
+            for r in load_pack(MEDICAL).requirements
+            if r.applies_to.applies(list(person.roles or []), person.department or "", "", "")
+        }
+    body = {"person": "p-1030", "reason": "moved to another project"}
+    answer = client.post("/tracks/implementation-team/withdraw", json=body, headers=hr)
+    assert answer.status_code == 200, answer.text
+    closed = answer.json()["closed"]
+    assert answer.json()["withdrawn"] is True and closed
+    assert all(w.split("/")[2] not in owed for w in closed)
+    assert {w for w, name, _ in temporal.signals if name == "cancel"} == set(closed)
+    again = client.post("/tracks/implementation-team/withdraw", json=body, headers=hr)
+    assert again.json() == {**again.json(), "withdrawn": False, "closed": []}
+    progress = client.get("/people/p-1030/tracks", headers=hr).json()
+    assert [p["status"] for p in progress if p["track_id"] == "implementation-team"] == [
+        "withdrawn"
+    ]
+    missing = client.post(
+        "/tracks/site-investigator/withdraw", json={**body, "person": "p-1030"}, headers=hr
+    )
+    assert missing.status_code == 404
+    learner = _as(sqlite_db, Role.LEARNER, "p-1030")
+    refused = client.post("/tracks/implementation-team/withdraw", json=body, headers=learner)
+    assert refused.status_code == 403

@@ -42,13 +42,24 @@ NAMES = {
     ),
     CertificationWorkflow: (
         "CertificationWorkflow",
-        {"suspend", "reinstate", "revoke", "acknowledge", "redeliver", "replan", "adopt_pack"},
+        {
+            "suspend",
+            "reinstate",
+            "revoke",
+            "acknowledge",
+            "redeliver",
+            "replan",
+            "adopt_pack",
+            # The holder left: the directory automation stops following it (issue 16).
+            "cancel",
+        },
         {"renew", "log_ce_credits"},
         {"state"},
     ),
     MentorshipWorkflow: (
         "MentorshipWorkflow",
-        {"acknowledge", "adopt_pack", "redeliver", "replan"},
+        # ``leave``: a side on leave holds the nudges (the directory automation, issue 16).
+        {"acknowledge", "adopt_pack", "redeliver", "replan", "leave"},
         {"accept", "decline", "log_session", "feedback", "complete", "cancel"},
         {"state"},
     ),
