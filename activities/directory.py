@@ -1,11 +1,15 @@
 """Activities of the joiner/mover/leaver automation and the nightly reconciliation.
 
 Thin: the decisions are :func:`rules.directory.plan_person`'s; these read the directory, the
-active pack and the obligation read model, and carry a plan out through the normal paths
-(assignments start through the starter the shell gives, as bulk jobs do; closings, pauses
-and resumes are signals to the obligations' own workflows). Every step is idempotent: a
-start of an existing business key is refused by Temporal, a closed workflow ignores a second
-cancel, a paused one a second pause.
+active pack, the obligation read model and the apprenticeship, mentorship and track-enrolment
+rows, and carry a plan out through the normal paths (assignments start through the starter the
+shell gives, as bulk jobs do; closings, pauses and resumes are each family's own message:
+``cancel``/``pause``/``resume`` signals to assignments, ``cancel`` to certifications, the
+``change_enrolment`` update to apprenticeships, the ``cancel`` update and ``leave`` signal to
+mentorships; a track enrolment is withdrawn or enrolled in the database). Every step is
+idempotent: a start of an existing business key is refused by Temporal, a closed workflow
+ignores a second cancel (or refuses a second withdrawal: not counted), a paused one a second
+pause.
 """
 
 from __future__ import annotations
