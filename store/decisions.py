@@ -285,8 +285,21 @@ def _bucketed(
         bucket(decided).label("start"),
         bucket(until).label("stop"),
     ).where(until > first, decided <= last)
+    parts = [current, ended]
+    if person_ids is not None or department is not None:
+        # A group's decisions: one read through the person index (the split above would read
+        # the whole organisation's in-force rows and filter them). bucket(NULL) is the last
+        # bucket, so one expression covers both the ended and the in-force rows.
+        parts = [
+            select(
+                requirement.label("requirement"),
+                DecisionRecord.status.label("status"),
+                bucket(decided).label("start"),
+                bucket(until).label("stop"),
+            ).where(decided <= last, or_(until.is_(None), until > first))
+        ]
     per_point: list[dict[_Key, int]] = [{} for _ in points]
-    for part in (current, ended):
+    for part in parts:
         rows = _scoped(part, person_ids=person_ids, department=department).subquery("iv")
         grouped = select(
             rows.c.requirement, rows.c.status, rows.c.start, rows.c.stop, func.count()
