@@ -276,12 +276,16 @@ def summary(session: Session, *, audience: Audience, today: date) -> Summary:
     expiring = expired = 0
     # Two range reads instead of one OR (which no index answers): certifications expiring by
     # the end of the window, and those whose status already says expired (any date).
-    window = audience.where(
-        select(Obligation.status, Obligation.expiry_date < today, func.count())
+    # Grouped by the subquery's output column: PostgreSQL does not match ``expiry_date < $1``
+    # in the select list with ``expiry_date < $2`` in GROUP BY (two bind parameters).
+    in_window = audience.where(
+        select(Obligation.status.label("status"), (Obligation.expiry_date < today).label("past"))
         .where(Obligation.kind == "certification")
         .where(Obligation.expiry_date <= soon)
         .where(Obligation.status.notin_(CLOSED_STATUSES))
-        .group_by(Obligation.status, Obligation.expiry_date < today)
+    ).subquery("window")
+    window = select(in_window.c.status, in_window.c.past, func.count()).group_by(
+        in_window.c.status, in_window.c.past
     )
     for status, past, count in session.execute(window):
         if past or status in EXPIRED_STATUSES:
