@@ -147,14 +147,12 @@ def test_scopes_follow_the_callers_rows(client: TestClient, db: Database) -> Non
     assert _numbers(team) == (5, 2, 2, 1, 2)
     assert team["label"].startswith("Team of ")
     # HR asks for the same team by name and gets the same numbers.
-    hr_team = _get(
-        client, db, Role.HR_ADMIN, "/compliance/summary?scope=team&manager=p-1010"
-    )
+    hr_team = _get(client, db, Role.HR_ADMIN, "/compliance/summary?scope=team&manager=p-1010")
     assert _numbers(hr_team) == _numbers(team)
     # A manager's "org" is still only what they may see (their team and themself).
-    assert _numbers(
-        _get(client, db, Role.MANAGER, "/compliance/summary", "p-1010")
-    ) == _numbers(team)
+    assert _numbers(_get(client, db, Role.MANAGER, "/compliance/summary", "p-1010")) == _numbers(
+        team
+    )
     learner = _get(client, db, Role.LEARNER, "/compliance/summary", "p-1020")
     assert _numbers(learner) == (2, 2, 0, 0, 0)
     nursing = _get(
@@ -167,9 +165,7 @@ def test_scopes_follow_the_callers_rows(client: TestClient, db: Database) -> Non
         headers=bearer(db, Role.MANAGER, "p-1010"),
     )
     assert refused.status_code == 404
-    no_person = client.get(
-        "/compliance/summary?scope=team", headers=bearer(db, Role.AUDITOR)
-    )
+    no_person = client.get("/compliance/summary?scope=team", headers=bearer(db, Role.AUDITOR))
     assert no_person.status_code == 422
 
 
@@ -199,9 +195,7 @@ def test_breakdowns(client: TestClient, db: Database) -> None:
         "p-1022": (2, 2),
         "p-1025": (2, 1),
     }
-    mine = _get(
-        client, db, Role.MANAGER, "/compliance/breakdown?by=report&scope=team", "p-1010"
-    )
+    mine = _get(client, db, Role.MANAGER, "/compliance/breakdown?by=report&scope=team", "p-1010")
     assert {r["key"]: r["depth"] for r in mine} == {"p-1020": 1, "p-1021": 1, "p-1022": 1}
 
 
@@ -249,9 +243,7 @@ def test_as_of_answers_the_recorded_decision(client: TestClient, db: Database) -
     never = _get(client, db, Role.AUDITOR, url + "2026-01-01T00:00:00Z")
     assert never["found"] is False
     # A learner may not ask about someone else.
-    other = client.get(
-        url + "2026-05-25T00:00:00Z", headers=bearer(db, Role.LEARNER, "p-1020")
-    )
+    other = client.get(url + "2026-05-25T00:00:00Z", headers=bearer(db, Role.LEARNER, "p-1020"))
     assert other.status_code == 404
     counts = _get(client, db, Role.HR_ADMIN, "/compliance/as-of?at=2026-05-25T00:00:00Z")
     assert counts["statuses"] == {"completed": 1, "due_soon": 1}
