@@ -46,7 +46,7 @@ from rules.model import Pack, Requirement
 from rules.obligation_facts import build_facts, local_today
 from rules.tracks import course_gate
 from store.db import Database
-from store.decisions import record_decision
+from store.decisions import record_decision, refresh_snapshots
 from store.models import Obligation, Person
 from store.obligations import ReplanTarget, moved_zone_targets
 from store.sweep import SweepConflicts, apply_sweep
@@ -253,6 +253,11 @@ class RulesActivities:
             for transition, count in outcome.transitions.items():
                 transitions[transition] = transitions.get(transition, 0) + count
             activity.heartbeat(plan.evaluated, first)
+        with self._db.session() as session:
+            # The month-end counts the trend and as-of counts start from: rebuilt nightly, so
+            # the first dashboard of a month does not pay for them, and a snapshot a late
+            # decision raced (store.decisions.refresh_snapshots) is repaired within a day.
+            refresh_snapshots(session, now=request.as_of)
         SWEEP_SECONDS.observe(time.perf_counter() - started)
         for transition, count in transitions.items():
             # "due_soon -> overdue": the sweep decided (and wrote) the new status.

@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import FastAPI, Request, routing, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
@@ -126,6 +127,45 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     )
 
 
+#: Seconds a client is told to wait when the database is unreachable: long enough for a pooled
+#: connection to be re-established, short enough that a brief outage costs a retry or two.
+DATABASE_RETRY_AFTER = 5
+
+
+def database_unavailable(exc: BaseException) -> str | None:
+    """Why ``exc`` means "the database cannot answer now" (None: it is some other error).
+
+    Operational errors are the ones the request did not cause and a retry may cure: the
+    server refused or dropped the connection (restart, failover, network), a statement or
+    lock timeout, or no pooled connection free within the pool timeout. Constraint, data and
+    programming errors are not: they stay 500s (or the service's own 409/422).
+    """
+    if isinstance(exc, sa_exc.TimeoutError):
+        return "no database connection became free in time"
+    if isinstance(exc, sa_exc.DBAPIError) and (
+        exc.connection_invalidated
+        or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+    ):
+        return "the database is unreachable or did not answer in time"
+    return None
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    reason = database_unavailable(exc)
+    if reason is None:
+        return await _unexpected(request, exc)
+    # Warning, not error: an outage is an operations event, not a bug; the class name is
+    # enough (the driver's message names host and port, never a password or a row).
+    log.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    return JSONResponse(
+        {"detail": f"{reason}; try again in a few seconds"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+    )
+
+
 def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     """Add the ``Error`` schema and every error status to each operation of ``schema``.
 
@@ -213,6 +253,10 @@ def install(app: FastAPI) -> None:
     """Use the one error shape for every error and document it on every operation."""
     app.add_exception_handler(ServiceError, _handle)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # A database outage answers 503 + Retry-After (not 500) and recovers by itself: the pool
+    # pre-pings and replaces dead connections (store.db.make_engine).
+    app.add_exception_handler(sa_exc.DBAPIError, _database_error)
+    app.add_exception_handler(sa_exc.TimeoutError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
     generate = app.openapi
 

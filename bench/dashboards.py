@@ -8,7 +8,11 @@ run, it times (median and max of ``--repeat`` runs after one warm-up):
 
 * ``baseline``: the raw SQL aggregate a dashboard needs at least: ``SELECT status, count(*)
   FROM obligations GROUP BY status`` on the same connection pool;
-* each ``services.compliance`` call an HR, manager or auditor page makes;
+* each ``services.compliance`` call an HR, manager or auditor page makes (the trend and
+  organisation as-of counts start from the month-end snapshots, ``store.decisions``: the
+  warm-up run builds them, as the nightly sweep does; the "cold" line drops them before each
+  run, i.e. the first request of a month when no sweep has run since);
+* the data of the whole ``/ui/org`` and ``/ui/team`` pages (every query, no HTML);
 * the same dashboards through the API in-process (``TestClient``: routing, token check,
   row-level scope, JSON), i.e. the server time of one request without a network.
 
@@ -29,17 +33,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("DULY_ENV", "test")
 
-from sqlalchemy import insert, text  # noqa: E402
+from sqlalchemy import delete, insert, text  # noqa: E402
 
 from store.db import Database  # noqa: E402
 from store.migrate import upgrade  # noqa: E402
-from store.models import DecisionRecord, Obligation, Person  # noqa: E402
+from store.models import DecisionRecord, DecisionSnapshot, Obligation, Person  # noqa: E402
 
 GOAL_MS = 300.0
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -199,11 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
+    from api.routers import dashboards
     from domain.roles import Role
     from duly.settings import Settings
     from services import compliance, reports
     from store import decisions
-    from store.tokens import create_token
+    from store.tokens import Principal, create_token
 
     workdir = tempfile.TemporaryDirectory()
     url = args.database_url or f"sqlite:///{Path(workdir.name) / 'bench.db'}"
@@ -239,6 +245,42 @@ def main(argv: list[str] | None = None) -> int:
     def org(session: Any) -> compliance.Audience:
         return compliance.audience(session, visible=None, scope="org", viewer_id=None)
 
+    def dept(session: Any) -> compliance.Audience:
+        return compliance.audience(
+            session,
+            visible=None,
+            scope="department",
+            viewer_id=None,
+            department=built["director"]["department"],
+        )
+
+    def director(session: Any) -> compliance.Audience:
+        return compliance.audience(
+            session, visible=None, scope="team", viewer_id=None, manager=director_ext
+        )
+
+    def cold(fn: Callable[[Any], Any]) -> Callable[[], Any]:
+        """As after a month closes with no sweep since: the snapshots are built on the way."""
+
+        def run() -> Any:
+            with db.session() as session:
+                session.execute(delete(DecisionSnapshot))
+            with db.session() as session:
+                return fn(session)
+
+        return run
+
+    hr_principal = Principal(
+        token_id=0, role=Role.HR_ADMIN, person_id=None, person_external_id=None, label="bench"
+    )
+    mgr_principal = Principal(
+        token_id=0,
+        role=Role.MANAGER,
+        person_id=built["manager"]["id"],
+        person_external_id=manager_ext,
+        label="bench",
+    )
+
     sample = built["sample"]
     person_id = sample["person_id"]
     timings: list[tuple[str, Callable[[], Any], bool]] = [
@@ -271,6 +313,31 @@ def main(argv: list[str] | None = None) -> int:
             False,
         ),
         (
+            "service trend 12 months, org, cold (month snapshots dropped first)",
+            cold(lambda s: compliance.trend(s, audience=org(s), now=NOW)),
+            False,
+        ),
+        (
+            "service trend 12 months, department",
+            service(lambda s: compliance.trend(s, audience=dept(s), now=NOW)),
+            False,
+        ),
+        (
+            "service trend 12 months, team of a director",
+            service(lambda s: compliance.trend(s, audience=director(s), now=NOW)),
+            False,
+        ),
+        (
+            "service breakdown by location, org",
+            service(lambda s: compliance.breakdown(s, audience=org(s), by="location", today=TODAY)),
+            False,
+        ),
+        (
+            "service lists (overdue, due, expiring, expired), org",
+            service(lambda s: dashboards._lists(s, org(s), TODAY)),
+            False,
+        ),
+        (
             "service as-of counts, org",
             service(lambda s: compliance.as_of_counts(s, audience=org(s), at=NOW)),
             False,
@@ -294,6 +361,16 @@ def main(argv: list[str] | None = None) -> int:
             ),
             False,
         ),
+        (
+            "page data /ui/org: every query of HR's page (no HTML)",
+            service(lambda s: dashboards._org(s, hr_principal, NOW, "", "")),
+            False,
+        ),
+        (
+            "page data /ui/team: every query of a manager's page (no HTML)",
+            service(lambda s: dashboards._team(s, mgr_principal, None, NOW)),
+            False,
+        ),
     ]
     with TestClient(app) as client:
         for label, path, token in (
@@ -313,6 +390,13 @@ def main(argv: list[str] | None = None) -> int:
                 mgr,
             ),
             ("HTTP trend, HR org", "/compliance/trend", hr),
+            (
+                "HTTP trend, HR department",
+                "/compliance/trend?scope=department&department="
+                + quote(built["director"]["department"]),
+                hr,
+            ),
+            ("HTTP trend, manager's team", "/compliance/trend?scope=team", mgr),
             (
                 "HTTP as-of one obligation",
                 f"/compliance/as-of?person=b-{person_id:05d}&requirement={sample['requirement_id']}"

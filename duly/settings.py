@@ -125,6 +125,14 @@ class Settings(BaseSettings):
         "100). Lower it on a small or shared CPU: too many at once each outlast Temporal's 10 s "
         "workflow task timeout and are retried.",
     )
+    worker_max_concurrent_activities: int = Field(
+        default=16,
+        ge=1,
+        le=1_000,
+        description="Activities one `duly worker` runs at once: the size of its activity thread "
+        "pool (activities are synchronous SQLAlchemy and provider calls). Keep it at or below "
+        "the database pool (10 + 10 overflow) per worker.",
+    )
     worker_max_cached_workflows: int | None = Field(
         default=None,
         ge=0,

@@ -175,7 +175,12 @@ async def run_worker(settings: Settings) -> None:
     if settings.worker_max_cached_workflows is not None:
         tuning["max_cached_workflows"] = settings.worker_max_cached_workflows
     worker = build_worker(
-        client, task_queue=settings.temporal_task_queue, db=db, settings=settings, **tuning
+        client,
+        task_queue=settings.temporal_task_queue,
+        db=db,
+        max_threads=settings.worker_max_concurrent_activities,
+        settings=settings,
+        **tuning,
     )
     if await ensure_sweep_schedule(client, settings.temporal_task_queue):
         log.info("created the daily status sweep schedule %r", SWEEP_SCHEDULE_ID)

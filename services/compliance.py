@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from domain.statuses import (
@@ -276,12 +276,16 @@ def summary(session: Session, *, audience: Audience, today: date) -> Summary:
     expiring = expired = 0
     # Two range reads instead of one OR (which no index answers): certifications expiring by
     # the end of the window, and those whose status already says expired (any date).
-    window = audience.where(
-        select(Obligation.status, Obligation.expiry_date < today, func.count())
+    # Grouped by the subquery's output column: PostgreSQL does not match ``expiry_date < $1``
+    # in the select list with ``expiry_date < $2`` in GROUP BY (two bind parameters).
+    in_window = audience.where(
+        select(Obligation.status.label("status"), (Obligation.expiry_date < today).label("past"))
         .where(Obligation.kind == "certification")
         .where(Obligation.expiry_date <= soon)
         .where(Obligation.status.notin_(CLOSED_STATUSES))
-        .group_by(Obligation.status, Obligation.expiry_date < today)
+    ).subquery("window")
+    window = select(in_window.c.status, in_window.c.past, func.count()).group_by(
+        in_window.c.status, in_window.c.past
     )
     for status, past, count in session.execute(window):
         if past or status in EXPIRED_STATUSES:
@@ -442,17 +446,31 @@ def at_risk(
         Obligation.kind == "certification",
         or_(Obligation.expiry_date < today, status.in_(EXPIRED_STATUSES)),
     )
-    overdue = func.sum(case((status.in_(OVERDUE_STATUSES), 1), else_=0))
-    expired = func.sum(case((cert_expired, 1), else_=0))
-    found = session.execute(
+    # Two disjoint range reads instead of one OR over every row: the overdue rows (an expired
+    # status is an overdue one), and certifications past expiry whose status says neither.
+    # EXPIRED_STATUSES is a subset of OVERDUE_STATUSES, so together they are exactly
+    # "not closed and (overdue or expired)".
+    flagged = union_all(
         audience.where(
-            select(Obligation.person_id, overdue, expired)
-            .where(status.notin_(CLOSED_STATUSES))
-            .where(or_(status.in_(OVERDUE_STATUSES), cert_expired))
-            .group_by(Obligation.person_id)
-            .order_by(overdue.desc(), expired.desc(), Obligation.person_id)
-            .limit(limit)
-        )
+            select(
+                Obligation.person_id.label("pid"),
+                literal(1).label("overdue"),
+                case((cert_expired, 1), else_=0).label("expired"),
+            ).where(status.in_(OVERDUE_STATUSES))
+        ),
+        audience.where(
+            select(Obligation.person_id, literal(0), literal(1))
+            .where(Obligation.kind == "certification", Obligation.expiry_date < today)
+            .where(status.notin_(OVERDUE_STATUSES | CLOSED_STATUSES))
+        ),
+    ).subquery("flagged")
+    overdue = func.sum(flagged.c.overdue)
+    expired = func.sum(flagged.c.expired)
+    found = session.execute(
+        select(flagged.c.pid, overdue, expired)
+        .group_by(flagged.c.pid)
+        .order_by(overdue.desc(), expired.desc(), flagged.c.pid)
+        .limit(limit)
     ).all()
     ids = [row[0] for row in found]
     soon = today + timedelta(days=WINDOW_DAYS)

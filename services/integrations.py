@@ -44,6 +44,7 @@ from services.connectors.base import Batch, Connector, ConnectorError, Enrolment
 from services.connectors.csvdrop import CsvDropConnector, resolve_folder
 from services.connectors.lrs import LrsConnector
 from services.connectors.moodle import STUDENT_ROLE, MoodleConnector
+from services.errors import Invalid, NotFound
 from store import audit
 from store.db import Database, committed
 from store.integrations import Integration
@@ -54,12 +55,12 @@ log = logging.getLogger("duly.integrations")
 Kind = Literal["moodle", "xapi_lrs", "csv_drop"]
 
 
-class IntegrationInvalid(ValueError):
-    """The configuration cannot work (the message says what to change)."""
+class IntegrationInvalid(Invalid, ValueError):
+    """The configuration cannot work (the message says what to change); an HTTP 422."""
 
 
-class UnknownIntegration(LookupError):
-    """No integration has this id."""
+class UnknownIntegration(NotFound, LookupError):
+    """No integration has this id; an HTTP 404."""
 
 
 # --- configuration ------------------------------------------------------------------------------

@@ -57,8 +57,9 @@ def compliance_pdf(
         generated_at: The current instant (printed, and the PDF's creation date).
     """
     at = report_instant(day, generated_at)
-    headline = compliance.as_of_counts(session, audience=audience, at=at)
     points = compliance.trend(session, audience=audience, now=at, months=12)
+    # The trend's last point is counted at ``at`` itself: the headline, not a second count.
+    headline = points[-1]
     rows = compliance.requirements_at(session, audience=audience, at=at)
 
     # fpdf2 (and fontTools under it) costs seconds to import: only the report pays for it.

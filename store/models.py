@@ -175,13 +175,47 @@ class DecisionRecord(Base):
 
     __table_args__ = (
         Index("ix_decisions_workflow_decided", "workflow_id", "decided_at"),
-        # As-of counts and the trend: two range reads of this index alone (in force, ended).
-        Index("ix_decisions_interval", "superseded_at", "decided_at", "status", "person_id"),
+        # As-of counts and the trend: two range reads of this index alone (in force, ended);
+        # requirement_id so a month snapshot (DecisionSnapshot) is built from it alone too.
+        Index(
+            "ix_decisions_interval",
+            "superseded_at",
+            "decided_at",
+            "status",
+            "person_id",
+            "requirement_id",
+        ),
         Index(
             "ix_decisions_person_requirement_decided", "person_id", "requirement_id", "decided_at"
         ),
-        Index("ix_decisions_decided_at", "decided_at"),
+        # What changed since a snapshot: a range read on decided_at that covers the rest of
+        # the count (migration 0020; it replaced the plain ix_decisions_decided_at).
+        Index(
+            "ix_decisions_decided_cover", "decided_at", "superseded_at", "status", "requirement_id"
+        ),
     )
+
+
+class DecisionSnapshot(Base):
+    """Organisation-wide counts of the decisions in force at the end of a month.
+
+    A cache of :func:`store.decisions.status_counts_at` for the whole organisation, per
+    requirement and status, so the 12-month trend and as-of counts read a few hundred rows plus
+    the decisions recorded since the month's end instead of every decision.
+    ``store.decisions.record_decision`` deletes the snapshots of every month ending at or after
+    the decision's ``decided_at`` (the only months it changes); readers rebuild a missing month
+    (and the daily sweep warms the last 13). Each built month has a marker row
+    (``requirement_id`` and ``status`` empty, ``obligations``: the month's total).
+    """
+
+    __tablename__ = "decision_snapshots"
+
+    #: YYYY-MM: counted at the month's last microsecond (UTC).
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    requirement_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32), primary_key=True)
+    obligations: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Notification(Base):

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from sqlalchemy import select
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
 from domain.roles import Role
-from duly.settings import Settings
-from duly.worker import build_worker
-from store.db import Database
-from store.migrate import upgrade
 from store.models import Certificate
 from store.tokens import create_token
-from tests.conftest import create_postgres_database, drop_postgres_database, wheel_binary
+from tests.e2e_stack import Stack, eventually, serving
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -37,93 +26,29 @@ e-peer,Edsger Dijkstra,edsger@example.com,+15550000004,nurse,Radiology,Denver,Am
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Stack:
-    http: httpx.AsyncClient
-    db: Database
-    tokens: dict[str, str]
-
-    def auth(self, who: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[who]}"}
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, what: str = "condition"
-) -> Any:
-    """Poll ``check`` until it returns something truthy (workflows are asynchronous)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def stack() -> AsyncIterator[Stack]:
-    url, name = create_postgres_database()
-    upgrade(url)
-    db = Database(url)
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=wheel_binary("temporal"),
-    )
-    port = free_port()
-    # The tests poll the API while workflows catch up: the limiter stays in the path, but with
-    # room for polling (its limits are tested in tests/api/test_limits.py).
-    settings = Settings(
-        env="test",
-        database_url=url,
-        api_port=port,
-        temporal_task_queue="e2e-duly",
-        rate_limit_per_token="100000/minute",
-    )
-    app = create_app(settings, database=db, temporal_client=env.client)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    try:
-        async with build_worker(env.client, task_queue="e2e-duly", db=db):
-            while not server.started:
-                await asyncio.sleep(0.05)
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
-                with db.session() as session:
-                    tokens = {"hr": create_token(session, role=Role.HR_ADMIN, label="e2e")}
-                response = await http.post(
-                    "/people/import",
-                    content=PEOPLE_CSV,
-                    headers={
-                        **{"Authorization": f"Bearer {tokens['hr']}"},
-                        "Content-Type": "text/csv",
-                    },
-                )
-                assert response.status_code == 200, response.text
-                assert response.json()["created"] == 4
-                with db.session() as session:
-                    tokens["nurse"] = create_token(
-                        session, role=Role.LEARNER, person_external_id="e-nurse"
-                    )
-                    tokens["peer"] = create_token(
-                        session, role=Role.LEARNER, person_external_id="e-peer"
-                    )
-                    tokens["boss"] = create_token(
-                        session, role=Role.MANAGER, person_external_id="e-boss"
-                    )
-                    tokens["auditor"] = create_token(session, role=Role.AUDITOR)
-                yield Stack(http=http, db=db, tokens=tokens)
-    finally:
-        server.should_exit = True
-        await serving
-        await env.shutdown()
-        db.dispose()
-        drop_postgres_database(name)
+    async with serving("e2e-duly") as stack:
+        http, db = stack.http, stack.db
+        with db.session() as session:
+            tokens = {"hr": create_token(session, role=Role.HR_ADMIN, label="e2e")}
+        response = await http.post(
+            "/people/import",
+            content=PEOPLE_CSV,
+            headers={
+                **{"Authorization": f"Bearer {tokens['hr']}"},
+                "Content-Type": "text/csv",
+            },
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["created"] == 4
+        with db.session() as session:
+            tokens["nurse"] = create_token(session, role=Role.LEARNER, person_external_id="e-nurse")
+            tokens["peer"] = create_token(session, role=Role.LEARNER, person_external_id="e-peer")
+            tokens["boss"] = create_token(session, role=Role.MANAGER, person_external_id="e-boss")
+            tokens["auditor"] = create_token(session, role=Role.AUDITOR)
+        stack.tokens.update(tokens)
+        yield stack
 
 
 async def test_assign_remind_acknowledge_complete(stack: Stack) -> None:

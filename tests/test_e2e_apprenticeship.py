@@ -10,32 +10,21 @@ record read back.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from sqlalchemy import select
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
 from domain.roles import Role
-from duly.settings import Settings
-from duly.worker import build_worker
 from rules.loader import load_pack
 from store.apprenticeships import ApprenticeshipHours
-from store.db import Database
-from store.migrate import upgrade
 from store.packs import Migration, deploy
 from store.tokens import create_token
-from tests.conftest import create_postgres_database, drop_postgres_database, wheel_binary
-from tests.test_e2e import Stack, eventually, free_port
+from tests.e2e_stack import Stack, eventually, serving
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -50,58 +39,30 @@ UNIT_1 = "https://lms.summit-vcs.example.com/xapi/activities/neiep-y1-unit-1"
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def stack() -> AsyncIterator[Stack]:
-    url, name = create_postgres_database()
-    upgrade(url)
-    db = Database(url)
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=wheel_binary("temporal"),
-    )
-    port = free_port()
-    settings = Settings(
-        env="test",
-        database_url=url,
-        api_port=port,
-        temporal_task_queue="e2e-apprenticeship",
-        rate_limit_per_token="100000/minute",
-    )
-    app = create_app(settings, database=db, temporal_client=env.client)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    try:
-        async with build_worker(env.client, task_queue="e2e-apprenticeship", db=db):
-            while not server.started:
-                await asyncio.sleep(0.05)
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
-                with db.session() as session:
-                    # The pack is HR's setup, not what is under test: stored and activated.
-                    deploy(
-                        session,
-                        load_pack(FIELD),
-                        author="e2e",
-                        message=None,
-                        migration=Migration.GRANDFATHER,
-                    )
-                    tokens = {"hr": create_token(session, role=Role.HR_ADMIN, label="e2e")}
-                imported = await http.post(
-                    "/people/import",
-                    content=PEOPLE_CSV,
-                    headers={"Authorization": f"Bearer {tokens['hr']}", "Content-Type": "text/csv"},
-                )
-                assert imported.status_code == 200, imported.text
-                with db.session() as session:
-                    for who, person in (("apprentice", "a-app"), ("supervisor", "a-jw")):
-                        tokens[who] = create_token(
-                            session, role=Role.LEARNER, person_external_id=person
-                        )
-                    tokens["lms"] = create_token(session, role=Role.INTEGRATION, label="lms")
-                yield Stack(http=http, db=db, tokens=tokens)
-    finally:
-        server.should_exit = True
-        await serving
-        await env.shutdown()
-        db.dispose()
-        drop_postgres_database(name)
+    async with serving("e2e-apprenticeship") as stack:
+        http, db = stack.http, stack.db
+        with db.session() as session:
+            # The pack is HR's setup, not what is under test: stored and activated.
+            deploy(
+                session,
+                load_pack(FIELD),
+                author="e2e",
+                message=None,
+                migration=Migration.GRANDFATHER,
+            )
+            tokens = {"hr": create_token(session, role=Role.HR_ADMIN, label="e2e")}
+        imported = await http.post(
+            "/people/import",
+            content=PEOPLE_CSV,
+            headers={"Authorization": f"Bearer {tokens['hr']}", "Content-Type": "text/csv"},
+        )
+        assert imported.status_code == 200, imported.text
+        with db.session() as session:
+            for who, person in (("apprentice", "a-app"), ("supervisor", "a-jw")):
+                tokens[who] = create_token(session, role=Role.LEARNER, person_external_id=person)
+            tokens["lms"] = create_token(session, role=Role.INTEGRATION, label="lms")
+        stack.tokens.update(tokens)
+        yield stack
 
 
 async def test_enrol_log_approve_evaluate_and_read_progress_back(stack: Stack) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, status
+from fastapi import APIRouter, Depends, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
@@ -73,14 +73,6 @@ class SyncAnswer(BaseModel):
     workflow_id: str
 
 
-def _unknown(exc: service.UnknownIntegration) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc))
-
-
-def _invalid(exc: service.IntegrationInvalid) -> HTTPException:
-    return HTTPException(422, detail=str(exc))
-
-
 async def _schedule(temporal: TemporalDep, row: IntegrationRead, settings: Settings) -> str:
     try:
         client = await temporal()
@@ -110,22 +102,19 @@ async def create_integration(
     settings: SettingsDep,
 ) -> IntegrationAnswer:
     """Store the integration (audited) and create its schedule."""
-    try:
-        row = await committed(
+    row = await committed(
+        session,
+        lambda: service.create_integration(
             session,
-            lambda: service.create_integration(
-                session,
-                name=body.name,
-                kind=body.kind,
-                config=body.config,
-                secret_ref=body.secret_ref,
-                enabled=body.enabled,
-                actor=principal.actor,
-                actor_role=principal.role.value,
-            ),
-        )
-    except service.IntegrationInvalid as exc:
-        raise _invalid(exc) from exc
+            name=body.name,
+            kind=body.kind,
+            config=body.config,
+            secret_ref=body.secret_ref,
+            enabled=body.enabled,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+        ),
+    )
     return IntegrationAnswer(integration=row, schedule=await _schedule(temporal, row, settings))
 
 
@@ -139,10 +128,7 @@ def get_integration(
     integration_id: IntegrationId, session: SessionDep, principal: HrAdmin
 ) -> IntegrationRead:
     """The integration, its cursor and how its last sync went."""
-    try:
-        return service.get_integration(session, integration_id=integration_id)
-    except service.UnknownIntegration as exc:
-        raise _unknown(exc) from exc
+    return service.get_integration(session, integration_id=integration_id)
 
 
 @router.patch(
@@ -160,24 +146,19 @@ async def update_integration(
     settings: SettingsDep,
 ) -> IntegrationAnswer:
     """Change config, secret reference or enabled (audited); the schedule follows."""
-    try:
-        row = await committed(
+    row = await committed(
+        session,
+        lambda: service.update_integration(
             session,
-            lambda: service.update_integration(
-                session,
-                integration_id=integration_id,
-                actor=principal.actor,
-                actor_role=principal.role.value,
-                config=body.config,
-                secret_ref=body.secret_ref,
-                enabled=body.enabled,
-                reset_cursor=body.reset_cursor,
-            ),
-        )
-    except service.UnknownIntegration as exc:
-        raise _unknown(exc) from exc
-    except service.IntegrationInvalid as exc:
-        raise _invalid(exc) from exc
+            integration_id=integration_id,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            config=body.config,
+            secret_ref=body.secret_ref,
+            enabled=body.enabled,
+            reset_cursor=body.reset_cursor,
+        ),
+    )
     return IntegrationAnswer(integration=row, schedule=await _schedule(temporal, row, settings))
 
 
@@ -194,18 +175,15 @@ async def delete_integration(
     temporal: TemporalDep,
 ) -> None:
     """Delete the integration (audited) and its schedule; its dead letters stay."""
-    try:
-        await committed(
+    await committed(
+        session,
+        lambda: service.delete_integration(
             session,
-            lambda: service.delete_integration(
-                session,
-                integration_id=integration_id,
-                actor=principal.actor,
-                actor_role=principal.role.value,
-            ),
-        )
-    except service.UnknownIntegration as exc:
-        raise _unknown(exc) from exc
+            integration_id=integration_id,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+        ),
+    )
     # A schedule left behind (Temporal down) only runs syncs that find no row.
     with suppress(Exception):
         await service.remove_schedule(await temporal(), integration_id)
@@ -224,12 +202,9 @@ async def test_integration(
     settings: SettingsDep,
 ) -> TestAnswer:
     """Reach the source with the integration's credentials; ``ok`` false says why."""
-    try:
-        ok, detail = await service.check_connection(
-            session, integration_id=integration_id, settings=settings
-        )
-    except service.UnknownIntegration as exc:
-        raise _unknown(exc) from exc
+    ok, detail = await service.check_connection(
+        session, integration_id=integration_id, settings=settings
+    )
     return TestAnswer(ok=ok, detail=detail)
 
 
@@ -248,12 +223,9 @@ async def sync_integration(
     settings: SettingsDep,
 ) -> SyncAnswer:
     """Start a sync outside the schedule (one at a time; a running one is answered)."""
-    try:
-        await committed(
-            session, lambda: service.get_integration(session, integration_id=integration_id)
-        )
-    except service.UnknownIntegration as exc:
-        raise _unknown(exc) from exc
+    await committed(
+        session, lambda: service.get_integration(session, integration_id=integration_id)
+    )
     workflow_id = await service.sync_now(
         await temporal(), integration_id=integration_id, settings=settings, trigger="api"
     )

@@ -109,12 +109,12 @@ def _seed(db: Database) -> None:
 
 
 @pytest.fixture
-def client(sqlite_db: Database) -> Iterator[TestClient]:
-    _seed(sqlite_db)
+def client(db: Database) -> Iterator[TestClient]:
+    _seed(db)
     settings = Settings(env="test", temporal_address="127.0.0.1:1", rate_limit_per_token="off")
     app = create_app(
         settings,
-        database=sqlite_db,
+        database=db,
         temporal_client=FakeTemporal(),  # type: ignore[arg-type]
         clock=fixed_clock,
     )
@@ -132,8 +132,8 @@ def _numbers(body: dict[str, Any]) -> tuple[int, ...]:
     return tuple(body[k] for k in ("total", "completed", "in_progress", "overdue", "due_30"))
 
 
-def test_org_summary_counts_every_bucket(client: TestClient, sqlite_db: Database) -> None:
-    body = _get(client, sqlite_db, Role.HR_ADMIN, "/compliance/summary?scope=org")
+def test_org_summary_counts_every_bucket(client: TestClient, db: Database) -> None:
+    body = _get(client, db, Role.HR_ADMIN, "/compliance/summary?scope=org")
     assert _numbers(body) == (7, 3, 2, 2, 2)
     assert body["rate"] == round(3 / 7, 4)
     assert body["cert_expiring_30"] == 1
@@ -142,54 +142,50 @@ def test_org_summary_counts_every_bucket(client: TestClient, sqlite_db: Database
     assert body["today"] == TODAY.isoformat()
 
 
-def test_scopes_follow_the_callers_rows(client: TestClient, sqlite_db: Database) -> None:
-    team = _get(client, sqlite_db, Role.MANAGER, "/compliance/summary?scope=team", "p-1010")
+def test_scopes_follow_the_callers_rows(client: TestClient, db: Database) -> None:
+    team = _get(client, db, Role.MANAGER, "/compliance/summary?scope=team", "p-1010")
     assert _numbers(team) == (5, 2, 2, 1, 2)
     assert team["label"].startswith("Team of ")
     # HR asks for the same team by name and gets the same numbers.
-    hr_team = _get(
-        client, sqlite_db, Role.HR_ADMIN, "/compliance/summary?scope=team&manager=p-1010"
-    )
+    hr_team = _get(client, db, Role.HR_ADMIN, "/compliance/summary?scope=team&manager=p-1010")
     assert _numbers(hr_team) == _numbers(team)
     # A manager's "org" is still only what they may see (their team and themself).
-    assert _numbers(
-        _get(client, sqlite_db, Role.MANAGER, "/compliance/summary", "p-1010")
-    ) == _numbers(team)
-    learner = _get(client, sqlite_db, Role.LEARNER, "/compliance/summary", "p-1020")
+    assert _numbers(_get(client, db, Role.MANAGER, "/compliance/summary", "p-1010")) == _numbers(
+        team
+    )
+    learner = _get(client, db, Role.LEARNER, "/compliance/summary", "p-1020")
     assert _numbers(learner) == (2, 2, 0, 0, 0)
     nursing = _get(
-        client, sqlite_db, Role.HR_ADMIN, "/compliance/summary?scope=department&department=Nursing"
+        client, db, Role.HR_ADMIN, "/compliance/summary?scope=department&department=Nursing"
     )
     assert nursing["total"] == 6
     # Another manager's team is not found for a manager, and not probed.
     refused = client.get(
         "/compliance/summary?scope=team&manager=p-1011",
-        headers=bearer(sqlite_db, Role.MANAGER, "p-1010"),
+        headers=bearer(db, Role.MANAGER, "p-1010"),
     )
     assert refused.status_code == 404
-    no_person = client.get(
-        "/compliance/summary?scope=team", headers=bearer(sqlite_db, Role.AUDITOR)
-    )
+    no_person = client.get("/compliance/summary?scope=team", headers=bearer(db, Role.AUDITOR))
     assert no_person.status_code == 422
 
 
-def test_breakdowns(client: TestClient, sqlite_db: Database) -> None:
-    by_department = _get(client, sqlite_db, Role.HR_ADMIN, "/compliance/breakdown?by=department")
+def test_breakdowns(client: TestClient, db: Database) -> None:
+    by_department = _get(client, db, Role.HR_ADMIN, "/compliance/breakdown?by=department")
     assert {r["key"]: r["total"] for r in by_department} == {"Nursing": 6, "Radiology": 1}
-    by_team = _get(client, sqlite_db, Role.HR_ADMIN, "/compliance/breakdown?by=team")
+    by_team = _get(client, db, Role.HR_ADMIN, "/compliance/breakdown?by=team")
     assert {r["key"]: r["total"] for r in by_team} == {"p-1010": 5, "p-1011": 1, "p-1012": 1}
-    by_requirement = _get(client, sqlite_db, Role.HR_ADMIN, "/compliance/breakdown")
+    by_requirement = _get(client, db, Role.HR_ADMIN, "/compliance/breakdown")
     hipaa = next(r for r in by_requirement if r["key"] == "hipaa")
     assert (hipaa["total"], hipaa["completed"], hipaa["overdue"]) == (4, 2, 1)
     assert hipaa["label"] == "HIPAA"
-    by_category = _get(client, sqlite_db, Role.HR_ADMIN, "/compliance/breakdown?by=category")
+    by_category = _get(client, db, Role.HR_ADMIN, "/compliance/breakdown?by=category")
     assert {r["key"]: r["total"] for r in by_category} == {"training": 5, "certification": 2}
-    by_location = _get(client, sqlite_db, Role.HR_ADMIN, "/compliance/breakdown?by=location")
+    by_location = _get(client, db, Role.HR_ADMIN, "/compliance/breakdown?by=location")
     assert {r["key"]: r["total"] for r in by_location} == {"Boston": 5, "Chicago": 1, "Denver": 1}
     # Direct and indirect reports: p-1002 manages p-1010, who manages p-1020..p-1024.
     reports = _get(
         client,
-        sqlite_db,
+        db,
         Role.HR_ADMIN,
         "/compliance/breakdown?by=report&scope=team&manager=p-1002",
     )
@@ -199,39 +195,37 @@ def test_breakdowns(client: TestClient, sqlite_db: Database) -> None:
         "p-1022": (2, 2),
         "p-1025": (2, 1),
     }
-    mine = _get(
-        client, sqlite_db, Role.MANAGER, "/compliance/breakdown?by=report&scope=team", "p-1010"
-    )
+    mine = _get(client, db, Role.MANAGER, "/compliance/breakdown?by=report&scope=team", "p-1010")
     assert {r["key"]: r["depth"] for r in mine} == {"p-1020": 1, "p-1021": 1, "p-1022": 1}
 
 
-def test_at_risk_people(client: TestClient, sqlite_db: Database) -> None:
-    everyone = _get(client, sqlite_db, Role.HR_ADMIN, "/compliance/at-risk")
+def test_at_risk_people(client: TestClient, db: Database) -> None:
+    everyone = _get(client, db, Role.HR_ADMIN, "/compliance/at-risk")
     assert [(p["person"], p["overdue"], p["cert_expired"]) for p in everyone] == [
         ("p-1025", 1, 1),
         ("p-1021", 1, 0),
     ]
-    team = _get(client, sqlite_db, Role.MANAGER, "/compliance/at-risk?scope=team", "p-1010")
+    team = _get(client, db, Role.MANAGER, "/compliance/at-risk?scope=team", "p-1010")
     assert [p["person"] for p in team] == ["p-1021"]
     assert team[0]["manager"] == "p-1010"
 
 
-def test_csv_exports_escape_formulas(client: TestClient, sqlite_db: Database) -> None:
-    answer = client.get("/compliance/at-risk?format=csv", headers=bearer(sqlite_db, Role.HR_ADMIN))
+def test_csv_exports_escape_formulas(client: TestClient, db: Database) -> None:
+    answer = client.get("/compliance/at-risk?format=csv", headers=bearer(db, Role.HR_ADMIN))
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/csv")
     assert "attachment" in answer.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(answer.text)))
     assert [r["person"] for r in rows] == ["p-1025", "p-1021"]
     assert rows[1]["name"] == "'" + HOSTILE_NAME
-    summary = client.get("/compliance/summary?format=csv", headers=bearer(sqlite_db, Role.HR_ADMIN))
+    summary = client.get("/compliance/summary?format=csv", headers=bearer(db, Role.HR_ADMIN))
     (row,) = list(csv.DictReader(io.StringIO(summary.text)))
     assert (row["total"], row["overdue"], row["rate"]) == ("7", "2", str(round(3 / 7, 4)))
 
 
-def test_as_of_answers_the_recorded_decision(client: TestClient, sqlite_db: Database) -> None:
+def test_as_of_answers_the_recorded_decision(client: TestClient, db: Database) -> None:
     url = "/compliance/as-of?person=p-1021&requirement=hipaa&at="
-    then = _get(client, sqlite_db, Role.AUDITOR, url + "2026-05-25T00:00:00Z")
+    then = _get(client, db, Role.AUDITOR, url + "2026-05-25T00:00:00Z")
     assert then["found"] is True
     assert (then["status"], then["rule"], then["pack_hash"]) == (
         "due_soon",
@@ -242,26 +236,24 @@ def test_as_of_answers_the_recorded_decision(client: TestClient, sqlite_db: Data
     assert then["trigger"] == "stage: -7d"
     assert then["decided_at"].startswith("2026-05-20T09:00:00")
     # The instant a decision was made is when it starts to be in force.
-    exact = _get(client, sqlite_db, Role.AUDITOR, url + "2026-06-02T04:00:00Z")
+    exact = _get(client, db, Role.AUDITOR, url + "2026-06-02T04:00:00Z")
     assert exact["status"] == "overdue"
-    before = _get(client, sqlite_db, Role.AUDITOR, url + "2026-06-02T03:59:59Z")
+    before = _get(client, db, Role.AUDITOR, url + "2026-06-02T03:59:59Z")
     assert before["status"] == "due_soon"
-    never = _get(client, sqlite_db, Role.AUDITOR, url + "2026-01-01T00:00:00Z")
+    never = _get(client, db, Role.AUDITOR, url + "2026-01-01T00:00:00Z")
     assert never["found"] is False
     # A learner may not ask about someone else.
-    other = client.get(
-        url + "2026-05-25T00:00:00Z", headers=bearer(sqlite_db, Role.LEARNER, "p-1020")
-    )
+    other = client.get(url + "2026-05-25T00:00:00Z", headers=bearer(db, Role.LEARNER, "p-1020"))
     assert other.status_code == 404
-    counts = _get(client, sqlite_db, Role.HR_ADMIN, "/compliance/as-of?at=2026-05-25T00:00:00Z")
+    counts = _get(client, db, Role.HR_ADMIN, "/compliance/as-of?at=2026-05-25T00:00:00Z")
     assert counts["statuses"] == {"completed": 1, "due_soon": 1}
     assert (counts["total"], counts["completed"], counts["rate"]) == (2, 1, 0.5)
-    half = client.get("/compliance/as-of?person=p-1021", headers=bearer(sqlite_db, Role.HR_ADMIN))
+    half = client.get("/compliance/as-of?person=p-1021", headers=bearer(db, Role.HR_ADMIN))
     assert half.status_code == 422
 
 
-def test_trend_reads_recorded_decisions(client: TestClient, sqlite_db: Database) -> None:
-    points = _get(client, sqlite_db, Role.HR_ADMIN, "/compliance/trend")
+def test_trend_reads_recorded_decisions(client: TestClient, db: Database) -> None:
+    points = _get(client, db, Role.HR_ADMIN, "/compliance/trend")
     months = [p["month"] for p in points]
     assert (len(months), months[0], months[-1]) == (12, "2025-07", "2026-06")
     by_month = {p["month"]: (p["total"], p["completed"], p["overdue"]) for p in points}
@@ -272,7 +264,7 @@ def test_trend_reads_recorded_decisions(client: TestClient, sqlite_db: Database)
     assert by_month["2026-05"] == (2, 1, 0)
     assert by_month["2026-06"] == (2, 1, 1)
     assert points[-1]["at"].startswith(NOW.isoformat()[:19])
-    team = _get(client, sqlite_db, Role.LEARNER, "/compliance/trend?months=3", "p-1020")
+    team = _get(client, db, Role.LEARNER, "/compliance/trend?months=3", "p-1020")
     assert [(p["month"], p["completed"]) for p in team] == [
         ("2026-04", 1),
         ("2026-05", 1),

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import exc as sa_exc
 
 from api.app import create_app
 from domain.roles import Role
@@ -119,3 +120,44 @@ def test_an_unexpected_error_is_json_without_internals(
     detail = response.json()["detail"]
     assert detail.startswith("internal error (ref ") and "/tmp" not in detail
     assert "RuntimeError" in caplog.text
+
+
+class _Driver(Exception):
+    """Stands in for a DBAPI exception (the driver's own classes need a live connection)."""
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (sa_exc.OperationalError("SELECT 1", {}, _Driver("connection refused")), 503),
+        (sa_exc.InterfaceError("SELECT 1", {}, _Driver("connection already closed")), 503),
+        (
+            sa_exc.DBAPIError(
+                "SELECT 1", {}, _Driver("server closed the connection"), connection_invalidated=True
+            ),
+            503,
+        ),
+        (sa_exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached"), 503),
+        # Not an outage: the request's own fault or a bug stays a 500 (never a retry loop).
+        (sa_exc.IntegrityError("INSERT", {}, _Driver("duplicate key")), 500),
+        (sa_exc.ProgrammingError("SELECT", {}, _Driver("no such column")), 500),
+    ],
+)
+def test_a_database_outage_answers_503_with_retry_after(
+    app: FastAPI, client: TestClient, error: Exception, expected: int
+) -> None:
+    @app.get("/db")  # type: ignore[untyped-decorator]
+    def db() -> None:
+        raise error
+
+    response = client.get("/db")
+    assert response.status_code == expected
+    assert response.headers["content-type"].startswith("application/json")
+    detail = response.json()["detail"]
+    if expected == 503:
+        assert int(response.headers["Retry-After"]) > 0
+        assert "database" in detail and "try again" in detail
+        assert "connection refused" not in detail  # the driver's message stays in the log
+    else:
+        assert "Retry-After" not in response.headers
+        assert detail.startswith("internal error (ref ")

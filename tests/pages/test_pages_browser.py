@@ -1,4 +1,4 @@
-"""Each role's daily work in Chromium: sign in, read, act, download; accessibility basics."""
+"""Each role's daily work in Chromium: sign in, read, act, download; accessibility (axe-core)."""
 
 from __future__ import annotations
 
@@ -62,9 +62,28 @@ A11Y = """
 """
 
 
+#: axe-core impacts that fail a page: every one (the pages had none of any impact when axe was
+#: added; serious and critical are the floor if a moderate or minor rule ever proves noisy).
+AXE_FAILS = ("critical", "serious", "moderate", "minor")
+
+
 def check_a11y(page: Any) -> None:
+    """The home-made structural checks, then axe-core's rules, both offline.
+
+    axe-core comes inside the ``axe-playwright-python`` wheel (``axe.min.js``) and is injected
+    into the page by Playwright: nothing is downloaded at run time.
+    """
+    from axe_playwright_python.sync_playwright import Axe
+
     problems = page.evaluate(A11Y)
     assert problems == [], f"{page.url}: {problems}"
+    found = Axe().run(page).response["violations"]
+    failing = [v for v in found if v["impact"] in AXE_FAILS]
+    report = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}"
+        for v in found
+    ]
+    assert not failing, f"{page.url}: axe-core violations: {report}"
 
 
 def test_sign_in_by_link_see_obligations_acknowledge(site: LiveSite, context: Any) -> None:
@@ -76,6 +95,7 @@ def test_sign_in_by_link_see_obligations_acknowledge(site: LiveSite, context: An
     page.get_by_label("Work email").fill(LEARNER_EMAIL)
     page.get_by_role("button", name="Send link").click()
     expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+    check_a11y(page)
 
     email = last_email_text(site.sendgrid)
     found = re.search(r"(/ui/sign-in/link/[A-Za-z0-9._-]+)", email)
@@ -92,6 +112,7 @@ def test_sign_in_by_link_see_obligations_acknowledge(site: LiveSite, context: An
         assert row.status == "sent" and row.provider == "sendgrid"
 
     page.goto(link)  # a GET never signs in: it asks for a click
+    check_a11y(page)
     with site.db.session() as session:
         assert session.scalar(select(UsedSignInLink)) is None
     page.get_by_role("button", name="Sign in").click()
@@ -151,6 +172,7 @@ def test_keyboard_only_preferences_and_focus_order(site: LiveSite, context: Any)
     page = context.new_page()
     sign_in_with_token(page, site.tokens["learner"])
     page.goto("/ui/me")
+    check_a11y(page)
     # Focus order follows the document: the skip link first, then the navigation.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"

@@ -16,7 +16,7 @@ from domain.contracts.sweep import SweepRequest
 from duly.worker import build_worker
 from rules.loader import load_pack
 from store.db import Database
-from store.models import Obligation, Person
+from store.models import DecisionSnapshot, Obligation, Person
 from store.packs import Migration, deploy
 from tests.conftest import wheel_binary
 from workflows.sweep import StatusSweepWorkflow
@@ -80,6 +80,10 @@ def test_sweep_updates_changed_statuses_only(db: Database, rounds: int) -> None:
         "not-in-pack": "assigned",
         "adhoc": "due_soon",
     }
+    with db.session() as session:
+        # The sweep rebuilt the last 13 month-end snapshots the dashboards start from.
+        months = set(session.scalars(select(DecisionSnapshot.month).distinct()))
+    assert len(months) == 13 and max(months) == "2026-10", months
 
 
 @pytest.mark.asyncio

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -15,8 +16,15 @@ from duly.demo import load_demo_people
 from duly.settings import Settings
 from rules.loader import load_pack
 from store.db import Database
-from store.decisions import in_force, record_decision, requirement_counts_at, status_counts_at
-from store.models import DecisionRecord, Person
+from store.decisions import (
+    in_force,
+    month_end,
+    record_decision,
+    refresh_snapshots,
+    requirement_counts_at,
+    status_counts_at,
+)
+from store.models import DecisionRecord, DecisionSnapshot, Person
 from store.packs import Migration, deploy
 
 MEDICAL = Path(__file__).parents[2] / "rules" / "packs" / "medical-practice"
@@ -186,3 +194,87 @@ def test_superseded_at_is_kept_when_decisions_arrive_out_of_order(db: Database) 
         assert status_counts_at(session, instants=instants, person_ids=[person_id + 1]) == {
             at: {} for at in instants
         }
+
+
+def test_month_snapshots_answer_what_a_recount_answers(db: Database) -> None:
+    """Snapshot + what changed since == a recount from every decision == brute force.
+
+    A seeded history over five months, recorded out of order in two rounds: the first round's
+    queries build month snapshots; the second round's decisions land in those months (late
+    ones that supersede a decision mid-month, or slot in before a later one), so a stale
+    snapshot would show.
+    """
+    rng = random.Random(20)
+    statuses = ["assigned", "due_soon", "overdue", "completed", "exempt", "cancelled"]
+    with db.session() as session:
+        assert load_demo_people(session).errors == []
+        people = [
+            session.scalar(select(Person.id).where(Person.external_id == ext))
+            for ext in ("p-1020", "p-1021", "p-1022")
+        ]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    writes = []
+    for person_id in people:
+        assert person_id is not None
+        for requirement in ("fire", "hipaa", "bls", "osha"):
+            for _ in range(rng.randint(1, 5)):
+                # Some on a month's last microsecond: the snapshot instant itself.
+                if rng.random() < 0.15:
+                    at = month_end(f"2026-{rng.randint(1, 5):02d}")
+                else:
+                    at = start + timedelta(seconds=rng.randint(0, 150 * 86400))
+                writes.append((person_id, requirement, rng.choice(statuses), at))
+    rng.shuffle(writes)
+    now = datetime(2026, 6, 12, 9, 30, tzinfo=UTC)
+    instants = sorted(
+        {month_end(f"2026-{m:02d}") for m in range(1, 6)}
+        | {at for *_, at in writes}
+        | {at - timedelta(microseconds=1) for *_, at in writes[:10]}
+        | {datetime(2026, m, 15, tzinfo=UTC) for m in range(1, 7)}
+        | {now, start - timedelta(days=1)}
+    )
+
+    def record(batch: list[tuple[int, str, str, datetime]]) -> None:
+        with db.session() as session:
+            for person_id, requirement, status, at in batch:
+                record_decision(
+                    session,
+                    workflow_id=f"assignment/{person_id}/{requirement}/1",
+                    person_id=person_id,
+                    kind="training",
+                    requirement_id=requirement,
+                    status=status,
+                    rule=status,
+                    pack_hash="builtin",
+                    facts={"status": status, "at": at.isoformat()},
+                    decided_at=at,
+                    source="workflow",
+                )
+
+    def check() -> None:
+        rows = _rows(db)
+        with db.session() as session:
+            snapshot = status_counts_at(session, instants=instants)
+            recount = status_counts_at(session, instants=instants, person_ids=people)
+            assert session.scalar(select(func.count()).select_from(DecisionSnapshot)) > 0
+            for at in instants:
+                assert snapshot[at] == recount[at] == _brute_force(rows, at), at
+                by_requirement = requirement_counts_at(session, at=at)
+                assert by_requirement == requirement_counts_at(session, at=at, person_ids=people), (
+                    at
+                )
+                assert sum(sum(c.values()) for c in by_requirement.values()) == sum(
+                    snapshot[at].values()
+                )
+
+    half = len(writes) * 2 // 3
+    record(writes[:half])
+    check()
+    with db.session() as session:
+        built = set(session.scalars(select(DecisionSnapshot.month).distinct()))
+    assert built >= {"2026-01", "2026-02", "2026-03", "2026-04", "2026-05"}
+    record(writes[half:])
+    check()
+    with db.session() as session:
+        assert refresh_snapshots(session, now=now, months=3) == ["2026-03", "2026-04", "2026-05"]
+    check()
