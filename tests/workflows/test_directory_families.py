@@ -19,8 +19,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
-from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities import mentorship_profiles as profiles
@@ -30,7 +28,7 @@ from domain.contracts.apprenticeship import (
     EnrolmentAction,
 )
 from domain.contracts.certification import CertificationState
-from domain.contracts.directory import DirectoryChange, DirectoryOutcome, ReconcileRequest
+from domain.contracts.directory import ReconcileRequest
 from domain.contracts.mentorship import (
     AcceptRequest,
     MentorshipInput,
@@ -38,8 +36,6 @@ from domain.contracts.mentorship import (
     MentorshipStatus,
     mentorship_workflow_id,
 )
-from domain.ids import directory_change_workflow_id
-from domain.roles import Role
 from duly.worker import build_worker
 from rules.loader import load_pack
 from rules.mentorship_model import (
@@ -47,13 +43,13 @@ from rules.mentorship_model import (
     CommunicationStyle,
     MentorProfile,
 )
-from rules.model import Pack
-from services import apprenticeships, certifications, directory, mentorships
+from services import apprenticeships, certifications, mentorships
 from store.apprenticeships import Apprenticeship
 from store.db import Database
 from store.models import Mentorship, Notification, Obligation, Person
 from store.packs import Migration, deploy
-from store.tokens import Principal
+from tests.workflows.test_directory_workflow import HR
+from tests.workflows.test_directory_workflow import Org as DirectoryOrg
 from workflows.apprenticeship import ApprenticeshipWorkflow
 from workflows.directory import DirectoryReconcileWorkflow
 from workflows.mentorship import MentorshipWorkflow
@@ -61,51 +57,14 @@ from workflows.mentorship import MentorshipWorkflow
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 FIELD = Path(__file__).parents[2] / "rules" / "packs" / "field-technicians"
-HR = Principal(token_id=0, role=Role.HR_ADMIN, person_id=None, person_external_id=None, label="t")
 MECHANIC = {"roles": "elevator_mechanic", "department": "Elevator Service"}
 #: The certifications an elevator mechanic must hold (the pack's ``applies_to``).
 MECHANIC_CERTS = {"otis-gen2-service", "kone-monospace-service", "elevator-mechanic-certificate"}
 
 
 @dataclass
-class Org:
-    env: WorkflowEnvironment
-    db: Database
-    queue: str
-    pack: Pack
-
-    async def change(self, change: DirectoryChange | None) -> DirectoryOutcome:
-        """Automate the change and wait for its workflow (and the records it causes)."""
-        assert change is not None
-        outcome = await directory.automate([change], temporal=self._client, task_queue=self.queue)
-        assert outcome.started == 1
-        handle = self.env.client.get_workflow_handle(
-            directory_change_workflow_id(change.external_id, change.change_id),
-            result_type=DirectoryOutcome,
-        )
-        result: DirectoryOutcome = await handle.result()
-        await self.env.sleep(timedelta(minutes=5))
-        return result
-
-    async def _client(self) -> Any:
-        return self.env.client
-
-    def hire(self, ext: str, **fields: Any) -> DirectoryChange:
-        with self.db.session() as session:
-            _, change = directory.create_person(
-                session,
-                fields={"external_id": ext, "name": "Test Person", **fields},
-                principal=HR,
-                source="api",
-            )
-        return change
-
-    def patch(self, ext: str, **fields: Any) -> DirectoryChange | None:
-        with self.db.session() as session:
-            _, change = directory.patch_person(
-                session, external_id=ext, fields=fields, principal=HR, source="scim"
-            )
-        return change
+class Org(DirectoryOrg):
+    """The directory workflow tests' organisation, with every family's records to read."""
 
     def person(self, ext: str) -> Person:
         with self.db.session() as session:
@@ -198,20 +157,13 @@ class Org:
             )
             session.commit()
 
-    async def cleanup(self) -> None:
-        """Terminate everything still running (the shared server must end clean)."""
+    def workflow_ids(self) -> list[str]:
+        """Obligations, apprenticeships and mentorships: every family a change may start."""
         with self.db.session() as session:
             ids = list(session.scalars(select(Obligation.workflow_id)))
             ids += list(session.scalars(select(Apprenticeship.workflow_id)))
             ids += list(session.scalars(select(Mentorship.workflow_id)))
-        for workflow_id in ids:
-            handle = self.env.client.get_workflow_handle(workflow_id)
-            try:
-                description = await handle.describe()
-                if description.status is WorkflowExecutionStatus.RUNNING:
-                    await handle.terminate("test done")
-            except RPCError:
-                pass
+        return ids
 
 
 @pytest_asyncio.fixture(loop_scope="module")

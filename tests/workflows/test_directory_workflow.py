@@ -143,11 +143,14 @@ class Org:
                 or 0
             )
 
-    async def cleanup(self) -> None:
-        """Terminate every obligation still running (the shared server must end clean)."""
+    def workflow_ids(self) -> list[str]:
+        """The workflows this organisation's changes may have started."""
         with self.db.session() as session:
-            ids = list(session.scalars(select(Obligation.workflow_id)))
-        for workflow_id in ids:
+            return list(session.scalars(select(Obligation.workflow_id)))
+
+    async def cleanup(self) -> None:
+        """Terminate every workflow still running (the shared server must end clean)."""
+        for workflow_id in self.workflow_ids():
             handle = self.env.client.get_workflow_handle(workflow_id)
             try:
                 description = await handle.describe()
