@@ -27,7 +27,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import StartsAssignments, assignment_input
 from activities.packs import active_pack, load_version
-from activities.tracks import course_inputs, enrolment_status, reopen, withdraw_enrolment
+from activities.tracks import (
+    course_inputs,
+    enrolment_status,
+    open_enrolment,
+    withdraw_enrolment,
+)
 from domain.contracts.apprenticeship import (
     ApprenticeshipState,
     ChangeEnrolment,
@@ -542,22 +547,18 @@ class DirectoryActivities(StartsAssignments):
                 if track is None or pack is None:
                     continue
                 enrolment = _enrolment(session, person.id, track_id)
-                if enrolment is None:
-                    enrolment = TrackEnrolment(
-                        person_id=person.id,
-                        track_id=track_id,
-                        pack_hash=pack.content_hash,
-                        enrolled_on=now.date(),
-                        enrolled_at=now,
-                        source="auto",
-                        enrolled_by=actor[:128],
-                    )
-                    session.add(enrolment)
-                elif enrolment.withdrawn_at is not None:
-                    reopen(enrolment, pack=pack, now=now, source="auto", actor=actor)
-                else:
-                    continue
-                session.flush()
+                if enrolment is not None and enrolment.withdrawn_at is None:
+                    continue  # enrolled already
+                enrolment = open_enrolment(
+                    session,
+                    enrolment,
+                    person_id=person.id,
+                    track_id=track_id,
+                    pack=pack,
+                    now=now,
+                    source="auto",
+                    actor=actor,
+                )
                 inputs = course_inputs(
                     session,
                     pack,

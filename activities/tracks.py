@@ -265,6 +265,46 @@ def reopen(
     enrolment.enrolled_by = actor[:128]
 
 
+def open_enrolment(
+    session: Session,
+    enrolment: TrackEnrolment | None,
+    *,
+    person_id: int,
+    track_id: str,
+    pack: Pack,
+    now: datetime,
+    source: str,
+    actor: str,
+) -> TrackEnrolment:
+    """The person's enrolment in the track: ``enrolment`` as it is, reopened, or a new one.
+
+    Args:
+        session: An open session (flushed, so a new row has its id).
+        enrolment: The person's existing enrolment in the track, if any.
+        person_id: The person's row id.
+        track_id: The track.
+        pack: The active pack (its hash is pinned on a new or reopened enrolment).
+        now: When; milestones count from its date.
+        source: Who enrols (``hr``, ``manager``, ``auto``...).
+        actor: Recorded as ``enrolled_by``.
+    """
+    if enrolment is None:
+        enrolment = TrackEnrolment(
+            person_id=person_id,
+            track_id=track_id,
+            pack_hash=pack.content_hash,
+            enrolled_on=now.date(),
+            enrolled_at=now,
+            source=source,
+            enrolled_by=actor[:128],
+        )
+        session.add(enrolment)
+    elif enrolment.withdrawn_at is not None:
+        reopen(enrolment, pack=pack, now=now, source=source, actor=actor)
+    session.flush()
+    return enrolment
+
+
 def withdraw_enrolment(
     session: Session,
     pack: Pack | None,

@@ -26,8 +26,8 @@ from activities.tracks import (
     complete_enrolment,
     course_inputs,
     enrolment_progress,
+    open_enrolment,
     project_readiness,
-    reopen,
     withdraw_enrolment,
 )
 from domain.contracts.assignment import AssignmentInput, CancelSignal
@@ -340,22 +340,17 @@ def _enrolment(
             )
         if person.employment_status == EmploymentStatus.TERMINATED:
             raise Conflict(f"person {person.external_id!r} has left (employment_status=terminated)")
-    if enrolment is None:
-        enrolment = TrackEnrolment(
-            person_id=person.id,
-            track_id=track_id,
-            pack_hash=pack.content_hash,
-            enrolled_on=now.date(),
-            enrolled_at=now,
-            source=source,
-            enrolled_by=principal.actor,
-        )
-        session.add(enrolment)
-        session.flush()
-    elif enrolment.withdrawn_at is not None:
-        # Enrolled again after a withdrawal (a rehire, HR): milestones count from today.
-        reopen(enrolment, pack=pack, now=now, source=source, actor=principal.actor)
-        session.flush()
+    # Enrolled again after a withdrawal (a rehire, HR): milestones count from today.
+    enrolment = open_enrolment(
+        session,
+        enrolment,
+        person_id=person.id,
+        track_id=track_id,
+        pack=pack,
+        now=now,
+        source=source,
+        actor=principal.actor,
+    )
     inputs = course_inputs(
         session,
         pack,
