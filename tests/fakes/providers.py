@@ -156,6 +156,8 @@ class FakeProvider:
         self._faults: deque[_Fault] = deque()
         self._delays: deque[float] = deque()
         self._delay_all = 0.0
+        self._hold_from: int | None = None
+        self._released = threading.Event()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -211,6 +213,8 @@ class FakeProvider:
             self._faults.clear()
             self._delays.clear()
             self._delay_all = 0.0
+            self._hold_from = None
+        self._released.set()
 
     def fail_next(self, n: int = 1, status: int = 500) -> None:
         """Answer the next ``n`` calls with ``status`` and a provider-shaped error body."""
@@ -238,14 +242,34 @@ class FakeProvider:
         with self._lock:
             self._delays.extend([seconds] * n)
 
+    def hold_after(self, n: int) -> None:
+        """Answer the next ``n`` calls, then hold every further one until :meth:`release`.
+
+        For tests that must act while sends are provably in flight (a restart mid-ladder):
+        unlike a delay, a hold does not depend on how fast the machine is.
+        """
+        with self._lock:
+            self._hold_from = len(self.received) + n
+            self._released.clear()
+
+    def release(self) -> None:
+        """Let calls held by :meth:`hold_after` (and any later ones) through."""
+        with self._lock:
+            self._hold_from = None
+        self._released.set()
+
     def _queue(self, n: int, fault: _Fault) -> None:
         with self._lock:
             self._faults.extend([fault] * n)
 
     def _dispatch(self, req: Recorded) -> Reply | None:
         with self._lock:
+            held = self._hold_from is not None and len(self.received) >= self._hold_from
             self.received.append(req)
             delay = self._delays.popleft() if self._delays else self._delay_all
+        while held and not self._released.wait(0.05):
+            if self._stopping.is_set():
+                return None
         if delay and self._stopping.wait(delay):
             return None
         with self._lock:
