@@ -14,7 +14,8 @@ run, it times (median and max of ``--repeat`` runs after one warm-up):
   run, i.e. the first request of a month when no sweep has run since);
 * the data of the whole ``/ui/org`` and ``/ui/team`` pages (every query, no HTML);
 * the same dashboards through the API in-process (``TestClient``: routing, token check,
-  row-level scope, JSON), i.e. the server time of one request without a network.
+  row-level scope, JSON), i.e. the server time of one request without a network, and the
+  ``/ui/org`` and ``/ui/team`` pages themselves (every query and the rendered HTML).
 
 Goal: a dashboard's server time under 300 ms. Run ``python bench/dashboards.py --help``.
 """
@@ -328,6 +329,16 @@ def main(argv: list[str] | None = None) -> int:
             False,
         ),
         (
+            "service breakdown by category, org",
+            service(lambda s: compliance.breakdown(s, audience=org(s), by="category", today=TODAY)),
+            False,
+        ),
+        (
+            "service overview (summary + by department, location, team in one pass), org",
+            service(lambda s: compliance.overview(s, audience=org(s), today=TODAY)),
+            False,
+        ),
+        (
             "service breakdown by location, org",
             service(lambda s: compliance.breakdown(s, audience=org(s), by="location", today=TODAY)),
             False,
@@ -404,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
                 hr,
             ),
             ("HTTP as-of counts, HR org", "/compliance/as-of?at=2026-05-01T00:00:00Z", hr),
+            # The pages themselves: every query, the template, the HTML (bearer, as a script
+            # would; a browser's cookie session costs the same lookup).
+            ("HTTP page /ui/org, HR (whole HTML page)", "/ui/org", hr),
+            ("HTTP page /ui/team, manager (whole HTML page)", "/ui/team", mgr),
         ):
             headers = {"Authorization": f"Bearer {token}"}
 
