@@ -1,8 +1,10 @@
-"""apprenticeship status width: ``apprenticeships.compliance_status`` holds 32 characters
+"""status width and mentee versions: ``apprenticeships.compliance_status`` holds 32
+characters, and ``mentee_profiles`` gets a version (the prepared-mentees cache's key)
 
 A pack's status for programs longer than 16 characters failed when the workflow recorded it;
 the column now holds what ``obligations.status`` holds (32), and packs are refused at load
-time when a status is longer (``domain.statuses.STATUS_MAX_CHARS``).
+time when a status is longer (``domain.statuses.STATUS_MAX_CHARS``). ``find-mentee`` reads
+prepared mentee profiles from a cache keyed, as the mentors' one, by the sum of versions.
 
 Revision ID: 0022
 Revises: 0021
@@ -28,9 +30,13 @@ def upgrade() -> None:
             type_=sa.String(length=32),
             existing_nullable=False,
         )
+    with op.batch_alter_table("mentee_profiles") as batch:
+        batch.add_column(sa.Column("version", sa.Integer(), server_default="1", nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("mentee_profiles") as batch:
+        batch.drop_column("version")
     # Statuses longer than 16 characters are cut to fit (the next record rewrites them).
     op.execute(
         sa.text(
