@@ -115,7 +115,7 @@ class Obligation(Base):
     __table_args__ = (
         Index("ix_obligations_person_id", "person_id"),
         # Leads with status (every "WHERE status IN …"); kind and due_date make the breakdown
-        # by category a streaming pass of the index (migration 0022).
+        # by category a streaming pass of the index (migration 0023).
         Index("ix_obligations_status_kind", "status", "kind", "due_date"),
         # The compliance dashboards' aggregates (migration 0014a, services.compliance).
         Index("ix_obligations_person_status", "person_id", "status", "due_date"),

@@ -1,7 +1,7 @@
 """obligations (status, kind, due_date) replaces (status): the breakdown by category without a sort
 
-Revision ID: 0022
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 Create Date: 2026-11-30 23:30:00
 
 ``GROUP BY kind, status`` (every dashboard's "by category" table) read the whole
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0022"
-down_revision = "0021"
+revision = "0023"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
