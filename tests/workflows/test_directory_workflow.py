@@ -335,6 +335,26 @@ async def test_reconciliation_repairs_drift_and_is_safe_to_run_twice(org: Org) -
             pack=org.pack,
         )
     assert await start_assignment(client=org.env.client, task_queue=org.queue, inp=inp)
+    # A track that completed when its progress was read (no course workflow told anyone).
+    now = await org.env.get_current_time()
+    with org.db.session() as session:
+        person = session.scalar(select(Person).where(Person.external_id == stale))
+        assert person is not None
+        session.add(
+            TrackEnrolment(
+                person_id=person.id,
+                track_id="site-administrator",
+                pack_hash=org.pack.content_hash,
+                enrolled_on=today,
+                enrolled_at=now - timedelta(days=3),
+                source="hr",
+                enrolled_by="hr",
+                completed_at=now - timedelta(hours=2),
+                certificate_code="DULY-TEST-0000-0001",
+                certificate_title="Research site administrator",
+                certificate_issued_on=today,
+            )
+        )
     await org.env.sleep(timedelta(minutes=5))
     assert org.obligations(drifted) == {}
 
@@ -350,6 +370,14 @@ async def test_reconciliation_repairs_drift_and_is_safe_to_run_twice(org: Org) -
     assert {"human-subjects-protection", "ich-gcp"} <= owed_by_tech
     assert first.started == len(NURSE_OWES) + len(owed_by_tech) and first.closed == 1
     assert first.enrolled == 1
+    assert first.track_notices == 1
+    with org.db.session() as session:
+        told = session.scalars(
+            select(Notification.channel).where(
+                Notification.workflow_id == f"track/site-administrator/{stale}/completed"
+            )
+        ).all()
+    assert told == ["in_app"]  # hired without an email address: in-app only
     assert f"{tech}: enrolled in learning path radiology-research-path (missing)" in first.fixes
     assert any(drifted in fix and "assigned" in fix for fix in first.fixes)
     assert any(stale in fix and "osha" in fix and "closed" in fix for fix in first.fixes)
@@ -376,6 +404,7 @@ async def test_reconciliation_repairs_drift_and_is_safe_to_run_twice(org: Org) -
         task_queue=org.queue,
     )
     assert (second.started, second.closed, second.enrolled, second.fixes) == (0, 0, 0, [])
+    assert second.track_notices == 0
     assert second.people == first.people == 3
 
 
