@@ -473,6 +473,8 @@ class BlockingTrack:
     in_progress: int
     failed: int
     not_done: tuple[str, ...]
+    #: The track has enough people done (only in :attr:`ProjectReadiness.tracks`).
+    ready: bool = False
 
 
 @dataclass(frozen=True)
@@ -485,6 +487,8 @@ class ProjectReadiness:
     percent: int
     blocking: tuple[BlockingTrack, ...]
     summary: str
+    #: Every go-live track the project needs, ready or not, in the project's order.
+    tracks: tuple[BlockingTrack, ...] = ()
 
 
 def _pack_for(session: Session) -> Pack:
@@ -548,20 +552,33 @@ def project_readiness(
         for t in answer.tracks
         if not t.ready
     ]
+    every = {
+        t.track_id: BlockingTrack(
+            track=t.track_id,
+            name=t.name,
+            required=t.required,
+            completed=t.completed,
+            in_progress=t.in_progress,
+            failed=t.failed,
+            not_done=tuple(gap.explanation for gap in t.waiting_for),
+            ready=t.ready,
+        )
+        for t in answer.tracks
+    }
     seen = {t.track_id for t in answer.tracks}
     for track in catalogue:
         if track.id not in seen and needed.get(track.id, 0) > 0:
-            blocking.append(
-                BlockingTrack(
-                    track=track.id,
-                    name=track.name,
-                    required=needed[track.id],
-                    completed=0,
-                    in_progress=0,
-                    failed=0,
-                    not_done=(f"nobody is enrolled in {track.name} yet",),
-                )
+            nobody = BlockingTrack(
+                track=track.id,
+                name=track.name,
+                required=needed[track.id],
+                completed=0,
+                in_progress=0,
+                failed=0,
+                not_done=(f"nobody is enrolled in {track.name} yet",),
             )
+            blocking.append(nobody)
+            every[track.id] = nobody
     ready = not blocking
     if ready:
         summary = answer.summary
@@ -575,6 +592,7 @@ def project_readiness(
         percent=100 if ready else min(answer.percent, 99),
         blocking=tuple(blocking),
         summary=summary,
+        tracks=tuple(every[t.id] for t in catalogue if t.id in every),
     )
 
 
