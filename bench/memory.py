@@ -7,17 +7,19 @@ their work has settled (no workflow task pending; the RSS is the median of 5 rea
 apart). Rows, all in the same run:
 
 * **bare, idle**: a plain ``temporalio`` worker of this script with no workflow started;
-* **bare, N cached**: the same worker after starting N bare workflows (sleep 120 days; no
-  activity) with a sticky cache of N: the SDK's own cost per open, cached workflow (baseline);
+* **bare, C cached**: the same worker after starting N bare workflows (sleep 120 days; no
+  activity) with a sticky cache of C (``--cache``, default N): the SDK's own cost per open,
+  cached workflow (baseline);
 * **Duly, idle**: ``duly worker`` before any workflow;
-* **Duly, N cached (cache = N)**: ``duly worker`` with ``DULY_WORKER_MAX_CACHED_WORKFLOWS=N``
+* **Duly, C cached (cache = C)**: ``duly worker`` with ``DULY_WORKER_MAX_CACHED_WORKFLOWS=C``
   after starting N ``AssignmentWorkflow`` (due in 120 days: each plans its ladder, records
-  its obligation, decides its status and sleeps to its first stage);
-* **Duly, default cache (1,000)** and **Duly, cache 0**: a fresh ``duly worker`` with that
-  cache, after a state query to ``--touch`` of the open workflows (each query is a workflow
-  task: the worker replays the history and caches the run, evicting the oldest beyond the
-  limit). Without a touch, a restarted worker holds nothing: open workflows that sleep cost
-  no worker memory until their next task.
+  its obligation, decides its status and sleeps to its first stage); C below N when N cached
+  would not fit in the machine's memory (the oldest are evicted; all N stay open);
+* **Duly, default cache (1,000)** and **Duly, cache 0** (``--bounded``): a fresh
+  ``duly worker`` with that cache, after a state query to ``--touch`` of the open workflows
+  (each query is a workflow task: the worker replays the history and caches the run, evicting
+  the oldest beyond the limit). Without a touch, a restarted worker holds nothing: open
+  workflows that sleep cost no worker memory until their next task.
 
 Printed: RSS in MiB, the increase over the same worker idle, KiB per workflow, and the ratio of
 Duly's per-workflow cost to the bare workflow's. Run ``python bench/memory.py --help``.
