@@ -33,7 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.assigning import AssignmentStarter, assignment_input
 from activities.packs import active_pack, load_version
 from domain import ObligationKind, add_months
-from domain.contracts.assignment import AssignmentInput, CompleteSignal
+from domain.contracts.assignment import AssignmentInput, AssignmentMessages, CompleteSignal
 from domain.contracts.mentorship import MentorshipRecord, MentorshipStatus
 from domain.statuses import EmploymentStatus
 from store import audit
@@ -113,7 +113,9 @@ class RequirementFollower:
         done: list[tuple[str, str]] = []
         for workflow_id, requirement_id in satisfied:
             try:
-                await self._client.get_workflow_handle(workflow_id).signal("complete", evidence)
+                await self._client.get_workflow_handle(workflow_id).signal(
+                    AssignmentMessages.complete, evidence
+                )
             except RPCError as error:
                 if error.status is not RPCStatusCode.NOT_FOUND:
                     raise

@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.contracts.assignment import (
         AssignmentEvent,
         AssignmentInput,
+        AssignmentMessages,
         AssignmentResume,
         AssignmentState,
         CancelSignal,
@@ -72,7 +73,7 @@ FAILED_CHANNELS = ["email", "in_app"]
 
 
 @workflow.defn
-class AssignmentWorkflow(ObligationMessages):
+class AssignmentWorkflow(ObligationMessages, AssignmentMessages):
     """Carries one assignment: a training, apprenticeship or mentorship (``input.kind``).
 
     Sends the learner a reminder at each stage of the 90/60/30/14/7/0-day ladder (an assignment

@@ -402,3 +402,27 @@ class Ladder(Generic[EventT]):
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
         )
+
+
+async def deliver_notice(request: ReminderRequest, *, max_deferrals: int) -> list[str]:
+    """Send a one-off notice outside any ladder; again when quiet hours end.
+
+    For workflows that only tell someone something once (a track's completion): the same
+    ``send_reminder`` as a ladder stage (recipients, channels, the ledger's exactly-once key,
+    quiet hours). A deferral sleeps until the recipient's quiet hours end and sends then;
+    after ``max_deferrals`` postponements it is given up (logged). Returns the deliveries.
+    """
+    deliveries: list[str] = []
+    for _ in range(max_deferrals):
+        result: ReminderResult = await workflow.execute_activity_method(
+            ObligationActivities.send_reminder,
+            request,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        deliveries += result.deliveries
+        if result.deferred_until is None:
+            return deliveries
+        await workflow.sleep(max(result.deferred_until - workflow.now(), timedelta(seconds=1)))
+    workflow.logger.warning("notice %s postponed too often; given up", request.stage)
+    return deliveries

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.assignment import ObligationActivities
-    from domain.contracts.obligation import ReminderRequest, ReminderResult
+    from domain.contracts.obligation import ReminderRequest
     from domain.contracts.tracks import TRACK_COMPLETED_WORKFLOW, TrackCompletedNotice
     from domain.ids import BUILTIN_PACK
     from domain.kinds import ObligationKind
 
-from workflows.ladder import ACTIVITY_TIMEOUT, RETRY
+from workflows.ladder import deliver_notice
 
 __all__ = ["NOTICE_STAGE", "TrackCompletedWorkflow"]
 
@@ -55,17 +52,4 @@ class TrackCompletedWorkflow:
                 f" anyone can check it at {notice.verify_url}"
             )[:300],
         )
-        deliveries: list[str] = []
-        for _ in range(MAX_DEFERRALS):
-            result: ReminderResult = await workflow.execute_activity_method(
-                ObligationActivities.send_reminder,
-                request,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
-            )
-            deliveries += result.deliveries
-            if result.deferred_until is None:
-                return deliveries
-            await workflow.sleep(max(result.deferred_until - workflow.now(), timedelta(seconds=1)))
-        workflow.logger.warning("track completion notice postponed too often; given up")
-        return deliveries
+        return await deliver_notice(request, max_deferrals=MAX_DEFERRALS)

@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Literal
 
 from pydantic import Field
+from temporalio import workflow
 
 from domain.base import Contract
 from domain.bounds import BoundedDate, BoundedInstant, Cycle, Score
@@ -64,6 +65,19 @@ class CompleteSignal(Contract):
     #: The score as a percentage (0..100), what a requirement's ``passing_score`` compares
     #: (xAPI: from ``result.score`` via ``rules.assessment.score_percent``).
     score_percent: float | None = Field(default=None, ge=0, le=100)
+
+
+class AssignmentMessages:
+    """The assignment workflow's own signals, for senders below the workflows floor.
+
+    ``AssignmentWorkflow`` overrides each with the same decorator (as with
+    ``domain.contracts.obligation.ObligationMessages``): no string names.
+    """
+
+    @workflow.signal
+    def complete(self, signal: CompleteSignal) -> None:
+        """Completion evidence arrived (LMS, HR, a mentorship that became active)."""
+        raise NotImplementedError
 
 
 class GateAttempt(Contract):
