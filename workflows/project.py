@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.contracts.tracks import (
         COUNTDOWN_DAYS,
         GoLiveChange,
+        ManagerLeft,
         ProjectEvent,
         ProjectMessages,
         ProjectReadinessInput,
@@ -66,6 +67,9 @@ class ProjectReadinessWorkflow(ProjectMessages):
         self._answer: ReadinessResult | None = None
         self._check = False
         self._change: GoLiveChange | None = None
+        #: The project manager left: HR reassigns the project (the countdown's notices are
+        #: about the manager, who gets none any more: see ``manager_left``).
+        self._manager_left: str | None = None
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -79,6 +83,22 @@ class ProjectReadinessWorkflow(ProjectMessages):
         """The go-live date moved: re-plan the countdown."""
         self._change = signal
 
+    @workflow.update
+    def manager_left(self, signal: ManagerLeft) -> ProjectReadinessState:
+        """The project manager left (the directory automation): flag it for HR to reassign."""
+        self._manager_left = signal.manager
+        self._ladder.event(
+            "manager_left", f"{signal.manager} left (by {signal.actor}): HR reassigns the project"
+        )
+        return self.state()
+
+    @manager_left.validator
+    def _validate_manager_left(self, signal: ManagerLeft) -> None:
+        if signal.manager != self._input.manager:
+            raise ValueError(f"{signal.manager!r} does not manage this project")
+        if self._manager_left is not None:
+            raise ValueError(f"{signal.manager!r} is already flagged as having left")
+
     @workflow.query
     def state(self) -> ProjectReadinessState:
         """The countdown as the workflow sees it now."""
@@ -89,6 +109,7 @@ class ProjectReadinessWorkflow(ProjectMessages):
             blocking_tracks=list(self._answer.blocking_tracks) if self._answer else [],
             stages_sent=list(self._ladder.sent),
             events=list(self._ladder.events),
+            manager_left=self._manager_left,
         )
 
     # -- main -------------------------------------------------------------------------------

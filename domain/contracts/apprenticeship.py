@@ -40,6 +40,7 @@ __all__ = [
     "RecordEvaluation",
     "ReviewHours",
     "SubmitEvaluation",
+    "SupervisorLeft",
     "TransferSupervisor",
     "apprenticeship_workflow_id",
     "skill_key",
@@ -189,6 +190,8 @@ class Carried(_Model):
     sent: list[str] = Field(default_factory=list)
     runs: int = 1
     events_before: int = 0
+    #: The supervisor who left without a successor yet (see ``supervisor_left``).
+    supervisor_left: str | None = None
 
 
 class ApprenticeshipInput(_Model):
@@ -272,6 +275,18 @@ class ChangeEnrolment(_Model):
     reason: str = Field(default="", max_length=2000)
 
 
+class SupervisorLeft(_Model):
+    """Update (the directory automation): the supervising journeyworker left.
+
+    The apprenticeship is flagged (``supervisor_left`` in its state and read model) and HR and
+    the program's sponsor contact are told once; pending hours stay pending until HR
+    transfers the supervisor (``transfer_supervisor``), which clears the flag.
+    """
+
+    supervisor: str = Field(min_length=1, max_length=64)
+    actor: str = Field(max_length=128)
+
+
 class TransferSupervisor(_Model):
     """Update: a new supervising journeyworker (HR)."""
 
@@ -315,6 +330,9 @@ class ApprenticeshipState(_Model):
     evaluations_done: int
     runs: int
     events: list[ApprenticeshipEvent]
+    #: The supervising journeyworker left the organisation and HR has not transferred the
+    #: apprenticeship yet: hours and evaluations wait for a supervisor (None: all is well).
+    supervisor_left: str | None = None
 
 
 # -- activity requests ---------------------------------------------------------------------

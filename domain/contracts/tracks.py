@@ -17,6 +17,7 @@ from domain.contracts.obligation import LadderEvent
 
 __all__ = [
     "GoLiveChange",
+    "ManagerLeft",
     "NudgeRequest",
     "ProjectEvent",
     "ProjectMessages",
@@ -90,6 +91,15 @@ class ProjectReadinessState(Contract):
     blocking_tracks: list[str]
     stages_sent: list[str]
     events: list[ProjectEvent]
+    #: The project manager left the organisation: HR reassigns the project (None: all is well).
+    manager_left: str | None = None
+
+
+class ManagerLeft(Contract):
+    """Update (the directory automation): the project manager left the organisation."""
+
+    manager: str = Field(max_length=64)
+    actor: str = Field(max_length=128)
 
 
 class NudgeRequest(Contract):
