@@ -308,6 +308,11 @@ def test_a_leaver_closes_every_family_and_a_leave_pauses_those_with_reminders(
         Engagement("mentorship/p-1/m-2/1", "m-2", "completed", role="mentee"),
         Engagement("track/research/p-1", "research", "enrolled"),
         Engagement("track/done/p-1", "done", "completed"),
+        # Other people's: an apprenticeship p-1 supervises, projects p-1 manages.
+        Engagement("apprenticeship/a-1/elevator", "elevator", "active", role="supervisor"),
+        Engagement("apprenticeship/a-2/elevator", "elevator", "withdrawn", role="supervisor"),
+        Engagement("project/7/readiness", "Go-live", "open", role="project_manager"),
+        Engagement("project/8/readiness", "Done", "over", role="project_manager"),
     ]
     left = plan_person(
         pack=pack,
@@ -325,7 +330,16 @@ def test_a_leaver_closes_every_family_and_a_leave_pauses_those_with_reminders(
         ("mentorship", "mentorship/e-1/p-1/1"),
         ("track", "track/research/p-1"),
     }
-    assert {(c.status, c.reason) for c in left.close} == {("cancelled", "left")}
+    # Their own close as theirs; the mentorship they mentor ends for the mentee.
+    assert {(c.workflow_id, c.status, c.reason) for c in left.close if c.status != "cancelled"} == {
+        ("mentorship/e-1/p-1/1", "ended", "mentor_left")
+    }
+    assert {c.reason for c in left.close if c.status == "cancelled"} == {"left"}
+    # Other people's still running are flagged for HR, never closed.
+    assert {(f.workflow_id, f.flag) for f in left.flag} == {
+        ("apprenticeship/a-1/elevator", "supervisor_left"),
+        ("project/7/readiness", "project_manager_left"),
+    }
     away = plan_person(
         pack=pack,
         person=nurse("leave"),
