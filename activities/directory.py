@@ -58,6 +58,7 @@ from domain.contracts.directory import (
 )
 from domain.contracts.mentorship import CancelMentorship, LeaveSignal, MentorLeft
 from domain.contracts.tracks import ManagerLeft, project_workflow_id
+from notifications.recipients import up_the_chain
 from rules.directory import Engagement, Extensions, HeldObligation, PersonFacts, plan_person
 from rules.model import Pack
 from store import audit
@@ -441,8 +442,11 @@ class DirectoryActivities(StartsAssignments):
             sends.append((workflow_id, self._pausing(workflow_id, plan.external_id, actor)))
         for r in plan.resume:
             sends.append((r.workflow_id, self._resuming(r, plan.external_id, actor)))
+        successor = None
+        if any(f.family == "apprenticeship" for f in plan.flag):
+            successor = await asyncio.to_thread(self._successor, plan.person_id)
         for f in plan.flag:
-            sends.append((f.workflow_id, self._flagging(f, plan.external_id, actor)))
+            sends.append((f.workflow_id, self._flagging(f, plan.external_id, actor, successor)))
         reached = await self._send(sends)
         if any(f.workflow_id in reached for f in plan.flag):
             await asyncio.to_thread(self._audit_flags, plan, reached, actor)
@@ -487,11 +491,21 @@ class DirectoryActivities(StartsAssignments):
         signal = CancelSignal(reason=reason, actor=actor, status=closing.status)
         return [(wid, lambda: self._signal_one(wid, "cancel", signal))]
 
-    def _flagging(self, f: Flagging, person: str, actor: str) -> Callable[[], Awaitable[bool]]:
+    def _successor(self, person_id: int) -> str | None:
+        """The leaver's manager, or the next active one up the chain (None: nobody)."""
+        with self._db.session() as session:
+            person = session.get(Person, person_id)
+            found, _ = up_the_chain("manager", person.manager if person else None)
+            return found.key if found is not None else None
+
+    def _flagging(
+        self, f: Flagging, person: str, actor: str, successor: str | None
+    ) -> Callable[[], Awaitable[bool]]:
         """Tell someone else's workflow its other party left (a second time is refused)."""
         wid = f.workflow_id
         if f.family == "apprenticeship":
-            left = SupervisorLeft(supervisor=person, actor=actor)
+            # The program decides whether the successor takes over or HR is asked.
+            left = SupervisorLeft(supervisor=person, actor=actor, successor=successor)
             return lambda: self._update(wid, "supervisor_left", left)
         gone = ManagerLeft(manager=person, actor=actor)
         return lambda: self._update(wid, "manager_left", gone)

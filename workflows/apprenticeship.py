@@ -86,7 +86,12 @@ with workflow.unsafe.imports_passed_through():
         program_facts,
         progress,
     )
-    from rules.apprenticeship_model import Program, ProgramMigration, skill_key
+    from rules.apprenticeship_model import (
+        Program,
+        ProgramMigration,
+        SupervisorLeaves,
+        skill_key,
+    )
 
 TIMEOUT = timedelta(seconds=30)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
@@ -540,25 +545,51 @@ class ApprenticeshipWorkflow:
 
     @workflow.update
     async def supervisor_left(self, request: SupervisorLeft) -> ApprenticeshipState:
-        """The supervisor left: flag it and tell HR and the sponsor once; nothing closes.
+        """The supervisor left: flag it for HR (or hand it to their manager); nothing closes.
 
-        Pending hours stay pending (nobody approves them until HR transfers the supervisor);
-        the stall and evaluation clocks run as before, so HR hears of a stall too.
+        Pending hours stay pending for whoever supervises next; the stall and evaluation
+        clocks run as before, so HR hears of a stall too. HR and the sponsor's contact are
+        told once per departure (the key counts the ones before it, carried in ``sent``).
         """
         await workflow.wait_condition(lambda: self._program is not None)
-        self._supervisor_left = request.supervisor
-        self._event("supervisor_left", f"{request.supervisor} left (by {request.actor})")
-        # One notice per departure: the key counts the ones before it (carried in ``sent``).
+        left = request.supervisor
         n = 1 + sum(1 for key in self._sent if key.startswith("sl"))
-        await self._notice(
-            f"sl{n}-{_yymmdd(self._today())}",
-            SUPERVISOR_LEFT_EVENT,
-            ["hr", "sponsor"],
-            f"Apprenticeship needs a new supervisor: {self.program.name}",
-            f"The supervising journeyworker {request.supervisor} of {self._input.person}'s"
-            f" {self.program.name} has left. Hours and evaluations wait for a supervisor:"
-            " please transfer the apprenticeship (transfer_supervisor).",
-        )
+        key = f"sl{n}-{_yymmdd(self._today())}"
+        successor = request.successor
+        if (
+            self.program.on_supervisor_leaves is SupervisorLeaves.TRANSFER_TO_MANAGER
+            and successor is not None
+            and successor not in (self._input.person, left)
+        ):
+            self._supervisor = successor
+            self._supervisor_left = None
+            self._event(
+                "supervisor_transferred",
+                f"{left} -> {successor} by {request.actor}: {left} left (to their manager,"
+                " as the program says)",
+            )
+            await self._notice(
+                key,
+                SUPERVISOR_LEFT_EVENT,
+                ["hr", "sponsor", "supervisor"],
+                f"Apprenticeship transferred to a new supervisor: {self.program.name}",
+                f"The supervising journeyworker {left} of {self._input.person}'s"
+                f" {self.program.name} has left; {successor}, their manager, supervises it from"
+                " today and approves the hours waiting. If they cannot, transfer it to a"
+                " journeyworker who can (transfer-supervisor).",
+            )
+        else:
+            self._supervisor_left = left
+            self._event("supervisor_left", f"{left} left (by {request.actor})")
+            await self._notice(
+                key,
+                SUPERVISOR_LEFT_EVENT,
+                ["hr", "sponsor"],
+                f"Apprenticeship needs a new supervisor: {self.program.name}",
+                f"The supervising journeyworker {left} of {self._input.person}'s"
+                f" {self.program.name} has left. Hours and evaluations wait for a supervisor:"
+                " please transfer the apprenticeship (transfer-supervisor).",
+            )
         self._changed = True
         return self._answer()
 

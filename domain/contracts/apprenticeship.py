@@ -285,6 +285,9 @@ class SupervisorLeft(_Model):
 
     supervisor: str = Field(min_length=1, max_length=64)
     actor: str = Field(max_length=128)
+    #: The leaver's manager (the next active one up the chain), who takes over when the
+    #: program says ``on_supervisor_leaves: transfer_to_manager``; None: nobody active.
+    successor: str | None = Field(default=None, max_length=64)
 
 
 class TransferSupervisor(_Model):
