@@ -769,6 +769,8 @@ class DirectoryActivities(StartsAssignments):
                 note(f"{plan.external_id}: would assign {o.requirement_id}")
             for c in plan.close:
                 note(f"{plan.external_id}: would close {c.requirement_id} ({c.status}: {c.reason})")
+            for f in plan.flag:
+                note(f"{plan.external_id}: would flag {f.workflow_id} ({f.flag}) unless flagged")
             counts["started"] += len(plan.assign)
             counts["closed"] += len(plan.close)
             return result.model_copy(update={**counts, "fixes": fixes})
@@ -779,6 +781,8 @@ class DirectoryActivities(StartsAssignments):
             note(f"{plan.external_id}: closed {c.workflow_id} ({c.status}: {c.reason})")
         if outcome.tokens_revoked:
             note(f"{plan.external_id}: revoked {outcome.tokens_revoked} token(s) of a leaver")
+        for f in outcome.flagged:
+            note(f"{plan.external_id}: flagged {f.workflow_id} ({f.flag})")
         counts["started"] += len(outcome.started)
         counts["closed"] += len(outcome.closed)
         counts["tokens_revoked"] += outcome.tokens_revoked
