@@ -24,7 +24,7 @@ from domain.contracts.tracks import (
 from domain.ids import directory_change_workflow_id
 from duly.worker import build_worker
 from rules.loader import load_pack
-from services import directory
+from services import directory, tracks
 from store.db import Database
 from store.models import (
     AuditEntry,
@@ -341,6 +341,26 @@ async def test_a_project_manager_who_leaves_flags_the_project_for_hr_once(
             task_queue=task_queue,
         )
         state = await handle.query(ProjectReadinessWorkflow.state)
+        # HR gives it to the PM's manager: the flag clears, the countdown is theirs.
+        boss = f"boss-{pm.removeprefix('pm-')}"
+        with sqlite_db.session() as session:
+            row = session.get(Project, project_id)
+            successor = session.scalar(select(Person).where(Person.external_id == boss))
+            assert row is not None and successor is not None
+            await tracks.reassign_project(
+                session, env.client, project_row=row, manager=successor, principal=HR
+            )
+        reassigned = await handle.query(ProjectReadinessWorkflow.state)
+        await env.sleep(timedelta(days=11))  # past the -30d stage
+    assert reassigned.manager == boss and reassigned.manager_left is None
+    with sqlite_db.session() as session:
+        told = session.execute(
+            select(Notification.recipient_role, Person.external_id, Notification.status)
+            .join(Person, Notification.person_id == Person.id)
+            .where(Notification.workflow_id == workflow_id, Notification.stage == "g1:-30d")
+        ).all()
+    # The countdown is about the new project manager now, and reaches them.
+    assert ("learner", boss, "sent") in {tuple(t) for t in told}
     assert started == [1, 0]
     assert [(f.workflow_id, f.flag) for f in outcome.flagged] == [
         (workflow_id, "project_manager_left")
