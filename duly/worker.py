@@ -113,7 +113,7 @@ def build_worker(
             *bulk.all(),
             *DirectoryActivities(db, client, start_assignment=start_assignment).all(),
             *CertificationActivities(db).all(),
-            *MentorshipActivities(db).all(),
+            *MentorshipActivities(db, client, start_assignment=start_assignment).all(),
             *TrackActivities(db, client).all(),
             # Notices through the reminders' deliverer (same channels, ledger and lease).
             *ApprenticeshipActivities(db, activities.deliverer, award_registrar(db, client)).all(),

@@ -1078,6 +1078,8 @@ class _VoidPlan:
     completed: bool
     later_cycle: int | None
     duplicate: bool = False
+    #: The apprenticeship classroom entry the voided statement made (None: a completion).
+    hours_entry: str | None = None
 
 
 def _plan_void(session: Session, sid: str | None, target: str) -> _VoidPlan:
@@ -1096,6 +1098,8 @@ def _plan_void(session: Session, sid: str | None, target: str) -> _VoidPlan:
     if entry is None:
         return _VoidPlan(target, None, False, None)
     after = entry.after or {}
+    if entry.target.startswith("apprenticeship/") and isinstance(after.get("entry_id"), str):
+        return _VoidPlan(target, entry.target, False, None, hours_entry=after["entry_id"])
     row = session.scalar(select(Obligation).where(Obligation.workflow_id == entry.target))
     completed = (
         after.get("passed") is not False and row is not None and row.completed_at is not None
@@ -1136,6 +1140,8 @@ async def _void(
             update={"detail": "ignored: Duly recorded nothing for the voided statement"}
         )
     workflow_id = plan.workflow_id
+    if plan.hours_entry is not None:
+        return await _void_hours(session, ctx, item, raw, statement, plan)
     reversed_run: str | None = None
     if plan.completed and plan.later_cycle is not None:
         reason = (
@@ -1213,6 +1219,85 @@ async def _void(
         if reversed_run is not None
         else "voided: the statement had not completed the obligation; recorded"
     )
+    return item.model_copy(
+        update={"outcome": "recorded", "detail": detail, "workflow_id": workflow_id}
+    )
+
+
+async def _void_hours(
+    session: Session,
+    ctx: StatementContext,
+    item: ItemResult,
+    raw: dict[str, Any],
+    statement: XapiStatement,
+    plan: _VoidPlan,
+) -> ItemResult:
+    """Withdraw the classroom hours entry a voided statement made (pending or approved).
+
+    Audited as ``xapi.void`` (before: the entry and its status; after: withdrawn or why not).
+    An entry that can no longer be withdrawn (its period advanced and its hours were folded
+    into the summary) is a 409 and a dead letter asking HR to correct the hours by hand.
+    """
+    sid = statement.id
+    target, workflow_id, entry_id = plan.target, plan.workflow_id, plan.hours_entry
+    assert workflow_id is not None and entry_id is not None
+    reason = f"xAPI statement {target} voided"
+    try:
+        client = await ctx.signaller.client()
+        was = await apprenticeships.void_classroom_hours(
+            session,
+            client,
+            workflow_id=workflow_id,
+            entry_id=entry_id,
+            reason=reason,
+            actor=ctx.caller.actor,
+            actor_role=ctx.caller.role,
+        )
+    except (Invalid, Conflict) as exc:
+        why = f"voided statement {target} not reversed: {exc.detail}"
+        letter = await committed(session, lambda: dead_letter(session, ctx.source, why, raw, sid))
+        return item.model_copy(
+            update={
+                "status": 409,
+                "outcome": "dead_letter",
+                "detail": why[:300],
+                "workflow_id": workflow_id,
+                "dead_letter_id": letter,
+            }
+        )
+    except Exception as exc:  # noqa: BLE001 - Temporal down: the LMS/LRS retries
+        return item.model_copy(
+            update={
+                "status": 503,
+                "outcome": "unavailable",
+                "detail": f"unavailable: {getattr(exc, 'detail', type(exc).__name__)}",
+                "workflow_id": workflow_id,
+            }
+        )
+    withdrawn = was != "rejected"
+
+    def _record() -> None:
+        audit.record(
+            session,
+            actor=ctx.caller.actor,
+            actor_role=ctx.caller.role,
+            action=VOID_ACTION,
+            target=workflow_id,
+            before={"voided_statement_id": target, "entry_id": entry_id, "entry_status": was},
+            after={
+                "statement_id": sid,
+                "voided_statement_id": target,
+                "entry_id": entry_id,
+                "reversed": withdrawn,
+            },
+        )
+
+    await committed(session, _record)
+    detail = {
+        "pending": f"voided: classroom entry {entry_id} rejected before approval",
+        "approved": f"voided: approved classroom entry {entry_id} withdrawn; its hours no longer"
+        " count",
+    }.get(was, f"voided: classroom entry {entry_id} was already rejected; recorded")
     return item.model_copy(
         update={"outcome": "recorded", "detail": detail, "workflow_id": workflow_id}
     )

@@ -442,6 +442,8 @@ class MenteeProfileRow(Base):
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), unique=True)
     profile: Mapped[dict[str, Any]] = mapped_column(StrictJSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: One more at every write: the cache of prepared mentees is keyed by the sum of versions.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     person: Mapped[Person] = relationship(lazy="joined")
 
