@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -388,3 +388,28 @@ def test_joiners_movers_and_rehires_are_enrolled_in_their_learning_paths(pack: P
     assert mover.enrol == []
     # The nightly reconciliation does not enrol (``duly tracks enroll --auto`` does).
     assert plan_person(pack=pack, person=tech, obligations=[], today=TODAY).enrol == []
+
+
+def test_a_mentorship_ended_because_the_mentor_left_reopens_what_it_satisfied() -> None:
+    # The mentee still owes what the relationship gave them (activities.mentorship_requirements).
+    from activities.mentorship_requirements import ended_early
+    from domain.contracts.mentorship import MentorshipRecord, MentorshipStatus, MentorshipType
+
+    started = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    record = MentorshipRecord(
+        workflow_id="mentorship/e-1/p-1/1",
+        mentee="e-1",
+        mentor="p-1",
+        status=MentorshipStatus.ENDED,
+        type=MentorshipType.GENERAL,
+        duration_months=6,
+        requested_at=started,
+        as_of=started + timedelta(days=40),
+        started_at=started,
+        ended_at=started + timedelta(days=40),
+        reason="mentor_left",
+    )
+    why = ended_early(record)
+    assert why is not None and "ended on 2026-02-14" in why and "mentor_left" in why
+    pending = record.model_copy(update={"status": MentorshipStatus.EXPIRED, "started_at": None})
+    assert ended_early(pending) is None  # a request never accepted satisfied nothing
