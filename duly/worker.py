@@ -45,6 +45,7 @@ from workflows.mentorship import MentorshipWorkflow
 from workflows.project import ProjectReadinessWorkflow
 from workflows.rollout import PackRolloutWorkflow
 from workflows.sweep import SWEEP_SCHEDULE_ID, StatusSweepWorkflow, ensure_sweep_schedule
+from workflows.track_notice import TrackCompletedWorkflow
 
 log = logging.getLogger("duly.worker")
 
@@ -57,6 +58,7 @@ WORKFLOWS: list[type] = [
     BulkAssignWorkflow,
     MentorshipWorkflow,
     ProjectReadinessWorkflow,
+    TrackCompletedWorkflow,
     ApprenticeshipWorkflow,
     DirectoryChangeWorkflow,
     DirectoryReconcileWorkflow,
@@ -114,7 +116,7 @@ def build_worker(
             *DirectoryActivities(db, client, start_assignment=start_assignment).all(),
             *CertificationActivities(db).all(),
             *MentorshipActivities(db, client, start_assignment=start_assignment).all(),
-            *TrackActivities(db, client).all(),
+            *TrackActivities(db, client, base_url=settings.api_base_url).all(),
             # Notices through the reminders' deliverer (same channels, ledger and lease).
             *ApprenticeshipActivities(db, activities.deliverer, award_registrar(db, client)).all(),
             *IntegrationActivities(_sync).all(),

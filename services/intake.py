@@ -686,12 +686,13 @@ async def _deliver(
     dead_key: str | None,
     dedupe: tuple[str, str, str] | None = None,
     kept: tuple[str, dict[str, Any]] | None = None,
-) -> tuple[int, Outcome, str]:
+) -> tuple[int, Outcome, str, int | None]:
     """Signal the obligation's workflow and, on success, record it in the audit log.
 
     Evidence the assessment gate refuses (409 ``not_counted``) is kept as a dead letter
     (``kept``: its source and the statement or completion as posted), like evidence that
-    cannot be matched.
+    cannot be matched; the answer then carries the dead letter's id (the last element, None
+    otherwise), so HR can resolve it without searching ``GET /xapi/dead-letters``.
 
     The audit append runs in its own short transaction in a worker thread, after the signal:
     its advisory lock is never held across an ``await``. ``dedupe`` (lock key, audit field and
@@ -701,16 +702,18 @@ async def _deliver(
     code, detail = await signaller.complete(obligation.workflow_id, signal)
     if code == 409 and detail.startswith("not counted") and kept is not None:
         source, payload = kept
-        await committed(session, lambda: dead_letter(session, source, detail, payload, dead_key))
-        return code, "not_counted", detail
+        letter = await committed(
+            session, lambda: dead_letter(session, source, detail, payload, dead_key)
+        )
+        return code, "not_counted", detail, letter
     if code == 409:
         # The run closed. When a completion closed it, this is the second statement of that
         # attempt racing the next cycle's start: nothing to do, not an error for the LMS.
         if await committed(session, lambda: _completion_recorded(session, obligation.workflow_id)):
-            return 200, "ignored", f"ignored: cycle {obligation.cycle} already completed"
-        return code, "already_closed", detail
+            return 200, "ignored", f"ignored: cycle {obligation.cycle} already completed", None
+        return code, "already_closed", detail, None
     if code != 200:
-        return code, "unavailable", detail
+        return code, "unavailable", detail, None
 
     def _record() -> str | None:
         if dedupe is not None:
@@ -731,8 +734,9 @@ async def _deliver(
         return None
 
     if await committed(session, _record) is not None:
-        return 200, "duplicate", "duplicate"
-    return 200, "recorded", "recorded" if signal.passed is not False else "failed attempt recorded"
+        return 200, "duplicate", "duplicate", None
+    recorded = "recorded" if signal.passed is not False else "failed attempt recorded"
+    return 200, "recorded", recorded, None
 
 
 # --- xAPI ---------------------------------------------------------------------------------------
@@ -1043,7 +1047,7 @@ async def _one_statement(
     if isinstance(matched, ItemResult):
         return matched
     obligation, signal = matched
-    code, outcome, detail = await _deliver(
+    code, outcome, detail, letter = await _deliver(
         session,
         ctx.caller,
         ctx.signaller,
@@ -1062,6 +1066,7 @@ async def _one_statement(
             "detail": detail,
             "workflow_id": obligation.workflow_id,
             "passed": signal.passed,
+            "dead_letter_id": letter,
         }
     )
 
@@ -1329,7 +1334,7 @@ async def process_completion(
         if isinstance(matched, ItemResult):
             return matched
         obligation, signal = matched
-        code, outcome, detail = await _deliver(
+        code, outcome, detail, letter = await _deliver(
             session,
             caller,
             signaller,
@@ -1348,6 +1353,7 @@ async def process_completion(
             "detail": detail,
             "workflow_id": obligation.workflow_id,
             "passed": signal.passed,
+            "dead_letter_id": letter,
         }
     )
 
