@@ -29,7 +29,7 @@ from domain.contracts.apprenticeship import (
     RecordEvaluation,
 )
 from notifications.delivery import Deliverer, Recipient, Rendered, Step
-from notifications.recipients import person_recipient
+from notifications.recipients import person_recipient, up_the_chain
 from rules.apprenticeship_model import Program
 from rules.engine import Decision, FactsError, NoRuleMatched, engine_for
 from rules.facts import KIND_FACTS, complete_facts
@@ -122,9 +122,14 @@ class ApprenticeshipActivities:
                 if role == "apprentice":
                     found = person_recipient(role, person)
                 elif role == "supervisor" and supervisor is not None:
+                    if supervisor.employment_status == "terminated":
+                        # Gone: the supervisor_left flag has HR transfer the apprenticeship.
+                        lines.append(f"{role}: {supervisor.external_id} has left")
+                        continue
                     found = person_recipient(role, supervisor)
                 elif role == "supervisors_manager" and supervisor and supervisor.manager:
-                    found = person_recipient(role, supervisor.manager)
+                    # A manager who left (or is on leave) is passed over for the next one up.
+                    found, _ = up_the_chain(role, supervisor.manager)
                 elif role == "sponsor" and program is not None:
                     contact = program.sponsor.contact
                     found = Recipient(role, f"mailbox:{contact}", None, email=contact)

@@ -37,15 +37,18 @@ from domain.contracts.apprenticeship import (
     ApprenticeshipState,
     ChangeEnrolment,
     EnrolmentAction,
+    SupervisorLeft,
 )
 from domain.contracts.assignment import AssignmentInput, CancelSignal, PauseSignal, ResumeSignal
 from domain.contracts.directory import (
     REASON_LEAVE,
+    REASON_MENTOR_LEFT,
     ApplyPlanRequest,
     ChangeKind,
     Closing,
     DirectoryChange,
     DirectoryOutcome,
+    Flagging,
     PersonPlan,
     PlanChangeRequest,
     ReconcileRequest,
@@ -53,12 +56,22 @@ from domain.contracts.directory import (
     family_of,
     track_enrolment_key,
 )
-from domain.contracts.mentorship import CancelMentorship, LeaveSignal
+from domain.contracts.mentorship import CancelMentorship, LeaveSignal, MentorLeft
+from domain.contracts.tracks import ManagerLeft, project_workflow_id
+from notifications.recipients import up_the_chain
 from rules.directory import Engagement, Extensions, HeldObligation, PersonFacts, plan_person
 from rules.model import Pack
 from store import audit
 from store.apprenticeships import Apprenticeship
-from store.models import ApiToken, AuditEntry, Mentorship, Obligation, Person, TrackEnrolment
+from store.models import (
+    ApiToken,
+    AuditEntry,
+    Mentorship,
+    Obligation,
+    Person,
+    Project,
+    TrackEnrolment,
+)
 
 #: People read and planned per reconciliation page (one heartbeat each).
 PAGE = 200
@@ -127,7 +140,11 @@ def held_obligations(
 
 
 def engagements(session: Session, people: dict[int, str]) -> dict[int, list[Engagement]]:
-    """Every apprenticeship, mentorship (either side) and track enrolment of these people.
+    """Everything these people take part in, their own or someone else's.
+
+    Their apprenticeships, mentorships (either side) and track enrolments, and the
+    apprenticeships they supervise and projects they manage (other people's: flagged when
+    they leave).
 
     Args:
         session: The store.
@@ -146,6 +163,29 @@ def engagements(session: Session, people: dict[int, str]) -> dict[int, list[Enga
             ).where(Apprenticeship.person_id.in_(chunk))
         ):
             found[pid].append(Engagement(workflow_id=wid, ref=program, status=status))
+        by_external = {people[i]: i for i in chunk}
+        for supervisor, wid, program, status in session.execute(
+            select(
+                Apprenticeship.supervisor,
+                Apprenticeship.workflow_id,
+                Apprenticeship.program_id,
+                Apprenticeship.status,
+            ).where(Apprenticeship.supervisor.in_(list(by_external)))
+        ):
+            found[by_external[str(supervisor)]].append(
+                Engagement(workflow_id=wid, ref=program, status=status, role="supervisor")
+            )
+        today = datetime.now(UTC).date()
+        for project in session.scalars(select(Project).where(Project.manager_id.in_(chunk))):
+            found[project.manager_id].append(
+                Engagement(
+                    workflow_id=project_workflow_id(project.id),
+                    ref=project.name,
+                    # The countdown runs until go-live; a past project needs nobody.
+                    status="open" if project.go_live >= today else "over",
+                    role="project_manager",
+                )
+            )
         for mentorship in session.scalars(
             select(Mentorship).where(
                 or_(Mentorship.mentee_id.in_(chunk), Mentorship.mentor_id.in_(chunk))
@@ -402,7 +442,14 @@ class DirectoryActivities(StartsAssignments):
             sends.append((workflow_id, self._pausing(workflow_id, plan.external_id, actor)))
         for r in plan.resume:
             sends.append((r.workflow_id, self._resuming(r, plan.external_id, actor)))
+        successor = None
+        if any(f.family == "apprenticeship" for f in plan.flag):
+            successor = await asyncio.to_thread(self._successor, plan.person_id)
+        for f in plan.flag:
+            sends.append((f.workflow_id, self._flagging(f, plan.external_id, actor, successor)))
         reached = await self._send(sends)
+        if any(f.workflow_id in reached for f in plan.flag):
+            await asyncio.to_thread(self._audit_flags, plan, reached, actor)
         return DirectoryOutcome(
             change_id="",
             external_id=plan.external_id,
@@ -417,6 +464,7 @@ class DirectoryActivities(StartsAssignments):
             enrolled=enrolled,
             tokens_revoked=revoked,
             manager_change=plan.manager_change,
+            flagged=[f for f in plan.flag if f.workflow_id in reached],
             errors=errors,
         )
 
@@ -432,12 +480,50 @@ class DirectoryActivities(StartsAssignments):
         if family == "apprenticeship":
             change = ChangeEnrolment(action=EnrolmentAction.WITHDRAW, actor=actor, reason=reason)
             return [(wid, lambda: self._update(wid, "change_enrolment", change))]
+        if family == "mentorship" and closing.reason == REASON_MENTOR_LEFT:
+            # The mentee's mentorship: it ends (a request expires) and they see other mentors.
+            left = MentorLeft(by=actor)
+            return [(wid, lambda: self._update(wid, "mentor_left", left))]
         if family == "mentorship":
             cancel = CancelMentorship(by=actor, reason=reason)
             return [(wid, lambda: self._update(wid, "cancel", cancel))]
         # Assignments and certifications answer the same ``cancel`` signal.
         signal = CancelSignal(reason=reason, actor=actor, status=closing.status)
         return [(wid, lambda: self._signal_one(wid, "cancel", signal))]
+
+    def _successor(self, person_id: int) -> str | None:
+        """The leaver's manager, or the next active one up the chain (None: nobody)."""
+        with self._db.session() as session:
+            person = session.get(Person, person_id)
+            found, _ = up_the_chain("manager", person.manager if person else None)
+            return found.key if found is not None else None
+
+    def _flagging(
+        self, f: Flagging, person: str, actor: str, successor: str | None
+    ) -> Callable[[], Awaitable[bool]]:
+        """Tell someone else's workflow its other party left (a second time is refused)."""
+        wid = f.workflow_id
+        if f.family == "apprenticeship":
+            # The program decides whether the successor takes over or HR is asked.
+            left = SupervisorLeft(supervisor=person, actor=actor, successor=successor)
+            return lambda: self._update(wid, "supervisor_left", left)
+        gone = ManagerLeft(manager=person, actor=actor)
+        return lambda: self._update(wid, "manager_left", gone)
+
+    def _audit_flags(self, plan: PersonPlan, reached: set[str], actor: str) -> None:
+        """One audit row per flagged obligation: HR's list of what needs a new owner."""
+        with self._db.session() as session:
+            for f in plan.flag:
+                if f.workflow_id in reached:
+                    audit.record(
+                        session,
+                        actor=actor,
+                        actor_role=_ROLE,
+                        action=f"{f.family}.{f.flag}",
+                        target=f.workflow_id,
+                        after={"left": plan.external_id, "ref": f.ref},
+                    )
+            session.commit()
 
     def _pausing(self, wid: str, person: str, actor: str) -> Callable[[], Awaitable[bool]]:
         family = family_of(wid)
@@ -687,6 +773,8 @@ class DirectoryActivities(StartsAssignments):
                 note(f"{plan.external_id}: would close {c.requirement_id} ({c.status}: {c.reason})")
             for track_id in plan.enrol:
                 note(f"{plan.external_id}: would enrol in learning path {track_id}")
+            for f in plan.flag:
+                note(f"{plan.external_id}: would flag {f.workflow_id} ({f.flag}) unless flagged")
             counts["started"] += len(plan.assign)
             counts["closed"] += len(plan.close)
             counts["enrolled"] = result.enrolled + len(plan.enrol)
@@ -701,6 +789,8 @@ class DirectoryActivities(StartsAssignments):
         for track_id in outcome.enrolled:
             note(f"{plan.external_id}: enrolled in learning path {track_id} (missing)")
         counts["enrolled"] = result.enrolled + len(outcome.enrolled)
+        for f in outcome.flagged:
+            note(f"{plan.external_id}: flagged {f.workflow_id} ({f.flag})")
         counts["started"] += len(outcome.started)
         counts["closed"] += len(outcome.closed)
         counts["tokens_revoked"] += outcome.tokens_revoked

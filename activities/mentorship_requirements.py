@@ -9,10 +9,11 @@ cancellation by either side, HR or the directory's leaver automation, the end da
   obligation's pinned pack) is completed with the relationship as evidence
   (``source: mentorship``) and remembered in ``mentorship_fulfilments``; one whose conditions
   do not hold stays open and the audit log says why (``mentorship.requirement_not_met``).
-- **completed or cancelled before the planned end**: each requirement the relationship
-  satisfied is assigned again as its next cycle (due ``due_in_days`` after the day it ended)
-  and the fulfilment row records it (``mentorship.requirement_reopened``). Not for a mentee
-  who left (the leaver automation closes their obligations; nothing is re-assigned to them).
+- **completed, cancelled or ended (the mentor left) before the planned end**: each
+  requirement the relationship satisfied is assigned again as its next cycle (due
+  ``due_in_days`` after the day it ended) and the fulfilment row records it
+  (``mentorship.requirement_reopened``). Not for a mentee who left (the leaver automation
+  closes their obligations; nothing is re-assigned to them).
 
 Idempotent, as an activity must be: an obligation the relationship already completed is not
 signalled again, a refusal is audited once, a re-opened requirement is not re-opened again.
@@ -62,7 +63,12 @@ def ended_early(record: MentorshipRecord) -> str | None:
     planned = ends_at(record)
     if planned is None or record.ended_at is None:
         return None
-    if record.status not in (MentorshipStatus.CANCELLED, MentorshipStatus.COMPLETED):
+    # ``ended``: the mentor left; the mentee still needs what the relationship gave them.
+    if record.status not in (
+        MentorshipStatus.CANCELLED,
+        MentorshipStatus.COMPLETED,
+        MentorshipStatus.ENDED,
+    ):
         return None
     if record.ended_at >= planned:
         return None

@@ -353,6 +353,10 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/projects/{project_id}/go-live"): _token(
         HR_MANAGER, Scope.ROWS, "a manager: projects they manage"
     ),
+    # A new project manager, after the last one left (the directory flags it) or any time.
+    ("POST", "/projects/{project_id}/manager"): _token(
+        HR, note="a new project manager (after one left, or any time)"
+    ),
     # Compliance dashboards (issue 18): numbers within the caller's rows
     ("GET", "/compliance/summary"): _token(PEOPLE, Scope.ROWS, "?scope=team|department|org"),
     ("GET", "/compliance/breakdown"): _token(PEOPLE, Scope.ROWS, "?by=…"),

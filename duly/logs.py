@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,9 +69,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a record is emitted, not when it was made.
+
+    A plain ``StreamHandler()`` keeps the stream it was created with: when ``duly api`` or
+    ``duly worker`` runs inside another program that swaps ``sys.stderr`` for a while (a test's
+    ``CliRunner``), the root handler outlives that stream, and every later line (the outbox
+    notifier's, from an activity thread) fails with "I/O operation on closed file". This is
+    how ``logging.lastResort`` behaves too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        """The current ``sys.stderr``."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """Ignored: the stream is always the current ``sys.stderr``."""
+
+
 def setup_logging(settings: Settings) -> None:
     """Configure the root logger to stderr in the format ``settings.log_format`` asks for."""
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     handler.setFormatter(
         JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )

@@ -92,8 +92,16 @@ def stage_skip(learner: Employee) -> tuple[str, str] | None:
     return None
 
 
-def _up_the_chain(role: str, nominal: Person | None) -> tuple[Recipient | None, list[PassedOver]]:
-    """``nominal`` if active, else the first active person above them (and who was passed)."""
+def up_the_chain(role: str, nominal: Person | None) -> tuple[Recipient | None, list[PassedOver]]:
+    """``nominal`` if active, else the first active person above them (and who was passed).
+
+    Args:
+        role: The role the recipient is found for (``manager``, ``supervisors_manager``...).
+        nominal: Who the role names in the directory (None: nobody).
+
+    Returns:
+        The recipient (None: nobody active up the chain) and the people passed over.
+    """
     passed: list[Person] = []
     seen: set[int] = set()
     current = nominal
@@ -158,12 +166,12 @@ def resolve(learner: Person, roles: list[str], pack: Pack | None, stage: Stage |
                 )
                 continue
         elif role == "manager" and learner.manager is not None:
-            recipient, skipped = _up_the_chain(role, learner.manager)
+            recipient, skipped = up_the_chain(role, learner.manager)
             passed_over += skipped
             if recipient is None:
                 continue
         elif role == "managers_manager" and learner.manager and learner.manager.manager:
-            recipient, skipped = _up_the_chain(role, learner.manager.manager)
+            recipient, skipped = up_the_chain(role, learner.manager.manager)
             passed_over += skipped
             if recipient is None:
                 continue

@@ -76,6 +76,7 @@ __all__ = [
     "StallPolicy",
     "StallRecipient",
     "StallStep",
+    "SupervisorLeaves",
     "skill_key",
 ]
 
@@ -307,6 +308,19 @@ class ProgramMigration(StrEnum):
     APPLY_NOW = "apply_now"
 
 
+class SupervisorLeaves(StrEnum):
+    """What an enrolment does when its supervising journeyworker leaves the organisation."""
+
+    #: Flag it (``supervisor_left``) and tell HR and the sponsor: HR transfers it (default: a
+    #: registered program's supervisor is a journeyworker the sponsor approved, and the
+    #: leaver's manager often is not one).
+    FLAG = "flag"
+    #: Transfer it at once to the leaver's manager (the next active one up the chain), and
+    #: tell HR, the sponsor and the new supervisor: for crews whose foreman is always a
+    #: journeyworker of the trade. HR can still transfer it to someone else.
+    TRANSFER_TO_MANAGER = "transfer_to_manager"
+
+
 class LmsApproval(StrEnum):
     """Whether classroom hours from the LMS wait for the supervisor."""
 
@@ -376,6 +390,7 @@ class Program(_Strict):
         graduation: What graduating takes.
         awards: Requirement ids (``kind: certification``) registered on graduation.
         on_new_version: How running enrolments take up a changed program.
+        on_supervisor_leaves: What an enrolment does when its supervisor leaves.
         classroom_from_lms: Which LMS activities credit classroom hours, and whether they
             wait for the supervisor's approval.
     """
@@ -394,6 +409,7 @@ class Program(_Strict):
         default_factory=list
     )
     on_new_version: ProgramMigration = ProgramMigration.GRANDFATHER
+    on_supervisor_leaves: SupervisorLeaves = SupervisorLeaves.FLAG
     classroom_from_lms: ClassroomFromLms = Field(default_factory=ClassroomFromLms)
 
     @field_validator("periods")

@@ -16,9 +16,13 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from domain.contracts.directory import (
+    PROJECT_MANAGER_LEFT,
     REASON_LEFT,
+    REASON_MENTOR_LEFT,
+    SUPERVISOR_LEFT,
     ChangeKind,
     Closing,
+    Flagging,
     Opening,
     PersonPlan,
     Resuming,
@@ -87,7 +91,10 @@ ENGAGED = {
     "apprenticeship": frozenset({"active", "suspended"}),
     "mentorship": frozenset({"pending", "active"}),
     "track": frozenset({"enrolled"}),
+    "project": frozenset({"open"}),
 }
+#: Roles in someone else's obligation: a leaver flags it for HR (never closes or pauses it).
+OTHER_PARTY = frozenset({"supervisor", "project_manager"})
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,9 @@ class Engagement:
         ref: The program id, the other party's external id, or the track id.
         status: The family's own status (``active``, ``suspended``, ``pending``, ``enrolled``,
             ``withdrawn``, ``completed``...).
-        role: In a mentorship, ``mentee`` or ``mentor``.
+        role: In a mentorship, ``mentee`` or ``mentor``; ``supervisor`` of someone else's
+            apprenticeship; ``project_manager`` of a project (``ref`` its name, ``status``
+            ``open`` until go-live). The last two are the other party's obligations.
     """
 
     workflow_id: str
@@ -121,15 +130,30 @@ class Engagement:
         """Whether it still runs (a leaver's closes, a leave pauses it)."""
         return self.status in ENGAGED.get(self.family, frozenset())
 
+    @property
+    def theirs(self) -> bool:
+        """Someone else's obligation in which the person is the other party."""
+        return self.role in OTHER_PARTY
+
     def closing(self, reason: str) -> Closing:
-        """Close it as ``cancelled`` with ``reason``."""
+        """Close it as a leaver's: ``cancelled`` with ``reason``.
+
+        A mentorship of which the leaver is the mentor is the mentee's too: it ``ended``
+        (reason ``mentor_left``) and the mentee is shown other mentors.
+        """
         what = f"{self.role} of {self.ref}" if self.role else self.ref
+        mentor = self.family == "mentorship" and self.role == "mentor"
         return Closing(
             workflow_id=self.workflow_id,
             requirement_id=f"{self.family}:{what}"[:200],
-            status="cancelled",
-            reason=reason,
+            status="ended" if mentor else "cancelled",
+            reason=REASON_MENTOR_LEFT if mentor else reason,
         )
+
+    def flagging(self) -> Flagging:
+        """Flag it for HR: its other party (the person) left."""
+        flag = SUPERVISOR_LEFT if self.family == "apprenticeship" else PROJECT_MANAGER_LEFT
+        return Flagging(workflow_id=self.workflow_id, ref=self.ref, flag=flag)
 
 
 @dataclass(frozen=True)
@@ -203,7 +227,8 @@ def plan_person(
         manager_change: ``old -> new`` when the manager changed (recorded only).
         extensions: Each pinned pack's ``extend_due_on_leave``, for a return.
         engagements: The person's apprenticeships, mentorships (either side) and track
-            enrolments: a leaver's close, a leave pauses the ones with reminders.
+            enrolments: a leaver's close, a leave pauses the ones with reminders; and the
+            apprenticeships they supervise and projects they manage: a leaver's are flagged.
 
     Returns:
         The plan: obligations to start and to close (each with why), pauses, resumes and
@@ -219,7 +244,10 @@ def plan_person(
         "manager_change": manager_change,
     }
     open_ = [o for o in obligations if o.open]
-    engaged = [e for e in engagements if e.open]
+    # Apprenticeships they supervise and projects they manage are other people's: a leaver
+    # flags them for HR; nothing else touches them (a leave pauses only the person's own).
+    others = [e for e in engagements if e.open and e.theirs]
+    engaged = [e for e in engagements if e.open and not e.theirs]
     status = person.employment_status
     if status == EmploymentStatus.TERMINATED.value:
         # Every family closes: assignments (track courses among them), held certifications,
@@ -238,6 +266,7 @@ def plan_person(
         return PersonPlan(
             **plan,
             close=closes,
+            flag=[e.flagging() for e in others],
             revoke_tokens=kind in (ChangeKind.LEAVER.value, "reconcile"),
         )
     assignable = [o for o in open_ if o.assignment]

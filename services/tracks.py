@@ -15,7 +15,7 @@ from datetime import date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -34,7 +34,12 @@ from activities.tracks import (
     withdraw_enrolment,
 )
 from domain.contracts.assignment import AssignmentInput, CancelSignal
-from domain.contracts.tracks import GoLiveChange, ProjectReadinessInput, project_workflow_id
+from domain.contracts.tracks import (
+    GoLiveChange,
+    ManagerReassigned,
+    ProjectReadinessInput,
+    project_workflow_id,
+)
 from domain.roles import Role
 from domain.statuses import EmploymentStatus
 from duly.settings import Settings
@@ -675,6 +680,49 @@ def project_tracks(session: Session, *, project_row: Project) -> list[ProjectTra
 def readiness(session: Session, *, project_row: Project, as_of: datetime) -> ProjectReadiness:
     """The project's go-live readiness as of an instant (see ``activities.tracks``)."""
     return project_readiness(session, project_row, as_of, _pack(session))
+
+
+async def reassign_project(
+    session: Session, client: Client, *, project_row: Project, manager: Person, principal: Principal
+) -> Project:
+    """Give the project a new project manager (HR): the countdown is theirs from now on.
+
+    Clears the ``manager_left`` flag the directory automation set when the last one left.
+
+    Raises:
+        Invalid: The new manager has left, or already manages it.
+    """
+    if manager.employment_status == "terminated":
+        raise Invalid(f"{manager.external_id!r} has left; choose someone still employed")
+    before = project_row.manager.external_id
+    if manager.id == project_row.manager_id:
+        raise Invalid(f"{manager.external_id!r} already manages this project")
+
+    def update() -> None:
+        project_row.manager_id = manager.id
+        project_row.manager = manager
+        audit.record(
+            session,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            action="project.reassign",
+            target=f"project/{project_row.id}",
+            after={"from": before, "to": manager.external_id},
+        )
+
+    await committed(session, update)
+    handle = client.get_workflow_handle(project_workflow_id(project_row.id))
+    try:
+        await handle.execute_update(
+            ProjectReadinessWorkflow.reassign_manager,
+            ManagerReassigned(manager=manager.external_id, actor=principal.actor[:128]),
+        )
+    except WorkflowUpdateFailedError:
+        pass  # the countdown had it already
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise  # NOT_FOUND: the countdown is over (ready or past go-live)
+    return project_row
 
 
 async def move_go_live(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import socket
@@ -18,7 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from duly.logs import JsonFormatter
+from duly.logs import JsonFormatter, setup_logging
 from duly.settings import Settings
 from duly.tracing import temporal_interceptors
 from duly.worker import serve_metrics
@@ -198,3 +200,24 @@ async def test_opentelemetry_traces_api_database_and_workflows(sqlite_db: Databa
     assert "StartWorkflow:ObservedWorkflow" in names
     assert "RunWorkflow:ObservedWorkflow" in names
     assert "RunActivity:observed_note" in names
+
+
+def test_the_log_handler_writes_to_stderr_as_it_is_when_a_line_is_logged(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # ``duly api`` run by a CliRunner (tests/api/test_limits.py) set the root handler up while
+    # stderr was the runner's buffer; the outbox notifier's next line, from an activity thread
+    # of a later test, failed with "I/O operation on closed file".
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        with contextlib.redirect_stderr(io.StringIO()) as swapped:
+            setup_logging(Settings(env="test"))
+        swapped.close()
+        logging.getLogger("duly.outbox").info("OUTBOX email to person p-1: notification 1")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    err = capsys.readouterr().err
+    assert "OUTBOX email to person p-1: notification 1" in err
+    assert "Logging error" not in err

@@ -10,6 +10,9 @@ the workflow only sleeps, waits for updates and calls activities:
   :func:`rules.apprenticeship.check_entry`), approved or rejected (``review_hours``);
   evaluations sign skills off (``evaluate``); HR suspends, reinstates, withdraws
   (``change_enrolment``) and transfers the supervisor (``transfer_supervisor``);
+- when the supervising journeyworker leaves (``supervisor_left``, from the directory
+  automation) the apprenticeship is flagged ``supervisor_left`` (state and read model), HR and
+  the sponsor's contact are told once, pending hours stay pending, and HR's transfer clears it;
 - when a period's hours and skills are met the apprentice advances: the apprentice, the
   supervisor, HR/payroll and the sponsor hear the new wage percentage once (ledger key
   ``adv:p{n}``), and the run **continues as new** carrying a summary (:class:`Carried`);
@@ -65,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         RecordEvaluation,
         ReviewHours,
         SubmitEvaluation,
+        SupervisorLeft,
         TransferSupervisor,
     )
     from domain.contracts.obligation import ReminderRequest, ReplanSignal
@@ -82,7 +86,12 @@ with workflow.unsafe.imports_passed_through():
         program_facts,
         progress,
     )
-    from rules.apprenticeship_model import Program, ProgramMigration, skill_key
+    from rules.apprenticeship_model import (
+        Program,
+        ProgramMigration,
+        SupervisorLeaves,
+        skill_key,
+    )
 
 TIMEOUT = timedelta(seconds=30)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
@@ -93,6 +102,8 @@ MAX_EVENTS = 200
 #: Continue as new also when a run's history grows past this many events (a long period).
 MAX_HISTORY_EVENTS = 10_000
 EVERYONE = ["apprentice", "supervisor", "hr", "sponsor"]
+#: The notice event of a supervisor's departure (HR and the sponsor's contact).
+SUPERVISOR_LEFT_EVENT = "supervisor_left"
 #: Runs with this patch have the pinned pack's status rules decide (and record at each
 #: wake-up); histories recorded before it keep the built-in answer.
 PACK_STATUS_PATCH = "apprenticeship-pack-status"
@@ -114,7 +125,8 @@ class ApprenticeshipWorkflow:
     """One apprenticeship, from enrolment to graduation (or withdrawal).
 
     Updates: ``log_hours``, ``review_hours``, ``evaluate``, ``change_enrolment``,
-    ``transfer_supervisor`` (each answers the new state). Query: ``state``.
+    ``transfer_supervisor``, ``supervisor_left`` (each answers the new state). Query:
+    ``state``.
     """
 
     @workflow.init
@@ -131,6 +143,8 @@ class ApprenticeshipWorkflow:
             paused_days=carried.paused_days if carried else 0,
         )
         self._supervisor = carried.supervisor if carried else input.supervisor
+        #: The supervisor who left, until HR transfers the apprenticeship to someone else.
+        self._supervisor_left = carried.supervisor_left if carried else None
         self._entries: list[HoursEntry] = list(carried.entries) if carried else []
         self._entry_ids: dict[str, str] = dict(carried.entry_ids) if carried else {}
         last = carried.last_evaluation if carried else None
@@ -234,6 +248,7 @@ class ApprenticeshipWorkflow:
             evaluations_done=self._evaluations_done,
             runs=self._runs,
             events=list(self._ladder.events),
+            supervisor_left=self._supervisor_left,
         )
 
     def _answer(self) -> ApprenticeshipState:
@@ -518,6 +533,7 @@ class ApprenticeshipWorkflow:
         """A new supervising journeyworker from now on (notices go to them)."""
         await workflow.wait_condition(lambda: self._program is not None)
         before, self._supervisor = self._supervisor, request.supervisor
+        self._supervisor_left = None
         self._event(
             "supervisor_transferred", f"{before} -> {request.supervisor} by {request.actor}"
         )
@@ -530,6 +546,66 @@ class ApprenticeshipWorkflow:
             raise ValueError("an apprentice cannot supervise themselves")
         if request.supervisor == self._supervisor:
             raise ValueError(f"{request.supervisor!r} already supervises this apprenticeship")
+
+    @workflow.update
+    async def supervisor_left(self, request: SupervisorLeft) -> ApprenticeshipState:
+        """The supervisor left: flag it for HR (or hand it to their manager); nothing closes.
+
+        Pending hours stay pending for whoever supervises next; the stall and evaluation
+        clocks run as before, so HR hears of a stall too. HR and the sponsor's contact are
+        told once per departure (the key counts the ones before it, carried in ``sent``).
+        """
+        await workflow.wait_condition(lambda: self._program is not None)
+        left = request.supervisor
+        n = 1 + sum(1 for key in self._sent if key.startswith("sl"))
+        key = f"sl{n}-{_yymmdd(self._today())}"
+        successor = request.successor
+        if (
+            self.program.on_supervisor_leaves is SupervisorLeaves.TRANSFER_TO_MANAGER
+            and successor is not None
+            and successor not in (self._input.person, left)
+        ):
+            self._supervisor = successor
+            self._supervisor_left = None
+            self._event(
+                "supervisor_transferred",
+                f"{left} -> {successor} by {request.actor}: {left} left (to their manager,"
+                " as the program says)",
+            )
+            await self._notice(
+                key,
+                SUPERVISOR_LEFT_EVENT,
+                ["hr", "sponsor", "supervisor"],
+                f"Apprenticeship transferred to a new supervisor: {self.program.name}",
+                f"The supervising journeyworker {left} of {self._input.person}'s"
+                f" {self.program.name} has left; {successor}, their manager, supervises it from"
+                " today and approves the hours waiting. If they cannot, transfer it to a"
+                " journeyworker who can (transfer-supervisor).",
+            )
+        else:
+            self._supervisor_left = left
+            self._event("supervisor_left", f"{left} left (by {request.actor})")
+            await self._notice(
+                key,
+                SUPERVISOR_LEFT_EVENT,
+                ["hr", "sponsor"],
+                f"Apprenticeship needs a new supervisor: {self.program.name}",
+                f"The supervising journeyworker {left} of {self._input.person}'s"
+                f" {self.program.name} has left. Hours and evaluations wait for a supervisor:"
+                " please transfer the apprenticeship (transfer-supervisor).",
+            )
+        self._changed = True
+        return self._answer()
+
+    @supervisor_left.validator
+    def _validate_supervisor_left(self, request: SupervisorLeft) -> None:
+        status = self._enrolment.status
+        if status in (EnrollmentStatus.COMPLETED, EnrollmentStatus.WITHDRAWN):
+            raise ValueError(f"the apprenticeship is {status.value}; nothing to flag")
+        if request.supervisor != self._supervisor:
+            raise ValueError(f"{request.supervisor!r} does not supervise this apprenticeship")
+        if self._supervisor_left == request.supervisor:
+            raise ValueError(f"{request.supervisor!r} is already flagged as having left")
 
     # -- activities ------------------------------------------------------------------------
 
@@ -894,5 +970,6 @@ class ApprenticeshipWorkflow:
             signed_off=self._signed_off,
             sent=self._sent,
             runs=self._runs + 1,
+            supervisor_left=self._supervisor_left,
         )
         return self._input.model_copy(update={"carried": carried, "pack_hash": self._pack_hash})

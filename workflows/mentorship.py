@@ -16,6 +16,10 @@ pack's ``mentorship:`` section is frozen into the input at request time.
   the midpoint and at the end date, after which the relationship waits for the end feedback
   (at most ``feedback.due_within_days``) and completes.
 - ``complete`` or ``cancel`` (with a reason) end it early; either gives the slot back.
+- ``mentor_left`` (the directory automation, when the mentor leaves the organisation): an
+  active relationship is ``ended``, a pending request ``expired`` at once, both with reason
+  ``mentor_left``; the mentee alone is told (one ``mentor-left`` message, the ledger keeps it
+  to one) and shown the next best matches, as on expiry.
 
 The runner of :mod:`workflows.ladder` does the waiting (``sleep_until``: timers, updates and
 bounced-message re-sends), the sending (``deliver``: the shared ``send_reminder`` activity, its
@@ -35,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import LadderStage, ObligationKind, add_months
     from domain.contracts.mentorship import (
         FINAL,
+        MENTOR_LEFT,
         AcceptRequest,
         ActionItem,
         CancelMentorship,
@@ -45,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         FeedbackPhase,
         FeedbackRequest,
         LeaveSignal,
+        MentorLeft,
         MentorshipEvent,
         MentorshipInput,
         MentorshipRecord,
@@ -93,7 +99,8 @@ def _end_of(day: date) -> datetime:
 class MentorshipWorkflow(ObligationMessages):
     """Carries one mentoring relationship through request, cadence, feedback and its end.
 
-    Updates: ``accept``, ``decline``, ``log_session``, ``feedback``, ``complete``, ``cancel``.
+    Updates: ``accept``, ``decline``, ``log_session``, ``feedback``, ``complete``, ``cancel``,
+    ``mentor_left``.
     Signals: those of every obligation family (``redeliver`` re-sends a bounced message) and
     ``leave`` (the directory: a side on leave holds the nudges).
     Query: ``state``.
@@ -271,6 +278,26 @@ class MentorshipWorkflow(ObligationMessages):
     def _validate_cancel(self, request: CancelMentorship) -> None:
         if self._status not in (MentorshipStatus.PENDING, MentorshipStatus.ACTIVE):
             raise ValueError(f"the mentorship is {self._status.value}; it cannot be cancelled")
+        if self._accepting:
+            raise ValueError("the request is being accepted; try again in a moment")
+
+    @workflow.update
+    async def mentor_left(self, request: MentorLeft) -> MentorshipState:
+        """The mentor left: an active relationship ends, a pending request expires now."""
+        if self._status is MentorshipStatus.PENDING:
+            self._status = MentorshipStatus.EXPIRED
+            self._reason = MENTOR_LEFT
+            self._ended_at = workflow.now()
+            self._ladder.event("expired", f"by {request.by}: {MENTOR_LEFT}")
+            self._changed = True
+        else:
+            self._finish(MentorshipStatus.ENDED, MENTOR_LEFT, f"by {request.by}")
+        return self.state()
+
+    @mentor_left.validator
+    def _validate_mentor_left(self, request: MentorLeft) -> None:
+        if self._status not in (MentorshipStatus.PENDING, MentorshipStatus.ACTIVE):
+            raise ValueError(f"the mentorship is {self._status.value}; it has ended already")
         if self._accepting:
             raise ValueError("the request is being accepted; try again in a moment")
 
@@ -511,10 +538,18 @@ class MentorshipWorkflow(ObligationMessages):
                 retry_policy=RETRY,
             )
             self._holds_slot = False
-        if self._status in (MentorshipStatus.EXPIRED, MentorshipStatus.DECLINED):
+        mentor_left = self._reason == MENTOR_LEFT and self._status in (
+            MentorshipStatus.EXPIRED,
+            MentorshipStatus.ENDED,
+        )
+        if self._status in (MentorshipStatus.EXPIRED, MentorshipStatus.DECLINED) or mentor_left:
             await self._suggest()
         self._ended_at = self._ended_at or workflow.now()
         await self._record()
+        if mentor_left:
+            # Only the mentee: the mentor has left. One message, pending or active.
+            await self._notice(self._input.mentee, "mentor-left", self._ended_at.date())
+            return
         told = [self._input.mentee]
         if self._status in (MentorshipStatus.COMPLETED, MentorshipStatus.CANCELLED):
             told.append(self._input.mentor)
@@ -627,7 +662,7 @@ class MentorshipWorkflow(ObligationMessages):
     # -- LadderFamily -----------------------------------------------------------------------
 
     def closed(self) -> bool:
-        """The relationship ended (completed, cancelled, declined, expired)."""
+        """The relationship ended (completed, cancelled, declined, expired, ended)."""
         return self._status in FINAL
 
     async def record(self) -> None:

@@ -13,6 +13,8 @@ with workflow.unsafe.imports_passed_through():
     from domain.contracts.tracks import (
         COUNTDOWN_DAYS,
         GoLiveChange,
+        ManagerLeft,
+        ManagerReassigned,
         ProjectEvent,
         ProjectMessages,
         ProjectReadinessInput,
@@ -66,6 +68,11 @@ class ProjectReadinessWorkflow(ProjectMessages):
         self._answer: ReadinessResult | None = None
         self._check = False
         self._change: GoLiveChange | None = None
+        #: The project manager left: HR reassigns the project (the countdown's notices are
+        #: about the manager, who gets none any more: see ``manager_left``).
+        self._manager_left: str | None = None
+        #: Who the countdown is about and sent to (HR reassigns it: ``reassign_manager``).
+        self._manager = input.manager
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -79,6 +86,35 @@ class ProjectReadinessWorkflow(ProjectMessages):
         """The go-live date moved: re-plan the countdown."""
         self._change = signal
 
+    @workflow.update
+    def manager_left(self, signal: ManagerLeft) -> ProjectReadinessState:
+        """The project manager left (the directory automation): flag it for HR to reassign."""
+        self._manager_left = signal.manager
+        self._ladder.event(
+            "manager_left", f"{signal.manager} left (by {signal.actor}): HR reassigns the project"
+        )
+        return self.state()
+
+    @manager_left.validator
+    def _validate_manager_left(self, signal: ManagerLeft) -> None:
+        if signal.manager != self._manager:
+            raise ValueError(f"{signal.manager!r} does not manage this project")
+        if self._manager_left is not None:
+            raise ValueError(f"{signal.manager!r} is already flagged as having left")
+
+    @workflow.update
+    def reassign_manager(self, change: ManagerReassigned) -> ProjectReadinessState:
+        """HR gave the project a new manager: the countdown goes to them; the flag clears."""
+        before, self._manager = self._manager, change.manager
+        self._manager_left = None
+        self._ladder.event("manager_reassigned", f"{before} -> {change.manager} by {change.actor}")
+        return self.state()
+
+    @reassign_manager.validator
+    def _validate_reassign(self, change: ManagerReassigned) -> None:
+        if change.manager == self._manager:
+            raise ValueError(f"{change.manager!r} already manages this project")
+
     @workflow.query
     def state(self) -> ProjectReadinessState:
         """The countdown as the workflow sees it now."""
@@ -89,6 +125,8 @@ class ProjectReadinessWorkflow(ProjectMessages):
             blocking_tracks=list(self._answer.blocking_tracks) if self._answer else [],
             stages_sent=list(self._ladder.sent),
             events=list(self._ladder.events),
+            manager_left=self._manager_left,
+            manager=self._manager,
         )
 
     # -- main -------------------------------------------------------------------------------
@@ -178,7 +216,7 @@ class ProjectReadinessWorkflow(ProjectMessages):
         today = workflow.now().date()
         return ReminderRequest(
             workflow_id=workflow.info().workflow_id,
-            person=self._input.manager,
+            person=self._manager,
             kind=ObligationKind.TRAINING,
             requirement_title=title,
             due_date=self._go_live,

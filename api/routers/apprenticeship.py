@@ -85,6 +85,8 @@ class ApprenticeshipItem(BaseModel):
     work_approved: float
     classroom_approved: float
     pack_hash: str
+    #: The supervisor left the organisation and HR has not transferred it yet.
+    supervisor_left: str | None = None
 
 
 class LogHoursBody(_Body):
@@ -149,6 +151,7 @@ def _item(row: Apprenticeship) -> ApprenticeshipItem:
         work_approved=row.work_approved,
         classroom_approved=row.classroom_approved,
         pack_hash=row.pack_hash,
+        supervisor_left=(row.summary or {}).get("supervisor_left"),
     )
 
 

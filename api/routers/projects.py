@@ -59,6 +59,16 @@ class GoLiveMove(BaseModel):
     go_live: date
 
 
+class ManagerChange(BaseModel):
+    """A new project manager."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_manager: str = Field(
+        min_length=1, max_length=64, description="The new project manager's external id."
+    )
+
+
 class ProjectTrackRead(BaseModel):
     """A track the project needs."""
 
@@ -76,6 +86,9 @@ class ProjectRead(BaseModel):
     client: str
     go_live: date
     project_manager: str
+    #: The project manager has left the organisation: HR reassigns the project
+    #: (``POST /projects/{id}/manager``).
+    project_manager_left: bool = False
     workflow_id: str
     tracks: list[ProjectTrackRead] = []
 
@@ -111,6 +124,7 @@ def _read(row: Project, session: SessionDep) -> ProjectRead:
         client=row.client,
         go_live=row.go_live,
         project_manager=row.manager.external_id,
+        project_manager_left=row.manager.employment_status == "terminated",
         workflow_id=project_workflow_id(row.id),
         tracks=[
             ProjectTrackRead(
@@ -237,5 +251,29 @@ async def move_go_live(
     )
     await tracks.move_go_live(
         session, await temporal(), project_row=row, go_live=body.go_live, principal=principal
+    )
+    return await committed(session, lambda: _read(row, session))
+
+
+@router.post("/{project_id}/manager", response_model=ProjectRead)
+async def reassign_project(
+    project_id: str,
+    body: ManagerChange,
+    session: SessionDep,
+    principal: HrOnly,
+    temporal: TemporalDep,
+) -> ProjectRead:
+    """Give the project a new project manager (HR): after one left, or any time."""
+
+    def find() -> tuple[Project, Person]:
+        row = tracks.project(session, project_id=project_id, principal=principal)
+        manager = session.scalar(select(Person).where(Person.external_id == body.project_manager))
+        if manager is None:
+            raise Invalid(f"project_manager {body.project_manager!r} is not in the directory")
+        return row, manager
+
+    row, manager = await committed(session, find)
+    await tracks.reassign_project(
+        session, await temporal(), project_row=row, manager=manager, principal=principal
     )
     return await committed(session, lambda: _read(row, session))

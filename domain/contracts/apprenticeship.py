@@ -40,6 +40,7 @@ __all__ = [
     "RecordEvaluation",
     "ReviewHours",
     "SubmitEvaluation",
+    "SupervisorLeft",
     "TransferSupervisor",
     "apprenticeship_workflow_id",
     "skill_key",
@@ -189,6 +190,8 @@ class Carried(_Model):
     sent: list[str] = Field(default_factory=list)
     runs: int = 1
     events_before: int = 0
+    #: The supervisor who left without a successor yet (see ``supervisor_left``).
+    supervisor_left: str | None = None
 
 
 class ApprenticeshipInput(_Model):
@@ -277,6 +280,21 @@ class ChangeEnrolment(_Model):
     reason: str = Field(default="", max_length=2000)
 
 
+class SupervisorLeft(_Model):
+    """Update (the directory automation): the supervising journeyworker left.
+
+    The apprenticeship is flagged (``supervisor_left`` in its state and read model) and HR and
+    the program's sponsor contact are told once; pending hours stay pending until HR
+    transfers the supervisor (``transfer_supervisor``), which clears the flag.
+    """
+
+    supervisor: str = Field(min_length=1, max_length=64)
+    actor: str = Field(max_length=128)
+    #: The leaver's manager (the next active one up the chain), who takes over when the
+    #: program says ``on_supervisor_leaves: transfer_to_manager``; None: nobody active.
+    successor: str | None = Field(default=None, max_length=64)
+
+
 class TransferSupervisor(_Model):
     """Update: a new supervising journeyworker (HR)."""
 
@@ -320,6 +338,9 @@ class ApprenticeshipState(_Model):
     evaluations_done: int
     runs: int
     events: list[ApprenticeshipEvent]
+    #: The supervising journeyworker left the organisation and HR has not transferred the
+    #: apprenticeship yet: hours and evaluations wait for a supervisor (None: all is well).
+    supervisor_left: str | None = None
 
 
 # -- activity requests ---------------------------------------------------------------------

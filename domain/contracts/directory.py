@@ -111,6 +111,12 @@ class DirectoryChange(BaseModel):
 REASON_LEFT = "left"
 #: Why a pause (and the apprenticeship suspension it makes) happens: a resume looks for it.
 REASON_LEAVE = "leave of absence"
+#: Why a mentorship whose mentor left ends (the mentee's side: it is not theirs that closed).
+REASON_MENTOR_LEFT = "mentor_left"
+#: The flag on an apprenticeship whose supervising journeyworker left (HR transfers it).
+SUPERVISOR_LEFT = "supervisor_left"
+#: The flag on a project whose project manager left (HR reassigns it).
+PROJECT_MANAGER_LEFT = "project_manager_left"
 
 #: The families a plan closes, pauses and resumes, by the prefix of their workflow id (a track
 #: enrolment has no workflow of its own: ``track/{track}/{person}`` names the enrolment row).
@@ -120,6 +126,7 @@ FAMILIES: tuple[tuple[str, str], ...] = (
     ("apprenticeship/", "apprenticeship"),
     ("mentorship/", "mentorship"),
     ("track/", "track"),
+    ("project/", "project"),
 )
 
 
@@ -153,13 +160,33 @@ class Closing(_Plan):
 
     workflow_id: str
     requirement_id: str
-    #: ``cancelled`` (a leaver) or ``not_applicable`` (a mover the requirement left behind).
-    status: Literal["cancelled", "not_applicable"]
+    #: ``cancelled`` (a leaver) or ``not_applicable`` (a mover the requirement left behind);
+    #: ``ended``: someone else's mentorship whose mentor is the leaver.
+    status: Literal["cancelled", "not_applicable", "ended"]
     reason: str
 
     @property
     def family(self) -> str:
         """``assignment``, ``certification``, ``apprenticeship``, ``mentorship`` or ``track``."""
+        return family_of(self.workflow_id)
+
+
+class Flagging(_Plan):
+    """Someone else's obligation whose other party is the leaver: flagged for HR, not closed.
+
+    An apprenticeship the leaver supervised (:data:`SUPERVISOR_LEFT`: its approvals have
+    nobody to give them until HR transfers the supervisor) or a project they managed
+    (:data:`PROJECT_MANAGER_LEFT`: HR reassigns it).
+    """
+
+    workflow_id: str
+    #: The program id, or the project's name.
+    ref: str
+    flag: Literal["supervisor_left", "project_manager_left"]
+
+    @property
+    def family(self) -> str:
+        """``apprenticeship`` or ``project``."""
         return family_of(self.workflow_id)
 
 
@@ -204,12 +231,16 @@ class PersonPlan(_Plan):
     revoke_tokens: bool = False
     #: ``old -> new`` manager external ids when the manager changed (recorded, nothing to do).
     manager_change: str | None = None
+    #: A leaver's part in other people's obligations: apprenticeships they supervised and
+    #: projects they managed, flagged for HR.
+    flag: list[Flagging] = Field(default_factory=list)
 
     def is_empty(self) -> bool:
         """Whether there is nothing to do."""
         return not (
             self.assign
             or self.close
+            or self.flag
             or self.pause
             or self.resume
             or self.enrol
@@ -233,6 +264,7 @@ class PersonPlan(_Plan):
             "enrol": list(self.enrol),
             "revoke_tokens": self.revoke_tokens,
             "manager_change": self.manager_change,
+            "flag": [{"ref": f.ref, "flag": f.flag} for f in self.flag],
         }
 
 
@@ -276,6 +308,9 @@ class DirectoryOutcome(_Plan):
     enrolled: list[str] = Field(default_factory=list)
     tokens_revoked: int = 0
     manager_change: str | None = None
+    #: Other people's obligations flagged because the leaver was their other party (only
+    #: the ones flagged by this run: a second run of the same leaver flags nothing more).
+    flagged: list[Flagging] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
 
 

@@ -19,6 +19,7 @@ from domain.ids import slugify
 
 __all__ = [
     "FINAL",
+    "MENTOR_LEFT",
     "MESSAGE_EVENTS",
     "AcceptRequest",
     "ActionItem",
@@ -30,6 +31,7 @@ __all__ = [
     "FeedbackPhase",
     "FeedbackRequest",
     "LeaveSignal",
+    "MentorLeft",
     "MentorshipEvent",
     "MentorshipInput",
     "MentorshipRecord",
@@ -55,6 +57,9 @@ class MentorshipStatus(StrEnum):
     CANCELLED = "cancelled"
     DECLINED = "declined"
     EXPIRED = "expired"
+    #: The mentor left the organisation while the relationship was active (reason
+    #: :data:`MENTOR_LEFT`); a pending request to them expires instead.
+    ENDED = "ended"
 
 
 #: Statuses a relationship never leaves.
@@ -64,8 +69,12 @@ FINAL = frozenset(
         MentorshipStatus.CANCELLED,
         MentorshipStatus.DECLINED,
         MentorshipStatus.EXPIRED,
+        MentorshipStatus.ENDED,
     }
 )
+
+#: The reason of a relationship ended (or a request expired) because the mentor left.
+MENTOR_LEFT = "mentor_left"
 
 
 #: The message a mentorship sends at each of its stages (``ReminderRequest.event``): the wording
@@ -87,6 +96,7 @@ MESSAGE_EVENTS: dict[str, str] = {
     "action": "action-item",
     "completed": "completed",
     "cancelled": "cancelled",
+    "mentor-left": "mentor-left",
 }
 
 
@@ -209,6 +219,16 @@ class CancelMentorship(Contract):
 
     by: str
     reason: str = Field(min_length=1, max_length=500)
+
+
+class MentorLeft(Contract):
+    """Update (the directory automation): the mentor left the organisation.
+
+    An active relationship ends (``ended``), a pending request expires at once; either way the
+    reason is :data:`MENTOR_LEFT` and the mentee is told once and shown the next best matches.
+    """
+
+    by: str = Field(max_length=128)
 
 
 class LeaveSignal(Contract):

@@ -18,6 +18,8 @@ from domain.contracts.obligation import LadderEvent
 __all__ = [
     "TRACK_COMPLETED_WORKFLOW",
     "GoLiveChange",
+    "ManagerLeft",
+    "ManagerReassigned",
     "NudgeRequest",
     "ProjectEvent",
     "ProjectMessages",
@@ -125,6 +127,24 @@ class ProjectReadinessState(Contract):
     blocking_tracks: list[str]
     stages_sent: list[str]
     events: list[ProjectEvent]
+    #: The project manager left the organisation: HR reassigns the project (None: all is well).
+    manager_left: str | None = None
+    #: The project manager now (None: a state recorded before reassignment existed).
+    manager: str | None = None
+
+
+class ManagerReassigned(Contract):
+    """Update (HR): the project has a new project manager."""
+
+    manager: str = Field(min_length=1, max_length=64)
+    actor: str = Field(max_length=128)
+
+
+class ManagerLeft(Contract):
+    """Update (the directory automation): the project manager left the organisation."""
+
+    manager: str = Field(max_length=64)
+    actor: str = Field(max_length=128)
 
 
 class NudgeRequest(Contract):

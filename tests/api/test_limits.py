@@ -5,6 +5,7 @@ Each exploit test sends what an attacker would and fails on the code before :mod
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -261,6 +262,10 @@ def test_duly_api_trusts_forwarded_headers_only_from_the_named_proxies(
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    # ``duly api`` sets the root logger up (level and handler): give the next tests theirs.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    level = root.level
     monkeypatch.setenv("DULY_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("DULY_FORWARDED_ALLOW_IPS", raising=False)
     runner = CliRunner()
@@ -270,6 +275,7 @@ def test_duly_api_trusts_forwarded_headers_only_from_the_named_proxies(
     monkeypatch.setenv("DULY_FORWARDED_ALLOW_IPS", "10.0.0.9")
     from_env = runner.invoke(duly.cli.app, ["api"])
     forced_off = runner.invoke(duly.cli.app, ["api", "--no-proxy-headers"])
+    root.setLevel(level)  # setLevel, not the attribute: loggers cache what is enabled
 
     assert [r.exit_code for r in (behind, direct, from_env, forced_off)] == [0, 0, 0, 0], (
         behind.output

@@ -246,6 +246,25 @@ def test_project_readiness_blocks_until_the_team_completes(
     assert answer.status_code == 200 and answer.json()["go_live"] == moved
     assert any(name == "move_go_live" for _, name, _ in temporal.signals)
 
+    # The project manager leaves: HR's list flags it, and HR gives it to someone still here.
+    with sqlite_db.session() as session:
+        pm = session.scalar(select(Person).where(Person.external_id == "p-1010"))
+        assert pm is not None
+        pm.employment_status = "terminated"
+        session.commit()
+    listed = {p["id"]: p for p in client.get("/projects", headers=hr).json()}
+    assert listed[project]["project_manager_left"] is True
+    url = f"/projects/{project}/manager"
+    gone = client.post(url, json={"project_manager": "p-1010"}, headers=hr)
+    assert gone.status_code == 422 and "has left" in gone.text
+    pm_only = _as(sqlite_db, Role.MANAGER, "p-1012")
+    assert client.post(url, json={"project_manager": "p-1012"}, headers=pm_only).status_code == 403
+    taken = client.post(url, json={"project_manager": "p-1012"}, headers=hr)
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["project_manager"] == "p-1012"
+    assert taken.json()["project_manager_left"] is False
+    assert any(name == "reassign_manager" for _, name, _ in temporal.signals)
+
 
 def test_an_inactive_track_enrols_nobody_new(
     client: TestClient, sqlite_db: Database, tmp_path: Path

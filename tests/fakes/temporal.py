@@ -21,6 +21,10 @@ class FakeHandle:
         name = getattr(signal, "__name__", signal)
         self.temporal.signals.append((self.workflow_id, str(name), arg))
 
+    async def execute_update(self, update: Any, arg: Any = None, **_: Any) -> None:
+        """Recorded with the signals (the answer is not looked at by the callers faked)."""
+        await self.signal(update, arg)
+
 
 @dataclass
 class FakeTemporal:

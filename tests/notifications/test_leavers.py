@@ -16,8 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from activities.apprenticeship import ApprenticeshipActivities
 from activities.assignment import AssignmentActivities
 from api.app import create_app
+from domain.contracts.apprenticeship import NoticeRequest
 from domain.contracts.digest import DigestRequest
 from domain.contracts.obligation import ReminderRequest
 from domain.kinds import ObligationKind
@@ -246,3 +248,45 @@ def test_a_queued_digest_for_someone_who_left_is_skipped(org: Org) -> None:
     with org.db.session() as session:
         row = session.get(Notification, notification_id)
         assert row is not None and (row.status, row.error_code) == ("skipped", "learner:terminated")
+
+
+def test_an_apprenticeship_notice_skips_a_supervisor_who_left_and_goes_up_their_chain(
+    db: Database,
+) -> None:
+    # The evaluation escalation (supervisors_manager, supervisor) about an apprentice whose
+    # supervisor and the supervisor's manager both left: the next active one up gets it.
+    field = load_pack(MEDICAL.parent / "field-technicians")
+    with db.session() as session:
+        deploy(session, field, author="hr", message="v1", migration=Migration.GRANDFATHER)
+        manager_id = None
+        for external_id, status in (("top", "active"), ("mg", "terminated"), ("jw", "terminated")):
+            person = Person(
+                external_id=external_id,
+                name=external_id,
+                email=f"{external_id}@example.com",
+                manager_id=manager_id,
+                employment_status=status,
+            )
+            session.add(person)
+            session.flush()
+            manager_id = person.id
+        session.add(Person(external_id="ap", name="ap", email="ap@example.com"))
+    email = Recording("email")
+    sender = AssignmentActivities(db, Settings(env="test"), {"email": email}, digest=None)
+    lines = ApprenticeshipActivities(db, sender.deliverer).notice(
+        NoticeRequest(
+            workflow_id="apprenticeship/ap/elevator-mechanic",
+            person="ap",
+            supervisor="jw",
+            pack_hash=field.content_hash,
+            program_id="elevator-mechanic",
+            key="ev-261125",
+            event="evaluation_overdue",
+            notify=["supervisors_manager", "supervisor"],
+            subject="Evaluation overdue",
+            text="An evaluation is overdue.",
+            fired_at=FIRED_AT,
+        )
+    )
+    assert email.to == ["top@example.com"]
+    assert "supervisor: jw has left" in lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -308,6 +308,11 @@ def test_a_leaver_closes_every_family_and_a_leave_pauses_those_with_reminders(
         Engagement("mentorship/p-1/m-2/1", "m-2", "completed", role="mentee"),
         Engagement("track/research/p-1", "research", "enrolled"),
         Engagement("track/done/p-1", "done", "completed"),
+        # Other people's: an apprenticeship p-1 supervises, projects p-1 manages.
+        Engagement("apprenticeship/a-1/elevator", "elevator", "active", role="supervisor"),
+        Engagement("apprenticeship/a-2/elevator", "elevator", "withdrawn", role="supervisor"),
+        Engagement("project/7/readiness", "Go-live", "open", role="project_manager"),
+        Engagement("project/8/readiness", "Done", "over", role="project_manager"),
     ]
     left = plan_person(
         pack=pack,
@@ -325,7 +330,16 @@ def test_a_leaver_closes_every_family_and_a_leave_pauses_those_with_reminders(
         ("mentorship", "mentorship/e-1/p-1/1"),
         ("track", "track/research/p-1"),
     }
-    assert {(c.status, c.reason) for c in left.close} == {("cancelled", "left")}
+    # Their own close as theirs; the mentorship they mentor ends for the mentee.
+    assert {(c.workflow_id, c.status, c.reason) for c in left.close if c.status != "cancelled"} == {
+        ("mentorship/e-1/p-1/1", "ended", "mentor_left")
+    }
+    assert {c.reason for c in left.close if c.status == "cancelled"} == {"left"}
+    # Other people's still running are flagged for HR, never closed.
+    assert {(f.workflow_id, f.flag) for f in left.flag} == {
+        ("apprenticeship/a-1/elevator", "supervisor_left"),
+        ("project/7/readiness", "project_manager_left"),
+    }
     away = plan_person(
         pack=pack,
         person=nurse("leave"),
@@ -384,3 +398,28 @@ def test_joiners_movers_and_rehires_are_enrolled_in_their_learning_paths(pack: P
     for status in ("leave", "terminated"):
         away = nurse(status, roles=["technician"], department="Radiology")
         assert plan_person(pack=pack, person=away, obligations=[], today=TODAY).enrol == []
+
+
+def test_a_mentorship_ended_because_the_mentor_left_reopens_what_it_satisfied() -> None:
+    # The mentee still owes what the relationship gave them (activities.mentorship_requirements).
+    from activities.mentorship_requirements import ended_early
+    from domain.contracts.mentorship import MentorshipRecord, MentorshipStatus, MentorshipType
+
+    started = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    record = MentorshipRecord(
+        workflow_id="mentorship/e-1/p-1/1",
+        mentee="e-1",
+        mentor="p-1",
+        status=MentorshipStatus.ENDED,
+        type=MentorshipType.GENERAL,
+        duration_months=6,
+        requested_at=started,
+        as_of=started + timedelta(days=40),
+        started_at=started,
+        ended_at=started + timedelta(days=40),
+        reason="mentor_left",
+    )
+    why = ended_early(record)
+    assert why is not None and "ended on 2026-02-14" in why and "mentor_left" in why
+    pending = record.model_copy(update={"status": MentorshipStatus.EXPIRED, "started_at": None})
+    assert ended_early(pending) is None  # a request never accepted satisfied nothing

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 import uuid
 from collections import Counter
@@ -38,6 +39,7 @@ from domain.contracts.apprenticeship import (
     LogHours,
     ReviewHours,
     SubmitEvaluation,
+    SupervisorLeft,
     TransferSupervisor,
 )
 from domain.contracts.packs import AdoptPackSignal, PackMigration
@@ -551,3 +553,65 @@ async def test_recorded_apprenticeship_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json("replayed", path.read_text())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+async def test_a_supervisor_who_leaves_hands_over_to_their_manager_when_the_program_says_so(
+    env: WorkflowEnvironment, sqlite_db: Database, tmp_path: Path
+) -> None:
+    person, supervisor, _ = _org(sqlite_db)
+    boss = f"mg-{supervisor.removeprefix('jw-')}"
+    # The same pack, its program set to hand an apprentice to the leaver's manager.
+    shutil.copytree(FIELD, tmp_path / "pack")
+    programs = tmp_path / "pack" / "programs.yaml"
+    text = programs.read_text()
+    assert "    on_new_version: grandfather\n" in text
+    programs.write_text(
+        text.replace(
+            "    on_new_version: grandfather\n",
+            "    on_new_version: grandfather\n    on_supervisor_leaves: transfer_to_manager\n",
+        )
+    )
+    pack = load_pack(tmp_path / "pack")
+    with sqlite_db.session() as session:
+        deploy(session, pack, author="hr", message="v2", migration=Migration.GRANDFATHER)
+        session.commit()
+    start = (await env.get_current_time()).date()
+    tq = f"tq-{uuid.uuid4()}"
+    async with build_worker(env.client, task_queue=tq, db=sqlite_db):
+        inp = ApprenticeshipInput(
+            person=person,
+            program_id="elevator-mechanic",
+            pack_hash=pack.content_hash,
+            supervisor=supervisor,
+            enrolled_on=start,
+        )
+        handle: Handle = await env.client.start_workflow(
+            ApprenticeshipWorkflow.run, inp, id=inp.workflow_id, task_queue=tq
+        )
+        entry = HoursEntry(id="e-1", day=start, kind=HoursKind.WORK, hours=8.0)
+        await handle.execute_update(
+            ApprenticeshipWorkflow.log_hours, LogHours(entry=entry, actor="learner")
+        )
+        left = SupervisorLeft(supervisor=supervisor, actor="directory (scim)", successor=boss)
+        state = await handle.execute_update(ApprenticeshipWorkflow.supervisor_left, left)
+        # The manager supervises from now on: nothing to flag, the hours wait for them.
+        assert state.supervisor == boss and state.supervisor_left is None
+        assert state.work_pending == 8.0
+        with pytest.raises(WorkflowUpdateFailedError):  # the same departure again: refused
+            await handle.execute_update(ApprenticeshipWorkflow.supervisor_left, left)
+        await handle.execute_update(
+            ApprenticeshipWorkflow.review_hours,
+            ReviewHours(entry_id="e-1", approve=True, actor=boss),
+        )
+        events = (await handle.query(ApprenticeshipWorkflow.state)).events
+    assert [e.kind for e in events].count("supervisor_transferred") == 1
+    with sqlite_db.session() as session:
+        told = session.execute(
+            select(Notification.recipient_role, Person.external_id)
+            .outerjoin(Person, Notification.person_id == Person.id)
+            .where(Notification.workflow_id == inp.workflow_id, Notification.stage.like("sl%"))
+        ).all()
+    # HR, the sponsor and the new supervisor hear it once; the leaver does not.
+    assert sorted(told, key=str) == sorted(
+        [("hr", None), ("sponsor", None), ("supervisor", boss)], key=str
+    )

@@ -26,6 +26,9 @@ from domain.contracts.apprenticeship import (
     ApprenticeshipState,
     EnrollmentStatus,
     EnrolmentAction,
+    HoursEntry,
+    HoursKind,
+    LogHours,
 )
 from domain.contracts.certification import CertificationState
 from domain.contracts.directory import ReconcileRequest
@@ -43,7 +46,7 @@ from rules.mentorship_model import (
     CommunicationStyle,
     MentorProfile,
 )
-from services import apprenticeships, certifications, mentorships
+from services import apprenticeships, certifications, directory, mentorships
 from store.apprenticeships import Apprenticeship
 from store.db import Database
 from store.models import Mentorship, Notification, Obligation, Person
@@ -186,8 +189,9 @@ def _ext(prefix: str = "p") -> str:
 
 async def test_leaver_closes_every_family_once_and_a_rehire_owes_what_applies(org: Org) -> None:
     ext, mentor, mentee, supervisor = _ext(), _ext("m"), _ext("e"), _ext("s")
+    asker = _ext("a")  # a request to ext still waiting for an answer when they leave
     await org.change(org.hire(supervisor, **MECHANIC))
-    for other in (mentor, mentee):
+    for other in (mentor, mentee, asker):
         await org.change(org.hire(other, roles="apprentice", department="Elevator Service"))
     joined = await org.change(org.hire(ext, **MECHANIC))
     # A joiner owes the certifications that apply: an obligation to obtain each.
@@ -233,10 +237,32 @@ async def test_leaver_closes_every_family_once_and_a_rehire_owes_what_applies(or
             principal=HR,
         )
     org.mentor_profile(ext)
+    org.mentor_profile(mentor)  # the next best match of ext's mentees
     as_mentee = await org.mentorship(ext, mentor, accept=False)
     as_mentor = await org.mentorship(mentee, ext, accept=True)
+    asked = await org.mentorship(asker, ext, accept=False)
+    # ext also supervises someone else's apprenticeship, with hours waiting for approval.
+    with org.db.session() as session:
+        supervised = await apprenticeships.enroll(
+            session,
+            org.env.client,
+            task_queue=org.queue,
+            person=mentee,
+            program_id="elevator-mechanic",
+            supervisor=ext,
+            enrolled_on=None,
+            principal=HR,
+        )
+    other_app = org.env.client.get_workflow_handle(supervised.workflow_id)
+    entry = HoursEntry(
+        id="w-1", day=now.date(), kind=HoursKind.WORK, hours=8.0, description="on the job"
+    )
+    await other_app.execute_update(
+        ApprenticeshipWorkflow.log_hours, LogHours(entry=entry, actor=mentee)
+    )
 
-    left = await org.change(org.patch(ext, employment_status="terminated"))
+    change = org.patch(ext, employment_status="terminated")
+    left = await org.change(change)
     closed = {(c.family, c.status, c.reason) for c in left.closed}
     assert {f for f, _, _ in closed} == {
         "assignment",
@@ -244,13 +270,17 @@ async def test_leaver_closes_every_family_once_and_a_rehire_owes_what_applies(or
         "apprenticeship",
         "mentorship",
     }
-    assert {(s, r) for _, s, r in closed} == {("cancelled", "left")}
+    # Their own obligations are cancelled; the mentorships they mentored ended for the mentee.
+    assert {(s, r) for _, s, r in closed} == {("cancelled", "left"), ("ended", "mentor_left")}
     assert {c.workflow_id for c in left.closed} >= {
         registered.workflow_id,
         enrolled.workflow_id,
         as_mentee,
         as_mentor,
+        asked,
     }
+    assert enrolled.workflow_id != supervised.workflow_id
+    assert supervised.workflow_id not in {c.workflow_id for c in left.closed}
     cert = org.env.client.get_workflow_handle(
         registered.workflow_id, result_type=CertificationState
     )
@@ -260,13 +290,44 @@ async def test_leaver_closes_every_family_once_and_a_rehire_owes_what_applies(or
     app = org.env.client.get_workflow_handle(enrolled.workflow_id, result_type=ApprenticeshipState)
     app_state: ApprenticeshipState = await app.result()
     assert app_state.status is EnrollmentStatus.WITHDRAWN
-    for workflow_id, other in ((as_mentee, mentor), (as_mentor, mentee)):
+    # ext as the mentee: their own, cancelled; the mentor is told, the leaver is not.
+    handle = org.env.client.get_workflow_handle(as_mentee, result_type=MentorshipState)
+    state: MentorshipState = await handle.result()
+    assert state.status is MentorshipStatus.CANCELLED and state.reason == "left"
+    assert "cancelled" in org.sent(as_mentee, mentor)
+    assert "cancelled" not in org.sent(as_mentee, ext)
+    # ext as the mentor: the active mentorship ended, the pending request expired at once;
+    # each mentee is told once why and shown the next best mentors (ext left out).
+    for workflow_id, other, status in (
+        (as_mentor, mentee, MentorshipStatus.ENDED),
+        (asked, asker, MentorshipStatus.EXPIRED),
+    ):
         handle = org.env.client.get_workflow_handle(workflow_id, result_type=MentorshipState)
-        state: MentorshipState = await handle.result()
-        assert state.status is MentorshipStatus.CANCELLED and state.reason == "left"
-        # The other side is told; the leaver is not (they left).
-        assert "cancelled" in org.sent(workflow_id, other)
-        assert "cancelled" not in org.sent(workflow_id, ext)
+        state = await handle.result()
+        assert state.status is status and state.reason == "mentor_left"
+        assert ext not in state.next_matches and any(e.kind == "next_matches" for e in state.events)
+        assert org.sent(workflow_id, other).count("mentor-left") == 1  # once (the ledger)
+        assert not [s for s in org.sent(workflow_id, ext) if s in ("mentor-left", "cancelled")]
+    # The apprenticeship ext supervised is flagged, not closed: its hours stay pending and HR
+    # and the sponsor's contact hear once that it needs a new supervisor.
+    flagged = await other_app.query(ApprenticeshipWorkflow.state)
+    assert flagged.status is EnrollmentStatus.ACTIVE and flagged.supervisor_left == ext
+    assert flagged.work_pending == 8.0
+    assert [(f.workflow_id, f.flag) for f in left.flagged] == [
+        (supervised.workflow_id, "supervisor_left")
+    ]
+    told = [s for s in org.sent(supervised.workflow_id) if s.startswith("sl")]
+    assert len(told) == 2 and len(set(told)) == 1  # HR's mailbox and the sponsor's contact
+    with org.db.session() as session:
+        summary = session.scalar(
+            select(Apprenticeship.summary).where(
+                Apprenticeship.workflow_id == supervised.workflow_id
+            )
+        )
+    assert summary is not None and summary["supervisor_left"] == ext  # HR's read model
+    # The same change again is refused by its business key: nothing is sent twice.
+    again_started = await directory.automate([change], temporal=org._client, task_queue=org.queue)
+    assert again_started.started == 0
     everything = org.obligations(ext)
     # Every row is closed but the completed obligation to obtain (it stays completed).
     assert {
@@ -281,6 +342,18 @@ async def test_leaver_closes_every_family_once_and_a_rehire_owes_what_applies(or
         task_queue=org.queue,
     )
     assert not [fix for fix in again.fixes if ext in fix]
+    assert [s for s in org.sent(supervised.workflow_id) if s.startswith("sl")] == told
+    # HR transfers the supervisor: the flag clears and the new one can approve the hours.
+    with org.db.session() as session:
+        moved = await apprenticeships.transfer(
+            session,
+            org.env.client,
+            workflow_id=supervised.workflow_id,
+            supervisor=supervisor,
+            reason="ext left",
+            principal=HR,
+        )
+    assert moved.supervisor == supervisor and moved.supervisor_left is None
 
     # A rehire owes what applies again: trainings and certifications (the cancelled
     # certificate is not held any more), as new cycles. The apprenticeship is not restored.
@@ -294,6 +367,15 @@ async def test_leaver_closes_every_family_once_and_a_rehire_owes_what_applies(or
             select(Apprenticeship.status).where(Apprenticeship.workflow_id == enrolled.workflow_id)
         )
     assert status == "withdrawn"
+    with org.db.session() as session:
+        ended = dict(
+            session.execute(
+                select(Mentorship.workflow_id, Mentorship.status).where(
+                    Mentorship.workflow_id.in_([as_mentor, asked])
+                )
+            ).all()
+        )
+    assert ended == {as_mentor: "ended", asked: "expired"}  # a rehire resurrects neither
 
 
 async def test_leave_pauses_apprenticeship_and_mentorship_nudges_and_return_resumes(

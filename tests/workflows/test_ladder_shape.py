@@ -60,7 +60,8 @@ NAMES = {
         "MentorshipWorkflow",
         # ``leave``: a side on leave holds the nudges (the directory automation, issue 16).
         {"acknowledge", "adopt_pack", "redeliver", "replan", "leave"},
-        {"accept", "decline", "log_session", "feedback", "complete", "cancel"},
+        # ``mentor_left``: the mentor left the organisation (the directory automation).
+        {"accept", "decline", "log_session", "feedback", "complete", "cancel", "mentor_left"},
         {"state"},
     ),
 }

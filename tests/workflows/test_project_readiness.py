@@ -8,6 +8,7 @@ import os
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -15,6 +16,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.testing import WorkflowEnvironment
 
 from activities.tracks import completion_notices, start_completion_notices
+from domain.contracts.directory import DirectoryOutcome, ReconcileRequest
 from domain.contracts.tracks import (
     GoLiveChange,
     ProjectReadinessInput,
@@ -23,11 +25,23 @@ from domain.contracts.tracks import (
     project_workflow_id,
     track_completed_workflow_id,
 )
+from domain.ids import directory_change_workflow_id
 from duly.worker import build_worker
 from rules.loader import load_pack
+from services import directory, tracks
 from store.db import Database
-from store.models import Notification, Obligation, Person, Project, ProjectTrack, TrackEnrolment
+from store.models import (
+    AuditEntry,
+    Notification,
+    Obligation,
+    Person,
+    Project,
+    ProjectTrack,
+    TrackEnrolment,
+)
 from store.packs import Migration, deploy
+from tests.workflows.test_directory_workflow import HR
+from workflows.directory import DirectoryReconcileWorkflow
 from workflows.project import ProjectReadinessWorkflow
 from workflows.track_notice import TrackCompletedWorkflow
 
@@ -342,3 +356,88 @@ async def test_the_last_completion_announces_readiness_at_once(
             "completed",
             None,
         )
+
+
+async def test_a_project_manager_who_leaves_flags_the_project_for_hr_once(
+    env: WorkflowEnvironment, sqlite_db: Database
+) -> None:
+    now = await env.get_current_time()
+    project_id, pm, _ = _seed(sqlite_db, now)
+    workflow_id = project_workflow_id(project_id)
+    task_queue = f"tq-{uuid.uuid4()}"
+
+    async def client() -> Any:
+        return env.client
+
+    async with build_worker(env.client, task_queue=task_queue, db=sqlite_db):
+        handle = await env.client.start_workflow(
+            ProjectReadinessWorkflow.run,
+            ProjectReadinessInput(
+                project_id=project_id,
+                name="Imaging",
+                go_live=(now + timedelta(days=40)).date(),
+                manager=pm,
+            ),
+            id=workflow_id,
+            task_queue=task_queue,
+        )
+        with sqlite_db.session() as session:
+            _, change = directory.patch_person(
+                session,
+                external_id=pm,
+                fields={"employment_status": "terminated"},
+                principal=HR,
+                source="scim",
+            )
+        assert change is not None
+        # The same change twice (a retried SCIM call): its business key starts it once.
+        started = [
+            (await directory.automate([change], temporal=client, task_queue=task_queue)).started
+            for _ in range(2)
+        ]
+        outcome = await env.client.get_workflow_handle(
+            directory_change_workflow_id(pm, change.change_id), result_type=DirectoryOutcome
+        ).result()
+        # A later plan of the same leaver (the nightly reconciliation) flags nothing more.
+        again = await env.client.execute_workflow(
+            DirectoryReconcileWorkflow.run,
+            ReconcileRequest(),
+            id=f"reconcile-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue,
+        )
+        state = await handle.query(ProjectReadinessWorkflow.state)
+        # HR gives it to the PM's manager: the flag clears, the countdown is theirs.
+        boss = f"boss-{pm.removeprefix('pm-')}"
+        with sqlite_db.session() as session:
+            row = session.get(Project, project_id)
+            successor = session.scalar(select(Person).where(Person.external_id == boss))
+            assert row is not None and successor is not None
+            await tracks.reassign_project(
+                session, env.client, project_row=row, manager=successor, principal=HR
+            )
+        reassigned = await handle.query(ProjectReadinessWorkflow.state)
+        await env.sleep(timedelta(days=11))  # past the -30d stage
+    assert reassigned.manager == boss and reassigned.manager_left is None
+    with sqlite_db.session() as session:
+        told = session.execute(
+            select(Notification.recipient_role, Person.external_id, Notification.status)
+            .join(Person, Notification.person_id == Person.id)
+            .where(Notification.workflow_id == workflow_id, Notification.stage == "g1:-30d")
+        ).all()
+    # The countdown is about the new project manager now, and reaches them.
+    assert ("learner", boss, "sent") in {tuple(t) for t in told}
+    assert started == [1, 0]
+    assert [(f.workflow_id, f.flag) for f in outcome.flagged] == [
+        (workflow_id, "project_manager_left")
+    ]
+    assert state.manager_left == pm and not state.ready
+    assert [e.kind for e in state.events].count("manager_left") == 1
+    assert not [fix for fix in again.fixes if pm in fix]
+    with sqlite_db.session() as session:
+        flagged = session.scalars(
+            select(AuditEntry.after).where(
+                AuditEntry.action == "project.project_manager_left",
+                AuditEntry.target == workflow_id,
+            )
+        ).all()
+    assert flagged == [{"left": pm, "ref": f"Imaging study {pm.removeprefix('pm-')}"}]
