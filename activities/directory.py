@@ -616,7 +616,9 @@ class DirectoryActivities(StartsAssignments):
                 result = await self._reconcile_one(plan, request, task_queue, result)
             after_id = last
             activity.heartbeat(after_id, result.model_dump(mode="json"))
-        if not request.dry_run and (result.started or result.closed or result.tokens_revoked):
+        if not request.dry_run and (
+            result.started or result.closed or result.tokens_revoked or result.enrolled
+        ):
             await asyncio.to_thread(self._audit_reconcile, request, result)
         return result
 
@@ -683,8 +685,11 @@ class DirectoryActivities(StartsAssignments):
                 note(f"{plan.external_id}: would assign {o.requirement_id}")
             for c in plan.close:
                 note(f"{plan.external_id}: would close {c.requirement_id} ({c.status}: {c.reason})")
+            for track_id in plan.enrol:
+                note(f"{plan.external_id}: would enrol in learning path {track_id}")
             counts["started"] += len(plan.assign)
             counts["closed"] += len(plan.close)
+            counts["enrolled"] = result.enrolled + len(plan.enrol)
             return result.model_copy(update={**counts, "fixes": fixes})
         outcome = await self.apply(plan, actor=request.actor, task_queue=task_queue)
         for wid in outcome.started:
@@ -693,6 +698,9 @@ class DirectoryActivities(StartsAssignments):
             note(f"{plan.external_id}: closed {c.workflow_id} ({c.status}: {c.reason})")
         if outcome.tokens_revoked:
             note(f"{plan.external_id}: revoked {outcome.tokens_revoked} token(s) of a leaver")
+        for track_id in outcome.enrolled:
+            note(f"{plan.external_id}: enrolled in learning path {track_id} (missing)")
+        counts["enrolled"] = result.enrolled + len(outcome.enrolled)
         counts["started"] += len(outcome.started)
         counts["closed"] += len(outcome.closed)
         counts["tokens_revoked"] += outcome.tokens_revoked
@@ -712,6 +720,7 @@ class DirectoryActivities(StartsAssignments):
                     "started": result.started,
                     "closed": result.closed,
                     "tokens_revoked": result.tokens_revoked,
+                    "enrolled": result.enrolled,
                     "fixes": result.fixes[:20],
                 },
             )

@@ -6,13 +6,17 @@ use the same recipients, channels, quiet hours and exactly-once ledger as every 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities import mentorship_profiles as profiles
+from activities.assigning import AssignmentStarter
+from activities.mentorship_requirements import RequirementFollower
 from activities.packs import load_version
 from domain.contracts.mentorship import (
     ClaimRequest,
@@ -28,14 +32,43 @@ from store.models import Mentorship
 
 
 class MentorshipActivities:
-    """Activities bound to one database (sync: the worker runs them on a thread pool)."""
+    """Activities bound to one database (sync ones run on the worker's thread pool).
 
-    def __init__(self, db: Database) -> None:
+    Args:
+        db: The read models.
+        client: With ``start_assignment``, lets ``record_mentorship`` complete and re-open the
+            pack's mentorship requirements (:mod:`activities.mentorship_requirements`);
+            without them it only writes the read model.
+        start_assignment: :func:`services.assignments.start_assignment` (wired by the shell).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        client: Client | None = None,
+        *,
+        start_assignment: AssignmentStarter | None = None,
+    ) -> None:
         self._db = db
+        self._follower = (
+            RequirementFollower(db, client, start_assignment)
+            if client is not None and start_assignment is not None
+            else None
+        )
 
     @activity.defn(name="record_mentorship")
-    def record_mentorship(self, record: MentorshipRecord) -> None:
-        """Upsert the relationship's read model; an older update never overwrites a newer one."""
+    async def record_mentorship(self, record: MentorshipRecord) -> None:
+        """Upsert the relationship's read model, then let the pack's requirements follow it.
+
+        Every transition the workflow makes is recorded here (accepted, completed, cancelled by
+        anyone or anything, expired...), so the requirements follow every path. An older
+        update never overwrites a newer one, and then does nothing more.
+        """
+        fresh = await asyncio.to_thread(self._write, record)
+        if fresh and self._follower is not None:
+            await self._follower.follow(record, task_queue=activity.info().task_queue)
+
+    def _write(self, record: MentorshipRecord) -> bool:
         with self._db.session() as session:
             mentee = store.person(session, record.mentee)
             mentor = store.person(session, record.mentor)
@@ -51,7 +84,7 @@ class MentorshipActivities:
                 )
                 session.add(row)
             elif store.newer(row, record.as_of):
-                return
+                return False
             row.status = record.status.value
             row.type = record.type.value
             row.goals = list(record.goals)
@@ -62,6 +95,7 @@ class MentorshipActivities:
             row.ended_at = record.ended_at
             row.reason = record.reason
             row.as_of = record.as_of
+        return True
 
     @activity.defn(name="claim_mentor_slot")
     def claim_slot(self, request: ClaimRequest) -> ClaimResult:

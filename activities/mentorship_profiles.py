@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
-from rules.matching import PastRelationship, Prepared, prepare_mentors, track_record
+from rules.matching import (
+    PastRelationship,
+    Prepared,
+    prepare_mentees,
+    prepare_mentors,
+    track_record,
+)
 from rules.mentorship_model import MenteeProfile, MentorProfile, TrackRecord
 from store import mentorship as store
 from store.models import Person
+
+P = TypeVar("P", MentorProfile, MenteeProfile)
 
 
 def _mentor(row: store.StoredProfile, held: list[str], record: TrackRecord) -> MentorProfile:
@@ -63,12 +71,13 @@ def mentor_profiles(
 
 
 @dataclass(frozen=True)
-class _Cached:
+class _Cached(Generic[P]):
     key: tuple[Any, ...]
-    prepared: Prepared[MentorProfile]
+    prepared: Prepared[P]
 
 
-_CACHE: dict[str, _Cached] = {}
+_CACHE: dict[str, _Cached[MentorProfile]] = {}
+_MENTEE_CACHE: dict[str, _Cached[MenteeProfile]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -93,10 +102,30 @@ def prepared_mentors(session: Session) -> Prepared[MentorProfile]:
     return prepared
 
 
+def prepared_mentees(session: Session) -> Prepared[MenteeProfile]:
+    """Every mentee profile, read and prepared once per change (``find-mentee``).
+
+    Kept per database like :func:`prepared_mentors`, keyed by
+    :func:`store.mentorship.mentee_fingerprint` (a mentee profile written or a certificate
+    recorded, by any process, prepares them again on the next call).
+    """
+    database = session.get_bind().engine.url.render_as_string(hide_password=True)
+    key = store.mentee_fingerprint(session)
+    with _CACHE_LOCK:
+        cached = _MENTEE_CACHE.get(database)
+    if cached is not None and cached.key == key:
+        return cached.prepared
+    prepared = prepare_mentees(mentee_profiles(session))
+    with _CACHE_LOCK:
+        _MENTEE_CACHE[database] = _Cached(key, prepared)
+    return prepared
+
+
 def clear_cache() -> None:
     """Forget every prepared list (benchmarks and tests that measure a cold start)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+        _MENTEE_CACHE.clear()
 
 
 def mentee_profiles(session: Session, *, only: str | None = None) -> list[MenteeProfile]:

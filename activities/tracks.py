@@ -10,6 +10,7 @@ always agree.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -19,19 +20,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assigning import assignment_input
 from activities.packs import active_pack, person_attributes
 from domain.contracts.assignment import AssignmentInput
 from domain.contracts.tracks import (
+    TRACK_COMPLETED_WORKFLOW,
     NudgeRequest,
     ProjectMessages,
     ReadinessCheck,
     ReadinessRequest,
     ReadinessResult,
+    TrackCompletedNotice,
+    TrackNoticeSweep,
     project_workflow_id,
+    track_completed_workflow_id,
 )
 from domain.kinds import ObligationKind
 from rules.model import Pack
@@ -47,7 +53,14 @@ from rules.tracks_model import Track
 from store import audit
 from store.certificates import unused_code
 from store.db import Database
-from store.models import Obligation, Person, Project, ProjectTrack, TrackEnrolment
+from store.models import (
+    Notification,
+    Obligation,
+    Person,
+    Project,
+    ProjectTrack,
+    TrackEnrolment,
+)
 
 __all__ = [
     "BlockingTrack",
@@ -55,9 +68,11 @@ __all__ = [
     "TrackActivities",
     "complete_enrolment",
     "complete_tracks",
+    "completion_notices",
     "course_records",
     "enrolment_progress",
     "project_readiness",
+    "start_completion_notices",
 ]
 
 #: A certification course counts as done while the certificate has one of these statuses.
@@ -372,6 +387,81 @@ def withdraw_enrolment(
     return close
 
 
+#: How far back a completion is still announced when it was not yet (a retried course
+#: completion, the nightly reconciliation). Older completions were announced when they happened,
+#: or happened before Duly sent these notices: nobody is told weeks late.
+NOTICE_WINDOW = timedelta(days=7)
+
+
+def verify_url(base_url: str, code: str) -> str:
+    """The public page where anyone checks a certificate (``GET /verify/{code}``)."""
+    return f"{base_url.rstrip('/')}/verify/{code}"
+
+
+def completion_notices(
+    session: Session, *, base_url: str, since: datetime, person_id: int | None = None
+) -> list[TrackCompletedNotice]:
+    """The completion notices still owed: tracks completed since ``since``, nobody told yet.
+
+    "Told" is the ledger's: a notice row under the completion's business key (sent, failed,
+    skipped for a leaver...) means its workflow ran; one still waiting for quiet hours to end
+    has no row yet, and starting its workflow again is refused (the key is taken).
+    """
+    query = select(TrackEnrolment).where(
+        TrackEnrolment.completed_at >= since,
+        TrackEnrolment.withdrawn_at.is_(None),
+        TrackEnrolment.certificate_code.is_not(None),
+    )
+    if person_id is not None:
+        query = query.where(TrackEnrolment.person_id == person_id)
+    rows = list(session.scalars(query.order_by(TrackEnrolment.id)).unique())
+    keys = {
+        row.id: track_completed_workflow_id(row.track_id, row.person.external_id) for row in rows
+    }
+    told = set(
+        session.scalars(
+            select(Notification.workflow_id).where(Notification.workflow_id.in_(keys.values()))
+        )
+    )
+    return [
+        TrackCompletedNotice(
+            person=row.person.external_id,
+            track_id=row.track_id,
+            track_name=(row.certificate_title or row.track_id)[:200],
+            certificate_code=row.certificate_code or "",
+            issued_on=row.certificate_issued_on or row.completed_at.date(),  # type: ignore[union-attr]
+            verify_url=verify_url(base_url, row.certificate_code or "")[:300],
+        )
+        for row in rows
+        if keys[row.id] not in told
+    ]
+
+
+async def start_completion_notices(
+    client: Client, task_queue: str, notices: Sequence[TrackCompletedNotice]
+) -> list[str]:
+    """Start each notice's ``TrackCompletedWorkflow``; the ids started (taken keys are skipped).
+
+    Its business key is refused a second time, and the ledger key of its message too, so
+    calling this again (a retried activity, the nightly sweep) never tells anyone twice.
+    """
+    started: list[str] = []
+    for notice in notices:
+        workflow_id = track_completed_workflow_id(notice.track_id, notice.person)
+        try:
+            await client.start_workflow(
+                TRACK_COMPLETED_WORKFLOW,
+                notice,
+                id=workflow_id,
+                task_queue=task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            continue
+        started.append(workflow_id)
+    return started
+
+
 @dataclass(frozen=True)
 class BlockingTrack:
     """A go-live track that is not complete enough yet."""
@@ -383,6 +473,8 @@ class BlockingTrack:
     in_progress: int
     failed: int
     not_done: tuple[str, ...]
+    #: The track has enough people done (only in :attr:`ProjectReadiness.tracks`).
+    ready: bool = False
 
 
 @dataclass(frozen=True)
@@ -395,6 +487,8 @@ class ProjectReadiness:
     percent: int
     blocking: tuple[BlockingTrack, ...]
     summary: str
+    #: Every go-live track the project needs, ready or not, in the project's order.
+    tracks: tuple[BlockingTrack, ...] = ()
 
 
 def _pack_for(session: Session) -> Pack:
@@ -458,20 +552,33 @@ def project_readiness(
         for t in answer.tracks
         if not t.ready
     ]
+    every = {
+        t.track_id: BlockingTrack(
+            track=t.track_id,
+            name=t.name,
+            required=t.required,
+            completed=t.completed,
+            in_progress=t.in_progress,
+            failed=t.failed,
+            not_done=tuple(gap.explanation for gap in t.waiting_for),
+            ready=t.ready,
+        )
+        for t in answer.tracks
+    }
     seen = {t.track_id for t in answer.tracks}
     for track in catalogue:
         if track.id not in seen and needed.get(track.id, 0) > 0:
-            blocking.append(
-                BlockingTrack(
-                    track=track.id,
-                    name=track.name,
-                    required=needed[track.id],
-                    completed=0,
-                    in_progress=0,
-                    failed=0,
-                    not_done=(f"nobody is enrolled in {track.name} yet",),
-                )
+            nobody = BlockingTrack(
+                track=track.id,
+                name=track.name,
+                required=needed[track.id],
+                completed=0,
+                in_progress=0,
+                failed=0,
+                not_done=(f"nobody is enrolled in {track.name} yet",),
             )
+            blocking.append(nobody)
+            every[track.id] = nobody
     ready = not blocking
     if ready:
         summary = answer.summary
@@ -485,15 +592,20 @@ def project_readiness(
         percent=100 if ready else min(answer.percent, 99),
         blocking=tuple(blocking),
         summary=summary,
+        tracks=tuple(every[t.id] for t in catalogue if t.id in every),
     )
 
 
 class TrackActivities:
     """Activities of the tracks family (sync: the worker runs them on a thread pool)."""
 
-    def __init__(self, db: Database, client: Client | None = None) -> None:
+    def __init__(
+        self, db: Database, client: Client | None = None, *, base_url: str | None = None
+    ) -> None:
+        """Bind the store, the Temporal client and the public base URL (verification links)."""
         self._db = db
         self._client = client
+        self._base_url = base_url or "http://localhost:8000"
 
     @activity.defn(name="check_project_readiness")
     def check_project_readiness(self, request: ReadinessRequest) -> ReadinessResult:
@@ -528,6 +640,7 @@ class TrackActivities:
         """
         if self._client is None:
             raise ApplicationError("nudge_projects needs a Temporal client", non_retryable=True)
+        notices: list[TrackCompletedNotice] = []
         with self._db.session() as session:
             person = session.scalar(select(Person).where(Person.external_id == request.person))
             if person is None:
@@ -538,6 +651,15 @@ class TrackActivities:
                 completed = complete_tracks(session, pack, person, as_of)
                 if completed:
                     activity.logger.info("tracks completed: %s", ", ".join(completed))
+                session.flush()
+                # Not only the ones this attempt completed: a retry after the commit finds them
+                # completed already, and must still tell the learner (once: see below).
+                notices = completion_notices(
+                    session,
+                    base_url=self._base_url,
+                    since=as_of - NOTICE_WINDOW,
+                    person_id=person.id,
+                )
             project_ids = list(
                 session.scalars(
                     select(ProjectTrack.project_id)
@@ -546,6 +668,8 @@ class TrackActivities:
                     .distinct()
                 )
             )
+        if notices:
+            await start_completion_notices(self._client, activity.info().task_queue, notices)
         signalled = 0
         for project_id in sorted(project_ids):
             handle = self._client.get_workflow_handle(project_workflow_id(project_id))
@@ -559,6 +683,33 @@ class TrackActivities:
                     raise
         return signalled
 
+    @activity.defn(name="send_track_completion_notices")
+    async def send_track_completion_notices(self, request: TrackNoticeSweep) -> list[str]:
+        """Start the notices of tracks completed in the last week that nobody told yet.
+
+        Tracks also complete outside a course's workflow (an enrolment whose courses were all
+        done, a certification course noticed when progress is read): the nightly
+        reconciliation tells those learners here. Idempotent (the ledger and business keys).
+
+        Returns:
+            The notice workflows started.
+        """
+        if self._client is None:
+            raise ApplicationError("notices need a Temporal client", non_retryable=True)
+
+        def read() -> list[TrackCompletedNotice]:
+            with self._db.session() as session:
+                return completion_notices(
+                    session, base_url=self._base_url, since=request.as_of - NOTICE_WINDOW
+                )
+
+        notices = await asyncio.to_thread(read)
+        return await start_completion_notices(self._client, activity.info().task_queue, notices)
+
     def all(self) -> list[Callable[..., Any]]:
         """Every activity callable, for the worker."""
-        return [self.check_project_readiness, self.nudge_projects]
+        return [
+            self.check_project_readiness,
+            self.nudge_projects,
+            self.send_track_completion_notices,
+        ]

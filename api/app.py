@@ -30,6 +30,7 @@ from api.routers import (
     notifications,
     obligations,
     pages,
+    pages_tracks,
     people,
     projects,
     rules,
@@ -142,6 +143,7 @@ def create_app(
         integrations,
         signin,
         pages,
+        pages_tracks,
         dashboards,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)

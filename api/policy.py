@@ -398,6 +398,25 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/ui/report.pdf"): _token(
         MANAGER_READERS, Scope.ROWS, "page: the PDF report (managers: their team)"
     ),
+    ("GET", "/ui/tracks"): _token(
+        MANAGER_READERS, Scope.ROWS, "page: each track's summary (managers: their team)"
+    ),
+    ("GET", "/ui/tracks.csv"): _token(MANAGER_READERS, Scope.ROWS, "page: the summary as CSV"),
+    ("GET", "/ui/tracks/{track_id}"): _token(
+        MANAGER_READERS, Scope.ROWS, "page: a track's people (managers: their team)"
+    ),
+    ("GET", "/ui/tracks/{track_id}/people.csv"): _token(
+        MANAGER_READERS, Scope.ROWS, "page: a track's people as CSV"
+    ),
+    ("GET", "/ui/projects"): _token(
+        MANAGER_READERS, Scope.ROWS, "page: a manager: the projects they manage"
+    ),
+    ("GET", "/ui/projects/{project_id}"): _token(
+        MANAGER_READERS, Scope.ROWS, "page: go-live readiness (managers: their projects)"
+    ),
+    ("GET", "/ui/projects/{project_id}/readiness.csv"): _token(
+        MANAGER_READERS, Scope.ROWS, "page: readiness per track as CSV"
+    ),
     ("GET", "/ui/audit"): _token(READERS, note="page"),
     ("GET", "/ui/audit/obligations/{workflow_id}"): _token(READERS, note="page"),
     ("GET", "/ui/audit/obligations/{workflow_id}/history.json"): _token(READERS, note="page"),

@@ -7,17 +7,19 @@ their work has settled (no workflow task pending; the RSS is the median of 5 rea
 apart). Rows, all in the same run:
 
 * **bare, idle**: a plain ``temporalio`` worker of this script with no workflow started;
-* **bare, N cached**: the same worker after starting N bare workflows (sleep 120 days; no
-  activity) with a sticky cache of N: the SDK's own cost per open, cached workflow (baseline);
+* **bare, C cached**: the same worker after starting N bare workflows (sleep 120 days; no
+  activity) with a sticky cache of C (``--cache``, default N): the SDK's own cost per open,
+  cached workflow (baseline);
 * **Duly, idle**: ``duly worker`` before any workflow;
-* **Duly, N cached (cache = N)**: ``duly worker`` with ``DULY_WORKER_MAX_CACHED_WORKFLOWS=N``
+* **Duly, C cached (cache = C)**: ``duly worker`` with ``DULY_WORKER_MAX_CACHED_WORKFLOWS=C``
   after starting N ``AssignmentWorkflow`` (due in 120 days: each plans its ladder, records
-  its obligation, decides its status and sleeps to its first stage);
-* **Duly, default cache (1,000)** and **Duly, cache 0**: a fresh ``duly worker`` with that
-  cache, after a state query to ``--touch`` of the open workflows (each query is a workflow
-  task: the worker replays the history and caches the run, evicting the oldest beyond the
-  limit). Without a touch, a restarted worker holds nothing: open workflows that sleep cost
-  no worker memory until their next task.
+  its obligation, decides its status and sleeps to its first stage); C below N when N cached
+  would not fit in the machine's memory (the oldest are evicted; all N stay open);
+* **Duly, default cache (1,000)** and **Duly, cache 0** (``--bounded``): a fresh
+  ``duly worker`` with that cache, after a state query to ``--touch`` of the open workflows
+  (each query is a workflow task: the worker replays the history and caches the run, evicting
+  the oldest beyond the limit). Without a touch, a restarted worker holds nothing: open
+  workflows that sleep cost no worker memory until their next task.
 
 Printed: RSS in MiB, the increase over the same worker idle, KiB per workflow, and the ratio of
 Duly's per-workflow cost to the bare workflow's. Run ``python bench/memory.py --help``.
@@ -162,7 +164,7 @@ async def bare_rows(client: Any, args: argparse.Namespace, env: dict[str, str], 
     queue = f"mem-bare-{uuid.uuid4().hex[:6]}"
     log = tmp / "bare.log"
     proc = spawn(
-        [sys.executable, str(Path(__file__).resolve()), "--bare-worker", queue, str(args.n)],
+        [sys.executable, str(Path(__file__).resolve()), "--bare-worker", queue, str(args.cache)],
         env,
         log,
     )
@@ -190,7 +192,7 @@ async def bare_rows(client: Any, args: argparse.Namespace, env: dict[str, str], 
         print(f"  bare: started {args.n} in {took:.0f} s", flush=True)
         await wait_settled(client, queue, lambda: True, "the bare workflows", args.timeout)
         held = await settled_rss(proc.pid)
-        print(f"  bare: idle {idle:.1f} MiB, {args.n} cached {held:.1f} MiB", flush=True)
+        print(f"  bare: idle {idle:.1f} MiB, {args.cache} cached {held:.1f} MiB", flush=True)
         return idle, held
     finally:
         stop(proc)
@@ -207,6 +209,7 @@ def duly_env(
         "DULY_WORKER_MAX_CACHED_WORKFLOWS": str(cache),
         "DULY_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS": str(TASKS),
         "DULY_LOG_LEVEL": "INFO",
+        "DULY_WORKER_SANDBOX_REIMPORT": base.get("DULY_WORKER_SANDBOX_REIMPORT", "false"),
     }
 
 
@@ -243,7 +246,9 @@ async def duly_rows(
     # 1. One worker caching every workflow: idle first, then N started.
     log = tmp / "duly-all.log"
     proc = spawn(
-        [sys.executable, "-m", "duly", "worker"], duly_env(env, url, address, queue, args.n), log
+        [sys.executable, "-m", "duly", "worker"],
+        duly_env(env, url, address, queue, args.cache),
+        log,
     )
     try:
         await wait_polling(log, proc)
@@ -274,14 +279,14 @@ async def duly_rows(
         await wait_settled(
             client, queue, lambda: recorded() >= args.n, "Duly's workflows", args.timeout
         )
-        rows[f"Duly, {args.n:,} cached (cache = N)"] = (idle, await settled_rss(proc.pid))
+        rows[f"Duly, {args.cache:,} cached (cache = C)"] = (idle, await settled_rss(proc.pid))
         print(f"  Duly, cache N: idle, held {rows[next(reversed(rows))]} MiB", flush=True)
     finally:
         stop(proc)
 
     # 2. Fresh workers with a bounded cache, after touching the open workflows with a query.
     touch = inputs[: min(args.n, args.touch)]
-    for cache in (SDK_DEFAULT_CACHE, 0):
+    for cache in args.bounded:
         log = tmp / f"duly-{cache}.log"
         proc = spawn(
             [sys.executable, "-m", "duly", "worker"], duly_env(env, url, address, queue, cache), log
@@ -301,8 +306,8 @@ async def duly_rows(
 
             took = await start_all([query(i) for i in touch], args.chunk)
             print(f"  Duly, cache {cache}: {len(touch)} queries in {took:.0f} s", flush=True)
-            label = "default" if cache == SDK_DEFAULT_CACHE else "0"
-            rows[f"Duly, cache {label} ({cache:,}), {len(touch):,} touched"] = (
+            label = f"default ({cache:,})" if cache == SDK_DEFAULT_CACHE else f"{cache:,}"
+            rows[f"Duly, cache {label}, {len(touch):,} touched"] = (
                 idle,
                 await settled_rss(proc.pid),
             )
@@ -338,26 +343,28 @@ async def run(args: argparse.Namespace) -> None:
             "DULY_SECRET_KEY": "m" * 48,
             "DULY_DIGEST_WINDOW_SECONDS": "0",
             "DULY_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+            "DULY_WORKER_SANDBOX_REIMPORT": "true" if args.sandbox_reimport else "false",
         }
         try:
             bare_idle, bare_held = await bare_rows(env.client, args, base, tmp)
             duly = await duly_rows(env.client, url, args, base, tmp)
         finally:
             await env.shutdown()
-    bare_per = (bare_held - bare_idle) * 1024 / args.n
+    bare_per = (bare_held - bare_idle) * 1024 / args.cache
     print(
-        f"\nbench/memory.py: N = {args.n:,} open workflows, one worker process, database "
+        f"\nbench/memory.py: N = {args.n:,} open workflows, C = {args.cache:,} cached, one worker "
+        f"process, sandbox {'re-import' if args.sandbox_reimport else 'passthrough'}, database "
         f"{url.split(':', 1)[0]}; Python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     header = f"{'':<44} {'idle MiB':>9} {'held MiB':>9} {'+MiB':>7} {'KiB/wf':>7} {'vs bare':>8}"
     print(header)
     print(
-        f"{'bare, ' + format(args.n, ',') + ' cached (baseline)':<44} {bare_idle:>9.1f} "
+        f"{'bare, ' + format(args.cache, ',') + ' cached (baseline)':<44} {bare_idle:>9.1f} "
         f"{bare_held:>9.1f} {bare_held - bare_idle:>7.1f} {bare_per:>7.1f} {'1.00x':>8}"
     )
     for name, (idle, held) in duly.items():
-        cached = args.n if "cache = N" in name else None
+        cached = args.cache if "cache = C" in name else None
         per = (held - idle) * 1024 / cached if cached else float("nan")
         ratio = f"{per / bare_per:.2f}x" if cached and bare_per > 0 else "-"
         per_text = f"{per:>7.1f}" if cached else f"{'-':>7}"
@@ -391,6 +398,24 @@ def main() -> None:
     parser.add_argument(
         "--touch", type=int, default=2_000, help="workflows queried by the bounded-cache workers"
     )
+    parser.add_argument(
+        "--cache",
+        type=int,
+        help="sticky cache C of the first bare and Duly workers (default N: every workflow "
+        "cached); lower it when N cached does not fit in memory",
+    )
+    parser.add_argument(
+        "--bounded",
+        type=int,
+        nargs="*",
+        default=[SDK_DEFAULT_CACHE, 0],
+        help="caches of the fresh Duly workers that replay --touch workflows (default 1000 0)",
+    )
+    parser.add_argument(
+        "--sandbox-reimport",
+        action="store_true",
+        help="Duly workers with DULY_WORKER_SANDBOX_REIMPORT=true (the runner before issue 19)",
+    )
     parser.add_argument("--chunk", type=int, default=50, help="starts/queries at once")
     parser.add_argument("--timeout", type=float, default=3600, help="give up on a phase after")
     parser.add_argument(
@@ -401,6 +426,7 @@ def main() -> None:
     if args.bare_worker:
         bare_worker(args.bare_worker[0], int(args.bare_worker[1]))
         return
+    args.cache = args.n if args.cache is None else min(args.cache, args.n)
     asyncio.run(run(args))
 
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+#: The longest status name the read models hold (``obligations.status``, the decisions, an
+#: apprenticeship's ``compliance_status``): a pack's status longer than this is refused when
+#: the pack loads, not when a workflow first records it.
+STATUS_MAX_CHARS = 32
+
 
 class ObligationStatus(StrEnum):
     """An obligation's compliance status as shown to people."""

@@ -149,6 +149,12 @@ class Settings(BaseSettings):
         description="Workflows one `duly worker` keeps in its sticky cache (unset: the SDK's "
         "default, 1,000; 0 disables the cache).",
     )
+    worker_sandbox_reimport: bool = Field(
+        default=False,
+        description="Re-import Duly's workflow modules in every workflow run's sandbox (the "
+        "SDK's default; each cached workflow then holds its own copy of them). Off: they pass "
+        "through the sandbox, imported once per process (`bench/memory_where.py`).",
+    )
     otel_enabled: bool = Field(
         default=False,
         description="Trace the API (FastAPI, SQLAlchemy) and workflows/activities (Temporal "

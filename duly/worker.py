@@ -11,7 +11,8 @@ from typing import Any
 from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.runtime import Runtime
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.apprenticeship import ApprenticeshipActivities
 from activities.assignment import AssignmentActivities
@@ -45,6 +46,7 @@ from workflows.mentorship import MentorshipWorkflow
 from workflows.project import ProjectReadinessWorkflow
 from workflows.rollout import PackRolloutWorkflow
 from workflows.sweep import SWEEP_SCHEDULE_ID, StatusSweepWorkflow, ensure_sweep_schedule
+from workflows.track_notice import TrackCompletedWorkflow
 
 log = logging.getLogger("duly.worker")
 
@@ -57,11 +59,34 @@ WORKFLOWS: list[type] = [
     BulkAssignWorkflow,
     MentorshipWorkflow,
     ProjectReadinessWorkflow,
+    TrackCompletedWorkflow,
     ApprenticeshipWorkflow,
     DirectoryChangeWorkflow,
     DirectoryReconcileWorkflow,
     IntegrationSyncWorkflow,
 ]
+
+
+#: Modules imported by workflow code once per process instead of once per workflow run. They
+#: hold no state at module level that a run changes (constants, classes and functions only).
+PASSED_THROUGH = ("workflows",)
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """The sandbox Duly's workflows run in.
+
+    The SDK's default re-imports the workflow's module and everything it imports that is not
+    passed through into a fresh ``sys.modules`` for every run, so each cached workflow holds
+    its own copy of ``workflows.*`` (classes, functions, code objects). Duly passes them
+    through: one copy per process. The sandbox's runtime restrictions (no ``datetime.now``,
+    ``random``, I/O...) still apply to modules it re-imports; ``DULY_WORKER_SANDBOX_REIMPORT``
+    brings back the per-run copy.
+    """
+    if settings.worker_sandbox_reimport:
+        return SandboxedWorkflowRunner()
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
+    )
 
 
 def build_worker(
@@ -103,6 +128,7 @@ def build_worker(
     async def _sync(request: SyncRequest) -> SyncResult:
         return await run_sync(db, _client, settings, request)
 
+    worker_options.setdefault("workflow_runner", workflow_runner(settings))
     return Worker(
         client,
         task_queue=task_queue,
@@ -113,8 +139,8 @@ def build_worker(
             *bulk.all(),
             *DirectoryActivities(db, client, start_assignment=start_assignment).all(),
             *CertificationActivities(db).all(),
-            *MentorshipActivities(db).all(),
-            *TrackActivities(db, client).all(),
+            *MentorshipActivities(db, client, start_assignment=start_assignment).all(),
+            *TrackActivities(db, client, base_url=settings.api_base_url).all(),
             # Notices through the reminders' deliverer (same channels, ledger and lease).
             *ApprenticeshipActivities(db, activities.deliverer, award_registrar(db, client)).all(),
             *IntegrationActivities(_sync).all(),

@@ -705,6 +705,8 @@ def program_facts(program: Program, done: Progress) -> dict[str, int | bool | st
         "hours_behind": max(0, expected - logged),
         "days_since_approved_hours": done.days_since_approved_hours,
         "evaluation_overdue": done.evaluation_overdue,
+        "last_evaluation_score": done.last_evaluation.score if done.last_evaluation else 0,
+        "below_minimum_score": done.below_minimum,
         "advancement_due": done.advancement_due,
         "graduation_ready": done.graduation_ready,
     }

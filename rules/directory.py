@@ -322,8 +322,12 @@ def plan_person(
                 )
             )
     enrol: list[str] = []
-    if kind in (ChangeKind.JOINER.value, ChangeKind.MOVER.value, ChangeKind.REHIRE.value):
-        live = {e.ref for e in engagements if e.family == "track" and e.status != "withdrawn"}
+    changes = (ChangeKind.JOINER.value, ChangeKind.MOVER.value, ChangeKind.REHIRE.value)
+    if kind in (*changes, "reconcile"):
+        tracks_ = [e for e in engagements if e.family == "track"]
+        # A change reopens a withdrawn enrolment (a rehire); the nightly reconciliation only
+        # adds the ones that are missing: someone HR withdrew stays withdrawn.
+        live = {e.ref for e in tracks_ if kind == "reconcile" or e.status != "withdrawn"}
         enrol = [
             track.id
             for track in auto_enrolments(

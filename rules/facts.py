@@ -58,6 +58,15 @@ FACTS: dict[str, tuple[FactType, str]] = {
         "days since the last day with approved hours (or enrolment/reinstatement)",
     ),
     "evaluation_overdue": (FactType.BOOL, "an evaluation is past its due date and grace days"),
+    "last_evaluation_score": (
+        FactType.INT,
+        "the latest evaluation's score, 0-100; 0 before the first evaluation",
+    ),
+    "below_minimum_score": (
+        FactType.BOOL,
+        "the latest evaluation scored below the program's minimum_score (false before the"
+        " first evaluation)",
+    ),
     "advancement_due": (FactType.BOOL, "the current period's hours and skills are all met"),
     "graduation_ready": (FactType.BOOL, "everything graduation needs is met"),
     "roles": (FactType.STR_LIST, 'the person\'s roles; test with "nurse" in roles'),
@@ -85,6 +94,8 @@ KIND_FACTS: dict[str, frozenset[str]] = {
             "hours_behind",
             "days_since_approved_hours",
             "evaluation_overdue",
+            "last_evaluation_score",
+            "below_minimum_score",
             "advancement_due",
             "graduation_ready",
         }

@@ -43,9 +43,10 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.kinds import ObligationKind
+from domain.statuses import STATUS_MAX_CHARS
 from rules.apprenticeship_model import Program
 from rules.audience import AppliesTo
 from rules.audience import Audience as Audience  # re-exported: it was defined here
@@ -68,6 +69,20 @@ _ID = r"^[a-z0-9][a-z0-9_.-]*$"
 _ID_HELP = "lowercase letters, digits, '-', '_' or '.', starting with a letter or digit"
 
 Identifier = Annotated[str, Field(pattern=_ID, min_length=1, max_length=80)]
+
+
+def _status_fits(value: str) -> str:
+    if len(value) > STATUS_MAX_CHARS:
+        raise ValueError(
+            f"status {value!r} has {len(value)} characters; a status may have at most"
+            f" {STATUS_MAX_CHARS} (the obligation and apprenticeship read models hold no more):"
+            " use a shorter name"
+        )
+    return value
+
+
+#: A status a rule gives (or a pack declares): an identifier the read models can hold.
+StatusName = Annotated[Identifier, AfterValidator(_status_fits)]
 
 
 class _Strict(BaseModel):
@@ -398,7 +413,7 @@ class StatusRule(_Strict):
 
     name: Identifier
     when: str
-    status: Identifier
+    status: StatusName
     severity: Severity | None = None
     description: str | None = None
 
@@ -465,7 +480,7 @@ class PackInfo(_Strict):
 
     name: Identifier
     description: str | None = None
-    statuses: list[Identifier] = Field(default_factory=list)
+    statuses: list[StatusName] = Field(default_factory=list)
     contacts: Contacts = Field(default_factory=Contacts)
 
 

@@ -609,6 +609,59 @@ async def lms_classroom_hours(
     )
 
 
+async def void_classroom_hours(
+    session: Session,
+    client: Client,
+    *,
+    workflow_id: str,
+    entry_id: str,
+    reason: str,
+    actor: str,
+    actor_role: str,
+) -> str:
+    """Withdraw the classroom entry a voided xAPI statement made (a rejection with ``reason``).
+
+    A pending entry is rejected; an approved one is withdrawn too (its hours stop counting, the
+    timeline says ``hours_withdrawn``), as long as the workflow still holds it one by one. A
+    rejected one is left as it is. Audited as ``apprenticeship.reject_hours`` like a
+    supervisor's rejection.
+
+    Returns:
+        The entry's status before: ``pending``, ``approved`` or ``rejected``.
+
+    Raises:
+        Invalid: The workflow no longer holds the entry one by one (approved hours folded into
+            an earlier period's summary): it cannot be withdrawn automatically.
+        Conflict: The apprenticeship is no longer running.
+    """
+    live = await state(client, workflow_id=workflow_id)
+    entry = next((e for e in live.entries if e.id == entry_id), None)
+    if entry is None:
+        raise Invalid(
+            f"entry {entry_id} was already counted in an earlier period's summary (its period"
+            " advanced); correct the hours by hand"
+        )
+    if entry.status is EntryStatus.REJECTED:
+        return entry.status.value
+    request = ReviewHours(
+        entry_id=entry_id, approve=False, actor=actor, reason=reason, withdraw=True
+    )
+    await _update(client, workflow_id, ApprenticeshipWorkflow.review_hours, request)
+    after = {**request.model_dump(mode="json"), "was": entry.status.value}
+    await committed(
+        session,
+        lambda: audit.record(
+            session,
+            actor=actor,
+            actor_role=actor_role,
+            action="apprenticeship.reject_hours",
+            target=workflow_id,
+            after=after,
+        ),
+    )
+    return entry.status.value
+
+
 def workflow_id_of(person: str, program_id: str) -> str:
     """The apprenticeship's id (``apprenticeship/{person}/{program}``)."""
     return apprenticeship_workflow_id(person, program_id)

@@ -686,12 +686,13 @@ async def _deliver(
     dead_key: str | None,
     dedupe: tuple[str, str, str] | None = None,
     kept: tuple[str, dict[str, Any]] | None = None,
-) -> tuple[int, Outcome, str]:
+) -> tuple[int, Outcome, str, int | None]:
     """Signal the obligation's workflow and, on success, record it in the audit log.
 
     Evidence the assessment gate refuses (409 ``not_counted``) is kept as a dead letter
     (``kept``: its source and the statement or completion as posted), like evidence that
-    cannot be matched.
+    cannot be matched; the answer then carries the dead letter's id (the last element, None
+    otherwise), so HR can resolve it without searching ``GET /xapi/dead-letters``.
 
     The audit append runs in its own short transaction in a worker thread, after the signal:
     its advisory lock is never held across an ``await``. ``dedupe`` (lock key, audit field and
@@ -701,16 +702,18 @@ async def _deliver(
     code, detail = await signaller.complete(obligation.workflow_id, signal)
     if code == 409 and detail.startswith("not counted") and kept is not None:
         source, payload = kept
-        await committed(session, lambda: dead_letter(session, source, detail, payload, dead_key))
-        return code, "not_counted", detail
+        letter = await committed(
+            session, lambda: dead_letter(session, source, detail, payload, dead_key)
+        )
+        return code, "not_counted", detail, letter
     if code == 409:
         # The run closed. When a completion closed it, this is the second statement of that
         # attempt racing the next cycle's start: nothing to do, not an error for the LMS.
         if await committed(session, lambda: _completion_recorded(session, obligation.workflow_id)):
-            return 200, "ignored", f"ignored: cycle {obligation.cycle} already completed"
-        return code, "already_closed", detail
+            return 200, "ignored", f"ignored: cycle {obligation.cycle} already completed", None
+        return code, "already_closed", detail, None
     if code != 200:
-        return code, "unavailable", detail
+        return code, "unavailable", detail, None
 
     def _record() -> str | None:
         if dedupe is not None:
@@ -731,8 +734,9 @@ async def _deliver(
         return None
 
     if await committed(session, _record) is not None:
-        return 200, "duplicate", "duplicate"
-    return 200, "recorded", "recorded" if signal.passed is not False else "failed attempt recorded"
+        return 200, "duplicate", "duplicate", None
+    recorded = "recorded" if signal.passed is not False else "failed attempt recorded"
+    return 200, "recorded", recorded, None
 
 
 # --- xAPI ---------------------------------------------------------------------------------------
@@ -1043,7 +1047,7 @@ async def _one_statement(
     if isinstance(matched, ItemResult):
         return matched
     obligation, signal = matched
-    code, outcome, detail = await _deliver(
+    code, outcome, detail, letter = await _deliver(
         session,
         ctx.caller,
         ctx.signaller,
@@ -1062,6 +1066,7 @@ async def _one_statement(
             "detail": detail,
             "workflow_id": obligation.workflow_id,
             "passed": signal.passed,
+            "dead_letter_id": letter,
         }
     )
 
@@ -1078,6 +1083,8 @@ class _VoidPlan:
     completed: bool
     later_cycle: int | None
     duplicate: bool = False
+    #: The apprenticeship classroom entry the voided statement made (None: a completion).
+    hours_entry: str | None = None
 
 
 def _plan_void(session: Session, sid: str | None, target: str) -> _VoidPlan:
@@ -1096,6 +1103,8 @@ def _plan_void(session: Session, sid: str | None, target: str) -> _VoidPlan:
     if entry is None:
         return _VoidPlan(target, None, False, None)
     after = entry.after or {}
+    if entry.target.startswith("apprenticeship/") and isinstance(after.get("entry_id"), str):
+        return _VoidPlan(target, entry.target, False, None, hours_entry=after["entry_id"])
     row = session.scalar(select(Obligation).where(Obligation.workflow_id == entry.target))
     completed = (
         after.get("passed") is not False and row is not None and row.completed_at is not None
@@ -1136,6 +1145,8 @@ async def _void(
             update={"detail": "ignored: Duly recorded nothing for the voided statement"}
         )
     workflow_id = plan.workflow_id
+    if plan.hours_entry is not None:
+        return await _void_hours(session, ctx, item, raw, statement, plan)
     reversed_run: str | None = None
     if plan.completed and plan.later_cycle is not None:
         reason = (
@@ -1218,6 +1229,85 @@ async def _void(
     )
 
 
+async def _void_hours(
+    session: Session,
+    ctx: StatementContext,
+    item: ItemResult,
+    raw: dict[str, Any],
+    statement: XapiStatement,
+    plan: _VoidPlan,
+) -> ItemResult:
+    """Withdraw the classroom hours entry a voided statement made (pending or approved).
+
+    Audited as ``xapi.void`` (before: the entry and its status; after: withdrawn or why not).
+    An entry that can no longer be withdrawn (its period advanced and its hours were folded
+    into the summary) is a 409 and a dead letter asking HR to correct the hours by hand.
+    """
+    sid = statement.id
+    target, workflow_id, entry_id = plan.target, plan.workflow_id, plan.hours_entry
+    assert workflow_id is not None and entry_id is not None
+    reason = f"xAPI statement {target} voided"
+    try:
+        client = await ctx.signaller.client()
+        was = await apprenticeships.void_classroom_hours(
+            session,
+            client,
+            workflow_id=workflow_id,
+            entry_id=entry_id,
+            reason=reason,
+            actor=ctx.caller.actor,
+            actor_role=ctx.caller.role,
+        )
+    except (Invalid, Conflict) as exc:
+        why = f"voided statement {target} not reversed: {exc.detail}"
+        letter = await committed(session, lambda: dead_letter(session, ctx.source, why, raw, sid))
+        return item.model_copy(
+            update={
+                "status": 409,
+                "outcome": "dead_letter",
+                "detail": why[:300],
+                "workflow_id": workflow_id,
+                "dead_letter_id": letter,
+            }
+        )
+    except Exception as exc:  # noqa: BLE001 - Temporal down: the LMS/LRS retries
+        return item.model_copy(
+            update={
+                "status": 503,
+                "outcome": "unavailable",
+                "detail": f"unavailable: {getattr(exc, 'detail', type(exc).__name__)}",
+                "workflow_id": workflow_id,
+            }
+        )
+    withdrawn = was != "rejected"
+
+    def _record() -> None:
+        audit.record(
+            session,
+            actor=ctx.caller.actor,
+            actor_role=ctx.caller.role,
+            action=VOID_ACTION,
+            target=workflow_id,
+            before={"voided_statement_id": target, "entry_id": entry_id, "entry_status": was},
+            after={
+                "statement_id": sid,
+                "voided_statement_id": target,
+                "entry_id": entry_id,
+                "reversed": withdrawn,
+            },
+        )
+
+    await committed(session, _record)
+    detail = {
+        "pending": f"voided: classroom entry {entry_id} rejected before approval",
+        "approved": f"voided: approved classroom entry {entry_id} withdrawn; its hours no longer"
+        " count",
+    }.get(was, f"voided: classroom entry {entry_id} was already rejected; recorded")
+    return item.model_copy(
+        update={"outcome": "recorded", "detail": detail, "workflow_id": workflow_id}
+    )
+
+
 # --- plain completions --------------------------------------------------------------------------
 
 
@@ -1244,7 +1334,7 @@ async def process_completion(
         if isinstance(matched, ItemResult):
             return matched
         obligation, signal = matched
-        code, outcome, detail = await _deliver(
+        code, outcome, detail, letter = await _deliver(
             session,
             caller,
             signaller,
@@ -1263,6 +1353,7 @@ async def process_completion(
             "detail": detail,
             "workflow_id": obligation.workflow_id,
             "passed": signal.passed,
+            "dead_letter_id": letter,
         }
     )
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import or_, select
@@ -22,10 +21,8 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities import mentorship_profiles as profiles
-from activities.assigning import assignment_input
-from activities.packs import active_pack, load_version
-from domain import BUILTIN_PACK, ObligationKind, Role
-from domain.contracts.assignment import AssignmentInput, CompleteSignal
+from activities.packs import active_pack
+from domain import BUILTIN_PACK, Role
 from domain.contracts.mentorship import (
     AcceptRequest,
     CancelMentorship,
@@ -34,7 +31,6 @@ from domain.contracts.mentorship import (
     FeedbackRequest,
     MentorshipInput,
     MentorshipState,
-    MentorshipStatus,
     MentorshipTerms,
     MentorshipType,
     NudgeTerm,
@@ -43,15 +39,12 @@ from domain.contracts.mentorship import (
 )
 from rules.matching import Match, find_mentees, find_mentors
 from rules.mentorship_model import MenteeProfile, MentorProfile, MentorshipPolicy
-from services.assignments import start_assignment
 from services.errors import Conflict, Forbidden, Invalid, NotFound
-from services.temporal import signal
 from store import audit
 from store import mentorship as store
 from store.db import Database
 from store.models import Mentorship, MentorshipFeedback, MentorshipSession, Person
 from store.tokens import Principal
-from workflows.assignment import AssignmentWorkflow
 from workflows.mentorship import MentorshipWorkflow
 
 QUERY_TIMEOUT = 5.0
@@ -246,7 +239,8 @@ def find_mentee(
     mentor = get_profile(session, principal=principal, side="mentor", person=person)
     assert isinstance(mentor, MentorProfile)
     policy, pack_hash = _policy(session)
-    mentees = profiles.mentee_profiles(session)
+    # Prepared once per change of the mentees' data (see profiles.prepared_mentees).
+    mentees = profiles.prepared_mentees(session)
     matches = find_mentees(
         mentor, mentees, policy.weights, limit, ideal_gap=policy.ideal_experience_gap
     )
@@ -446,112 +440,10 @@ async def accept(
     by = _require_party(principal, parties, "mentor")
     client = await connect()
     state = await _update(client, workflow_id, MentorshipWorkflow.accept, AcceptRequest(by=by))
-
-    def accepted(session: Session) -> list[_Requirement]:
-        _audit(session, principal, "mentorship.accept", workflow_id, {"status": state.status})
-        open_rows = store.open_obligation_rows(
-            session, parties.mentee_id, ObligationKind.MENTORSHIP
-        )
-        return _requirements(session, open_rows, type=state.type.value, mentor_id=parties.mentor_id)
-
-    required = await _in_thread(db, accepted)
-    await _fulfil(db, client, required, state=state, principal=principal, row_id=parties.row_id)
+    # The pack's mentorship requirements were completed while the workflow recorded the
+    # acceptance (activities.mentorship_requirements), before the update answered.
+    await _audited(db, principal, "mentorship.accept", workflow_id, {"status": state.status})
     return state
-
-
-@dataclass(frozen=True)
-class _Requirement:
-    """An open mentorship obligation and whether this relationship may satisfy it."""
-
-    workflow_id: str
-    requirement_id: str
-    refusal: str | None
-
-
-def _requirements(
-    session: Session, obligations: list[store.OpenObligation], *, type: str, mentor_id: int
-) -> list[_Requirement]:
-    """Check each obligation's pack conditions (its pinned pack) against the relationship.
-
-    A requirement's ``mentorship:`` conditions (the relationship's type, the mentor's
-    certifications from Duly's certificate records) must hold; a requirement the pinned pack
-    no longer defines, or one without conditions, is satisfied by any active mentorship.
-    """
-    held = store.certifications(session, [mentor_id]).get(mentor_id, [])
-    checked = []
-    for obligation in obligations:
-        pack = load_version(session, obligation.pack_hash)
-        requirement = pack.requirement(obligation.requirement_id) if pack else None
-        condition = requirement.mentorship if requirement is not None else None
-        refusal = None
-        if condition is not None and pack is not None:
-            titles = {
-                r.id: r.title for r in pack.requirements if r.kind is ObligationKind.CERTIFICATION
-            }
-            refusal = condition.refusal(type=type, mentor_certifications=held, titles=titles)
-        checked.append(_Requirement(obligation.workflow_id, obligation.requirement_id, refusal))
-    return checked
-
-
-async def _fulfil(
-    db: Database,
-    client: Client,
-    required: list[_Requirement],
-    *,
-    state: MentorshipState,
-    principal: Principal,
-    row_id: int,
-) -> None:
-    """A pack's mentorship requirement (``kind: mentorship``) is met by an active mentorship.
-
-    Each open mentorship obligation of the mentee whose pack conditions hold is completed,
-    naming the relationship, and remembered (so an early end re-opens it); one whose
-    conditions do not hold stays open and the reason is audited; one that closed meanwhile is
-    skipped.
-    """
-    started = min(state.started_at or datetime.now(UTC), datetime.now(UTC))
-    evidence = CompleteSignal(
-        completed_at=started,
-        source="mentorship",
-        actor=principal.actor,
-        note=f"active mentorship {state.workflow_id} with {state.mentor}",
-    )
-    done: list[_Requirement] = []
-    for item in required:
-        if item.refusal is not None:
-            continue
-        try:
-            await signal(
-                client,
-                workflow_id=item.workflow_id,
-                signal=AssignmentWorkflow.complete,
-                arg=evidence,
-                what="the mentorship obligation",
-            )
-        except (Conflict, NotFound):
-            continue
-        done.append(item)
-
-    def remember(session: Session) -> None:
-        for item in done:
-            store.record_fulfilment(
-                session,
-                mentorship_id=row_id,
-                obligation=item.workflow_id,
-                requirement_id=item.requirement_id,
-                at=started,
-            )
-        for item in required:
-            if item.refusal is not None:
-                _audit(
-                    session,
-                    principal,
-                    "mentorship.requirement_not_met",
-                    item.workflow_id,
-                    {"mentorship": state.workflow_id, "reason": item.refusal},
-                )
-
-    await _in_thread(db, remember)
 
 
 async def decline(
@@ -654,12 +546,12 @@ async def complete(
     principal: Principal,
     workflow_id: str,
     note: str | None,
-    task_queue: str,
 ) -> MentorshipState:
     """Complete the relationship (either side or HR); the mentor's record counts it.
 
-    Completed before its planned end date, the pack requirements it satisfied re-open
-    (:func:`reopen_if_early`).
+    Completed before its planned end date, the pack requirements it satisfied re-open when
+    the workflow records the end (:mod:`activities.mentorship_requirements`), as for every
+    other way a relationship ends.
     """
     parties = await asyncio.to_thread(_parties, db, principal, workflow_id)
     by = _require_party(principal, parties, "mentee", "mentor")
@@ -668,7 +560,6 @@ async def complete(
         client, workflow_id, MentorshipWorkflow.complete, CompleteMentorship(by=by, note=note)
     )
     await _audited(db, principal, "mentorship.complete", workflow_id, {"note": note})
-    await reopen_if_early(db, client, state=state, principal=principal, task_queue=task_queue)
     return state
 
 
@@ -679,11 +570,11 @@ async def cancel(
     principal: Principal,
     workflow_id: str,
     reason: str,
-    task_queue: str,
 ) -> MentorshipState:
     """Cancel a pending or active relationship with a reason (either side or HR).
 
-    An active one's satisfied pack requirements re-open (:func:`reopen_if_early`).
+    An active one's satisfied pack requirements re-open when the workflow records the end
+    (:mod:`activities.mentorship_requirements`).
     """
     parties = await asyncio.to_thread(_parties, db, principal, workflow_id)
     by = _require_party(principal, parties, "mentee", "mentor")
@@ -692,93 +583,7 @@ async def cancel(
         client, workflow_id, MentorshipWorkflow.cancel, CancelMentorship(by=by, reason=reason)
     )
     await _audited(db, principal, "mentorship.cancel", workflow_id, {"reason": reason})
-    await reopen_if_early(db, client, state=state, principal=principal, task_queue=task_queue)
     return state
-
-
-def ended_early(state: MentorshipState) -> str | None:
-    """Why a relationship that was active ended before its planned end (None: it did not)."""
-    if state.started_at is None or state.ended_at is None or state.ends_at is None:
-        return None
-    if state.status not in (MentorshipStatus.CANCELLED, MentorshipStatus.COMPLETED):
-        return None
-    if state.ended_at >= state.ends_at:
-        return None
-    why = f": {state.reason}" if state.reason else ""
-    return (
-        f"mentorship {state.workflow_id} was {state.status.value} on"
-        f" {state.ended_at.date().isoformat()}, before its planned end"
-        f" {state.ends_at.date().isoformat()}{why}"
-    )[:500]
-
-
-async def reopen_if_early(
-    db: Database,
-    client: Client,
-    *,
-    state: MentorshipState,
-    principal: Principal,
-    task_queue: str,
-) -> list[str]:
-    """Re-open the pack requirements a relationship satisfied when it ended early.
-
-    Each ``kind: mentorship`` obligation the relationship completed is assigned again as the
-    requirement's next cycle (due ``due_in_days`` after the day it ended, under the active
-    pack, else the pinned one), and the fulfilment row records the new obligation, when and
-    why (audited as ``mentorship.requirement_reopened``). Idempotent: a re-opened one is not
-    re-opened again, and the new cycle's business key makes a second start a no-op.
-
-    Returns:
-        The workflow ids of the re-opened obligations.
-    """
-    why = ended_early(state)
-    if why is None or state.ended_at is None:
-        return []
-    ended = state.ended_at.date()  # workflow time: the day it ended
-
-    def plan(session: Session) -> list[tuple[int, AssignmentInput]]:
-        row = store.relationship(session, state.workflow_id)
-        if row is None:
-            return []
-        mentee = row.mentee
-        current = active_pack(session)
-        planned: list[tuple[int, AssignmentInput]] = []
-        for done in store.fulfilled_by(session, row.id):
-            pack = current if current and current.requirement(done.requirement_id) else None
-            pack = pack or load_version(session, done.pack_hash)
-            requirement = pack.requirement(done.requirement_id) if pack else None
-            days = requirement.due_in_days if requirement and requirement.due_in_days else 30
-            title = requirement.title if requirement else done.requirement_id
-            inp = assignment_input(
-                mentee,
-                title=title,
-                due_date=ended + timedelta(days=days),
-                requirement_id=done.requirement_id,
-                cycle=store.next_cycle(session, mentee.id, done.requirement_id),
-                assigned_by=f"reopened: {state.workflow_id} ended early"[:200],
-                pack=pack,
-            )
-            planned.append((done.id, inp))
-        return planned
-
-    planned = await _in_thread(db, plan)
-    reopened: list[str] = []
-    for fulfilment_id, inp in planned:
-        await start_assignment(client=client, task_queue=task_queue, inp=inp)
-        reopened.append(inp.workflow_id)
-
-        def mark(session: Session, fid: int = fulfilment_id, new: str = inp.workflow_id) -> None:
-            store.mark_reopened(session, fid, reopened_as=new, reason=why, at=datetime.now(UTC))
-            _audit(
-                session,
-                principal,
-                "mentorship.requirement_reopened",
-                new,
-                {"mentorship": state.workflow_id, "reason": why},
-            )
-
-        await _in_thread(db, mark)
-    return reopened
 
 
 # --- reading ----------------------------------------------------------------------------------

@@ -22,18 +22,22 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.packs import active_pack, person_attributes
 from activities.tracks import (
+    NOTICE_WINDOW,
     ProjectReadiness,
     complete_enrolment,
+    completion_notices,
     course_inputs,
     enrolment_progress,
     open_enrolment,
     project_readiness,
+    start_completion_notices,
     withdraw_enrolment,
 )
 from domain.contracts.assignment import AssignmentInput, CancelSignal
 from domain.contracts.tracks import GoLiveChange, ProjectReadinessInput, project_workflow_id
 from domain.roles import Role
 from domain.statuses import EmploymentStatus
+from duly.settings import Settings
 from rules.loader import PackInvalid, pack_from_files
 from rules.model import Pack
 from rules.tracks import TrackProgress, auto_enrolments
@@ -273,8 +277,12 @@ async def enrol(
     principal: Principal,
     source: str,
     now: datetime,
+    base_url: str | None = None,
 ) -> Enrolled:
     """Enrol ``person`` in a track and assign its training courses (idempotent).
+
+    ``base_url``: where people reach Duly (the certificate's verification link in the notice
+    sent when the enrolment completes the track at once; default: the settings').
 
     The enrolment is committed first (in a worker thread: no transaction is held while
     Temporal is called); then each course without an obligation yet is started. Enrolling
@@ -297,6 +305,16 @@ async def enrol(
     for inp in inputs:
         if await start_assignment(client=client, task_queue=task_queue, inp=inp):
             started.append(inp.workflow_id)
+    if enrolment.completed_at is not None:
+        # Every course was done already: the track completed at once; tell the learner (once).
+        base = base_url or Settings().api_base_url
+        notices = await committed(
+            session,
+            lambda: completion_notices(
+                session, base_url=base, since=now - NOTICE_WINDOW, person_id=person.id
+            ),
+        )
+        await start_completion_notices(client, task_queue, notices)
     if created or started:
         await committed(
             session,
@@ -359,11 +377,11 @@ def _enrolment(
         enrolled_on=enrolment.enrolled_on,
         assigned_by=f"track {track_id} ({principal.actor})",
     )
-    if not inputs:
-        # Every course was done before enrolment (or is a held certificate): complete now.
-        progress = enrolment_progress(session, pack, enrolment, now)
-        if progress is not None:
-            complete_enrolment(session, enrolment, progress, actor=principal.actor)
+    # Every required course was done before enrolment (or is a held certificate): complete
+    # now (an optional course may still be assigned; it does not hold the track back).
+    progress = enrolment_progress(session, pack, enrolment, now)
+    if progress is not None:
+        complete_enrolment(session, enrolment, progress, actor=principal.actor)
     return enrolment, created, inputs
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from domain.statuses import STATUS_MAX_CHARS
 from store.models import Base, Person
 from store.types import StrictJSON, UTCDateTime, utcnow
 
@@ -42,7 +43,7 @@ class Apprenticeship(Base):
     #: The supervisor's (journeyworker's) external id.
     supervisor: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
-    compliance_status: Mapped[str] = mapped_column(String(16))
+    compliance_status: Mapped[str] = mapped_column(String(STATUS_MAX_CHARS))
     #: The rule (or built-in decision) that gave ``compliance_status``.
     decided_by: Mapped[str] = mapped_column(String(120))
     period: Mapped[int] = mapped_column(Integer)

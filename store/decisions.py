@@ -311,17 +311,8 @@ def _bucketed(
     return per_point
 
 
-def _build_snapshots(session: Session, months: Collection[str]) -> dict[str, dict[_Key, int]]:
-    """Count the organisation at the end of ``months`` (one pass) and store the snapshots."""
-    ordered = sorted(set(months))
-    counted = _bucketed(
-        session,
-        [month_end(m) for m in ordered],
-        person_ids=None,
-        department=None,
-        by_requirement=True,
-    )
-    built = dict(zip(ordered, counted, strict=True))
+def _store_snapshots(session: Session, built: dict[str, dict[_Key, int]]) -> None:
+    """Store counted months (with each month's marker row, so an empty month is "built")."""
     rows = [
         {"month": month, "requirement_id": req, "status": status, "obligations": n}
         for month, counts in built.items()
@@ -336,11 +327,25 @@ def _build_snapshots(session: Session, months: Collection[str]) -> dict[str, dic
             session.execute(insert(DecisionSnapshot), rows)
     except IntegrityError:
         pass  # a concurrent reader stored the same months first: same counts
+
+
+def _build_snapshots(session: Session, months: Collection[str]) -> dict[str, dict[_Key, int]]:
+    """Count the organisation at the end of ``months`` (one pass) and store the snapshots."""
+    ordered = sorted(set(months))
+    counted = _bucketed(
+        session,
+        [month_end(m) for m in ordered],
+        person_ids=None,
+        department=None,
+        by_requirement=True,
+    )
+    built = dict(zip(ordered, counted, strict=True))
+    _store_snapshots(session, built)
     return built
 
 
-def _snapshots(session: Session, months: Collection[str]) -> dict[str, dict[_Key, int]]:
-    """The stored snapshots of ``months``, building (and storing) the missing ones."""
+def _stored(session: Session, months: Collection[str]) -> dict[str, dict[_Key, int]]:
+    """The stored snapshots of ``months`` (those built; the others are absent)."""
     found: dict[str, dict[_Key, int]] = {}
     for month, req, status, n in session.execute(
         select(
@@ -353,9 +358,44 @@ def _snapshots(session: Session, months: Collection[str]) -> dict[str, dict[_Key
         counts = found.setdefault(str(month), {})
         if status:  # the marker row ("", "") only says the month was built
             counts[(str(req), str(status))] = int(n)
+    return found
+
+
+def _extend_snapshots(session: Session, missing: Collection[str]) -> dict[str, dict[_Key, int]]:
+    """Build ``missing`` months from the latest stored snapshot before them, if there is one.
+
+    The usual miss is the month that just ended (no sweep since): the month before it is
+    stored, so its counts plus what changed during the month (:func:`_since`, two range reads
+    of one month's decisions) are the new month's, instead of a recount of every decision in
+    force (:func:`_build_snapshots`, the fallback when nothing earlier is stored). A stored
+    snapshot is never stale: a late decision deletes the snapshots from its month on
+    (:func:`record_decision`).
+    """
+    ordered = sorted(set(missing))
+    earlier = session.scalar(
+        select(func.max(DecisionSnapshot.month)).where(DecisionSnapshot.month < ordered[0])
+    )
+    if earlier is None:
+        return _build_snapshots(session, ordered)
+    base_month = str(earlier)
+    base = _stored(session, [base_month]).get(base_month, {})
+    built: dict[str, dict[_Key, int]] = {}
+    for month in ordered:
+        counts = dict(base)
+        for key, change in _since(session, month_end(base_month), month_end(month)).items():
+            counts[key] = counts.get(key, 0) + change
+        built[month] = {key: n for key, n in counts.items() if n}
+        base_month, base = month, built[month]
+    _store_snapshots(session, built)
+    return built
+
+
+def _snapshots(session: Session, months: Collection[str]) -> dict[str, dict[_Key, int]]:
+    """The stored snapshots of ``months``, building (and storing) the missing ones."""
+    found = _stored(session, months)
     missing = set(months) - set(found)
     if missing:
-        found.update(_build_snapshots(session, missing))
+        found.update(_extend_snapshots(session, missing))
     return found
 
 

@@ -210,6 +210,30 @@ def save_mentee(session: Session, who: Person, data: dict[str, Any]) -> None:
         session.add(row)
     row.profile = {k: v for k, v in data.items() if k not in COMPUTED}
     row.updated_at = utcnow()
+    row.version = (row.version or 0) + 1
+
+
+def mentee_fingerprint(session: Session) -> tuple[Any, ...]:
+    """What the prepared mentee profiles are computed from, in a few cheap aggregates.
+
+    Changes whenever a mentee's profile is written (the sum of ``mentee_profiles.version``,
+    one more at every write, with the count and the latest id) or a certificate is added or
+    changes status (a mentee's certifications are read from them). Read from the database,
+    so a write by any process changes it; no clock is compared.
+    """
+    profiles = session.execute(
+        select(
+            func.count(MenteeProfileRow.id),
+            func.coalesce(func.sum(MenteeProfileRow.version), 0),
+            func.max(MenteeProfileRow.id),
+        )
+    ).one()
+    certificates = session.execute(
+        select(Certificate.status, func.count(Certificate.id), func.max(Certificate.as_of))
+        .group_by(Certificate.status)
+        .order_by(Certificate.status)
+    ).all()
+    return (tuple(profiles), tuple(tuple(row) for row in certificates))
 
 
 def claim_slot(session: Session, *, workflow_id: str, mentor: str) -> str | None:

@@ -114,7 +114,9 @@ class Obligation(Base):
 
     __table_args__ = (
         Index("ix_obligations_person_id", "person_id"),
-        Index("ix_obligations_status", "status"),
+        # Leads with status (every "WHERE status IN …"); kind and due_date make the breakdown
+        # by category a streaming pass of the index (migration 0023).
+        Index("ix_obligations_status_kind", "status", "kind", "due_date"),
         # The compliance dashboards' aggregates (migration 0014a, services.compliance).
         Index("ix_obligations_person_status", "person_id", "status", "due_date"),
         Index("ix_obligations_due", "due_date", "status", "person_id"),
@@ -442,6 +444,8 @@ class MenteeProfileRow(Base):
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), unique=True)
     profile: Mapped[dict[str, Any]] = mapped_column(StrictJSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: One more at every write: the cache of prepared mentees is keyed by the sum of versions.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     person: Mapped[Person] = relationship(lazy="joined")
 

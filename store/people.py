@@ -26,7 +26,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -59,13 +59,16 @@ CSV_COLUMNS: tuple[str, ...] = (
     "manager",
     "employment_status",
     "start_date",
+    "user_name",
 )
 #: Columns without which nothing can be imported.
 REQUIRED_COLUMNS: tuple[str, ...] = ("external_id", "name")
 #: JSON objects may also spell the manager as ``manager_external_id``.
 JSON_KEYS: frozenset[str] = frozenset(CSV_COLUMNS) | {"manager_external_id"}
 #: Shown instead of the value in errors about these columns (personal contact data).
-REDACTED_COLUMNS: frozenset[str] = frozenset({"email", "phone"})
+REDACTED_COLUMNS: frozenset[str] = frozenset({"email", "phone", "user_name"})
+#: The longest SCIM ``userName`` (``people.user_name``).
+MAX_USER_NAME = 200
 REDACTED = "<redacted>"
 
 #: Person attributes an import writes (the manager is resolved separately).
@@ -216,6 +219,9 @@ class PersonRow(BaseModel):
     employment_status: EmploymentStatus = EmploymentStatus.ACTIVE
     #: Hire (or start) date, ``YYYY-MM-DD``: a joiner's due dates count from it.
     start_date: date | None = None
+    #: The SCIM ``userName`` (often the sign-in email): unique ignoring case; empty clears it
+    #: (SCIM then shows the external id).
+    user_name: str | None = Field(default=None, max_length=MAX_USER_NAME)
 
     @field_validator("start_date", mode="before")
     @classmethod
@@ -259,11 +265,22 @@ class PersonRow(BaseModel):
         "location",
         "employer",
         "manager_external_id",
+        "user_name",
         mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return _blank_to_none(value)
+
+    @field_validator("user_name")
+    @classmethod
+    def _check_user_name(cls, value: str | None) -> str | None:
+        if value is not None and any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError(
+                "user_name must have no spaces or control characters (it is the sign-in name,"
+                " such as name@example.org)"
+            )
+        return value
 
     @field_validator("email")
     @classmethod
@@ -757,6 +774,8 @@ def import_people(
         row_of[person_row.external_id] = person_row.row
         accepted[person_row.external_id] = person_row
 
+    _check_user_names(session, accepted, reject)
+
     # The directory as it is: ids and manager links only (cheap even for large orgs).
     id_of: dict[str, int] = {}
     external_of: dict[int, str] = {}
@@ -831,7 +850,7 @@ def import_people(
         values["employment_status"] = person_row.employment_status.value
         current = existing.get(ext)
         if current is None:
-            person = Person(external_id=ext, **values)
+            person = Person(external_id=ext, user_name=person_row.user_name, **values)
             session.add(person)
             report.created += 1
         else:
@@ -842,6 +861,12 @@ def import_people(
                     setattr(person, field, values[field])
                     dirty = True
             if sets_manager(person_row) and db_manager.get(ext) != person_row.manager_external_id:
+                dirty = True
+            if "user_name" in person_row.model_fields_set and person.user_name != (
+                person_row.user_name
+            ):
+                # Drives no obligation (no change record), but the person did change.
+                person.user_name = person_row.user_name
                 dirty = True
             if dirty:
                 report.updated += 1
@@ -863,6 +888,69 @@ def import_people(
     report.errors = sorted(all_errors, key=lambda e: (e.row, e.column or ""))
     report.rejected = len({e.row for e in all_errors if not e.file_level})
     return report
+
+
+class _Reject(Protocol):
+    def __call__(
+        self, row: PersonRow, *, column: str | None, value: str | None, message: str
+    ) -> None: ...
+
+
+def _check_user_names(session: Session, accepted: dict[str, PersonRow], reject: _Reject) -> None:
+    """Refuse rows whose ``user_name`` someone else would have too, ignoring case.
+
+    Compared with everyone's userName after the import (a stored one, else the external id,
+    as SCIM shows it), so the file may swap two people's userNames. A later row taking the
+    one an earlier row sets is refused, as is one taking a userName somebody in the directory
+    keeps. Neither the userName nor who holds it goes in the message.
+    """
+    rows = dict(accepted)  # ``reject`` takes refused rows out of ``accepted``
+    setting = [ext for ext, row in rows.items() if "user_name" in row.model_fields_set]
+    if not setting:
+        return
+    order = {ext: i for i, ext in enumerate(rows)}
+    stored: dict[str, str] = {
+        ext: user_name or ext
+        for ext, user_name in session.execute(select(Person.external_id, Person.user_name))
+    }
+    refused: set[str] = set()
+    while True:
+        final = dict(stored)
+        for ext in setting:
+            if ext not in refused:
+                final[ext] = rows[ext].user_name or ext
+
+        def claims(ext: str) -> bool:
+            return ext in rows and "user_name" in rows[ext].model_fields_set and ext not in refused
+
+        holders: dict[str, list[str]] = {}
+        for ext, name in final.items():
+            holders.setdefault(name.lower(), []).append(ext)
+        newly: list[str] = []
+        for ext in setting:
+            if ext in refused:
+                continue
+            others = [o for o in holders[final[ext].lower()] if o != ext]
+            # People who keep theirs win, then the first row of the file to claim it.
+            earlier = [o for o in others if not claims(o) or order[o] < order[ext]]
+            if not earlier:
+                continue
+            row = rows[ext]
+            where = (
+                f"row {rows[earlier[0]].row} of this file sets it"
+                if claims(earlier[0])
+                else "someone in the directory has it"
+            )
+            reject(
+                row,
+                column="user_name",
+                value=row.user_name,
+                message=f"user_name is taken: {where}; a userName is unique, ignoring case",
+            )
+            newly.append(ext)
+        if not newly:
+            return
+        refused.update(newly)
 
 
 def reports_of(session: Session, person_id: int) -> dict[int, int]:

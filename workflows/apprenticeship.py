@@ -392,7 +392,10 @@ class ApprenticeshipWorkflow:
             raise ValueError(
                 f"entry {request.entry_id!r} is not recorded (or is no longer pending)"
             )
-        if entry.status is not EntryStatus.PENDING:
+        withdrawing = request.withdraw and not request.approve
+        if entry.status is not EntryStatus.PENDING and not (
+            withdrawing and entry.status is EntryStatus.APPROVED
+        ):
             raise ValueError(f"entry {request.entry_id!r} is already {entry.status.value}")
         if not request.approve and not (request.reason or "").strip():
             raise ValueError("a rejection needs a reason the apprentice can act on")
@@ -402,6 +405,8 @@ class ApprenticeshipWorkflow:
         if index is None:
             return
         status = EntryStatus.APPROVED if approve else EntryStatus.REJECTED
+        # Only a withdrawal (a voided statement) rejects an approved entry: say so.
+        was_approved = self._entries[index].status is EntryStatus.APPROVED
         entry = self._entries[index].model_copy(update={"status": status})
         self._entries[index] = entry
         await self._record_entry(
@@ -414,9 +419,8 @@ class ApprenticeshipWorkflow:
                 reviewed_at=workflow.now(),
             )
         )
-        self._event(
-            f"hours_{status.value}", f"{entry_id} by {actor}" + (f": {reason}" if reason else "")
-        )
+        kind = "hours_withdrawn" if was_approved and not approve else f"hours_{status.value}"
+        self._event(kind, f"{entry_id} by {actor}" + (f": {reason}" if reason else ""))
 
     @workflow.update
     async def evaluate(self, request: SubmitEvaluation) -> ApprenticeshipState:

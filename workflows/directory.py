@@ -21,6 +21,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.directory import DirectoryActivities
+    from activities.tracks import TrackActivities
     from domain.contracts.directory import (
         ApplyPlanRequest,
         DirectoryChangeInput,
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ReconcileRequest,
         ReconcileResult,
     )
+    from domain.contracts.tracks import TrackNoticeSweep
     from domain.ids import directory_change_workflow_id
 
 __all__ = [
@@ -86,6 +88,10 @@ class DirectoryChangeWorkflow:
         )
 
 
+#: The reconciliation also starts the track completion notices nobody sent.
+TRACK_NOTICES_PATCH = "reconcile-track-completion-notices"
+
+
 @workflow.defn
 class DirectoryReconcileWorkflow:
     """Compare the directory with the open obligations and repair the drift."""
@@ -95,13 +101,25 @@ class DirectoryReconcileWorkflow:
         """Reconcile everyone as of the workflow's today; the result lists what was fixed."""
         if request.today is None:
             request = request.model_copy(update={"today": workflow.now().date()})
-        return await workflow.execute_activity_method(
+        result = await workflow.execute_activity_method(
             DirectoryActivities.reconcile_directory,
             request,
             start_to_close_timeout=timedelta(hours=2),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=_RETRY,
         )
+        # Histories from before completion notices did not run this step.
+        if not request.dry_run and workflow.patched(TRACK_NOTICES_PATCH):
+            # Tracks completed outside a course's workflow (or a notice whose start failed):
+            # their learners are told now, once.
+            started = await workflow.execute_activity_method(
+                TrackActivities.send_track_completion_notices,
+                TrackNoticeSweep(as_of=workflow.now()),
+                start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=_RETRY,
+            )
+            result = result.model_copy(update={"track_notices": len(started)})
+        return result
 
 
 async def ensure_reconcile_schedule(

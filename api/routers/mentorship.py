@@ -470,7 +470,6 @@ async def complete(
     workflow_id: Relationship,
     db: DatabaseDep,
     temporal: TemporalDep,
-    settings: SettingsDep,
     principal: People,
     body: CompleteBody | None = None,
 ) -> MentorshipState:
@@ -484,7 +483,6 @@ async def complete(
         principal=principal,
         workflow_id=workflow_id,
         note=body.note if body else None,
-        task_queue=settings.temporal_task_queue,
     )
 
 
@@ -493,7 +491,6 @@ async def cancel(
     workflow_id: Relationship,
     db: DatabaseDep,
     temporal: TemporalDep,
-    settings: SettingsDep,
     principal: People,
     body: CancelBody,
 ) -> MentorshipState:
@@ -507,7 +504,6 @@ async def cancel(
         principal=principal,
         workflow_id=workflow_id,
         reason=body.reason,
-        task_queue=settings.temporal_task_queue,
     )
 
 

@@ -31,7 +31,15 @@ from domain.contracts.assignment import ExtendDueDate
 from domain.contracts.certification import CeCredit
 from domain.contracts.obligation import AcknowledgeSignal
 from domain.roles import Role
-from services import assignments, certifications, compliance, people, reminders, timeline
+from services import (
+    assignments,
+    certifications,
+    compliance,
+    people,
+    reminders,
+    timeline,
+    tracks,
+)
 from services.errors import Forbidden, Invalid, NotFound
 from store import audit
 from store.db import committed
@@ -100,6 +108,14 @@ def course_link(session: Session, row: Obligation) -> str | None:
             if isinstance(activity, str) and activity.startswith(("https://", "http://")):
                 return activity
     return None
+
+
+def _tracks_of(session: Session, person: Person) -> dict[str, Any]:
+    """The person's tracks with their progress and certificates (``GET /people/{id}/tracks``)."""
+    return {
+        "tracks": tracks.person_tracks(session, person_id=person.id, as_of=datetime.now(UTC)),
+        "course_titles": tracks.titles(session),
+    }
 
 
 @dataclass
@@ -217,6 +233,7 @@ def my_compliance(request: Request, session: SessionDep, principal: PagePrincipa
             "channels": CHANNELS,
             "messages": reminders_sent,
             "today": datetime.now(UTC).date(),
+            **_tracks_of(session, person),
             **_flash(request),
         },
     )
@@ -369,6 +386,7 @@ def person_page(
             "messages": messages,
             "may_act": principal.role in (Role.MANAGER, Role.HR_ADMIN) and not own,
             "today": datetime.now(UTC).date(),
+            **_tracks_of(session, person),
             **_flash(request),
         },
     )

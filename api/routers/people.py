@@ -83,6 +83,11 @@ class PersonRead(BaseModel):
     employer: str | None
     manager: str | None
     employment_status: str
+    user_name: str | None = Field(
+        default=None,
+        description="The SCIM userName (unique, ignoring case); null when none is stored"
+        " (SCIM then shows the external id).",
+    )
 
     @classmethod
     def of(cls, person: Person) -> PersonRead:
@@ -100,6 +105,7 @@ class PersonRead(BaseModel):
             employer=person.employer,
             manager=person.manager.external_id if person.manager else None,
             employment_status=person.employment_status,
+            user_name=person.user_name,
         )
 
 

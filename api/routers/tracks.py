@@ -371,6 +371,7 @@ async def enroll(
         principal=principal,
         source="hr" if principal.role is Role.HR_ADMIN else "manager",
         now=await clock(),
+        base_url=settings.api_base_url,
     )
     return EnrolRead(
         track_id=track_id,

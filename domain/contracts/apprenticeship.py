@@ -239,12 +239,17 @@ class LogHours(_Model):
 
 
 class ReviewHours(_Model):
-    """Update: the supervisor approves or rejects a pending entry (rejection needs a reason)."""
+    """Update: the supervisor approves or rejects a pending entry (rejection needs a reason).
+
+    ``withdraw`` (a voided xAPI statement) also rejects an entry already approved, as long as
+    it is still held one by one (not folded into a summary at a period's continue-as-new).
+    """
 
     entry_id: str
     approve: bool
     actor: str
     reason: str | None = Field(default=None, max_length=2000)
+    withdraw: bool = False
 
 
 class SubmitEvaluation(_Model):

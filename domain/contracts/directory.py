@@ -297,5 +297,9 @@ class ReconcileResult(_Plan):
     closed: int = 0
     paused: int = 0
     tokens_revoked: int = 0
+    #: Learning paths people were missing from and are now enrolled in.
+    enrolled: int = 0
+    #: Track completion notices started for learners nobody had told yet.
+    track_notices: int = 0
     fixes: list[str] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)

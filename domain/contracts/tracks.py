@@ -16,6 +16,7 @@ from domain.base import Contract
 from domain.contracts.obligation import LadderEvent
 
 __all__ = [
+    "TRACK_COMPLETED_WORKFLOW",
     "GoLiveChange",
     "NudgeRequest",
     "ProjectEvent",
@@ -25,7 +26,10 @@ __all__ = [
     "ReadinessCheck",
     "ReadinessRequest",
     "ReadinessResult",
+    "TrackCompletedNotice",
+    "TrackNoticeSweep",
     "project_workflow_id",
+    "track_completed_workflow_id",
 ]
 
 #: Days before go-live the project manager (and their manager) hear what blocks.
@@ -35,6 +39,37 @@ COUNTDOWN_DAYS: tuple[int, ...] = (30, 14, 7, 1)
 def project_workflow_id(project_id: int) -> str:
     """The business key of a project's readiness workflow."""
     return f"project/{project_id}/readiness"
+
+
+#: The workflow type of the completion notice (started by name from activities).
+TRACK_COMPLETED_WORKFLOW = "TrackCompletedWorkflow"
+
+
+def track_completed_workflow_id(track_id: str, person: str) -> str:
+    """The business key of the notice telling ``person`` their track is complete.
+
+    One per enrolment: a track completes once (its certificate is never taken back), so a
+    second start of this key is refused and the ledger row it writes is never sent twice.
+    """
+    return f"track/{track_id}/{person}/completed"
+
+
+class TrackCompletedNotice(Contract):
+    """Workflow input: tell the learner their track is complete, with the certificate."""
+
+    person: str = Field(max_length=64)
+    track_id: str = Field(max_length=80)
+    track_name: str = Field(max_length=200)
+    certificate_code: str = Field(max_length=40)
+    issued_on: date
+    #: Where anyone checks the certificate (``{base}/verify/{code}``).
+    verify_url: str = Field(max_length=300)
+
+
+class TrackNoticeSweep(Contract):
+    """Activity input: start the completion notices of recent completions still untold."""
+
+    as_of: datetime
 
 
 class ProjectReadinessInput(Contract):

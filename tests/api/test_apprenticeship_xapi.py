@@ -65,6 +65,15 @@ def _statement(verb: str, activity: str, at: datetime, **result: Any) -> dict[st
     return body
 
 
+def _void(target: str) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "actor": {"mbox": "mailto:ap-1@example.com"},
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/voided"},
+        "object": {"objectType": "StatementRef", "id": target},
+    }
+
+
 async def _enrol(env: WorkflowEnvironment, http: httpx.AsyncClient, hr: dict[str, str]) -> str:
     today = (await env.get_current_time()).date()
     body = {
@@ -142,20 +151,48 @@ async def test_lms_statements_become_classroom_hours_pending_the_supervisor(
         state = await _progress(http, apprentice)
         assert state["classroom_approved"] == 8 and state["classroom_pending"] == 3.5
 
+        # The LMS voids both statements (xAPI 1.0.3 voiding): the pending lab entry is
+        # rejected, the approved unit withdrawn (its hours stop counting, the timeline says so).
+        voids = [_void(unit["id"]), _void(lab["id"])]
+        voided = await http.post("/xapi/statements", json=voids, headers=lms)
+        assert voided.status_code == 200, voided.text
+        withdrawn, rejected = voided.json()["results"]
+        assert withdrawn["outcome"] == "recorded" and "withdrawn" in withdrawn["detail"]
+        assert rejected["outcome"] == "recorded" and "before approval" in rejected["detail"]
+        again = await http.post("/xapi/statements", json=voids[0], headers=lms)
+        assert again.json()["results"][0]["outcome"] == "duplicate"
+        state = await _progress(http, apprentice)
+        assert state["classroom_approved"] == 0 and state["classroom_pending"] == 0
+        reason = f"xAPI statement {unit['id']} voided"
+        assert any(
+            e["kind"] == "hours_withdrawn" and reason in e["detail"] for e in state["events"]
+        )
+
     with db.session() as session:
         rows = session.scalars(
             select(ApprenticeshipHours).where(ApprenticeshipHours.workflow_id == wid)
         ).all()
         assert sorted((r.entry_id, r.kind, r.hours, r.status, r.source) for r in rows) == sorted(
             [
-                (entry, "classroom", 8.0, "approved", "xapi"),
-                (f"xapi-{lab['id']}", "classroom", 3.5, "pending", "xapi"),
+                (entry, "classroom", 8.0, "rejected", "xapi"),
+                (f"xapi-{lab['id']}", "classroom", 3.5, "rejected", "xapi"),
             ]
         )
+        assert {r.review_reason for r in rows} == {
+            f"xAPI statement {unit['id']} voided",
+            f"xAPI statement {lab['id']} voided",
+        }
         audited = session.scalars(
             select(AuditEntry.target).where(AuditEntry.action == "xapi.statement")
         ).all()
         assert sorted(audited) == [wid, wid]  # once per statement, not per post
+        voids_audited = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "xapi.void")
+        ).all()
+        assert sorted((a.before or {})["entry_status"] for a in voids_audited) == [
+            "approved",
+            "pending",
+        ]
         letters = session.scalars(select(DeadLetter.reason)).all()
         assert any("result.duration" in reason for reason in letters)
 

@@ -1,5 +1,6 @@
 """A pack's ``kind: mentorship`` requirements, end to end through the API: pack conditions on
-the mentorship decide which ones it satisfies, and ending it early re-opens them."""
+the mentorship decide which ones it satisfies, and ending it early re-opens them — whatever
+ends it (the API, or the workflow's updates straight, as the directory automation sends)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.assigning import assignment_input
 from api.app import create_app
 from domain import Role
+from domain.contracts.mentorship import AcceptRequest, CancelMentorship
 from duly.demo import load_demo_people
 from duly.settings import Settings
 from duly.worker import build_worker
@@ -30,6 +32,7 @@ from tests.api.test_certifications_api import _terminate, eventually
 from tests.api.test_mentorship_api import MENTEE_PROFILE, _mentor
 from tests.conftest import bearer
 from workflows.assignment import AssignmentWorkflow
+from workflows.mentorship import MentorshipWorkflow
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.wall_clock]
 
@@ -188,3 +191,35 @@ async def test_conditions_pick_the_requirements_and_an_early_end_reopens_them(
     handle = env.client.get_workflow_handle(reopened)
     state = await handle.query(AssignmentWorkflow.state)
     assert "ended early" in str(state.model_dump())
+
+    # The requirement follows the workflow, not the API calls: a second mentorship accepted
+    # and then cancelled straight through the workflow's updates (as the directory's leaver
+    # automation does) completes the re-opened cycle and re-opens it again.
+    response = await api.post(
+        "/mentorship/request", json={"mentor": MENTOR, "duration_months": 6}, headers=mentee
+    )
+    assert response.status_code == 201, response.text
+    second = env.client.get_workflow_handle(response.json()["id"])
+    await second.execute_update(MentorshipWorkflow.accept, AcceptRequest(by=MENTOR))
+
+    async def reopened_completed() -> bool | None:
+        return True if _obligations(sqlite_db)[reopened][0] == "completed" else None
+
+    await eventually(reopened_completed)
+    await second.execute_update(
+        MentorshipWorkflow.cancel, CancelMentorship(by="directory", reason="the mentor left")
+    )
+    third = first.rsplit("/", 1)[0] + "/3"
+
+    async def third_open() -> bool | None:
+        found = _obligations(sqlite_db).get(third)
+        return True if found is not None and found[0] != "completed" else None
+
+    await eventually(third_open)
+    with sqlite_db.session() as session:
+        row = store.relationship(session, second.id)
+        assert row is not None
+        [fulfilment] = store.fulfilments(session, row.id)
+        assert (fulfilment.obligation_workflow_id, fulfilment.reopened_as) == (reopened, third)
+        assert fulfilment.reopened_reason is not None
+        assert fulfilment.reopened_reason.endswith(": the mentor left")

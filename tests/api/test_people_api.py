@@ -182,6 +182,21 @@ def test_integration_imports_json(client: TestClient, db: Database) -> None:
     assert error["message"].startswith("manager cycle: j-3 -> j-3")
     assert client.get("/people/j-2", headers=integration).json()["manager"] == "j-1"
 
+    # The SCIM userName through the people API: set, read back (here and through SCIM), and
+    # a taken one refused with a clear error.
+    named = {"people": [{"external_id": "j-1", "name": "Jay", "user_name": "jay@example.org"}]}
+    assert client.post("/people/import", json=named, headers=integration).json()["updated"] == 1
+    hr = bearer(db, Role.HR_ADMIN)
+    assert client.get("/people/j-1", headers=hr).json()["user_name"] == "jay@example.org"
+    scim = client.get("/scim/v2/Users/j-1", headers=hr).json()
+    assert scim["userName"] == "jay@example.org"
+    taken = {"people": [{"external_id": "j-2", "name": "Jo", "user_name": "JAY@example.org"}]}
+    report = client.post("/people/import", json=taken, headers=integration).json()
+    [error] = report["errors"]
+    assert (report["rejected"], error["column"], error["value"]) == (1, "user_name", "<redacted>")
+    assert "user_name is taken" in error["message"]
+    assert client.get("/people/j-2", headers=hr).json()["user_name"] is None
+
 
 @pytest.mark.parametrize(
     ("content_type", "body", "needle"),
@@ -281,6 +296,7 @@ def test_listing_filters_by_department_role_and_manager(
         "employer": "Acme Staffing",
         "manager": BOSTON_MANAGER,
         "employment_status": "active",
+        "user_name": None,
     }
     assert person["email"].endswith("@demo.duly.example")
     assert person["phone"].startswith("+1555")

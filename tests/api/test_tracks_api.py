@@ -574,3 +574,33 @@ def test_withdrawing_keeps_the_row_and_closes_only_what_the_track_alone_requires
     learner = _as(sqlite_db, Role.LEARNER, "p-1030")
     refused = client.post("/tracks/implementation-team/withdraw", json=body, headers=learner)
     assert refused.status_code == 403
+
+
+def test_an_enrolment_that_completes_at_once_tells_the_learner_once(
+    client: TestClient, sqlite_db: Database, temporal: FakeTemporal
+) -> None:
+    """Every course done before the enrolment: the track completes, and its notice starts."""
+    from temporalio.common import WorkflowIDReusePolicy
+
+    from domain.contracts.tracks import TrackCompletedNotice
+
+    now = datetime.now(UTC)
+    for requirement in ("hipaa-privacy-security", "research-systems-admin"):
+        _complete(sqlite_db, "p-1012", requirement, now - timedelta(hours=1))
+    hr = _as(sqlite_db, Role.HR_ADMIN)
+    answer = client.post("/tracks/site-administrator/enroll", json={"person": "p-1012"}, headers=hr)
+    assert answer.status_code == 201, answer.text
+    [(notice, options)] = [
+        (arg, kw) for arg, kw in temporal.started if isinstance(arg, TrackCompletedNotice)
+    ]
+    [done] = client.get("/people/p-1012/tracks", headers=hr).json()
+    code = done["certificate_code"]
+    assert (notice.person, notice.track_id, notice.certificate_code) == (
+        "p-1012",
+        "site-administrator",
+        code,
+    )
+    assert notice.verify_url.endswith(f"/verify/{code}")
+    # One business key per completion, never reused: Temporal refuses a second start.
+    assert options["id"] == "track/site-administrator/p-1012/completed"
+    assert options["id_reuse_policy"] is WorkflowIDReusePolicy.REJECT_DUPLICATE

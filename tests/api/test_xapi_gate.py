@@ -99,9 +99,11 @@ def test_an_xapi_attempt_inside_the_cool_down_is_409_with_when_and_kept(
     [letter] = client.get("/xapi/dead-letters", headers=hr).json()
     assert letter["source"] == "xapi" and letter["payload"]["id"] == body["id"]
     assert "retake cool-down" in letter["reason"]
-    # Posted again (the LMS retries): still refused, still one dead letter.
+    assert item["dead_letter_id"] == letter["id"]  # HR resolves it from the answer
+    # Posted again (the LMS retries): still refused, still one dead letter, the same id.
     again = client.post("/xapi/statements", json=body, headers=integration)
     assert again.status_code == 409
+    assert again.json()["results"][0]["dead_letter_id"] == letter["id"]
     assert len(client.get("/xapi/dead-letters", headers=hr).json()) == 1
 
 
@@ -134,6 +136,7 @@ def test_attempts_used_up_and_plain_completions_are_refused_too(
     }
     inside = client.post("/completions", json=completion, headers=integration)
     assert inside.status_code == 409 and inside.json()["outcome"] == "not_counted"
+    assert isinstance(inside.json()["dead_letter_id"], int)
     assert OPENS.isoformat() in inside.json()["detail"]
 
     temporal.state = _state(status="failed", failed_attempts=3, retake_opens_at=None)

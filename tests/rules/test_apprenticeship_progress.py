@@ -29,7 +29,7 @@ from rules.apprenticeship import (
 from rules.apprenticeship_model import Program
 from rules.engine import PythonEvaluator, engine_for
 from rules.lint import lint
-from rules.loader import load_pack
+from rules.loader import PackInvalid, load_pack
 
 PACKS = Path(__file__).resolve().parents[2] / "rules" / "packs"
 ENROLLED = date(2025, 1, 1)
@@ -152,6 +152,8 @@ def test_the_facts_of_that_case() -> None:
         "hours_behind": 0,
         "days_since_approved_hours": 26,
         "evaluation_overdue": False,
+        "last_evaluation_score": 85,
+        "below_minimum_score": False,
         "advancement_due": True,
         "graduation_ready": False,
     }
@@ -171,6 +173,8 @@ FACT_NAMES = (
     "hours_behind",
     "days_since_approved_hours",
     "evaluation_overdue",
+    "last_evaluation_score",
+    "below_minimum_score",
     "advancement_due",
     "graduation_ready",
 )
@@ -410,6 +414,8 @@ def test_a_low_score_is_below_the_minimum() -> None:
         today=date(2025, 2, 2),
     )
     assert done.below_minimum
+    facts = apprenticeship_facts(PROGRAM, done)
+    assert (facts["last_evaluation_score"], facts["below_minimum_score"]) == (69, True)
     done = progress(
         PROGRAM,
         Enrolment(enrolled_on=ENROLLED),
@@ -418,6 +424,54 @@ def test_a_low_score_is_below_the_minimum() -> None:
         today=date(2025, 2, 2),
     )
     assert not done.below_minimum
+    facts = apprenticeship_facts(PROGRAM, done)
+    assert (facts["last_evaluation_score"], facts["below_minimum_score"]) == (70, False)
+    nothing_yet = apprenticeship_facts(
+        PROGRAM, progress(PROGRAM, Enrolment(enrolled_on=ENROLLED), [], [], today=date(2025, 2, 2))
+    )
+    assert (nothing_yet["last_evaluation_score"], nothing_yet["below_minimum_score"]) == (0, False)
+
+
+SCORE_PACK = """\
+pack:
+  name: scores
+  statuses: [needs_support_after_evaluation, on_track]
+status_rules:
+  - name: low_score
+    when: 'program != "" and below_minimum_score and last_evaluation_score < 50'
+    status: needs_support_after_evaluation
+  - {name: fine, when: "true", status: on_track}
+"""
+
+
+def test_a_pack_rule_decides_on_the_last_evaluation_score(tmp_path: Path) -> None:
+    (tmp_path / "pack.yaml").write_text(SCORE_PACK, encoding="utf-8")
+    pack = load_pack(tmp_path)
+    for score, status in ((40, "needs_support_after_evaluation"), (60, "on_track")):
+        done = progress(
+            PROGRAM,
+            Enrolment(enrolled_on=ENROLLED),
+            [],
+            [evaluation(date(2025, 2, 1), score)],
+            today=date(2025, 2, 2),
+        )
+        assert engine_for(pack).evaluate(apprenticeship_facts(PROGRAM, done)).status == status
+
+
+def test_a_status_too_long_for_the_read_models_is_refused_at_load(tmp_path: Path) -> None:
+    long = "needs_support_after_the_evaluation"  # 34 characters
+    text = SCORE_PACK.replace("needs_support_after_evaluation", long)
+    (tmp_path / "pack.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(PackInvalid) as raised:
+        load_pack(tmp_path)
+    found = [str(issue) for issue in raised.value.issues]
+    assert any(
+        f.startswith("pack.yaml:3:")
+        and f"status {long!r} has 34 characters" in f
+        and "at most 32" in f
+        for f in found
+    ), found
+    assert any(f.startswith("pack.yaml:7:") for f in found), found
 
 
 # --------------------------------------------------------------------------------------------

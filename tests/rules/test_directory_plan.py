@@ -372,5 +372,15 @@ def test_joiners_movers_and_rehires_are_enrolled_in_their_learning_paths(pack: P
         pack=pack, person=tech, obligations=[], today=TODAY, kind="mover", engagements=enrolled
     )
     assert mover.enrol == []
-    # The nightly reconciliation does not enrol (``duly tracks enroll --auto`` does).
-    assert plan_person(pack=pack, person=tech, obligations=[], today=TODAY).enrol == []
+    # The nightly reconciliation enrols whoever is missing from a path that selects them...
+    nightly = plan_person(pack=pack, person=tech, obligations=[], today=TODAY)
+    assert nightly.enrol == ["radiology-research-path"]
+    # ...but never reopens one HR withdrew (a change, a rehire, does), nor a completed one.
+    for status in ("withdrawn", "completed", "enrolled"):
+        there = [Engagement("track/radiology-research-path/p-1", "radiology-research-path", status)]
+        again = plan_person(pack=pack, person=tech, obligations=[], today=TODAY, engagements=there)
+        assert again.enrol == [], status
+    # Nobody on leave or gone is enrolled by it.
+    for status in ("leave", "terminated"):
+        away = nurse(status, roles=["technician"], department="Radiology")
+        assert plan_person(pack=pack, person=away, obligations=[], today=TODAY).enrol == []

@@ -278,3 +278,72 @@ def test_month_snapshots_answer_what_a_recount_answers(db: Database) -> None:
     with db.session() as session:
         assert refresh_snapshots(session, now=now, months=3) == ["2026-03", "2026-04", "2026-05"]
     check()
+
+
+def test_a_missing_month_is_its_predecessor_plus_the_months_changes(db: Database) -> None:
+    """The month that just ended (no sweep since) is built from the month before it.
+
+    Its counts must be what a recount from every decision stores (``refresh_snapshots``), and
+    what brute force says, whether one month or several in a row are missing.
+    """
+    rng = random.Random(22)
+    statuses = ["assigned", "due_soon", "overdue", "completed", "exempt", "cancelled"]
+    with db.session() as session:
+        assert load_demo_people(session).errors == []
+        people = [
+            session.scalar(select(Person.id).where(Person.external_id == ext))
+            for ext in ("p-1020", "p-1021", "p-1022", "p-1023")
+        ]
+        for person_id in people:
+            assert person_id is not None
+            for requirement in ("fire", "hipaa", "bls"):
+                at = datetime(2026, 1, 1, tzinfo=UTC)
+                for _ in range(rng.randint(1, 6)):
+                    at += timedelta(seconds=rng.randint(3600, 60 * 86400))
+                    record_decision(
+                        session,
+                        workflow_id=f"assignment/{person_id}/{requirement}/1",
+                        person_id=person_id,
+                        kind="training",
+                        requirement_id=requirement,
+                        status=rng.choice(statuses),
+                        rule="r",
+                        pack_hash="builtin",
+                        facts={},
+                        decided_at=at,
+                        source="workflow",
+                    )
+    now = datetime(2026, 7, 20, tzinfo=UTC)
+    months = [f"2026-{m:02d}" for m in range(1, 7)]
+
+    def stored() -> dict[str, dict[tuple[str, str], int]]:
+        with db.session() as session:
+            rows = session.execute(
+                select(
+                    DecisionSnapshot.month,
+                    DecisionSnapshot.requirement_id,
+                    DecisionSnapshot.status,
+                    DecisionSnapshot.obligations,
+                )
+            ).all()
+        found: dict[str, dict[tuple[str, str], int]] = {}
+        for month, requirement, status, n in rows:
+            found.setdefault(month, {})[(requirement, status)] = n
+        return found
+
+    with db.session() as session:
+        assert refresh_snapshots(session, now=now, months=6) == months
+    recounted = stored()
+    assert recounted["2026-06"] != recounted["2026-05"]  # the months differ: a real test
+    rows = _rows(db)
+    for missing in (["2026-06"], ["2026-04", "2026-05", "2026-06"]):
+        with db.session() as session:
+            session.execute(
+                DecisionSnapshot.__table__.delete().where(DecisionSnapshot.month.in_(missing))
+            )
+        with db.session() as session:
+            ends = [month_end(m) for m in months]
+            counts = status_counts_at(session, instants=ends)
+        assert stored() == recounted, missing
+        for at in ends:
+            assert counts[at] == _brute_force(rows, at), at

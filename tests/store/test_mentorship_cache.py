@@ -7,7 +7,14 @@ import uuid
 from datetime import UTC, date, datetime
 
 from activities import mentorship_profiles as profiles
-from rules.mentorship_model import Availability, CommunicationStyle, MentorProfile
+from rules.matching import Prepared
+from rules.mentorship_model import (
+    Availability,
+    CommunicationStyle,
+    MenteeLevel,
+    MenteeProfile,
+    MentorProfile,
+)
 from store import mentorship as store
 from store.db import Database
 from store.models import Certificate, Mentorship, MentorshipFeedback, Person
@@ -158,3 +165,61 @@ def test_a_write_by_another_process_is_seen(db_url: str) -> None:
     finally:
         mine.dispose()
         theirs.dispose()
+
+
+def _mentee_profile(pid: str, years: int) -> MenteeProfile:
+    return MenteeProfile(
+        person_id=pid,
+        level=MenteeLevel.APPRENTICE,
+        years_experience=years,
+        communication_preferences=[CommunicationStyle.VIDEO],
+        availability=Availability(hours_per_month=4),
+    )
+
+
+def test_find_mentee_reads_prepared_mentees_kept_until_a_mentee_or_certificate_changes(
+    db: Database,
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    mentee = f"m-{tag}"
+    with db.session() as session:
+        who = Person(external_id=mentee, name=mentee)
+        session.add(who)
+        session.flush()
+        profiles.save_mentee(session, who, _mentee_profile(mentee, 1))
+
+    def prepared() -> Prepared[MenteeProfile]:
+        with db.session() as session:
+            return profiles.prepared_mentees(session)
+
+    def years() -> int:
+        [found] = [p for p in prepared().profiles if p.person_id == mentee]
+        return found.years_experience
+
+    first = prepared()
+    assert prepared() is first and years() == 1
+    with db.session() as session:
+        who = store.person(session, mentee)
+        assert who is not None
+        profiles.save_mentee(session, who, _mentee_profile(mentee, 3))
+    assert prepared() is not first and years() == 3
+    second = prepared()
+    with db.session() as session:
+        who = store.person(session, mentee)
+        assert who is not None
+        session.add(
+            Certificate(
+                verification_code=f"w-{tag}",
+                workflow_id=f"certification/{mentee}/cpr",
+                person_id=who.id,
+                certification_id="cpr",
+                title="CPR",
+                cycle=1,
+                issued_on=date(2025, 1, 1),
+                expires_on=date(2028, 1, 1),
+                status="active",
+                as_of=NOW,
+            )
+        )
+    assert prepared() is not second
+    assert prepared() is prepared()

@@ -386,3 +386,47 @@ def test_the_demo_org_imports_cleanly_with_a_deep_chain(db: Database) -> None:
     with db.session() as session:
         again = load_demo_people(session)
     assert (again.created, again.updated, again.unchanged) == (0, 0, report.created)
+
+
+def test_the_user_name_column_sets_scim_user_names_unique_ignoring_case(db: Database) -> None:
+    """``user_name`` (the SCIM userName) is imported like any column, refused when someone
+    else would have it too (ignoring case, against stored userNames and external ids), and
+    never shown in an error (it is often an email address)."""
+    header = "external_id,name,user_name\n"
+    report = run_csv(
+        db,
+        header + "u-1,Una,una@example.org\nu-2,Uli,uli@example.org\nu-3,Ute,\n",
+    )
+    assert (report.created, report.rejected) == (3, 0)
+    assert {k: p.user_name for k, p in people(db).items()} == {
+        "u-1": "una@example.org",
+        "u-2": "uli@example.org",
+        "u-3": None,
+    }
+    report = run_csv(
+        db,
+        header
+        # a swap inside one file is fine; the same name twice is not (the later row loses);
+        # someone else's external id is their userName (SCIM shows it) so it is taken too
+        + "u-1,Una,ULI@example.org\nu-2,Uli,una@example.org\n"
+        + "u-4,Uwe,Una@Example.org\nu-5,Udo,U-3\n",
+    )
+    assert (report.created, report.updated, report.rejected) == (0, 2, 2), report.errors
+    by_row = errors_by_row(report)
+    assert [(e.column, e.value) for e in by_row[4]] == [("user_name", REDACTED)]
+    assert by_row[4][0].message.startswith("user_name is taken: row 3 of this file sets it")
+    assert by_row[5][0].message.startswith("user_name is taken: someone in the directory has it")
+    assert "example.org" not in json.dumps(report.model_dump())
+    found = people(db)
+    assert (found["u-1"].user_name, found["u-2"].user_name) == (
+        "ULI@example.org",
+        "una@example.org",
+    )
+    assert "u-4" not in found and "u-5" not in found
+    # A blank cell clears it; a file without the column leaves it alone.
+    assert run_csv(db, header + "u-1,Una,\n").updated == 1
+    assert run_csv(db, "external_id,name\nu-2,Uli B\n").updated == 1
+    found = people(db)
+    assert (found["u-1"].user_name, found["u-2"].user_name) == (None, "una@example.org")
+    refused = run_csv(db, header + "u-6,Ula,has space\n")
+    assert refused.errors[0].message.startswith("user_name must have no spaces")

@@ -316,10 +316,12 @@ async def test_leave_pauses_reminders_and_extends_the_due_date(
 
 async def test_reconciliation_repairs_drift_and_is_safe_to_run_twice(org: Org) -> None:
     today = (await org.env.get_current_time()).date()
-    drifted, stale = _ext(), _ext()
-    # A joiner whose change workflow never ran (Temporal was down), and an obligation that
-    # was started by hand for someone it does not apply to.
+    drifted, stale, tech = _ext(), _ext(), _ext()
+    # Joiners whose change workflow never ran (Temporal was down; the technician is also
+    # missing from the Radiology learning path), and an obligation that was started by hand
+    # for someone it does not apply to.
     org.hire(drifted, roles="nurse", department="Nursing")
+    org.hire(tech, roles="technician", department="Radiology")
     await org.change(org.hire(stale, roles="receptionist", department="Front Office"))
     with org.db.session() as session:
         person = session.scalar(select(Person).where(Person.external_id == stale))
@@ -333,6 +335,26 @@ async def test_reconciliation_repairs_drift_and_is_safe_to_run_twice(org: Org) -
             pack=org.pack,
         )
     assert await start_assignment(client=org.env.client, task_queue=org.queue, inp=inp)
+    # A track that completed when its progress was read (no course workflow told anyone).
+    now = await org.env.get_current_time()
+    with org.db.session() as session:
+        person = session.scalar(select(Person).where(Person.external_id == stale))
+        assert person is not None
+        session.add(
+            TrackEnrolment(
+                person_id=person.id,
+                track_id="site-administrator",
+                pack_hash=org.pack.content_hash,
+                enrolled_on=today,
+                enrolled_at=now - timedelta(days=3),
+                source="hr",
+                enrolled_by="hr",
+                completed_at=now - timedelta(hours=2),
+                certificate_code="DULY-TEST-0000-0001",
+                certificate_title="Research site administrator",
+                certificate_issued_on=today,
+            )
+        )
     await org.env.sleep(timedelta(minutes=5))
     assert org.obligations(drifted) == {}
 
@@ -342,11 +364,37 @@ async def test_reconciliation_repairs_drift_and_is_safe_to_run_twice(org: Org) -
         id=f"reconcile-{uuid.uuid4().hex[:8]}",
         task_queue=org.queue,
     )
-    assert first.started == len(NURSE_OWES) and first.closed == 1
+    await org.env.sleep(timedelta(minutes=5))
+    owed_by_tech = set(org.obligations(tech))
+    # The path's courses are among what the technician now owes (one assignment each).
+    assert {"human-subjects-protection", "ich-gcp"} <= owed_by_tech
+    assert first.started == len(NURSE_OWES) + len(owed_by_tech) and first.closed == 1
+    assert first.enrolled == 1
+    assert first.track_notices == 1
+    with org.db.session() as session:
+        told = session.scalars(
+            select(Notification.channel).where(
+                Notification.workflow_id == f"track/site-administrator/{stale}/completed"
+            )
+        ).all()
+    assert told == ["in_app"]  # hired without an email address: in-app only
+    assert f"{tech}: enrolled in learning path radiology-research-path (missing)" in first.fixes
     assert any(drifted in fix and "assigned" in fix for fix in first.fixes)
     assert any(stale in fix and "osha" in fix and "closed" in fix for fix in first.fixes)
-    await org.env.sleep(timedelta(minutes=5))
     assert set(org.obligations(drifted)) == NURSE_OWES
+    with org.db.session() as session:
+        [source] = session.scalars(
+            select(TrackEnrolment.source)
+            .join(Person, Person.id == TrackEnrolment.person_id)
+            .where(Person.external_id == tech)
+        ).all()
+        assert source == "auto"
+        entry = session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.action == "directory.reconcile")
+            .order_by(AuditEntry.id.desc())
+        ).first()
+        assert entry is not None and entry.after["enrolled"] == 1
     assert org.obligations(stale)["osha-bloodborne-pathogens"][0] == "not_applicable"
 
     second = await org.env.client.execute_workflow(
@@ -355,8 +403,9 @@ async def test_reconciliation_repairs_drift_and_is_safe_to_run_twice(org: Org) -
         id=f"reconcile-{uuid.uuid4().hex[:8]}",
         task_queue=org.queue,
     )
-    assert (second.started, second.closed, second.fixes) == (0, 0, [])
-    assert second.people == first.people == 2
+    assert (second.started, second.closed, second.enrolled, second.fixes) == (0, 0, 0, [])
+    assert second.track_notices == 0
+    assert second.people == first.people == 3
 
 
 async def test_registering_the_certificate_completes_the_obligation_to_obtain_it(

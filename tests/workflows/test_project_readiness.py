@@ -11,13 +11,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.testing import WorkflowEnvironment
 
+from activities.tracks import completion_notices, start_completion_notices
 from domain.contracts.tracks import (
     GoLiveChange,
     ProjectReadinessInput,
     ReadinessCheck,
+    TrackCompletedNotice,
     project_workflow_id,
+    track_completed_workflow_id,
 )
 from duly.worker import build_worker
 from rules.loader import load_pack
@@ -25,6 +29,7 @@ from store.db import Database
 from store.models import Notification, Obligation, Person, Project, ProjectTrack, TrackEnrolment
 from store.packs import Migration, deploy
 from workflows.project import ProjectReadinessWorkflow
+from workflows.track_notice import TrackCompletedWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -107,6 +112,16 @@ def _ledger(db: Database, workflow_id: str) -> list[tuple[str, str | None, str]]
             .order_by(Notification.id)
         )
         return [(n.stage, n.recipient_role, n.subject) for n in rows]
+
+
+def _attempts(db: Database, workflow_id: str) -> list[tuple[int, str]]:
+    with db.session() as session:
+        rows = session.scalars(
+            select(Notification)
+            .where(Notification.workflow_id == workflow_id)
+            .order_by(Notification.id)
+        )
+        return [(n.attempts, n.status) for n in rows]
 
 
 async def test_countdown_names_blockers_replans_and_announces_readiness(
@@ -254,6 +269,44 @@ async def test_the_last_completion_announces_readiness_at_once(
         )
         await assignment.result()
         final = await project.result()
+        # The learner is told their track is complete (the course's workflow started it).
+        notice_id = track_completed_workflow_id("site-administrator", admin)
+        await env.client.get_workflow_handle(notice_id).result()
+        told = _ledger(sqlite_db, notice_id)
+        first_attempts = _attempts(sqlite_db, notice_id)
+        assert first_attempts == [(1, "sent"), (1, "sent")]
+        # A retried course completion, or the nightly sweep, starts nothing more...
+        with sqlite_db.session() as session:
+            owed = completion_notices(
+                session, base_url="https://duly.example", since=now - timedelta(days=7)
+            )
+        assert [n for n in owed if n.person == admin] == []
+        # ...and even a second run of the notice (its key reused after Temporal forgot it)
+        # finds the ledger's rows and sends nothing.
+        with sqlite_db.session() as session:
+            enrolment = session.scalar(
+                select(TrackEnrolment).join(Person).where(Person.external_id == admin)
+            )
+            assert enrolment is not None and enrolment.certificate_code is not None
+            again = TrackCompletedNotice(
+                person=admin,
+                track_id="site-administrator",
+                track_name="Research site administrator",
+                certificate_code=enrolment.certificate_code,
+                issued_on=now.date(),
+                verify_url="https://duly.example/verify/x",
+            )
+        assert await start_completion_notices(env.client, task_queue, [again]) == []
+        rerun = await env.client.execute_workflow(
+            TrackCompletedWorkflow.run,
+            again,
+            id=notice_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+        assert rerun == ["learner email sent", "learner in_app sent"]  # as the ledger has it
+        assert _attempts(sqlite_db, notice_id) == first_attempts  # not called again
+        assert _ledger(sqlite_db, notice_id) == told
     # Announced when the completion landed, well before the next daily look.
     ready_at = next(e.at for e in final.events if e.kind == "ready")
     assert final.ready and ready_at - now < timedelta(hours=12), final.events
@@ -269,6 +322,18 @@ async def test_the_last_completion_announces_readiness_at_once(
         assert enrolment is not None and enrolment.completed_at is not None
         assert enrolment.certificate_code is not None
         assert enrolment.certificate_issued_on == enrolment.completed_at.date()
+        code = enrolment.certificate_code
+        rows = session.scalars(
+            select(Notification).where(Notification.workflow_id == notice_id)
+        ).all()
+        # Exactly one message per channel, to the learner, naming the track and the code.
+        assert sorted((n.channel, n.recipient_role, n.status) for n in rows) == [
+            ("email", "learner", "sent"),
+            ("in_app", "learner", "sent"),
+        ]
+        for row in rows:
+            assert row.subject == 'Track complete: "Research site administrator"'
+            assert code in row.body and f"/verify/{code}" in row.body
         verified = find(session, enrolment.certificate_code)
         assert verified is not None
         assert (verified.holder, verified.title, verified.status, verified.valid_until) == (
