@@ -42,6 +42,7 @@ from api.routers import (
     webhooks,
     xapi,
 )
+from api.token_cache import TokenCache
 from duly import __version__
 from duly.settings import Settings, get_settings
 from duly.temporal import connect
@@ -109,6 +110,7 @@ def create_app(
     app.state.database = db
     app.state.temporal = TemporalHolder(settings, temporal_client)
     app.state.clock = clock or wall_clock
+    app.state.token_cache = TokenCache(settings.token_cache_seconds)
     errors.install(app)
     webhooks.warn_unconfigured(settings)
     # Body caps and rate limits run before routing and auth (a 401 must not read a huge body).

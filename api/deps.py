@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, overload
 
@@ -13,15 +14,21 @@ from sqlalchemy.orm import Session
 from temporalio.client import Client
 
 from api.policy import integration_grants
+from api.token_cache import TokenCache
 from domain.bounds import DateWindow, InstantWindow, OutOfRange
 from domain.roles import Role
 from duly.settings import Settings
 from store import audit
-from store.db import Database
+from store.db import Database, run_read_only
 from store.people import reports_of
-from store.tokens import Principal, Scope, TokenRejected, check_token
+from store.tokens import Principal, Scope, TokenRejected, check_token, hash_token
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `duly tokens create`.")
+
+
+# The dependencies below that do no I/O are ``async def`` on purpose: FastAPI runs every plain
+# ``def`` dependency in its threadpool, a thread hop each (tens to hundreds of microseconds, more
+# under load) for what is an attribute read.
 
 
 def get_database(request: Request) -> Database:
@@ -30,13 +37,40 @@ def get_database(request: Request) -> Database:
     return db
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session per request, committed when the handler returns normally."""
-    with get_database(request).session() as session:
+def _end(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session per request, committed when the handler returns normally.
+
+    Opening a session does no I/O, so it happens on the event loop; ending one that holds a
+    transaction (a ``def`` handler's work, or a route's pending changes) runs in a worker thread,
+    like any database call. A session whose handler already committed (``store.db.committed``)
+    or never used it ends without a thread hop.
+    """
+    session = get_database(request).sessionmaker()
+    try:
         yield session
+    except BaseException:
+        if session.in_transaction():
+            await asyncio.to_thread(_end, session, commit=False)
+        else:
+            session.close()
+        raise
+    if session.in_transaction():
+        await asyncio.to_thread(_end, session, commit=True)
+    else:
+        session.close()
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
@@ -74,15 +108,20 @@ async def wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     """The app's clock."""
     clock: Clock = getattr(request.app.state, "clock", wall_clock)
     return clock
 
 
+async def get_temporal(request: Request) -> LazyTemporal:
+    """The lazily connecting Temporal client of this request."""
+    return LazyTemporal(request)
+
+
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ClockDep = Annotated[Clock, Depends(get_clock)]
-TemporalDep = Annotated[LazyTemporal, Depends(LazyTemporal)]
+TemporalDep = Annotated[LazyTemporal, Depends(get_temporal)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
@@ -93,15 +132,33 @@ def required_scopes(request: Request) -> frozenset[Scope]:
     return integration_grants(request.method, str(path)) if path else frozenset()
 
 
-def get_principal(
+def _verify(session: Session, token: str) -> Principal:
+    """Check ``token`` in the database (worker thread; reads only, no transaction left open).
+
+    An async handler may await Temporal next: nothing is held across it (the handler's own
+    database work starts afresh).
+    """
+    return run_read_only(session, lambda: check_token(session, token))
+
+
+def token_cache(request: Request) -> TokenCache:
+    """The app's cache of verified tokens (``DULY_TOKEN_CACHE_SECONDS``)."""
+    cache: TokenCache = request.app.state.token_cache
+    return cache
+
+
+async def get_principal(
     request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Authenticate the bearer token against the directory as it stands now.
+    """Authenticate the bearer token against the directory (as of ``DULY_TOKEN_CACHE_SECONDS``).
 
     401 when missing, unknown, revoked, expired or its person is terminated; 403 when an
-    integration token lacks the route's scope (declared in :data:`api.policy.POLICY`).
+    integration token lacks the route's scope (declared in :data:`api.policy.POLICY`). A token
+    this process verified less than ``DULY_TOKEN_CACHE_SECONDS`` ago is not looked up again
+    (:mod:`api.token_cache`); otherwise the lookup runs in a worker thread, in a transaction of
+    its own.
     """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
@@ -110,14 +167,19 @@ def get_principal(
             "(create one with `duly tokens create --role ROLE`)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    try:
-        principal = check_token(session, credentials.credentials)
-    except TokenRejected as exc:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail=str(exc),
-            headers={"WWW-Authenticate": "Bearer"},
-        ) from None
+    cache = token_cache(request)
+    key = hash_token(credentials.credentials)
+    principal = cache.get(key)
+    if principal is None:
+        try:
+            principal = await asyncio.to_thread(_verify, session, credentials.credentials)
+        except TokenRejected as exc:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                detail=str(exc),
+                headers={"WWW-Authenticate": "Bearer"},
+            ) from None
+        cache.put(key, principal, principal.expires_at)
     if principal.scopes is not None:
         needed = required_scopes(request)
         if not needed & principal.scopes:
@@ -133,20 +195,17 @@ def get_principal(
                 f"(granted: {granted}); create a token with `duly tokens create --role "
                 "integration --scope SCOPE`",
             )
-    # End the read transaction here: an async handler may await Temporal next, and no
-    # transaction is held across an await (the handler's own database work starts a new one).
-    session.commit()
     return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+def require_roles(*roles: Role) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
     """A dependency that admits only the given roles (403 otherwise)."""
     allowed = frozenset(roles)
 
-    def _check(principal: CurrentPrincipal) -> Principal:
+    async def _check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise HTTPException(

@@ -10,8 +10,11 @@ them with ``--clients`` concurrent keep-alive clients for ``--seconds`` on a mix
 
 all as HR (rate limits off). The baseline is a bare FastAPI + uvicorn app in its own process
 serving the same four routes with bodies of the same size from memory, driven by the same
-clients for the same time, just before. The figures: requests/s overall, p50/p99 per route, and
-the ratios Duly/baseline. Run ``python bench/api_load.py --help``.
+clients for the same time, just before. The floor, driven next, is the same bare app plus one
+PostgreSQL ``SELECT`` per request through a pool built like Duly's: what any design with a
+database round trip per request costs on this machine. The figures: requests/s overall,
+p50/p99 per route, and the ratios Duly/baseline, floor/baseline and Duly/floor. Run
+``python bench/api_load.py --help``.
 """
 
 from __future__ import annotations
@@ -59,16 +62,17 @@ def free_port() -> int:
 # --- the baseline app ---------------------------------------------------------------------------
 
 
+def _body(size: int) -> bytes:
+    filler = max(size - len('{"pad":""}'), 0)
+    return json.dumps({"pad": "x" * filler}).encode()
+
+
 def serve_baseline(port: int, sizes: dict[str, int]) -> None:
     """A bare FastAPI app: each route answers a JSON body of the recorded size from memory."""
     import uvicorn
     from fastapi import FastAPI, Response
 
-    def body(size: int) -> bytes:
-        filler = max(size - len('{"pad":""}'), 0)
-        return json.dumps({"pad": "x" * filler}).encode()
-
-    bodies = {label: body(size) for label, size in sizes.items()}
+    bodies = {label: _body(size) for label, size in sizes.items()}
     app = FastAPI()
 
     @app.get("/assignments/{assignment_id:path}")
@@ -85,6 +89,68 @@ def serve_baseline(port: int, sizes: dict[str, int]) -> None:
 
     @app.get("/obligations")
     async def obligations() -> Response:
+        return Response(bodies["GET /obligations?limit=50"], media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+# --- the floor app ------------------------------------------------------------------------------
+
+
+def serve_floor(port: int, sizes: dict[str, int], url: str) -> None:
+    """Bare FastAPI plus one PostgreSQL round trip per request: the floor for Duly's design.
+
+    Each route checks a connection out of a pool built like Duly's (``store.db.make_engine``:
+    10 + 10 connections, pre-ping, the same session timeouts), runs one ``SELECT`` of the rows
+    Duly's answer shows (autocommit: no ``BEGIN``/``COMMIT``), and answers a body of the size
+    Duly's answer had from memory, as the baseline does. A ``def`` route (FastAPI's threadpool),
+    as a plain FastAPI app with a blocking driver is written.
+    """
+    import uvicorn
+    from fastapi import FastAPI, Response
+    from sqlalchemy import text
+
+    from store.db import make_engine
+
+    engine = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
+    bodies = {label: _body(size) for label, size in sizes.items()}
+    one = text("SELECT workflow_id, status, due_date FROM obligations WHERE workflow_id = :id")
+    of_person = text(
+        "SELECT o.workflow_id, o.status, o.due_date FROM obligations o "
+        "JOIN people p ON p.id = o.person_id WHERE p.external_id = :id"
+    )
+    page = text(
+        "SELECT o.workflow_id, o.status, o.due_date, p.external_id FROM obligations o "
+        "JOIN people p ON p.id = o.person_id ORDER BY o.id LIMIT 50"
+    )
+    app = FastAPI()
+
+    def query(statement: Any, **params: str) -> None:
+        with engine.connect() as conn:
+            conn.execute(statement, params).all()
+
+    @app.get("/assignments/{assignment_id:path}")
+    def assignment(assignment_id: str) -> Response:
+        query(one, id=assignment_id)
+        return Response(bodies["GET /assignments/{id}"], media_type="application/json")
+
+    @app.post("/ack/{assignment_id:path}")
+    def acknowledge(assignment_id: str) -> Response:
+        query(one, id=assignment_id)
+        return Response(bodies["POST /assignments/{id}/acknowledge"], media_type="application/json")
+
+    @app.get("/people/{external_id}/obligations")
+    def person(external_id: str) -> Response:
+        query(of_person, id=external_id)
+        return Response(bodies["GET /people/{id}/obligations"], media_type="application/json")
+
+    @app.get("/obligations")
+    def obligations() -> Response:
+        query(page)
         return Response(bodies["GET /obligations?limit=50"], media_type="application/json")
 
     @app.get("/healthz")
@@ -426,10 +492,38 @@ async def run(args: argparse.Namespace) -> None:
                         ids,
                         people,
                     )
+                    floor_bases = []
+                    for _ in range(processes):
+                        port = free_port()
+                        proc = spawn(
+                            [
+                                sys.executable,
+                                str(Path(__file__).resolve()),
+                                "--serve-floor",
+                                str(port),
+                                "--sizes",
+                                json.dumps(sizes),
+                                "--floor-url",
+                                url,
+                            ],
+                            child_env,
+                        )
+                        procs.append(proc)
+                        floor_bases.append(f"http://127.0.0.1:{port}")
+                        await asyncio.to_thread(wait_healthy, floor_bases[-1], proc)
+                    floor_stats = await drive(
+                        Target(floor_bases, headers, duly=False),
+                        args.seconds,
+                        args.clients,
+                        ids,
+                        people,
+                    )
                     duly_stats = await drive(
                         Target(bases, headers, duly=True), args.seconds, args.clients, ids, people
                     )
-                    results.append((f"{processes} API process(es)", base_stats, duly_stats))
+                    results.append(
+                        (f"{processes} API process(es)", base_stats, floor_stats, duly_stats)
+                    )
                     for proc in procs:
                         proc.terminate()
                     for proc in procs:
@@ -446,19 +540,35 @@ async def run(args: argparse.Namespace) -> None:
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
-    for name, base_stats, duly_stats in results:
+    for name, base_stats, floor_stats, duly_stats in results:
         print(f"\n=== {name} ===")
         print_rows("baseline (bare FastAPI, same-size JSON from memory)", base_stats, None)
-        print_rows("Duly", duly_stats, base_stats)
-        worst = max(
-            percentile(duly_stats.latencies.get(label, []), 0.99)
-            / percentile(base_stats.latencies.get(label, []), 0.99)
-            for label, _ in MIX
+        print_rows(
+            "floor (bare FastAPI + one PostgreSQL SELECT per request, Duly's pool)",
+            floor_stats,
+            base_stats,
         )
-        ratio = duly_stats.rate / base_stats.rate
+        print_rows("Duly", duly_stats, base_stats)
+
+        def worst(stats: Stats, ref: Stats) -> float:
+            return max(
+                percentile(stats.latencies.get(label, []), 0.99)
+                / percentile(ref.latencies.get(label, []), 0.99)
+                for label, _ in MIX
+            )
+
         print(
-            f"\n  throughput {ratio:.2f}x baseline (goal >= 0.5x); "
-            f"worst p99 {worst:.2f}x baseline (goal <= 3x)"
+            f"\n  Duly: throughput {duly_stats.rate / base_stats.rate:.2f}x baseline "
+            f"(goal >= 0.5x); worst p99 {worst(duly_stats, base_stats):.2f}x baseline "
+            "(goal <= 3x)"
+        )
+        print(
+            f"  floor: throughput {floor_stats.rate / base_stats.rate:.2f}x baseline; "
+            f"worst p99 {worst(floor_stats, base_stats):.2f}x baseline"
+        )
+        print(
+            f"  Duly vs floor: throughput {duly_stats.rate / floor_stats.rate:.2f}x; "
+            f"worst p99 {worst(duly_stats, floor_stats):.2f}x"
         )
 
 
@@ -481,9 +591,14 @@ def main() -> None:
     )
     parser.add_argument("--serve-baseline", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sizes", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-floor", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--floor-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_baseline:
         serve_baseline(args.serve_baseline, json.loads(args.sizes))
+        return
+    if args.serve_floor:
+        serve_floor(args.serve_floor, json.loads(args.sizes), args.floor_url)
         return
     asyncio.run(run(args))
 

@@ -85,6 +85,15 @@ class Settings(BaseSettings):
         description="Days a new person token (learner, manager, hr_admin, auditor) and, unless "
         "created with --no-expiry, a new integration token stays valid.",
     )
+    token_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="Seconds an API process trusts a bearer token it has verified before asking "
+        "the database again: a token revoked, or whose person is terminated, elsewhere (CLI, "
+        "import, another API process) stops working within this time; a revocation through "
+        "the process itself at once. 0 asks the database at every request.",
+    )
     web_session_minutes: int = Field(
         default=480,
         ge=5,

@@ -137,3 +137,30 @@ async def committed(session: Session, work: Callable[[], T]) -> T:
         return result
 
     return await asyncio.to_thread(_run)
+
+
+def run_read_only(session: Session, work: Callable[[], T]) -> T:
+    """Run ``work`` (blocking reads on ``session``) without a transaction; see :func:`read_only`.
+
+    For a caller already on a worker thread. The session holds no connection afterwards.
+    """
+    # Autocommit: each SELECT runs alone, with no BEGIN before it and no COMMIT after it (two
+    # round trips saved). At READ COMMITTED (PostgreSQL's default, which Duly keeps) a
+    # transaction gives a series of SELECTs nothing more: each statement takes its own snapshot
+    # either way.
+    # SQLite has no such level; there the work runs in an ordinary transaction.
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    try:
+        return work()
+    finally:
+        session.rollback()  # nothing to undo: ends the session's use of the connection
+
+
+async def read_only(session: Session, work: Callable[[], T]) -> T:
+    """Like :func:`committed`, for work that only reads: no ``BEGIN``/``COMMIT`` round trips.
+
+    For the hot read routes. ``work`` must not write (nor flush pending objects): on PostgreSQL
+    its statements run in autocommit mode, each one on its own.
+    """
+    return await asyncio.to_thread(run_read_only, session, work)

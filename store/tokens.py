@@ -1,8 +1,9 @@
 """API tokens: shown once, stored as SHA-256, expiring, revocable; integrations carry scopes.
 
-What a token may do is decided at every request from the directory, not frozen in the token:
-a token whose person is terminated stops at once, and a manager sees whoever reports to them
-*now* (see :func:`api.deps.visible_person_ids`).
+What a token may do is decided from the directory, not frozen in the token: a token whose
+person is terminated stops once the API's cached verification of it is
+``DULY_TOKEN_CACHE_SECONDS`` old (:mod:`api.token_cache`; at once with 0), and a manager sees
+whoever reports to them *now* (see :func:`api.deps.visible_person_ids`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -62,6 +63,8 @@ class Principal:
     label: str | None
     #: Integration tokens: their scopes; None for person tokens (the role decides).
     scopes: frozenset[Scope] | None = None
+    #: When the token stops being valid (None: never); the API's token cache re-checks it.
+    expires_at: datetime | None = field(default=None, compare=False)
 
     @property
     def actor(self) -> str:
@@ -209,6 +212,7 @@ def check_token(session: Session, token: str, *, now: datetime | None = None) ->
         person_external_id=person.external_id if person else None,
         label=row.label,
         scopes=scopes,
+        expires_at=row.expires_at,
     )
 
 

@@ -55,13 +55,15 @@ from services.restarts import (
     UnknownObligation,
     restart_assignment,
 )
-from store.db import committed
+from store.db import committed, read_only
 from store.models import Person
+from store.obligations import acknowledgement_recorded
 from store.tokens import Principal
 
 router = APIRouter(prefix="/assignments", tags=["assignments"])
 
 QUERY_TIMEOUT = 5.0
+ALREADY_ACKNOWLEDGED = "already acknowledged; nothing changed"
 
 Assigner = Annotated[
     Principal, Depends(require_roles(Role.HR_ADMIN, Role.MANAGER, Role.INTEGRATION))
@@ -262,7 +264,7 @@ async def get_assignment(
     first row yet is asked either way.
     """
     if not live:
-        found = await committed(session, lambda: _visible_read(session, principal, assignment_id))
+        found = await read_only(session, lambda: _visible_read(session, principal, assignment_id))
         if found is not None:
             return found
     else:
@@ -348,7 +350,15 @@ async def acknowledge_assignment(
     Idempotent: once the assignment has recorded an acknowledgement (or a completion) nothing
     is sent to the workflow again, so repeated calls add nothing to its history.
     """
-    await _person_of(session, principal, assignment_id)
+
+    def _visible_and_recorded() -> bool:
+        _visible_person(session, principal, assignment_id)
+        return acknowledgement_recorded(session, assignment_id)
+
+    # Visibility and "already acknowledged?" in one worker-thread trip (reads only), and
+    # before connecting to Temporal: a repeat is answered from the read model alone.
+    if await read_only(session, _visible_and_recorded):
+        return Accepted(id=assignment_id, detail=ALREADY_ACKNOWLEDGED)
     signal = AcknowledgeSignal(
         acknowledged_at=datetime.now(UTC), actor=principal.actor, channel=body.channel
     )
@@ -359,7 +369,7 @@ async def acknowledge_assignment(
         acknowledgement=signal,
         principal=principal,
     )
-    detail = "acknowledgement recorded" if sent else "already acknowledged; nothing changed"
+    detail = "acknowledgement recorded" if sent else ALREADY_ACKNOWLEDGED
     return Accepted(id=assignment_id, detail=detail)
 
 

@@ -27,6 +27,7 @@ from api.pagination import Offset, PeopleLimit
 from api.schemas import ObligationRead, obligation_read
 from domain.roles import Role
 from services import directory, obligations, people
+from store.db import read_only
 from store.models import Person
 from store.people import (
     CSV_COLUMNS,
@@ -365,13 +366,21 @@ def put_preferences(
     return body
 
 
-@router.get("/{external_id}/obligations", response_model=list[ObligationRead])
-def person_obligations(
-    external_id: str, session: SessionDep, principal: CurrentPrincipal
+def _person_obligations(
+    session: Session, principal: Principal, external_id: str
 ) -> list[ObligationRead]:
-    """One person's obligations from the read model (404 when outside your scope)."""
     person = people.person(session, external_id=external_id)
     ensure_visible(session, principal, person.id)
     return [
         obligation_read(row) for row in obligations.obligations_of(session, person_id=person.id)
     ]
+
+
+@router.get("/{external_id}/obligations", response_model=list[ObligationRead])
+async def person_obligations(
+    external_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> list[ObligationRead]:
+    """One person's obligations from the read model (404 when outside your scope)."""
+    # One worker-thread trip, reads only (a hot route: a ``def`` handler costs two threadpool
+    # hops, a transaction a BEGIN and a COMMIT round trip).
+    return await read_only(session, lambda: _person_obligations(session, principal, external_id))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel
 
-from api.deps import SessionDep, audit_action, require_roles
+from api.deps import SessionDep, audit_action, require_roles, token_cache
 from domain.roles import Role
 from store.tokens import Principal, TokenError, TokenInfo, list_tokens, revoke_token
 
@@ -58,8 +58,13 @@ def delete_token(
     token_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     session: SessionDep,
     principal: HrAdmin,
+    request: Request,
 ) -> TokenRead:
-    """Revoke a token: its next request answers 401. Revoking twice changes nothing."""
+    """Revoke a token: its next request answers 401. Revoking twice changes nothing.
+
+    At once on this API process; other API processes may still accept it for up to
+    ``DULY_TOKEN_CACHE_SECONDS`` (their cache of verified tokens).
+    """
     try:
         info = revoke_token(session, token_id)
     except TokenError as exc:
@@ -71,4 +76,7 @@ def delete_token(
         f"token:{info.id}",
         {"prefix": info.prefix, "role": info.role, "person": info.person},
     )
+    # Committed before the cache forgets it, so no request in between re-verifies it as valid.
+    session.commit()
+    token_cache(request).forget(token_id)
     return _read(info)

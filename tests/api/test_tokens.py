@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import duly.cli as cli_module
 from api.app import create_app
+from api.token_cache import TokenCache
 from domain.roles import Role
 from duly.cli import app as cli
 from duly.demo import load_demo_people
@@ -60,7 +61,24 @@ def audited(db: Database, action: str) -> list[AuditEntry]:
 # --- the exploits ------------------------------------------------------------------------------
 
 
-def test_a_terminated_persons_token_stops_at_once(client: TestClient, org: Database) -> None:
+class FakeMonotonic:
+    """The token cache's clock, moved by hand (no sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_terminated_persons_token_stops_within_the_token_cache_ttl(
+    client: TestClient, org: Database
+) -> None:
+    # The directory decides: a termination written by another process (an import, SCIM, the
+    # CLI) ends the person's tokens once this process's verification is DULY_TOKEN_CACHE_SECONDS
+    # old (default 5), without any request revoking them.
+    clock = FakeMonotonic()
+    client.app.state.token_cache = TokenCache(5, monotonic=clock)  # type: ignore[attr-defined]
     learner = bearer(org, Role.LEARNER, "p-1020")
     manager = bearer(org, Role.MANAGER, "p-1010")
     assert client.get("/obligations", headers=learner).status_code == 200
@@ -71,8 +89,30 @@ def test_a_terminated_persons_token_stops_at_once(client: TestClient, org: Datab
             .where(Person.external_id.in_(["p-1020", "p-1010"]))
             .values(employment_status="terminated")
         )
+    clock.now += 4.9  # inside the TTL: this process still trusts its verification
+    for headers in (learner, manager):
+        assert client.get("/obligations", headers=headers).status_code == 200
+    clock.now += 0.1  # the TTL has passed: asked again, the directory says no
     for headers in (learner, manager):
         response = client.get("/obligations", headers=headers)
+        assert response.status_code == 401, response.text
+        assert "no longer employed" in response.json()["detail"]
+
+
+def test_without_the_token_cache_a_terminated_persons_token_stops_at_once(
+    org: Database,
+) -> None:
+    settings = Settings(env="test", temporal_address="127.0.0.1:1", token_cache_seconds=0)
+    with TestClient(create_app(settings, database=org)) as client:
+        learner = bearer(org, Role.LEARNER, "p-1020")
+        assert client.get("/obligations", headers=learner).status_code == 200
+        with org.session() as session:
+            session.execute(
+                update(Person)
+                .where(Person.external_id == "p-1020")
+                .values(employment_status="terminated")
+            )
+        response = client.get("/obligations", headers=learner)
         assert response.status_code == 401, response.text
         assert "no longer employed" in response.json()["detail"]
 
@@ -173,6 +213,8 @@ def test_cli_creates_lists_and_revokes(
 ) -> None:
     monkeypatch.setenv("DULY_DATABASE_URL", org.url)
     monkeypatch.setenv("DULY_TOKEN_LIFETIME_DAYS", "7")
+    clock = FakeMonotonic()
+    client.app.state.token_cache = TokenCache(5, monotonic=clock)  # type: ignore[attr-defined]
     runner = CliRunner()
     made = runner.invoke(
         cli,
@@ -205,6 +247,9 @@ def test_cli_creates_lists_and_revokes(
 
     revoked = runner.invoke(cli, ["tokens", "revoke", str(stored.id)])
     assert revoked.exit_code == 0, revoked.output
+    # The CLI is another process: the API stops accepting the token once its own verification
+    # is DULY_TOKEN_CACHE_SECONDS old.
+    clock.now += 5
     assert client.get("/people", headers=header(token)).status_code == 401
     assert len(audited(org, "token.revoke")) == 1
     assert runner.invoke(cli, ["tokens", "revoke", "424242"]).exit_code == 2
