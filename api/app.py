@@ -30,6 +30,7 @@ from api.routers import (
     notifications,
     obligations,
     pages,
+    pages_apprenticeships,
     pages_tracks,
     people,
     projects,
@@ -144,6 +145,7 @@ def create_app(
         signin,
         pages,
         pages_tracks,
+        pages_apprenticeships,
         dashboards,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)
