@@ -18,9 +18,13 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from domain.contracts.apprenticeship import LogHours, ReviewHours
+from domain.contracts.apprenticeship import LogHours, ReviewHours, SubmitEvaluation
 from rules.loader import load_pack
-from store.apprenticeships import Apprenticeship, ApprenticeshipHours
+from store.apprenticeships import (
+    Apprenticeship,
+    ApprenticeshipEvaluation,
+    ApprenticeshipHours,
+)
 from store.models import Obligation, Person
 from store.packs import Migration, deploy
 from tests.pages.conftest import (
@@ -46,13 +50,26 @@ class ApprenticeHandle(PageHandle):
 
     async def execute_update(self, update: Any, arg: Any = None, **kw: Any) -> Any:
         name = getattr(update, "__name__", str(update))
-        if name not in ("log_hours", "review_hours"):
+        if name not in ("log_hours", "review_hours", "evaluate"):
             return await super().execute_update(update, arg, **kw)
         temporal = self.temporal
         assert temporal.updates is not None
         temporal.updates.append((self.workflow_id, name, arg))
         with temporal.db.session() as session:
-            if isinstance(arg, LogHours):
+            if isinstance(arg, SubmitEvaluation):
+                session.add(
+                    ApprenticeshipEvaluation(
+                        workflow_id=self.workflow_id,
+                        evaluation_id=arg.evaluation_id,
+                        day=arg.evaluation.day,
+                        score=arg.evaluation.score,
+                        skills_signed_off=arg.evaluation.skills_signed_off,
+                        notes=arg.notes,
+                        final=arg.evaluation.final,
+                        evaluator=arg.actor,
+                    )
+                )
+            elif isinstance(arg, LogHours):
                 session.add(
                     ApprenticeshipHours(
                         workflow_id=self.workflow_id,
@@ -172,7 +189,9 @@ def test_log_reject_approve_and_the_progress_shows(
         sup.get_by_role("link", name="Ava Fakeworth").click()
         sup.wait_for_url(f"**/ui/apprenticeships/{MINE}")
         wrong = sup.locator("tr", has_text="typo: wrong day")
-        wrong.get_by_label("Reason", exact=True).fill("you were on leave that day: log the right date")
+        wrong.get_by_label("Reason", exact=True).fill(
+            "you were on leave that day: log the right date"
+        )
         wrong.get_by_role("button", name="Reject").click()
         expect(sup.get_by_role("status")).to_contain_text("The entry is rejected")
         sup.locator("tr", has_text="Hoistway safety walk-down").get_by_role(
@@ -183,6 +202,16 @@ def test_log_reject_approve_and_the_progress_shows(
         expect(sup.locator("#work-1")).to_have_attribute("value", "8.0")
         expect(sup.locator("#kpi-work")).to_have_text("8")
         expect(sup.get_by_role("button", name="Approve")).to_have_count(0)
+        # An evaluation signing off one skill of period 1: it moves to signed off.
+        sup.get_by_label("Score (0–100)").fill("85")
+        sup.get_by_label("Lockout/tagout of elevator equipment").check()
+        sup.get_by_label("Notes", exact=True).fill("Careful and methodical")
+        sup.get_by_role("button", name="Record evaluation").click()
+        expect(sup.get_by_role("status")).to_contain_text("The evaluation is recorded")
+        expect(sup.locator("#periods + table tbody tr").first).to_contain_text(
+            "✓ Lockout/tagout of elevator equipment"
+        )
+        expect(sup.locator("#evaluations + table")).to_contain_text("Careful and methodical")
         check_a11y(sup)
         shot(sup, "apprenticeship")
     finally:
