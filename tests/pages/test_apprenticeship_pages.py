@@ -53,7 +53,7 @@ class ApprenticeHandle(PageHandle):
         if name not in ("log_hours", "review_hours", "evaluate"):
             return await super().execute_update(update, arg, **kw)
         temporal = self.temporal
-        assert temporal.updates is not None
+        assert isinstance(temporal, PageTemporal) and temporal.updates is not None
         temporal.updates.append((self.workflow_id, name, arg))
         with temporal.db.session() as session:
             if isinstance(arg, SubmitEvaluation):
