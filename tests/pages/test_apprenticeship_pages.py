@@ -33,6 +33,7 @@ from tests.pages.conftest import (
     PEER,
     LiveSite,
     PageHandle,
+    PageTemporal,
     shot,
     sign_in_with_token,
 )
