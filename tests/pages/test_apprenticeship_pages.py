@@ -222,6 +222,10 @@ def test_log_reject_approve_and_the_progress_shows(
     ]
     assert len(reviews) == 2 and {approve for _, approve in reviews} == {True, False}
 
+    # The apprentice may not approve their own hours (the service's rule: 403).
+    own = f"{site.url}/ui/apprenticeships/{MINE}/hours/any/approve"
+    assert httpx.post(own, headers=site.bearer("learner")).status_code == 403
+
     # The auditor reads it; another learner's token cannot see it (404, as the API answers).
     assert (
         httpx.get(
