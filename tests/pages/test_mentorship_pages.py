@@ -149,6 +149,26 @@ def test_find_request_accept_then_both_see_it_active(
     expect(mine.get_by_text("active", exact=True)).to_be_visible()
     expect(mine.get_by_text("Give feedback")).to_be_visible()
 
+    # ... logs a session (the form reaches the workflow's update) and gives midpoint feedback.
+    mine.get_by_text("Log a session").click()
+    mine.get_by_label("Minutes").fill("45")
+    mine.get_by_label("Topics (comma-separated)").fill("valves, safety circuit")
+    mine.get_by_role("button", name="Log session").click()
+    expect(page.get_by_role("status")).to_have_text("The session is logged.")
+    assert site.temporal.updates is not None
+    _, name, log = site.temporal.updates[-1]
+    assert name == "log_session" and log.by == LEARNER
+    assert (log.duration_minutes, log.topics) == (45, ["valves", "safety circuit"])
+    mine.get_by_text("Give feedback").click()
+    mine.get_by_label("Rating", exact=True).select_option("4")
+    mine.get_by_role("button", name="Send feedback").click()
+    expect(page.get_by_role("status")).to_have_text("Thank you: your feedback is recorded.")
+    _, name, feedback = site.temporal.updates[-1]
+    assert (name, feedback.phase.value, feedback.rating) == ("feedback", "midpoint", 4)
+    # Given once: only the end feedback is left to give.
+    mine.get_by_text("Give feedback").click()
+    expect(mine.get_by_label("When").locator("option")).to_have_text(["end"])
+
     # HR's view of every relationship.
     with httpx.Client(base_url=site.url, headers=hr) as client:
         html = client.get("/ui/mentorship").text
