@@ -439,6 +439,22 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/ui/apprenticeships/{apprenticeship_id}/evaluate"): _token(
         PERSONS, Scope.ROWS, "page: the apprentice's supervisor, or HR"
     ),
+    ("GET", "/ui/mentorship"): _token(
+        PEOPLE, Scope.ROWS, "page: own mentorships and matches; managers, HR, auditor: all seen"
+    ),
+    ("POST", "/ui/mentorship/request"): _token(PERSONS, Scope.ALL, "page: the caller asks"),
+    ("POST", "/ui/mentorship/{mentee}/{mentor}/{n}/accept"): _token(
+        PERSONS, Scope.ROWS, "page: the mentor (or HR)"
+    ),
+    ("POST", "/ui/mentorship/{mentee}/{mentor}/{n}/decline"): _token(
+        PERSONS, Scope.ROWS, "page: the mentor (or HR)"
+    ),
+    ("POST", "/ui/mentorship/{mentee}/{mentor}/{n}/log-session"): _token(
+        PERSONS, Scope.ROWS, "page: either side (or HR)"
+    ),
+    ("POST", "/ui/mentorship/{mentee}/{mentor}/{n}/feedback"): _token(
+        PERSONS, Scope.ROWS, "page: either side"
+    ),
     ("GET", "/ui/audit"): _token(READERS, note="page"),
     ("GET", "/ui/audit/obligations/{workflow_id}"): _token(READERS, note="page"),
     ("GET", "/ui/audit/obligations/{workflow_id}/history.json"): _token(READERS, note="page"),
