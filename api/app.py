@@ -30,6 +30,8 @@ from api.routers import (
     notifications,
     obligations,
     pages,
+    pages_apprenticeships,
+    pages_mentorship,
     pages_tracks,
     people,
     projects,
@@ -138,12 +140,14 @@ def create_app(
         projects,
         verify,
         mentorship,
+        pages_mentorship,
         scim,
         compliance,
         integrations,
         signin,
         pages,
         pages_tracks,
+        pages_apprenticeships,
         dashboards,
     ):
         app.include_router(module.router, responses=LIMIT_RESPONSES)

@@ -421,6 +421,40 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/ui/projects/{project_id}/readiness.csv"): _token(
         MANAGER_READERS, Scope.ROWS, "page: readiness per track as CSV"
     ),
+    ("GET", "/ui/apprenticeships"): _token(
+        PEOPLE, Scope.ROWS, "page: also the apprentices a person supervises"
+    ),
+    ("GET", "/ui/apprenticeships/{apprenticeship_id}"): _token(
+        PEOPLE, Scope.ROWS, "page: also the apprentices a person supervises"
+    ),
+    ("POST", "/ui/apprenticeships/{apprenticeship_id}/log-hours"): _token(
+        PERSONS, Scope.ROWS, "page: the apprentice's own"
+    ),
+    ("POST", "/ui/apprenticeships/{apprenticeship_id}/hours/{entry_id}/approve"): _token(
+        PERSONS, Scope.ROWS, "page: the apprentice's supervisor, or HR"
+    ),
+    ("POST", "/ui/apprenticeships/{apprenticeship_id}/hours/{entry_id}/reject"): _token(
+        PERSONS, Scope.ROWS, "page: the apprentice's supervisor, or HR"
+    ),
+    ("POST", "/ui/apprenticeships/{apprenticeship_id}/evaluate"): _token(
+        PERSONS, Scope.ROWS, "page: the apprentice's supervisor, or HR"
+    ),
+    ("GET", "/ui/mentorship"): _token(
+        PEOPLE, Scope.ROWS, "page: own mentorships and matches; managers, HR, auditor: all seen"
+    ),
+    ("POST", "/ui/mentorship/request"): _token(PERSONS, Scope.ALL, "page: the caller asks"),
+    ("POST", "/ui/mentorship/{mentee}/{mentor}/{n}/accept"): _token(
+        PERSONS, Scope.ROWS, "page: the mentor (or HR)"
+    ),
+    ("POST", "/ui/mentorship/{mentee}/{mentor}/{n}/decline"): _token(
+        PERSONS, Scope.ROWS, "page: the mentor (or HR)"
+    ),
+    ("POST", "/ui/mentorship/{mentee}/{mentor}/{n}/log-session"): _token(
+        PERSONS, Scope.ROWS, "page: either side (or HR)"
+    ),
+    ("POST", "/ui/mentorship/{mentee}/{mentor}/{n}/feedback"): _token(
+        PERSONS, Scope.ROWS, "page: either side"
+    ),
     ("GET", "/ui/audit"): _token(READERS, note="page"),
     ("GET", "/ui/audit/obligations/{workflow_id}"): _token(READERS, note="page"),
     ("GET", "/ui/audit/obligations/{workflow_id}/history.json"): _token(READERS, note="page"),

@@ -96,7 +96,12 @@ def next_step(row: Obligation) -> str:
 
 
 def course_link(session: Session, row: Obligation) -> str | None:
-    """The course's web address when the pack names one (its xAPI activity id as a URL)."""
+    """The course's web address when the pack names one (its xAPI activity id as a URL).
+
+    An apprenticeship links to its own page (hours, periods, evaluations).
+    """
+    if row.kind == "apprenticeship":
+        return f"/ui/apprenticeships/{row.workflow_id}"
     from store.packs import find_version
 
     version = find_version(session, row.pack_hash) if row.pack_hash not in ("", "builtin") else None
