@@ -254,7 +254,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _handle)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # A database outage answers 503 + Retry-After (not 500) and recovers by itself: the pool
-    # pre-pings and replaces dead connections (store.db.make_engine).
+    # pings idle connections and drops dead ones (store.db.make_engine).
     app.add_exception_handler(sa_exc.DBAPIError, _database_error)
     app.add_exception_handler(sa_exc.TimeoutError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -105,10 +105,10 @@ def serve_floor(port: int, sizes: dict[str, int], url: str) -> None:
     """Bare FastAPI plus one PostgreSQL round trip per request: the floor for Duly's design.
 
     Each route checks a connection out of a pool built like Duly's (``store.db.make_engine``:
-    10 + 10 connections, pre-ping, the same session timeouts), runs one ``SELECT`` of the rows
-    Duly's answer shows (autocommit: no ``BEGIN``/``COMMIT``), and answers a body of the size
-    Duly's answer had from memory, as the baseline does. A ``def`` route (FastAPI's threadpool),
-    as a plain FastAPI app with a blocking driver is written.
+    10 + 10 connections, a ping only after 5 s idle, the same session timeouts), runs one
+    ``SELECT`` of the rows Duly's answer shows (autocommit: no ``BEGIN``/``COMMIT``), and
+    answers a body of the size Duly's answer had from memory, as the baseline does. A ``def``
+    route (FastAPI's threadpool), as a plain FastAPI app with a blocking driver is written.
     """
     import uvicorn
     from fastapi import FastAPI, Response

@@ -506,8 +506,8 @@ async def test_postgresql_unavailable_activities_retry_and_the_api_answers_503(
             await asyncio.sleep(max(0.0, remaining))
 
             proxy.restore()
-            # The API recovers by itself, on the first request (the pool's pre-ping replaces
-            # the connections the outage reset).
+            # The API recovers by itself, on the first request (the connections the outage
+            # reset were invalidated by the failed requests, or sat idle and are pinged).
             back = api.get("/obligations", headers=hr)
             assert back.status_code == 200, back.text
 

@@ -56,8 +56,7 @@ from services.restarts import (
     restart_assignment,
 )
 from store.db import committed, read_only
-from store.models import Person
-from store.obligations import acknowledgement_recorded
+from store.models import Obligation, Person
 from store.tokens import Principal
 
 router = APIRouter(prefix="/assignments", tags=["assignments"])
@@ -112,7 +111,18 @@ def _read_now(
     workflow_id: str,
     fallback: AssignmentInput | None,
 ) -> AssignmentRead | None:
-    row = obligations.obligation(session, workflow_id=workflow_id)
+    return _answer(
+        obligations.obligation(session, workflow_id=workflow_id), state, workflow_id, fallback
+    )
+
+
+def _answer(
+    row: Obligation | None,
+    state: AssignmentState | None,
+    workflow_id: str,
+    fallback: AssignmentInput | None,
+) -> AssignmentRead | None:
+    """The answer from the live ``state``, else the read-model ``row``, else ``fallback``."""
     read_model = obligation_read(row) if row is not None else None
     if state is not None:
         return AssignmentRead(
@@ -235,9 +245,28 @@ async def create_assignment(
 def _visible_read(
     session: Session, principal: Principal, assignment_id: str
 ) -> AssignmentRead | None:
-    """Visibility check and read-model answer in one worker-thread trip (one transaction)."""
+    """Visibility check and read-model answer in one worker-thread trip."""
+    return _answer(_visible_row(session, principal, assignment_id), None, assignment_id, None)
+
+
+def _visible_row(session: Session, principal: Principal, assignment_id: str) -> Obligation | None:
+    """The assignment's read-model row (``None`` before its first), enforcing visibility (404)."""
+    row = obligations.obligation(session, workflow_id=assignment_id)
+    parts = assignment_id.split("/")
+    if (
+        row is not None
+        and len(parts) == 4
+        and parts[0] == "assignment"
+        and row.person.external_id == parts[1]
+    ):
+        # The row's person (joined in the same SELECT) is the one the id names: it answers
+        # visibility, with no separate person lookup (no query at all for HR and auditors).
+        ensure_visible(session, principal, row.person_id)
+        return row
+    # No row yet (or an id that does not name the row's person): the id's person decides
+    # between 404 and asking the workflow, as before.
     _visible_person(session, principal, assignment_id)
-    return _read_now(session, None, assignment_id, None)
+    return row
 
 
 @router.get("/{assignment_id:assignment_path}", response_model=AssignmentRead)
@@ -352,8 +381,9 @@ async def acknowledge_assignment(
     """
 
     def _visible_and_recorded() -> bool:
-        _visible_person(session, principal, assignment_id)
-        return acknowledgement_recorded(session, assignment_id)
+        row = _visible_row(session, principal, assignment_id)
+        # As store.obligations.acknowledgement_recorded decides, from the row already read.
+        return row is not None and (row.acknowledged_at is not None or row.completed_at is not None)
 
     # Visibility and "already acknowledged?" in one worker-thread trip (reads only), and
     # before connecting to Temporal: a repeat is answered from the read model alone.

@@ -24,9 +24,10 @@ from api.deps import (
     visible_person_ids,
 )
 from api.pagination import Offset, PeopleLimit
-from api.schemas import ObligationRead, obligation_read
+from api.schemas import ObligationRead
 from domain.roles import Role
 from services import directory, obligations, people
+from services.errors import NotFound
 from store.db import read_only
 from store.models import Person
 from store.people import (
@@ -369,11 +370,14 @@ def put_preferences(
 def _person_obligations(
     session: Session, principal: Principal, external_id: str
 ) -> list[ObligationRead]:
-    person = people.person(session, external_id=external_id)
-    ensure_visible(session, principal, person.id)
-    return [
-        obligation_read(row) for row in obligations.obligations_of(session, person_id=person.id)
-    ]
+    # One SELECT answers both "who is it" and "what are their rows"; the visibility check then
+    # needs no query for HR and auditors (a manager's reporting chain is still read).
+    found = obligations.person_rows(session, external_id=external_id)
+    if found is None:
+        raise NotFound()
+    person_id, rows = found
+    ensure_visible(session, principal, person_id)
+    return [ObligationRead.model_validate(row) for row in rows]
 
 
 @router.get("/{external_id}/obligations", response_model=list[ObligationRead])

@@ -58,3 +58,41 @@ def test_the_read_model_answers_without_temporal_and_live_asks_the_workflow(
         live = client.get(f"/assignments/{WORKFLOW}?live=true", headers=hr)
         assert live.status_code == 200, live.text
         assert temporal.handles == [WORKFLOW]
+
+
+def test_hot_reads_take_one_statement_for_hr(sqlite_db: Database) -> None:
+    """With the token verified (cached), HR's hot reads are one ``SELECT`` each.
+
+    The read-model row's joined person answers visibility (no separate person lookup), and a
+    person's rows come with the person in one outer-joined ``SELECT`` (an unknown person is
+    still 404, a person without rows an empty list).
+    """
+    from sqlalchemy import event
+
+    from store.models import Person
+
+    seed(sqlite_db, stage="due_soon")
+    with sqlite_db.session() as session:
+        session.add(Person(external_id="p-0", name="No Rows", email="p0@example.com"))
+    app = create_app(
+        Settings(env="test", secret_key=SECRET, rate_limit_per_token="off"),
+        database=sqlite_db,
+        temporal_client=CountingTemporal(),  # type: ignore[arg-type]
+    )
+    hr = bearer(sqlite_db, "hr_admin")
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    with TestClient(app) as client:
+        assert client.get("/obligations", headers=hr).status_code == 200  # token now cached
+        event.listen(sqlite_db.engine, "before_cursor_execute", count)
+        for path in (f"/assignments/{WORKFLOW}", "/people/p-1/obligations", "/obligations"):
+            statements.clear()
+            answer = client.get(path, headers=hr)
+            assert answer.status_code == 200, answer.text
+            assert len(statements) == 1, (path, statements)
+        assert [row["workflow_id"] for row in answer.json()] == [WORKFLOW]
+        assert client.get("/people/p-0/obligations", headers=hr).json() == []
+        assert client.get("/people/nobody/obligations", headers=hr).status_code == 404
