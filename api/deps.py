@@ -122,6 +122,15 @@ async def get_temporal(request: Request) -> LazyTemporal:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 TemporalDep = Annotated[LazyTemporal, Depends(get_temporal)]
+
+
+def get_db(request: Request) -> Database:
+    """The process-wide database (handlers that open their own short sessions)."""
+    db: Database = request.app.state.database
+    return db
+
+
+DatabaseDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 

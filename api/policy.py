@@ -424,6 +424,9 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/ui/apprenticeships"): _token(
         PEOPLE, Scope.ROWS, "page: also the apprentices a person supervises"
     ),
+    ("GET", "/ui/apprenticeships.csv"): _token(
+        PEOPLE, Scope.ROWS, "page: the list as CSV, the same rows"
+    ),
     ("GET", "/ui/apprenticeships/{apprenticeship_id}"): _token(
         PEOPLE, Scope.ROWS, "page: also the apprentices a person supervises"
     ),

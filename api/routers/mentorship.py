@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, sta
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
+from api.deps import DatabaseDep, SessionDep, SettingsDep, TemporalDep, require_roles
 from domain import Role
 from domain.contracts.mentorship import MentorshipState, MentorshipType
 from rules.matching import Match
@@ -40,15 +40,6 @@ PersonQuery = Annotated[
     ),
 ]
 LimitQuery = Annotated[int, Query(ge=1, le=50)]
-
-
-def get_db(request: Request) -> Database:
-    """The process-wide database (handlers open their own short sessions)."""
-    db: Database = request.app.state.database
-    return db
-
-
-DatabaseDep = Annotated[Database, Depends(get_db)]
 
 
 # --- schemas ----------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from rules.apprenticeship_model import Program
 from rules.obligation_facts import local_today
 from services import apprenticeships
 from services.errors import Invalid
+from services.exports import csv_text
 from store.apprenticeships import Apprenticeship, ApprenticeshipEvaluation, ApprenticeshipHours
 from store.db import committed
 from store.tokens import Principal
@@ -91,11 +92,8 @@ def _pending_counts(session: Session) -> dict[str, int]:
     return {workflow_id: count for workflow_id, count in rows}
 
 
-@router.get("/apprenticeships", response_class=HTMLResponse)
-def apprenticeships_page(
-    request: Request, session: SessionDep, principal: PagePrincipal
-) -> Response:
-    """The apprenticeships the caller may see; flagged ones (supervisor left, stalled...) first."""
+def _list(session: Session, principal: Principal) -> list[ListRow]:
+    """The apprenticeships the caller may see, flagged ones (supervisor left, stalled...) first."""
     pending = _pending_counts(session)
     rows = [
         ListRow(
@@ -107,7 +105,61 @@ def apprenticeships_page(
         for row in apprenticeships.list_apprenticeships(session, principal=principal)
     ]
     rows.sort(key=lambda r: (not r.flagged, r.supervisor_left is None, r.row.workflow_id))
-    return render(request, "apprenticeships.html", {"rows": rows})
+    return rows
+
+
+@router.get("/apprenticeships", response_class=HTMLResponse)
+def apprenticeships_page(
+    request: Request, session: SessionDep, principal: PagePrincipal
+) -> Response:
+    """The apprenticeships the caller may see; flagged ones (supervisor left, stalled...) first."""
+    return render(request, "apprenticeships.html", {"rows": _list(session, principal)})
+
+
+#: The columns of ``/ui/apprenticeships.csv`` (the list page's, one value per cell).
+LIST_HEADER = [
+    "apprenticeship",
+    "apprentice",
+    "apprentice_name",
+    "program",
+    "period",
+    "supervisor",
+    "status",
+    "compliance_status",
+    "work_hours_approved",
+    "classroom_hours_approved",
+    "entries_pending",
+    "supervisor_left",
+    "evaluation_overdue",
+]
+
+
+@router.get("/apprenticeships.csv")
+def apprenticeships_csv(session: SessionDep, principal: PagePrincipal) -> Response:
+    """The list page as CSV (the one formula-safe writer), in the page's order."""
+    rows = [
+        [
+            r.row.workflow_id,
+            r.row.person.external_id,
+            r.row.person.name,
+            r.row.program_name,
+            r.row.period,
+            r.row.supervisor or "",
+            r.row.status,
+            r.row.compliance_status,
+            r.row.work_approved,
+            r.row.classroom_approved,
+            r.pending,
+            r.supervisor_left or "",
+            "yes" if r.evaluation_overdue else "no",
+        ]
+        for r in _list(session, principal)
+    ]
+    return Response(
+        csv_text(LIST_HEADER, rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="apprenticeships.csv"'},
+    )
 
 
 def _program(session: Session, row: Apprenticeship) -> Program | None:

@@ -30,8 +30,7 @@ from sqlalchemy.orm import Session
 
 from activities import mentorship_profiles as profiles
 from activities.packs import active_pack
-from api.deps import SessionDep, SettingsDep, TemporalDep
-from api.routers.mentorship import DatabaseDep
+from api.deps import DatabaseDep, SessionDep, SettingsDep, TemporalDep
 from api.web import FormPrincipal, PagePrincipal, render
 from domain.contracts.mentorship import FeedbackPhase, MentorshipType, SessionFormat
 from domain.roles import Role

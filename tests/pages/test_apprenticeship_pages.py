@@ -239,3 +239,11 @@ def test_log_reject_approve_and_the_progress_shows(
         ).status_code
         == 404
     )
+    # The list as CSV: the page's rows, the flagged one first, and only what the caller may see.
+    hr_csv = httpx.get(f"{site.url}/ui/apprenticeships.csv", headers=site.bearer("auditor"))
+    assert hr_csv.status_code == 200 and hr_csv.headers["content-type"].startswith("text/csv")
+    lines = hr_csv.text.splitlines()
+    assert lines[0].startswith("apprenticeship,apprentice,apprentice_name,program")
+    assert lines[1].startswith(f"{FLAGGED},") and any(x.startswith(f"{MINE},") for x in lines)
+    mine_csv = httpx.get(f"{site.url}/ui/apprenticeships.csv", headers=site.bearer("learner"))
+    assert FLAGGED not in mine_csv.text and MINE in mine_csv.text
