@@ -1,6 +1,6 @@
 """The API under load: Duly's hot routes next to a bare FastAPI app, measured in the same run.
 
-Starts a Temporal dev server (in memory) and a worker in this process, seeds ``--people``
+Starts a Temporal dev server (in memory) and a ``duly worker`` process, seeds ``--people``
 people each with one real ``AssignmentWorkflow`` (its read-model row written by the workflow),
 then runs ``--api-processes`` ``duly api`` processes (uvicorn, PostgreSQL or SQLite) and drives
 them with ``--clients`` concurrent keep-alive clients for ``--seconds`` on a mix of
@@ -391,9 +391,7 @@ async def run(args: argparse.Namespace) -> None:
     from temporalio.testing import WorkflowEnvironment
 
     from domain.roles import Role
-    from duly.settings import Settings
     from duly.temporal import temporal_cli
-    from duly.worker import build_worker
     from store.db import Database
     from store.tokens import create_token
 
@@ -412,126 +410,131 @@ async def run(args: argparse.Namespace) -> None:
             ui=False,
         )
         queue = "duly-bench"
-        settings = Settings(env="dev", data_dir=tmp, database_url=url, secret_key="b" * 48)
         procs: list[subprocess.Popen[bytes]] = []
+        worker: subprocess.Popen[bytes] | None = None
         try:
-            # Few workflow tasks at once: on a starved CPU, a hundred concurrent first
-            # activations each outlast the 10 s workflow task timeout and are retried for ever.
-            async with build_worker(
-                env.client,
-                task_queue=queue,
-                db=db,
-                settings=settings,
-                max_concurrent_workflow_tasks=8,
-            ):
-                ids = await start_assignments(env.client, queue, people)
-                await asyncio.to_thread(wait_for_rows, db, len(ids))
-                child_env = {
-                    **os.environ,
-                    "PYTHONPATH": str(ROOT),
-                    "DULY_ENV": "dev",
-                    "DULY_DATA_DIR": str(tmp),
-                    "DULY_DATABASE_URL": url,
-                    "DULY_SECRET_KEY": "b" * 48,
-                    "DULY_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-                    "DULY_TEMPORAL_TASK_QUEUE": queue,
-                    "DULY_RATE_LIMIT_PER_TOKEN": "off",
-                    "DULY_RATE_LIMIT_ANONYMOUS": "off",
-                    "DULY_LOG_LEVEL": "WARNING",
-                }
-                headers = {"Authorization": f"Bearer {token}"}
-                results: list[tuple[str, Stats, Stats]] = []
-                for processes in args.api_processes:
-                    bases = []
-                    for _ in range(processes):
-                        port = free_port()
-                        proc = spawn(
-                            [sys.executable, "-m", "duly", "api"],
-                            {**child_env, "DULY_API_PORT": str(port)},
-                        )
-                        procs.append(proc)
-                        bases.append(f"http://127.0.0.1:{port}")
-                        await asyncio.to_thread(wait_healthy, bases[-1], proc)
-                    # Sizes of Duly's answers, for the baseline's bodies.
-                    import httpx
+            child_env = {
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "DULY_ENV": "dev",
+                "DULY_DATA_DIR": str(tmp),
+                "DULY_DATABASE_URL": url,
+                "DULY_SECRET_KEY": "b" * 48,
+                "DULY_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+                "DULY_TEMPORAL_TASK_QUEUE": queue,
+                "DULY_RATE_LIMIT_PER_TOKEN": "off",
+                "DULY_RATE_LIMIT_ANONYMOUS": "off",
+                "DULY_LOG_LEVEL": "WARNING",
+            }
+            # The worker runs in its own process, as in production: in this process it would
+            # share the GIL and event loop with the load clients during Duly's run only (its
+            # acknowledgements), slowing the clients' side of Duly's figures and not the
+            # baseline's. Few workflow tasks at once: on a starved CPU, a hundred concurrent
+            # first activations each outlast the 10 s workflow task timeout and are retried.
+            worker_log = (tmp / "worker.log").open("wb")
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "duly", "worker"],
+                cwd=ROOT,
+                env={**child_env, "DULY_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS": "8"},
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
+            )
+            ids = await start_assignments(env.client, queue, people)
+            await asyncio.to_thread(wait_for_rows, db, len(ids))
+            headers = {"Authorization": f"Bearer {token}"}
+            results: list[tuple[str, Stats, Stats]] = []
+            for processes in args.api_processes:
+                bases = []
+                for _ in range(processes):
+                    port = free_port()
+                    proc = spawn(
+                        [sys.executable, "-m", "duly", "api"],
+                        {**child_env, "DULY_API_PORT": str(port)},
+                    )
+                    procs.append(proc)
+                    bases.append(f"http://127.0.0.1:{port}")
+                    await asyncio.to_thread(wait_healthy, bases[-1], proc)
+                # Sizes of Duly's answers, for the baseline's bodies.
+                import httpx
 
-                    sizes = {}
-                    async with httpx.AsyncClient(base_url=bases[0], headers=headers) as http:
-                        for label, _ in MIX:
-                            method, path, payload = request_for(
-                                label, random.Random(0), ids, people
-                            )
-                            response = await http.request(method, path, json=payload)
-                            assert response.status_code < 400, (
-                                label,
-                                response.status_code,
-                                response.text,
-                            )
-                            sizes[label] = len(response.content)
-                    baseline_bases = []
-                    for _ in range(processes):
-                        port = free_port()
-                        proc = spawn(
-                            [
-                                sys.executable,
-                                str(Path(__file__).resolve()),
-                                "--serve-baseline",
-                                str(port),
-                                "--sizes",
-                                json.dumps(sizes),
-                            ],
-                            child_env,
+                sizes = {}
+                async with httpx.AsyncClient(base_url=bases[0], headers=headers) as http:
+                    for label, _ in MIX:
+                        method, path, payload = request_for(label, random.Random(0), ids, people)
+                        response = await http.request(method, path, json=payload)
+                        assert response.status_code < 400, (
+                            label,
+                            response.status_code,
+                            response.text,
                         )
-                        procs.append(proc)
-                        baseline_bases.append(f"http://127.0.0.1:{port}")
-                        await asyncio.to_thread(wait_healthy, baseline_bases[-1], proc)
-                    base_stats = await drive(
-                        Target(baseline_bases, headers, duly=False),
-                        args.seconds,
-                        args.clients,
-                        ids,
-                        people,
+                        sizes[label] = len(response.content)
+                baseline_bases = []
+                for _ in range(processes):
+                    port = free_port()
+                    proc = spawn(
+                        [
+                            sys.executable,
+                            str(Path(__file__).resolve()),
+                            "--serve-baseline",
+                            str(port),
+                            "--sizes",
+                            json.dumps(sizes),
+                        ],
+                        child_env,
                     )
-                    floor_bases = []
-                    for _ in range(processes):
-                        port = free_port()
-                        proc = spawn(
-                            [
-                                sys.executable,
-                                str(Path(__file__).resolve()),
-                                "--serve-floor",
-                                str(port),
-                                "--sizes",
-                                json.dumps(sizes),
-                                "--floor-url",
-                                url,
-                            ],
-                            child_env,
-                        )
-                        procs.append(proc)
-                        floor_bases.append(f"http://127.0.0.1:{port}")
-                        await asyncio.to_thread(wait_healthy, floor_bases[-1], proc)
-                    floor_stats = await drive(
-                        Target(floor_bases, headers, duly=False),
-                        args.seconds,
-                        args.clients,
-                        ids,
-                        people,
+                    procs.append(proc)
+                    baseline_bases.append(f"http://127.0.0.1:{port}")
+                    await asyncio.to_thread(wait_healthy, baseline_bases[-1], proc)
+                base_stats = await drive(
+                    Target(baseline_bases, headers, duly=False),
+                    args.seconds,
+                    args.clients,
+                    ids,
+                    people,
+                )
+                floor_bases = []
+                for _ in range(processes):
+                    port = free_port()
+                    proc = spawn(
+                        [
+                            sys.executable,
+                            str(Path(__file__).resolve()),
+                            "--serve-floor",
+                            str(port),
+                            "--sizes",
+                            json.dumps(sizes),
+                            "--floor-url",
+                            url,
+                        ],
+                        child_env,
                     )
-                    duly_stats = await drive(
-                        Target(bases, headers, duly=True), args.seconds, args.clients, ids, people
-                    )
-                    results.append(
-                        (f"{processes} API process(es)", base_stats, floor_stats, duly_stats)
-                    )
-                    for proc in procs:
-                        proc.terminate()
-                    for proc in procs:
-                        proc.wait(timeout=30)
-                    procs.clear()
+                    procs.append(proc)
+                    floor_bases.append(f"http://127.0.0.1:{port}")
+                    await asyncio.to_thread(wait_healthy, floor_bases[-1], proc)
+                floor_stats = await drive(
+                    Target(floor_bases, headers, duly=False),
+                    args.seconds,
+                    args.clients,
+                    ids,
+                    people,
+                )
+                duly_stats = await drive(
+                    Target(bases, headers, duly=True), args.seconds, args.clients, ids, people
+                )
+                results.append(
+                    (f"{processes} API process(es)", base_stats, floor_stats, duly_stats)
+                )
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(timeout=30)
+                procs.clear()
         finally:
             for proc in procs:
                 proc.kill()
+            if worker is not None:
+                worker.terminate()
+                worker.wait(timeout=30)
             await env.shutdown()
             db.dispose()
     print(
