@@ -19,8 +19,9 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -228,6 +229,16 @@ RESTART_GROUP = int(os.environ.get("DULY_FAULT_RESTART_GROUP", "20"))
 DIGEST_WINDOW = 30
 
 
+def afternoon_zone(now: datetime) -> tuple[str, date]:
+    """A fixed-offset IANA zone where ``now`` is 15:00–15:59 local, and today's date there.
+
+    ``Etc/GMT-5`` is UTC+5 (POSIX signs). Offsets run from -12 to +11, all of which exist.
+    """
+    offset = (15 - now.hour + 12) % 24 - 12
+    name = "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+    return name, now.astimezone(ZoneInfo(name)).date()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -274,7 +285,10 @@ async def test_a_temporal_restart_mid_ladder_loses_and_doubles_nothing(
     url = postgres_url
     upgrade(url)
     db = Database(url)
-    today = datetime.now(UTC).date()
+    # The due-day stage fires at 09:00 local, so "due today" means "0d has fired" only after
+    # 09:00: every person lives in a fixed-offset zone where it is mid-afternoon now (CI
+    # starts at any hour), and "today" is that zone's date.
+    zone, today = afternoon_zone(datetime.now(UTC))
     groups = {
         "0d": ([f"now-{i:03d}" for i in range(RESTART_GROUP)], today),
         "-7d": ([f"soon-{i:03d}" for i in range(RESTART_GROUP)], today + timedelta(days=3)),
@@ -283,7 +297,12 @@ async def test_a_temporal_restart_mid_ladder_loses_and_doubles_nothing(
         for people, _ in groups.values():
             for external_id in people:
                 session.add(
-                    Person(external_id=external_id, name="Ladder", email=f"{external_id}@x.test")
+                    Person(
+                        external_id=external_id,
+                        name="Ladder",
+                        email=f"{external_id}@x.test",
+                        time_zone=zone,
+                    )
                 )
     port = free_port()
     server_file = tmp_path / "temporal.db"
