@@ -15,6 +15,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -176,15 +177,22 @@ async def _idle(handle: WorkflowHandle[Any, Any], within: float = 60.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _period(handle: Handle, period: int, within: float = 60.0) -> ApprenticeshipState:
-    """The state once the workflow has advanced to ``period`` (it advances right after the
-    evaluation that completes a period, once the run loop has recorded what came before)."""
+async def _state_when(
+    handle: Handle, holds: Callable[[ApprenticeshipState], bool], within: float = 60.0
+) -> ApprenticeshipState:
+    """The state once ``holds`` is true of it (the last one seen after ``within`` seconds)."""
     deadline = time.monotonic() + within
     while True:
         state = await handle.query(ApprenticeshipWorkflow.state)
-        if state.period >= period or time.monotonic() > deadline:
+        if holds(state) or time.monotonic() > deadline:
             return state
         await asyncio.sleep(0.1)
+
+
+async def _period(handle: Handle, period: int, within: float = 60.0) -> ApprenticeshipState:
+    """The state once the workflow has advanced to ``period`` (it advances right after the
+    evaluation that completes a period, once the run loop has recorded what came before)."""
+    return await _state_when(handle, lambda s: s.period >= period, within)
 
 
 def _ledger(db: Database, workflow_id: str) -> list[Notification]:
@@ -440,7 +448,11 @@ async def test_a_short_life_enrol_review_suspend_transfer_withdraw(
             ApprenticeshipWorkflow.adopt_pack,
             AdoptPackSignal(pack_hash="f" * 64, mode=PackMigration.REBASE, deployed_by="hr"),
         )
-        await _idle(handle)  # the pack decides in an activity right after each change
+        # The pack decides in an activity right after each change: the reinstatement's decision
+        # may still be queued behind the transfer and the signal (no activity pending yet), so
+        # wait for a decision made after the suspension's, then for the run to be idle.
+        await _state_when(handle, lambda s: s.compliance_status != "inactive")
+        await _idle(handle)
         state = await handle.query(ApprenticeshipWorkflow.state)
         assert state.work_approved == 8 and state.supervisor == "jw-other"
         assert state.pack_hash == pack_hash
