@@ -1122,6 +1122,42 @@ def _plan_void(session: Session, sid: str | None, target: str) -> _VoidPlan:
     return _VoidPlan(target, entry.target, completed, later)
 
 
+async def _void_refused(
+    session: Session,
+    ctx: StatementContext,
+    item: ItemResult,
+    raw: dict[str, Any],
+    sid: str | None,
+    workflow_id: str,
+    what: str,
+    why: object,
+) -> ItemResult:
+    """A void that cannot be carried out: 409 and a dead letter saying why, for HR."""
+    reason = f"{what} not reversed: {why}"
+    letter = await committed(session, lambda: dead_letter(session, ctx.source, reason, raw, sid))
+    return item.model_copy(
+        update={
+            "status": 409,
+            "outcome": "dead_letter",
+            "detail": reason[:300],
+            "workflow_id": workflow_id,
+            "dead_letter_id": letter,
+        }
+    )
+
+
+def _void_unavailable(item: ItemResult, workflow_id: str, exc: Exception) -> ItemResult:
+    """Temporal could not be reached for a void: 503, so the LMS/LRS sends it again."""
+    return item.model_copy(
+        update={
+            "status": 503,
+            "outcome": "unavailable",
+            "detail": f"unavailable: {getattr(exc, 'detail', type(exc).__name__)}",
+            "workflow_id": workflow_id,
+        }
+    )
+
+
 async def _void(
     session: Session,
     ctx: StatementContext,
@@ -1178,28 +1214,11 @@ async def _void(
                 actor_role=ctx.caller.role,
             )
         except (restarts.RestartRefused, restarts.UnknownObligation, OutOfRange) as exc:
-            reason = f"voided statement {target} not reversed: {exc}"
-            letter = await committed(
-                session, lambda: dead_letter(session, ctx.source, reason, raw, sid)
-            )
-            return item.model_copy(
-                update={
-                    "status": 409,
-                    "outcome": "dead_letter",
-                    "detail": reason[:300],
-                    "workflow_id": workflow_id,
-                    "dead_letter_id": letter,
-                }
+            return await _void_refused(
+                session, ctx, item, raw, sid, workflow_id, f"voided statement {target}", exc
             )
         except Exception as exc:  # noqa: BLE001 - Temporal down: the LMS/LRS retries
-            return item.model_copy(
-                update={
-                    "status": 503,
-                    "outcome": "unavailable",
-                    "detail": f"unavailable: {getattr(exc, 'detail', type(exc).__name__)}",
-                    "workflow_id": workflow_id,
-                }
-            )
+            return _void_unavailable(item, workflow_id, exc)
         reversed_run = restarted.run_id or ""
 
     def _record() -> None:
@@ -1259,26 +1278,11 @@ async def _void_hours(
             actor_role=ctx.caller.role,
         )
     except (Invalid, Conflict) as exc:
-        why = f"voided statement {target} not reversed: {exc.detail}"
-        letter = await committed(session, lambda: dead_letter(session, ctx.source, why, raw, sid))
-        return item.model_copy(
-            update={
-                "status": 409,
-                "outcome": "dead_letter",
-                "detail": why[:300],
-                "workflow_id": workflow_id,
-                "dead_letter_id": letter,
-            }
+        return await _void_refused(
+            session, ctx, item, raw, sid, workflow_id, f"voided statement {target}", exc.detail
         )
     except Exception as exc:  # noqa: BLE001 - Temporal down: the LMS/LRS retries
-        return item.model_copy(
-            update={
-                "status": 503,
-                "outcome": "unavailable",
-                "detail": f"unavailable: {getattr(exc, 'detail', type(exc).__name__)}",
-                "workflow_id": workflow_id,
-            }
-        )
+        return _void_unavailable(item, workflow_id, exc)
     withdrawn = was != "rejected"
 
     def _record() -> None:
