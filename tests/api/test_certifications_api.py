@@ -521,7 +521,14 @@ async def test_suspend_reinstate_revoke(env: WorkflowEnvironment, sqlite_db: Dat
 
         suspended = await api.post(workflow_id, "suspend", REASON, api.hr)
         assert suspended.status_code == 202, suspended.text
-        body = await api.live(workflow_id, lambda b: b["status"] == "suspended")
+        # The status and its timeline event may be answered one poll apart: wait for both.
+        body = await api.live(
+            workflow_id,
+            lambda b: (
+                b["status"] == "suspended"
+                and "suspended" in [e["kind"] for e in b.get("events") or []]
+            ),
+        )
         assert "suspended" in [e["kind"] for e in body["events"]]
         await api.live(workflow_id, lambda b: (b["read_model"] or {}).get("status") == "suspended")
         await env.sleep(timedelta(days=1))

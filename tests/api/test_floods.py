@@ -295,7 +295,9 @@ async def test_a_flood_of_signals_continues_as_new_before_the_history_limit(
         # carries on"). The runs are read from those notes, not by walking run ids: the
         # time-skipping server can leave a run that continued as new while a signal arrived
         # ending in a started workflow task in its own history (seen 2026-11-30).
-        state = await latest.query(AssignmentWorkflow.state)
+        # After a flood the query waits behind the run's backlog of workflow tasks: more than
+        # the default deadline on a loaded CI machine (seen: "query deadline exceeded").
+        state = await latest.query(AssignmentWorkflow.state, rpc_timeout=timedelta(minutes=2))
         notes = [e.detail for e in state.events if e.kind == "continued_as_new"]
         lengths = [int(note.split("history at ")[1].split(" ")[0]) for note in notes]
         # Signals that arrive while a run decides to continue still land in it. A signal that
