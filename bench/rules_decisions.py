@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import os
 import platform
 import pstats
@@ -239,7 +238,7 @@ ENCODE_MESSAGES = "JSON encode: messages"
 ENGINE = "C engine (durable_rules_engine.*)"
 DECODE = "JSON decode: action results"
 DECISION = "Decision construction"
-OTHER_STAGE = "other (uuid, lock, loops)"
+OTHER_STAGE = "other (loops, de-duplication, lock)"
 # The engine no longer goes through durable's Python Host (no per-action dispatch, callbacks or
 # state re-encoding); should durable's Python code show up again, it is counted as "other".
 ENCODE_STATE = DISPATCH = CALLBACK = OTHER_STAGE
@@ -266,19 +265,25 @@ def _own_stage(key: Key) -> str | None:
         return ENGINE
     if file.endswith("rules/facts.py") or (engine_py and func in ("checked_facts", "<lambda>")):
         return FACTS_CHECK
-    if engine_py and func == "_action":
-        return DECODE
-    if engine_py and func == "_message":
+    if (
+        engine_py and func in ("_action", "_decoded")
+    ) or func == "<method 'match' of 're.Pattern' objects>":
+        return DECODE  # the action's rule and key (a regular expression, JSON as a fallback)
+    if file == engine_module.MESSAGE_SOURCE or (engine_py and func == "_message"):
         return MESSAGE
-    if file.endswith("json/encoder.py"):
-        return ENCODE_MESSAGES  # the engine encodes each batch of messages once
+    if file.endswith("json/encoder.py") or (engine_py and func == "_batch_json"):
+        return ENCODE_MESSAGES  # the engine writes each batch of messages once
     if file.endswith("json/decoder.py") or (file.endswith("json/__init__.py") and func == "loads"):
         return DECODE
     if engine_py and func == "run":
         return CALLBACK
     if "/durable/" in file:
         return DISPATCH
-    if (engine_py and func == "_decision") or "/pydantic" in file or "validate_python" in func:
+    if (
+        (engine_py and func in ("_decision", "_made"))
+        or "/pydantic" in file
+        or "validate_python" in func
+    ):
         return DECISION
     if engine_py or file.endswith(("bench/rules_decisions.py", "/uuid.py", "/threading.py")):
         return OTHER_STAGE
@@ -345,15 +350,17 @@ def best_of(repeat: int, fn: Callable[[], object]) -> float:
 
 def standalone(pack: Pack, facts: Sequence[Facts], chunk: int, repeat: int) -> dict[str, float]:
     """µs per decision of the stages that can be timed alone, with no profiler, as the engine
-    runs them: same functions, same batch size, ``chunk`` obligations alive at a time."""
+    runs them: same functions, same batch size, ``chunk`` obligations alive at a time (the
+    messages of each chunk's distinct posted facts, as the engine de-duplicates them)."""
     engine = engine_for(pack)
     size = engine_module.BATCH_SIZE
-    rule = pack.status_rules[0]
+    fields = engine._fields[pack.status_rules[0].name]
+    made = engine_module._made
+    batch_json = engine_module._batch_json
+    write = engine._body
     chunks = [facts[i : i + chunk] for i in range(0, len(facts), chunk)]
     completes = [[checked_facts(f) for f in part] for part in chunks]
-    messages = [
-        [engine._message(i % size, "s" * 32, f) for i, f in enumerate(c)] for c in completes
-    ]
+    distinct = [list(dict.fromkeys(write(f) for f in c)) for c in completes]
 
     def each(stage: Callable[[Any], object], parts: list) -> Callable[[], None]:
         def run() -> None:
@@ -364,18 +371,12 @@ def standalone(pack: Pack, facts: Sequence[Facts], chunk: int, repeat: int) -> d
 
     seconds = {
         FACTS_CHECK: each(lambda part: [checked_facts(f) for f in part], chunks),
-        MESSAGE: each(
-            lambda c: [engine._message(i % size, "s" * 32, f) for i, f in enumerate(c)], completes
-        ),
+        MESSAGE: each(lambda c: [write(f) for f in c], completes),
         ENCODE_MESSAGES: each(
-            lambda m: [
-                json.dumps(m[i : i + size], ensure_ascii=False) for i in range(0, len(m), size)
-            ],
-            messages,
+            lambda b: [batch_json(b[i : i + size], "1f") for i in range(0, len(b), size)],
+            distinct,
         ),
-        DECISION: each(
-            lambda c: [engine_module._decision(rule, pack.content_hash, f) for f in c], completes
-        ),
+        DECISION: each(lambda c: [made(fields, f) for f in c], completes),
     }
     return {stage: best_of(repeat, fn) / len(facts) * 1e6 for stage, fn in seconds.items()}
 
@@ -479,12 +480,8 @@ def rule_coverage(pack: Pack, names: list[str]) -> str:
 def distinct_share(pack: Pack, facts: Sequence[Facts]) -> str:
     """How many distinct posted fact sets durable batch actually sends to durable_rules."""
     engine = engine_for(pack)
-    if not hasattr(engine, "_key"):  # an engine from before de-duplication
-        return "no de-duplication in this engine"
-    lists = engine._list_names
-    keys = {
-        (engine._key(c), *[tuple(c[n]) for n in lists]) for c in (checked_facts(f) for f in facts)
-    }
+    write = engine._body  # the message body is the de-duplication key
+    keys = {write(checked_facts(f)) for f in facts}
     return (
         f"{len(keys):,} distinct posted fact sets of {len(facts):,}"
         f" ({len(keys) / len(facts):.0%}; durable decides each once per batch call)"

@@ -30,12 +30,13 @@ durable_rules has sharp edges (see ../shared/ARCHITECTURE.md), all handled here 
 
 from __future__ import annotations
 
+import itertools
 import json
-import operator
+import re
 import threading
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from json.encoder import encode_basestring
+from typing import Any, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -213,7 +214,68 @@ def _made(fields: dict[str, Any], facts: dict[str, Any]) -> Decision:
 
 _LOCK = threading.Lock()
 _REGISTERED: set[str] = set()
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: Session ids: a process-wide count (``next`` on it is atomic under the GIL), never "0", the
+#: session durable_rules uses for messages without a ``sid``.
+_SIDS = itertools.count(1)
+#: One action as the C core echoes it, ``{"<rule>":{"m":{"k":<key>,…}}}`` (see ``_run``).
+_ACTION = re.compile(r'\{"([^"\\]+)":\{"m":\{"k":(\d+),').match
+#: What :mod:`json` writes for :data:`LIST_SENTINEL`.
+_SENTINEL_JSON: str = encode_basestring(LIST_SENTINEL)
+#: The file name the generated message writers report (tracebacks, profiles).
+MESSAGE_SOURCE = "<rules.engine message writer>"
+
+
+def message_writer(posted: Sequence[str]) -> Callable[[dict[str, Any]], str]:
+    """A function writing the JSON text of one obligation's decision message, without its head.
+
+    The text is what ``json.dumps(message, ensure_ascii=False, separators=(",", ":"))`` writes
+    for the message ``{MARKER_FIELD: 1, <ints and strings>, <bools as 0/1>, <lists after
+    LIST_SENTINEL>}`` (posted facts in the order given within each group), from its opening
+    marker field to the closing brace; :func:`_batch_json` prefixes ``{"k":…,"sid":"…",``. It
+    is one ``%`` format over the facts instead of a dict per message and the JSON encoder: the
+    two were a third of a batch decision (bench/rules_decisions.py). Strings go through
+    :func:`json.encoder.encode_basestring`, the function ``json`` itself uses with
+    ``ensure_ascii=False``, so they are escaped byte for byte as the ruleset's literals were
+    (durable_rules compares strings as their raw JSON text, escapes included).
+
+    Args:
+        posted: Names of known facts (:data:`rules.facts.FACTS`), in the order to write them.
+
+    Returns:
+        A function of complete, checked facts (:func:`checked_facts`).
+    """
+    kinds = {name: FACTS[name][0] for name in posted}  # KeyError: not a known fact
+    ordered = [
+        *(n for n in posted if kinds[n] in (FactType.INT, FactType.STR)),
+        *(n for n in posted if kinds[n] is FactType.BOOL),
+        *(n for n in posted if kinds[n] is FactType.STR_LIST),
+    ]
+    parts = [f'"{MARKER_FIELD}":1']
+    args = []
+    for name in ordered:
+        if not name.isidentifier():  # fact names are identifiers; the code below relies on it
+            raise ValueError(f"fact name {name!r} is not an identifier")
+        kind = kinds[name]
+        if kind is FactType.STR:
+            parts.append(f'"{name}":%s')
+            args.append(f"_s(f[{name!r}])")
+        elif kind is FactType.STR_LIST:
+            parts.append(f'"{name}":[%s]')
+            args.append(f"_j((_S, *map(_s, f[{name!r}])))")
+        else:  # int, or bool: "%d" % True is "1"
+            parts.append(f'"{name}":%d')
+            args.append(f"f[{name!r}]")
+    template = ",".join(parts) + "}"
+    source = f"def _message(f):\n    return {template!r} % ({''.join(a + ', ' for a in args)})\n"
+    scope: dict[str, Any] = {"_s": encode_basestring, "_j": ",".join, "_S": _SENTINEL_JSON}
+    exec(compile(source, MESSAGE_SOURCE, "exec"), scope)  # the source is built above
+    writer: Callable[[dict[str, Any]], str] = scope["_message"]
+    return writer
+
+
+def _batch_json(bodies: Sequence[str], sid: str) -> str:
+    """The JSON array of one batch: each message's head, then its body (see ``_run``)."""
+    return "[" + ",".join([f'{{"k":{i},"sid":"{sid}",{b}' for i, b in enumerate(bodies)]) + "]"
 
 
 class StatusEngine:
@@ -253,18 +315,11 @@ class StatusEngine:
         definition[_NO_RULE] = {"all": [{"m": {MARKER_FIELD: 1}}], "pri": len(rules) + 1}
         self.definition = definition
         self._posted = tuple(sorted(used))
-        kinds = {n: FACTS[n][0] for n in self._posted}
-        self._list_names = tuple(n for n in self._posted if kinds[n] is FactType.STR_LIST)
-        self._bool_names = tuple(n for n in self._posted if kinds[n] is FactType.BOOL)
-        self._plain = tuple(
-            n for n in self._posted if kinds[n] not in (FactType.STR_LIST, FactType.BOOL)
-        )
+        self._list_names = tuple(n for n in self._posted if FACTS[n][0] is FactType.STR_LIST)
         self._known = frozenset(self._rules) | {_NO_RULE}
-        scalars = tuple(n for n in self._posted if n not in self._list_names)
-        # The posted scalar facts of one obligation, as a hashable value (C-speed getter).
-        self._key: Callable[[dict[str, Any]], Any] = (
-            operator.itemgetter(*scalars) if scalars else (lambda f: ())
-        )
+        #: The JSON text of one obligation's posted facts: the message body, and the
+        #: de-duplication key of :meth:`evaluate_many` (equal posted facts, equal text).
+        self._body = message_writer(self._posted)
         self._engine: Any = durable_rules_engine
         with _LOCK:
             if self.ruleset in _REGISTERED:
@@ -277,37 +332,39 @@ class StatusEngine:
             )
             _REGISTERED.add(self.ruleset)
 
-    def _message(self, key: int, sid: str, facts: dict[str, Any]) -> dict[str, Any]:
-        # "sid" and "k" first: durable_rules echoes the message in this order, which lets
-        # :func:`_action` find the key without decoding the whole message.
-        message: dict[str, Any] = {"sid": sid, "k": key, MARKER_FIELD: 1}
-        for name in self._plain:
-            message[name] = facts[name]
-        for name in self._bool_names:
-            message[name] = 1 if facts[name] else 0
-        for name in self._list_names:
-            message[name] = [LIST_SENTINEL, *facts[name]]
-        return message
+    def _run(self, bodies: Sequence[str]) -> list[str]:
+        """Post one batch of message bodies; the rule that consumed each (or the catch-all's).
 
-    def _run(self, messages: list[dict[str, Any]], sid: str) -> dict[int, str]:
-        """Post one batch under ``sid``; which rule consumed each message (by its key)."""
+        Every message starts ``{"k":<its index>,"sid":"<this batch's session>",`` and
+        durable_rules echoes it unchanged in the action it fires, ``{"<rule>":{"m":{…}}}``:
+        one regular-expression match gives the two values needed (decoding the echoed message
+        was the largest Python cost of an action). Anything else (another durable_rules
+        version, a rule name with escapes) falls back to decoding the JSON.
+        """
+        sid = f"{next(_SIDS):x}"
+        text = _batch_json(bodies, sid)
         engine, handle, known = self._engine, self._handle, self._known
-        results: dict[int, str] = {}
+        names = [_NO_RULE] * len(bodies)  # a message no action consumed: no rule matched
         with _LOCK:
             try:
-                code, state = engine.assert_events(handle, _encode(messages))
+                code, state = engine.assert_events(handle, text)
                 if code not in (0, 3):
                     raise RuntimeError(f"durable_rules refused the batch (result code {code})")
                 started = engine.start_action_for_state(handle, state)
                 pending = started[1] if started else None
+                complete, action = engine.complete_and_start_action, _ACTION
                 while pending:
                     # One action at a time: {rule name: {"m": the message it consumed}}.
-                    rule, key = _action(pending, known)
-                    results[key] = rule
-                    pending = engine.complete_and_start_action(handle, state)
+                    found = action(pending)
+                    if found is not None and (rule := found[1]) in known:
+                        names[int(found[2])] = rule
+                    else:
+                        rule, key = _decoded(pending)
+                        names[key] = rule
+                    pending = complete(handle, state)
             finally:
                 engine.delete_state(handle, sid)
-        return results
+        return names
 
     def evaluate(self, facts: Mapping[str, Any]) -> Decision:
         """Decide one obligation's status.
@@ -338,50 +395,27 @@ class StatusEngine:
             NoRuleMatched: No rule holds for one of them.
         """
         complete = [checked_facts(f) for f in facts]
+        body = self._body
+        bodies = [body(f) for f in complete]
         # Rules are pure and read only the posted facts: obligations whose posted facts are
-        # equal get the same rule, so each distinct set goes through durable_rules once. A
-        # large organisation has many (same days left, same flags); the bench prints how many.
-        key_of, lists = self._key, self._list_names
-        slot_of: dict[Any, int] = {}
-        distinct: list[dict[str, Any]] = []
-        slots: list[int] = []
-        for f in complete:
-            key = (key_of(f), *[tuple(f[n]) for n in lists]) if lists else key_of(f)
-            slot = slot_of.get(key)
-            if slot is None:
-                slot = slot_of[key] = len(distinct)
-                distinct.append(f)
-            slots.append(slot)
-        decided: list[str] = []
+        # equal (equal message bodies) get the same rule, so each distinct body goes through
+        # durable_rules once. A large organisation has many (same days left, same flags); the
+        # bench prints how many. The body is needed anyway, so the key costs a dict insert.
+        distinct = list(dict.fromkeys(bodies))
+        fields_of = self._fields.get
+        decided: dict[str, dict[str, Any]] = {}
         for start in range(0, len(distinct), BATCH_SIZE):
             chunk = distinct[start : start + BATCH_SIZE]
-            sid = uuid.uuid4().hex
-            results = self._run([self._message(i, sid, f) for i, f in enumerate(chunk)], sid)
-            for i, f in enumerate(chunk):
-                if results.get(i, _NO_RULE) == _NO_RULE:
-                    raise NoRuleMatched(self.pack_hash, f)
-                decided.append(results[i])
-        fields = self._fields
-        return [_made(fields[decided[slot]], f) for slot, f in zip(slots, complete, strict=True)]
+            fields = list(map(fields_of, self._run(chunk)))  # None: the catch-all
+            if None in fields:
+                unmatched = chunk[fields.index(None)]
+                raise NoRuleMatched(self.pack_hash, complete[bodies.index(unmatched)])
+            decided.update(zip(chunk, cast(list[dict[str, Any]], fields), strict=True))
+        return [_made(decided[b], f) for b, f in zip(bodies, complete, strict=True)]
 
 
-def _action(pending: str, known: frozenset[str]) -> tuple[str, int]:
-    """The rule and message key of one durable_rules action, ``{"<rule>":{"m":{…}}}``.
-
-    Decoding the whole echoed message was the largest Python cost of a durable decision after
-    the ``Decision`` itself, and only two values are needed: the rule name (an identifier, so
-    its closing quote is the next one) and ``"k"``, which follows the hex ``"sid"`` at the start
-    of every message :meth:`StatusEngine._message` builds. Anything else (another durable_rules
-    version, say) falls back to decoding the JSON.
-    """
-    end = pending.find('"', 2)
-    at = pending.find(',"k":', end)
-    if end > 2 and at > 0 and pending.startswith('":{"m":{"sid":"', end):
-        stop = pending.find(",", at + 5)
-        digits = pending[at + 5 : stop]
-        rule = pending[2:end]
-        if digits.isdigit() and rule in known:
-            return rule, int(digits)
+def _decoded(pending: str) -> tuple[str, int]:
+    """The rule and message key of one durable_rules action, by decoding its JSON."""
     ((rule, frame),) = json.loads(pending).items()
     return rule, frame["m"]["k"]
 
