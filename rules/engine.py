@@ -217,8 +217,10 @@ _REGISTERED: set[str] = set()
 #: Session ids: a process-wide count (``next`` on it is atomic under the GIL), never "0", the
 #: session durable_rules uses for messages without a ``sid``.
 _SIDS = itertools.count(1)
-#: One action as the C core echoes it, ``{"<rule>":{"m":{"k":<key>,…}}}`` (see ``_run``).
-_ACTION = re.compile(r'\{"([^"\\]+)":\{"m":\{"k":(\d+),').match
+#: The rule of one action as the C core writes it, ``{"<rule>":[{"m":{"k":<key>,…}},…]}``.
+_RULE = re.compile(r'\{"([^"\\]+)":\[\{"m":\{"k":\d').match
+#: The keys of the messages in one action (strings are escaped, so no fact can forge one).
+_KEYS = re.compile(r'\{"m":\{"k":(\d+),').findall
 #: What :mod:`json` writes for :data:`LIST_SENTINEL`.
 _SENTINEL_JSON: str = encode_basestring(LIST_SENTINEL)
 #: The file name the generated message writers report (tracebacks, profiles).
@@ -311,8 +313,12 @@ class StatusEngine:
             used |= condition.facts_used
             marker = {MARKER_FIELD: 1}
             match = marker if condition.always_true else {"$and": [marker, condition.to_durable()]}
-            definition[rule.name] = {"all": [{"m": match}], "pri": priority}
-        definition[_NO_RULE] = {"all": [{"m": {MARKER_FIELD: 1}}], "pri": len(rules) + 1}
+            definition[rule.name] = {"all": [{"m": match}], "pri": priority, "cap": BATCH_SIZE}
+        definition[_NO_RULE] = {
+            "all": [{"m": {MARKER_FIELD: 1}}],
+            "pri": len(rules) + 1,
+            "cap": BATCH_SIZE,
+        }
         self.definition = definition
         self._posted = tuple(sorted(used))
         self._list_names = tuple(n for n in self._posted if FACTS[n][0] is FactType.STR_LIST)
@@ -336,15 +342,17 @@ class StatusEngine:
         """Post one batch of message bodies; the rule that consumed each (or the catch-all's).
 
         Every message starts ``{"k":<its index>,"sid":"<this batch's session>",`` and
-        durable_rules echoes it unchanged in the action it fires, ``{"<rule>":{"m":{…}}}``:
-        one regular-expression match gives the two values needed (decoding the echoed message
-        was the largest Python cost of an action). Anything else (another durable_rules
-        version, a rule name with escapes) falls back to decoding the JSON.
+        durable_rules echoes it unchanged in the action that consumes it. Every rule has a
+        ``cap``, so one action carries all the messages a rule consumes (up to the cap),
+        ``{"<rule>":[{"m":{…}},{"m":{…}},…]}``: regular expressions read the rule and the keys
+        (decoding the echoed messages was the largest Python cost of an action). Anything else
+        (another durable_rules version, a rule name with escapes) falls back to decoding JSON.
         """
         sid = f"{next(_SIDS):x}"
         text = _batch_json(bodies, sid)
         engine, handle, known = self._engine, self._handle, self._known
         names = [_NO_RULE] * len(bodies)  # a message no action consumed: no rule matched
+        taken: set[int] = set()
         with _LOCK:
             try:
                 code, state = engine.assert_events(handle, text)
@@ -352,14 +360,21 @@ class StatusEngine:
                     raise RuntimeError(f"durable_rules refused the batch (result code {code})")
                 started = engine.start_action_for_state(handle, state)
                 pending = started[1] if started else None
-                complete, action = engine.complete_and_start_action, _ACTION
+                complete, rule_of, keys_of = engine.complete_and_start_action, _RULE, _KEYS
                 while pending:
-                    # One action at a time: {rule name: {"m": the message it consumed}}.
-                    found = action(pending)
-                    if found is not None and (rule := found[1]) in known:
-                        names[int(found[2])] = rule
+                    head = rule_of(pending)
+                    rule = head[1] if head is not None else None
+                    if rule in known:
+                        keys = list(map(int, keys_of(pending)))
                     else:
-                        rule, key = _decoded(pending)
+                        rule, keys = _decoded(pending)
+                    # Actions run in priority order and consume their messages, so a message
+                    # is in one rule's actions only (twice in one action when two branches of
+                    # an "or" matched it); anything else would be a durable_rules fault.
+                    if not taken.isdisjoint(keys):
+                        raise RuntimeError(f"durable_rules gave a message to two rules: {rule}")
+                    taken.update(keys)
+                    for key in keys:
                         names[key] = rule
                     pending = complete(handle, state)
             finally:
@@ -414,10 +429,12 @@ class StatusEngine:
         return [_made(decided[b], f) for b, f in zip(bodies, complete, strict=True)]
 
 
-def _decoded(pending: str) -> tuple[str, int]:
-    """The rule and message key of one durable_rules action, by decoding its JSON."""
-    ((rule, frame),) = json.loads(pending).items()
-    return rule, frame["m"]["k"]
+def _decoded(pending: str) -> tuple[str, list[int]]:
+    """The rule and message keys of one durable_rules action, by decoding its JSON."""
+    ((rule, frames),) = json.loads(pending).items()
+    if isinstance(frames, dict):  # an action without a cap carries one frame
+        frames = [frames]
+    return rule, [frame["m"]["k"] for frame in frames]
 
 
 _ENGINES: dict[str, StatusEngine] = {}

@@ -197,3 +197,32 @@ def test_sessions_are_fresh_per_batch_across_threads(
         t.join()
     assert len(sids) == 12
     assert len(set(sids)) == 12 and "0" not in sids
+
+
+def test_a_message_both_branches_of_an_or_match_is_decided_once() -> None:
+    # Each rule's action carries all the messages it consumes (its "cap"); a message two
+    # branches of one "or" match appears twice in that action, and still once in the results.
+    rules = [
+        StatusRule(name="late_or_grace", when="days_until_due < 0 or in_grace", status="overdue"),
+        StatusRule(name="soon", when="days_until_due <= 7 or exempt", status="due_soon"),
+        StatusRule(name="rest", when="true", status="compliant"),
+    ]
+    engine = StatusEngine("f" * 64, rules)
+    cases = [
+        {"days_until_due": d, "in_grace": g, "exempt": e}
+        for d in range(-5, 12)
+        for g in (False, True)
+        for e in (False, True)
+    ] * 20  # repeated obligations: de-duplicated before durable_rules
+    python = PythonEvaluator("f" * 64, rules).evaluate_many(cases)
+    assert engine.evaluate_many(cases) == python
+    assert {d.rule for d in python} == {"late_or_grace", "soon", "rest"}
+
+
+def test_actions_decode_as_json_when_they_do_not_look_as_expected() -> None:
+    from rules.engine import _decoded
+
+    one = '{"late":{"m":{"sid":"1","k":3,"duly_decision":1}}}'
+    many = '{"late":[{"m":{"k":4,"sid":"1"}},{"m":{"sid":"1","k":0}}]}'
+    assert _decoded(one) == ("late", [3])
+    assert _decoded(many) == ("late", [4, 0])
