@@ -234,9 +234,9 @@ def bench_pack(
 
 FACTS_CHECK = "facts check/completion"
 MESSAGE = "message building"
-ENCODE_MESSAGES = "JSON encode: messages"
+ENCODE_MESSAGES = "batch JSON (heads, join)"
 ENGINE = "C engine (durable_rules_engine.*)"
-DECODE = "JSON decode: action results"
+DECODE = "action results (rule, keys)"
 DECISION = "Decision construction"
 OTHER_STAGE = "other (loops, de-duplication, lock)"
 # The engine no longer goes through durable's Python Host (no per-action dispatch, callbacks or
@@ -254,6 +254,11 @@ STAGES = (
 )
 
 Key = tuple[str, int, str]
+#: The regular expressions that read durable's actions (see ``StatusEngine._run``).
+_REGEX_METHODS = (
+    "<method 'match' of 're.Pattern' objects>",
+    "<method 'findall' of 're.Pattern' objects>",
+)
 
 
 def _own_stage(key: Key) -> str | None:
@@ -263,11 +268,11 @@ def _own_stage(key: Key) -> str | None:
     engine_py = file.endswith("rules/engine.py")
     if func.startswith("<built-in method durable_rules_engine."):
         return ENGINE
-    if file.endswith("rules/facts.py") or (engine_py and func in ("checked_facts", "<lambda>")):
+    if file.endswith("rules/facts.py") or (
+        engine_py and func in ("checked_facts", "_all_str", "<lambda>")
+    ):
         return FACTS_CHECK
-    if (
-        engine_py and func in ("_action", "_decoded")
-    ) or func == "<method 'match' of 're.Pattern' objects>":
+    if (engine_py and func in ("_action", "_decoded")) or func in _REGEX_METHODS:
         return DECODE  # the action's rule and key (a regular expression, JSON as a fallback)
     if file == engine_module.MESSAGE_SOURCE or (engine_py and func == "_message"):
         return MESSAGE

@@ -13,7 +13,16 @@ durable_rules has sharp edges (see ../shared/ARCHITECTURE.md), all handled here 
 * A ruleset holds at most 1,024 live sessions: every batch posts under a fresh ``sid`` and
   deletes that session's state in ``finally``.
 * Only the highest-priority matching rule consumes an event (``pri``: lower first), which gives
-  "first matching rule wins" when ``pri`` follows the order HR wrote the rules in.
+  "first matching rule wins" when ``pri`` follows the order HR wrote the rules in. The C core
+  serves pending actions in priority order, and an action that completes deletes its messages
+  with every lower-priority match of them; so every rule also has a ``cap`` (one action
+  carries up to that many of its matches) and a batch takes one action per rule that decides
+  something instead of one per message, with the same decisions.
+* It compares strings as their raw JSON text (escapes included, never decoded), so messages
+  escape facts exactly as ``json`` escaped the ruleset's literals (:func:`message_writer`).
+* A message without an ``id`` gets a hash of its content as its id: equal messages in one batch
+  would be one message. Every message carries its index in the batch (``"k"``), which also
+  tells whose decision an action is.
 * No match leaves a half-made session whose ``delete_state`` crashes the process (seen here as a
   segfault): every ruleset therefore ends with an internal rule that matches any decision message
   at the lowest priority, and its firing is reported as :class:`NoRuleMatched` (lint makes that
