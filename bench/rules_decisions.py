@@ -266,6 +266,8 @@ def _own_stage(key: Key) -> str | None:
     file, _, func = key
     file = file.replace(os.sep, "/")
     engine_py = file.endswith("rules/engine.py")
+    if func in ("<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"):
+        return None  # a comprehension is part of the function it is written in
     if func.startswith("<built-in method durable_rules_engine."):
         return ENGINE
     if file.endswith("rules/facts.py") or (

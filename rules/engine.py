@@ -362,6 +362,7 @@ class StatusEngine:
         engine, handle, known = self._engine, self._handle, self._known
         names = [_NO_RULE] * len(bodies)  # a message no action consumed: no rule matched
         taken: set[int] = set()
+        clash = None
         with _LOCK:
             try:
                 code, state = engine.assert_events(handle, text)
@@ -380,14 +381,18 @@ class StatusEngine:
                     # Actions run in priority order and consume their messages, so a message
                     # is in one rule's actions only (twice in one action when two branches of
                     # an "or" matched it); anything else would be a durable_rules fault.
+                    # Raised after the session is drained: deleting a session with actions
+                    # still pending can crash the process.
                     if not taken.isdisjoint(keys):
-                        raise RuntimeError(f"durable_rules gave a message to two rules: {rule}")
+                        clash = rule
                     taken.update(keys)
                     for key in keys:
                         names[key] = rule
                     pending = complete(handle, state)
             finally:
                 engine.delete_state(handle, sid)
+        if clash is not None:
+            raise RuntimeError(f"durable_rules gave a message to {clash} and another rule")
         return names
 
     def evaluate(self, facts: Mapping[str, Any]) -> Decision:
