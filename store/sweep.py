@@ -80,9 +80,9 @@ def open_pinned_rows(session: Session) -> list[SweepRow]:
     Completed rows, rows pinned to the built-in rules, suspended rows and statuses a workflow
     holds itself are not read. Ordered by pack, then id (one pack loaded per group).
 
-    One SELECT of the columns the sweep uses, joined with the person, read as tuples: at
-    100,000 rows, loading full ``Obligation`` and ``Person`` objects (identity map, every
-    column, a validated ``ObligationFacts`` each) was most of the sweep's read phase.
+    One SELECT of the columns the sweep uses, joined with the person, read as tuples:
+    loading full ``Obligation`` and ``Person`` objects (identity map, every column, then a
+    validated ``ObligationFacts`` each) was most of the sweep's read phase (bench/README.md).
     """
     o, p = Obligation, Person
     columns: dict[str, SQLColumnExpression[Any]] = {
