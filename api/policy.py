@@ -430,6 +430,13 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/ui/apprenticeships/{apprenticeship_id}"): _token(
         PEOPLE, Scope.ROWS, "page: also the apprentices a person supervises"
     ),
+    ("POST", "/ui/apprenticeships/enroll"): _token(HR, note="page: enrol an apprentice"),
+    ("POST", "/ui/apprenticeships/{apprenticeship_id}/suspend"): _token(HR, note="page"),
+    ("POST", "/ui/apprenticeships/{apprenticeship_id}/reinstate"): _token(HR, note="page"),
+    ("POST", "/ui/apprenticeships/{apprenticeship_id}/withdraw"): _token(HR, note="page"),
+    ("POST", "/ui/apprenticeships/{apprenticeship_id}/transfer-supervisor"): _token(
+        HR, note="page"
+    ),
     ("POST", "/ui/apprenticeships/{apprenticeship_id}/log-hours"): _token(
         PERSONS, Scope.ROWS, "page: the apprentice's own"
     ),
