@@ -452,6 +452,9 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/ui/mentorship"): _token(
         PEOPLE, Scope.ROWS, "page: own mentorships and matches; managers, HR, auditor: all seen"
     ),
+    ("GET", "/ui/mentorship/{table}.csv"): _token(
+        PEOPLE, Scope.ROWS, "page: a table of the page as CSV, the same rows"
+    ),
     ("POST", "/ui/mentorship/request"): _token(PERSONS, Scope.ALL, "page: the caller asks"),
     ("POST", "/ui/mentorship/{mentee}/{mentor}/{n}/accept"): _token(
         PERSONS, Scope.ROWS, "page: the mentor (or HR)"

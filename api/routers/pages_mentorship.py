@@ -10,6 +10,9 @@ One page for everyone, in sections that depend on who is signed in:
 * HR and the auditor (a manager: their reports'): every relationship with its status, and the
   pending requests that expire within two days.
 
+Each of those tables downloads as CSV (``/ui/mentorship/<table>.csv``): the same rows, read by
+the same function (:func:`_tables`), so the caller's scope is the page's.
+
 The forms call the same services as the API (:mod:`services.mentorships`), so the same rules
 apply (capacity claimed at acceptance, only the mentor accepts, notes kept for their author),
 and answer with a redirect back here (``?done=`` names a fixed message). Declared in
@@ -23,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -38,6 +41,7 @@ from rules.matching import Match
 from rules.mentorship_model import MentorProfile, MentorshipPolicy
 from services import mentorships
 from services.errors import Invalid, NotFound
+from services.exports import csv_text
 from store.models import Mentorship, MentorshipFeedback, Person
 from store.tokens import Principal
 
@@ -196,33 +200,29 @@ def _back(done: str) -> RedirectResponse:
     return RedirectResponse(f"{PAGE}?done={quote(done)}", status_code=status.HTTP_303_SEE_OTHER)
 
 
-@router.get("/mentorship", response_class=HTMLResponse)
-def mentorship_page(request: Request, session: SessionDep, principal: PagePrincipal) -> Response:
-    """The signed-in person's mentorships (both sides), matches, and the coordinator's view."""
-    now = datetime.now(UTC)
-    context: dict[str, Any] = {"now": now, "formats": list(SessionFormat), "today": now.date()}
+def _tables(session: Session, principal: Principal, now: datetime) -> dict[str, list[Relationship]]:
+    """The page's tables of relationships, keyed as the page's context names them.
+
+    The caller's own (as mentee, requests waiting for them, their active mentees) when the
+    token has a person; every relationship they may see and the pending requests expiring soon
+    for HR, the auditor and managers (their reports'). The page and its CSV both read these.
+    """
+    tables: dict[str, list[Relationship]] = {}
     if principal.person_id is not None:
         mine = _relationships(session, principal, mine=True)
         _feedback_due(session, principal, mine)
         me = principal.person_external_id
-        as_mentee = [r for r in mine if r.mentee == me]
         as_mentor = [r for r in mine if r.mentor == me]
-        open_mentors = {r.mentor for r in as_mentee if r.status in OPEN}
-        candidates, hint = _candidates(session, principal)
-        context.update(
-            as_mentee=as_mentee,
+        tables.update(
+            as_mentee=[r for r in mine if r.mentee == me],
             pending_for_me=[r for r in as_mentor if r.status == "pending"],
             mentees=[r for r in as_mentor if r.status == "active"],
             past_mentees=[r for r in as_mentor if r.status not in OPEN],
-            mentor_profile=_mentor_profile(principal, session),
-            candidates=candidates,
-            hint=hint,
-            open_mentors=open_mentors,
             active=[r for r in mine if r.status == "active"],
         )
     if principal.role in (Role.HR_ADMIN, Role.AUDITOR, Role.MANAGER):
         every = _relationships(session, principal, mine=False)
-        context.update(
+        tables.update(
             every=every,
             expiring=sorted(
                 (
@@ -233,7 +233,94 @@ def mentorship_page(request: Request, session: SessionDep, principal: PagePrinci
                 key=lambda r: r.expires_at,
             ),
         )
+    return tables
+
+
+@router.get("/mentorship", response_class=HTMLResponse)
+def mentorship_page(request: Request, session: SessionDep, principal: PagePrincipal) -> Response:
+    """The signed-in person's mentorships (both sides), matches, and the coordinator's view."""
+    now = datetime.now(UTC)
+    context: dict[str, Any] = {"now": now, "formats": list(SessionFormat), "today": now.date()}
+    context.update(_tables(session, principal, now))
+    if principal.person_id is not None:
+        candidates, hint = _candidates(session, principal)
+        context.update(
+            mentor_profile=_mentor_profile(principal, session),
+            candidates=candidates,
+            hint=hint,
+            open_mentors={r.mentor for r in context["as_mentee"] if r.status in OPEN},
+        )
     return render(request, "mentorship.html", {**context, **_flash(request)})
+
+
+#: ``/ui/mentorship/<table>.csv``: each downloadable table of the page and its context key.
+CSV_TABLES = {
+    "mine": "as_mentee",
+    "requests": "pending_for_me",
+    "mentees": "mentees",
+    "expiring": "expiring",
+    "relationships": "every",
+}
+
+#: The columns of every mentorship CSV (one relationship a row).
+CSV_HEADER = [
+    "relationship",
+    "mentee",
+    "mentee_name",
+    "mentor",
+    "mentor_name",
+    "status",
+    "reason",
+    "type",
+    "goals",
+    "duration_months",
+    "requested_at",
+    "expires_at",
+    "started_at",
+    "ended_at",
+]
+
+
+@router.get("/mentorship/{table}.csv")
+def mentorship_csv(table: str, session: SessionDep, principal: PagePrincipal) -> Response:
+    """One of the page's tables as CSV: the rows the caller's page shows, in its order.
+
+    404 for a table the caller's page does not have (``mine``, ``requests`` and ``mentees``
+    need a token with a person; ``expiring`` and ``relationships`` HR, the auditor or a
+    manager).
+    """
+    key = CSV_TABLES.get(table)
+    rows = _tables(session, principal, datetime.now(UTC)).get(key or "")
+    if rows is None:
+        known = ", ".join(f"{name}.csv" for name in CSV_TABLES)
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"your mentorship page has no such table; the tables are {known}",
+        )
+    cells = [
+        [
+            r.id,
+            r.mentee,
+            r.mentee_name,
+            r.mentor,
+            r.mentor_name,
+            r.status,
+            r.reason,
+            r.type,
+            "; ".join(r.goals),
+            r.duration_months,
+            r.requested_at,
+            r.expires_at if r.status == "pending" else None,
+            r.started_at,
+            r.ended_at,
+        ]
+        for r in rows
+    ]
+    return Response(
+        csv_text(CSV_HEADER, cells),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="mentorship-{table}.csv"'},
+    )
 
 
 @router.post("/mentorship/request")

@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from temporalio.client import WorkflowHistory
 
@@ -314,6 +316,22 @@ def context(browser: Any, site: LiveSite) -> Iterator[Any]:
     finally:
         ctx.close()
         assert not outside, f"the pages fetched from outside the site: {outside}"
+
+
+@contextmanager
+def page_client(
+    db: Database, temporal: FakeTemporal, base_url: str = "http://testserver"
+) -> Iterator[TestClient]:
+    """The app on ``db`` and a stand-in Temporal, for page routes tested without a browser."""
+    settings = Settings(
+        env="test",
+        temporal_address="127.0.0.1:1",
+        rate_limit_per_token="off",
+        rate_limit_anonymous="off",
+    )
+    app = create_app(settings, database=db, temporal_client=temporal)  # type: ignore[arg-type]
+    with TestClient(app, base_url=base_url) as client:
+        yield client
 
 
 def sign_in_with_token(page: Any, token: str) -> None:

@@ -23,7 +23,6 @@ from sqlalchemy import select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from api.app import create_app
 from domain.contracts.apprenticeship import (
     ApprenticeshipInput,
     ChangeEnrolment,
@@ -32,14 +31,14 @@ from domain.contracts.apprenticeship import (
 )
 from domain.roles import Role
 from duly.demo import load_demo_people
-from duly.settings import Settings
 from rules.loader import load_pack
 from store.apprenticeships import Apprenticeship
 from store.db import Database
 from store.models import AuditEntry, Person
 from store.packs import Migration, deploy
-from store.tokens import create_token
+from tests.conftest import bearer
 from tests.fakes.temporal import FakeHandle, FakeTemporal
+from tests.pages.conftest import page_client
 
 PACK = Path(__file__).parents[2] / "rules" / "packs" / "field-technicians"
 PROGRAM = "elevator-mechanic"
@@ -102,17 +101,13 @@ def org(sqlite_db: Database) -> dict[str, dict[str, str]]:
                 as_of=now,
             )
         )
-    tokens: dict[str, dict[str, str]] = {"anonymous": {}}
-    with sqlite_db.session() as session:
-        for name, role, person in (
-            ("hr", Role.HR_ADMIN, None),
-            ("auditor", Role.AUDITOR, None),
-            ("manager", Role.MANAGER, SUPERVISOR),
-            ("learner", Role.LEARNER, OTHER),
-        ):
-            token = create_token(session, role=role, person_external_id=person, label=name)
-            tokens[name] = {"Authorization": f"Bearer {token}"}
-    return tokens
+    return {
+        "anonymous": {},
+        "hr": bearer(sqlite_db, Role.HR_ADMIN),
+        "auditor": bearer(sqlite_db, Role.AUDITOR),
+        "manager": bearer(sqlite_db, Role.MANAGER, SUPERVISOR),
+        "learner": bearer(sqlite_db, Role.LEARNER, OTHER),
+    }
 
 
 @pytest.fixture
@@ -122,14 +117,8 @@ def temporal() -> Recorder:
 
 @pytest.fixture
 def client(sqlite_db: Database, temporal: Recorder) -> Iterator[TestClient]:
-    settings = Settings(
-        env="test",
-        temporal_address="127.0.0.1:1",
-        rate_limit_per_token="off",
-        rate_limit_anonymous="off",
-    )
-    app = create_app(settings, database=sqlite_db, temporal_client=temporal)  # type: ignore[arg-type]
-    with TestClient(app, base_url="https://testserver") as test_client:
+    # https: the session cookie is Secure.
+    with page_client(sqlite_db, temporal, "https://testserver") as test_client:
         yield test_client
 
 

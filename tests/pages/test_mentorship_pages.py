@@ -1,6 +1,7 @@
 """Mentorship in Chromium: the mentee finds a mentor (each factor explained) and asks, the
-mentor accepts on their page, both then see the mentorship active; HR sees every relationship.
-Accessibility checked (axe-core) on each side's page."""
+mentor accepts on their page, both then see the mentorship active, and the mentor downloads
+their mentees as CSV; HR sees every relationship. Accessibility checked (axe-core) on each
+side's page."""
 
 from __future__ import annotations
 
@@ -143,6 +144,14 @@ def test_find_request_accept_then_both_see_it_active(
     expect(active.get_by_text("Log a session")).to_be_visible()
     check_a11y(mentor_page)
     shot(mentor_page, "mentorship-mentor")
+    # The table downloads as CSV: the page's row, the same relationship.
+    with mentor_page.expect_download() as info:
+        mentor_page.get_by_role("link", name="Download CSV of my active mentees").click()
+    lines = open(info.value.path(), encoding="utf-8").read().splitlines()  # noqa: SIM115
+    assert lines[0].startswith("relationship,mentee,mentee_name,mentor,mentor_name,status")
+    assert [line.split(",")[:2] for line in lines[1:]] == [
+        [f"mentorship/{LEARNER}/{MANAGER}/1", LEARNER]
+    ]
 
     # The mentee sees it active (and may now log a session and give feedback).
     page.reload()
