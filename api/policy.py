@@ -455,6 +455,12 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/ui/mentorship/{table}.csv"): _token(
         PEOPLE, Scope.ROWS, "page: a table of the page as CSV, the same rows"
     ),
+    ("GET", "/ui/mentorship/profiles"): _token(
+        HR, note="page: ?person=&side= a mentor or mentee profile to edit"
+    ),
+    ("POST", "/ui/mentorship/profiles/{side}"): _token(
+        HR, note="page: PUT /mentorship/profile/{side}'s service"
+    ),
     ("POST", "/ui/mentorship/request"): _token(PERSONS, Scope.ALL, "page: the caller asks"),
     ("POST", "/ui/mentorship/{mentee}/{mentor}/{n}/accept"): _token(
         PERSONS, Scope.ROWS, "page: the mentor (or HR)"

@@ -14,8 +14,10 @@ skip locally and FAIL under ``CI=true`` (``.ci/run`` installs it).
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -332,6 +334,26 @@ def page_client(
     app = create_app(settings, database=db, temporal_client=temporal)  # type: ignore[arg-type]
     with TestClient(app, base_url=base_url) as client:
         yield client
+
+
+def field_error(page: str, field_id: str, *, invalid: bool = True) -> str:
+    """The error shown next to the field ``field_id`` (unescaped), or fail.
+
+    The field points to it (``aria-describedby``), so a screen reader reads it with the field;
+    an input also says it is invalid (``invalid``; a fieldset of checkboxes cannot).
+    """
+    found = re.search(rf'<p class="field-error" id="{field_id}-error">([^<]*)</p>', page)
+    assert found, f"no error next to #{field_id}"
+    flag = r'[^>]*aria-invalid="true"' if invalid else ""
+    assert re.search(rf'id="{field_id}"{flag}[^>]*aria-describedby="[^"]*{field_id}-error', page)
+    return html.unescape(found.group(1))
+
+
+def input_value(page: str, field_id: str) -> str:
+    """The value the input ``field_id`` holds in the page (unescaped), or fail."""
+    found = re.search(rf'id="{field_id}"[^>]*value="([^"]*)"', page)
+    assert found, f"no #{field_id} input"
+    return html.unescape(found.group(1))
 
 
 def sign_in_with_token(page: Any, token: str) -> None:

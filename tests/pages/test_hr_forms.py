@@ -38,7 +38,7 @@ from store.models import AuditEntry, Person
 from store.packs import Migration, deploy
 from tests.conftest import bearer
 from tests.fakes.temporal import FakeHandle, FakeTemporal
-from tests.pages.conftest import page_client
+from tests.pages.conftest import field_error, input_value, page_client
 
 PACK = Path(__file__).parents[2] / "rules" / "packs" / "field-technicians"
 PROGRAM = "elevator-mechanic"
@@ -120,21 +120,6 @@ def client(sqlite_db: Database, temporal: Recorder) -> Iterator[TestClient]:
     # https: the session cookie is Secure.
     with page_client(sqlite_db, temporal, "https://testserver") as test_client:
         yield test_client
-
-
-def _field_error(page: str, field_id: str) -> str:
-    """The error shown next to the field ``field_id`` (unescaped), or fail."""
-    found = re.search(rf'<p class="field-error" id="{field_id}-error">([^<]*)</p>', page)
-    assert found, f"no error next to #{field_id}"
-    # ... and the field points to it, so a screen reader reads it with the field.
-    assert re.search(rf'id="{field_id}"[^>]*aria-invalid="true"[^>]*{field_id}-error', page)
-    return html.unescape(found.group(1))
-
-
-def _value(page: str, field_id: str) -> str:
-    found = re.search(rf'id="{field_id}"[^>]*value="([^"]*)"', page)
-    assert found, f"no #{field_id} input"
-    return html.unescape(found.group(1))
 
 
 def _enrol(client: TestClient, headers: dict[str, str], **fields: str) -> Any:
@@ -229,8 +214,8 @@ def test_enrol_redirects_to_the_new_apprenticeship_with_a_confirmation(
     # The same enrolment again: refused next to the apprentice, nothing lost.
     again = _enrol(client, org["hr"], enrolled_on=day)
     assert again.status_code == 409
-    assert "already enrolled" in _field_error(again.text, "enrol-person")
-    assert _value(again.text, "enrol-on") == day
+    assert "already enrolled" in field_error(again.text, "enrol-person")
+    assert input_value(again.text, "enrol-on") == day
 
 
 @pytest.mark.parametrize(
@@ -256,12 +241,12 @@ def test_a_refused_enrolment_says_why_next_to_the_field_and_keeps_the_input(
 ) -> None:
     answer = _enrol(client, org["hr"], **fields)
     assert answer.status_code == status, answer.text[:300]
-    assert says in _field_error(answer.text, field_id)
+    assert says in field_error(answer.text, field_id)
     assert "Nobody was enrolled" in answer.text and 'role="alert"' in answer.text
     typed = {"person": APPRENTICE, "supervisor": SUPERVISOR, "enrolled_on": "", **fields}
-    assert _value(answer.text, "enrol-person") == typed["person"]
-    assert _value(answer.text, "enrol-supervisor") == typed["supervisor"]
-    assert _value(answer.text, "enrol-on") == typed["enrolled_on"]
+    assert input_value(answer.text, "enrol-person") == typed["person"]
+    assert input_value(answer.text, "enrol-supervisor") == typed["supervisor"]
+    assert input_value(answer.text, "enrol-on") == typed["enrolled_on"]
     assert temporal.started == []
 
 
@@ -305,7 +290,7 @@ def test_a_refused_change_keeps_the_reason(
     long = "why " * 501  # 2,004 characters: the API's limit is 2,000
     answer = client.post(path, data={"reason": long}, headers=org["hr"], follow_redirects=False)
     assert answer.status_code == 422
-    assert "at most 2000 characters" in _field_error(answer.text, "suspend-reason")
+    assert "at most 2000 characters" in field_error(answer.text, "suspend-reason")
     assert long.strip() in html.unescape(answer.text)
     assert "Nothing was changed" in answer.text
     assert temporal.signals == []
@@ -339,12 +324,12 @@ def test_transfer_the_supervisor(
         follow_redirects=False,
     )
     assert unknown.status_code == 422
-    assert "not in the directory" in _field_error(unknown.text, "transfer-supervisor")
-    assert _value(unknown.text, "transfer-supervisor") == "p-nobody"
+    assert "not in the directory" in field_error(unknown.text, "transfer-supervisor")
+    assert input_value(unknown.text, "transfer-supervisor") == "p-nobody"
     assert ">retired</textarea>" in unknown.text
     empty = client.post(path, data={}, headers=org["hr"], follow_redirects=False)
     assert empty.status_code == 422
-    assert "This is required" in _field_error(empty.text, "transfer-supervisor")
+    assert "This is required" in field_error(empty.text, "transfer-supervisor")
     assert temporal.signals == []
     # The workflow refuses the same supervisor: said next to the field.
     temporal.refuse = f"'{SUPERVISOR}' already supervises this apprenticeship"
@@ -352,7 +337,7 @@ def test_transfer_the_supervisor(
         path, data={"supervisor": SUPERVISOR}, headers=org["hr"], follow_redirects=False
     )
     assert same.status_code == 422
-    assert "already supervises" in _field_error(same.text, "transfer-supervisor")
+    assert "already supervises" in field_error(same.text, "transfer-supervisor")
     temporal.refuse = None
     moved = client.post(
         path,
