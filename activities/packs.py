@@ -8,13 +8,13 @@ shared by the activities and the services (both read packs pinned by content has
 from __future__ import annotations
 
 import threading
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
 from rules.loader import pack_from_files
 from rules.model import Pack
 from rules.obligation_facts import PersonAttributes
-from store.models import Person
 from store.packs import active_hash, stored_files
 
 _CACHE: dict[str, Pack] = {}
@@ -51,8 +51,28 @@ def active_pack(session: Session) -> Pack | None:
     return load_version(session, content_hash) if content_hash else None
 
 
-def person_attributes(person: Person) -> PersonAttributes:
-    """A directory row's attributes as facts (empty text for missing values)."""
+class _DirectoryEntry(Protocol):
+    """A person's stored directory attributes: a ``Person``, or a row with the same names."""
+
+    @property
+    def roles(self) -> list[str] | None: ...
+    @property
+    def department(self) -> str | None: ...
+    @property
+    def location(self) -> str | None: ...
+    @property
+    def employer(self) -> str | None: ...
+    @property
+    def employment_status(self) -> str: ...
+
+
+def person_attributes(person: _DirectoryEntry) -> PersonAttributes:
+    """A directory row's attributes as facts (empty text for missing values).
+
+    Args:
+        person: A ``store.models.Person``, or a row with its attribute names (the sweep's
+            :class:`store.sweep.SweepRow`).
+    """
     return PersonAttributes(
         roles=list(person.roles or []),
         department=person.department or "",

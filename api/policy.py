@@ -430,6 +430,13 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/ui/apprenticeships/{apprenticeship_id}"): _token(
         PEOPLE, Scope.ROWS, "page: also the apprentices a person supervises"
     ),
+    ("POST", "/ui/apprenticeships/enroll"): _token(HR, note="page: enrol an apprentice"),
+    ("POST", "/ui/apprenticeships/{apprenticeship_id}/suspend"): _token(HR, note="page"),
+    ("POST", "/ui/apprenticeships/{apprenticeship_id}/reinstate"): _token(HR, note="page"),
+    ("POST", "/ui/apprenticeships/{apprenticeship_id}/withdraw"): _token(HR, note="page"),
+    ("POST", "/ui/apprenticeships/{apprenticeship_id}/transfer-supervisor"): _token(
+        HR, note="page"
+    ),
     ("POST", "/ui/apprenticeships/{apprenticeship_id}/log-hours"): _token(
         PERSONS, Scope.ROWS, "page: the apprentice's own"
     ),
@@ -444,6 +451,15 @@ POLICY: dict[tuple[str, str], Policy] = {
     ),
     ("GET", "/ui/mentorship"): _token(
         PEOPLE, Scope.ROWS, "page: own mentorships and matches; managers, HR, auditor: all seen"
+    ),
+    ("GET", "/ui/mentorship/{table}.csv"): _token(
+        PEOPLE, Scope.ROWS, "page: a table of the page as CSV, the same rows"
+    ),
+    ("GET", "/ui/mentorship/profiles"): _token(
+        HR, note="page: ?person=&side= a mentor or mentee profile to edit"
+    ),
+    ("POST", "/ui/mentorship/profiles/{side}"): _token(
+        HR, note="page: PUT /mentorship/profile/{side}'s service"
     ),
     ("POST", "/ui/mentorship/request"): _token(PERSONS, Scope.ALL, "page: the caller asks"),
     ("POST", "/ui/mentorship/{mentee}/{mentor}/{n}/accept"): _token(

@@ -313,3 +313,31 @@ def obligation_read(row: Obligation) -> ObligationRead:
         completed_at=row.completed_at,
         updated_at=row.updated_at,
     )
+
+
+class EnrollBody(BaseModel):
+    """Enrol a person in a program of the active pack (the API's body and the page's form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    person: str = Field(min_length=1, max_length=64)
+    program_id: str = Field(min_length=1, max_length=80)
+    supervisor: str = Field(min_length=1, max_length=64, description="the journeyworker")
+    enrolled_on: date | None = Field(default=None, description="default: today")
+
+
+class TransferBody(BaseModel):
+    """A new supervising journeyworker (the API's body and the page's form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    supervisor: str = Field(min_length=1, max_length=64)
+    reason: str = Field(default="", max_length=2000)
+
+
+class ChangeBody(BaseModel):
+    """Why HR suspends, reinstates or withdraws (the API's body and the page's form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2000)

@@ -26,14 +26,16 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
@@ -41,7 +43,7 @@ from api import errors
 from api.deps import SessionDep, required_scopes
 from api.policy import POLICY, Access
 from duly.settings import Settings
-from services.errors import ServiceError
+from services.errors import Conflict, Invalid, ServiceError, Unavailable
 from store.tokens import Principal, TokenRejected, check_token
 
 SESSION_COOKIE = "duly_session"
@@ -235,6 +237,99 @@ def render(
     values.update(context or {})
     html = _env.get_template(template).render(values)
     return HTMLResponse(html, status_code=status_code, headers={**PAGE_HEADERS, **(headers or {})})
+
+
+@dataclass
+class FormState:
+    """A refused form, drawn again: what was typed, and why it was refused.
+
+    Attributes:
+        name: Which form of the page (``enrol``, ``transfer``...): only that one shows it.
+        values: What was typed, field by field, so nothing is lost (a list for a group of
+            checkboxes, a bool for one).
+        errors: One message per field (what is wrong and how to fix it), in the form's order.
+        message: A refusal no single field owns (the workflow said no, Temporal did not answer).
+    """
+
+    name: str
+    values: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+
+
+def field_errors(exc: ValidationError, hints: Mapping[str, str]) -> dict[str, str]:
+    """A pydantic refusal as one message per field (its first error), in the model's order.
+
+    A field is named by its path without list indexes (``availability.hours_per_month``,
+    ``specializations``); an error of the whole model is under ``""``. ``hints`` says, per
+    field, what a good value looks like; it follows pydantic's message, so each message says
+    what is wrong and how to fix it.
+    """
+    found: dict[str, str] = {}
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"] if not isinstance(part, int))
+        if name in found:
+            continue
+        what = error["msg"]
+        if error["type"] == "string_too_short" and (error.get("ctx") or {}).get("min_length") == 1:
+            what = "This is required"
+        hint = hints.get(name)
+        found[name] = f"{what}: {hint}" if hint else what
+    return found
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def submit_form(
+    form: FormState,
+    model: type[M],
+    data: Mapping[str, Any],
+    hints: Mapping[str, str],
+    call: Callable[[M], Awaitable[object]],
+) -> int | None:
+    """Validate a page form with the API's body model, then call the API's service.
+
+    Returns None when the service did it; otherwise the status to draw the form again with
+    (``form`` then holds the errors): 422 with one message per field when the model refuses
+    ``data``; else what :func:`submit_service` answers.
+    """
+    try:
+        body = model.model_validate(dict(data))
+    except ValidationError as exc:
+        _place(form, field_errors(exc, hints))
+        return status.HTTP_422_UNPROCESSABLE_CONTENT
+    return await submit_service(form, hints, lambda: call(body))
+
+
+async def submit_service(
+    form: FormState, hints: Mapping[str, str], call: Callable[[], Awaitable[object]]
+) -> int | None:
+    """Call the API's service for a page form; None when it did it, else the status to redraw.
+
+    The service's refusals (:class:`Invalid`, :class:`Conflict`, :class:`Unavailable` when
+    Temporal did not answer) go next to the field they name (``ServiceError.field``, or each
+    field of a pydantic refusal the service raised from), or above the form. Other errors (not
+    found, forbidden) answer as usual.
+    """
+    try:
+        await call()
+    except (Invalid, Conflict, Unavailable) as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ValidationError):
+            _place(form, field_errors(cause, hints))
+        elif exc.field is not None and exc.field in form.values:
+            form.errors = {exc.field: exc.detail}
+        else:
+            form.message = exc.detail
+        return errors.status_of(exc)
+    return None
+
+
+def _place(form: FormState, found: Mapping[str, str]) -> None:
+    """Each error next to its field; those of no field of the form above it."""
+    form.errors = {name: text for name, text in found.items() if name in form.values}
+    form.message = "; ".join(text for name, text in found.items() if name not in form.values)
 
 
 def render_fragment(template: str, context: dict[str, Any]) -> str:

@@ -213,6 +213,21 @@ def duly_env(
     }
 
 
+async def report_progress(pid: int, idle: float, recorded: Any, every: float) -> None:
+    """Every ``every`` seconds: workflows recorded so far, the worker's RSS, KiB per recorded."""
+    began = time.monotonic()
+    while every > 0:
+        await asyncio.sleep(every)
+        count = await asyncio.to_thread(recorded)
+        rss = rss_kib(pid) / 1024
+        per = (rss - idle) * 1024 / count if count else float("nan")
+        print(
+            f"  Duly progress: {time.monotonic() - began:6.0f} s, {count:,} recorded,"
+            f" RSS {rss:.1f} MiB ({per:.1f} KiB per recorded over idle)",
+            flush=True,
+        )
+
+
 async def duly_rows(
     client: Any, url: str, args: argparse.Namespace, env: dict[str, str], tmp: Path
 ) -> dict[str, tuple[float, float]]:
@@ -274,11 +289,20 @@ async def duly_rows(
 
             return start
 
-        took = await start_all([starter(i) for i in inputs], args.chunk)
-        print(f"  Duly: started {args.n} in {took:.0f} s; waiting for every obligation", flush=True)
-        await wait_settled(
-            client, queue, lambda: recorded() >= args.n, "Duly's workflows", args.timeout
-        )
+        # A long run (N = 50,000 is hours on a small VM) says how it goes: RSS against the
+        # workflows recorded so far, so a run cut short still shows the per-workflow slope.
+        progress = asyncio.create_task(report_progress(proc.pid, idle, recorded, args.progress))
+        try:
+            took = await start_all([starter(i) for i in inputs], args.chunk)
+            print(
+                f"  Duly: started {args.n} in {took:.0f} s; waiting for every obligation",
+                flush=True,
+            )
+            await wait_settled(
+                client, queue, lambda: recorded() >= args.n, "Duly's workflows", args.timeout
+            )
+        finally:
+            progress.cancel()
         rows[f"Duly, {args.cache:,} cached (cache = C)"] = (idle, await settled_rss(proc.pid))
         print(f"  Duly, cache N: idle, held {rows[next(reversed(rows))]} MiB", flush=True)
     finally:
@@ -417,6 +441,12 @@ def main() -> None:
         help="Duly workers with DULY_WORKER_SANDBOX_REIMPORT=true (the runner before issue 19)",
     )
     parser.add_argument("--chunk", type=int, default=50, help="starts/queries at once")
+    parser.add_argument(
+        "--progress",
+        type=float,
+        default=120,
+        help="seconds between progress lines while Duly's workflows run (0: none)",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="give up on a phase after")
     parser.add_argument(
         "--database-url", help="default: a throwaway PostgreSQL database, else SQLite"

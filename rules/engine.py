@@ -330,7 +330,6 @@ class StatusEngine:
         }
         self.definition = definition
         self._posted = tuple(sorted(used))
-        self._list_names = tuple(n for n in self._posted if FACTS[n][0] is FactType.STR_LIST)
         self._known = frozenset(self._rules) | {_NO_RULE}
         #: The JSON text of one obligation's posted facts: the message body, and the
         #: de-duplication key of :meth:`evaluate_many` (equal posted facts, equal text).

@@ -4,19 +4,21 @@ Every path that decides or tests an obligation goes through :func:`build_facts`,
 in: ``decide_status`` (from the workflow's request), a stage's ``unless`` (from the reminder
 request, in :func:`notifications.planning.plan_delivery`), the nightly sweep and
 ``rules preview`` (from the read model, which stores every obligation fact the workflows feed).
-No database rows come in: callers pass :class:`domain.contracts.obligation.ObligationFacts` and
-:class:`PersonAttributes` snapshots. So a sweep at the same instant, with the same pack,
-decides exactly what the workflow decided.
+No database rows come in: callers pass plain data with the fields of
+:class:`domain.contracts.obligation.ObligationFacts` (that model, or a light row with the same
+names) and :class:`PersonAttributes` (or its dump, built once
+per person). So a sweep at the same instant, with the same pack, decides exactly what the
+workflow decided.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from domain.contracts.obligation import ObligationFacts
 from rules.facts import complete_facts
 
 
@@ -58,9 +60,40 @@ class PersonAttributes(BaseModel):
     employment_status: str = "active"
 
 
+class _ObligationFactsSource(Protocol):
+    """What :func:`build_facts` reads of an obligation: the fields of ``ObligationFacts``.
+
+    :class:`domain.contracts.obligation.ObligationFacts` is one (the workflows' requests, a
+    row's ``facts()``); the nightly sweep passes light read-model rows with the same names
+    (:class:`store.sweep.SweepRow`) instead of building a validated model per row.
+    """
+
+    # An ObligationKind is a str.
+    @property
+    def kind(self) -> str: ...
+    @property
+    def requirement_id(self) -> str: ...
+    @property
+    def due_date(self) -> date | None: ...
+    @property
+    def expiry_date(self) -> date | None: ...
+    @property
+    def completed(self) -> bool: ...
+    @property
+    def acknowledged(self) -> bool: ...
+    @property
+    def started(self) -> bool: ...
+    @property
+    def exempt(self) -> bool: ...
+    @property
+    def exempt_until(self) -> date | None: ...
+    @property
+    def ce_credits_short(self) -> int: ...
+
+
 def build_facts(
-    obligation: ObligationFacts,
-    person: PersonAttributes,
+    obligation: _ObligationFactsSource,
+    person: PersonAttributes | Mapping[str, Any],
     *,
     today: date,
     grace_days: int = 0,
@@ -69,15 +102,18 @@ def build_facts(
 
     Args:
         obligation: What the workflow knows (or the read model recorded from it).
-        person: The person's directory attributes.
+        person: The person's directory attributes, or their ``model_dump()`` (a caller
+            deciding many obligations of one person dumps once; the dump is only read).
         today: The person's local date at the decision's instant.
         grace_days: The requirement's grace period, for ``in_grace``.
 
     Returns:
         The complete facts, defaults filled in.
     """
+    attributes = person.model_dump() if isinstance(person, PersonAttributes) else person
     facts: dict[str, Any] = {
-        "kind": obligation.kind.value,
+        # str() of an ObligationKind is its value, a plain str (the engine checks exact types).
+        "kind": str(obligation.kind),
         "requirement": obligation.requirement_id,
         "completed": obligation.completed,
         "acknowledged": obligation.acknowledged,
@@ -86,7 +122,7 @@ def build_facts(
         "exempt": obligation.exempt
         and (obligation.exempt_until is None or today <= obligation.exempt_until),
         "ce_credits_short": obligation.ce_credits_short,
-        **person.model_dump(),
+        **attributes,
     }
     past = 0
     # A certification is due when it expires: its due date is its expiry date.

@@ -102,7 +102,9 @@ def program(session: Session, *, program_id: str) -> Program:
 def _person(session: Session, external_id: str, what: str) -> Person:
     person = session.scalar(select(Person).where(Person.external_id == external_id))
     if person is None:
-        raise Invalid(f"{what} {external_id!r} is not in the directory; import them first")
+        raise Invalid(
+            f"{what} {external_id!r} is not in the directory; import them first", field=what
+        )
     return person
 
 
@@ -287,7 +289,7 @@ async def enroll(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError as exc:
-        raise Conflict(f"{person!r} is already enrolled in {program_id!r}") from exc
+        raise Conflict(f"{person!r} is already enrolled in {program_id!r}", field="person") from exc
 
     def record() -> None:
         _placeholder(session, inp, apprentice, pack.program(program_id))
@@ -317,21 +319,27 @@ def _enrolment(
     """Check an enrolment against the directory and the pack (blocking; see :func:`enroll`)."""
     apprentice = _person(session, person, "person")
     if apprentice.employment_status == EmploymentStatus.TERMINATED:
-        raise Conflict(f"person {person!r} has left (employment_status=terminated)")
+        raise Conflict(f"person {person!r} has left (employment_status=terminated)", field="person")
     _person(session, supervisor, "supervisor")
     if supervisor == person:
-        raise Invalid("an apprentice cannot supervise themselves; name a journeyworker")
+        raise Invalid(
+            "an apprentice cannot supervise themselves; name a journeyworker", field="supervisor"
+        )
     pack = load_version(session, pack_hash) if pack_hash else active_pack(session)
     if pack is None or pack.program(program_id) is None:
         known = ", ".join(p.id for p in (pack.programs if pack else [])) or "(none)"
         raise Invalid(
             f"program {program_id!r} is not in the active rules pack; programs: {known}"
-            " (see GET /apprenticeship/programs)"
+            " (see GET /apprenticeship/programs)",
+            field="program_id",
         )
     today = local_today(apprentice.time_zone)
     day = enrolled_on or today
     if day > today:
-        raise Invalid(f"enrolled_on {day.isoformat()} is in the future (today is {today})")
+        raise Invalid(
+            f"enrolled_on {day.isoformat()} is in the future (today is {today})",
+            field="enrolled_on",
+        )
     inp = ApprenticeshipInput(
         person=person,
         program_id=program_id,
@@ -489,7 +497,13 @@ async def transfer(
 
     await committed(session, check)
     request = TransferSupervisor(supervisor=supervisor, actor=principal.actor, reason=reason)
-    result = await _update(client, workflow_id, ApprenticeshipWorkflow.transfer_supervisor, request)
+    try:
+        result = await _update(
+            client, workflow_id, ApprenticeshipWorkflow.transfer_supervisor, request
+        )
+    except Invalid as exc:
+        # The workflow's refusals (self-supervision, the same supervisor) are the supervisor's.
+        raise Invalid(exc.detail, field="supervisor") from exc
     await _audited(session, principal, "apprenticeship.transfer", workflow_id, request)
     return result
 

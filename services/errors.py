@@ -8,11 +8,16 @@ from __future__ import annotations
 
 
 class ServiceError(Exception):
-    """Base of every error a service raises on purpose; ``detail`` is safe to show a caller."""
+    """Base of every error a service raises on purpose; ``detail`` is safe to show a caller.
 
-    def __init__(self, detail: str) -> None:
+    ``field`` names the input the error is about (``supervisor``), when one is: a page shows
+    the message next to that form field; the API's answer stays ``{"detail": ...}``.
+    """
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.field = field
 
     def body(self) -> object:
         """The ``detail`` of the error's answer (a subclass may add structured fields)."""
@@ -22,8 +27,8 @@ class ServiceError(Exception):
 class NotFound(ServiceError):
     """The thing does not exist, or the caller may not see it (both answer the same)."""
 
-    def __init__(self, detail: str = "not found") -> None:
-        super().__init__(detail)
+    def __init__(self, detail: str = "not found", *, field: str | None = None) -> None:
+        super().__init__(detail, field=field)
 
 
 class Forbidden(ServiceError):

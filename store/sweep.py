@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import select, tuple_, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import Result, SQLColumnExpression, false, func, select, tuple_, update
+from sqlalchemy.orm import Session
 
 from domain.ids import BUILTIN_PACK
 from store.models import Obligation, Person
@@ -37,25 +39,91 @@ class SweepConflicts:
     transitions: dict[str, int] = field(default_factory=dict)
 
 
-def open_pinned_obligations(session: Session) -> list[Obligation]:
+class SweepRow(NamedTuple):
+    """One open pinned obligation as the sweep reads it: only the columns it uses.
+
+    The obligation facts carry the names of ``ObligationFacts`` (so the row is what the one
+    fact builder, :func:`rules.obligation_facts.build_facts`, reads), derived in SQL exactly as
+    :meth:`store.models.Obligation.facts` derives them; the person's directory attributes are
+    the names :class:`store.models.Person` has (``activities.packs.person_attributes``).
+    """
+
+    id: int
+    version: int
+    status: str
+    as_of: datetime
+    pack_hash: str
+    # The obligation's facts (ObligationFacts' names).
+    kind: str
+    requirement_id: str
+    due_date: date | None
+    expiry_date: date | None
+    completed: bool
+    acknowledged: bool
+    started: bool
+    exempt: bool
+    exempt_until: date | None
+    ce_credits_short: int
+    # The person's (the directory's names).
+    person_id: int
+    time_zone: str
+    roles: list[str] | None
+    department: str | None
+    location: str | None
+    employer: str | None
+    employment_status: str
+
+
+def open_pinned_rows(session: Session) -> list[SweepRow]:
     """Every open obligation pinned to a deployed pack whose status the calendar moves.
 
     Completed rows, rows pinned to the built-in rules, suspended rows and statuses a workflow
     holds itself are not read. Ordered by pack, then id (one pack loaded per group).
+
+    One SELECT of the columns the sweep uses, joined with the person, read as tuples:
+    loading full ``Obligation`` and ``Person`` objects (identity map, every column, then a
+    validated ``ObligationFacts`` each) was most of the sweep's read phase (bench/README.md).
     """
-    return list(
-        session.scalars(
-            select(Obligation)
-            .where(Obligation.completed_at.is_(None))
-            .where(Obligation.status.notin_(WORKFLOW_HELD_STATUSES))
-            .where(Obligation.suspended.is_(False))
-            .where(Obligation.pack_hash != BUILTIN_PACK)
-            .order_by(Obligation.pack_hash, Obligation.id)
-            # The person, but not their manager (the model joins both by default): the sweep
-            # never reads managers, and at 100,000 rows the self-join was a large share.
-            .options(joinedload(Obligation.person).lazyload(Person.manager))
-        )
+    o, p = Obligation, Person
+    columns: dict[str, SQLColumnExpression[Any]] = {
+        "id": o.id,
+        "version": o.version,
+        "status": o.status,
+        "as_of": o.as_of,
+        "pack_hash": o.pack_hash,
+        "kind": o.kind,
+        "requirement_id": o.requirement_id,
+        "due_date": o.due_date,
+        "expiry_date": o.expiry_date,
+        # As Obligation.facts() derives them: a fact holds when its instant is recorded (the
+        # expressions are typed Boolean, so SQLite's 0/1 come back as bool).
+        "completed": o.completed_at.is_not(None),
+        "acknowledged": o.acknowledged_at.is_not(None),
+        "started": o.started_at.is_not(None),
+        "exempt": func.coalesce(o.exempt, false()),
+        "exempt_until": o.exempt_until,
+        "ce_credits_short": func.coalesce(o.ce_credits_short, 0),
+        "person_id": o.person_id,
+        "time_zone": p.time_zone,
+        "roles": p.roles,
+        "department": p.department,
+        "location": p.location,
+        "employer": p.employer,
+        "employment_status": p.employment_status,
+    }
+    result: Result[Any] = session.execute(
+        # In SweepRow's order, so each tuple is one.
+        select(*(columns[name].label(name) for name in SweepRow._fields))
+        .select_from(o)
+        .join(p, p.id == o.person_id)
+        .where(o.completed_at.is_(None))
+        .where(o.status.notin_(WORKFLOW_HELD_STATUSES))
+        .where(o.suspended.is_(False))
+        .where(o.pack_hash != BUILTIN_PACK)
+        .order_by(o.pack_hash, o.id)
     )
+    make = SweepRow._make
+    return [make(row) for row in result]
 
 
 def apply_sweep(session: Session, changes: Sequence[SweepChange]) -> SweepConflicts:

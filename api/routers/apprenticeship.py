@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
+from api.schemas import ChangeBody, EnrollBody, TransferBody
 from domain import Role
 from domain.contracts.apprenticeship import ApprenticeshipState, EnrolmentAction
 from rules.apprenticeship import Evaluation, HoursEntry, HoursKind
@@ -44,15 +45,6 @@ class ProgramRead(BaseModel):
     """A program as HR defined it in the rules pack."""
 
     model_config = ConfigDict(extra="allow")
-
-
-class EnrollBody(_Body):
-    """Enrol a person in a program of the active pack."""
-
-    person: str = Field(min_length=1, max_length=64)
-    program_id: str = Field(min_length=1, max_length=80)
-    supervisor: str = Field(min_length=1, max_length=64, description="the journeyworker")
-    enrolled_on: date | None = Field(default=None, description="default: today")
 
 
 class Enrolled(BaseModel):
@@ -118,19 +110,6 @@ class EvaluateBody(_Body):
     skills_signed_off: list[str] = Field(default_factory=list, max_length=200)
     final: bool = False
     notes: str = Field(default="", max_length=4000)
-
-
-class TransferBody(_Body):
-    """A new supervising journeyworker."""
-
-    supervisor: str = Field(min_length=1, max_length=64)
-    reason: str = Field(default="", max_length=2000)
-
-
-class ChangeBody(_Body):
-    """Why HR suspends, reinstates or withdraws."""
-
-    reason: str = Field(default="", max_length=2000)
 
 
 def _item(row: Apprenticeship) -> ApprenticeshipItem:

@@ -12,24 +12,35 @@ entry (``review_hours``) and records an evaluation (``evaluate``). Each form car
 session's CSRF token and a fresh id made when the page was drawn, so sending it twice records
 one entry (the workflow's ids are idempotent). Answers are a redirect back with ``?done=``
 naming a fixed message.
+
+HR's forms (HR only, declared in :mod:`api.policy` like the API's routes): enrol an apprentice
+on the list page (``services.apprenticeships.enroll``), and on an apprenticeship's page suspend,
+reinstate, withdraw (``change``) and transfer the supervisor (``transfer``). Their input is
+checked by the API's own body models (:mod:`api.schemas`) and then by the service; a refusal
+draws the page again with each message next to its field and everything typed kept
+(:func:`api.web.submit_form`), a success redirects (POST-redirect-GET) with a confirmation.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from activities.packs import load_version
-from api.deps import SessionDep, TemporalDep
-from api.web import FormPrincipal, PagePrincipal, render
+from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.schemas import ChangeBody, EnrollBody, TransferBody
+from api.web import FormPrincipal, FormState, PagePrincipal, render, submit_form
+from domain.contracts.apprenticeship import EnrolmentAction
 from domain.roles import Role
 from rules.apprenticeship import (
     EnrollmentStatus,
@@ -52,12 +63,39 @@ from store.tokens import Principal
 
 router = APIRouter(prefix="/ui", tags=["pages"], include_in_schema=False)
 
+B = TypeVar("B", bound=BaseModel)
+
 #: ``?done=`` keys and what the page then says (fixed text: nothing from the URL is echoed).
 DONE = {
     "logged": "Your hours are logged; they count once your supervisor approves them.",
     "approved": "The entry is approved; its hours count.",
     "rejected": "The entry is rejected; the apprentice sees your reason.",
     "evaluated": "The evaluation is recorded.",
+    "enrolled": "The apprentice is enrolled: the apprenticeship has started, and they can log "
+    "hours now.",
+    "suspended": "The apprenticeship is suspended: no hours can be logged, no clock runs and "
+    "nothing is sent until HR reinstates it.",
+    "reinstated": "The apprenticeship is reinstated: its clocks run again, and the suspended days "
+    "move the expected completion.",
+    "withdrawn": "The apprenticeship is withdrawn: it has ended; its record stays.",
+    "transferred": "The supervisor is changed: the new supervisor reviews hours and evaluations "
+    "from now on.",
+}
+
+#: How to fix each field of HR's forms (after pydantic's or the service's message).
+HINTS = {
+    "person": "type the apprentice's person id from the directory, e.g. p-1020",
+    "program_id": "choose a program of the active rules pack",
+    "supervisor": "type the supervising journeyworker's person id from the directory, e.g. p-1010",
+    "enrolled_on": "a date (YYYY-MM-DD), today or earlier; leave it empty for today",
+    "reason": "shorten it to 2,000 characters or fewer",
+}
+
+#: HR's enrolment changes: the ``?done=`` key of each.
+CHANGED = {
+    EnrolmentAction.SUSPEND: "suspended",
+    EnrolmentAction.REINSTATE: "reinstated",
+    EnrolmentAction.WITHDRAW: "withdrawn",
 }
 
 #: Compliance statuses listed first on the list page (they need someone to act).
@@ -108,12 +146,76 @@ def _list(session: Session, principal: Principal) -> list[ListRow]:
     return rows
 
 
+def _list_page(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    form: FormState | None = None,
+    status_code: int = 200,
+) -> Response:
+    """The list page (blocking); with HR's enrolment form, drawn again when ``form`` is refused."""
+    context: dict[str, Any] = {"rows": _list(session, principal)}
+    if principal.role is Role.HR_ADMIN:
+        context["programs"] = apprenticeships.programs(session)
+        context["form"] = form
+    if form is not None:
+        context["flash"] = "Nobody was enrolled: see what to fix under Enrol an apprentice."
+        context["flash_kind"] = "bad"
+    return render(request, "apprenticeships.html", context, status_code=status_code)
+
+
 @router.get("/apprenticeships", response_class=HTMLResponse)
 def apprenticeships_page(
     request: Request, session: SessionDep, principal: PagePrincipal
 ) -> Response:
     """The apprenticeships the caller may see; flagged ones (supervisor left, stalled...) first."""
-    return render(request, "apprenticeships.html", {"rows": _list(session, principal)})
+    return _list_page(request, session, principal)
+
+
+@router.post("/apprenticeships/enroll")
+async def enrol(
+    request: Request,
+    session: SessionDep,
+    principal: FormPrincipal,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    person: Annotated[str, Form(max_length=1000)] = "",
+    program_id: Annotated[str, Form(max_length=1000)] = "",
+    supervisor: Annotated[str, Form(max_length=1000)] = "",
+    enrolled_on: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """HR enrols an apprentice (``POST /apprenticeship/enroll``'s model and service)."""
+    form = FormState(
+        "enrol",
+        {
+            "person": person.strip(),
+            "program_id": program_id.strip(),
+            "supervisor": supervisor.strip(),
+            "enrolled_on": enrolled_on.strip(),
+        },
+    )
+
+    async def call(body: EnrollBody) -> object:
+        return await apprenticeships.enroll(
+            session,
+            await temporal(),
+            task_queue=settings.temporal_task_queue,
+            person=body.person,
+            program_id=body.program_id,
+            supervisor=body.supervisor,
+            enrolled_on=body.enrolled_on,
+            principal=principal,
+        )
+
+    # An empty date is "today", as the API's omitted enrolled_on.
+    data = {**form.values, "enrolled_on": form.values["enrolled_on"] or None}
+    refused = await submit_form(form, EnrollBody, data, HINTS, call)
+    if refused is not None:
+        return await committed(
+            session, lambda: _list_page(request, session, principal, form, refused)
+        )
+    workflow_id = apprenticeships.workflow_id_of(form.values["person"], form.values["program_id"])
+    return _back(workflow_id, "enrolled")
 
 
 #: The columns of ``/ui/apprenticeships.csv`` (the list page's, one value per cell).
@@ -266,6 +368,7 @@ def _record(session: Session, principal: Principal, workflow_id: str) -> dict[st
         "evaluations": evaluations,
         "may_log": active and principal.person_id == row.person_id,
         "may_review": active and _may_review(principal, row),
+        "may_manage": principal.role is Role.HR_ADMIN,
         "kinds": [k.value for k in HoursKind],
         "today": local_today(row.person.time_zone),
         "form_id": secrets.token_hex(8),
@@ -281,6 +384,25 @@ def apprenticeship_page(
     key = request.query_params.get("done", "")
     flash = {"flash": DONE[key]} if key in DONE else {}
     return render(request, "apprenticeship.html", {**record, **flash})
+
+
+def _record_page(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    workflow_id: str,
+    form: FormState,
+    status_code: int,
+) -> Response:
+    """An apprenticeship's page (blocking) with HR's refused ``form`` drawn again."""
+    record = _record(session, principal, workflow_id)
+    context = {
+        **record,
+        "form": form,
+        "flash": "Nothing was changed: see what to fix under HR actions.",
+        "flash_kind": "bad",
+    }
+    return render(request, "apprenticeship.html", context, status_code=status_code)
 
 
 def _back(workflow_id: str, done: str) -> RedirectResponse:
@@ -429,3 +551,91 @@ async def evaluate(
         principal=principal,
     )
     return _back(apprenticeship_id, "evaluated")
+
+
+async def _hr_form(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    workflow_id: str,
+    form: FormState,
+    model: type[B],
+    call: Callable[[B], Awaitable[object]],
+    done: str,
+) -> Response:
+    """Submit one of HR's forms on an apprenticeship; redraw it refused, or redirect back."""
+    refused = await submit_form(form, model, form.values, HINTS, call)
+    if refused is None:
+        return _back(workflow_id, done)
+    return await committed(
+        session, lambda: _record_page(request, session, principal, workflow_id, form, refused)
+    )
+
+
+def _change_route(action: EnrolmentAction, doc: str) -> Any:
+    """Register ``POST /ui/apprenticeships/{id}/{action}`` (HR): suspend, reinstate or withdraw.
+
+    The three take the same form (a reason) and call the same service as the API's
+    ``POST /apprenticeship/{id}/{action}``; each keeps its own path (declared in api.policy).
+    """
+
+    async def endpoint(
+        request: Request,
+        apprenticeship_id: str,
+        session: SessionDep,
+        principal: FormPrincipal,
+        temporal: TemporalDep,
+        reason: Annotated[str, Form(max_length=20_000)] = "",
+    ) -> Response:
+        async def call(body: ChangeBody) -> object:
+            return await apprenticeships.change(
+                session,
+                await temporal(),
+                workflow_id=apprenticeship_id,
+                action=action,
+                reason=body.reason,
+                principal=principal,
+            )
+
+        form = FormState(action.value, {"reason": reason.strip()})
+        return await _hr_form(
+            request, session, principal, apprenticeship_id, form, ChangeBody, call, CHANGED[action]
+        )
+
+    endpoint.__name__ = endpoint.__qualname__ = f"page_{action.value}"
+    endpoint.__doc__ = doc
+    path = f"/apprenticeships/{{apprenticeship_id:path}}/{action.value}"
+    return router.post(path)(endpoint)
+
+
+suspend = _change_route(EnrolmentAction.SUSPEND, "HR suspends an apprenticeship (with a reason).")
+reinstate = _change_route(EnrolmentAction.REINSTATE, "HR reinstates a suspended apprenticeship.")
+withdraw = _change_route(EnrolmentAction.WITHDRAW, "HR withdraws an apprenticeship (it ends).")
+
+
+@router.post("/apprenticeships/{apprenticeship_id:path}/transfer-supervisor")
+async def transfer_supervisor(
+    request: Request,
+    apprenticeship_id: str,
+    session: SessionDep,
+    principal: FormPrincipal,
+    temporal: TemporalDep,
+    supervisor: Annotated[str, Form(max_length=1000)] = "",
+    reason: Annotated[str, Form(max_length=20_000)] = "",
+) -> Response:
+    """HR hands the apprentice to another supervisor (the API's model and service)."""
+
+    async def call(body: TransferBody) -> object:
+        return await apprenticeships.transfer(
+            session,
+            await temporal(),
+            workflow_id=apprenticeship_id,
+            supervisor=body.supervisor,
+            reason=body.reason,
+            principal=principal,
+        )
+
+    form = FormState("transfer", {"supervisor": supervisor.strip(), "reason": reason.strip()})
+    return await _hr_form(
+        request, session, principal, apprenticeship_id, form, TransferBody, call, "transferred"
+    )

@@ -10,6 +10,14 @@ One page for everyone, in sections that depend on who is signed in:
 * HR and the auditor (a manager: their reports'): every relationship with its status, and the
   pending requests that expire within two days.
 
+Each of those tables downloads as CSV (``/ui/mentorship/<table>.csv``): the same rows, read by
+the same function (:func:`_tables`), so the caller's scope is the page's.
+
+HR edits anyone's mentor or mentee profile on ``/ui/mentorship/profiles``: the form is sent to
+``services.mentorships.put_profile``, the service of ``PUT /mentorship/profile/{side}``, which
+validates it with the same model; a refusal draws the form again with each message next to
+its field and everything typed kept.
+
 The forms call the same services as the API (:mod:`services.mentorships`), so the same rules
 apply (capacity claimed at acceptance, only the mentor accepts, notes kept for their author),
 and answer with a redirect back here (``?done=`` names a fixed message). Declared in
@@ -23,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,13 +39,22 @@ from sqlalchemy.orm import Session
 from activities import mentorship_profiles as profiles
 from activities.packs import active_pack
 from api.deps import DatabaseDep, SessionDep, SettingsDep, TemporalDep
-from api.web import FormPrincipal, PagePrincipal, render
+from api.web import FormPrincipal, FormState, PagePrincipal, render, submit_service
 from domain.contracts.mentorship import FeedbackPhase, MentorshipType, SessionFormat
 from domain.roles import Role
 from rules.matching import Match
-from rules.mentorship_model import MentorProfile, MentorshipPolicy
+from rules.mentorship_model import (
+    CommunicationStyle,
+    MenteeLevel,
+    MenteeProfile,
+    MentorProfile,
+    MentorshipPolicy,
+    PreferredTime,
+)
 from services import mentorships
 from services.errors import Invalid, NotFound
+from services.exports import csv_text
+from store.db import committed
 from store.models import Mentorship, MentorshipFeedback, Person
 from store.tokens import Principal
 
@@ -52,6 +69,7 @@ DONE = {
     "declined": "Declined; the mentee is told, with their next best matches.",
     "session": "The session is logged.",
     "feedback": "Thank you: your feedback is recorded.",
+    "saved": "The profile is saved: matching uses it from now on.",
 }
 
 #: Pending requests expiring within this many days are listed for the coordinator.
@@ -164,8 +182,8 @@ def _candidates(session: Session, principal: Principal) -> tuple[list[Candidate]
         ranked = mentorships.find_mentor(session, principal=principal, person=None, limit=10)
     except NotFound:
         return [], (
-            "You have no mentee profile yet, so there is nothing to match. Ask HR to import it, "
-            "or create it with PUT /mentorship/profile/mentee."
+            "You have no mentee profile yet, so there is nothing to match. Ask HR to write it "
+            "(Mentorship profiles page), or create it with PUT /mentorship/profile/mentee."
         )
     ids = [m.person_id for m in ranked.matches]
     names = (
@@ -196,33 +214,29 @@ def _back(done: str) -> RedirectResponse:
     return RedirectResponse(f"{PAGE}?done={quote(done)}", status_code=status.HTTP_303_SEE_OTHER)
 
 
-@router.get("/mentorship", response_class=HTMLResponse)
-def mentorship_page(request: Request, session: SessionDep, principal: PagePrincipal) -> Response:
-    """The signed-in person's mentorships (both sides), matches, and the coordinator's view."""
-    now = datetime.now(UTC)
-    context: dict[str, Any] = {"now": now, "formats": list(SessionFormat), "today": now.date()}
+def _tables(session: Session, principal: Principal, now: datetime) -> dict[str, list[Relationship]]:
+    """The page's tables of relationships, keyed as the page's context names them.
+
+    The caller's own (as mentee, requests waiting for them, their active mentees) when the
+    token has a person; every relationship they may see and the pending requests expiring soon
+    for HR, the auditor and managers (their reports'). The page and its CSV both read these.
+    """
+    tables: dict[str, list[Relationship]] = {}
     if principal.person_id is not None:
         mine = _relationships(session, principal, mine=True)
         _feedback_due(session, principal, mine)
         me = principal.person_external_id
-        as_mentee = [r for r in mine if r.mentee == me]
         as_mentor = [r for r in mine if r.mentor == me]
-        open_mentors = {r.mentor for r in as_mentee if r.status in OPEN}
-        candidates, hint = _candidates(session, principal)
-        context.update(
-            as_mentee=as_mentee,
+        tables.update(
+            as_mentee=[r for r in mine if r.mentee == me],
             pending_for_me=[r for r in as_mentor if r.status == "pending"],
             mentees=[r for r in as_mentor if r.status == "active"],
             past_mentees=[r for r in as_mentor if r.status not in OPEN],
-            mentor_profile=_mentor_profile(principal, session),
-            candidates=candidates,
-            hint=hint,
-            open_mentors=open_mentors,
             active=[r for r in mine if r.status == "active"],
         )
     if principal.role in (Role.HR_ADMIN, Role.AUDITOR, Role.MANAGER):
         every = _relationships(session, principal, mine=False)
-        context.update(
+        tables.update(
             every=every,
             expiring=sorted(
                 (
@@ -233,7 +247,94 @@ def mentorship_page(request: Request, session: SessionDep, principal: PagePrinci
                 key=lambda r: r.expires_at,
             ),
         )
+    return tables
+
+
+@router.get("/mentorship", response_class=HTMLResponse)
+def mentorship_page(request: Request, session: SessionDep, principal: PagePrincipal) -> Response:
+    """The signed-in person's mentorships (both sides), matches, and the coordinator's view."""
+    now = datetime.now(UTC)
+    context: dict[str, Any] = {"now": now, "formats": list(SessionFormat), "today": now.date()}
+    context.update(_tables(session, principal, now))
+    if principal.person_id is not None:
+        candidates, hint = _candidates(session, principal)
+        context.update(
+            mentor_profile=_mentor_profile(principal, session),
+            candidates=candidates,
+            hint=hint,
+            open_mentors={r.mentor for r in context["as_mentee"] if r.status in OPEN},
+        )
     return render(request, "mentorship.html", {**context, **_flash(request)})
+
+
+#: ``/ui/mentorship/<table>.csv``: each downloadable table of the page and its context key.
+CSV_TABLES = {
+    "mine": "as_mentee",
+    "requests": "pending_for_me",
+    "mentees": "mentees",
+    "expiring": "expiring",
+    "relationships": "every",
+}
+
+#: The columns of every mentorship CSV (one relationship a row).
+CSV_HEADER = [
+    "relationship",
+    "mentee",
+    "mentee_name",
+    "mentor",
+    "mentor_name",
+    "status",
+    "reason",
+    "type",
+    "goals",
+    "duration_months",
+    "requested_at",
+    "expires_at",
+    "started_at",
+    "ended_at",
+]
+
+
+@router.get("/mentorship/{table}.csv")
+def mentorship_csv(table: str, session: SessionDep, principal: PagePrincipal) -> Response:
+    """One of the page's tables as CSV: the rows the caller's page shows, in its order.
+
+    404 for a table the caller's page does not have (``mine``, ``requests`` and ``mentees``
+    need a token with a person; ``expiring`` and ``relationships`` HR, the auditor or a
+    manager).
+    """
+    key = CSV_TABLES.get(table)
+    rows = _tables(session, principal, datetime.now(UTC)).get(key or "")
+    if rows is None:
+        known = ", ".join(f"{name}.csv" for name in CSV_TABLES)
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"your mentorship page has no such table; the tables are {known}",
+        )
+    cells = [
+        [
+            r.id,
+            r.mentee,
+            r.mentee_name,
+            r.mentor,
+            r.mentor_name,
+            r.status,
+            r.reason,
+            r.type,
+            "; ".join(r.goals),
+            r.duration_months,
+            r.requested_at,
+            r.expires_at if r.status == "pending" else None,
+            r.started_at,
+            r.ended_at,
+        ]
+        for r in rows
+    ]
+    return Response(
+        csv_text(CSV_HEADER, cells),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="mentorship-{table}.csv"'},
+    )
 
 
 @router.post("/mentorship/request")
@@ -348,3 +449,220 @@ async def give_feedback(
         db, temporal, principal=principal, workflow_id=workflow_id, body=body
     )
     return _back("feedback")
+
+
+# --- HR: mentor and mentee profiles -----------------------------------------------------------
+
+PROFILES = "/ui/mentorship/profiles"
+
+#: The fields of each side's form, in order (certifications, active mentees and the track
+#: record are computed from Duly's records, never typed in).
+PROFILE_FIELDS: dict[mentorships.Side, tuple[str, ...]] = {
+    "mentor": (
+        "years_experience",
+        "specializations",
+        "equipment_expertise",
+        "accepting_mentees",
+        "max_mentees",
+        "communication_preferences",
+        "availability.hours_per_month",
+        "availability.preferred_times",
+        "city",
+        "region",
+        "willing_remote",
+    ),
+    "mentee": (
+        "level",
+        "years_experience",
+        "career_goal",
+        "specialization_interests",
+        "skills_to_develop",
+        "timeline_months",
+        "communication_preferences",
+        "availability.hours_per_month",
+        "availability.preferred_times",
+        "city",
+        "region",
+        "open_to_remote",
+    ),
+}
+#: Fields typed as comma-separated topics.
+TOPICS = frozenset(
+    {"specializations", "equipment_expertise", "specialization_interests", "skills_to_develop"}
+)
+#: Groups of checkboxes (a list) and single checkboxes (yes/no).
+CHECKBOX_GROUPS = frozenset({"communication_preferences", "availability.preferred_times"})
+CHECKBOXES = frozenset({"accepting_mentees", "willing_remote", "open_to_remote"})
+
+_TOPIC_HINT = "topics separated by commas, each at most 80 characters, at most 50 of them"
+#: How to fix each field (after the model's message).
+PROFILE_HINTS = {
+    "person": "type the person's id from the directory, e.g. p-1010",
+    "level": "choose one of the levels",
+    "years_experience": "a whole number of years from 0 to 70",
+    "specializations": _TOPIC_HINT,
+    "equipment_expertise": _TOPIC_HINT,
+    "specialization_interests": _TOPIC_HINT,
+    "skills_to_develop": _TOPIC_HINT,
+    "max_mentees": "a whole number from 1 to 50 (empty: 2)",
+    "timeline_months": "a whole number of months from 1 to 60 (empty: 6)",
+    "communication_preferences": "tick at least one way to meet",
+    "availability.hours_per_month": "a whole number of hours a month from 1 to 200",
+    "availability.preferred_times": "tick the times that suit (none: any time)",
+    "career_goal": "at most 500 characters",
+    "city": "at most 100 characters (empty: unknown)",
+    "region": "at most 100 characters (empty: unknown)",
+}
+
+
+def _stored_values(
+    side: mentorships.Side, profile: MentorProfile | MenteeProfile
+) -> dict[str, Any]:
+    """A stored profile as its form's values."""
+    dumped = profile.model_dump(mode="json")
+    values: dict[str, Any] = {}
+    for name in PROFILE_FIELDS[side]:
+        head, _, tail = name.partition(".")
+        value = dumped[head][tail] if tail else dumped[head]
+        if name in TOPICS:
+            values[name] = ", ".join(value)
+        elif name in CHECKBOX_GROUPS:
+            values[name] = list(value)
+        elif name in CHECKBOXES:
+            values[name] = bool(value)
+        else:
+            values[name] = "" if value is None else str(value)
+    return values
+
+
+def _posted_values(side: mentorships.Side, posted: Any) -> dict[str, Any]:
+    """What the form sent, field by field (a new profile's form: everything empty)."""
+    values: dict[str, Any] = {}
+    for name in PROFILE_FIELDS[side]:
+        if name in CHECKBOX_GROUPS:
+            values[name] = [v for v in posted.getlist(name) if isinstance(v, str)][:10]
+        elif name in CHECKBOXES:
+            values[name] = posted.get(name) == "on"
+        else:
+            value = posted.get(name)
+            values[name] = value.strip() if isinstance(value, str) else ""
+    return values
+
+
+def _profile_body(values: dict[str, Any]) -> dict[str, Any]:
+    """The form's values as ``PUT /mentorship/profile/{side}``'s body (the service checks it).
+
+    Topics are split at commas; an empty field is left out, so the model's default applies
+    (a required one is then refused, saying so).
+    """
+    body: dict[str, Any] = {}
+    for name, value in values.items():
+        if name in TOPICS:
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        elif value == "":
+            continue
+        head, _, tail = name.partition(".")
+        if tail:
+            body.setdefault(head, {})[tail] = value
+        else:
+            body[head] = value
+    return body
+
+
+def _side(value: str) -> mentorships.Side:
+    if value == "mentor":
+        return "mentor"
+    if value == "mentee":
+        return "mentee"
+    raise HTTPException(status.HTTP_404_NOT_FOUND, detail="a profile is a mentor or a mentee one")
+
+
+class _NoForm:
+    """An empty form (``getlist``/``get`` of nothing): a new profile's starting values."""
+
+    def getlist(self, _name: str) -> list[str]:
+        return []
+
+    def get(self, name: str) -> str | None:
+        return "on" if name == "accepting_mentees" else None
+
+
+def _profiles_page(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    side: mentorships.Side,
+    person: str,
+    form: FormState | None = None,
+    status_code: int = 200,
+) -> Response:
+    """HR's profile page (blocking): find a person, then their profile's form."""
+    context: dict[str, Any] = {
+        "side": side,
+        "person": person,
+        "styles": list(CommunicationStyle),
+        "times": list(PreferredTime),
+        "levels": list(MenteeLevel),
+        **_flash(request),
+    }
+    if person:
+        try:
+            who = mentorships.subject(session, principal, person, read=True)
+        except NotFound as exc:
+            lookup = FormState("lookup", {"person": person})
+            lookup.errors["person"] = f"{exc.detail}: {PROFILE_HINTS['person']}"
+            context["lookup"] = lookup
+            return render(request, "mentorship_profiles.html", context, status_code=404)
+        try:
+            stored = mentorships.get_profile(
+                session, principal=principal, side=side, person=who.external_id
+            )
+        except NotFound:
+            stored = None
+        if form is None:
+            values = _stored_values(side, stored) if stored else _posted_values(side, _NoForm())
+            form = FormState("profile", values)
+        ids = {name: "pf-" + name.replace(".", "-").replace("_", "-") for name in form.values}
+        context.update(who=who, stored=stored, form=form, ids=ids)
+    return render(request, "mentorship_profiles.html", context, status_code=status_code)
+
+
+@router.get("/mentorship/profiles", response_class=HTMLResponse)
+def profiles_page(
+    request: Request,
+    session: SessionDep,
+    principal: PagePrincipal,
+    side: Annotated[str, Query(max_length=10)] = "mentor",
+    person: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    """HR: a person's mentor or mentee profile to create or edit."""
+    return _profiles_page(request, session, principal, _side(side), person.strip())
+
+
+@router.post("/mentorship/profiles/{side}")
+async def save_profile(
+    request: Request, side: str, session: SessionDep, principal: FormPrincipal
+) -> Response:
+    """HR saves a profile (the service of ``PUT /mentorship/profile/{side}``)."""
+    which = _side(side)
+    posted = await request.form()
+    person = posted.get("person")
+    whom = person.strip() if isinstance(person, str) else ""
+    form = FormState("profile", _posted_values(which, posted))
+    body = _profile_body(form.values)
+
+    def save() -> object:
+        return mentorships.put_profile(
+            session, principal=principal, side=which, person=whom or None, data=body
+        )
+
+    refused = await submit_service(form, PROFILE_HINTS, lambda: committed(session, save))
+    if refused is not None:
+        return await committed(
+            session,
+            lambda: _profiles_page(request, session, principal, which, whom, form, refused),
+        )
+    return RedirectResponse(
+        f"{PROFILES}?side={which}&person={quote(whom)}&done=saved",
+        status_code=status.HTTP_303_SEE_OTHER,
+    )

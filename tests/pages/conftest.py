@@ -14,13 +14,16 @@ skip locally and FAIL under ``CI=true`` (``.ci/run`` installs it).
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -28,6 +31,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from temporalio.client import WorkflowHistory
 
@@ -314,6 +318,42 @@ def context(browser: Any, site: LiveSite) -> Iterator[Any]:
     finally:
         ctx.close()
         assert not outside, f"the pages fetched from outside the site: {outside}"
+
+
+@contextmanager
+def page_client(
+    db: Database, temporal: FakeTemporal, base_url: str = "http://testserver"
+) -> Iterator[TestClient]:
+    """The app on ``db`` and a stand-in Temporal, for page routes tested without a browser."""
+    settings = Settings(
+        env="test",
+        temporal_address="127.0.0.1:1",
+        rate_limit_per_token="off",
+        rate_limit_anonymous="off",
+    )
+    app = create_app(settings, database=db, temporal_client=temporal)  # type: ignore[arg-type]
+    with TestClient(app, base_url=base_url) as client:
+        yield client
+
+
+def field_error(page: str, field_id: str, *, invalid: bool = True) -> str:
+    """The error shown next to the field ``field_id`` (unescaped), or fail.
+
+    The field points to it (``aria-describedby``), so a screen reader reads it with the field;
+    an input also says it is invalid (``invalid``; a fieldset of checkboxes cannot).
+    """
+    found = re.search(rf'<p class="field-error" id="{field_id}-error">([^<]*)</p>', page)
+    assert found, f"no error next to #{field_id}"
+    flag = r'[^>]*aria-invalid="true"' if invalid else ""
+    assert re.search(rf'id="{field_id}"{flag}[^>]*aria-describedby="[^"]*{field_id}-error', page)
+    return html.unescape(found.group(1))
+
+
+def input_value(page: str, field_id: str) -> str:
+    """The value the input ``field_id`` holds in the page (unescaped), or fail."""
+    found = re.search(rf'id="{field_id}"[^>]*value="([^"]*)"', page)
+    assert found, f"no #{field_id} input"
+    return html.unescape(found.group(1))
 
 
 def sign_in_with_token(page: Any, token: str) -> None:

@@ -1,6 +1,8 @@
 """Apprenticeships in Chromium: the apprentice logs hours, the supervisor rejects one with a
 reason and approves the other, and the period's progress shows the approved hours; the list
-puts a flagged apprenticeship first; accessibility (axe-core) on each page.
+puts a flagged apprenticeship first; HR enrols an apprentice (a refusal shown next to its
+field, nothing typed lost), suspends, transfers and reinstates; accessibility (axe-core) on
+each page.
 
 The workflow is a stand-in (:class:`ApprenticeHandle`): its updates write the hours rows and
 the read model the way the workflow's record activities do, so the pages read what they read
@@ -18,7 +20,13 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from domain.contracts.apprenticeship import LogHours, ReviewHours, SubmitEvaluation
+from domain.contracts.apprenticeship import (
+    ChangeEnrolment,
+    LogHours,
+    ReviewHours,
+    SubmitEvaluation,
+    TransferSupervisor,
+)
 from rules.loader import load_pack
 from store.apprenticeships import (
     Apprenticeship,
@@ -51,13 +59,30 @@ class ApprenticeHandle(PageHandle):
 
     async def execute_update(self, update: Any, arg: Any = None, **kw: Any) -> Any:
         name = getattr(update, "__name__", str(update))
-        if name not in ("log_hours", "review_hours", "evaluate"):
+        if name not in (
+            "log_hours",
+            "review_hours",
+            "evaluate",
+            "change_enrolment",
+            "transfer_supervisor",
+        ):
             return await super().execute_update(update, arg, **kw)
         temporal = self.temporal
         assert isinstance(temporal, PageTemporal) and temporal.updates is not None
         temporal.updates.append((self.workflow_id, name, arg))
         with temporal.db.session() as session:
-            if isinstance(arg, SubmitEvaluation):
+            if isinstance(arg, ChangeEnrolment | TransferSupervisor):
+                row = session.scalar(
+                    select(Apprenticeship).where(Apprenticeship.workflow_id == self.workflow_id)
+                )
+                assert row is not None
+                if isinstance(arg, TransferSupervisor):
+                    row.supervisor = arg.supervisor
+                else:
+                    row.status = {"suspend": "suspended", "reinstate": "active"}.get(
+                        arg.action.value, "withdrawn"
+                    )
+            elif isinstance(arg, SubmitEvaluation):
                 session.add(
                     ApprenticeshipEvaluation(
                         workflow_id=self.workflow_id,
@@ -247,3 +272,68 @@ def test_log_reject_approve_and_the_progress_shows(
     assert lines[1].startswith(f"{FLAGGED},") and any(x.startswith(f"{MINE},") for x in lines)
     mine_csv = httpx.get(f"{site.url}/ui/apprenticeships.csv", headers=site.bearer("learner"))
     assert FLAGGED not in mine_csv.text and MINE in mine_csv.text
+
+
+def test_hr_enrols_suspends_transfers_and_reinstates(
+    site: LiveSite, context: Any, enrolled: None
+) -> None:
+    newcomer = "p-1022"
+    page = context.new_page()
+    sign_in_with_token(page, site.tokens["hr"])
+    page.goto("/ui/apprenticeships")
+    expect(page.get_by_role("heading", name="Enrol an apprentice")).to_be_visible()
+    check_a11y(page)
+
+    # A supervisor who is not in the directory: refused next to the field, nothing lost.
+    page.get_by_label("Apprentice", exact=True).fill(newcomer)
+    page.get_by_label("Supervisor", exact=True).fill("p-0000")
+    page.get_by_role("button", name="Enrol").click()
+    supervisor = page.get_by_label("Supervisor", exact=True)
+    expect(page.locator("#enrol-supervisor-error")).to_contain_text(
+        "supervisor 'p-0000' is not in the directory; import them first"
+    )
+    expect(supervisor).to_have_attribute("aria-invalid", "true")
+    expect(supervisor).to_have_value("p-0000")
+    expect(page.get_by_label("Apprentice", exact=True)).to_have_value(newcomer)
+    expect(page.get_by_role("alert")).to_contain_text("Not saved")
+    check_a11y(page)
+    shot(page, "apprenticeships-enrol-refused")
+    assert not [s for s, _ in site.temporal.started if s.person == newcomer]
+
+    # Fixed: the apprenticeship starts and its page confirms it.
+    supervisor.fill(MANAGER)
+    page.get_by_role("button", name="Enrol").click()
+    wid = f"apprenticeship/{newcomer}/{PROGRAM}"
+    expect(page.get_by_role("status")).to_contain_text("The apprentice is enrolled")
+    expect(page.locator("main p.muted code")).to_have_text(wid)
+    [(started, options)] = [(s, o) for s, o in site.temporal.started if s.person == newcomer]
+    assert (started.supervisor, options["id"]) == (MANAGER, wid)
+    expect(page.locator("#kpi-status")).to_have_text("active")
+
+    # Suspend with a reason; the status follows and only "reinstate" is offered.
+    page.get_by_label("Why it is suspended").fill("Medical leave until March")
+    page.get_by_role("button", name="Suspend the apprenticeship").click()
+    expect(page.get_by_role("status")).to_contain_text("The apprenticeship is suspended")
+    expect(page.locator("#kpi-status")).to_have_text("suspended")
+    expect(page.get_by_role("button", name="Reinstate the apprenticeship")).to_be_visible()
+    check_a11y(page)
+    shot(page, "apprenticeship-hr-actions")
+
+    # Transfer to another journeyworker, then reinstate.
+    page.get_by_label("New supervisor").fill(PEER)
+    page.get_by_role("button", name="Transfer").click()
+    expect(page.get_by_role("status")).to_contain_text("The supervisor is changed")
+    expect(page.locator("main > p.muted").first).to_contain_text(f"supervisor {PEER}")
+    page.get_by_role("button", name="Reinstate the apprenticeship").click()
+    expect(page.get_by_role("status")).to_contain_text("The apprenticeship is reinstated")
+    expect(page.locator("#kpi-status")).to_have_text("active")
+    changes = [
+        (n, getattr(a, "action", None) and a.action.value, getattr(a, "reason", None))
+        for w, n, a in site.temporal.updates or []
+        if w == wid
+    ]
+    assert changes == [
+        ("change_enrolment", "suspend", "Medical leave until March"),
+        ("transfer_supervisor", None, ""),
+        ("change_enrolment", "reinstate", ""),
+    ]

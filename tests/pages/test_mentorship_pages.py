@@ -1,6 +1,7 @@
 """Mentorship in Chromium: the mentee finds a mentor (each factor explained) and asks, the
-mentor accepts on their page, both then see the mentorship active; HR sees every relationship.
-Accessibility checked (axe-core) on each side's page."""
+mentor accepts on their page, both then see the mentorship active, and the mentor downloads
+their mentees as CSV; HR sees every relationship. Accessibility checked (axe-core) on each
+side's page."""
 
 from __future__ import annotations
 
@@ -143,6 +144,14 @@ def test_find_request_accept_then_both_see_it_active(
     expect(active.get_by_text("Log a session")).to_be_visible()
     check_a11y(mentor_page)
     shot(mentor_page, "mentorship-mentor")
+    # The table downloads as CSV: the page's row, the same relationship.
+    with mentor_page.expect_download() as info:
+        mentor_page.get_by_role("link", name="Download CSV of my active mentees").click()
+    lines = open(info.value.path(), encoding="utf-8").read().splitlines()  # noqa: SIM115
+    assert lines[0].startswith("relationship,mentee,mentee_name,mentor,mentor_name,status")
+    assert [line.split(",")[:2] for line in lines[1:]] == [
+        [f"mentorship/{LEARNER}/{MANAGER}/1", LEARNER]
+    ]
 
     # The mentee sees it active (and may now log a session and give feedback).
     page.reload()
@@ -175,3 +184,44 @@ def test_find_request_accept_then_both_see_it_active(
     assert "All mentorships" in html and f"mentorship/{LEARNER}/{MANAGER}/1" in html
     mentee_ctx.close()
     mentor_ctx.close()
+
+
+def test_hr_writes_a_mentor_profile_on_the_page(site: LiveSite, context: Any) -> None:
+    page = context.new_page()
+    sign_in_with_token(page, site.tokens["hr"])
+    page.goto("/ui/mentorship")
+    page.get_by_role("link", name="Edit a mentor or mentee profile").click()
+    expect(page.get_by_role("heading", name="Mentor and mentee profiles")).to_be_visible()
+    page.get_by_label("Person", exact=True).fill("p-1024")
+    page.get_by_label("Profile", exact=True).select_option("mentor")
+    page.get_by_role("button", name="Open the profile").click()
+    expect(page.locator("#computed")).to_contain_text("has no mentor profile yet")
+    check_a11y(page)
+
+    # No way to meet ticked: refused next to the checkboxes, what was typed kept.
+    page.get_by_label("Years of experience").fill("9")
+    page.get_by_label("Specializations").fill("Traction elevators, modernization")
+    page.get_by_label("Hours a month").fill("5")
+    page.get_by_label("City").fill("Boston")
+    page.get_by_role("button", name="Save the mentor profile").click()
+    expect(page.locator("#pf-communication-preferences-error")).to_contain_text(
+        "tick at least one way to meet"
+    )
+    expect(page.get_by_label("Specializations")).to_have_value("Traction elevators, modernization")
+    expect(page.get_by_role("alert")).to_contain_text("Not saved")
+    check_a11y(page)
+    shot(page, "mentorship-profile-refused")
+
+    page.get_by_label("video", exact=True).check()
+    page.get_by_role("button", name="Save the mentor profile").click()
+    expect(page.get_by_role("status")).to_have_text(
+        "The profile is saved: matching uses it from now on."
+    )
+    expect(page.get_by_label("Specializations")).to_have_value("traction elevators, modernization")
+    check_a11y(page)
+    api = httpx.get(
+        f"{site.url}/mentorship/profile/mentor",
+        params={"person": "p-1024"},
+        headers=site.bearer("hr"),
+    ).json()["profile"]
+    assert (api["years_experience"], api["communication_preferences"]) == (9, ["video"])
