@@ -442,7 +442,7 @@ async def run(args: argparse.Namespace) -> None:
             ids = await start_assignments(env.client, queue, people)
             await asyncio.to_thread(wait_for_rows, db, len(ids))
             headers = {"Authorization": f"Bearer {token}"}
-            results: list[tuple[str, Stats, Stats]] = []
+            results: list[tuple[str, Stats, Stats, Stats]] = []
             for processes in args.api_processes:
                 bases = []
                 for _ in range(processes):
